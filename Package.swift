@@ -1,0 +1,86 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// Module layout (see ../shared/DESIGN.md and each module's DESIGN.md):
+//   cores (pure, deterministic): Wire, ContactCenter
+//   edges (I/O):                 Storage, NodeRuntime, AgentAPI
+//   executables (wiring only):   switchboard
+let package = Package(
+    name: "switchboard",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "switchboard", targets: ["switchboard"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-websocket.git", from: "2.8.1"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
+    ],
+    targets: [
+        // Pure: length-prefixed binary encoding primitives and checksums.
+        .target(name: "Wire"),
+        // Pure: commands, validation, deterministic apply rules, events.
+        .target(name: "ContactCenter", dependencies: ["Wire"]),
+        // Edge: the durable command log and the SQLite state database.
+        .target(
+            name: "Storage",
+            dependencies: [
+                "Wire", "ContactCenter",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Edge: the node loop: propose -> append+fsync -> apply -> notify; events fan-out.
+        .target(
+            name: "NodeRuntime",
+            dependencies: [
+                "ContactCenter", "Storage",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+            ]
+        ),
+        // Edge: HTTP + WebSocket API (Hummingbird).
+        .target(
+            name: "AgentAPI",
+            dependencies: [
+                "ContactCenter", "NodeRuntime", "Storage",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
+        ),
+        .executableTarget(
+            name: "switchboard",
+            dependencies: [
+                "AgentAPI", "NodeRuntime", "Storage",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .testTarget(name: "ContactCenterTests", dependencies: ["ContactCenter", "Wire"]),
+        .testTarget(name: "StorageTests", dependencies: ["Storage", "ContactCenter"]),
+        .testTarget(
+            name: "AgentAPITests",
+            dependencies: [
+                "AgentAPI", "NodeRuntime", "Storage", "ContactCenter",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "HummingbirdWSTesting", package: "hummingbird-websocket"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
+        ),
+    ]
+)

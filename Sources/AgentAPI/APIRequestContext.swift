@@ -1,0 +1,68 @@
+import Foundation
+import Hummingbird
+import HummingbirdWebSocket
+import Logging
+import NIOCore
+
+/// The request context of every route: Hummingbird's core storage plus the WebSocket handler slot.
+public struct APIRequestContext: RequestContext, WebSocketRequestContext {
+    /// Largest request body any endpoint accepts.
+    public static let requestBodyBytesMax = 64 * 1024
+
+    public var coreContext: CoreRequestContextStorage
+    public let webSocket: WebSocketHandlerReference<Self>
+
+    public init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        webSocket = .init()
+    }
+
+    public var maxUploadSize: Int { Self.requestBodyBytesMax }
+}
+
+extension Request {
+    /// Decodes the JSON body, mapping every failure to a 400 that says what was wrong where.
+    func decodeJSON<T: Decodable>(_ type: T.Type, context: APIRequestContext) async throws -> T {
+        let buffer = try await body.collect(upTo: APIRequestContext.requestBodyBytesMax)
+        guard buffer.readableBytes > 0 else { throw APIError.malformed("the request needs a JSON body") }
+        do {
+            return try JSONDecoder().decode(T.self, from: Data(buffer: buffer))
+        } catch let error as DecodingError {
+            throw APIError.malformed(Self.describe(error), field: Self.field(error))
+        } catch {
+            throw APIError.malformed("the body is not valid JSON")
+        }
+    }
+
+    private static func path(_ codingPath: [any CodingKey]) -> String {
+        codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+    }
+
+    private static func field(_ error: DecodingError) -> String? {
+        switch error {
+        case .keyNotFound(let key, let context): path(context.codingPath + [key])
+        case .typeMismatch(_, let context), .valueNotFound(_, let context), .dataCorrupted(let context):
+            context.codingPath.isEmpty ? nil : path(context.codingPath)
+        @unknown default: nil
+        }
+    }
+
+    private static func describe(_ error: DecodingError) -> String {
+        switch error {
+        case .keyNotFound(let key, _): "missing field '\(key.stringValue)'"
+        case .typeMismatch(let type, _): "wrong type: expected \(type)"
+        case .valueNotFound(let type, _): "null where \(type) is required"
+        case .dataCorrupted: "the body is not valid JSON"
+        @unknown default: "the body could not be decoded"
+        }
+    }
+
+    /// The `Idempotency-Key` header, bounded.
+    func idempotencyKey() throws -> String? {
+        guard let key = headers[.init("Idempotency-Key")!] else { return nil }
+        guard !key.isEmpty, key.utf8.count <= 200 else {
+            throw APIError(.badRequest, "invalid_idempotency_key", "Idempotency-Key must be 1 to 200 bytes")
+        }
+        return key
+    }
+}

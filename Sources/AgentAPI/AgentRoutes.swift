@@ -1,0 +1,140 @@
+import ContactCenter
+import Hummingbird
+import NodeRuntime
+
+private struct CreateAgentBody: Decodable {
+    var name: String
+    var email: String
+    var password: String
+    var role: String?
+    var skills: [String]?
+    var capacity: Int?
+}
+
+private struct PatchAgentBody: Decodable {
+    var name: String?
+    var role: String?
+    var skills: [String]?
+    var capacity: Int?
+}
+
+private struct LoginBody: Decodable {
+    var email: String
+    var password: String
+}
+
+private struct StatusBody: Decodable {
+    var status: String
+}
+
+extension API {
+    func addAgentRoutes(to router: Router<APIRequestContext>) {
+        router.post("/v1/agents") { request, context -> Response in
+            let principal = try await authenticate(request)
+            try requireAdmin(principal)
+            let body = try await request.decodeJSON(CreateAgentBody.self, context: context)
+            let name = try Validate.name(body.name, field: "name")
+            let email = try Validate.email(body.email)
+            guard Validate.passwordBytesRange.contains(body.password.utf8.count) else {
+                throw APIError.invalid("password must be 8 to 200 bytes", field: "password")
+            }
+            let role = try Validate.enumValue(body.role ?? "agent", Role.self, field: "role")
+            let skills = try Validate.names(body.skills ?? [], field: "skills")
+            let capacity = try Validate.range(body.capacity ?? 3, 0...Validate.capacityMax, field: "capacity")
+            let hash = await node.hashPassword(body.password)
+            let outcome = try await propose(
+                .createAgent(id: Secrets.id("ag"), name: name, email: email, passwordHash: hash, role: role, skills: skills, capacity: capacity),
+                as: principal, request: request)
+            guard case .agent(let id) = outcome else { throw APIError.from(outcome) }
+            return try await agentResponse(id: id, status: .created)
+        }
+
+        router.get("/v1/agents") { request, _ -> Response in
+            try requireAdmin(try await authenticate(request))
+            try await readBarrier(request)
+            let (limit, cursor) = try pagination(request)
+            let page = try await read { try $0.agents(limit: limit, after: cursor) }
+            return JSONResponse.make(API.page(page.items.map(Render.agent), nextCursor: page.nextCursor))
+        }
+
+        router.get("/v1/agents/me") { request, _ -> Response in
+            guard let agent = try await authenticate(request).agent else { throw APIError.forbidden("only an agent session has a 'me'") }
+            try await readBarrier(request)
+            return try await agentResponse(id: agent.id, status: .ok)
+        }
+
+        router.put("/v1/agents/me/status") { request, context -> Response in
+            let principal = try await authenticate(request)
+            guard let agent = principal.agent else { throw APIError.forbidden("only an agent session has a status") }
+            let body = try await request.decodeJSON(StatusBody.self, context: context)
+            let status = try Validate.enumValue(body.status, Presence.self, field: "status")
+            _ = try await propose(.setPresence(agentId: agent.id, status: status), as: principal, request: request)
+            return try await agentResponse(id: agent.id, status: .ok)
+        }
+
+        router.get("/v1/agents/:id") { request, context -> Response in
+            let principal = try await authenticate(request)
+            let id = try context.parameters.require("id")
+            guard principal.supervises || principal.agent?.id == id else { throw APIError.forbidden("agents may only read themselves") }
+            try await readBarrier(request)
+            return try await agentResponse(id: id, status: .ok)
+        }
+
+        router.patch("/v1/agents/:id") { request, context -> Response in
+            let principal = try await authenticate(request)
+            try requireAdmin(principal)
+            let id = try context.parameters.require("id")
+            let body = try await request.decodeJSON(PatchAgentBody.self, context: context)
+            let command = Command.updateAgent(
+                id: id, name: try body.name.map { try Validate.name($0, field: "name") },
+                role: try body.role.map { try Validate.enumValue($0, Role.self, field: "role") },
+                skills: try body.skills.map { try Validate.names($0, field: "skills") },
+                capacity: try body.capacity.map { try Validate.range($0, 0...Validate.capacityMax, field: "capacity") },
+                expectedVersion: try Validate.ifMatch(request.headers[.ifMatch]))
+            _ = try await propose(command, as: principal, request: request)
+            return try await agentResponse(id: id, status: .ok)
+        }
+
+        router.post("/v1/sessions") { request, context -> Response in
+            let body = try await request.decodeJSON(LoginBody.self, context: context)
+            guard !body.email.isEmpty, !body.password.isEmpty, body.password.utf8.count <= 200, body.email.utf8.count <= 200 else {
+                throw APIError.invalid("email and password are required", field: body.email.isEmpty ? "email" : "password")
+            }
+            let email = body.email.lowercased().trimmingCharacters(in: .whitespaces)
+            let agent = try await read { try $0.store.agent(email: email) }
+            // Hash even for an unknown email so response time does not reveal which emails exist.
+            let valid = await node.verifyPassword(body.password, against: agent?.passwordHash ?? decoyPasswordHash)
+            guard let agent, valid else { throw APIError(.unauthorized, "invalid_credentials", "email or password is wrong") }
+            let token = Secrets.token()
+            let expiresAt = node.now().adding(milliseconds: node.configuration.sessionLifetime.components.seconds * 1000)
+            // Login is not idempotent by key: the token is never stored, so a retry logs in again.
+            let proposal = try await node.propose(
+                .createSession(tokenHash: Secrets.tokenHash(token), agentId: agent.id, expiresAt: expiresAt), actor: .agent(id: agent.id))
+            if case .rejected(let error) = proposal.outcome { throw APIError(error) }
+            let fresh = try await read { try $0.store.agent(id: agent.id) } ?? agent
+            return JSONResponse.make(
+                .object(["token": .string(token), "agent": Render.agent(fresh), "expiresAt": .timestamp(expiresAt)]), status: .created)
+        }
+
+        router.delete("/v1/sessions/current") { request, _ -> Response in
+            let principal = try await authenticate(request)
+            guard case .agent(_, let tokenHash) = principal else { throw APIError.forbidden("only an agent session can log out") }
+            _ = try await propose(.deleteSession(tokenHash: tokenHash), as: principal, request: request)
+            return Response(status: .noContent)
+        }
+    }
+
+    func agentResponse(id: String, status: HTTPResponse.Status) async throws -> Response {
+        guard let agent = try await read({ try $0.store.agent(id: id) }) else { throw APIError.notFound("agent", id) }
+        return JSONResponse.make(Render.agent(agent), status: status, headers: API.etag(agent.version))
+    }
+}
+
+extension APIError {
+    /// An outcome of an unexpected kind for the endpoint: a programming error.
+    static func from(_ outcome: Outcome) -> APIError {
+        APIError(.internalServerError, "internal", "unexpected outcome \(outcome)")
+    }
+}
+
+import Foundation

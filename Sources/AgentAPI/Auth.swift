@@ -1,0 +1,77 @@
+import ContactCenter
+import Hummingbird
+import NodeRuntime
+
+/// Who is calling, as established from the bearer token.
+enum Principal: Sendable {
+    case admin
+    case channel
+    case agent(Agent, tokenHash: String)
+
+    var actor: Actor {
+        switch self {
+        case .admin: .admin
+        case .channel: .channel
+        case .agent(let agent, _): .agent(id: agent.id)
+        }
+    }
+
+    var agent: Agent? {
+        if case .agent(let agent, _) = self { return agent }
+        return nil
+    }
+
+    /// Admin token, or an agent with the supervisor or admin role.
+    var supervises: Bool {
+        switch self {
+        case .admin: true
+        case .channel: false
+        case .agent(let agent, _): agent.role.supervises
+        }
+    }
+
+    var isAdmin: Bool {
+        switch self {
+        case .admin: true
+        case .channel: false
+        case .agent(let agent, _): agent.role == .admin
+        }
+    }
+}
+
+extension API {
+    /// The bearer token from `Authorization`, or (for WebSocket upgrades from browsers, which
+    /// cannot set headers) from `?token=`.
+    func bearerToken(_ request: Request, allowQuery: Bool) -> String? {
+        if let header = request.headers[.authorization], header.hasPrefix("Bearer ") {
+            return String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces)
+        }
+        return allowQuery ? request.uri.queryParameters.get("token") : nil
+    }
+
+    func authenticate(_ request: Request, allowQueryToken: Bool = false) async throws -> Principal {
+        guard let token = bearerToken(request, allowQuery: allowQueryToken), !token.isEmpty, token.utf8.count <= 256 else {
+            throw APIError.unauthorized
+        }
+        let hash = Secrets.tokenHash(token)
+        if Secrets.constantTimeEquals(hash, node.configuration.adminTokenHash) { return .admin }
+        if let channel = node.configuration.channelTokenHash, Secrets.constantTimeEquals(hash, channel) { return .channel }
+        let now = node.now()
+        let found = try await node.state.read { reader -> Agent? in
+            guard let session = try reader.session(tokenHash: hash), session.expiresAt > now else { return nil }
+            return try reader.store.agent(id: session.agentId)
+        }
+        guard let agent = found else { throw APIError.unauthorized }
+        return .agent(agent, tokenHash: hash)
+    }
+
+    func requireAdmin(_ principal: Principal) throws {
+        guard principal.isAdmin else { throw APIError.forbidden("this endpoint needs the admin token or an admin agent") }
+    }
+
+    func requireAgentOrAdmin(_ principal: Principal) throws {
+        if case .channel = principal { throw APIError.forbidden("a channel token may only post channel messages") }
+    }
+}
+
+import Foundation

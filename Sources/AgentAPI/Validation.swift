@@ -1,0 +1,86 @@
+import ContactCenter
+
+/// Shape checks done before proposing (apply checks state). Each failure is a 422 naming the field.
+enum Validate {
+    static let nameBytesMax = 200
+    static let textBytesMax = 4096
+    static let listCountMax = 32
+    static let keywordsCountMax = 50
+    static let attributesCountMax = 64
+    static let attributeValueBytesMax = 1000
+    static let capacityMax = 100
+    static let passwordBytesRange = 8...200
+
+    /// A single-line name: trimmed, non-empty, no control characters, bounded.
+    static func name(_ value: String, field: String) throws -> String {
+        let trimmed = value.trimmingCharacters(in: .whitespaces)
+        guard !trimmed.isEmpty else { throw APIError.invalid("\(field) must not be empty", field: field) }
+        guard trimmed.utf8.count <= nameBytesMax else { throw APIError.invalid("\(field) exceeds \(nameBytesMax) bytes", field: field) }
+        guard !trimmed.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+            throw APIError.invalid("\(field) must not contain control characters", field: field)
+        }
+        return trimmed
+    }
+
+    /// Message text: non-blank, bounded; newlines allowed.
+    static func text(_ value: String, field: String) throws -> String {
+        guard !value.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+            throw APIError.invalid("\(field) must not be empty", field: field)
+        }
+        guard value.utf8.count <= textBytesMax else { throw APIError.invalid("\(field) exceeds \(textBytesMax) bytes", field: field) }
+        return value
+    }
+
+    static func names(_ values: [String], field: String, max: Int = listCountMax) throws -> [String] {
+        guard values.count <= max else { throw APIError.invalid("\(field) has more than \(max) entries", field: field) }
+        var seen = Set<String>()
+        return try values.map { try name($0, field: field) }.filter { seen.insert($0).inserted }
+    }
+
+    static func enumValue<T: RawRepresentable & CaseIterable>(_ raw: String, _ type: T.Type, field: String) throws -> T where T.RawValue == String {
+        guard let value = T(rawValue: raw) else {
+            let allowed = T.allCases.map(\.rawValue).joined(separator: ", ")
+            throw APIError.invalid("\(field) must be one of: \(allowed); got '\(raw)'", field: field)
+        }
+        return value
+    }
+
+    static func email(_ value: String) throws -> String {
+        let email = try name(value, field: "email").lowercased()
+        let parts = email.split(separator: "@", omittingEmptySubsequences: false)
+        guard parts.count == 2, !parts[0].isEmpty, parts[1].contains("."), !email.contains(" ") else {
+            throw APIError.invalid("email must look like name@example.com", field: "email")
+        }
+        return email
+    }
+
+    static func range(_ value: Int, _ range: ClosedRange<Int>, field: String) throws -> Int {
+        guard range.contains(value) else { throw APIError.invalid("\(field) must be in \(range.lowerBound)...\(range.upperBound)", field: field) }
+        return value
+    }
+
+    static func attributes(_ map: [String: String?], field: String) throws -> [String: String?] {
+        guard map.count <= attributesCountMax else { throw APIError.invalid("\(field) has more than \(attributesCountMax) keys", field: field) }
+        var result: [String: String?] = [:]
+        for (key, value) in map {
+            let key = try name(key, field: "\(field).\(key)")
+            if let value, value.utf8.count > attributeValueBytesMax {
+                throw APIError.invalid("\(field).\(key) exceeds \(attributeValueBytesMax) bytes", field: "\(field).\(key)")
+            }
+            result[key] = value
+        }
+        return result
+    }
+
+    /// `If-Match: "<version>"` (or `W/"<version>"`), if present.
+    static func ifMatch(_ header: String?) throws -> Int64? {
+        guard var value = header?.trimmingCharacters(in: .whitespaces) else { return nil }
+        if value.hasPrefix("W/") { value.removeFirst(2) }
+        guard let version = Int64(value.trimmingCharacters(in: CharacterSet(charactersIn: "\""))) else {
+            throw APIError(.badRequest, "invalid_if_match", "If-Match must be an ETag such as \"3\"")
+        }
+        return version
+    }
+}
+
+import Foundation

@@ -1,0 +1,158 @@
+/// Applies commands to a `StateStore`: validation against state, routing, keyword rules,
+/// capacity, idempotency, events.
+///
+/// Determinism: apply reads only the envelope, the log index and the store. It never reads a
+/// clock, a random source, the network or node-local state, so every node that applies the
+/// same log ends with the same rows.
+public enum ContactCenterMachine {
+    /// The effect of one applied log entry.
+    public struct Applied: Sendable {
+        public var outcome: Outcome
+        /// Events produced, in cursor order; empty when the command was rejected or repeated.
+        public var events: [Event]
+    }
+
+    /// Applies `envelope` committed at log `index`. A command that breaks a domain rule is
+    /// rejected with no effect (its writes are rolled back); store failures are rethrown and are
+    /// fatal for the caller, which must not advance `applied_index` past this entry.
+    public static func apply(_ envelope: CommandEnvelope, index: Int64, store: some StateStore) throws -> Applied {
+        precondition(index > 0, "log indexes start at 1, got \(index)")
+        let scope = envelope.actor.description
+        if let key = envelope.idempotencyKey, let stored = try store.idempotentOutcome(scope: scope, key: key) {
+            // A retry: the first outcome stands, nothing happens a second time.
+            return Applied(outcome: (try? Outcome.decode(stored)) ?? .done, events: [])
+        }
+        var applied: Applied
+        do {
+            applied = try store.atomically {
+                var context = ApplyContext(store: store, index: index, at: envelope.at, actor: envelope.actor)
+                let outcome = try context.run(envelope.command)
+                for event in context.events { try store.insert(event) }
+                return Applied(outcome: outcome, events: context.events)
+            }
+        } catch let error as DomainError {
+            applied = Applied(outcome: .rejected(error), events: [])
+        }
+        if let key = envelope.idempotencyKey {
+            try store.saveIdempotentOutcome(scope: scope, key: key, index: index, outcome: applied.outcome.encoded())
+        }
+        return applied
+    }
+}
+
+/// One command's apply: the store, where in the log we are, and the events produced so far.
+struct ApplyContext<Store: StateStore> {
+    let store: Store
+    let index: Int64
+    let at: Timestamp
+    let actor: Actor
+    var events: [Event] = []
+    private var messageOrdinal = 0
+
+    init(store: Store, index: Int64, at: Timestamp, actor: Actor) {
+        self.store = store
+        self.index = index
+        self.at = at
+        self.actor = actor
+    }
+
+    // MARK: Actor checks
+
+    /// The acting agent (re-read from state), or nil for admin/system actors.
+    func actingAgent() throws -> Agent? {
+        guard case .agent(let id) = actor else { return nil }
+        guard let agent = try store.agent(id: id) else {
+            throw DomainError(.forbidden, "unknown_agent", "the acting agent '\(id)' no longer exists")
+        }
+        return agent
+    }
+
+    /// Admin token, system, or an agent whose role supervises.
+    func requireSupervisor() throws {
+        switch actor {
+        case .admin, .system: return
+        case .channel: throw DomainError(.forbidden, "forbidden", "a channel token cannot do this")
+        case .agent:
+            guard try actingAgent()?.role.supervises == true else {
+                throw DomainError(.forbidden, "forbidden", "this needs a supervisor or admin")
+            }
+        }
+    }
+
+    func requireAdmin() throws {
+        switch actor {
+        case .admin, .system: return
+        case .channel: throw DomainError(.forbidden, "forbidden", "a channel token cannot do this")
+        case .agent:
+            guard try actingAgent()?.role == .admin else { throw DomainError(.forbidden, "forbidden", "this needs an admin") }
+        }
+    }
+
+    // MARK: Events
+
+    mutating func emit(_ type: EventType, audience: String?, _ data: JSONValue) {
+        events.append(Event(cursor: EventCursor(index: index, seq: events.count), type: type, at: at, audienceAgentId: audience, data: data.serialized))
+    }
+
+    mutating func emitAgentUpdated(_ agent: Agent) {
+        emit(.agentUpdated, audience: agent.id, .object(["agent": Render.agent(agent)]))
+    }
+
+    mutating func emitConversationUpdated(_ conversation: Conversation) {
+        emit(.conversationUpdated, audience: conversation.assigneeId, .object(["conversation": Render.conversation(conversation)]))
+    }
+
+    mutating func nextMessagePosition() -> Int {
+        defer { messageOrdinal += 1 }
+        return messageOrdinal
+    }
+
+    // MARK: Dispatch
+
+    mutating func run(_ command: Command) throws -> Outcome {
+        switch command {
+        case .createAgent(let id, let name, let email, let passwordHash, let role, let skills, let capacity):
+            return try createAgent(id: id, name: name, email: email, passwordHash: passwordHash, role: role, skills: skills, capacity: capacity)
+        case .updateAgent(let id, let name, let role, let skills, let capacity, let expectedVersion):
+            return try updateAgent(id: id, name: name, role: role, skills: skills, capacity: capacity, expectedVersion: expectedVersion)
+        case .setPresence(let agentId, let status):
+            return try setPresence(agentId: agentId, status: status)
+        case .createSession(let tokenHash, let agentId, let expiresAt):
+            guard try store.agent(id: agentId) != nil else { throw DomainError.notFound("agent", agentId) }
+            try store.insert(Session(tokenHash: tokenHash, agentId: agentId, createdAt: at, expiresAt: expiresAt))
+            return .session(agentId: agentId)
+        case .deleteSession(let tokenHash):
+            _ = try store.deleteSession(tokenHash: tokenHash)
+            return .done
+        case .createQueue(let id, let name, let skills, let priority, let channels):
+            try requireAdmin()
+            guard try store.queue(name: name) == nil else {
+                throw DomainError(.conflict, "queue_name_taken", "a queue named '\(name)' exists", field: "name")
+            }
+            try store.insert(Queue(id: id, name: name, skills: skills, priority: priority, channels: channels, createdIndex: index, createdAt: at))
+            return .queue(id: id)
+        case .createRule(let id, let name, let keywords, let action, let reply, let queueId, let order):
+            return try createRule(id: id, name: name, keywords: keywords, action: action, reply: reply, queueId: queueId, order: order)
+        case .createContact(let id, let name, let identifiers, let attributes):
+            return try createContact(id: id, name: name, identifiers: identifiers, attributes: attributes)
+        case .updateContact(let id, let name, let attributes, let expectedVersion):
+            return try updateContact(id: id, name: name, attributes: attributes, expectedVersion: expectedVersion)
+        case .inboundMessage(let channel, let from, let text, let externalId, let name, let contactId, let conversationId, let messageId):
+            return try inboundMessage(
+                channel: channel, from: from, text: text, externalId: externalId, name: name, newContactId: contactId,
+                newConversationId: conversationId, messageId: messageId)
+        case .postMessage(let conversationId, let messageId, let text, let isPrivate):
+            return try postMessage(conversationId: conversationId, messageId: messageId, text: text, isPrivate: isPrivate)
+        case .assign(let conversationId, let agentId, let queueId):
+            return try assign(conversationId: conversationId, agentId: agentId, queueId: queueId)
+        case .resolve(let conversationId):
+            return try resolve(conversationId: conversationId)
+        case .reopen(let conversationId):
+            return try reopen(conversationId: conversationId)
+        case .trimEvents(let beforeIndex):
+            guard actor == .system || actor == .admin else { throw DomainError(.forbidden, "forbidden", "only the node trims events") }
+            try store.trimEvents(before: beforeIndex)
+            return .done
+        }
+    }
+}

@@ -1,0 +1,241 @@
+import Wire
+
+/// Who asked for a command. Apply re-reads an agent's role from state, so a role change that
+/// commits before the command is honoured on every node alike.
+public enum Actor: Sendable, Equatable, CustomStringConvertible {
+    /// The cluster's admin token.
+    case admin
+    /// An agent session.
+    case agent(id: String)
+    /// A channel webhook (channel token or admin).
+    case channel
+    /// The node itself (timers, maintenance).
+    case system
+
+    /// Scope of this actor's idempotency keys: the same key from two actors never collides.
+    public var description: String {
+        switch self {
+        case .admin: "admin"
+        case .agent(let id): "agent:\(id)"
+        case .channel: "channel"
+        case .system: "system"
+        }
+    }
+}
+
+/// A state change, with everything non-deterministic (ids, hashes, times) already resolved by
+/// the node that took the request.
+public enum Command: Sendable, Equatable {
+    case createAgent(id: String, name: String, email: String, passwordHash: String, role: Role, skills: [String], capacity: Int)
+    case updateAgent(id: String, name: String?, role: Role?, skills: [String]?, capacity: Int?, expectedVersion: Int64?)
+    case setPresence(agentId: String, status: Presence)
+    case createSession(tokenHash: String, agentId: String, expiresAt: Timestamp)
+    case deleteSession(tokenHash: String)
+    case createQueue(id: String, name: String, skills: [String], priority: Int, channels: [Channel])
+    case createRule(id: String, name: String, keywords: [String], action: RuleAction, reply: String?, queueId: String?, order: Int)
+    case createContact(id: String, name: String, identifiers: [String: String], attributes: [String: String])
+    case updateContact(id: String, name: String?, attributes: [String: String?], expectedVersion: Int64?)
+    /// A customer's message from a channel webhook. `contactId`, `conversationId` and
+    /// `messageId` are fresh ids, used only if apply needs to create those things.
+    case inboundMessage(
+        channel: Channel, from: String, text: String, externalId: String, name: String?,
+        contactId: String, conversationId: String, messageId: String)
+    case postMessage(conversationId: String, messageId: String, text: String, isPrivate: Bool)
+    case assign(conversationId: String, agentId: String?, queueId: String?)
+    case resolve(conversationId: String)
+    case reopen(conversationId: String)
+    /// Forget events (and idempotency records) produced before `beforeIndex`.
+    case trimEvents(beforeIndex: Int64)
+}
+
+/// What travels in a log entry: the command, who asked, when, and the optional idempotency key.
+///
+/// Encoding: `[version u8][at i64][actor][idempotencyKey?][command tag u8][fields...]`. A
+/// version other than `currentVersion` is refused by `decode`, never applied half-way.
+public struct CommandEnvelope: Sendable, Equatable {
+    public static let currentVersion: UInt8 = 1
+
+    public var at: Timestamp
+    public var actor: Actor
+    public var idempotencyKey: String?
+    public var command: Command
+
+    public init(at: Timestamp, actor: Actor, idempotencyKey: String? = nil, command: Command) {
+        self.at = at
+        self.actor = actor
+        self.idempotencyKey = idempotencyKey
+        self.command = command
+    }
+}
+
+extension CommandEnvelope {
+    public func encoded() -> [UInt8] {
+        var writer = ByteWriter(capacity: 128)
+        writer.write(Self.currentVersion)
+        writer.write(at.milliseconds)
+        switch actor {
+        case .admin: writer.write(UInt8(1))
+        case .agent(let id):
+            writer.write(UInt8(2))
+            writer.write(id)
+        case .channel: writer.write(UInt8(3))
+        case .system: writer.write(UInt8(4))
+        }
+        writer.write(idempotencyKey)
+        command.encode(into: &writer)
+        return writer.bytes
+    }
+
+    public static func decode(_ bytes: [UInt8]) throws(WireError) -> CommandEnvelope {
+        var reader = ByteReader(bytes)
+        let version = try reader.readUInt8()
+        guard version == currentVersion else { throw .invalid("command version \(version), this node knows \(currentVersion)") }
+        let at = Timestamp(milliseconds: try reader.readInt64())
+        let actor: Actor
+        switch try reader.readUInt8() {
+        case 1: actor = .admin
+        case 2: actor = .agent(id: try reader.readString())
+        case 3: actor = .channel
+        case 4: actor = .system
+        case let tag: throw .invalid("actor tag \(tag)")
+        }
+        let key = try reader.readOptionalString()
+        let command = try Command.decode(from: &reader)
+        try reader.expectEnd()
+        return CommandEnvelope(at: at, actor: actor, idempotencyKey: key, command: command)
+    }
+}
+
+private func decodeEnum<T: RawRepresentable>(_ reader: inout ByteReader, _ type: T.Type) throws(WireError) -> T where T.RawValue == String {
+    let raw = try reader.readString()
+    guard let value = T(rawValue: raw) else { throw .invalid("unknown \(T.self) '\(raw)'") }
+    return value
+}
+
+extension Command {
+    func encode(into writer: inout ByteWriter) {
+        switch self {
+        case .createAgent(let id, let name, let email, let passwordHash, let role, let skills, let capacity):
+            writer.write(UInt8(1))
+            writer.write(id); writer.write(name); writer.write(email); writer.write(passwordHash)
+            writer.write(role.rawValue); writer.write(skills); writer.write(capacity)
+        case .updateAgent(let id, let name, let role, let skills, let capacity, let expectedVersion):
+            writer.write(UInt8(2))
+            writer.write(id); writer.write(name); writer.write(role?.rawValue)
+            writer.write(skills != nil)
+            if let skills { writer.write(skills) }
+            writer.write(capacity.map(Int64.init)); writer.write(expectedVersion)
+        case .setPresence(let agentId, let status):
+            writer.write(UInt8(3))
+            writer.write(agentId); writer.write(status.rawValue)
+        case .createSession(let tokenHash, let agentId, let expiresAt):
+            writer.write(UInt8(4))
+            writer.write(tokenHash); writer.write(agentId); writer.write(expiresAt.milliseconds)
+        case .deleteSession(let tokenHash):
+            writer.write(UInt8(5))
+            writer.write(tokenHash)
+        case .createQueue(let id, let name, let skills, let priority, let channels):
+            writer.write(UInt8(6))
+            writer.write(id); writer.write(name); writer.write(skills); writer.write(priority)
+            writer.write(channels.map(\.rawValue))
+        case .createRule(let id, let name, let keywords, let action, let reply, let queueId, let order):
+            writer.write(UInt8(7))
+            writer.write(id); writer.write(name); writer.write(keywords); writer.write(action.rawValue)
+            writer.write(reply); writer.write(queueId); writer.write(order)
+        case .createContact(let id, let name, let identifiers, let attributes):
+            writer.write(UInt8(8))
+            writer.write(id); writer.write(name); writer.write(identifiers); writer.write(attributes)
+        case .updateContact(let id, let name, let attributes, let expectedVersion):
+            writer.write(UInt8(9))
+            writer.write(id); writer.write(name); writer.write(attributes); writer.write(expectedVersion)
+        case .inboundMessage(let channel, let from, let text, let externalId, let name, let contactId, let conversationId, let messageId):
+            writer.write(UInt8(10))
+            writer.write(channel.rawValue); writer.write(from); writer.write(text); writer.write(externalId)
+            writer.write(name); writer.write(contactId); writer.write(conversationId); writer.write(messageId)
+        case .postMessage(let conversationId, let messageId, let text, let isPrivate):
+            writer.write(UInt8(11))
+            writer.write(conversationId); writer.write(messageId); writer.write(text); writer.write(isPrivate)
+        case .assign(let conversationId, let agentId, let queueId):
+            writer.write(UInt8(12))
+            writer.write(conversationId); writer.write(agentId); writer.write(queueId)
+        case .resolve(let conversationId):
+            writer.write(UInt8(13))
+            writer.write(conversationId)
+        case .reopen(let conversationId):
+            writer.write(UInt8(14))
+            writer.write(conversationId)
+        case .trimEvents(let beforeIndex):
+            writer.write(UInt8(15))
+            writer.write(beforeIndex)
+        }
+    }
+
+    static func decode(from reader: inout ByteReader) throws(WireError) -> Command {
+        switch try reader.readUInt8() {
+        case 1:
+            return .createAgent(
+                id: try reader.readString(), name: try reader.readString(), email: try reader.readString(),
+                passwordHash: try reader.readString(), role: try decodeEnum(&reader, Role.self),
+                skills: try reader.readStrings(), capacity: try reader.readInt())
+        case 2:
+            let id = try reader.readString()
+            let name = try reader.readOptionalString()
+            let role = try reader.readOptionalString().map { raw throws(WireError) in
+                guard let role = Role(rawValue: raw) else { throw .invalid("unknown role '\(raw)'") }
+                return role
+            }
+            let skills = try reader.readBool() ? try reader.readStrings() : nil
+            let capacity = try reader.readOptionalInt64().map { Int($0) }
+            return .updateAgent(id: id, name: name, role: role, skills: skills, capacity: capacity, expectedVersion: try reader.readOptionalInt64())
+        case 3:
+            return .setPresence(agentId: try reader.readString(), status: try decodeEnum(&reader, Presence.self))
+        case 4:
+            return .createSession(
+                tokenHash: try reader.readString(), agentId: try reader.readString(),
+                expiresAt: Timestamp(milliseconds: try reader.readInt64()))
+        case 5:
+            return .deleteSession(tokenHash: try reader.readString())
+        case 6:
+            let id = try reader.readString(), name = try reader.readString(), skills = try reader.readStrings()
+            let priority = try reader.readInt()
+            var channels: [Channel] = []
+            for raw in try reader.readStrings() {
+                guard let channel = Channel(rawValue: raw) else { throw .invalid("unknown channel '\(raw)'") }
+                channels.append(channel)
+            }
+            return .createQueue(id: id, name: name, skills: skills, priority: priority, channels: channels)
+        case 7:
+            return .createRule(
+                id: try reader.readString(), name: try reader.readString(), keywords: try reader.readStrings(),
+                action: try decodeEnum(&reader, RuleAction.self), reply: try reader.readOptionalString(),
+                queueId: try reader.readOptionalString(), order: try reader.readInt())
+        case 8:
+            return .createContact(
+                id: try reader.readString(), name: try reader.readString(), identifiers: try reader.readStringMap(),
+                attributes: try reader.readStringMap())
+        case 9:
+            return .updateContact(
+                id: try reader.readString(), name: try reader.readOptionalString(),
+                attributes: try reader.readOptionalStringMap(), expectedVersion: try reader.readOptionalInt64())
+        case 10:
+            return .inboundMessage(
+                channel: try decodeEnum(&reader, Channel.self), from: try reader.readString(), text: try reader.readString(),
+                externalId: try reader.readString(), name: try reader.readOptionalString(), contactId: try reader.readString(),
+                conversationId: try reader.readString(), messageId: try reader.readString())
+        case 11:
+            return .postMessage(
+                conversationId: try reader.readString(), messageId: try reader.readString(), text: try reader.readString(),
+                isPrivate: try reader.readBool())
+        case 12:
+            return .assign(conversationId: try reader.readString(), agentId: try reader.readOptionalString(), queueId: try reader.readOptionalString())
+        case 13:
+            return .resolve(conversationId: try reader.readString())
+        case 14:
+            return .reopen(conversationId: try reader.readString())
+        case 15:
+            return .trimEvents(beforeIndex: try reader.readInt64())
+        case let tag:
+            throw .invalid("unknown command tag \(tag)")
+        }
+    }
+}

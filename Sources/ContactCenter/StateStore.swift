@@ -1,0 +1,57 @@
+/// The state apply reads and writes. The SQLite implementation lives in `Storage`; apply sees
+/// only this protocol, so the rules stay pure and every node runs the same code on the same data.
+///
+/// Every method is deterministic given the stored state. Orderings are part of the contract
+/// (they decide routing), so they are spelled out on each method.
+public protocol StateStore {
+    /// Runs `body`; if it throws, every write it made is undone and the error rethrown.
+    func atomically<T>(_ body: () throws -> T) throws -> T
+
+    func agent(id: String) throws -> Agent?
+    func agent(email: String) throws -> Agent?
+    func insert(_ agent: Agent) throws
+    func update(_ agent: Agent) throws
+    /// The first agent, in routing order, that is `available`, has free capacity and satisfies
+    /// `accept`. Routing order: `lastRoutedIndex` ascending (longest idle first), then `id`.
+    func firstAvailableAgent(where accept: (Agent) -> Bool) throws -> Agent?
+
+    func insert(_ session: Session) throws
+    /// Returns false when no such session existed.
+    func deleteSession(tokenHash: String) throws -> Bool
+
+    func queue(id: String) throws -> Queue?
+    func queue(name: String) throws -> Queue?
+    /// All queues ordered by `createdIndex`, then `id`.
+    func queues() throws -> [Queue]
+    func insert(_ queue: Queue) throws
+
+    func rule(name: String) throws -> Rule?
+    /// All rules ordered by `order`, then `id`.
+    func rules() throws -> [Rule]
+    func insert(_ rule: Rule) throws
+
+    func contact(id: String) throws -> Contact?
+    func contactId(channel: String, identifier: String) throws -> String?
+    func insert(_ contact: Contact) throws
+    func update(_ contact: Contact) throws
+
+    func conversation(id: String) throws -> Conversation?
+    /// The contact's conversation on `channel` that is not resolved, if any.
+    func openConversation(contactId: String, channel: Channel) throws -> Conversation?
+    func insert(_ conversation: Conversation) throws
+    func update(_ conversation: Conversation) throws
+    /// The queued conversation to serve next among `queueIds` (nil stands for "no queue"):
+    /// `priority` descending, then `enqueuedIndex` ascending (FIFO), then `id`.
+    func nextQueuedConversation(queueIds: [String?]) throws -> Conversation?
+
+    func insert(_ message: Message) throws
+    func externalMessage(channel: Channel, externalId: String) throws -> (conversationId: String, messageId: String)?
+    func insertExternalMessage(channel: Channel, externalId: String, conversationId: String, messageId: String) throws
+
+    func insert(_ event: Event) throws
+    /// Deletes events and idempotency records from before `index`; records the new window start.
+    func trimEvents(before index: Int64) throws
+
+    func idempotentOutcome(scope: String, key: String) throws -> [UInt8]?
+    func saveIdempotentOutcome(scope: String, key: String, index: Int64, outcome: [UInt8]) throws
+}

@@ -1,0 +1,84 @@
+import Crypto
+import Foundation
+import _CryptoExtras
+
+/// Fresh ids, bearer tokens and password hashes: everything random or slow is resolved here, on
+/// the node that takes a request, before a command is proposed.
+public enum Secrets {
+    private static let alphabet = Array("0123456789abcdefghjkmnpqrstvwxyz")
+
+    /// A new opaque id such as `cv_3k9x...`: 80 random bits in Crockford-style base32.
+    public static func id(_ prefix: String) -> String {
+        var generator = SystemRandomNumberGenerator()
+        var text = prefix + "_"
+        for _ in 0..<16 { text.append(alphabet[Int(generator.next(upperBound: UInt8(32)))]) }
+        return text
+    }
+
+    /// A bearer token: 256 random bits, hex.
+    public static func token() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return (0..<32).map { _ in String(format: "%02x", generator.next() as UInt8) }.joined()
+    }
+
+    /// SHA-256 of a token, hex: the only form in which tokens are stored or replicated.
+    public static func tokenHash(_ token: String) -> String {
+        SHA256.hash(data: Data(token.utf8)).map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// Compares two strings in time independent of where they differ.
+    public static func constantTimeEquals(_ lhs: String, _ rhs: String) -> Bool {
+        let left = Array(lhs.utf8), right = Array(rhs.utf8)
+        guard left.count == right.count else { return false }
+        return zip(left, right).reduce(UInt8(0)) { $0 | ($1.0 ^ $1.1) } == 0
+    }
+}
+
+/// PBKDF2-HMAC-SHA256 password hashes stored as `pbkdf2-sha256$<rounds>$<salt hex>$<hash hex>`,
+/// so the round count can grow without invalidating old hashes.
+public struct PasswordHasher: Sendable {
+    /// The minimum swift-crypto accepts without `unsafeUncheckedRounds` (NIST SP 800-132 territory).
+    public static let productionRounds = 210_000
+    public let rounds: Int
+
+    public init(rounds: Int = PasswordHasher.productionRounds) {
+        precondition(rounds >= 1, "PBKDF2 rounds must be positive, got \(rounds)")
+        self.rounds = rounds
+    }
+
+    public func hash(_ password: String) -> String {
+        var generator = SystemRandomNumberGenerator()
+        let salt = (0..<16).map { _ in generator.next() as UInt8 }
+        return "pbkdf2-sha256$\(rounds)$\(Self.hex(salt))$\(Self.derive(password, salt: salt, rounds: rounds))"
+    }
+
+    public func verify(_ password: String, against stored: String) -> Bool {
+        let parts = stored.split(separator: "$")
+        guard parts.count == 4, parts[0] == "pbkdf2-sha256", let rounds = Int(parts[1]), rounds > 0, rounds <= 10_000_000,
+            let salt = Self.bytes(fromHex: String(parts[2]))
+        else { return false }
+        return Secrets.constantTimeEquals(Self.derive(password, salt: salt, rounds: rounds), String(parts[3]))
+    }
+
+    private static func derive(_ password: String, salt: [UInt8], rounds: Int) -> String {
+        // `unsafeUncheckedRounds` lets tests use few rounds; production uses `productionRounds`.
+        let key = try! KDF.Insecure.PBKDF2.deriveKey(
+            from: Array(password.utf8), salt: salt, using: .sha256, outputByteCount: 32, unsafeUncheckedRounds: rounds)
+        return key.withUnsafeBytes { hex(Array($0)) }
+    }
+
+    private static func hex(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) }.joined() }
+
+    private static func bytes(fromHex text: String) -> [UInt8]? {
+        guard text.count % 2 == 0 else { return nil }
+        var bytes: [UInt8] = []
+        var index = text.startIndex
+        while index < text.endIndex {
+            let next = text.index(index, offsetBy: 2)
+            guard let byte = UInt8(text[index..<next], radix: 16) else { return nil }
+            bytes.append(byte)
+            index = next
+        }
+        return bytes
+    }
+}

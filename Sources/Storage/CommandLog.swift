@@ -1,0 +1,223 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Wire
+
+/// One entry of the durable log. `term` is 0 until Raft assigns terms.
+public struct LogEntry: Sendable, Equatable {
+    public var index: Int64
+    public var term: UInt64
+    public var payload: [UInt8]
+
+    public init(index: Int64, term: UInt64, payload: [UInt8]) {
+        self.index = index
+        self.term = term
+        self.payload = payload
+    }
+}
+
+public enum CommandLogError: Error, CustomStringConvertible {
+    case io(operation: String, path: String, errno: Int32)
+    case corrupt(path: String, offset: Int64, reason: String)
+    case entryTooLarge(bytes: Int, max: Int)
+    case notContiguous(expected: Int64, got: Int64)
+
+    public var description: String {
+        switch self {
+        case .io(let operation, let path, let code): "\(operation) \(path): \(String(cString: strerror(code)))"
+        case .corrupt(let path, let offset, let reason): "\(path) is corrupt at byte \(offset): \(reason)"
+        case .entryTooLarge(let bytes, let max): "log entry of \(bytes) bytes exceeds entryBytesMax \(max)"
+        case .notContiguous(let expected, let got): "log append must continue at index \(expected), got \(got)"
+        }
+    }
+}
+
+/// The durable, append-only command log: the storage the Raft log will use.
+///
+/// File layout: an 8-byte magic, then records `[u32 payloadLength][u32 crc32c][u64 index]
+/// [u64 term][payload]`, the checksum covering index, term and payload. `append` writes a whole
+/// batch and fsyncs once (group commit) before it returns: an entry is durable when `append`
+/// returns, never before. On open, a torn or checksum-failing tail (a write cut by a crash, so
+/// never acknowledged) is cut off; indexes must be contiguous.
+///
+/// Not thread-safe: one owner (the node's pipeline thread) calls it.
+public final class CommandLog {
+    public static let magic: [UInt8] = Array("SWBLOG01".utf8)
+    static let recordHeaderBytes = 24
+    /// Largest payload one entry may carry.
+    public static let entryBytesMax = 4 << 20
+
+    public let path: String
+    private let descriptor: Int32
+    /// Byte offset of each entry's record, entry `firstIndex + i` at `offsets[i]`.
+    private var offsets: [Int64] = []
+    private var endOffset: Int64
+    public private(set) var firstIndex: Int64 = 1
+    public private(set) var lastTerm: UInt64 = 0
+    /// Number of bytes cut from a torn tail when the log was opened.
+    public private(set) var truncatedTailBytes: Int64 = 0
+
+    public var lastIndex: Int64 { firstIndex + Int64(offsets.count) - 1 }
+    public var sizeBytes: Int64 { endOffset }
+
+    public init(path: String) throws {
+        self.path = path
+        descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard descriptor >= 0 else { throw CommandLogError.io(operation: "open", path: path, errno: errno) }
+        endOffset = 0
+        do {
+            try recover()
+        } catch {
+            close(descriptor)
+            throw error
+        }
+    }
+
+    deinit { close(descriptor) }
+
+    private func recover() throws {
+        var status = stat()
+        guard fstat(descriptor, &status) == 0 else { throw CommandLogError.io(operation: "fstat", path: path, errno: errno) }
+        let fileSize = Int64(status.st_size)
+        if fileSize < Int64(Self.magic.count) {
+            // New (or a file cut before its magic was synced): start it.
+            try writeFully(Self.magic, at: 0)
+            guard ftruncate(descriptor, off_t(Int64(Self.magic.count))) == 0 else { throw CommandLogError.io(operation: "ftruncate", path: path, errno: errno) }
+            try sync()
+            endOffset = Int64(Self.magic.count)
+            return
+        }
+        guard try readFully(count: Self.magic.count, at: 0) == Self.magic else {
+            throw CommandLogError.corrupt(path: path, offset: 0, reason: "not a Switchboard command log")
+        }
+        var offset = Int64(Self.magic.count)
+        while offset < fileSize {
+            guard fileSize - offset >= Int64(Self.recordHeaderBytes) else { break }
+            var header = ByteReader(try readFully(count: Self.recordHeaderBytes, at: offset))
+            let length = Int(try header.readUInt32())
+            let checksum = try header.readUInt32()
+            let index = try header.readInt64()
+            let term = try header.readUInt64()
+            guard length <= Self.entryBytesMax, fileSize - offset - Int64(Self.recordHeaderBytes) >= Int64(length) else { break }
+            let payload = try readFully(count: length, at: offset + Int64(Self.recordHeaderBytes))
+            guard Self.checksum(index: index, term: term, payload: payload) == checksum else { break }
+            if offsets.isEmpty {
+                firstIndex = index
+            } else if index != lastIndex + 1 {
+                throw CommandLogError.corrupt(path: path, offset: offset, reason: "index \(index) follows \(lastIndex)")
+            }
+            offsets.append(offset)
+            lastTerm = term
+            offset += Int64(Self.recordHeaderBytes + length)
+        }
+        endOffset = offset
+        if offset < fileSize {
+            truncatedTailBytes = fileSize - offset
+            guard ftruncate(descriptor, off_t(offset)) == 0 else { throw CommandLogError.io(operation: "ftruncate", path: path, errno: errno) }
+            try sync()
+        }
+    }
+
+    static func checksum(index: Int64, term: UInt64, payload: [UInt8]) -> UInt32 {
+        var writer = ByteWriter(capacity: 16)
+        writer.write(index)
+        writer.write(term)
+        return CRC32C.checksum(payload, seed: CRC32C.checksum(writer.bytes))
+    }
+
+    /// Appends `entries` (contiguous, starting at `lastIndex + 1`) and fsyncs once.
+    public func append(_ entries: [LogEntry]) throws {
+        guard !entries.isEmpty else { return }
+        var writer = ByteWriter(capacity: entries.reduce(0) { $0 + $1.payload.count + Self.recordHeaderBytes })
+        var newOffsets: [Int64] = []
+        var expected = lastIndex + 1
+        for entry in entries {
+            guard entry.index == expected else { throw CommandLogError.notContiguous(expected: expected, got: entry.index) }
+            guard entry.payload.count <= Self.entryBytesMax else {
+                throw CommandLogError.entryTooLarge(bytes: entry.payload.count, max: Self.entryBytesMax)
+            }
+            newOffsets.append(endOffset + Int64(writer.bytes.count))
+            writer.write(UInt32(entry.payload.count))
+            writer.write(Self.checksum(index: entry.index, term: entry.term, payload: entry.payload))
+            writer.write(entry.index)
+            writer.write(entry.term)
+            writer.writeRaw(entry.payload)
+            expected += 1
+        }
+        if offsets.isEmpty { firstIndex = entries[0].index }
+        try writeFully(writer.bytes, at: endOffset)
+        try sync()
+        offsets.append(contentsOf: newOffsets)
+        endOffset += Int64(writer.bytes.count)
+        lastTerm = entries[entries.count - 1].term
+    }
+
+    /// Entries from `start` through at most `maxCount` entries, stopping at `lastIndex`.
+    public func entries(from start: Int64, maxCount: Int) throws -> [LogEntry] {
+        precondition(start >= firstIndex, "reading compacted index \(start) < first \(firstIndex)")
+        guard start <= lastIndex, maxCount > 0 else { return [] }
+        let end = min(lastIndex, start + Int64(maxCount) - 1)
+        let from = offsets[Int(start - firstIndex)]
+        let to = end == lastIndex ? endOffset : offsets[Int(end + 1 - firstIndex)]
+        var reader = ByteReader(try readFully(count: Int(to - from), at: from))
+        var result: [LogEntry] = []
+        while !reader.isAtEnd {
+            let length = Int(try reader.readUInt32())
+            _ = try reader.readUInt32()
+            let index = try reader.readInt64()
+            let term = try reader.readUInt64()
+            let payload = try reader.readBytes(length)
+            result.append(LogEntry(index: index, term: term, payload: payload))
+        }
+        return result
+    }
+
+    /// Removes every entry after `index` (Raft: a follower's conflicting suffix) and fsyncs.
+    public func truncate(after index: Int64) throws {
+        guard index < lastIndex else { return }
+        precondition(index >= firstIndex - 1, "truncating below the first index \(firstIndex)")
+        let keep = Int(index - firstIndex + 1)
+        let newEnd = offsets[keep]
+        guard ftruncate(descriptor, off_t(newEnd)) == 0 else { throw CommandLogError.io(operation: "ftruncate", path: path, errno: errno) }
+        try sync()
+        offsets.removeSubrange(keep...)
+        endOffset = newEnd
+    }
+
+    private func sync() throws {
+        guard fsync(descriptor) == 0 else { throw CommandLogError.io(operation: "fsync", path: path, errno: errno) }
+    }
+
+    private func writeFully(_ bytes: [UInt8], at offset: Int64) throws {
+        var written = 0
+        while written < bytes.count {
+            let result = bytes.withUnsafeBytes { buffer in
+                pwrite(descriptor, buffer.baseAddress! + written, bytes.count - written, off_t(offset + Int64(written)))
+            }
+            if result < 0 {
+                if errno == EINTR { continue }
+                throw CommandLogError.io(operation: "pwrite", path: path, errno: errno)
+            }
+            written += result
+        }
+    }
+
+    private func readFully(count: Int, at offset: Int64) throws -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: count)
+        var done = 0
+        while done < count {
+            let result = bytes.withUnsafeMutableBytes { buffer in
+                pread(descriptor, buffer.baseAddress! + done, count - done, off_t(offset + Int64(done)))
+            }
+            if result < 0 {
+                if errno == EINTR { continue }
+                throw CommandLogError.io(operation: "pread", path: path, errno: errno)
+            }
+            if result == 0 { throw CommandLogError.corrupt(path: path, offset: offset, reason: "unexpected end of file") }
+            done += result
+        }
+        return bytes
+    }
+}

@@ -1,0 +1,69 @@
+import GRDB
+
+/// The state database schema. `meta.applied_index` is written in the same transaction as the
+/// rows it covers, so after a crash the node replays the log from exactly there.
+enum Schema {
+    static func migrator() -> DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1") { db in
+            try db.execute(sql: """
+                CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+                INSERT INTO meta (key, value) VALUES ('applied_index', 0), ('events_trimmed_before', 0);
+                CREATE TABLE agents (
+                    id TEXT PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL UNIQUE, password_hash TEXT NOT NULL,
+                    role TEXT NOT NULL, skills TEXT NOT NULL, capacity INTEGER NOT NULL, status TEXT NOT NULL,
+                    open_count INTEGER NOT NULL, last_routed_index INTEGER NOT NULL, version INTEGER NOT NULL,
+                    created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL) WITHOUT ROWID;
+                CREATE INDEX agents_routing ON agents (status, last_routed_index, id);
+                CREATE TABLE sessions (
+                    token_hash TEXT PRIMARY KEY, agent_id TEXT NOT NULL, created_at INTEGER NOT NULL,
+                    expires_at INTEGER NOT NULL) WITHOUT ROWID;
+                CREATE INDEX sessions_agent ON sessions (agent_id);
+                CREATE TABLE queues (
+                    id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, skills TEXT NOT NULL, priority INTEGER NOT NULL,
+                    channels TEXT NOT NULL, created_index INTEGER NOT NULL, created_at INTEGER NOT NULL) WITHOUT ROWID;
+                CREATE TABLE rules (
+                    id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, keywords TEXT NOT NULL, action TEXT NOT NULL,
+                    reply TEXT, queue_id TEXT, ord INTEGER NOT NULL, created_at INTEGER NOT NULL) WITHOUT ROWID;
+                CREATE TABLE contacts (
+                    id TEXT PRIMARY KEY, name TEXT NOT NULL, identifiers BLOB NOT NULL, attributes BLOB NOT NULL,
+                    version INTEGER NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL) WITHOUT ROWID;
+                CREATE TABLE contact_identifiers (
+                    channel TEXT NOT NULL, value TEXT NOT NULL, contact_id TEXT NOT NULL,
+                    PRIMARY KEY (channel, value)) WITHOUT ROWID;
+                CREATE TABLE conversations (
+                    id TEXT PRIMARY KEY, contact_id TEXT NOT NULL, channel TEXT NOT NULL, status TEXT NOT NULL,
+                    queue_id TEXT, assignee_id TEXT, priority INTEGER NOT NULL, enqueued_index INTEGER NOT NULL,
+                    created_at INTEGER NOT NULL, first_response_at INTEGER, resolved_at INTEGER,
+                    updated_at INTEGER NOT NULL, version INTEGER NOT NULL) WITHOUT ROWID;
+                CREATE INDEX conversations_waiting ON conversations (priority DESC, enqueued_index, id) WHERE status = 'queued';
+                CREATE INDEX conversations_contact ON conversations (contact_id, channel, status);
+                CREATE INDEX conversations_assignee ON conversations (assignee_id, status);
+                CREATE INDEX conversations_status ON conversations (status, id);
+                CREATE TABLE messages (
+                    id TEXT PRIMARY KEY, conversation_id TEXT NOT NULL, author TEXT NOT NULL, agent_id TEXT,
+                    text TEXT NOT NULL, private INTEGER NOT NULL, external_id TEXT, created_at INTEGER NOT NULL,
+                    log_index INTEGER NOT NULL, ordinal INTEGER NOT NULL) WITHOUT ROWID;
+                CREATE INDEX messages_conversation ON messages (conversation_id, log_index, ordinal);
+                CREATE TABLE external_messages (
+                    channel TEXT NOT NULL, external_id TEXT NOT NULL, conversation_id TEXT NOT NULL,
+                    message_id TEXT NOT NULL, PRIMARY KEY (channel, external_id)) WITHOUT ROWID;
+                CREATE TABLE events (
+                    log_index INTEGER NOT NULL, seq INTEGER NOT NULL, type TEXT NOT NULL, at INTEGER NOT NULL,
+                    agent_id TEXT, data TEXT NOT NULL, PRIMARY KEY (log_index, seq)) WITHOUT ROWID;
+                CREATE TABLE idempotency (
+                    scope TEXT NOT NULL, key TEXT NOT NULL, log_index INTEGER NOT NULL, outcome BLOB NOT NULL,
+                    PRIMARY KEY (scope, key)) WITHOUT ROWID;
+                CREATE INDEX idempotency_index ON idempotency (log_index);
+                """)
+        }
+        return migrator
+    }
+
+    /// Every table, in dump order, with the columns that order its rows.
+    static let tables: [(name: String, orderBy: String)] = [
+        ("meta", "key"), ("agents", "id"), ("sessions", "token_hash"), ("queues", "id"), ("rules", "id"),
+        ("contacts", "id"), ("contact_identifiers", "channel, value"), ("conversations", "id"), ("messages", "id"),
+        ("external_messages", "channel, external_id"), ("events", "log_index, seq"), ("idempotency", "scope, key"),
+    ]
+}

@@ -1,0 +1,92 @@
+import ContactCenter
+import Foundation
+import GRDB
+import Wire
+
+public enum StateDatabaseError: Error, CustomStringConvertible {
+    case undecodableEntry(index: Int64, reason: String)
+    case gap(appliedIndex: Int64, next: Int64)
+
+    public var description: String {
+        switch self {
+        case .undecodableEntry(let index, let reason):
+            "log entry \(index) cannot be decoded (\(reason)); refusing to apply it or anything after it"
+        case .gap(let applied, let next): "apply must continue at \(applied + 1), got entry \(next)"
+        }
+    }
+}
+
+/// `state.sqlite`: the contact center's state, written only by `apply`, read by everyone.
+///
+/// WAL mode; `synchronous = NORMAL` is enough because the command log is the durable record:
+/// `applied_index` commits in the same transaction as the rows it covers, and a crash that loses
+/// a recent transaction is repaired by replaying the log from `applied_index`.
+public final class StateDatabase: Sendable {
+    public let pool: DatabasePool
+    public let path: String
+
+    public init(path: String) throws {
+        self.path = path
+        var configuration = Configuration()
+        configuration.journalMode = .wal
+        configuration.maximumReaderCount = 8
+        configuration.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+        }
+        pool = try DatabasePool(path: path, configuration: configuration)
+        try Schema.migrator().migrate(pool)
+    }
+
+    public func appliedIndex() throws -> Int64 {
+        try pool.read { db in try Self.appliedIndex(db) }
+    }
+
+    static func appliedIndex(_ db: Database) throws -> Int64 {
+        try Int64.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'applied_index'") ?? 0
+    }
+
+    /// Applies committed `entries` (contiguous, starting at `appliedIndex + 1`) in one
+    /// transaction that also advances `applied_index`. Blocks the calling thread.
+    public func apply(_ entries: [LogEntry]) throws -> [ContactCenterMachine.Applied] {
+        try pool.write { db in
+            var expected = try Self.appliedIndex(db) + 1
+            var results: [ContactCenterMachine.Applied] = []
+            results.reserveCapacity(entries.count)
+            let store = SQLiteStore(db)
+            for entry in entries {
+                guard entry.index == expected else { throw StateDatabaseError.gap(appliedIndex: expected - 1, next: entry.index) }
+                let envelope: CommandEnvelope
+                do {
+                    envelope = try CommandEnvelope.decode(entry.payload)
+                } catch let error as WireError {
+                    throw StateDatabaseError.undecodableEntry(index: entry.index, reason: error.description)
+                }
+                results.append(try ContactCenterMachine.apply(envelope, index: entry.index, store: store))
+                expected += 1
+            }
+            if let last = entries.last {
+                try db.execute(sql: "UPDATE meta SET value = ? WHERE key = 'applied_index'", arguments: [last.index])
+            }
+            return results
+        }
+    }
+
+    /// Reads through a `SQLiteStore` (its getters) and the query helpers, off the calling task.
+    public func read<T: Sendable>(_ body: @Sendable @escaping (StateReader) throws -> T) async throws -> T {
+        try await pool.read { db in try body(StateReader(db: db)) }
+    }
+
+    /// A stable textual dump of every table, rows in primary-key order: equal dumps mean equal state.
+    public func dump() throws -> String {
+        try pool.read { db in
+            var out = ""
+            for table in Schema.tables {
+                out += "## \(table.name)\n"
+                for row in try Row.fetchAll(db, sql: "SELECT * FROM \(table.name) ORDER BY \(table.orderBy)") {
+                    out += row.description + "\n"
+                }
+            }
+            return out
+        }
+    }
+}

@@ -1,0 +1,109 @@
+import ContactCenter
+import GRDB
+
+/// A page of a list: `nextCursor` is nil on the last page.
+public struct Page<Item: Sendable>: Sendable {
+    public var items: [Item]
+    public var nextCursor: String?
+}
+
+/// Read-side queries for the API, inside one read transaction (a consistent snapshot).
+public struct StateReader {
+    let db: Database
+    public var store: SQLiteStore { SQLiteStore(db) }
+
+    public func appliedIndex() throws -> Int64 { try StateDatabase.appliedIndex(db) }
+
+    public func eventsTrimmedBefore() throws -> Int64 {
+        try Int64.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'events_trimmed_before'") ?? 0
+    }
+
+    public func session(tokenHash: String) throws -> Session? { try store.session(tokenHash: tokenHash) }
+
+    private func page<Item>(_ rows: [Row], limit: Int, key: (Item) -> String, map: (Row) -> Item) -> Page<Item> {
+        let items = rows.map(map)
+        return Page(items: items, nextCursor: items.count == limit ? items.last.map(key) : nil)
+    }
+
+    public func agents(limit: Int, after cursor: String?) throws -> Page<Agent> {
+        let rows = try Row.fetchAll(db, sql: "SELECT * FROM agents WHERE id > ? ORDER BY id LIMIT ?", arguments: [cursor ?? "", limit])
+        return page(rows, limit: limit, key: \.id, map: Rows.agent)
+    }
+
+    public func queuesWithWaiting() throws -> [(Queue, Int, Timestamp?)] {
+        try Row.fetchAll(
+            db,
+            sql: """
+                SELECT q.*, (SELECT count(*) FROM conversations c WHERE c.status = 'queued' AND c.queue_id = q.id) AS waiting,
+                    (SELECT min(c.updated_at) FROM conversations c WHERE c.status = 'queued' AND c.queue_id = q.id) AS oldest
+                FROM queues q ORDER BY q.created_index, q.id
+                """
+        ).map { row in (Rows.queue(row), row["waiting"], Rows.timestamp(row["oldest"])) }
+    }
+
+    public func rules() throws -> [Rule] { try store.rules() }
+
+    public struct ConversationFilter: Sendable {
+        public var status: ConversationStatus?
+        /// `.some(nil)` means unassigned.
+        public var assignee: String??
+        public var queue: String?
+        public init(status: ConversationStatus? = nil, assignee: String?? = nil, queue: String? = nil) {
+            self.status = status
+            self.assignee = assignee
+            self.queue = queue
+        }
+    }
+
+    public func conversations(_ filter: ConversationFilter, limit: Int, after cursor: String?) throws -> Page<Conversation> {
+        var clauses = ["id > ?"]
+        var arguments: [(any DatabaseValueConvertible)?] = [cursor ?? ""]
+        if let status = filter.status {
+            clauses.append("status = ?")
+            arguments.append(status.rawValue)
+        }
+        switch filter.assignee {
+        case .none: break
+        case .some(.none): clauses.append("assignee_id IS NULL")
+        case .some(.some(let id)):
+            clauses.append("assignee_id = ?")
+            arguments.append(id)
+        }
+        if let queue = filter.queue {
+            clauses.append("queue_id = ?")
+            arguments.append(queue)
+        }
+        arguments.append(limit)
+        let rows = try Row.fetchAll(
+            db, sql: "SELECT * FROM conversations WHERE \(clauses.joined(separator: " AND ")) ORDER BY id LIMIT ?",
+            arguments: StatementArguments(arguments))
+        return page(rows, limit: limit, key: \.id, map: Rows.conversation)
+    }
+
+    public func messages(conversationId: String, limit: Int) throws -> [Message] {
+        try Row.fetchAll(
+            db, sql: "SELECT * FROM messages WHERE conversation_id = ? ORDER BY log_index, ordinal LIMIT ?",
+            arguments: [conversationId, limit]
+        ).map(Rows.message)
+    }
+
+    public func message(id: String) throws -> Message? {
+        try Row.fetchOne(db, sql: "SELECT * FROM messages WHERE id = ?", arguments: [id]).map(Rows.message)
+    }
+
+    /// Events after `cursor` in cursor order, at most `limit`.
+    public func events(after cursor: EventCursor, limit: Int) throws -> [Event] {
+        try Row.fetchAll(
+            db, sql: "SELECT * FROM events WHERE (log_index, seq) > (?, ?) ORDER BY log_index, seq LIMIT ?",
+            arguments: [cursor.index, cursor.seq, limit]
+        ).map(Rows.event)
+    }
+
+    public func counts() throws -> (agents: Int, conversations: Int, messages: Int) {
+        (
+            try Int.fetchOne(db, sql: "SELECT count(*) FROM agents") ?? 0,
+            try Int.fetchOne(db, sql: "SELECT count(*) FROM conversations") ?? 0,
+            try Int.fetchOne(db, sql: "SELECT count(*) FROM messages") ?? 0
+        )
+    }
+}
