@@ -72,7 +72,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "ContactCenterTests", dependencies: ["ContactCenter", "Wire"]),
-        .testTarget(name: "StorageTests", dependencies: ["Storage", "ContactCenter"]),
+        .testTarget(name: "StorageTests", dependencies: ["Storage", "ContactCenter", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(
             name: "AgentAPITests",
             dependencies: [

@@ -20,7 +20,16 @@ extension ApplyContext {
         if let name { agent.name = name }
         if let role { agent.role = role }
         if let skills { agent.skills = skills }
-        if let capacity { agent.capacity = capacity }
+        if let capacity {
+            // An agent never exceeds capacity: lowering it below what is open would.
+            guard capacity >= agent.openConversations else {
+                throw DomainError(
+                    .conflict, "capacity_below_open",
+                    "agent '\(id)' has \(agent.openConversations) conversations open; reassign some before lowering capacity to \(capacity)",
+                    field: "capacity")
+            }
+            agent.capacity = capacity
+        }
         agent.version += 1
         agent.updatedAt = at
         try store.update(agent)
