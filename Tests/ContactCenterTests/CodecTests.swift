@@ -1,0 +1,72 @@
+import ContactCenter
+import Wire
+import XCTest
+
+final class CodecTests: XCTestCase {
+    static let samples: [Command] = [
+        .createAgent(id: "a", name: "Ana", email: "ana@x.io", passwordHash: "h", role: .supervisor, skills: ["es", "billing"], capacity: 4),
+        .updateAgent(id: "a", name: nil, role: .admin, skills: [], capacity: 2, expectedVersion: 7),
+        .updateAgent(id: "a", name: "B", role: nil, skills: nil, capacity: nil, expectedVersion: nil),
+        .setPresence(agentId: "a", status: .away),
+        .createSession(tokenHash: "abc", agentId: "a", expiresAt: Timestamp(milliseconds: 99)),
+        .deleteSession(tokenHash: "abc"),
+        .createQueue(id: "q", name: "Billing", skills: ["billing"], priority: -3, channels: [.sms, .email]),
+        .createRule(id: "r", name: "n", keywords: ["factura"], action: .handoff, reply: "hola", queueId: "q", order: 10),
+        .createContact(id: "c", name: "Ana", identifiers: ["whatsapp": "+54"], attributes: ["plan": "gold", "ü": "ñ"]),
+        .updateContact(id: "c", name: nil, attributes: ["plan": nil, "tier": "1"], expectedVersion: 3),
+        .inboundMessage(channel: .webchat, from: "x", text: "héllo\n", externalId: "e", name: "N", contactId: "c", conversationId: "v", messageId: "m"),
+        .postMessage(conversationId: "v", messageId: "m", text: "t", isPrivate: true),
+        .assign(conversationId: "v", agentId: nil, queueId: "q"),
+        .resolve(conversationId: "v"),
+        .reopen(conversationId: "v"),
+        .trimEvents(beforeIndex: 42),
+    ]
+
+    func testEveryCommandRoundTrips() throws {
+        for (position, command) in Self.samples.enumerated() {
+            let envelope = CommandEnvelope(
+                at: Timestamp(milliseconds: 1_700_000_000_000 + Int64(position)), actor: position % 2 == 0 ? .agent(id: "a") : .channel,
+                idempotencyKey: position % 3 == 0 ? "key" : nil, command: command)
+            XCTAssertEqual(try CommandEnvelope.decode(envelope.encoded()), envelope, "command \(command)")
+        }
+    }
+
+    func testEqualCommandsEncodeToEqualBytes() {
+        let a = CommandEnvelope(at: Timestamp(milliseconds: 1), actor: .admin, command: .createContact(id: "c", name: "n", identifiers: [:], attributes: ["a": "1", "b": "2", "c": "3"]))
+        let b = CommandEnvelope(at: Timestamp(milliseconds: 1), actor: .admin, command: .createContact(id: "c", name: "n", identifiers: [:], attributes: ["c": "3", "a": "1", "b": "2"]))
+        XCTAssertEqual(a.encoded(), b.encoded(), "maps must encode in key order")
+    }
+
+    func testUnknownVersionIsRefused() {
+        var bytes = CommandEnvelope(at: Timestamp(milliseconds: 1), actor: .admin, command: .resolve(conversationId: "v")).encoded()
+        bytes[0] = 2
+        XCTAssertThrowsError(try CommandEnvelope.decode(bytes)) { error in
+            XCTAssertEqual(error as? WireError, .invalid("command version 2, this node knows 1"))
+        }
+    }
+
+    func testEveryTruncationAndRandomBytesFailCleanly() {
+        for command in Self.samples {
+            let bytes = CommandEnvelope(at: Timestamp(milliseconds: 5), actor: .admin, idempotencyKey: "k", command: command).encoded()
+            for length in 0..<bytes.count {
+                XCTAssertThrowsError(try CommandEnvelope.decode(Array(bytes.prefix(length))), "prefix \(length) of \(command) decoded")
+            }
+            XCTAssertThrowsError(try CommandEnvelope.decode(bytes + [0]), "trailing byte accepted for \(command)")
+        }
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<5000 {
+            let bytes = (0..<Int.random(in: 0..<64, using: &generator)).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            _ = try? CommandEnvelope.decode(bytes)
+            _ = try? Outcome.decode(bytes)
+        }
+    }
+
+    func testOutcomesRoundTrip() throws {
+        let outcomes: [Outcome] = [
+            .agent(id: "a"), .session(agentId: "a"), .queue(id: "q"), .rule(id: "r"), .contact(id: "c"),
+            .inbound(conversationId: "v", messageId: "m", duplicate: true), .message(conversationId: "v", messageId: "m"),
+            .conversation(id: "v"), .done, .rejected(DomainError(.conflict, "already_resolved", "msg", field: "f")),
+        ]
+        for outcome in outcomes { XCTAssertEqual(try Outcome.decode(outcome.encoded()), outcome) }
+    }
+}

@@ -1,0 +1,86 @@
+import Foundation
+import Storage
+import XCTest
+
+final class CommandLogTests: XCTestCase {
+    var directory = ""
+
+    override func setUpWithError() throws {
+        directory = NSTemporaryDirectory() + "switchboard-log-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    }
+
+    override func tearDown() { try? FileManager.default.removeItem(atPath: directory) }
+
+    var path: String { directory + "/commands.log" }
+
+    func entries(_ range: ClosedRange<Int64>) -> [LogEntry] {
+        range.map { LogEntry(index: $0, term: 0, payload: Array("command \($0)".utf8)) }
+    }
+
+    func testAppendedEntriesSurviveReopen() throws {
+        do {
+            let log = try CommandLog(path: path)
+            try log.append(entries(1...3))
+            try log.append(entries(4...10))
+        }
+        let reopened = try CommandLog(path: path)
+        XCTAssertEqual(reopened.lastIndex, 10)
+        XCTAssertEqual(try reopened.entries(from: 4, maxCount: 3), entries(4...6))
+        XCTAssertEqual(try reopened.entries(from: 9, maxCount: 100), entries(9...10))
+        XCTAssertEqual(reopened.truncatedTailBytes, 0)
+    }
+
+    func testTornTailIsCutAndAppendsContinue() throws {
+        do {
+            let log = try CommandLog(path: path)
+            try log.append(entries(1...5))
+        }
+        // A crash in the middle of writing entry 6: half a record at the end of the file.
+        let handle = try XCTUnwrap(FileHandle(forWritingAtPath: path))
+        try handle.seekToEnd()
+        try handle.write(contentsOf: [0, 0, 0, 40, 1, 2, 3, 4, 0, 0, 0])
+        try handle.close()
+        let log = try CommandLog(path: path)
+        XCTAssertEqual(log.lastIndex, 5, "the torn record is not an entry")
+        XCTAssertEqual(log.truncatedTailBytes, 11)
+        try log.append(entries(6...6))
+        XCTAssertEqual(try CommandLog(path: path).entries(from: 1, maxCount: 10), entries(1...6))
+    }
+
+    func testChecksumMismatchInTheTailIsCut() throws {
+        do {
+            let log = try CommandLog(path: path)
+            try log.append(entries(1...3))
+        }
+        // Flip the last byte (inside entry 3's payload).
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+        bytes[bytes.count - 1] ^= 0xFF
+        try bytes.write(to: URL(fileURLWithPath: path))
+        let log = try CommandLog(path: path)
+        XCTAssertEqual(log.lastIndex, 2)
+    }
+
+    func testAppendMustBeContiguous() throws {
+        let log = try CommandLog(path: path)
+        try log.append(entries(1...2))
+        XCTAssertThrowsError(try log.append(entries(4...4)))
+        XCTAssertEqual(log.lastIndex, 2)
+    }
+
+    func testTruncateAfterRemovesTheSuffixDurably() throws {
+        let log = try CommandLog(path: path)
+        try log.append(entries(1...6))
+        try log.truncate(after: 3)
+        XCTAssertEqual(log.lastIndex, 3)
+        try log.append(entries(4...4))
+        XCTAssertEqual(try CommandLog(path: path).lastIndex, 4)
+    }
+
+    func testAForeignFileIsRefused() throws {
+        try Data("definitely not a log".utf8).write(to: URL(fileURLWithPath: path))
+        XCTAssertThrowsError(try CommandLog(path: path)) { error in
+            XCTAssertTrue("\(error)".contains("not a Switchboard command log"), "\(error)")
+        }
+    }
+}
