@@ -79,6 +79,7 @@ let package = Package(
                 "AgentAPI", "NodeRuntime", "Storage", "ContactCenter",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HummingbirdWSTesting", package: "hummingbird-websocket"),
+                .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),

@@ -81,10 +81,7 @@ public final class Node: Sendable {
             metadata: ["node.id": "\(configuration.id)", "node.data": "\(directory)", "raft.applied_index": "\(pipeline.appliedIndex)"])
     }
 
-    deinit {
-        flock(lockDescriptor, LOCK_UN)
-        close(lockDescriptor)
-    }
+    deinit { close(lockDescriptor) }
 
     public var id: String { configuration.id }
     public var appliedIndex: Int64 { pipeline.appliedIndex }
@@ -128,9 +125,10 @@ public final class Node: Sendable {
         return await kdf.run { passwords.verify(password, against: stored) }
     }
 
-    /// Finishes queued proposals and closes the log. Idempotent.
+    /// Finishes queued proposals, closes the log and releases the data directory. Idempotent.
     public func shutdown() {
         pipeline.stop()
+        flock(lockDescriptor, LOCK_UN)
         logger.info("node stopped", metadata: ["node.id": "\(configuration.id)", "raft.applied_index": "\(pipeline.appliedIndex)"])
     }
 }
