@@ -18,12 +18,25 @@ public enum Secrets {
     /// A bearer token: 256 random bits, hex.
     public static func token() -> String {
         var generator = SystemRandomNumberGenerator()
-        return (0..<32).map { _ in String(format: "%02x", generator.next() as UInt8) }.joined()
+        return hex((0..<32).map { _ in generator.next() as UInt8 })
     }
 
     /// SHA-256 of a token, hex: the only form in which tokens are stored or replicated.
     public static func tokenHash(_ token: String) -> String {
-        SHA256.hash(data: Data(token.utf8)).map { String(format: "%02x", $0) }.joined()
+        hex(Array(SHA256.hash(data: Array(token.utf8))))
+    }
+
+    private static let hexDigits = Array("0123456789abcdef".utf8)
+
+    /// Lowercase hex; on the request path (every token check), so no `String(format:)`.
+    public static func hex(_ bytes: [UInt8]) -> String {
+        var out = [UInt8]()
+        out.reserveCapacity(bytes.count * 2)
+        for byte in bytes {
+            out.append(hexDigits[Int(byte >> 4)])
+            out.append(hexDigits[Int(byte & 0x0F)])
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 
     /// Compares two strings in time independent of where they differ.
@@ -67,7 +80,7 @@ public struct PasswordHasher: Sendable {
         return key.withUnsafeBytes { hex(Array($0)) }
     }
 
-    private static func hex(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) }.joined() }
+    private static func hex(_ bytes: [UInt8]) -> String { Secrets.hex(bytes) }
 
     private static func bytes(fromHex text: String) -> [UInt8]? {
         guard text.count % 2 == 0 else { return nil }

@@ -21,20 +21,18 @@ public struct SQLiteStore: StateStore {
     // MARK: Agents
 
     public func agent(id: String) throws -> Agent? {
-        try Row.fetchOne(db, sql: "SELECT * FROM agents WHERE id = ?", arguments: [id]).map(Rows.agent)
+        try Row.fetchOne(try db.cachedStatement(sql: "SELECT * FROM agents WHERE id = ?"), arguments: [id]).map(Rows.agent)
     }
 
     public func agent(email: String) throws -> Agent? {
-        try Row.fetchOne(db, sql: "SELECT * FROM agents WHERE email = ?", arguments: [email]).map(Rows.agent)
+        try Row.fetchOne(try db.cachedStatement(sql: "SELECT * FROM agents WHERE email = ?"), arguments: [email]).map(Rows.agent)
     }
 
     public func insert(_ agent: Agent) throws {
-        try db.execute(
-            sql: """
+        try db.cachedStatement(sql: """
                 INSERT INTO agents (id, name, email, password_hash, role, skills, capacity, status, open_count,
                     last_routed_index, version, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)
-                """,
-            arguments: [
+                """).execute(arguments: [
                 agent.id, agent.name, agent.email, agent.passwordHash, agent.role.rawValue, Rows.list(agent.skills), agent.capacity,
                 agent.status.rawValue, agent.openConversations, agent.lastRoutedIndex, agent.version,
                 agent.createdAt.milliseconds, agent.updatedAt.milliseconds,
@@ -42,12 +40,10 @@ public struct SQLiteStore: StateStore {
     }
 
     public func update(_ agent: Agent) throws {
-        try db.execute(
-            sql: """
+        try db.cachedStatement(sql: """
                 UPDATE agents SET name = ?, email = ?, password_hash = ?, role = ?, skills = ?, capacity = ?, status = ?,
                     open_count = ?, last_routed_index = ?, version = ?, updated_at = ? WHERE id = ?
-                """,
-            arguments: [
+                """).execute(arguments: [
                 agent.name, agent.email, agent.passwordHash, agent.role.rawValue, Rows.list(agent.skills), agent.capacity,
                 agent.status.rawValue, agent.openConversations, agent.lastRoutedIndex, agent.version, agent.updatedAt.milliseconds,
                 agent.id,
@@ -55,8 +51,7 @@ public struct SQLiteStore: StateStore {
     }
 
     public func firstAvailableAgent(where accept: (Agent) -> Bool) throws -> Agent? {
-        let rows = try Row.fetchCursor(
-            db, sql: "SELECT * FROM agents WHERE status = 'available' AND open_count < capacity ORDER BY last_routed_index, id")
+        let rows = try Row.fetchCursor(try db.cachedStatement(sql: "SELECT * FROM agents WHERE status = 'available' AND open_count < capacity ORDER BY last_routed_index, id"))
         while let row = try rows.next() {
             let agent = Rows.agent(row)
             if accept(agent) { return agent }
@@ -67,18 +62,16 @@ public struct SQLiteStore: StateStore {
     // MARK: Sessions
 
     public func insert(_ session: Session) throws {
-        try db.execute(
-            sql: "INSERT INTO sessions (token_hash, agent_id, created_at, expires_at) VALUES (?,?,?,?)",
-            arguments: [session.tokenHash, session.agentId, session.createdAt.milliseconds, session.expiresAt.milliseconds])
+        try db.cachedStatement(sql: "INSERT INTO sessions (token_hash, agent_id, created_at, expires_at) VALUES (?,?,?,?)").execute(arguments: [session.tokenHash, session.agentId, session.createdAt.milliseconds, session.expiresAt.milliseconds])
     }
 
     public func deleteSession(tokenHash: String) throws -> Bool {
-        try db.execute(sql: "DELETE FROM sessions WHERE token_hash = ?", arguments: [tokenHash])
+        try db.cachedStatement(sql: "DELETE FROM sessions WHERE token_hash = ?").execute(arguments: [tokenHash])
         return db.changesCount > 0
     }
 
     public func session(tokenHash: String) throws -> Session? {
-        try Row.fetchOne(db, sql: "SELECT * FROM sessions WHERE token_hash = ?", arguments: [tokenHash]).map { row in
+        try Row.fetchOne(try db.cachedStatement(sql: "SELECT * FROM sessions WHERE token_hash = ?"), arguments: [tokenHash]).map { row in
             Session(
                 tokenHash: row["token_hash"], agentId: row["agent_id"], createdAt: Timestamp(milliseconds: row["created_at"]),
                 expiresAt: Timestamp(milliseconds: row["expires_at"]))
@@ -88,38 +81,34 @@ public struct SQLiteStore: StateStore {
     // MARK: Queues and rules
 
     public func queue(id: String) throws -> Queue? {
-        try Row.fetchOne(db, sql: "SELECT * FROM queues WHERE id = ?", arguments: [id]).map(Rows.queue)
+        try Row.fetchOne(try db.cachedStatement(sql: "SELECT * FROM queues WHERE id = ?"), arguments: [id]).map(Rows.queue)
     }
 
     public func queue(name: String) throws -> Queue? {
-        try Row.fetchOne(db, sql: "SELECT * FROM queues WHERE name = ?", arguments: [name]).map(Rows.queue)
+        try Row.fetchOne(try db.cachedStatement(sql: "SELECT * FROM queues WHERE name = ?"), arguments: [name]).map(Rows.queue)
     }
 
     public func queues() throws -> [Queue] {
-        try Row.fetchAll(db, sql: "SELECT * FROM queues ORDER BY created_index, id").map(Rows.queue)
+        try Row.fetchAll(try db.cachedStatement(sql: "SELECT * FROM queues ORDER BY created_index, id")).map(Rows.queue)
     }
 
     public func insert(_ queue: Queue) throws {
-        try db.execute(
-            sql: "INSERT INTO queues (id, name, skills, priority, channels, created_index, created_at) VALUES (?,?,?,?,?,?,?)",
-            arguments: [
+        try db.cachedStatement(sql: "INSERT INTO queues (id, name, skills, priority, channels, created_index, created_at) VALUES (?,?,?,?,?,?,?)").execute(arguments: [
                 queue.id, queue.name, Rows.list(queue.skills), queue.priority, Rows.list(queue.channels.map(\.rawValue)),
                 queue.createdIndex, queue.createdAt.milliseconds,
             ])
     }
 
     public func rule(name: String) throws -> Rule? {
-        try Row.fetchOne(db, sql: "SELECT * FROM rules WHERE name = ?", arguments: [name]).map(Rows.rule)
+        try Row.fetchOne(try db.cachedStatement(sql: "SELECT * FROM rules WHERE name = ?"), arguments: [name]).map(Rows.rule)
     }
 
     public func rules() throws -> [Rule] {
-        try Row.fetchAll(db, sql: "SELECT * FROM rules ORDER BY ord, id").map(Rows.rule)
+        try Row.fetchAll(try db.cachedStatement(sql: "SELECT * FROM rules ORDER BY ord, id")).map(Rows.rule)
     }
 
     public func insert(_ rule: Rule) throws {
-        try db.execute(
-            sql: "INSERT INTO rules (id, name, keywords, action, reply, queue_id, ord, created_at) VALUES (?,?,?,?,?,?,?,?)",
-            arguments: [
+        try db.cachedStatement(sql: "INSERT INTO rules (id, name, keywords, action, reply, queue_id, ord, created_at) VALUES (?,?,?,?,?,?,?,?)").execute(arguments: [
                 rule.id, rule.name, Rows.list(rule.keywords), rule.action.rawValue, rule.reply, rule.queueId, rule.order,
                 rule.createdAt.milliseconds,
             ])
@@ -128,54 +117,45 @@ public struct SQLiteStore: StateStore {
     // MARK: Contacts
 
     public func contact(id: String) throws -> Contact? {
-        try Row.fetchOne(db, sql: "SELECT * FROM contacts WHERE id = ?", arguments: [id]).map(Rows.contact)
+        try Row.fetchOne(try db.cachedStatement(sql: "SELECT * FROM contacts WHERE id = ?"), arguments: [id]).map(Rows.contact)
     }
 
     public func contactId(channel: String, identifier: String) throws -> String? {
-        try String.fetchOne(
-            db, sql: "SELECT contact_id FROM contact_identifiers WHERE channel = ? AND value = ?", arguments: [channel, identifier])
+        try String.fetchOne(try db.cachedStatement(sql: "SELECT contact_id FROM contact_identifiers WHERE channel = ? AND value = ?"), arguments: [channel, identifier])
     }
 
     public func insert(_ contact: Contact) throws {
-        try db.execute(
-            sql: "INSERT INTO contacts (id, name, identifiers, attributes, version, created_at, updated_at) VALUES (?,?,?,?,?,?,?)",
-            arguments: [
+        try db.cachedStatement(sql: "INSERT INTO contacts (id, name, identifiers, attributes, version, created_at, updated_at) VALUES (?,?,?,?,?,?,?)").execute(arguments: [
                 contact.id, contact.name, Data(Rows.map(contact.identifiers)), Data(Rows.map(contact.attributes)), contact.version,
                 contact.createdAt.milliseconds, contact.updatedAt.milliseconds,
             ])
         for (channel, value) in contact.identifiers {
-            try db.execute(
-                sql: "INSERT INTO contact_identifiers (channel, value, contact_id) VALUES (?,?,?)", arguments: [channel, value, contact.id])
+            try db.cachedStatement(sql: "INSERT INTO contact_identifiers (channel, value, contact_id) VALUES (?,?,?)").execute(arguments: [channel, value, contact.id])
         }
     }
 
     /// Identifiers do not change after creation; name, attributes and version do.
     public func update(_ contact: Contact) throws {
-        try db.execute(
-            sql: "UPDATE contacts SET name = ?, attributes = ?, version = ?, updated_at = ? WHERE id = ?",
-            arguments: [contact.name, Data(Rows.map(contact.attributes)), contact.version, contact.updatedAt.milliseconds, contact.id])
+        try db.cachedStatement(sql: "UPDATE contacts SET name = ?, attributes = ?, version = ?, updated_at = ? WHERE id = ?").execute(arguments: [contact.name, Data(Rows.map(contact.attributes)), contact.version, contact.updatedAt.milliseconds, contact.id])
     }
 
     // MARK: Conversations and messages
 
     public func conversation(id: String) throws -> Conversation? {
-        try Row.fetchOne(db, sql: "SELECT * FROM conversations WHERE id = ?", arguments: [id]).map(Rows.conversation)
+        try Row.fetchOne(try db.cachedStatement(sql: "SELECT * FROM conversations WHERE id = ?"), arguments: [id]).map(Rows.conversation)
     }
 
     public func openConversation(contactId: String, channel: Channel) throws -> Conversation? {
-        try Row.fetchOne(
-            db, sql: "SELECT * FROM conversations WHERE contact_id = ? AND channel = ? AND status != 'resolved' ORDER BY created_at, id LIMIT 1",
+        try Row.fetchOne(try db.cachedStatement(sql: "SELECT * FROM conversations WHERE contact_id = ? AND channel = ? AND status != 'resolved' ORDER BY created_at, id LIMIT 1"),
             arguments: [contactId, channel.rawValue]
         ).map(Rows.conversation)
     }
 
     public func insert(_ conversation: Conversation) throws {
-        try db.execute(
-            sql: """
+        try db.cachedStatement(sql: """
                 INSERT INTO conversations (id, contact_id, channel, status, queue_id, assignee_id, priority, enqueued_index,
                     created_at, first_response_at, resolved_at, updated_at, version) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)
-                """,
-            arguments: [
+                """).execute(arguments: [
                 conversation.id, conversation.contactId, conversation.channel.rawValue, conversation.status.rawValue,
                 conversation.queueId, conversation.assigneeId, conversation.priority, conversation.enqueuedIndex,
                 conversation.createdAt.milliseconds, conversation.firstResponseAt?.milliseconds,
@@ -184,12 +164,10 @@ public struct SQLiteStore: StateStore {
     }
 
     public func update(_ conversation: Conversation) throws {
-        try db.execute(
-            sql: """
+        try db.cachedStatement(sql: """
                 UPDATE conversations SET status = ?, queue_id = ?, assignee_id = ?, priority = ?, enqueued_index = ?,
                     first_response_at = ?, resolved_at = ?, updated_at = ?, version = ? WHERE id = ?
-                """,
-            arguments: [
+                """).execute(arguments: [
                 conversation.status.rawValue, conversation.queueId, conversation.assigneeId, conversation.priority,
                 conversation.enqueuedIndex, conversation.firstResponseAt?.milliseconds, conversation.resolvedAt?.milliseconds,
                 conversation.updatedAt.milliseconds, conversation.version, conversation.id,
@@ -203,61 +181,49 @@ public struct SQLiteStore: StateStore {
         if !ids.isEmpty { clauses.append("queue_id IN (\(Array(repeating: "?", count: ids.count).joined(separator: ",")))") }
         if includeUnqueued { clauses.append("queue_id IS NULL") }
         guard !clauses.isEmpty else { return nil }
-        return try Row.fetchOne(
-            db,
-            sql: "SELECT * FROM conversations WHERE status = 'queued' AND (\(clauses.joined(separator: " OR "))) ORDER BY priority DESC, enqueued_index, id LIMIT 1",
-            arguments: StatementArguments(ids)
-        ).map(Rows.conversation)
+        let sql = "SELECT * FROM conversations WHERE status = 'queued' AND (\(clauses.joined(separator: " OR "))) ORDER BY priority DESC, enqueued_index, id LIMIT 1"
+        return try Row.fetchOne(try db.cachedStatement(sql: sql), arguments: StatementArguments(ids)).map(Rows.conversation)
     }
 
     public func insert(_ message: Message) throws {
-        try db.execute(
-            sql: """
+        try db.cachedStatement(sql: """
                 INSERT INTO messages (id, conversation_id, author, agent_id, text, private, external_id, created_at, log_index, ordinal)
                 VALUES (?,?,?,?,?,?,?,?,?,?)
-                """,
-            arguments: [
+                """).execute(arguments: [
                 message.id, message.conversationId, message.author.rawValue, message.agentId, message.text, message.isPrivate,
                 message.externalId, message.createdAt.milliseconds, message.logIndex, message.ordinal,
             ])
     }
 
     public func externalMessage(channel: Channel, externalId: String) throws -> (conversationId: String, messageId: String)? {
-        try Row.fetchOne(
-            db, sql: "SELECT conversation_id, message_id FROM external_messages WHERE channel = ? AND external_id = ?",
+        try Row.fetchOne(try db.cachedStatement(sql: "SELECT conversation_id, message_id FROM external_messages WHERE channel = ? AND external_id = ?"),
             arguments: [channel.rawValue, externalId]
         ).map { ($0["conversation_id"], $0["message_id"]) }
     }
 
     public func insertExternalMessage(channel: Channel, externalId: String, conversationId: String, messageId: String) throws {
-        try db.execute(
-            sql: "INSERT INTO external_messages (channel, external_id, conversation_id, message_id) VALUES (?,?,?,?)",
-            arguments: [channel.rawValue, externalId, conversationId, messageId])
+        try db.cachedStatement(sql: "INSERT INTO external_messages (channel, external_id, conversation_id, message_id) VALUES (?,?,?,?)").execute(arguments: [channel.rawValue, externalId, conversationId, messageId])
     }
 
     // MARK: Events and idempotency
 
     public func insert(_ event: Event) throws {
-        try db.execute(
-            sql: "INSERT INTO events (log_index, seq, type, at, agent_id, data) VALUES (?,?,?,?,?,?)",
-            arguments: [event.cursor.index, event.cursor.seq, event.type.rawValue, event.at.milliseconds, event.audienceAgentId, event.data])
+        try db.cachedStatement(sql: "INSERT INTO events (log_index, seq, type, at, agent_id, data) VALUES (?,?,?,?,?,?)").execute(arguments: [event.cursor.index, event.cursor.seq, event.type.rawValue, event.at.milliseconds, event.audienceAgentId, event.data])
     }
 
     public func trimEvents(before index: Int64) throws {
-        let current = try Int64.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'events_trimmed_before'") ?? 0
+        let current = try Int64.fetchOne(try db.cachedStatement(sql: "SELECT value FROM meta WHERE key = 'events_trimmed_before'")) ?? 0
         guard index > current else { return }
-        try db.execute(sql: "DELETE FROM events WHERE log_index < ?", arguments: [index])
-        try db.execute(sql: "DELETE FROM idempotency WHERE log_index < ?", arguments: [index])
-        try db.execute(sql: "UPDATE meta SET value = ? WHERE key = 'events_trimmed_before'", arguments: [index])
+        try db.cachedStatement(sql: "DELETE FROM events WHERE log_index < ?").execute(arguments: [index])
+        try db.cachedStatement(sql: "DELETE FROM idempotency WHERE log_index < ?").execute(arguments: [index])
+        try db.cachedStatement(sql: "UPDATE meta SET value = ? WHERE key = 'events_trimmed_before'").execute(arguments: [index])
     }
 
     public func idempotentOutcome(scope: String, key: String) throws -> [UInt8]? {
-        try Data.fetchOne(db, sql: "SELECT outcome FROM idempotency WHERE scope = ? AND key = ?", arguments: [scope, key]).map { [UInt8]($0) }
+        try Data.fetchOne(try db.cachedStatement(sql: "SELECT outcome FROM idempotency WHERE scope = ? AND key = ?"), arguments: [scope, key]).map { [UInt8]($0) }
     }
 
     public func saveIdempotentOutcome(scope: String, key: String, index: Int64, outcome: [UInt8]) throws {
-        try db.execute(
-            sql: "INSERT INTO idempotency (scope, key, log_index, outcome) VALUES (?,?,?,?)",
-            arguments: [scope, key, index, Data(outcome)])
+        try db.cachedStatement(sql: "INSERT INTO idempotency (scope, key, log_index, outcome) VALUES (?,?,?,?)").execute(arguments: [scope, key, index, Data(outcome)])
     }
 }

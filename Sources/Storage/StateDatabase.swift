@@ -31,7 +31,7 @@ public final class StateDatabase: Sendable {
         configuration.journalMode = .wal
         configuration.maximumReaderCount = 8
         configuration.prepareDatabase { db in
-            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+            try db.cachedStatement(sql: "PRAGMA synchronous = NORMAL").execute()
         }
         pool = try DatabasePool(path: path, configuration: configuration)
         try Schema.migrator().migrate(pool)
@@ -42,7 +42,7 @@ public final class StateDatabase: Sendable {
     }
 
     static func appliedIndex(_ db: Database) throws -> Int64 {
-        try Int64.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'applied_index'") ?? 0
+        try Int64.fetchOne(try db.cachedStatement(sql: "SELECT value FROM meta WHERE key = 'applied_index'")) ?? 0
     }
 
     /// Applies committed `entries` (contiguous, starting at `appliedIndex + 1`) in one
@@ -65,15 +65,24 @@ public final class StateDatabase: Sendable {
                 expected += 1
             }
             if let last = entries.last {
-                try db.execute(sql: "UPDATE meta SET value = ? WHERE key = 'applied_index'", arguments: [last.index])
+                try db.cachedStatement(sql: "UPDATE meta SET value = ? WHERE key = 'applied_index'").execute(arguments: [last.index])
             }
             return results
         }
     }
 
-    /// Reads through a `SQLiteStore` (its getters) and the query helpers, off the calling task.
+    /// Reads one consistent snapshot through a `StateReader`.
+    ///
+    /// Runs synchronously on the calling task's thread: a read from SQLite's page cache takes
+    /// tens of microseconds, far less than the thread hops and wake-ups of an async hand-off
+    /// (measured: the async pool read cost ~500 µs of CPU per request at 64 connections).
     public func read<T: Sendable>(_ body: @Sendable @escaping (StateReader) throws -> T) async throws -> T {
-        try await pool.read { db in try body(StateReader(db: db)) }
+        try readNow(body)
+    }
+
+    /// The synchronous read `read(_:)` uses (GRDB's async overload would win inside `async`).
+    public func readNow<T>(_ body: (StateReader) throws -> T) throws -> T {
+        try pool.read { db in try body(StateReader(db: db)) }
     }
 
     /// A stable textual dump of every table, rows in primary-key order: equal dumps mean equal state.
@@ -82,7 +91,7 @@ public final class StateDatabase: Sendable {
             var out = ""
             for table in Schema.tables {
                 out += "## \(table.name)\n"
-                for row in try Row.fetchAll(db, sql: "SELECT * FROM \(table.name) ORDER BY \(table.orderBy)") {
+                for row in try Row.fetchAll(try db.cachedStatement(sql: "SELECT * FROM \(table.name) ORDER BY \(table.orderBy)")) {
                     out += row.description + "\n"
                 }
             }

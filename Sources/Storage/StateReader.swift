@@ -15,7 +15,7 @@ public struct StateReader {
     public func appliedIndex() throws -> Int64 { try StateDatabase.appliedIndex(db) }
 
     public func eventsTrimmedBefore() throws -> Int64 {
-        try Int64.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'events_trimmed_before'") ?? 0
+        try Int64.fetchOne(try db.cachedStatement(sql: "SELECT value FROM meta WHERE key = 'events_trimmed_before'")) ?? 0
     }
 
     public func session(tokenHash: String) throws -> Session? { try store.session(tokenHash: tokenHash) }
@@ -26,18 +26,16 @@ public struct StateReader {
     }
 
     public func agents(limit: Int, after cursor: String?) throws -> Page<Agent> {
-        let rows = try Row.fetchAll(db, sql: "SELECT * FROM agents WHERE id > ? ORDER BY id LIMIT ?", arguments: [cursor ?? "", limit])
+        let rows = try Row.fetchAll(try db.cachedStatement(sql: "SELECT * FROM agents WHERE id > ? ORDER BY id LIMIT ?"), arguments: [cursor ?? "", limit])
         return page(rows, limit: limit, key: \.id, map: Rows.agent)
     }
 
     public func queuesWithWaiting() throws -> [(Queue, Int, Timestamp?)] {
-        try Row.fetchAll(
-            db,
-            sql: """
+        try Row.fetchAll(try db.cachedStatement(sql: """
                 SELECT q.*, (SELECT count(*) FROM conversations c WHERE c.status = 'queued' AND c.queue_id = q.id) AS waiting,
                     (SELECT min(c.updated_at) FROM conversations c WHERE c.status = 'queued' AND c.queue_id = q.id) AS oldest
                 FROM queues q ORDER BY q.created_index, q.id
-                """
+                """)
         ).map { row in (Rows.queue(row), row["waiting"], Rows.timestamp(row["oldest"])) }
     }
 
@@ -74,36 +72,33 @@ public struct StateReader {
             arguments.append(queue)
         }
         arguments.append(limit)
-        let rows = try Row.fetchAll(
-            db, sql: "SELECT * FROM conversations WHERE \(clauses.joined(separator: " AND ")) ORDER BY id LIMIT ?",
-            arguments: StatementArguments(arguments))
+        let sql = "SELECT * FROM conversations WHERE \(clauses.joined(separator: " AND ")) ORDER BY id LIMIT ?"
+        let rows = try Row.fetchAll(try db.cachedStatement(sql: sql), arguments: StatementArguments(arguments))
         return page(rows, limit: limit, key: \.id, map: Rows.conversation)
     }
 
     public func messages(conversationId: String, limit: Int) throws -> [Message] {
-        try Row.fetchAll(
-            db, sql: "SELECT * FROM messages WHERE conversation_id = ? ORDER BY log_index, ordinal LIMIT ?",
+        try Row.fetchAll(try db.cachedStatement(sql: "SELECT * FROM messages WHERE conversation_id = ? ORDER BY log_index, ordinal LIMIT ?"),
             arguments: [conversationId, limit]
         ).map(Rows.message)
     }
 
     public func message(id: String) throws -> Message? {
-        try Row.fetchOne(db, sql: "SELECT * FROM messages WHERE id = ?", arguments: [id]).map(Rows.message)
+        try Row.fetchOne(try db.cachedStatement(sql: "SELECT * FROM messages WHERE id = ?"), arguments: [id]).map(Rows.message)
     }
 
     /// Events after `cursor` in cursor order, at most `limit`.
     public func events(after cursor: EventCursor, limit: Int) throws -> [Event] {
-        try Row.fetchAll(
-            db, sql: "SELECT * FROM events WHERE (log_index, seq) > (?, ?) ORDER BY log_index, seq LIMIT ?",
+        try Row.fetchAll(try db.cachedStatement(sql: "SELECT * FROM events WHERE (log_index, seq) > (?, ?) ORDER BY log_index, seq LIMIT ?"),
             arguments: [cursor.index, cursor.seq, limit]
         ).map(Rows.event)
     }
 
     public func counts() throws -> (agents: Int, conversations: Int, messages: Int) {
         (
-            try Int.fetchOne(db, sql: "SELECT count(*) FROM agents") ?? 0,
-            try Int.fetchOne(db, sql: "SELECT count(*) FROM conversations") ?? 0,
-            try Int.fetchOne(db, sql: "SELECT count(*) FROM messages") ?? 0
+            try Int.fetchOne(try db.cachedStatement(sql: "SELECT count(*) FROM agents")) ?? 0,
+            try Int.fetchOne(try db.cachedStatement(sql: "SELECT count(*) FROM conversations")) ?? 0,
+            try Int.fetchOne(try db.cachedStatement(sql: "SELECT count(*) FROM messages")) ?? 0
         )
     }
 }

@@ -71,6 +71,7 @@ struct NodeCommand: AsyncParsableCommand {
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         let logger = Logger(label: "switchboard")
+        FileLimit.raise(logger: logger)
         let directory = data ?? ".switchboard/\(id)"
         let address = try HostPort(api, option: "--api")
 
@@ -132,5 +133,24 @@ enum AdminToken {
         FileHandle.standardOutput.write(Data("Admin token (shown once; only its hash is stored in \(path)):\n\(token)\n".utf8))
         logger.notice("generated an admin token", metadata: ["node.data": "\(dataDirectory)"])
         return hash
+    }
+}
+
+enum FileLimit {
+    /// Every WebSocket and HTTP connection is a file descriptor: raise the soft limit to the hard
+    /// one, and say so when the hard limit is low.
+    static func raise(logger: Logger) {
+        var limit = rlimit()
+        guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return }
+        if limit.rlim_cur < limit.rlim_max {
+            var raised = limit
+            raised.rlim_cur = limit.rlim_max
+            if setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &raised) == 0 { limit = raised }
+        }
+        if limit.rlim_cur < 4096 {
+            logger.warning(
+                "open-file limit is low: each agent WebSocket needs one; raise it with `ulimit -n 65536` (hard limit in /etc/security/limits.conf)",
+                metadata: ["process.open_files_max": "\(limit.rlim_cur)"])
+        }
     }
 }

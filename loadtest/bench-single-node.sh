@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Single-node figures for BENCHMARKS.md: inbound channel messages/s (fsync on), agent reads/s,
+# and RSS with 1,000 open event WebSockets. Release build, wrk -t2 -c64, loopback.
+#
+#   loadtest/bench-single-node.sh [seconds per run, default 20]
+#
+# Needs: wrk (apt-get install wrk), python3 with `websockets` (pip install websockets).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+duration="${1:-20}"
+port=18081
+base="http://127.0.0.1:$port"
+data="$(mktemp -d /tmp/switchboard-bench.XXXXXX)"
+export SWITCHBOARD_ADMIN_TOKEN="bench-admin-$$"
+admin="Authorization: Bearer $SWITCHBOARD_ADMIN_TOKEN"
+
+swift build -c release --product switchboard >/dev/null
+binary="$(swift build -c release --show-bin-path)/switchboard"
+"$binary" node --id n1 --data "$data" --api "127.0.0.1:$port" --log-level warning &
+node_pid=$!
+trap 'kill $node_pid 2>/dev/null; wait $node_pid 2>/dev/null; rm -rf "$data"' EXIT
+for _ in $(seq 100); do curl -sf "$base/readyz" >/dev/null && break; sleep 0.1; done
+
+json() { python3 -c "import sys,json; print(json.load(sys.stdin)$1)"; }
+curl -sf -X POST "$base/v1/queues" -H "$admin" -d '{"name":"support","channels":["whatsapp"]}' >/dev/null
+# 20 available agents with capacity 5: the first 100 conversations are assigned, the rest wait.
+for i in $(seq 20); do
+  curl -sf -X POST "$base/v1/agents" -H "$admin" \
+    -d "{\"name\":\"Agent $i\",\"email\":\"agent$i@example.com\",\"password\":\"bench-password\",\"capacity\":5}" >/dev/null
+  token=$(curl -sf -X POST "$base/v1/sessions" -d "{\"email\":\"agent$i@example.com\",\"password\":\"bench-password\"}" | json '["token"]')
+  curl -sf -X PUT "$base/v1/agents/me/status" -H "Authorization: Bearer $token" -d '{"status":"available"}' >/dev/null
+done
+first_token=$(curl -sf -X POST "$base/v1/sessions" -d '{"email":"agent1@example.com","password":"bench-password"}' | json '["token"]')
+
+echo "== inbound channel messages (POST /v1/channels/whatsapp/messages, fsync on), wrk -t2 -c64 -d${duration}s"
+wrk -t2 -c64 -d"${duration}s" --latency -s loadtest/inbound.lua "$base"
+
+export AGENT_TOKEN="$first_token"
+export CONVERSATION_ID=$(curl -sf "$base/v1/conversations?assignee=me&limit=1" -H "Authorization: Bearer $first_token" | json '["items"][0]["id"]')
+echo "== agent reads (GET /v1/conversations/{id}, linearizable), wrk -t2 -c64 -d${duration}s"
+wrk -t2 -c64 -d"${duration}s" --latency -s loadtest/read.lua "$base"
+
+echo "== 1,000 event WebSockets"
+python3 loadtest/event_sockets.py "$base" "$first_token" "$node_pid" 1000 5
+curl -sf "$base/metrics" | grep -E "^switchboard_(applied_index|log_bytes|websocket_sessions) "
