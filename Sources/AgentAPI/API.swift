@@ -12,6 +12,7 @@ public struct API: Sendable {
     /// A hash of a random password at the node's rounds, so failed logins for unknown emails
     /// take as long as for known ones.
     let decoyPasswordHash: String
+    let sessions = SessionCache()
 
     public init(node: Node, logger: Logger) {
         self.node = node

@@ -120,6 +120,7 @@ extension API {
             let principal = try await authenticate(request)
             guard case .agent(_, let tokenHash) = principal else { throw APIError.forbidden("only an agent session can log out") }
             _ = try await propose(.deleteSession(tokenHash: tokenHash), as: principal, request: request)
+            sessions.evict(tokenHash: tokenHash)
             return Response(status: .noContent)
         }
     }

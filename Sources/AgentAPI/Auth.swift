@@ -57,11 +57,15 @@ extension API {
         if Secrets.constantTimeEquals(hash, node.configuration.adminTokenHash) { return .admin }
         if let channel = node.configuration.channelTokenHash, Secrets.constantTimeEquals(hash, channel) { return .channel }
         let now = node.now()
-        let found = try await node.state.read { reader -> Agent? in
-            guard let session = try reader.session(tokenHash: hash), session.expiresAt > now else { return nil }
-            return try reader.store.agent(id: session.agentId)
+        if let agent = sessions.agent(tokenHash: hash, now: now) { return .agent(agent, tokenHash: hash) }
+        let found = try await node.state.read { reader -> (Agent, Timestamp)? in
+            guard let session = try reader.session(tokenHash: hash), session.expiresAt > now,
+                let agent = try reader.store.agent(id: session.agentId)
+            else { return nil }
+            return (agent, session.expiresAt)
         }
-        guard let agent = found else { throw APIError.unauthorized }
+        guard let (agent, expiresAt) = found else { throw APIError.unauthorized }
+        sessions.store(tokenHash: hash, agent: agent, sessionExpiresAt: expiresAt)
         return .agent(agent, tokenHash: hash)
     }
 

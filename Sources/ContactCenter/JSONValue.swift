@@ -50,6 +50,12 @@ public enum JSONValue: Sendable, Equatable {
 
     private static func writeString(_ value: String, into out: inout String) {
         out += "\""
+        // Fast path: nothing to escape, append the whole string at once.
+        if !value.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+            out += value
+            out += "\""
+            return
+        }
         for scalar in value.unicodeScalars {
             switch scalar {
             case "\"": out += "\\\""

@@ -9,9 +9,16 @@ public enum Secrets {
 
     /// A new opaque id such as `cv_3k9x...`: 80 random bits in Crockford-style base32.
     public static func id(_ prefix: String) -> String {
+        // One 128-bit draw (two getrandom calls at most), 5 bits per character.
         var generator = SystemRandomNumberGenerator()
+        var bits = (generator.next() as UInt64, generator.next() as UInt64)
         var text = prefix + "_"
-        for _ in 0..<16 { text.append(alphabet[Int(generator.next(upperBound: UInt8(32)))]) }
+        text.reserveCapacity(prefix.utf8.count + 17)
+        for position in 0..<16 {
+            let word = position < 8 ? bits.0 : bits.1
+            text.append(alphabet[Int(word & 31)])
+            if position < 8 { bits.0 = word >> 5 } else { bits.1 = word >> 5 }
+        }
         return text
     }
 

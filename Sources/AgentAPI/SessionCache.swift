@@ -1,0 +1,43 @@
+import ContactCenter
+import Synchronization
+
+/// Recently authenticated sessions, so a busy agent's requests do not each read the session
+/// and the agent from SQLite. An entry lives `lifetime` (1 s): a logout or role change made on
+/// another node takes effect here within that; a logout made on this node evicts at once.
+/// Bounded by `entriesMax` (over it, the cache starts empty again).
+final class SessionCache: Sendable {
+    static let entriesMax = 50_000
+    static let lifetime: Duration = .seconds(1)
+
+    private struct Entry {
+        var agent: Agent
+        var sessionExpiresAt: Timestamp
+        var cachedAt: ContinuousClock.Instant
+    }
+
+    private let entries = Mutex<[String: Entry]>([:])
+
+    func agent(tokenHash: String, now: Timestamp) -> Agent? {
+        let clock = ContinuousClock.now
+        return entries.withLock { entries in
+            guard let entry = entries[tokenHash] else { return nil }
+            guard clock - entry.cachedAt < Self.lifetime, entry.sessionExpiresAt > now else {
+                entries[tokenHash] = nil
+                return nil
+            }
+            return entry.agent
+        }
+    }
+
+    func store(tokenHash: String, agent: Agent, sessionExpiresAt: Timestamp) {
+        let entry = Entry(agent: agent, sessionExpiresAt: sessionExpiresAt, cachedAt: ContinuousClock.now)
+        entries.withLock { entries in
+            if entries.count >= Self.entriesMax { entries.removeAll(keepingCapacity: true) }
+            entries[tokenHash] = entry
+        }
+    }
+
+    func evict(tokenHash: String) {
+        _ = entries.withLock { $0.removeValue(forKey: tokenHash) }
+    }
+}
