@@ -9,50 +9,25 @@ public struct NodeService: Service {
     /// How often the events window is checked.
     let trimInterval: Duration
 
-    /// How often the state database's WAL is checkpointed.
-    let checkpointInterval: Duration
-
-    public init(node: Node, trimInterval: Duration = .seconds(10), checkpointInterval: Duration = .milliseconds(500)) {
+    public init(node: Node, trimInterval: Duration = .seconds(10)) {
         self.node = node
         self.trimInterval = trimInterval
-        self.checkpointInterval = checkpointInterval
     }
 
     public func run() async throws {
         defer { node.shutdown() }
         await withGracefulShutdownHandler {
-            await withTaskGroup(of: Void.self) { group in
-                group.addTask { await checkpointLoop() }
-                group.addTask { await trimLoop() }
+            while !Task.isCancelled && !Task.isShuttingDownGracefully {
+                do {
+                    try await cancelWhenGracefulShutdown { try await Task.sleep(for: trimInterval) }
+                } catch {
+                    break
+                }
+                await trimEventsIfDue()
             }
         } onGracefulShutdown: {
             node.logger.info("graceful shutdown: the node stops after the API drains", metadata: ["node.id": "\(node.id)"])
         }
-    }
-
-    /// Sleeps `interval` unless graceful shutdown starts; false when it did.
-    private func pause(_ interval: Duration) async -> Bool {
-        do {
-            try await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
-            return !Task.isShuttingDownGracefully
-        } catch {
-            return false
-        }
-    }
-
-    /// Checkpoints the state database's WAL every `checkpointInterval`, off the apply thread.
-    func checkpointLoop() async {
-        while await pause(checkpointInterval) {
-            do {
-                try node.state.checkpoint()
-            } catch {
-                node.logger.warning("WAL checkpoint failed", metadata: ["error": "\(error)"])
-            }
-        }
-    }
-
-    func trimLoop() async {
-        while await pause(trimInterval) { await trimEventsIfDue() }
     }
 
     /// Proposes `trimEvents` when the kept window has grown past `eventsWindowEntries`. The

@@ -31,32 +31,10 @@ public final class StateDatabase: Sendable {
         configuration.journalMode = .wal
         configuration.maximumReaderCount = 8
         configuration.prepareDatabase { db in
-            try db.execute(sql: "PRAGMA synchronous = NORMAL")
-            // Keep the working set in memory: apply must not wait on page reads.
-            try db.execute(sql: "PRAGMA cache_size = -\(StateDatabase.pageCacheKibibytes)")
-            try db.execute(sql: "PRAGMA mmap_size = \(StateDatabase.mmapBytes)")
+            try db.cachedStatement(sql: "PRAGMA synchronous = NORMAL").execute()
         }
         pool = try DatabasePool(path: path, configuration: configuration)
         try Schema.migrator().migrate(pool)
-        // Checkpoints (copying the WAL into the database file, with an fsync) run on their own
-        // connection from `checkpoint()`, not inside apply, whose thread is the write path.
-        try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA wal_autocheckpoint = 0") }
-        var checkpointConfiguration = Configuration()
-        checkpointConfiguration.journalMode = .wal
-        checkpointer = try DatabaseQueue(path: path, configuration: checkpointConfiguration)
-    }
-
-    /// Page cache per connection.
-    static let pageCacheKibibytes = 65_536
-    /// Memory-mapped I/O window per connection.
-    static let mmapBytes = 256 << 20
-    /// A connection used only to checkpoint the WAL.
-    private let checkpointer: DatabaseQueue
-
-    /// Copies committed WAL frames into the database file without blocking apply or readers
-    /// (SQLite PASSIVE checkpoint). The node calls it periodically.
-    public func checkpoint() throws {
-        try checkpointer.writeWithoutTransaction { db in try db.checkpoint(.passive) }
     }
 
     public func appliedIndex() throws -> Int64 {
