@@ -7,18 +7,20 @@ import _CryptoExtras
 public enum Secrets {
     private static let alphabet = Array("0123456789abcdefghjkmnpqrstvwxyz")
 
-    /// A new opaque id such as `cv_3k9x...`: 80 random bits in Crockford-style base32.
+    /// A new opaque id such as `cv_01jd3k9x2m7q4w8e5r6t`: 50 bits of milliseconds since the
+    /// epoch, then 50 random bits, in Crockford-style base32.
+    ///
+    /// Time first makes new ids sort after older ones, so inserts land at the right edge of each
+    /// primary-key B-tree instead of on random pages: a commit rewrites a few pages, not one per
+    /// row (measured: random ids made SQLite's WAL writes the biggest cost of apply).
     public static func id(_ prefix: String) -> String {
-        // One 128-bit draw (two getrandom calls at most), 5 bits per character.
         var generator = SystemRandomNumberGenerator()
-        var bits = (generator.next() as UInt64, generator.next() as UInt64)
+        let milliseconds = UInt64(max(0, Date().timeIntervalSince1970 * 1000))
+        let random = generator.next() as UInt64
         var text = prefix + "_"
-        text.reserveCapacity(prefix.utf8.count + 17)
-        for position in 0..<16 {
-            let word = position < 8 ? bits.0 : bits.1
-            text.append(alphabet[Int(word & 31)])
-            if position < 8 { bits.0 = word >> 5 } else { bits.1 = word >> 5 }
-        }
+        text.reserveCapacity(prefix.utf8.count + 21)
+        for shift in stride(from: 45, through: 0, by: -5) { text.append(alphabet[Int((milliseconds >> UInt64(shift)) & 31)]) }
+        for shift in stride(from: 45, through: 0, by: -5) { text.append(alphabet[Int((random >> UInt64(shift)) & 31)]) }
         return text
     }
 
