@@ -44,7 +44,11 @@ extension API {
     /// cannot set headers) from `?token=`.
     func bearerToken(_ request: Request, allowQuery: Bool) -> String? {
         if let header = request.headers[.authorization], header.hasPrefix("Bearer ") {
-            return String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces)
+            // On every request: plain slicing, no Foundation trimming.
+            var token = header.dropFirst(7)
+            while token.first == " " { token = token.dropFirst() }
+            while token.last == " " { token = token.dropLast() }
+            return String(token)
         }
         return allowQuery ? request.uri.queryParameters.get("token") : nil
     }
