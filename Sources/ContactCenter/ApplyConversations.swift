@@ -52,8 +52,9 @@ extension ApplyContext {
     /// Keyword rules, first match in `order`: `reply` keeps the bot answering, `route` queues,
     /// `handoff` answers and queues. No match queues to the channel's default queue.
     private mutating func runRules(on conversation: inout Conversation, text: String, isNew: Bool, replyIdBase: String) throws {
-        let textWords = Keywords.words(text)
-        let rule = try store.rules().first { Keywords.matches(textWords: textWords, keywords: $0.keywords) }
+        let rules = try store.rules()
+        let textWords = rules.isEmpty ? [] : Keywords.words(text)
+        let rule = rules.first { Keywords.matches(textWords: textWords, keywords: $0.keywords) }
         if let rule, rule.action != .route, let reply = rule.reply {
             let botMessage = Message(
                 id: replyIdBase + "-bot", conversationId: conversation.id, author: .bot, agentId: nil, text: reply,
