@@ -32,6 +32,9 @@ for i in $(seq 20); do
 done
 first_token=$(curl -sf -X POST "$base/v1/sessions" -d '{"email":"agent1@example.com","password":"bench-password"}' | json '["token"]')
 
+echo "== baseline: GET /healthz (no auth, no database), wrk -t2 -c64 -d${duration}s"
+wrk -t2 -c64 -d"${duration}s" --latency "$base/healthz"
+
 echo "== inbound channel messages (POST /v1/channels/whatsapp/messages, fsync on), wrk -t2 -c64 -d${duration}s"
 wrk -t2 -c64 -d"${duration}s" --latency -s loadtest/inbound.lua "$base"
 
