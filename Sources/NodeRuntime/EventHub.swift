@@ -82,40 +82,35 @@ public final class EventSubscription: Sendable {
     func deliver(_ events: [Event]) {
         let accepted = events.filter(accept)
         guard !accepted.isEmpty else { return }
-        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
-            guard !state.closed else { return nil }
-            if state.overflowed {
-                // Already catching up from the store; nothing to buffer.
-            } else if state.buffer.count + accepted.count > EventHub.bufferEventsMax {
+        update { state in
+            guard !state.closed, !state.overflowed else { return }  // overflowed: catching up from the store
+            if state.buffer.count + accepted.count > EventHub.bufferEventsMax {
                 state.buffer = []
                 state.overflowed = true
             } else {
                 state.buffer.append(contentsOf: accepted)
             }
-            defer { state.waiter = nil }
-            return state.waiter
         }
-        waiter?.resume()
     }
 
     /// Asks the consumer to send a pong (from the reading side of a WebSocket).
     public func requestPong() {
-        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
-            state.pongRequested = true
-            defer { state.waiter = nil }
-            return state.waiter
-        }
-        waiter?.resume()
+        update { $0.pongRequested = true }
     }
 
     public func close() {
+        update { $0.closed = true }
+        hub?.remove(id)
+    }
+
+    /// Changes the state under the lock, then wakes the consumer if it is waiting.
+    private func update(_ change: (inout State) -> Void) {
         let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
-            state.closed = true
+            change(&state)
             defer { state.waiter = nil }
             return state.waiter
         }
         waiter?.resume()
-        hub?.remove(id)
     }
 
     /// Waits for the next delivery.
