@@ -88,8 +88,10 @@ final class CrashReplayTests: XCTestCase {
 
         process = try start()
         try await waitReady(base)
-        process.terminate()
+        process.terminate()  // SIGTERM: drain and close the log
         process.waitUntilExit()
+        XCTAssertEqual(process.terminationReason, .exit, "SIGTERM should end the node by a clean exit")
+        XCTAssertEqual(process.terminationStatus, 0, "graceful shutdown exit status")
 
         let state = try StateDatabase(path: directory + "/state.sqlite")
         let ids = acknowledged.all
