@@ -62,14 +62,20 @@ extension API {
     /// events seen twice are skipped by cursor). An overflowed subscription catches up from the
     /// store again.
     func stream(_ subscription: EventSubscription, since: EventCursor?, accept: @escaping @Sendable (Event) -> Bool, outbound: WebSocketOutboundWriter) async throws {
+        if let since {
+            // A cursor from a node that is ahead of this one: wait (bounded) until this node has
+            // applied that far, so the stream continues instead of resetting.
+            try? await node.waitApplied(since.index)
+        }
         let (trimmedBefore, applied) = try await read { (try $0.eventsTrimmedBefore(), try $0.appliedIndex()) }
         var last: EventCursor
-        if let since, since.index >= trimmedBefore || since.index == applied && trimmedBefore == 0 {
+        if let since, since.index >= trimmedBefore, since.index <= applied {
             last = since
         } else {
             last = EventCursor(index: applied, seq: API.entryEndSeq)
             if since != nil {
-                // The cursor is older than the kept window: the client must re-read its state.
+                // The cursor is older than the kept window, or beyond anything this node could
+                // apply in time: the client must re-read its state.
                 try await outbound.write(.text("{\"cursor\":\"\(last)\",\"type\":\"reset\"}"))
             }
         }

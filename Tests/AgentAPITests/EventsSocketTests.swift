@@ -106,6 +106,25 @@ final class EventsSocketTests: XCTestCase {
             XCTAssertNotNil(box.get().first?.cursor, "reset carries the cursor to resume from")
         }
     }
+
+    func testCursorBeyondTheAppliedLogGetsResetAfterABoundedWait() async throws {
+        let testNode = try TestNode()
+        defer { testNode.close() }
+        try await testNode.application().test(.live) { client in
+            _ = try await client.call(.post, "/v1/queues", body: #"{"name":"web"}"#)
+            let (_, token) = try await client.setUpAgent()
+            let box = FrameBox()
+            let started = ContinuousClock.now
+            try await client.ws("/v1/events?token=\(token)&since=999999-0") { inbound, outbound, _ in
+                let watchdog = Self.watchdog(outbound)
+                defer { watchdog.cancel() }
+                var iterator = inbound.messages(maxSize: 1 << 20).makeAsyncIterator()
+                box.set(try await Self.collect(&iterator) { !$0.isEmpty })
+            }
+            XCTAssertEqual(box.get().first?.type, "reset", "a cursor this node never reached must not silently skip events")
+            XCTAssertGreaterThanOrEqual(ContinuousClock.now - started, .seconds(1), "the node first waits (readWaitMax) for the index")
+        }
+    }
 }
 
 /// Carries frames out of the WebSocket handler closure.
