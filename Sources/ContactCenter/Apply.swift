@@ -27,6 +27,7 @@ public enum ContactCenterMachine {
             applied = try store.atomically {
                 var context = ApplyContext(store: store, index: index, at: envelope.at, actor: envelope.actor)
                 let outcome = try context.run(envelope.command)
+                precondition(context.unsavedConversationId == nil, "command \(index) created a conversation it never saved")
                 for event in context.events { try store.insert(event) }
                 return Applied(outcome: outcome, events: context.events)
             }
@@ -48,6 +49,8 @@ struct ApplyContext<Store: StateStore> {
     let actor: Actor
     var events: [Event] = []
     private var messageOrdinal = 0
+    /// A conversation this command created and has not written yet (see `save`).
+    var unsavedConversationId: String?
 
     init(store: Store, index: Int64, at: Timestamp, actor: Actor) {
         self.store = store

@@ -30,7 +30,9 @@ extension ApplyContext {
             conversation = Conversation(
                 id: newConversationId, contactId: contactId, channel: channel, status: .bot, queueId: nil, assigneeId: nil,
                 priority: 0, enqueuedIndex: index, createdAt: at, firstResponseAt: nil, resolvedAt: nil, updatedAt: at, version: 1)
-            try store.insert(conversation)
+            // Inserted by the first `save`, once rules and routing have settled its state: one
+            // write instead of an insert followed by updates.
+            unsavedConversationId = conversation.id
             isNew = true
         }
         let message = Message(
@@ -44,7 +46,7 @@ extension ApplyContext {
             try runRules(on: &conversation, text: text, isNew: isNew, replyIdBase: messageId)
         } else {
             conversation.updatedAt = at
-            try store.update(conversation)
+            try save(conversation)
         }
         return .inbound(conversationId: conversation.id, messageId: messageId, duplicate: false)
     }
@@ -65,7 +67,7 @@ extension ApplyContext {
         if let rule, rule.action == .reply {
             conversation.updatedAt = at
             if !isNew { conversation.version += 1 }
-            try store.update(conversation)
+            try save(conversation)
             emitConversationUpdated(conversation)
             return
         }
@@ -102,7 +104,7 @@ extension ApplyContext {
             conversation.version += 1
         }
         conversation.updatedAt = at
-        try store.update(conversation)
+        try save(conversation)
         return .message(conversationId: conversationId, messageId: messageId)
     }
 
@@ -164,7 +166,7 @@ extension ApplyContext {
         conversation.resolvedAt = at
         conversation.updatedAt = at
         conversation.version += 1
-        try store.update(conversation)
+        try save(conversation)
         emitConversationUpdated(conversation)
         if let wasAssigned {
             try release(agentId: wasAssigned)

@@ -16,7 +16,7 @@ extension ApplyContext {
         if var agent = try store.firstAvailableAgent(where: { $0.canServe(skills: required) }) {
             try give(&conversation, to: &agent)
         } else {
-            try store.update(conversation)
+            try save(conversation)
             emitConversationUpdated(conversation)
         }
     }
@@ -29,7 +29,7 @@ extension ApplyContext {
         conversation.assigneeId = agent.id
         conversation.updatedAt = at
         conversation.version += 1
-        try store.update(conversation)
+        try save(conversation)
         agent.openConversations += 1
         agent.lastRoutedIndex = index
         agent.version += 1
@@ -37,6 +37,16 @@ extension ApplyContext {
         try store.update(agent)
         emit(.conversationAssigned, audience: agent.id, .object(["conversation": Render.conversation(conversation), "agent": .string(agent.id)]))
         emitAgentUpdated(agent)
+    }
+
+    /// Writes a conversation: inserts it if this command created it and it is not stored yet.
+    mutating func save(_ conversation: Conversation) throws {
+        if conversation.id == unsavedConversationId {
+            unsavedConversationId = nil
+            try store.insert(conversation)
+        } else {
+            try store.update(conversation)
+        }
     }
 
     /// The agent no longer holds one of its open conversations.
