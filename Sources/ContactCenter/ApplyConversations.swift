@@ -13,9 +13,11 @@ extension ApplyContext {
             return .inbound(conversationId: existing.conversationId, messageId: existing.messageId, duplicate: true)
         }
         let contactId: String
+        var contactIsNew = false
         if let known = try store.contactId(channel: channel.rawValue, identifier: from) {
             contactId = known
         } else {
+            contactIsNew = true
             contactId = newContactId
             try store.insert(Contact(
                 id: contactId, name: name ?? from, identifiers: [channel.rawValue: from], attributes: [:], version: 1,
@@ -23,7 +25,8 @@ extension ApplyContext {
         }
         var conversation: Conversation
         let isNew: Bool
-        if let open = try store.openConversation(contactId: contactId, channel: channel) {
+        // A contact created just now has no conversation yet.
+        if !contactIsNew, let open = try store.openConversation(contactId: contactId, channel: channel) {
             conversation = open
             isNew = false
         } else {

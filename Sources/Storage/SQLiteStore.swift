@@ -6,14 +6,23 @@ import GRDB
 /// transaction (queries: only the getters are used there).
 public struct SQLiteStore: StateStore {
     let db: Database
+    /// Queues and rules as read in this transaction, so apply does not re-read them for every
+    /// inbound message of a batch. Dropped on every write to those tables and on every rollback,
+    /// so it always equals what the database holds.
+    private let cache = DirectoryCache()
 
     public init(_ db: Database) { self.db = db }
 
     public func atomically<T>(_ body: () throws -> T) throws -> T {
         var result: T?
-        try db.inSavepoint {
-            result = try body()
-            return .commit
+        do {
+            try db.inSavepoint {
+                result = try body()
+                return .commit
+            }
+        } catch {
+            cache.clear()
+            throw error
         }
         return result!
     }
@@ -89,10 +98,14 @@ public struct SQLiteStore: StateStore {
     }
 
     public func queues() throws -> [Queue] {
-        try Row.fetchAll(try db.cachedStatement(sql: "SELECT * FROM queues ORDER BY created_index, id")).map(Rows.queue)
+        if let queues = cache.queues { return queues }
+        let queues = try Row.fetchAll(try db.cachedStatement(sql: "SELECT * FROM queues ORDER BY created_index, id")).map(Rows.queue)
+        cache.queues = queues
+        return queues
     }
 
     public func insert(_ queue: Queue) throws {
+        cache.clear()
         try db.cachedStatement(sql: "INSERT INTO queues (id, name, skills, priority, channels, created_index, created_at) VALUES (?,?,?,?,?,?,?)").execute(arguments: [
                 queue.id, queue.name, Rows.list(queue.skills), queue.priority, Rows.list(queue.channels.map(\.rawValue)),
                 queue.createdIndex, queue.createdAt.milliseconds,
@@ -104,10 +117,14 @@ public struct SQLiteStore: StateStore {
     }
 
     public func rules() throws -> [Rule] {
-        try Row.fetchAll(try db.cachedStatement(sql: "SELECT * FROM rules ORDER BY ord, id")).map(Rows.rule)
+        if let rules = cache.rules { return rules }
+        let rules = try Row.fetchAll(try db.cachedStatement(sql: "SELECT * FROM rules ORDER BY ord, id")).map(Rows.rule)
+        cache.rules = rules
+        return rules
     }
 
     public func insert(_ rule: Rule) throws {
+        cache.clear()
         try db.cachedStatement(sql: "INSERT INTO rules (id, name, keywords, action, reply, queue_id, ord, created_at) VALUES (?,?,?,?,?,?,?,?)").execute(arguments: [
                 rule.id, rule.name, Rows.list(rule.keywords), rule.action.rawValue, rule.reply, rule.queueId, rule.order,
                 rule.createdAt.milliseconds,
@@ -225,5 +242,16 @@ public struct SQLiteStore: StateStore {
 
     public func saveIdempotentOutcome(scope: String, key: String, index: Int64, outcome: [UInt8]) throws {
         try db.cachedStatement(sql: "INSERT INTO idempotency (scope, key, log_index, outcome) VALUES (?,?,?,?)").execute(arguments: [scope, key, index, Data(outcome)])
+    }
+}
+
+/// The per-transaction cache behind `SQLiteStore` (a class: the store is a value passed around).
+final class DirectoryCache {
+    var queues: [Queue]?
+    var rules: [Rule]?
+
+    func clear() {
+        queues = nil
+        rules = nil
     }
 }
