@@ -93,12 +93,4 @@ public struct StateReader {
             arguments: [cursor.index, cursor.seq, limit]
         ).map(Rows.event)
     }
-
-    public func counts() throws -> (agents: Int, conversations: Int, messages: Int) {
-        (
-            try Int.fetchOne(try db.cachedStatement(sql: "SELECT count(*) FROM agents")) ?? 0,
-            try Int.fetchOne(try db.cachedStatement(sql: "SELECT count(*) FROM conversations")) ?? 0,
-            try Int.fetchOne(try db.cachedStatement(sql: "SELECT count(*) FROM messages")) ?? 0
-        )
-    }
 }

@@ -72,10 +72,6 @@ public struct ByteReader: Sendable {
     /// Reads `count` raw bytes (a length the caller framed and bounded).
     public mutating func readBytes(_ count: Int) throws(WireError) -> [UInt8] { Array(try take(count)) }
 
-    public mutating func readBlob() throws(WireError) -> [UInt8] {
-        Array(try take(try readLength("blob", max: Self.fieldBytesMax)))
-    }
-
     public mutating func readString() throws(WireError) -> String {
         let raw = try take(try readLength("string", max: Self.fieldBytesMax))
         guard let string = String(validating: raw, as: UTF8.self) else { throw .invalid("string is not UTF-8") }

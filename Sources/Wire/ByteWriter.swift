@@ -1,6 +1,6 @@
 /// Appends fixed-width big-endian integers, length-prefixed strings and byte blobs.
 ///
-/// Every multi-byte value is big-endian; strings and blobs carry a `UInt32` length prefix.
+/// Every multi-byte value is big-endian; strings carry a `UInt32` length prefix.
 /// The writer never fails: bounds are enforced by the reader on the other side.
 public struct ByteWriter: Sendable {
     public private(set) var bytes: [UInt8]
@@ -40,11 +40,6 @@ public struct ByteWriter: Sendable {
         let utf8 = Array(value.utf8)
         write(UInt32(utf8.count))
         bytes.append(contentsOf: utf8)
-    }
-
-    public mutating func writeBlob(_ value: [UInt8]) {
-        write(UInt32(value.count))
-        bytes.append(contentsOf: value)
     }
 
     public mutating func write(_ value: String?) {
