@@ -41,7 +41,7 @@ extension API {
             let role = try Validate.enumValue(body.role ?? "agent", Role.self, field: "role")
             let skills = try Validate.names(body.skills ?? [], field: "skills")
             let capacity = try Validate.range(body.capacity ?? 3, 0...Validate.capacityMax, field: "capacity")
-            let hash = await node.hashPassword(body.password)
+            let hash = try await node.hashPassword(body.password)
             let outcome = try await propose(
                 .createAgent(id: Secrets.id("ag"), name: name, email: email, passwordHash: hash, role: role, skills: skills, capacity: capacity),
                 as: principal, request: request)
@@ -103,7 +103,7 @@ extension API {
             let email = body.email.lowercased().trimmingCharacters(in: .whitespaces)
             let agent = try await read { try $0.store.agent(email: email) }
             // Hash even for an unknown email so response time does not reveal which emails exist.
-            let valid = await node.verifyPassword(body.password, against: agent?.passwordHash ?? decoyPasswordHash)
+            let valid = try await node.verifyPassword(body.password, against: agent?.passwordHash ?? decoyPasswordHash)
             guard let agent, valid else { throw APIError(.unauthorized, "invalid_credentials", "email or password is wrong") }
             let token = Secrets.token()
             let expiresAt = node.now().adding(milliseconds: node.configuration.sessionLifetime.components.seconds * 1000)

@@ -50,7 +50,9 @@ public final class Node: Sendable {
     public let hub: EventHub
     public let passwords: PasswordHasher
     let pipeline: CommandPipeline
-    private let kdf = Offload(label: "switchboard.kdf", lanes: 2)
+    /// Password hashing: two at a time, at most `kdfQueuedMax` waiting.
+    private let kdf = Offload(label: "switchboard.kdf", lanes: 2, queuedMax: Node.kdfQueuedMax)
+    public static let kdfQueuedMax = 256
     private let lockDescriptor: Int32
     let logger: Logger
 
@@ -115,14 +117,14 @@ public final class Node: Sendable {
         return index
     }
 
-    public func hashPassword(_ password: String) async -> String {
+    public func hashPassword(_ password: String) async throws -> String {
         let passwords = self.passwords
-        return await kdf.run { passwords.hash(password) }
+        return try await kdf.run { passwords.hash(password) }
     }
 
-    public func verifyPassword(_ password: String, against stored: String) async -> Bool {
+    public func verifyPassword(_ password: String, against stored: String) async throws -> Bool {
         let passwords = self.passwords
-        return await kdf.run { passwords.verify(password, against: stored) }
+        return try await kdf.run { passwords.verify(password, against: stored) }
     }
 
     /// Finishes queued proposals, closes the log and releases the data directory. Idempotent.
