@@ -19,8 +19,12 @@ public enum ContactCenterMachine {
         precondition(index > 0, "log indexes start at 1, got \(index)")
         let scope = envelope.actor.description
         if let key = envelope.idempotencyKey, let stored = try store.idempotentOutcome(scope: scope, key: key) {
-            // A retry: the first outcome stands, nothing happens a second time.
-            return Applied(outcome: (try? Outcome.decode(stored)) ?? .done, events: [])
+            // A retry: the first outcome stands, nothing happens a second time. The record was
+            // written by this code in this database: failing to decode it is corruption.
+            guard let outcome = try? Outcome.decode(stored) else {
+                preconditionFailure("corrupt idempotency record for \(scope)/\(key) at log index \(index)")
+            }
+            return Applied(outcome: outcome, events: [])
         }
         var applied: Applied
         do {
