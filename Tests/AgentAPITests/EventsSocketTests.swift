@@ -27,6 +27,20 @@ final class EventsSocketTests: XCTestCase {
         return frames
     }
 
+    /// Connects to `path`, reads frames until `done` says so (or the watchdog closes the socket).
+    static func frames(
+        _ client: some TestClientProtocol, _ path: String, until done: @escaping @Sendable ([Frame]) -> Bool
+    ) async throws -> [Frame] {
+        let box = FrameBox()
+        try await client.ws(path) { inbound, outbound, _ in
+            let watchdog = Self.watchdog(outbound)
+            defer { watchdog.cancel() }
+            var iterator = inbound.messages(maxSize: 1 << 20).makeAsyncIterator()
+            box.set(try await Self.collect(&iterator, until: done))
+        }
+        return box.get()
+    }
+
     /// Closes the socket after `seconds` so a missing frame fails the test instead of hanging it.
     static func watchdog(_ outbound: WebSocketOutboundWriter, seconds: Int = 15) -> Task<Void, Never> {
         Task {
@@ -75,14 +89,8 @@ final class EventsSocketTests: XCTestCase {
                 try reader.events(after: EventCursor(lastCursor)!, limit: 1000).filter { $0.audienceAgentId == agentId }.map(\.cursor.description)
             }
             XCTAssertGreaterThanOrEqual(expected.count, 3, "three more assignments should have produced events")
-            let secondRun = FrameBox()
-            try await client.ws("/v1/events?token=\(token)&since=\(lastCursor)") { inbound, outbound, _ in
-                let watchdog = Self.watchdog(outbound)
-                defer { watchdog.cancel() }
-                var iterator = inbound.messages(maxSize: 1 << 20).makeAsyncIterator()
-                secondRun.set(try await Self.collect(&iterator) { $0.count >= expected.count })
-            }
-            XCTAssertEqual(secondRun.get().compactMap(\.cursor), expected, "resume must deliver every later event once, in order")
+            let resumed = try await Self.frames(client, "/v1/events?token=\(token)&since=\(lastCursor)") { $0.count >= expected.count }
+            XCTAssertEqual(resumed.compactMap(\.cursor), expected, "resume must deliver every later event once, in order")
         }
     }
 
@@ -95,15 +103,9 @@ final class EventsSocketTests: XCTestCase {
             let (_, token) = try await client.setUpAgent()
             _ = try await node.propose(Self.inboundCommand(1, from: "+1"), actor: .channel)
             _ = try await node.propose(.trimEvents(beforeIndex: node.appliedIndex), actor: .system)
-            let box = FrameBox()
-            try await client.ws("/v1/events?token=\(token)&since=1-0") { inbound, outbound, _ in
-                let watchdog = Self.watchdog(outbound)
-                defer { watchdog.cancel() }
-                var iterator = inbound.messages(maxSize: 1 << 20).makeAsyncIterator()
-                box.set(try await Self.collect(&iterator) { !$0.isEmpty })
-            }
-            XCTAssertEqual(box.get().first?.type, "reset")
-            XCTAssertNotNil(box.get().first?.cursor, "reset carries the cursor to resume from")
+            let frames = try await Self.frames(client, "/v1/events?token=\(token)&since=1-0") { !$0.isEmpty }
+            XCTAssertEqual(frames.first?.type, "reset")
+            XCTAssertNotNil(frames.first?.cursor, "reset carries the cursor to resume from")
         }
     }
 
@@ -113,15 +115,9 @@ final class EventsSocketTests: XCTestCase {
         try await testNode.application().test(.live) { client in
             _ = try await client.call(.post, "/v1/queues", body: #"{"name":"web"}"#)
             let (_, token) = try await client.setUpAgent()
-            let box = FrameBox()
             let started = ContinuousClock.now
-            try await client.ws("/v1/events?token=\(token)&since=999999-0") { inbound, outbound, _ in
-                let watchdog = Self.watchdog(outbound)
-                defer { watchdog.cancel() }
-                var iterator = inbound.messages(maxSize: 1 << 20).makeAsyncIterator()
-                box.set(try await Self.collect(&iterator) { !$0.isEmpty })
-            }
-            XCTAssertEqual(box.get().first?.type, "reset", "a cursor this node never reached must not silently skip events")
+            let frames = try await Self.frames(client, "/v1/events?token=\(token)&since=999999-0") { !$0.isEmpty }
+            XCTAssertEqual(frames.first?.type, "reset", "a cursor this node never reached must not silently skip events")
             XCTAssertGreaterThanOrEqual(ContinuousClock.now - started, .seconds(1), "the node first waits (readWaitMax) for the index")
         }
     }
