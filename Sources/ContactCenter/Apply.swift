@@ -86,6 +86,11 @@ struct ApplyContext<Store: StateStore> {
         }
     }
 
+    /// Channel tokens may only deliver customer messages.
+    func refuseChannel(_ action: String) throws {
+        if actor == .channel { throw DomainError(.forbidden, "forbidden", "a channel token cannot \(action)") }
+    }
+
     func requireAdmin() throws {
         switch actor {
         case .admin, .system: return

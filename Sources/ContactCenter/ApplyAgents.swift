@@ -66,7 +66,7 @@ extension ApplyContext {
     }
 
     mutating func createContact(id: String, name: String, identifiers: [String: String], attributes: [String: String]) throws -> Outcome {
-        if actor == .channel { throw DomainError(.forbidden, "forbidden", "a channel token cannot create contacts") }
+        try refuseChannel("create contacts")
         for (channel, identifier) in identifiers.sorted(by: { $0.key < $1.key }) {
             if let owner = try store.contactId(channel: channel, identifier: identifier) {
                 throw DomainError(.conflict, "identifier_taken", "\(channel) '\(identifier)' belongs to contact '\(owner)'", field: "identifiers")
@@ -77,7 +77,7 @@ extension ApplyContext {
     }
 
     mutating func updateContact(id: String, name: String?, attributes: [String: String?], expectedVersion: Int64?) throws -> Outcome {
-        if actor == .channel { throw DomainError(.forbidden, "forbidden", "a channel token cannot change contacts") }
+        try refuseChannel("change contacts")
         guard var contact = try store.contact(id: id) else { throw DomainError.notFound("contact", id) }
         if let expectedVersion, expectedVersion != contact.version {
             throw DomainError(.preconditionFailed, "version_mismatch", "contact is at version \(contact.version), not \(expectedVersion)")

@@ -93,7 +93,7 @@ extension ApplyContext {
         if let agent, !agent.role.supervises, conversation.assigneeId != agent.id {
             throw DomainError(.forbidden, "not_assignee", "only the assignee or a supervisor may write in this conversation")
         }
-        if actor == .channel { throw DomainError(.forbidden, "forbidden", "a channel token cannot post agent messages") }
+        try refuseChannel("post agent messages")
         guard conversation.status != .resolved || isPrivate else {
             throw DomainError(.conflict, "conversation_resolved", "conversation '\(conversationId)' is resolved; reopen it to reply")
         }
@@ -160,7 +160,7 @@ extension ApplyContext {
         if let acting = try actingAgent(), !acting.role.supervises, conversation.assigneeId != acting.id {
             throw DomainError(.forbidden, "not_assignee", "only the assignee or a supervisor may resolve this conversation")
         }
-        if actor == .channel { throw DomainError(.forbidden, "forbidden", "a channel token cannot resolve conversations") }
+        try refuseChannel("resolve conversations")
         guard conversation.status != .resolved else {
             throw DomainError(.conflict, "already_resolved", "conversation '\(conversationId)' is already resolved")
         }
@@ -183,7 +183,7 @@ extension ApplyContext {
         if let acting = try actingAgent(), !acting.role.supervises, conversation.assigneeId != acting.id {
             throw DomainError(.forbidden, "not_assignee", "only the last assignee or a supervisor may reopen this conversation")
         }
-        if actor == .channel { throw DomainError(.forbidden, "forbidden", "a channel token cannot reopen conversations") }
+        try refuseChannel("reopen conversations")
         guard conversation.status == .resolved else {
             throw DomainError(.conflict, "not_resolved", "conversation '\(conversationId)' is \(conversation.status.rawValue), not resolved")
         }
