@@ -24,13 +24,15 @@ for _ in $(seq 100); do curl -sf "$base/readyz" >/dev/null && break; sleep 0.1; 
 json() { python3 -c "import sys,json; print(json.load(sys.stdin)$1)"; }
 curl -sf -X POST "$base/v1/queues" -H "$admin" -d '{"name":"support","channels":["whatsapp"]}' >/dev/null
 # 20 available agents with capacity 5: the first 100 conversations are assigned, the rest wait.
+tokens=()
 for i in $(seq 20); do
   curl -sf -X POST "$base/v1/agents" -H "$admin" \
     -d "{\"name\":\"Agent $i\",\"email\":\"agent$i@example.com\",\"password\":\"bench-password\",\"capacity\":5}" >/dev/null
   token=$(curl -sf -X POST "$base/v1/sessions" -d "{\"email\":\"agent$i@example.com\",\"password\":\"bench-password\"}" | json '["token"]')
   curl -sf -X PUT "$base/v1/agents/me/status" -H "Authorization: Bearer $token" -d '{"status":"available"}' >/dev/null
+  tokens+=("$token")
 done
-first_token=$(curl -sf -X POST "$base/v1/sessions" -d '{"email":"agent1@example.com","password":"bench-password"}' | json '["token"]')
+first_token="${tokens[0]}"
 
 echo "== baseline: GET /healthz (no auth, no database), wrk -t2 -c64 -d${duration}s"
 wrk -t2 -c64 -d"${duration}s" --latency "$base/healthz"
@@ -38,10 +40,29 @@ wrk -t2 -c64 -d"${duration}s" --latency "$base/healthz"
 echo "== inbound channel messages (POST /v1/channels/whatsapp/messages, fsync on), wrk -t2 -c64 -d${duration}s"
 wrk -t2 -c64 -d"${duration}s" --latency -s loadtest/inbound.lua "$base"
 
-export AGENT_TOKEN="$first_token"
-export CONVERSATION_ID=$(curl -sf "$base/v1/conversations?assignee=me&limit=1" -H "Authorization: Bearer $first_token" | json '["items"][0]["id"]')
-echo "== agent reads (GET /v1/conversations/{id}, linearizable), wrk -t2 -c64 -d${duration}s"
+# Hot reads: each of the 20 agents re-reads its own 5 assigned conversations (what an agent's
+# screen does on every event); these are served from rendered copies until apply changes them.
+export READS_FILE="$data/reads-agents.txt"
+for token in "${tokens[@]}"; do
+  curl -sf "$base/v1/conversations?assignee=me&limit=5" -H "Authorization: Bearer $token" \
+    | python3 -c "import sys,json; [print('$token', c['id']) for c in json.load(sys.stdin)['items']]"
+done > "$READS_FILE"
+echo "== agent reads (GET /v1/conversations/{id}, linearizable, 20 agents x 5 conversations), wrk -t2 -c64 -d${duration}s"
 wrk -t2 -c64 -d"${duration}s" --latency -s loadtest/read.lua "$base"
+
+# Cold reads: 30,000 distinct conversations in turn, more than the rendered-copy cache holds
+# (20,000), so every read runs the read transaction, the queries and the JSON rendering.
+export READS_FILE="$data/reads-cold.txt"
+cursor=""
+for _ in $(seq 60); do
+  page=$(curl -sf "$base/v1/conversations?limit=500${cursor:+&cursor=$cursor}" -H "$admin")
+  echo "$page" | python3 -c "import sys,json; [print('$SWITCHBOARD_ADMIN_TOKEN', c['id']) for c in json.load(sys.stdin)['items']]" >> "$READS_FILE"
+  cursor=$(echo "$page" | json '["nextCursor"] or ""')
+  [ -n "$cursor" ] || break
+done
+echo "== cold reads (GET /v1/conversations/{id}, linearizable, $(wc -l < "$READS_FILE") distinct conversations, every read a cache miss), wrk -t2 -c64 -d${duration}s"
+wrk -t2 -c64 -d"${duration}s" --latency -s loadtest/read.lua "$base"
+curl -sf "$base/metrics" | grep -E "^switchboard_conversation_view_(hits|misses|evictions) "
 
 echo "== 1,000 event WebSockets"
 python3 loadtest/event_sockets.py "$base" "$first_token" "$node_pid" 1000 5

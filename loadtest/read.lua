@@ -1,8 +1,28 @@
--- wrk script: an agent re-reading one of its conversations (GET /v1/conversations/{id}),
--- linearizable (the default), with its session token.
-wrk.method = "GET"
-wrk.headers["Authorization"] = "Bearer " .. os.getenv("AGENT_TOKEN")
-wrk.path = "/v1/conversations/" .. os.getenv("CONVERSATION_ID")
+-- wrk script: GET /v1/conversations/{id}, linearizable (the default), cycling through the
+-- "token conversation-id" lines of $READS_FILE (each thread starts at a different line).
+local reads = {}
+for line in io.lines(os.getenv("READS_FILE")) do
+  local token, id = line:match("^(%S+) (%S+)$")
+  if token then
+    reads[#reads + 1] = wrk.format("GET", "/v1/conversations/" .. id, { ["Authorization"] = "Bearer " .. token })
+  end
+end
+local next = 1
+
+function init(args)
+  next = (tonumber(wrk.thread:get("id") or 0) * 7919) % #reads + 1
+end
+
+function setup(thread)
+  thread:set("id", tostring(setup_count or 0))
+  setup_count = (setup_count or 0) + 1
+end
+
+function request()
+  local r = reads[next]
+  next = next % #reads + 1
+  return r
+end
 
 function done(summary, latency, requests)
   io.write(string.format("non-2xx responses: %d\n", summary.errors.status))

@@ -13,11 +13,14 @@ public struct API: Sendable {
     /// take as long as for known ones.
     let decoyPasswordHash: String
     let sessions = SessionCache()
+    /// Rendered conversations, dropped by apply as it writes them (see `ConversationViews`).
+    let conversationViews = ConversationViews()
 
     public init(node: Node, logger: Logger) {
         self.node = node
         self.logger = logger
         decoyPasswordHash = node.passwords.hash(Secrets.token())
+        node.state.onCommit { [conversationViews] changes in conversationViews.invalidate(changes) }
     }
 
     /// Honours `?consistency=` and `?minIndex=` before a read.

@@ -15,6 +15,11 @@ public final class APIMetrics: Sendable {
     let lastLogIndex: Prometheus.Gauge
     let applyLag: Prometheus.Gauge
     let logBytes: Prometheus.Gauge
+    let viewCacheHits: Prometheus.Gauge
+    let viewCacheMisses: Prometheus.Gauge
+    let viewCacheEntries: Prometheus.Gauge
+    let viewCacheBytes: Prometheus.Gauge
+    let viewCacheEvictions: Prometheus.Gauge
 
     public init(registry: PrometheusCollectorRegistry) {
         self.registry = registry
@@ -23,6 +28,11 @@ public final class APIMetrics: Sendable {
         lastLogIndex = registry.makeGauge(name: "switchboard_log_last_index", help: "Last index in the durable command log")
         applyLag = registry.makeGauge(name: "switchboard_apply_lag_entries", help: "Log entries durable but not yet applied")
         logBytes = registry.makeGauge(name: "switchboard_log_bytes", help: "Size of the command log on disk")
+        viewCacheHits = registry.makeGauge(name: "switchboard_conversation_view_hits", help: "Conversation reads served from rendered copies")
+        viewCacheMisses = registry.makeGauge(name: "switchboard_conversation_view_misses", help: "Conversation reads rendered from state.sqlite")
+        viewCacheEntries = registry.makeGauge(name: "switchboard_conversation_view_entries", help: "Rendered conversations held")
+        viewCacheBytes = registry.makeGauge(name: "switchboard_conversation_view_bytes", help: "Bytes of rendered conversations held")
+        viewCacheEvictions = registry.makeGauge(name: "switchboard_conversation_view_evictions", help: "Times the rendered-conversation cache was full and started over")
     }
 
     func count(route: String, status: Int) {
@@ -39,7 +49,12 @@ public final class APIMetrics: Sendable {
     }
 
     /// Refreshes the node gauges and renders the text exposition format.
-    func render(node: Node, webSockets: Int) -> [UInt8] {
+    func render(node: Node, webSockets: Int, views: ConversationViews.Stats) -> [UInt8] {
+        viewCacheHits.set(Int64(views.hits))
+        viewCacheMisses.set(Int64(views.misses))
+        viewCacheEntries.set(Int64(views.entries))
+        viewCacheBytes.set(Int64(views.bytes))
+        viewCacheEvictions.set(Int64(views.evictions))
         let applied = node.appliedIndex, last = node.lastIndex
         appliedIndex.set(applied)
         lastLogIndex.set(last)

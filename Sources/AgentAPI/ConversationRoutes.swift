@@ -46,16 +46,12 @@ extension API {
             try requireAgentOrAdmin(principal)
             let id = try context.parameters.require("id")
             try await readBarrier(request)
-            let found = try await read { reader -> (Conversation, Contact?, [Message])? in
-                guard let conversation = try reader.store.conversation(id: id) else { return nil }
-                return (conversation, try reader.store.contact(id: conversation.contactId),
-                        try reader.messages(conversationId: id, limit: API.conversationMessagesMax))
-            }
-            guard let (conversation, contact, messages) = found else { throw APIError.notFound("conversation", id) }
-            try authorizeRead(conversation, principal)
-            return JSONResponse.make(
-                Render.conversation(conversation, contact: contact.map(Render.contact), messages: messages),
-                headers: API.etag(conversation.version))
+            let view = try await conversationView(id: id)
+            try authorizeRead(status: view.status, assigneeId: view.assigneeId, principal)
+            return Response(
+                status: .ok,
+                headers: [.contentType: "application/json; charset=utf-8", .eTag: "\"\(view.version)\""],
+                body: ResponseBody(byteBuffer: view.body))
         }
 
         router.post("/v1/conversations/:id/messages") { request, context -> Response in
@@ -98,11 +94,30 @@ extension API {
         }
     }
 
+    /// The rendered conversation with its contact and latest messages, from `conversationViews`
+    /// when apply has not written it since it was rendered.
+    func conversationView(id: String) async throws -> ConversationViews.View {
+        let (cached, epoch) = conversationViews.lookup(id)
+        if let cached { return cached }
+        let found = try await read { reader -> (Conversation, Contact?, [Message])? in
+            guard let conversation = try reader.store.conversation(id: id) else { return nil }
+            return (conversation, try reader.store.contact(id: conversation.contactId),
+                    try reader.messages(conversationId: id, limit: API.conversationMessagesMax))
+        }
+        guard let (conversation, contact, messages) = found else { throw APIError.notFound("conversation", id) }
+        let body = Render.conversation(conversation, contact: contact.map(Render.contact), messages: messages).serialized
+        let view = ConversationViews.View(
+            body: ByteBuffer(string: body), version: conversation.version, status: conversation.status,
+            assigneeId: conversation.assigneeId, contactId: conversation.contactId)
+        conversationViews.store(id, view, epoch: epoch)
+        return view
+    }
+
     /// Agents read their own conversations and the waiting ones; supervisors read all.
-    func authorizeRead(_ conversation: Conversation, _ principal: Principal) throws {
+    func authorizeRead(status: ConversationStatus, assigneeId: String?, _ principal: Principal) throws {
         guard !principal.supervises, let agent = principal.agent else { return }
-        let waiting = conversation.status == .queued || conversation.status == .bot
-        guard conversation.assigneeId == agent.id || waiting else {
+        let waiting = status == .queued || status == .bot
+        guard assigneeId == agent.id || waiting else {
             throw APIError.forbidden("this conversation belongs to another agent")
         }
     }

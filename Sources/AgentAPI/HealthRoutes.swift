@@ -22,7 +22,7 @@ extension API {
             return JSONResponse.make(.object(["ready": .bool(true), "leader": .string(node.id), "appliedIndex": .int(applied)]))
         }
         router.get("/metrics") { _, _ -> Response in
-            let bytes = metrics.render(node: node, webSockets: node.hub.subscriptionCount)
+            let bytes = metrics.render(node: node, webSockets: node.hub.subscriptionCount, views: conversationViews.stats)
             return Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
                 body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))

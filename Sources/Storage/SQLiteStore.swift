@@ -13,6 +13,9 @@ public struct SQLiteStore: StateStore {
 
     public init(_ db: Database) { self.db = db }
 
+    /// The conversations and contacts this store has written so far.
+    public var changes: StateChanges { cache.changes }
+
     public func atomically<T>(_ body: () throws -> T) throws -> T {
         var result: T?
         do {
@@ -153,6 +156,7 @@ public struct SQLiteStore: StateStore {
 
     /// Identifiers do not change after creation; name, attributes and version do.
     public func update(_ contact: Contact) throws {
+        cache.changes.contactIds.insert(contact.id)
         try db.cachedStatement(sql: "UPDATE contacts SET name = ?, attributes = ?, version = ?, updated_at = ? WHERE id = ?").execute(arguments: [contact.name, Data(Rows.map(contact.attributes)), contact.version, contact.updatedAt.milliseconds, contact.id])
     }
 
@@ -169,6 +173,7 @@ public struct SQLiteStore: StateStore {
     }
 
     public func insert(_ conversation: Conversation) throws {
+        cache.changes.conversationIds.insert(conversation.id)
         try db.cachedStatement(sql: """
                 INSERT INTO conversations (id, contact_id, channel, status, queue_id, assignee_id, priority, enqueued_index,
                     created_at, first_response_at, resolved_at, updated_at, version) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)
@@ -181,6 +186,7 @@ public struct SQLiteStore: StateStore {
     }
 
     public func update(_ conversation: Conversation) throws {
+        cache.changes.conversationIds.insert(conversation.id)
         try db.cachedStatement(sql: """
                 UPDATE conversations SET status = ?, queue_id = ?, assignee_id = ?, priority = ?, enqueued_index = ?,
                     first_response_at = ?, resolved_at = ?, updated_at = ?, version = ? WHERE id = ?
@@ -203,6 +209,7 @@ public struct SQLiteStore: StateStore {
     }
 
     public func insert(_ message: Message) throws {
+        cache.changes.conversationIds.insert(message.conversationId)
         try db.cachedStatement(sql: """
                 INSERT INTO messages (id, conversation_id, author, agent_id, text, private, external_id, created_at, log_index, ordinal)
                 VALUES (?,?,?,?,?,?,?,?,?,?)
@@ -249,6 +256,8 @@ public struct SQLiteStore: StateStore {
 final class DirectoryCache {
     var queues: [Queue]?
     var rules: [Rule]?
+    /// Not cleared on rollback (see `StateChanges`).
+    var changes = StateChanges()
 
     func clear() {
         queues = nil

@@ -1,6 +1,7 @@
 import ContactCenter
 import Foundation
 import GRDB
+import Synchronization
 import Wire
 
 public enum StateDatabaseError: Error, CustomStringConvertible {
@@ -24,6 +25,7 @@ public enum StateDatabaseError: Error, CustomStringConvertible {
 public final class StateDatabase: Sendable {
     public let pool: DatabasePool
     public let path: String
+    private let commitObservers = Mutex<[@Sendable (StateChanges) -> Void]>([])
 
     public init(path: String) throws {
         self.path = path
@@ -45,10 +47,19 @@ public final class StateDatabase: Sendable {
         try Int64.fetchOne(try db.cachedStatement(sql: "SELECT value FROM meta WHERE key = 'applied_index'")) ?? 0
     }
 
+    /// Calls `observer` after every apply transaction commits, on the applying thread and before
+    /// `apply` returns, with what the transaction wrote. The caller publishes the new applied
+    /// index only after `apply` returns, so an observer that drops rendered copies finishes before
+    /// any reader can ask for the new index: no reader at or past it sees a dropped copy.
+    public func onCommit(_ observer: @escaping @Sendable (StateChanges) -> Void) {
+        commitObservers.withLock { $0.append(observer) }
+    }
+
     /// Applies committed `entries` (contiguous, starting at `appliedIndex + 1`) in one
     /// transaction that also advances `applied_index`. Blocks the calling thread.
     public func apply(_ entries: [LogEntry]) throws -> [ContactCenterMachine.Applied] {
-        try pool.write { db in
+        var changes = StateChanges()
+        let results = try pool.write { db in
             var expected = try Self.appliedIndex(db) + 1
             var results: [ContactCenterMachine.Applied] = []
             results.reserveCapacity(entries.count)
@@ -67,8 +78,13 @@ public final class StateDatabase: Sendable {
             if let last = entries.last {
                 try db.cachedStatement(sql: "UPDATE meta SET value = ? WHERE key = 'applied_index'").execute(arguments: [last.index])
             }
+            changes = store.changes
             return results
         }
+        if !changes.isEmpty {
+            for observer in commitObservers.withLock({ $0 }) { observer(changes) }
+        }
+        return results
     }
 
     /// Reads one consistent snapshot through a `StateReader`.

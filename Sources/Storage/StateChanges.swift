@@ -1,0 +1,21 @@
+/// What one apply transaction wrote that readers may hold rendered copies of.
+///
+/// `SQLiteStore` records every conversation it inserts or updates, every conversation a message
+/// is added to, and every contact it updates. Rolled-back savepoints stay recorded: telling a
+/// reader to drop a copy it could have kept is harmless; the opposite is a stale read.
+public struct StateChanges: Sendable, Equatable {
+    public var conversationIds: Set<String> = []
+    public var contactIds: Set<String> = []
+    /// Everything may have changed (a restored snapshot, for example).
+    public var everything = false
+
+    public init() {}
+
+    public static let all: StateChanges = {
+        var changes = StateChanges()
+        changes.everything = true
+        return changes
+    }()
+
+    public var isEmpty: Bool { !everything && conversationIds.isEmpty && contactIds.isEmpty }
+}
