@@ -9,13 +9,15 @@ for line in io.lines(os.getenv("READS_FILE")) do
 end
 local next = 1
 
-function init(args)
-  next = (tonumber(wrk.thread:get("id") or 0) * 7919) % #reads + 1
+-- Threads start apart by the golden ratio of the list, so they do not read the same
+-- conversation one right after the other.
+function setup(thread)
+  thread:set("thread_number", (thread_count or 0))
+  thread_count = (thread_count or 0) + 1
 end
 
-function setup(thread)
-  thread:set("id", tostring(setup_count or 0))
-  setup_count = (setup_count or 0) + 1
+function init(args)
+  next = math.floor(((thread_number or 0) * 0.6180339887 % 1) * #reads) + 1
 end
 
 function request()

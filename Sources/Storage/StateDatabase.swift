@@ -34,6 +34,9 @@ public final class StateDatabase: Sendable {
         configuration.maximumReaderCount = 8
         configuration.prepareDatabase { db in
             try db.cachedStatement(sql: "PRAGMA synchronous = NORMAL").execute()
+            // Every command runs in a savepoint; its sub-journal (the pages it modified, as they
+            // were) spills to a temporary file past 64 KiB unless temporary storage is memory.
+            try db.cachedStatement(sql: "PRAGMA temp_store = MEMORY").execute()
         }
         pool = try DatabasePool(path: path, configuration: configuration)
         try Schema.migrator().migrate(pool)
