@@ -2,7 +2,8 @@
 import PackageDescription
 
 // Module layout (see ../shared/DESIGN.md and each module's DESIGN.md):
-//   cores (pure, deterministic): Wire, ContactCenter
+//   cores (pure, deterministic): Wire, ContactCenter, RaftCore
+//   test support:                ClusterTestKit (seeded simulator)
 //   edges (I/O):                 Storage, NodeRuntime, AgentAPI
 //   executables (wiring only):   switchboard
 let package = Package(
@@ -25,6 +26,10 @@ let package = Package(
     targets: [
         // Pure: length-prefixed binary encoding primitives and checksums.
         .target(name: "Wire"),
+        // Pure: the Raft consensus core (elections, replication, reads, membership, snapshots).
+        .target(name: "RaftCore"),
+        // Test support (also behind `switchboard simulate`): seeded cluster simulator for RaftCore.
+        .target(name: "ClusterTestKit", dependencies: ["RaftCore"]),
         // Pure: commands, validation, deterministic apply rules, events.
         .target(name: "ContactCenter", dependencies: ["Wire"]),
         // Edge: the durable command log and the SQLite state database.
@@ -63,7 +68,7 @@ let package = Package(
         .executableTarget(
             name: "switchboard",
             dependencies: [
-                "AgentAPI", "NodeRuntime", "Storage",
+                "AgentAPI", "NodeRuntime", "Storage", "ClusterTestKit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -72,6 +77,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "ContactCenterTests", dependencies: ["ContactCenter", "Wire"]),
+        .testTarget(name: "RaftCoreTests", dependencies: ["RaftCore", "ClusterTestKit"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "ContactCenter", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(
             name: "AgentAPITests",

@@ -21,7 +21,7 @@ struct Switchboard: AsyncParsableCommand {
             The first start prints an admin token (only its hash is kept); pass it as
             `Authorization: Bearer <token>` to the admin endpoints.
             """,
-        subcommands: [NodeCommand.self])
+        subcommands: [NodeCommand.self, SimulateCommand.self])
 }
 
 struct NodeCommand: AsyncParsableCommand {

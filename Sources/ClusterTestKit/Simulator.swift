@@ -1,0 +1,445 @@
+import RaftCore
+
+/// What one seed does. Everything else (loss, delays, which faults, when) is drawn from the seed.
+public struct SimulationSettings: Sendable {
+    /// Members at the end; one of them may start outside the cluster and join as a learner.
+    public var nodes: Int
+    public var faultTicks: UInt64 = 600
+    public var calmTicks: UInt64 = 500
+    /// In the calm phase a leader must exist within this many ticks of the calm phase starting.
+    public var calmLeaderTicksMax: UInt64 = 200
+    /// The end of the calm phase takes no new requests, so that every request can finish.
+    public var drainTicks: UInt64 = 150
+    public var electionTicks = 10
+
+    public init(nodes: Int) {
+        precondition((1...7).contains(nodes), "the simulator runs 1 to 7 members, got \(nodes)")
+        self.nodes = nodes
+    }
+}
+
+/// The outcome of one seed. `failure` names the broken invariant, with the tick.
+public struct SimulationResult: Sendable {
+    public var seed: UInt64
+    public var failure: String?
+    public var ticks: UInt64 = 0
+    public var messagesSent = 0
+    public var messagesDropped = 0
+    public var committed: LogIndex = 0
+    public var acknowledgedWrites = 0
+    public var servedReads = 0
+    public var elections = 0
+    public var crashes = 0
+    public var snapshotsSent = 0
+    public var trace: [String] = []
+}
+
+struct SimulationFailure: Error, CustomStringConvertible {
+    let description: String
+}
+
+/// A seeded run of 1 to 7 Raft cores in one process on a virtual clock: a fault phase
+/// (crashes and restarts, partitions, clogged links, loss, duplication, reordering, leadership
+/// transfers, membership changes, snapshots), then a calm phase in which the cluster must
+/// converge. Invariants are checked after every step; the same seed replays the same run.
+public struct Simulation {
+    public let seed: UInt64
+    public let settings: SimulationSettings
+    var random: SplitMix64
+    var network: SimulatedNetwork
+    var nodes: [SimulatedNode] = []
+    var indexOf: [NodeID: Int] = [:]
+    var now: UInt64 = 0
+    var result: SimulationResult
+    var checker = InvariantChecker()
+    var raftSettings: RaftSettings
+    let traceLines: TraceLines?
+
+    // Clients.
+    var nextCommandId: UInt64 = 1
+    /// Commands proposed, by id: where, at which index and term.
+    var proposals: [UInt64: (node: Int, index: LogIndex, term: Term)] = [:]
+    /// Calm-phase commands that must all be acknowledged by the end.
+    var calmCommands: [UInt64: UInt64] = [:]  // id -> last proposal tick
+    var nextReadContext: UInt64 = 1
+    /// Reads waiting: context -> (node, index every acknowledged write before the request reached).
+    var reads: [UInt64: (node: Int, required: LogIndex, readIndex: LogIndex?)] = [:]
+
+    // Faults.
+    var restartAt: [Int: UInt64] = [:]
+    var healAt: UInt64?
+    var unclogAt: [SimulatedNetwork.Pair: UInt64] = [:]
+    var joiner: Int?
+    var snapshotEvery: LogIndex
+
+    public init(seed: UInt64, settings: SimulationSettings, recordTrace: Bool = false) {
+        self.seed = seed
+        self.settings = settings
+        traceLines = recordTrace ? TraceLines() : nil
+        var random = SplitMix64(seed: seed)
+        let loss = [0, 0, 1, 5, 10, 20][Int(random.next() % 6)]
+        network = SimulatedNetwork(
+            lossPercent: UInt64(loss), duplicatePercent: random.next() % 3 == 0 ? random.next() % 10 : 0,
+            delayTicksMax: 1 + random.next() % 4)
+        var raft = RaftSettings()
+        raft.electionTicks = settings.electionTicks
+        raft.heartbeatTicks = 1 + Int(random.next() % 3)
+        raft.inflightAppendsMax = [1, 4, 64][Int(random.next() % 3)]
+        raft.appendBytesMax = [64, 1024, 1 << 20][Int(random.next() % 3)]
+        raft.preVote = random.next() % 5 != 0
+        raft.checkQuorum = random.next() % 5 != 0
+        raft.leaseReads = raft.checkQuorum && random.next() % 3 == 0
+        raftSettings = raft
+        snapshotEvery = [10, 30, 100, 1_000_000][Int(random.next() % 4)]
+        result = SimulationResult(seed: seed)
+        self.random = random
+
+        let ids = (1...settings.nodes).map { "n\($0)" }
+        for (number, id) in ids.enumerated() { indexOf[id] = number }
+        // Some seeds start one member short; it joins as a learner and is promoted.
+        let startsOutside = settings.nodes > 1 && random.next() % 2 == 0
+        if startsOutside { joiner = settings.nodes - 1 }
+        let initial = Configuration(voters: Set(startsOutside ? ids.dropLast() : ids[...]))
+        for (number, id) in ids.enumerated() {
+            let configuration = number == joiner ? Configuration(voters: []) : initial
+            nodes.append(SimulatedNode(id: id, bootstrap: Snapshot(index: 0, term: 0, configuration: configuration, data: StateMachine().encoded)))
+            start(number)
+        }
+        trace("settings loss=\(loss)% dup=\(network.duplicatePercent)% delay<=\(network.delayTicksMax) hb=\(raft.heartbeatTicks) inflight=\(raft.inflightAppendsMax) bytes=\(raft.appendBytesMax) preVote=\(raft.preVote) checkQuorum=\(raft.checkQuorum) lease=\(raft.leaseReads) snapshotEvery=\(snapshotEvery) joiner=\(joiner.map { ids[$0] } ?? "none")")
+    }
+
+    /// Runs the fault phase and the calm phase; returns the first broken invariant, if any.
+    public mutating func run() -> SimulationResult {
+        do {
+            while now < settings.faultTicks {
+                try step(faults: true)
+            }
+            calmDown()
+            let calmStart = now
+            var leaderSeen = false
+            while now < settings.faultTicks + settings.calmTicks {
+                try step(faults: false)
+                if !leaderSeen, currentLeader() != nil { leaderSeen = true }
+                if !leaderSeen, now - calmStart > settings.calmLeaderTicksMax {
+                    throw SimulationFailure(description: "liveness: no leader \(settings.calmLeaderTicksMax) ticks into the calm phase")
+                }
+            }
+            try checkEnd()
+        } catch let failure as SimulationFailure {
+            result.failure = "tick \(now): \(failure.description)"
+        } catch {
+            result.failure = "tick \(now): \(error)"
+        }
+        result.ticks = now
+        result.messagesSent = network.sent
+        result.messagesDropped = network.dropped
+        result.committed = nodes.compactMap { $0.core?.commitIndex }.max() ?? 0
+        result.trace = traceLines?.lines ?? []
+        return result
+    }
+
+    // MARK: One tick
+
+    mutating func step(faults: Bool) throws {
+        now += 1
+        for message in network.arrivals(at: now, random: &random) {
+            guard let to = indexOf[message.to], nodes[to].core != nil else { continue }
+            nodes[to].core!.step(message)
+            try process(to)
+        }
+        for number in nodes.indices where nodes[number].core != nil {
+            nodes[number].core!.tick()
+            try process(number)
+        }
+        try clients(faults: faults)
+        if faults { injectFaults() } else { restartDue() }
+        unclogDue()
+        try checker.checkElectionSafety(nodes, now: now)
+    }
+
+    mutating func calmDown() {
+        network.heal(now: now, random: &random)
+        network.lossPercent = 0
+        network.duplicatePercent = 0
+        healAt = nil
+        unclogAt = [:]
+        for number in nodes.indices where nodes[number].core == nil { restartAt[number] = now + 1 }
+        trace("calm phase")
+    }
+
+    // MARK: Ready
+
+    /// Carries out a member's `Ready` as a node would: persist, send, apply, serve reads, advance.
+    mutating func process(_ number: Int) throws {
+        guard var core = nodes[number].core else { return }
+        while true {
+            let ready = core.ready()
+            if ready.isEmpty {
+                core.advance(ready)
+                break
+            }
+            // (A new leader is checked below, once its first Ready is carried out.)
+            // 1. persist
+            if let snapshot = ready.snapshot { nodes[number].persist(snapshot: snapshot) }
+            if !ready.entries.isEmpty {
+                try checker.checkAppended(ready.entries, node: nodes[number])
+                nodes[number].persist(entries: ready.entries)
+            }
+            if let hardState = ready.hardState { nodes[number].hardState = hardState }
+            // 2. send
+            for message in ready.messages {
+                if case .installSnapshot = message.kind { result.snapshotsSent += 1 }
+                network.send(message, from: number, to: indexOf[message.to]!, now: now, random: &random)
+            }
+            // 3. apply
+            if let snapshot = ready.snapshot {
+                let machine = StateMachine(decoding: snapshot.data)
+                try checker.checkInstalled(machine, at: snapshot.index, node: nodes[number].id)
+                nodes[number].machine = machine
+            }
+            for entry in ready.committed {
+                try apply(entry, at: number)
+            }
+            // 4. reads
+            for state in ready.readStates {
+                guard var read = reads[state.context] else { continue }
+                read.readIndex = state.index
+                reads[state.context] = read
+            }
+            core.advance(ready)
+            if core.role == .leader, nodes[number].ledTerm != core.term {
+                nodes[number].ledTerm = core.term
+                result.elections += 1
+                trace("\(core.id) leader of term \(core.term)")
+                try checker.checkLeaderCompleteness(core)
+            }
+            try checker.checkCommit(core, previous: nodes[number].commitSeen)
+            nodes[number].commitSeen = core.commitIndex
+            nodes[number].core = core
+            try serveReads(at: number)
+            maybeSnapshot(number, &core)
+        }
+        nodes[number].core = core
+    }
+
+    mutating func apply(_ entry: Entry, at number: Int) throws {
+        precondition(entry.index == nodes[number].machine.applied + 1, "\(nodes[number].id) applies \(entry.index) after \(nodes[number].machine.applied)")
+        nodes[number].machine.apply(entry)
+        try checker.checkApplied(entry, machine: nodes[number].machine, node: nodes[number].id)
+        if case .command(let bytes) = entry.payload, let id = StateMachine.commandId(bytes),
+           let proposal = proposals[id], proposal.node == number, proposal.index == entry.index, proposal.term == entry.term {
+            checker.acknowledged(id, index: entry.index)
+            result.acknowledgedWrites += 1
+            calmCommands[id] = nil
+        }
+    }
+
+    mutating func serveReads(at number: Int) throws {
+        let applied = nodes[number].machine.applied
+        for (context, read) in reads where read.node == number {
+            guard let index = read.readIndex, applied >= index else { continue }
+            guard applied >= read.required else {
+                throw SimulationFailure(description: "linearizability: read \(context) on \(nodes[number].id) served at applied \(applied) (read index \(index)) but a write at \(read.required) was acknowledged before the read was requested")
+            }
+            reads[context] = nil
+            result.servedReads += 1
+        }
+    }
+
+    mutating func maybeSnapshot(_ number: Int, _ core: inout Raft) {
+        let applied = nodes[number].machine.applied
+        guard applied >= core.snapshotIndex + snapshotEvery, applied <= nodes[number].stableIndex else { return }
+        let snapshot = core.compact(through: applied, data: nodes[number].machine.encoded)
+        nodes[number].persist(snapshot: snapshot)
+        nodes[number].core = core
+    }
+
+    // MARK: Clients
+
+    mutating func clients(faults: Bool) throws {
+        // The last `drainTicks` of the calm phase take no new requests: what was asked must finish.
+        let draining = now + settings.drainTicks > settings.faultTicks + settings.calmTicks
+        // Writes: the client tries a random member; a follower refuses (the node would forward).
+        if !draining, random.next() % 2 == 0 {
+            let number = Int(random.next() % UInt64(nodes.count))
+            if nodes[number].core?.role == .leader {
+                let id = nextCommandId
+                nextCommandId += 1
+                if let (index, term) = try? nodes[number].core!.propose(StateMachine.command(id)) {
+                    proposals[id] = (number, index, term)
+                    if !faults { calmCommands[id] = now }
+                    try process(number)
+                }
+            }
+        }
+        // Calm phase: retry commands not acknowledged for a while, as a client would.
+        if !faults, let leader = currentLeader() {
+            for (id, at) in calmCommands where now - at > UInt64(3 * settings.electionTicks) {
+                if let (index, term) = try? nodes[leader].core!.propose(StateMachine.command(id)) {
+                    proposals[id] = (leader, index, term)
+                    calmCommands[id] = now
+                }
+            }
+            try process(leader)
+        }
+        // Linearizable reads on any member.
+        if !draining, random.next() % 4 == 0 {
+            let number = Int(random.next() % UInt64(nodes.count))
+            if nodes[number].core != nil {
+                let context = nextReadContext
+                nextReadContext += 1
+                if (try? nodes[number].core!.readIndex(context: context)) != nil {
+                    reads[context] = (number, checker.maxAcknowledgedIndex, nil)
+                    try process(number)
+                }
+            }
+        }
+        guard faults else { return }
+        // Leadership transfer now and then.
+        if random.next() % 150 == 0, let leader = currentLeader() {
+            let voters = nodes[leader].core!.configuration.voters.sorted()
+            let target = voters[Int(random.next() % UInt64(voters.count))]
+            if (try? nodes[leader].core!.transferLeadership(to: target)) != nil {
+                trace("transfer \(nodes[leader].id) -> \(target)")
+                try process(leader)
+            }
+        }
+        // Membership: the joiner is added as a learner, then promoted once caught up.
+        if let joiner, random.next() % 20 == 0, let leader = currentLeader() {
+            let configuration = nodes[leader].core!.configuration
+            let joinerId = nodes[joiner].id
+            let change: ConfigurationChange? =
+                configuration.members.contains(joinerId)
+                ? (configuration.learners.contains(joinerId) ? .promote(joinerId) : nil) : .addLearner(joinerId)
+            if let change, (try? nodes[leader].core!.proposeConfigurationChange(change)) != nil {
+                trace("\(nodes[leader].id) proposes \(change)")
+                try process(leader)
+            }
+        }
+    }
+
+    func currentLeader() -> Int? {
+        nodes.indices.filter { nodes[$0].core?.role == .leader }.max { nodes[$0].core!.term < nodes[$1].core!.term }
+    }
+
+    // MARK: Faults
+
+    mutating func injectFaults() {
+        restartDue()
+        if let at = healAt, now >= at {
+            network.cut.removeAll()
+            healAt = nil
+            trace("partition healed")
+        }
+        let roll = random.next() % 1000
+        let count = nodes.count
+        switch roll {
+        case 0..<8:  // crash a member (all state not persisted is lost)
+            let number = Int(random.next() % UInt64(count))
+            guard nodes[number].core != nil else { return }
+            nodes[number].crash()
+            restartAt[number] = now + 5 + random.next() % 60
+            result.crashes += 1
+            trace("crash \(nodes[number].id)")
+        case 8..<12 where healAt == nil && count > 1:  // partition
+            let groups = partition(kind: Int(random.next() % 4))
+            network.cut = groups
+            healAt = now + 20 + random.next() % 100
+        case 12..<16 where count > 1:  // clog one direction of one link
+            let from = Int(random.next() % UInt64(count)), to = Int(random.next() % UInt64(count))
+            guard from != to else { return }
+            let pair = SimulatedNetwork.Pair(from: from, to: to)
+            network.clogged.insert(pair)
+            unclogAt[pair] = now + 5 + random.next() % 50
+            trace("clog \(nodes[from].id)->\(nodes[to].id)")
+        default:
+            break
+        }
+    }
+
+    /// The cut links of a partition: halves, one isolated member, a majorities ring (each sees
+    /// a majority, no two agree), or a bridge (two halves joined through one member).
+    mutating func partition(kind: Int) -> Set<SimulatedNetwork.Pair> {
+        let count = nodes.count
+        var order = Array(0..<count)
+        order.shuffle(using: &random)
+        var connected: (Int, Int) -> Bool
+        let position = Dictionary(uniqueKeysWithValues: order.enumerated().map { ($1, $0) })
+        switch kind {
+        case 0:  // halves
+            let half = (count + 1) / 2
+            connected = { (position[$0]! < half) == (position[$1]! < half) }
+            trace("partition halves \(order.prefix(half).map { nodes[$0].id }) | \(order.dropFirst(half).map { nodes[$0].id })")
+        case 1:  // one isolated
+            connected = { $0 != order[0] && $1 != order[0] }
+            trace("partition isolate \(nodes[order[0]].id)")
+        case 2:  // majorities ring: i talks to the count/2 members after and before it in the ring
+            let reach = count / 2
+            connected = { a, b in
+                let distance = (position[a]! - position[b]! + count) % count
+                return min(distance, count - distance) <= reach / 2 + (reach % 2)
+            }
+            trace("partition ring \(order.map { nodes[$0].id })")
+        default:  // bridge: halves, except the bridge member talks to both
+            let half = (count + 1) / 2
+            let bridge = order[0]
+            connected = { a, b in a == bridge || b == bridge || (position[a]! < half) == (position[b]! < half) }
+            trace("partition bridge \(nodes[bridge].id)")
+        }
+        var cut = Set<SimulatedNetwork.Pair>()
+        for a in 0..<count { for b in 0..<count where a != b && !connected(a, b) { cut.insert(.init(from: a, to: b)) } }
+        return cut
+    }
+
+    mutating func restartDue() {
+        for (number, at) in restartAt where now >= at {
+            restartAt[number] = nil
+            start(number)
+            trace("restart \(nodes[number].id)")
+        }
+    }
+
+    mutating func unclogDue() {
+        for (pair, at) in unclogAt where now >= at {
+            unclogAt[pair] = nil
+            network.unclog(pair, now: now, random: &random)
+        }
+    }
+
+    mutating func start(_ number: Int) {
+        let node = nodes[number]
+        let core = Raft(
+            id: node.id, settings: raftSettings, seed: seed &+ UInt64(number) &* 7919 &+ now,
+            hardState: node.hardState, snapshot: node.snapshot, entries: node.entries, applied: node.snapshot.index)
+        nodes[number].core = core
+        nodes[number].machine = StateMachine(decoding: node.snapshot.data)
+        nodes[number].commitSeen = core.commitIndex
+    }
+
+    // MARK: The end
+
+    mutating func checkEnd() throws {
+        for (id, _) in calmCommands.sorted(by: { $0.key < $1.key }) {
+            throw SimulationFailure(description: "liveness: calm-phase command \(id) was never acknowledged")
+        }
+        let target = checker.maxAcknowledgedIndex
+        guard let leader = currentLeader() else { throw SimulationFailure(description: "liveness: no leader at the end") }
+        let members = nodes[leader].core!.configuration.members
+        for node in nodes where members.contains(node.id) {
+            guard let core = node.core else { throw SimulationFailure(description: "\(node.id) is down at the end") }
+            guard node.machine.applied >= target else {
+                throw SimulationFailure(description: "durability: \(node.id) applied \(node.machine.applied), but index \(target) was acknowledged (commit \(core.commitIndex), last \(core.lastIndex), role \(core.role), term \(core.term))")
+            }
+        }
+        try checker.checkAcknowledgedApplied(nodes)
+    }
+
+    func trace(_ line: @autoclosure () -> String) {
+        if let traceLines { traceLines.lines.append("[\(now)] \(line())") }
+    }
+}
+
+/// Trace lines of a replayed seed (a class, so a non-mutating `trace` can append to it).
+final class TraceLines {
+    var lines: [String] = []
+}

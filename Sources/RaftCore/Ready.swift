@@ -1,0 +1,60 @@
+/// What the shell must do after feeding the core, in this order:
+///
+/// 1. **Persist** `snapshot` (if any), then `entries` (each replaces whatever the log holds at
+///    its index and after), then `hardState` (if any), with one fsync covering them. A vote or
+///    an acknowledgement in `messages` is a promise about this durable state: sending before
+///    persisting can elect two leaders or lose committed entries.
+/// 2. **Send** `messages` (best effort; Raft tolerates loss, duplication and reordering).
+/// 3. **Apply** `snapshot` (if any) and then `committed` to the state machine, in order. Only
+///    committed entries are ever here; each comes out once per core lifetime (a restarted core
+///    hands out again what follows the `applied` index it was given).
+/// 4. Serve `readStates` once the applied index reaches each one's index.
+/// 5. Call `advance(_:)` with this `Ready` before feeding the core anything else.
+public struct Ready: Sendable {
+    public var snapshot: Snapshot?
+    public var entries: [Entry]
+    public var hardState: HardState?
+    public var messages: [Message]
+    public var committed: [Entry]
+    public var readStates: [ReadState]
+
+    public var isEmpty: Bool {
+        snapshot == nil && entries.isEmpty && hardState == nil && messages.isEmpty && committed.isEmpty && readStates.isEmpty
+    }
+}
+
+extension Raft {
+    /// Most committed entries handed out in one `Ready`.
+    public static let committedEntriesPerReadyMax = 4096
+
+    /// Collects everything the shell must persist, send and apply since the last `Ready`.
+    public mutating func ready() -> Ready {
+        precondition(!readyOutstanding, "ready() called again before advance()")
+        if role == .leader, broadcastPending {
+            broadcastPending = false
+            broadcastAppend()
+        }
+        if !forwardedReads.isEmpty {
+            if role != .leader, let leader { send(to: leader, .readIndex(contexts: forwardedReads)) }
+            forwardedReads.removeAll()
+        }
+        let hardState = self.hardState
+        let ready = Ready(
+            snapshot: snapshotToInstall, entries: log.unstableEntries,
+            hardState: hardState == persistedHardState ? nil : hardState,
+            messages: messages, committed: log.takeCommitted(limit: Self.committedEntriesPerReadyMax), readStates: readStates)
+        messages.removeAll(keepingCapacity: true)
+        readStates.removeAll()
+        snapshotToInstall = nil
+        readyOutstanding = true
+        return ready
+    }
+
+    /// The shell has carried out `ready` (persisted, sent, applied).
+    public mutating func advance(_ ready: Ready) {
+        precondition(readyOutstanding, "advance() without ready()")
+        if let last = ready.entries.last { log.markStable(through: last.index) }
+        if let hardState = ready.hardState { persistedHardState = hardState }
+        readyOutstanding = false
+    }
+}
