@@ -50,8 +50,9 @@ public enum SimulationRunner {
     }
 
     /// Replays one seed with its trace.
-    public static func replay(seed: UInt64, settings: SimulationSettings) -> SimulationResult {
+    public static func replay(seed: UInt64, settings: SimulationSettings, messages: Bool = false) -> SimulationResult {
         var simulation = Simulation(seed: seed, settings: settings, recordTrace: true)
+        simulation.traceMessages = messages
         return simulation.run()
     }
 }
@@ -75,7 +76,9 @@ public enum ThroughputBenchmark {
             applied[number] += ready.committed.count
             cores[number].advance(ready)
         }
-        // Elect n1.
+        // Elect a leader (n1: ticking alone, its timer expires first once the others' restart
+        // hold-off has passed).
+        for _ in 0..<settings.electionTicks { for number in 1..<3 { cores[number].tick(); pump(number, &cores) } }
         while cores[0].role != .leader {
             cores[0].tick()
             pump(0, &cores)

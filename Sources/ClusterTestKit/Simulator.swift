@@ -54,6 +54,8 @@ public struct Simulation {
     var checker = InvariantChecker()
     var raftSettings: RaftSettings
     let traceLines: TraceLines?
+    /// Also trace every delivered message (replays only; long).
+    public var traceMessages = false
 
     // Clients.
     var nextCommandId: UInt64 = 1
@@ -85,7 +87,10 @@ public struct Simulation {
         raft.electionTicks = settings.electionTicks
         raft.heartbeatTicks = 1 + Int(random.next() % 3)
         raft.inflightAppendsMax = [1, 4, 64][Int(random.next() % 3)]
-        raft.appendBytesMax = [64, 1024, 1 << 20][Int(random.next() % 3)]
+        raft.appendBytesMax = [256, 4096, 1 << 20][Int(random.next() % 3)]
+        // Backpressure like a loaded node's: a leader cut off from its followers stops taking
+        // writes instead of growing a backlog no follower could fetch in the calm phase.
+        raft.uncommittedEntriesMax = 64
         raft.preVote = random.next() % 5 != 0
         raft.checkQuorum = random.next() % 5 != 0
         raft.leaseReads = raft.checkQuorum && random.next() % 3 == 0
@@ -144,6 +149,7 @@ public struct Simulation {
         now += 1
         for message in network.arrivals(at: now, random: &random) {
             guard let to = indexOf[message.to], nodes[to].core != nil else { continue }
+            if traceMessages { trace("\(message.from)->\(message.to) t\(message.term) \(Self.brief(message.kind))") }
             nodes[to].core!.step(message)
             try process(to)
         }
@@ -420,7 +426,7 @@ public struct Simulation {
 
     mutating func checkEnd() throws {
         for (id, _) in calmCommands.sorted(by: { $0.key < $1.key }) {
-            throw SimulationFailure(description: "liveness: calm-phase command \(id) was never acknowledged")
+            throw SimulationFailure(description: "liveness: calm-phase command \(id) was never acknowledged; \(describe())")
         }
         let target = checker.maxAcknowledgedIndex
         guard let leader = currentLeader() else { throw SimulationFailure(description: "liveness: no leader at the end") }
@@ -432,6 +438,25 @@ public struct Simulation {
             }
         }
         try checker.checkAcknowledgedApplied(nodes)
+    }
+
+    static func brief(_ kind: Message.Kind) -> String {
+        switch kind {
+        case .append(let prevIndex, let prevTerm, let entries, let commit):
+            "append prev \(prevIndex)/\(prevTerm) entries \(entries.first?.index ?? 0)...\(entries.last?.index ?? 0) commit \(commit)"
+        case .installSnapshot(let snapshot): "installSnapshot \(snapshot.index)/\(snapshot.term)"
+        default: "\(kind)"
+        }
+    }
+
+    /// Every member's state, for failure messages.
+    func describe() -> String {
+        nodes.map { node in
+            guard let core = node.core else { return "\(node.id) down" }
+            var line = "\(node.id) \(core.role) term \(core.term) leader \(core.leader ?? "-") commit \(core.commitIndex) applied \(node.machine.applied) last \(core.lastIndex) snapshot \(core.snapshotIndex) config \(core.configuration)"
+            if core.role == .leader { line += " progress " + core.progressDescription }
+            return line
+        }.joined(separator: "; ")
     }
 
     func trace(_ line: @autoclosure () -> String) {

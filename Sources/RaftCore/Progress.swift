@@ -57,7 +57,10 @@ struct Progress: Sendable {
             pausedTicks = 0
         }
         next = max(next, index + 1)
-        while let first = inflight.first, first <= index { inflight.removeFirst() }
+        while let first = inflight.first, first <= index {
+            inflight.removeFirst()
+            pausedTicks = 0
+        }
         return moved
     }
 
@@ -74,14 +77,15 @@ struct Progress: Sendable {
         return true
     }
 
-    /// Counts a tick of waiting; after `limit` ticks without an answer (the probe or the
-    /// snapshot was lost), falls back to probing. Returns true when the leader should send again.
-    mutating func tickPaused(_ limit: Int) -> Bool {
+    /// Counts a tick of waiting: on a probe, a snapshot, or a full pipeline with no
+    /// acknowledgement. After `limit` such ticks (what was sent was lost), falls back to
+    /// probing from the match. Returns true when the leader should send again.
+    mutating func tickPaused(_ limit: Int, inflightMax: Int) -> Bool {
         let waiting: Bool
         switch state {
         case .probe: waiting = probeSent
         case .snapshot: waiting = true
-        case .replicate: waiting = false
+        case .replicate: waiting = inflight.count >= inflightMax
         }
         guard waiting else { pausedTicks = 0; return false }
         pausedTicks += 1

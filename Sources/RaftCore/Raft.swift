@@ -73,6 +73,14 @@ public struct Raft: Sendable {
     public func term(at index: LogIndex) -> Term? { log.term(at: index) }
     /// Leader only: each other member's matched index.
     public var matchIndexes: [NodeID: LogIndex] { progress.mapValues(\.match) }
+    /// One line per follower (leader only), for traces: match, next, state, in flight.
+    public var progressDescription: String {
+        progress.keys.sorted().map { id in
+            let peer = progress[id]!
+            return "\(id){match \(peer.match) next \(peer.next) \(peer.state) inflight \(peer.inflight.count) probeSent \(peer.probeSent) active \(peer.recentlyActive)}"
+        }.joined(separator: " ")
+    }
+
     /// A leader may serve reads and accept configuration changes once an entry of its term is committed.
     public var hasCommittedInTerm: Bool { log.term(at: log.commitIndex) == term }
 
@@ -99,7 +107,7 @@ public struct Raft: Sendable {
             transferElapsed += 1
             if transferElapsed >= settings.electionTicks { transferTarget = nil }  // the target did not take over in time
         }
-        for id in progress.keys where progress[id]!.tickPaused(settings.electionTicks) { sendAppend(to: id) }
+        for id in progress.keys.sorted() where progress[id]!.tickPaused(settings.electionTicks, inflightMax: settings.inflightAppendsMax) { sendAppend(to: id) }
         if electionElapsed >= settings.electionTicks {
             electionElapsed = 0
             if settings.checkQuorum {
@@ -122,11 +130,12 @@ public struct Raft: Sendable {
         randomizedElectionTimeout = settings.electionTicks + Int(random.next() % UInt64(settings.electionTicks))
     }
 
-    /// While it hears from a leader (and just after a restart, when it cannot know), a member
-    /// with check-quorum ignores campaigns: a partitioned node cannot depose a healthy leader,
-    /// and a leader's lease (`leaseReads`) holds.
+    /// While it hears from a leader (and for `electionTicks - 1` ticks after a restart, when it
+    /// cannot know), a member with check-quorum ignores campaigns: a partitioned node cannot
+    /// depose a healthy leader, and a leader's lease (`leaseReads`, one tick shorter than an
+    /// election timeout) holds across a follower's restart.
     var inLease: Bool {
-        settings.checkQuorum && electionElapsed < settings.electionTicks && (leader != nil || ticks < UInt64(settings.electionTicks))
+        settings.checkQuorum && electionElapsed < settings.electionTicks && (leader != nil || ticks < UInt64(settings.electionTicks - 1))
     }
 
     // MARK: Role changes

@@ -13,8 +13,10 @@ struct ReadQueue: Sendable {
     var waitingForCommit: [(context: UInt64, from: NodeID)] = []
     /// Reads with their index, waiting for a quorum to confirm `round`. Rounds only grow.
     var pending: [Pending] = []
-    /// Last round started (sent with heartbeats) and last round a quorum confirmed.
+    /// Last round started and last round a quorum confirmed.
     var round: UInt64 = 0
+    /// The last round started has not left in a `Ready` yet: a read may still join it.
+    var roundOpen = false
     var confirmed: UInt64 = 0
     /// Tick at which each unconfirmed round was sent, for the lease (bounded by `roundsTrackedMax`).
     var roundTicks: [(round: UInt64, tick: UInt64)] = []
@@ -27,6 +29,7 @@ struct ReadQueue: Sendable {
 
     mutating func startRound(at tick: UInt64) -> UInt64 {
         round += 1
+        roundOpen = true
         roundTicks.append((round, tick))
         if roundTicks.count > Self.roundsTrackedMax { roundTicks.removeFirst(roundTicks.count - Self.roundsTrackedMax) }
         return round
@@ -78,8 +81,11 @@ extension Raft {
             answer([ReadQueue.Pending(context: context, from: from, index: log.commitIndex, round: 0)])
             return
         }
-        reads.pending.append(ReadQueue.Pending(context: context, from: from, index: log.commitIndex, round: reads.round + 1))
-        if reads.confirmed == reads.round { broadcastHeartbeat() }
+        // Join the round whose heartbeats have not left yet, else the next one; start it now
+        // unless a round is in flight (its confirmation starts the next).
+        let joinsOpenRound = reads.roundOpen && reads.confirmed < reads.round
+        reads.pending.append(ReadQueue.Pending(context: context, from: from, index: log.commitIndex, round: joinsOpenRound ? reads.round : reads.round + 1))
+        if !joinsOpenRound, reads.confirmed == reads.round { broadcastHeartbeat() }
     }
 
     /// Lease reads: a quorum heard from us within the last election timeout (less a tick of

@@ -44,6 +44,7 @@ extension Raft {
             hardState: hardState == persistedHardState ? nil : hardState,
             messages: messages, committed: log.takeCommitted(limit: Self.committedEntriesPerReadyMax), readStates: readStates)
         messages.removeAll(keepingCapacity: true)
+        reads.roundOpen = false
         readStates.removeAll()
         snapshotToInstall = nil
         readyOutstanding = true

@@ -168,9 +168,9 @@ extension Raft {
         progress[member]!.probeSent = false
         progress[member]!.readRound = max(progress[member]!.readRound, round)
         if progress[member]!.match < log.lastIndex {
-            if progress[member]!.state == .replicate, progress[member]!.isPaused(inflightMax: settings.inflightAppendsMax) {
-                progress[member]!.inflight.removeFirst()  // an append may have been lost: let one more through
-            }
+            // Behind: probe where it is (an empty append at `next` is refused if something was
+            // lost, which turns the pipeline back into a probe). A full pipeline waits for its
+            // acknowledgements or the stall timeout in `tickPaused`.
             sendAppend(to: member, allowEmpty: true)
         }
         confirmReads()

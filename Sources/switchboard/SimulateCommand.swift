@@ -39,6 +39,9 @@ struct SimulateCommand: AsyncParsableCommand {
     @Option(help: "Seeds run at once (default: one per core).")
     var parallelism: Int = ProcessInfo.processInfo.activeProcessorCount
 
+    @Flag(help: "With --seed: trace every delivered message too.")
+    var traceMessages = false
+
     @Flag(help: "Measure the core's throughput (3 members, no I/O) instead.")
     var throughput = false
 
@@ -54,7 +57,7 @@ struct SimulateCommand: AsyncParsableCommand {
         SeedsInFlight.installCrashReport()
         if let seed {
             SeedsInFlight.started(seed)
-            let result = SimulationRunner.replay(seed: seed, settings: settings)
+            let result = SimulationRunner.replay(seed: seed, settings: settings, messages: traceMessages)
             for line in result.trace { print(line) }
             print("seed \(seed): \(result.failure ?? "ok") (\(result.ticks) ticks, \(result.elections) elections, \(result.acknowledgedWrites) writes acknowledged, \(result.servedReads) reads served, \(result.crashes) crashes, \(result.snapshotsSent) snapshots sent)")
             print("seeds=1 failures=\(result.failure == nil ? 0 : 1)")

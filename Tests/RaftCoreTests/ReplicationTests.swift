@@ -1,0 +1,84 @@
+import RaftCore
+import XCTest
+
+/// Log replication (Raft §3.5), commitment (§3.6.2), flow control and snapshots (§5).
+final class ReplicationTests: XCTestCase {
+    func testSection3_5_CommittedEntriesAreAppliedEverywhereInOrder() {
+        var cluster = TestCluster(["n1", "n2", "n3"])
+        let leader = cluster.electLeader()
+        for value in 1...50 { _ = try! cluster.cores[leader]!.propose([UInt8(value)]) }
+        cluster.deliverAll()
+        cluster.run(ticks: 2)
+        for id in ["n1", "n2", "n3"] {
+            let commands = cluster.applied[id, default: []].compactMap { if case .command(let bytes) = $0.payload { bytes[0] } else { nil } }
+            XCTAssertEqual(commands, (1...50).map(UInt8.init), "\(id) applied the commands in order, once")
+        }
+    }
+
+    func testSection3_5_FastBacktrackingSkipsAConflictingTermAtOnce() {
+        // n3 holds 30 entries of term 1 that nobody else has; n1 leads term 2 with a different log.
+        var settings = RaftSettings()
+        settings.preVote = false
+        var cluster = TestCluster(["n1", "n2", "n3"], settings: settings)
+        let configuration = Configuration(voters: ["n1", "n2", "n3"])
+        let base = Snapshot(index: 0, term: 0, configuration: configuration, data: [])
+        let divergent = (1...30).map { Entry(term: 1, index: $0, payload: .command([0xEE])) }
+        let winning = (1...5).map { Entry(term: 2, index: $0, payload: .command([0x01])) }
+        cluster.add(Raft(id: "n3", settings: settings, seed: 3, hardState: HardState(term: 1), snapshot: base, entries: divergent))
+        cluster.add(Raft(id: "n1", settings: settings, seed: 1, hardState: HardState(term: 2), snapshot: base, entries: winning))
+        cluster.add(Raft(id: "n2", settings: settings, seed: 2, hardState: HardState(term: 2), snapshot: base, entries: winning))
+        cluster.campaign("n1")
+        cluster.deliverAll()
+        XCTAssertEqual(cluster["n1"].role, .leader)
+        let rejections = cluster.sent.filter { if case .appendResponse(true, _, _, _) = $0.kind, $0.from == "n3" { true } else { false } }.count
+        XCTAssertEqual(cluster["n3"].lastIndex, cluster["n1"].lastIndex, "n3's conflicting entries were replaced")
+        XCTAssertEqual(cluster["n3"].term(at: 30), nil, "n3's extra term-1 entries are gone")
+        XCTAssertLessThanOrEqual(rejections, 2, "backtracking skipped the whole conflicting term, not one entry per round trip (\(rejections) rejections)")
+    }
+
+    func testFlowControl_AppendsInFlightAreBoundedByInflightAppendsMax() {
+        var settings = RaftSettings()
+        settings.inflightAppendsMax = 4
+        settings.appendBytesMax = 16
+        var cluster = TestCluster(["n1", "n2", "n3"], settings: settings)
+        let leader = cluster.electLeader()
+        let follower = ["n1", "n2", "n3"].first { $0 != leader }!
+        cluster.cut = [follower]
+        cluster.sent.removeAll()
+        for _ in 0..<100 { _ = try! cluster.cores[leader]!.propose([UInt8](repeating: 1, count: 16)) }
+        cluster.deliverAll()
+        let appends = cluster.sent.filter { if case .append(_, _, let entries, _) = $0.kind, $0.to == follower { !entries.isEmpty } else { false } }
+        XCTAssertEqual(appends.count, 4, "a silent follower gets at most inflightAppendsMax appends")
+        for append in appends {
+            if case .append(_, _, let entries, _) = append.kind { XCTAssertEqual(entries.count, 1, "16-byte entries, appendBytesMax 16: one per message") }
+        }
+    }
+
+    func testSection3_6_2_ANewLeaderCommitsEarlierEntriesOnlyThroughAnEntryOfItsTerm() {
+        var cluster = TestCluster(["n1", "n2", "n3"])
+        let leader = cluster.electLeader()
+        XCTAssertEqual(cluster.applied[leader]?.first?.payload, .noop, "a new leader's first entry is a no-op of its term")
+        XCTAssertTrue(cluster[leader].hasCommittedInTerm)
+    }
+
+    func testSection5_AFollowerBehindTheCompactedLogReceivesTheSnapshot() {
+        var cluster = TestCluster(["n1", "n2", "n3"])
+        let leader = cluster.electLeader()
+        let lagging = ["n1", "n2", "n3"].first { $0 != leader }!
+        cluster.cut = [lagging]
+        for value in 1...40 { _ = try! cluster.cores[leader]!.propose([UInt8(value)]) }
+        cluster.deliverAll()
+        cluster.run(ticks: 2)
+        let applied = cluster[leader].appliedIndex
+        let snapshot = cluster.cores[leader]!.compact(through: applied, data: [42])
+        XCTAssertEqual(snapshot.index, applied)
+        XCTAssertEqual(cluster[leader].snapshotIndex, applied, "entries through \(applied) left the leader's memory")
+        cluster.cut = []
+        cluster.sent.removeAll()
+        cluster.run(ticks: 5)
+        XCTAssertTrue(cluster.sent.contains { if case .installSnapshot(let sent) = $0.kind { sent.index == applied && $0.to == lagging } else { false } },
+                      "the leader sends its snapshot to the member that needs compacted entries")
+        XCTAssertEqual(cluster[lagging].commitIndex, cluster[leader].commitIndex, "the lagging member caught up")
+        XCTAssertEqual(cluster[lagging].snapshotIndex, applied)
+    }
+}
