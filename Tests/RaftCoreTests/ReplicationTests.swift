@@ -61,6 +61,54 @@ final class ReplicationTests: XCTestCase {
         XCTAssertTrue(cluster[leader].hasCommittedInTerm)
     }
 
+    /// Figure 3.7: S1 leads term 4 holding entry 2 of term 2; once S3 also holds it, entry 2
+    /// is on a majority (S1, S2, S3) but must not be committed by counting: S5 (entry 2 of term
+    /// 3) could still win with S3's and S4's votes and overwrite it. Only S1's term-4 no-op on a
+    /// majority commits it.
+    func testSection3_6_2_Figure3_7_EntriesOfEarlierTermsAreNotCommittedByCounting() {
+        var settings = RaftSettings()
+        settings.preVote = false
+        settings.appendBytesMax = 1  // one entry per append
+        settings.inflightAppendsMax = 1
+        let ids = ["s1", "s2", "s3", "s4", "s5"]
+        var cluster = TestCluster(ids, settings: settings)
+        let base = Snapshot(index: 0, term: 0, configuration: Configuration(voters: Set(ids)), data: [])
+        let e1 = Entry(term: 1, index: 1, payload: .command([1]))
+        let logs: [NodeID: [Entry]] = [
+            "s1": [e1, Entry(term: 2, index: 2, payload: .command([2]))],
+            "s2": [e1, Entry(term: 2, index: 2, payload: .command([2]))],
+            "s3": [e1], "s4": [e1],
+            "s5": [e1, Entry(term: 3, index: 2, payload: .command([3]))],
+        ]
+        for (number, id) in ids.enumerated() {
+            cluster.add(Raft(id: id, settings: settings, seed: UInt64(number + 1), hardState: HardState(term: 3, commit: 1), snapshot: base, entries: logs[id]!))
+        }
+        cluster.campaign("s1")
+        cluster.deliver { message in
+            if case .vote = message.kind { return true }
+            if case .voteResponse = message.kind { return true }
+            return false
+        }
+        XCTAssertEqual(cluster["s1"].role, .leader, "s1 wins term 4 with s2, s3 and s4")
+        XCTAssertEqual(cluster["s1"].term, 4)
+        // s3 refuses appends after entry 2 (it lacks it) until s1 sends entry 2 (term 2) alone.
+        // s2 (which already holds entry 2) takes the no-op of term 4 too.
+        var s3HoldsEntry2 = false
+        cluster.deliver { message in
+            if message.to == "s2" || message.from == "s2" { return true }
+            if case .append(let prevIndex, _, let entries, _) = message.kind, message.to == "s3", !s3HoldsEntry2 {
+                if entries.map(\.index) == [2] { s3HoldsEntry2 = true }
+                return prevIndex >= 2 || entries.map(\.index) == [2]
+            }
+            if case .appendResponse = message.kind, message.from == "s3" { return true }
+            return false
+        }
+        XCTAssertEqual(cluster["s3"].lastIndex, 2, "s3 holds entry 2 of term 2")
+        XCTAssertEqual(cluster["s2"].lastIndex, 3, "s2 holds entry 2 and the no-op")
+        XCTAssertEqual(cluster["s1"].commitIndex, 1,
+                       "entry 2 (term 2) is on s1, s2, s3 but must not be committed before an entry of term 4 is")
+    }
+
     func testSection5_AFollowerBehindTheCompactedLogReceivesTheSnapshot() {
         var cluster = TestCluster(["n1", "n2", "n3"])
         let leader = cluster.electLeader()

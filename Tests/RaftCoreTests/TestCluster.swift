@@ -60,6 +60,21 @@ struct TestCluster {
         return delivered
     }
 
+    /// Delivers only queued messages that `accept` lets through (others stay queued).
+    mutating func deliver(where accept: (Message) -> Bool) {
+        for id in cores.keys.sorted() { flush(id) }
+        var progress = true
+        while progress {
+            progress = false
+            if let position = queue.firstIndex(where: accept) {
+                let message = queue.remove(at: position)
+                cores[message.to]!.step(message)
+                flush(message.to)
+                progress = true
+            }
+        }
+    }
+
     mutating func tick(_ id: NodeID, times: Int = 1) {
         for _ in 0..<times {
             cores[id]!.tick()
