@@ -72,6 +72,8 @@ public struct Simulation {
     var healAt: UInt64?
     var unclogAt: [SimulatedNetwork.Pair: UInt64] = [:]
     var joiner: Int?
+    /// A voter removed during the fault phase (it keeps running, outside the cluster).
+    var removed: Int?
     var snapshotEvery: LogIndex
 
     public init(seed: UInt64, settings: SimulationSettings, recordTrace: Bool = false) {
@@ -320,6 +322,20 @@ public struct Simulation {
             if let change, (try? nodes[leader].core!.proposeConfigurationChange(change)) != nil {
                 trace("\(nodes[leader].id) proposes \(change)")
                 try process(leader)
+            }
+        }
+
+        // Membership: with four or more members and check-quorum (which keeps a removed member
+        // that never learns of its removal from disrupting the rest), one voter is removed.
+        if removed == nil, nodes.count >= 4, raftSettings.checkQuorum, random.next() % 400 == 0, let leader = currentLeader() {
+            let voters = nodes[leader].core!.configuration.voters.filter { $0 != nodes[leader].id }.sorted()
+            if voters.count >= 3 {
+                let victim = voters[Int(random.next() % UInt64(voters.count))]
+                if (try? nodes[leader].core!.proposeConfigurationChange(.remove(victim))) != nil {
+                    removed = indexOf[victim]
+                    trace("\(nodes[leader].id) proposes remove(\(victim))")
+                    try process(leader)
+                }
             }
         }
     }
