@@ -49,6 +49,35 @@ final class ReadsTransferMembershipTests: XCTestCase {
         XCTAssertTrue(cluster.sent.isEmpty, "no messages for a lease read")
     }
 
+    /// A leader cut off from the others serves lease reads only while no other leader can exist.
+    func testLeaseReads_EndBeforeAnotherLeaderIsElected() {
+        var settings = RaftSettings()
+        settings.leaseReads = true
+        for seedShift in 0..<20 {
+            let ids = ["n1", "n2", "n3"].map { $0 + "-\(seedShift)" }  // different ids, different timeouts
+            var cluster = TestCluster(ids, settings: settings)
+            let leader = cluster.electLeader()
+            cluster.run(ticks: 3)
+            cluster.cut = [leader]
+            var newLeaderTick: Int?
+            var lastLeaseReadTick = -1
+            for tick in 0..<(6 * settings.electionTicks) {
+                if cluster[leader].role == .leader {
+                    let before = cluster.readStates[leader, default: []].count
+                    try? cluster.cores[leader]!.readIndex(context: UInt64(tick + 1))
+                    cluster.flush(leader)
+                    if cluster.readStates[leader, default: []].count > before { lastLeaseReadTick = tick }
+                }
+                for id in ids { cluster.tick(id) }
+                cluster.deliverAll()
+                if newLeaderTick == nil, cluster.leaders.contains(where: { $0 != leader }) { newLeaderTick = tick }
+            }
+            guard let newLeaderTick else { return XCTFail("the majority elected no new leader") }
+            XCTAssertLessThan(lastLeaseReadTick, newLeaderTick,
+                              "ids \(ids): the old leader served a lease read at tick \(lastLeaseReadTick), a new leader was elected at tick \(newLeaderTick)")
+        }
+    }
+
     func testSection3_10_LeadershipTransfer() throws {
         var cluster = TestCluster(["n1", "n2", "n3"])
         let leader = cluster.electLeader()
