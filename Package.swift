@@ -24,8 +24,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
     ],
     targets: [
-        // Pure: length-prefixed binary encoding primitives and checksums.
-        .target(name: "Wire"),
+        // Pure: length-prefixed binary encoding primitives, checksums, the Raft message codec.
+        .target(name: "Wire", dependencies: ["RaftCore"]),
         // Pure: the Raft consensus core (elections, replication, reads, membership, snapshots).
         .target(name: "RaftCore"),
         // Test support (also behind `switchboard simulate`): seeded cluster simulator for RaftCore.
@@ -77,7 +77,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "ContactCenterTests", dependencies: ["ContactCenter", "Wire"]),
-        .testTarget(name: "RaftCoreTests", dependencies: ["RaftCore", "ClusterTestKit"]),
+        .testTarget(name: "RaftCoreTests", dependencies: ["RaftCore", "ClusterTestKit", "Wire"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "ContactCenter", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(
             name: "AgentAPITests",
