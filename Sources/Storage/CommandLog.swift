@@ -50,7 +50,7 @@ public final class CommandLog {
     public static let entryBytesMax = 4 << 20
 
     public let path: String
-    private let descriptor: Int32
+    private var descriptor: Int32
     /// Byte offset of each entry's record, entry `firstIndex + i` at `offsets[i]`.
     private var offsets: [Int64] = []
     private var endOffset: Int64
@@ -184,6 +184,55 @@ public final class CommandLog {
         try sync()
         offsets.removeSubrange(keep...)
         endOffset = newEnd
+    }
+
+    /// Raft compaction (§5): drops every entry through `index`, which a snapshot now covers.
+    /// The entries after it are copied to a new file that replaces this one atomically
+    /// (write, fsync, rename, fsync the directory): a crash leaves either file, never half.
+    public func compact(through index: Int64) throws {
+        guard index >= firstIndex else { return }
+        let keepFrom = min(index + 1, lastIndex + 1)
+        let tailStart = keepFrom <= lastIndex ? offsets[Int(keepFrom - firstIndex)] : endOffset
+        let tail = try readFully(count: Int(endOffset - tailStart), at: tailStart)
+        let temporary = path + ".compact"
+        let replacement = open(temporary, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard replacement >= 0 else { throw CommandLogError.io(operation: "open", path: temporary, errno: errno) }
+        let previous = descriptor
+        descriptor = replacement
+        do {
+            try writeFully(Self.magic + tail, at: 0)
+            try sync()
+        } catch {
+            descriptor = previous
+            close(replacement)
+            throw error
+        }
+        guard rename(temporary, path) == 0 else {
+            descriptor = previous
+            close(replacement)
+            throw CommandLogError.io(operation: "rename", path: temporary, errno: errno)
+        }
+        close(previous)
+        try Self.syncDirectory(of: path)
+        let shift = tailStart - Int64(Self.magic.count)
+        offsets = offsets.dropFirst(Int(keepFrom - firstIndex)).map { $0 - shift }
+        endOffset -= shift
+        firstIndex = index + 1
+    }
+
+    /// An empty log (new, or compacted to nothing) continues after `index` (a snapshot's).
+    public func startAfter(_ index: Int64) {
+        precondition(offsets.isEmpty, "startAfter(\(index)) on a log holding \(firstIndex)...\(lastIndex)")
+        firstIndex = index + 1
+    }
+
+    static func syncDirectory(of path: String) throws {
+        var directory = "."
+        if let slash = path.lastIndex(of: "/") { directory = slash == path.startIndex ? "/" : String(path[..<slash]) }
+        let descriptor = open(directory, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { throw CommandLogError.io(operation: "open", path: directory, errno: errno) }
+        defer { close(descriptor) }
+        guard fsync(descriptor) == 0 else { throw CommandLogError.io(operation: "fsync", path: directory, errno: errno) }
     }
 
     private func sync() throws {

@@ -83,4 +83,57 @@ final class CommandLogTests: XCTestCase {
             XCTAssertTrue("\(error)".contains("not a Switchboard command log"), "\(error)")
         }
     }
+
+    /// Raft §5: a snapshot covers a prefix; the log keeps only what follows it, across reopen.
+    func testCompactionKeepsTheTailAcrossReopen() throws {
+        do {
+            let log = try CommandLog(path: path)
+            try log.append(entries(1...100))
+            try log.compact(through: 60)
+            XCTAssertEqual(log.firstIndex, 61)
+            XCTAssertEqual(log.lastIndex, 100)
+            XCTAssertEqual(try log.entries(from: 61, maxCount: 100), entries(61...100))
+            try log.append(entries(101...105))
+            try log.truncate(after: 102)
+            XCTAssertEqual(log.lastIndex, 102)
+        }
+        let reopened = try CommandLog(path: path)
+        XCTAssertEqual(reopened.firstIndex, 61, "the compacted prefix stays gone")
+        XCTAssertEqual(try reopened.entries(from: 61, maxCount: 1000), entries(61...102))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: path + ".compact"), "no temporary file is left behind")
+    }
+
+    func testCompactionToNothingContinuesAfterTheSnapshot() throws {
+        let log = try CommandLog(path: path)
+        try log.append(entries(1...10))
+        try log.compact(through: 10)
+        XCTAssertEqual(log.lastIndex, 10, "an empty log still knows where it ends")
+        try log.append(entries(11...12))
+        XCTAssertEqual(try log.entries(from: 11, maxCount: 10), entries(11...12))
+        let reopened = try CommandLog(path: path)
+        XCTAssertEqual(reopened.firstIndex, 11)
+        XCTAssertEqual(reopened.lastIndex, 12)
+    }
+
+    func testAnEmptyLogStartsAfterASnapshot() throws {
+        let log = try CommandLog(path: path)
+        log.startAfter(500)
+        try log.append(entries(501...502))
+        XCTAssertEqual(try CommandLog(path: path).entries(from: 501, maxCount: 10), entries(501...502))
+    }
+
+    /// The vote must survive a crash; a damaged file is refused rather than read as "no vote".
+    func testHardStateIsSavedAtomicallyAndVerified() throws {
+        let file = HardStateFile(path: directory + "/hardstate")
+        XCTAssertEqual(try file.load(), HardStateFile.Value(term: 0, vote: nil), "never saved: term 0, no vote")
+        try file.save(.init(term: 7, vote: "n2"))
+        try file.save(.init(term: 8, vote: nil))
+        XCTAssertEqual(try file.load(), HardStateFile.Value(term: 8, vote: nil))
+        try file.save(.init(term: 9, vote: "n3"))
+        XCTAssertEqual(try HardStateFile(path: directory + "/hardstate").load(), HardStateFile.Value(term: 9, vote: "n3"))
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: file.path))
+        bytes[bytes.count - 6] ^= 0xFF
+        try bytes.write(to: URL(fileURLWithPath: file.path))
+        XCTAssertThrowsError(try file.load(), "a flipped byte is corruption, not an empty state")
+    }
 }
