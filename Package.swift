@@ -22,6 +22,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
     ],
     targets: [
         // Pure: length-prefixed binary encoding primitives, checksums, the Raft message codec.
@@ -53,6 +54,17 @@ let package = Package(
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
             ]
         ),
+        // Edge: the authenticated TCP link between members (SwiftNIO, HMAC with the cluster secret).
+        .target(
+            name: "PeerLink",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // Edge: HTTP + WebSocket API (Hummingbird).
         .target(
             name: "AgentAPI",
@@ -78,6 +90,9 @@ let package = Package(
         ),
         .testTarget(name: "ContactCenterTests", dependencies: ["ContactCenter", "Wire"]),
         .testTarget(name: "RaftCoreTests", dependencies: ["RaftCore", "ClusterTestKit", "Wire"]),
+        .testTarget(
+            name: "PeerLinkTests",
+            dependencies: ["PeerLink", "RaftCore", "Wire", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "ContactCenter", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(
             name: "AgentAPITests",

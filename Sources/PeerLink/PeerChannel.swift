@@ -1,0 +1,135 @@
+import Logging
+import NIOCore
+
+/// `[u32 length][u8 type][body]` frames, at most `frameBytesMax` each.
+struct PeerFrameDecoder: ByteToMessageDecoder {
+    typealias InboundOut = PeerFrame
+    let frameBytesMax: Int
+
+    mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        guard let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self) else { return .needMoreData }
+        guard Int(length) <= frameBytesMax, length >= 1 else { throw PeerLinkError.frameTooLarge(bytes: Int(length), max: frameBytesMax) }
+        guard buffer.readableBytes >= 4 + Int(length) else { return .needMoreData }
+        buffer.moveReaderIndex(forwardBy: 4)
+        let type = buffer.readInteger(as: UInt8.self)!
+        let body = buffer.readBytes(length: Int(length) - 1)!
+        context.fireChannelRead(wrapInboundOut(PeerFrame(type: type, body: body)))
+        return .continue
+    }
+}
+
+struct PeerFrame {
+    static let hello: UInt8 = 1, proof: UInt8 = 2, data: UInt8 = 3
+    var type: UInt8
+    var body: [UInt8]
+
+    func encoded(into buffer: inout ByteBuffer) {
+        buffer.writeInteger(UInt32(body.count + 1))
+        buffer.writeInteger(type)
+        buffer.writeBytes(body)
+    }
+}
+
+/// One TCP connection between two members: handshake, then sealed data frames both ways.
+/// Confined to its channel's event loop. Payloads sent before the handshake completes wait in a
+/// bounded queue (`pendingPayloadsMax`); past it they are dropped (Raft retransmits).
+final class PeerSessionHandler: ChannelInboundHandler {
+    typealias InboundIn = PeerFrame
+    typealias OutboundOut = ByteBuffer
+
+    static let pendingPayloadsMax = 1024
+
+    var handshake: PeerHandshake
+    let expectedPeer: String?
+    let events: PeerLinkEvents
+    var pending: [[UInt8]] = []
+    var context: ChannelHandlerContext?
+
+    init(handshake: PeerHandshake, expectedPeer: String?, events: PeerLinkEvents) {
+        self.handshake = handshake
+        self.expectedPeer = expectedPeer
+        self.events = events
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+
+    func channelActive(context: ChannelHandlerContext) {
+        var body = ByteBuffer()
+        body.writeInteger(UInt16(handshake.localId.utf8.count))
+        body.writeString(handshake.localId)
+        body.writeBytes(handshake.hello.nonce)
+        write(PeerFrame(type: PeerFrame.hello, body: Array(buffer: body)), context: context)
+        context.flush()
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        do {
+            switch frame.type {
+            case PeerFrame.hello:
+                var body = ByteBuffer(bytes: frame.body)
+                guard let idLength = body.readInteger(as: UInt16.self), let id = body.readString(length: Int(idLength)),
+                      let nonce = body.readBytes(length: PeerHandshake.nonceBytes), body.readableBytes == 0
+                else { throw PeerLinkError.protocolViolation("malformed hello") }
+                if let expectedPeer, expectedPeer != id { throw PeerLinkError.protocolViolation("expected '\(expectedPeer)', '\(id)' answered") }
+                let proof = try handshake.onHello(id: id, nonce: nonce)
+                write(PeerFrame(type: PeerFrame.proof, body: proof), context: context)
+                context.flush()
+            case PeerFrame.proof:
+                try handshake.onProof(frame.body)
+                events.authenticated(handshake.peerId!)
+                for payload in pending { sendNow(payload, context: context) }
+                pending.removeAll()
+                context.flush()
+            case PeerFrame.data:
+                guard frame.body.count >= PeerHandshake.macBytes else { throw PeerLinkError.protocolViolation("short data frame") }
+                let payload = Array(frame.body.dropLast(PeerHandshake.macBytes))
+                try handshake.open(payload, mac: Array(frame.body.suffix(PeerHandshake.macBytes)))
+                events.received(payload, handshake.peerId!)
+            default:
+                throw PeerLinkError.protocolViolation("unknown frame type \(frame.type)")
+            }
+        } catch {
+            errorCaught(context: context, error: error)
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        events.failed(error, handshake.peerId ?? expectedPeer)
+        context.close(promise: nil)
+    }
+
+    /// Sends (or queues until authenticated) one payload. Returns false when it was dropped.
+    @discardableResult
+    func send(_ payload: [UInt8]) -> Bool {
+        guard let context else { return false }
+        guard handshake.isAuthenticated else {
+            guard pending.count < Self.pendingPayloadsMax else { return false }
+            pending.append(payload)
+            return true
+        }
+        sendNow(payload, context: context)
+        context.flush()
+        return true
+    }
+
+    private func sendNow(_ payload: [UInt8], context: ChannelHandlerContext) {
+        let mac = handshake.seal(payload)
+        write(PeerFrame(type: PeerFrame.data, body: payload + mac), context: context)
+    }
+
+    private func write(_ frame: PeerFrame, context: ChannelHandlerContext) {
+        var buffer = context.channel.allocator.buffer(capacity: frame.body.count + 5)
+        frame.encoded(into: &buffer)
+        context.write(wrapOutboundOut(buffer), promise: nil)
+    }
+}
+
+/// What a session reports to its `PeerLink`.
+struct PeerLinkEvents: Sendable {
+    var authenticated: @Sendable (String) -> Void
+    var received: @Sendable ([UInt8], String) -> Void
+    var failed: @Sendable (Error, String?) -> Void
+}

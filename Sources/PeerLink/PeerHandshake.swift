@@ -1,0 +1,119 @@
+import Crypto
+import Foundation
+
+/// Mutual authentication of two members with the cluster secret, and per-frame integrity
+/// after it (pure; the channel handler drives it).
+///
+/// Each side opens with `hello(id, nonce)`. Each answers the other's hello with
+/// `proof = HMAC(secret, "switchboard-peer-v1 proof" | theirNonce | ourNonce | ourId)`, which only
+/// a holder of the secret can compute for this pair of fresh nonces, so a recorded session
+/// cannot be replayed. After both proofs verify, every frame carries
+/// `HMAC(directionKey, sequence | payload)` (first 16 bytes), keyed per direction from both
+/// nonces: an altered, reordered, replayed or injected frame fails and closes the link.
+public struct PeerHandshake: Sendable {
+    public static let nonceBytes = 16
+    public static let macBytes = 16
+    static let label = Array("switchboard-peer-v1".utf8)
+
+    let secret: SymmetricKey
+    public let localId: String
+    let localNonce: [UInt8]
+    public private(set) var peerId: String?
+    var peerNonce: [UInt8]?
+    public private(set) var isAuthenticated = false
+    var sendKey: SymmetricKey?
+    var receiveKey: SymmetricKey?
+    var sendSequence: UInt64 = 0
+    var receiveSequence: UInt64 = 0
+
+    public init(secret: String, localId: String, nonce: [UInt8]) {
+        precondition(nonce.count == Self.nonceBytes, "nonce of \(nonce.count) bytes")
+        self.secret = Self.key(fromSecret: secret)
+        self.localId = localId
+        localNonce = nonce
+    }
+
+    /// The cluster secret stretched to a 256-bit key (HKDF-SHA256), so secrets of any length work.
+    static func key(fromSecret secret: String) -> SymmetricKey {
+        HKDF<SHA256>.deriveKey(inputKeyMaterial: SymmetricKey(data: Array(secret.utf8)), info: label, outputByteCount: 32)
+    }
+
+    public var hello: (id: String, nonce: [UInt8]) { (localId, localNonce) }
+
+    /// The peer's hello: returns our proof to send.
+    public mutating func onHello(id: String, nonce: [UInt8]) throws(PeerLinkError) -> [UInt8] {
+        guard peerId == nil else { throw .protocolViolation("second hello") }
+        guard nonce.count == Self.nonceBytes else { throw .protocolViolation("nonce of \(nonce.count) bytes") }
+        guard nonce != localNonce else { throw .protocolViolation("the peer echoed our nonce") }
+        guard !id.isEmpty, id != localId else { throw .protocolViolation("peer id '\(id)' (ours is '\(localId)')") }
+        peerId = id
+        peerNonce = nonce
+        return Self.proof(secret, theirNonce: nonce, ourNonce: localNonce, ourId: localId)
+    }
+
+    /// The peer's proof: verifies it and derives the frame keys.
+    public mutating func onProof(_ proof: [UInt8]) throws(PeerLinkError) {
+        guard let peerId, let peerNonce, !isAuthenticated else { throw .protocolViolation("proof before hello") }
+        let expected = Self.proof(secret, theirNonce: localNonce, ourNonce: peerNonce, ourId: peerId)
+        guard proof.count == expected.count, Self.constantTimeEqual(proof, expected) else { throw .authenticationFailed(peer: peerId) }
+        sendKey = Self.directionKey(secret, from: localId, fromNonce: localNonce, toNonce: peerNonce)
+        receiveKey = Self.directionKey(secret, from: peerId, fromNonce: peerNonce, toNonce: localNonce)
+        isAuthenticated = true
+    }
+
+    /// The MAC to append to an outgoing payload.
+    public mutating func seal(_ payload: [UInt8]) -> [UInt8] {
+        precondition(isAuthenticated, "sealing before authentication")
+        defer { sendSequence += 1 }
+        return Self.mac(sendKey!, sequence: sendSequence, payload)
+    }
+
+    /// Checks an incoming payload's MAC.
+    public mutating func open(_ payload: [UInt8], mac: [UInt8]) throws(PeerLinkError) {
+        guard isAuthenticated, let receiveKey else { throw .protocolViolation("data before authentication") }
+        let expected = Self.mac(receiveKey, sequence: receiveSequence, payload)
+        guard mac.count == expected.count, Self.constantTimeEqual(mac, expected) else { throw .integrityFailed(peer: peerId ?? "?") }
+        receiveSequence += 1
+    }
+
+    static func proof(_ secret: SymmetricKey, theirNonce: [UInt8], ourNonce: [UInt8], ourId: String) -> [UInt8] {
+        var input = label + Array(" proof".utf8)
+        input += theirNonce + ourNonce + Array(ourId.utf8)
+        return Array(HMAC<SHA256>.authenticationCode(for: input, using: secret))
+    }
+
+    static func directionKey(_ secret: SymmetricKey, from id: String, fromNonce: [UInt8], toNonce: [UInt8]) -> SymmetricKey {
+        let input = label + Array(" frames".utf8) + fromNonce + toNonce + Array(id.utf8)
+        return SymmetricKey(data: Array(HMAC<SHA256>.authenticationCode(for: input, using: secret)))
+    }
+
+    static func mac(_ key: SymmetricKey, sequence: UInt64, _ payload: [UInt8]) -> [UInt8] {
+        var hmac = HMAC<SHA256>(key: key)
+        withUnsafeBytes(of: sequence.bigEndian) { hmac.update(data: $0) }
+        hmac.update(data: payload)
+        return Array(Array(hmac.finalize()).prefix(macBytes))
+    }
+
+    static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        guard a.count == b.count else { return false }
+        var difference: UInt8 = 0
+        for index in a.indices { difference |= a[index] ^ b[index] }
+        return difference == 0
+    }
+}
+
+public enum PeerLinkError: Error, Equatable, Sendable, CustomStringConvertible {
+    case protocolViolation(String)
+    case authenticationFailed(peer: String)
+    case integrityFailed(peer: String)
+    case frameTooLarge(bytes: Int, max: Int)
+
+    public var description: String {
+        switch self {
+        case .protocolViolation(let what): "peer protocol violation: \(what)"
+        case .authenticationFailed(let peer): "peer '\(peer)' failed authentication (wrong cluster secret?)"
+        case .integrityFailed(let peer): "a frame from '\(peer)' failed its integrity check"
+        case .frameTooLarge(let bytes, let max): "peer frame of \(bytes) bytes exceeds \(max)"
+        }
+    }
+}
