@@ -37,7 +37,7 @@ let package = Package(
         .target(
             name: "Storage",
             dependencies: [
-                "Wire", "ContactCenter",
+                "Wire", "ContactCenter", "RaftCore",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -93,7 +93,7 @@ let package = Package(
         .testTarget(
             name: "PeerLinkTests",
             dependencies: ["PeerLink", "RaftCore", "Wire", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]),
-        .testTarget(name: "StorageTests", dependencies: ["Storage", "ContactCenter", .product(name: "GRDB", package: "GRDB.swift")]),
+        .testTarget(name: "StorageTests", dependencies: ["Storage", "ContactCenter", "RaftCore", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(
             name: "AgentAPITests",
             dependencies: [

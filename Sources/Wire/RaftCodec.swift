@@ -93,10 +93,49 @@ public enum RaftCodec {
         return Message(from: from, to: to, term: term, kind: kind)
     }
 
+    /// An entry's payload alone (the durable log stores index and term in its record header).
+    public static func encode(_ payload: EntryPayload) -> [UInt8] {
+        var writer = ByteWriter(capacity: 16)
+        writePayload(payload, to: &writer)
+        return writer.bytes
+    }
+
+    public static func decodePayload(_ bytes: [UInt8]) throws(WireError) -> EntryPayload {
+        var reader = ByteReader(bytes)
+        let payload = try readPayload(&reader)
+        try reader.expectEnd()
+        return payload
+    }
+
+    /// A snapshot's metadata and data, as the node keeps it on disk.
+    public static func encode(_ snapshot: Snapshot) -> [UInt8] {
+        var writer = ByteWriter(capacity: 64 + snapshot.data.count)
+        writer.write(version)
+        writer.write(snapshot.index)
+        writer.write(snapshot.term)
+        write(snapshot.configuration, to: &writer)
+        writeBlob(snapshot.data, to: &writer)
+        return writer.bytes
+    }
+
+    public static func decodeSnapshot(_ bytes: [UInt8]) throws(WireError) -> Snapshot {
+        var reader = ByteReader(bytes)
+        let frameVersion = try reader.readUInt8()
+        guard frameVersion == version else { throw .invalid("snapshot version \(frameVersion), this node speaks \(version)") }
+        let index = try reader.readUInt64(), term = try reader.readUInt64()
+        let snapshot = Snapshot(index: index, term: term, configuration: try readConfiguration(&reader), data: try readBlob(&reader))
+        try reader.expectEnd()
+        return snapshot
+    }
+
     private static func write(_ entry: Entry, to writer: inout ByteWriter) {
         writer.write(entry.term)
         writer.write(entry.index)
-        switch entry.payload {
+        writePayload(entry.payload, to: &writer)
+    }
+
+    private static func writePayload(_ payload: EntryPayload, to writer: inout ByteWriter) {
+        switch payload {
         case .command(let bytes): writer.write(UInt8(1)); writeBlob(bytes, to: &writer)
         case .noop: writer.write(UInt8(2))
         case .configuration(let configuration): writer.write(UInt8(3)); write(configuration, to: &writer)
@@ -105,11 +144,15 @@ public enum RaftCodec {
 
     private static func readEntry(_ reader: inout ByteReader) throws(WireError) -> Entry {
         let term = try reader.readUInt64(), index = try reader.readUInt64()
+        return Entry(term: term, index: index, payload: try readPayload(&reader))
+    }
+
+    private static func readPayload(_ reader: inout ByteReader) throws(WireError) -> EntryPayload {
         let tag = try reader.readUInt8()
         switch tag {
-        case 1: return Entry(term: term, index: index, payload: .command(try readBlob(&reader)))
-        case 2: return Entry(term: term, index: index, payload: .noop)
-        case 3: return Entry(term: term, index: index, payload: .configuration(try readConfiguration(&reader)))
+        case 1: return .command(try readBlob(&reader))
+        case 2: return .noop
+        case 3: return .configuration(try readConfiguration(&reader))
         default: throw .invalid("unknown entry payload tag \(tag)")
         }
     }

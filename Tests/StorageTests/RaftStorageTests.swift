@@ -1,0 +1,84 @@
+import Foundation
+import RaftCore
+import Storage
+import XCTest
+
+/// A core persisted through `RaftStorage` restarts as it was: term, vote, log and snapshot.
+final class RaftStorageTests: XCTestCase {
+    var directory = ""
+    let bootstrap = Snapshot(index: 0, term: 0, configuration: Configuration(voters: ["n1"]), data: [])
+
+    override func setUpWithError() throws {
+        directory = NSTemporaryDirectory() + "switchboard-raft-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    }
+
+    override func tearDown() { try? FileManager.default.removeItem(atPath: directory) }
+
+    /// Runs a single-voter core to leadership, proposes `count` commands, persisting every Ready.
+    func runLeader(_ storage: RaftStorage, proposals count: Int) throws -> Raft {
+        let loaded = try storage.load(applied: 0)
+        var core = Raft(id: "n1", seed: 1, hardState: loaded.hardState, snapshot: loaded.snapshot, entries: loaded.entries, applied: loaded.hardState.commit)
+        func drain() throws {
+            let ready = core.ready()
+            try storage.persist(ready)
+            core.advance(ready)
+        }
+        while core.role != .leader { core.tick(); try drain() }
+        for value in 0..<count { _ = try core.propose([UInt8(value % 256)]) }
+        try drain()
+        return core
+    }
+
+    func testACoreRestartsFromWhatItPersisted() throws {
+        let before = try runLeader(try RaftStorage(directory: directory, initial: bootstrap), proposals: 50)
+        let loaded = try RaftStorage(directory: directory, initial: bootstrap).load(applied: before.appliedIndex)
+        XCTAssertEqual(loaded.hardState.term, before.term)
+        XCTAssertEqual(loaded.hardState.vote, "n1", "the vote survives")
+        XCTAssertEqual(loaded.entries.count, Int(before.lastIndex), "every entry survives")
+        XCTAssertEqual(loaded.entries.first?.payload, .noop)
+        XCTAssertEqual(loaded.entries.last?.payload, .command([49]))
+        let after = Raft(id: "n1", seed: 2, hardState: loaded.hardState, snapshot: loaded.snapshot, entries: loaded.entries, applied: before.appliedIndex)
+        XCTAssertEqual(after.lastIndex, before.lastIndex)
+        XCTAssertEqual(after.commitIndex, before.appliedIndex, "commit restarts from the applied index")
+    }
+
+    func testASnapshotCompactsTheLogAcrossRestart() throws {
+        let storage = try RaftStorage(directory: directory, initial: bootstrap)
+        var core = try runLeader(storage, proposals: 50)
+        let snapshot = core.compact(through: 30, data: Array("state through 30".utf8))
+        try storage.save(snapshot: snapshot)
+        let loaded = try RaftStorage(directory: directory, initial: bootstrap).load(applied: 30)
+        XCTAssertEqual(loaded.snapshot, snapshot)
+        XCTAssertEqual(loaded.entries.map(\.index), Array(31...core.lastIndex))
+    }
+
+    func testAConflictingSuffixIsReplaced() throws {
+        let storage = try RaftStorage(directory: directory, initial: bootstrap)
+        var follower = Raft(id: "n2", seed: 1, snapshot: Snapshot(index: 0, term: 0, configuration: Configuration(voters: ["n1", "n2", "n3"]), data: []))
+        let old = (1...10).map { Entry(term: 1, index: $0, payload: .command([UInt8($0)])) }
+        follower.step(Message(from: "n1", to: "n2", term: 1, kind: .append(prevIndex: 0, prevTerm: 0, entries: old, commit: 3)))
+        var ready = follower.ready()
+        try storage.persist(ready)
+        follower.advance(ready)
+        let new = (6...8).map { Entry(term: 2, index: $0, payload: .command([0xEE])) }
+        follower.step(Message(from: "n3", to: "n2", term: 2, kind: .append(prevIndex: 5, prevTerm: 1, entries: new, commit: 3)))
+        ready = follower.ready()
+        try storage.persist(ready)
+        follower.advance(ready)
+        let loaded = try RaftStorage(directory: directory, initial: bootstrap).load(applied: 3)
+        XCTAssertEqual(loaded.entries.map(\.term), [1, 1, 1, 1, 1, 2, 2, 2], "entries 6-10 of term 1 were replaced by 6-8 of term 2")
+        XCTAssertEqual(loaded.hardState.term, 2)
+    }
+
+    func testALeadersSnapshotReplacesADivergentLog() throws {
+        let storage = try RaftStorage(directory: directory, initial: bootstrap)
+        _ = try runLeader(storage, proposals: 5)
+        let installed = Snapshot(index: 100, term: 9, configuration: Configuration(voters: ["n1", "n2", "n3"]), data: [7])
+        try storage.save(snapshot: installed)
+        let loaded = try RaftStorage(directory: directory, initial: bootstrap).load(applied: 100)
+        XCTAssertEqual(loaded.snapshot, installed)
+        XCTAssertEqual(loaded.entries, [], "no entry of the old log survives a snapshot it does not match")
+        XCTAssertEqual(loaded.hardState.commit, 100)
+    }
+}
