@@ -1,6 +1,7 @@
 import ContactCenter
 import Foundation
 import GRDB
+import RaftCore
 import Synchronization
 import Wire
 
@@ -61,22 +62,39 @@ public final class StateDatabase: Sendable {
     /// Applies committed `entries` (contiguous, starting at `appliedIndex + 1`) in one
     /// transaction that also advances `applied_index`. Blocks the calling thread.
     public func apply(_ entries: [LogEntry]) throws -> [ContactCenterMachine.Applied] {
+        try applyCommitted(entries.map { ($0.index, $0.payload) }).map { $0! }
+    }
+
+    /// Applies committed Raft entries: commands run through the contact center; the leader's
+    /// no-ops and configuration entries only advance `applied_index` (their result is nil).
+    public func apply(_ entries: [Entry]) throws -> [ContactCenterMachine.Applied?] {
+        try applyCommitted(entries.map { entry in
+            if case .command(let bytes) = entry.payload { return (Int64(entry.index), bytes) }
+            return (Int64(entry.index), nil)
+        })
+    }
+
+    private func applyCommitted(_ entries: [(index: Int64, command: [UInt8]?)]) throws -> [ContactCenterMachine.Applied?] {
         var changes = StateChanges()
         let results = try pool.write { db in
             var expected = try Self.appliedIndex(db) + 1
-            var results: [ContactCenterMachine.Applied] = []
+            var results: [ContactCenterMachine.Applied?] = []
             results.reserveCapacity(entries.count)
             let store = SQLiteStore(db)
             for entry in entries {
                 guard entry.index == expected else { throw StateDatabaseError.gap(appliedIndex: expected - 1, next: entry.index) }
+                expected += 1
+                guard let command = entry.command else {
+                    results.append(nil)
+                    continue
+                }
                 let envelope: CommandEnvelope
                 do {
-                    envelope = try CommandEnvelope.decode(entry.payload)
+                    envelope = try CommandEnvelope.decode(command)
                 } catch let error as WireError {
                     throw StateDatabaseError.undecodableEntry(index: entry.index, reason: error.description)
                 }
                 results.append(try ContactCenterMachine.apply(envelope, index: entry.index, store: store))
-                expected += 1
             }
             if let last = entries.last {
                 try db.cachedStatement(sql: "UPDATE meta SET value = ? WHERE key = 'applied_index'").execute(arguments: [last.index])

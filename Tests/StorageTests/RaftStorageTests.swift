@@ -82,3 +82,22 @@ final class RaftStorageTests: XCTestCase {
         XCTAssertEqual(loaded.hardState.commit, 100)
     }
 }
+
+/// Committed Raft entries reach `state.sqlite`: commands apply, no-ops and configurations only
+/// advance the applied index.
+final class RaftApplyTests: XCTestCase {
+    func testNoopsAndConfigurationsAdvanceTheAppliedIndexOnly() throws {
+        let harness = try Harness()
+        let command = harness.envelope(.createQueue(id: "qu_1", name: "support", skills: [], priority: 0, channels: [.whatsapp])).encoded()
+        let results = try harness.state.apply([
+            Entry(term: 1, index: 1, payload: .noop),
+            Entry(term: 1, index: 2, payload: .command(command)),
+            Entry(term: 1, index: 3, payload: .configuration(Configuration(voters: ["n1", "n2"]))),
+        ])
+        XCTAssertNil(results[0])
+        XCTAssertEqual(results[1]?.outcome, .queue(id: "qu_1"))
+        XCTAssertNil(results[2])
+        XCTAssertEqual(try harness.state.appliedIndex(), 3)
+        XCTAssertThrowsError(try harness.state.apply([Entry(term: 1, index: 5, payload: .noop)]), "a gap is refused")
+    }
+}
