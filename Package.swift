@@ -46,7 +46,7 @@ let package = Package(
         .target(
             name: "NodeRuntime",
             dependencies: [
-                "ContactCenter", "Storage",
+                "ContactCenter", "Storage", "RaftCore",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -90,6 +90,9 @@ let package = Package(
         ),
         .testTarget(name: "ContactCenterTests", dependencies: ["ContactCenter", "Wire"]),
         .testTarget(name: "RaftCoreTests", dependencies: ["RaftCore", "ClusterTestKit", "Wire"]),
+        .testTarget(
+            name: "ClusterTests",
+            dependencies: ["NodeRuntime", "PeerLink", "RaftCore", "Storage", "Wire", "ContactCenter"]),
         .testTarget(
             name: "PeerLinkTests",
             dependencies: ["PeerLink", "RaftCore", "Wire", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]),
