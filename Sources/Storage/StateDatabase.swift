@@ -136,3 +136,13 @@ public final class StateDatabase: Sendable {
         }
     }
 }
+
+extension StateDatabase {
+    /// Writes a consistent copy of the state, `applied_index` included, to `path` (`VACUUM
+    /// INTO` reads one snapshot of the database), without stopping writers: the copy a Raft
+    /// snapshot is made of. Returns the applied index the copy holds. `path` must not exist.
+    public func snapshot(to path: String) throws -> Int64 {
+        try pool.unsafeRead { db in try db.execute(sql: "VACUUM INTO ?", arguments: [path]) }
+        return try DatabaseQueue(path: path).read { db in try Self.appliedIndex(db) }
+    }
+}

@@ -101,3 +101,32 @@ final class RaftApplyTests: XCTestCase {
         XCTAssertThrowsError(try harness.state.apply([Entry(term: 1, index: 5, payload: .noop)]), "a gap is refused")
     }
 }
+
+/// The copy a Raft snapshot is made of is consistent with its applied index, even while
+/// commands keep being applied.
+final class StateSnapshotTests: XCTestCase {
+    func testASnapshotHoldsExactlyTheStateAtItsAppliedIndex() throws {
+        let harness = try Harness()
+        try harness.addQueue("qu_support", channels: [.whatsapp])
+        for number in 0..<50 { try harness.inbound(from: "+1555\(number)") }
+        let copyPath = harness.directory + "/snapshot.sqlite"
+        final class Shared: @unchecked Sendable {
+            // @unchecked: only the writer thread uses the harness until it finishes.
+            let harness: Harness
+            init(_ harness: Harness) { self.harness = harness }
+        }
+        let shared = Shared(harness)
+        let writer = Thread {
+            for number in 50..<150 { try? shared.harness.inbound(from: "+1555\(number)") }
+        }
+        writer.start()
+        let applied = try harness.state.snapshot(to: copyPath)
+        while !writer.isFinished { Thread.sleep(forTimeInterval: 0.01) }
+        let copy = try StateDatabase(path: copyPath)
+        XCTAssertEqual(try copy.appliedIndex(), applied, "the copy's applied_index is the one read with it")
+        let contacts = try copy.readNow { try $0.store.contactId(channel: "whatsapp", identifier: "+1555\(applied - 2)") }
+        XCTAssertNotNil(contacts, "the last message applied before the copy is in it")
+        let beyond = try copy.readNow { try $0.store.contactId(channel: "whatsapp", identifier: "+1555\(applied - 1)") }
+        XCTAssertNil(beyond, "nothing applied after the copy is in it (index \(applied + 1) is contact +1555\(applied - 1))")
+    }
+}
