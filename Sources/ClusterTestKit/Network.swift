@@ -60,6 +60,4 @@ struct SimulatedNetwork {
         cut.removeAll()
         for pair in clogged { unclog(pair, now: now, random: &random) }
     }
-
-    var isCalm: Bool { cut.isEmpty && clogged.isEmpty }
 }

@@ -39,10 +39,4 @@ public struct Message: Hashable, Sendable {
         /// The leader's answer: the contexts may be served once `index` is applied.
         case readIndexResponse(contexts: [UInt64], index: LogIndex)
     }
-
-    /// Bytes of entry payloads, for flow control.
-    var payloadBytes: Int {
-        if case .append(_, _, let entries, _) = kind { return entries.reduce(0) { $0 + $1.payload.byteCount } }
-        return 0
-    }
 }

@@ -13,7 +13,7 @@ public enum RaftCodec {
     public static let blobBytesMax = 16 << 20
 
     public static func encode(_ message: Message) -> [UInt8] {
-        var writer = ByteWriter(capacity: 64 + message.approximateBytes)
+        var writer = ByteWriter(capacity: 256)
         writer.write(version)
         writer.write(message.from)
         writer.write(message.to)
@@ -189,22 +189,5 @@ public enum RaftCodec {
         guard count <= contextsPerMessageMax else { throw .tooLarge(what: "read contexts", size: count, max: contextsPerMessageMax) }
         guard count * 8 <= reader.remaining else { throw .truncated(needed: count * 8, remaining: reader.remaining) }
         return try (0..<count).map { _ throws(WireError) in try reader.readUInt64() }
-    }
-}
-
-extension Message {
-    fileprivate var approximateBytes: Int {
-        switch kind {
-        case .append(_, _, let entries, _): entries.reduce(0) { $0 + 32 + (($1.payload.commandBytes)?.count ?? 16) }
-        case .installSnapshot(let snapshot): snapshot.data.count + 64
-        default: 32
-        }
-    }
-}
-
-extension EntryPayload {
-    fileprivate var commandBytes: [UInt8]? {
-        if case .command(let bytes) = self { return bytes }
-        return nil
     }
 }
