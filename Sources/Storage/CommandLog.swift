@@ -240,6 +240,17 @@ public final class CommandLog {
     }
 
     private func writeFully(_ bytes: [UInt8], at offset: Int64) throws {
+        try FileIO.writeFully(descriptor, bytes, at: offset, path: path)
+    }
+
+    private func readFully(count: Int, at offset: Int64) throws -> [UInt8] {
+        try FileIO.readFully(descriptor, count: count, at: offset, path: path)
+    }
+}
+
+/// Positional reads and writes that finish (retrying short transfers and EINTR) or throw.
+enum FileIO {
+    static func writeFully(_ descriptor: Int32, _ bytes: [UInt8], at offset: Int64, path: String) throws {
         var written = 0
         while written < bytes.count {
             let result = bytes.withUnsafeBytes { buffer in
@@ -253,7 +264,7 @@ public final class CommandLog {
         }
     }
 
-    private func readFully(count: Int, at offset: Int64) throws -> [UInt8] {
+    static func readFully(_ descriptor: Int32, count: Int, at offset: Int64, path: String) throws -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: count)
         var done = 0
         while done < count {
