@@ -30,7 +30,7 @@ let package = Package(
         // Pure: the Raft consensus core (elections, replication, reads, membership, snapshots).
         .target(name: "RaftCore"),
         // Test support (also behind `switchboard simulate`): seeded cluster simulator for RaftCore.
-        .target(name: "ClusterTestKit", dependencies: ["RaftCore"]),
+        .target(name: "ClusterTestKit", dependencies: ["RaftCore", "Wire"]),
         // Pure: commands, validation, deterministic apply rules, events.
         .target(name: "ContactCenter", dependencies: ["Wire"]),
         // Edge: the durable command log and the SQLite state database.

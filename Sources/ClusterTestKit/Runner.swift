@@ -67,6 +67,7 @@ public enum ThroughputBenchmark {
         var cores = ids.enumerated().map { number, id in
             Raft(id: id, settings: settings, seed: UInt64(number + 1), snapshot: Snapshot(index: 0, term: 0, configuration: Configuration(voters: Set(ids)), data: []))
         }
+        let position = Dictionary(uniqueKeysWithValues: ids.enumerated().map { ($1, $0) })
         var queue: [Message] = []
         var applied = [0, 0, 0]
         var messages = 0
@@ -84,7 +85,7 @@ public enum ThroughputBenchmark {
             pump(0, &cores)
             while !queue.isEmpty {
                 let message = queue.removeFirst()
-                let to = ids.firstIndex(of: message.to)!
+                let to = position[message.to]!
                 cores[to].step(message)
                 pump(to, &cores)
             }
@@ -103,7 +104,7 @@ public enum ThroughputBenchmark {
                 let message = queue[head]
                 head += 1
                 messages += 1
-                let to = message.to == "n1" ? 0 : (message.to == "n2" ? 1 : 2)
+                let to = position[message.to]!
                 cores[to].step(message)
                 pump(to, &cores)
             }

@@ -1,4 +1,5 @@
 import RaftCore
+import Wire
 
 /// One member in the simulator: its core while it runs, and what survives a crash (the hard
 /// state, the latest snapshot and the log after it). The state machine is lost on a crash and
@@ -61,13 +62,21 @@ struct StateMachine: Equatable {
     init() {}
 
     init(decoding bytes: [UInt8]) {
-        precondition(bytes.count == 16, "state machine snapshot of \(bytes.count) bytes")
-        applied = bytes[0..<8].enumerated().reduce(0) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
-        chain = bytes[8..<16].enumerated().reduce(0) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
+        var reader = ByteReader(bytes)
+        do {
+            applied = try reader.readUInt64()
+            chain = try reader.readUInt64()
+            try reader.expectEnd()
+        } catch {
+            preconditionFailure("state machine snapshot of \(bytes.count) bytes: \(error)")
+        }
     }
 
     var encoded: [UInt8] {
-        (0..<8).map { UInt8(truncatingIfNeeded: applied >> (8 * UInt64($0))) } + (0..<8).map { UInt8(truncatingIfNeeded: chain >> (8 * UInt64($0))) }
+        var writer = ByteWriter(capacity: 16)
+        writer.write(applied)
+        writer.write(chain)
+        return writer.bytes
     }
 
     mutating func apply(_ entry: Entry) {
@@ -75,31 +84,28 @@ struct StateMachine: Equatable {
         chain = Self.mix(chain ^ Self.hash(entry.payload) ^ entry.index)
     }
 
+    /// FNV-1a over the payload's wire encoding (configurations encode their members sorted).
     static func hash(_ payload: EntryPayload) -> UInt64 {
-        switch payload {
-        case .noop: return 0x6E6F_6F70
-        case .command(let bytes): return bytes.reduce(0xCBF2_9CE4_8422_2325) { ($0 ^ UInt64($1)) &* 0x100_0000_01B3 }
-        case .configuration(let configuration):
-            let text = "v:" + configuration.voters.sorted().joined(separator: ",") + " l:" + configuration.learners.sorted().joined(separator: ",")
-            return text.utf8.reduce(0xCBF2_9CE4_8422_2325) { ($0 ^ UInt64($1)) &* 0x100_0000_01B3 }
-        }
+        RaftCodec.encode(payload).reduce(0xCBF2_9CE4_8422_2325) { ($0 ^ UInt64($1)) &* 0x100_0000_01B3 }
     }
 
+    /// SplitMix64's output function: one well-mixed step of the chain.
     static func mix(_ value: UInt64) -> UInt64 {
-        var z = value &+ 0x9E37_79B9_7F4A_7C15
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
+        var generator = SplitMix64(seed: value)
+        return generator.next()
     }
 
     /// A client command: its id, padded to a size that varies with the id (flow control sees
     /// different sizes).
     static func command(_ id: UInt64) -> [UInt8] {
-        (0..<8).map { UInt8(truncatingIfNeeded: id >> (8 * UInt64($0))) } + Array(repeating: 0xAB, count: Int(id % 40))
+        var writer = ByteWriter(capacity: 48)
+        writer.write(id)
+        writer.writeRaw(Array(repeating: 0xAB, count: Int(id % 40)))
+        return writer.bytes
     }
 
     static func commandId(_ bytes: [UInt8]) -> UInt64? {
-        guard bytes.count >= 8 else { return nil }
-        return bytes[0..<8].enumerated().reduce(0) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
+        var reader = ByteReader(bytes)
+        return try? reader.readUInt64()
     }
 }
