@@ -6,16 +6,17 @@ import Storage
 
 /// Why a replicated proposal or read did not complete.
 public enum ReplicationError: Error, Equatable, Sendable, CustomStringConvertible {
-    case notLeader(leader: String?)
+    /// The core refused it (not the leader, a transfer in progress, a full queue...).
+    case raft(RaftError)
     case lost(index: UInt64)
-    case refused(String)
+    case overloaded
     case stopped
 
     public var description: String {
         switch self {
-        case .notLeader(let leader): "not the leader (leader: \(leader ?? "unknown"))"
+        case .raft(let error): error.description
         case .lost(let index): "the proposal at index \(index) was replaced by another leader's entry"
-        case .refused(let reason): "refused: \(reason)"
+        case .overloaded: "the node's input queue is full (RaftLoop.inputsMax)"
         case .stopped: "the node is stopping"
         }
     }
@@ -104,24 +105,14 @@ public final class RaftLoop: @unchecked Sendable {
 
     /// A message from a peer (dropped when the queue is full: Raft retransmits).
     public func receive(_ message: RaftCore.Message) {
-        condition.withLock {
-            guard !stopping, inputs.count < Self.inputsMax else { return }
-            inputs.append(.message(message))
-            condition.signal()
-        }
+        _ = enqueue(.message(message))  // dropped when refused: Raft retransmits
     }
 
     /// Proposes an encoded command; returns what applying it did, once it is committed and
     /// applied here.
     public func propose(_ command: [UInt8]) async throws -> ContactCenterMachine.Applied {
         try await withCheckedThrowingContinuation { continuation in
-            let accepted = condition.withLock {
-                guard !stopping, inputs.count < Self.inputsMax else { return false }
-                inputs.append(.propose(command, continuation))
-                condition.signal()
-                return true
-            }
-            if !accepted { continuation.resume(throwing: ReplicationError.refused("the node's input queue is full or stopping")) }
+            if let refusal = enqueue(.propose(command, continuation)) { continuation.resume(throwing: refusal) }
         }
     }
 
@@ -129,13 +120,18 @@ public final class RaftLoop: @unchecked Sendable {
     /// (ReadIndex, Raft §6.4): a read after it is linearizable.
     public func linearizableBarrier() async throws {
         try await withCheckedThrowingContinuation { continuation in
-            let accepted = condition.withLock {
-                guard !stopping, inputs.count < Self.inputsMax else { return false }
-                inputs.append(.read(continuation))
-                condition.signal()
-                return true
-            }
-            if !accepted { continuation.resume(throwing: ReplicationError.refused("the node's input queue is full or stopping")) }
+            if let refusal = enqueue(.read(continuation)) { continuation.resume(throwing: refusal) }
+        }
+    }
+
+    /// Queues an input for the loop thread; returns why not when stopping or full.
+    private func enqueue(_ input: Input) -> ReplicationError? {
+        condition.withLock {
+            if stopping { return .stopped }
+            guard inputs.count < Self.inputsMax else { return .overloaded }
+            inputs.append(input)
+            condition.signal()
+            return nil
         }
     }
 
@@ -179,9 +175,7 @@ public final class RaftLoop: @unchecked Sendable {
                 let (index, term) = try core.propose(command)
                 proposals[index] = (term, continuation)
             } catch {
-                if case .notLeader(let leader) = error { continuation.resume(throwing: ReplicationError.notLeader(leader: leader)) } else {
-                    continuation.resume(throwing: ReplicationError.refused(error.description))
-                }
+                continuation.resume(throwing: ReplicationError.raft(error))
             }
         case .read(let continuation):
             let context = nextReadContext
@@ -190,7 +184,7 @@ public final class RaftLoop: @unchecked Sendable {
                 try core.readIndex(context: context)
                 reads[context] = continuation
             } catch {
-                continuation.resume(throwing: ReplicationError.refused(error.description))
+                continuation.resume(throwing: ReplicationError.raft(error))
             }
         }
     }
@@ -234,7 +228,7 @@ public final class RaftLoop: @unchecked Sendable {
                 // Deposed: our uncommitted proposals may never commit here; their proposers retry.
                 for (index, proposal) in proposals { proposal.continuation.resume(throwing: ReplicationError.lost(index: index)) }
                 proposals = [:]
-                for (_, read) in reads { read.resume(throwing: ReplicationError.notLeader(leader: core.leader)) }
+                for (_, read) in reads { read.resume(throwing: ReplicationError.raft(.notLeader(leader: core.leader))) }
                 reads = [:]
             }
             condition.withLock {
