@@ -59,9 +59,7 @@ public final class PeerLink: Sendable {
     }
 
     private func session(expecting peer: String?) -> PeerSessionHandler {
-        var nonce = [UInt8](repeating: 0, count: PeerHandshake.nonceBytes)
-        var generator = SystemRandomNumberGenerator()
-        for index in nonce.indices { nonce[index] = UInt8.random(in: 0...255, using: &generator) }
+        let nonce = SymmetricKey(size: SymmetricKeySize(bitCount: PeerHandshake.nonceBytes * 8)).withUnsafeBytes { Array($0) }
         return PeerSessionHandler(handshake: PeerHandshake(secret: secret, localId: localId, nonce: nonce), expectedPeer: peer, events: events)
     }
 
