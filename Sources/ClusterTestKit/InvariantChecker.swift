@@ -14,7 +14,7 @@ struct InvariantChecker {
     private(set) var acknowledgedIndexes: [UInt64: LogIndex] = [:]
     private(set) var maxAcknowledgedIndex: LogIndex = 0
 
-    mutating func checkElectionSafety(_ nodes: [SimulatedNode], now: UInt64) throws {
+    mutating func checkElectionSafety(_ nodes: [SimulatedNode]) throws {
         for node in nodes {
             guard let core = node.core, core.role == .leader else { continue }
             if let other = leaders[core.term], other != core.id {
@@ -95,7 +95,7 @@ struct InvariantChecker {
         maxAcknowledgedIndex = max(maxAcknowledgedIndex, index)
     }
 
-    func checkAcknowledgedApplied(_ nodes: [SimulatedNode]) throws {
+    func checkAcknowledgedApplied() throws {
         for (id, index) in acknowledgedIndexes {
             guard applied[index]?.payload == StateMachine.hash(.command(StateMachine.command(id))) else {
                 throw SimulationFailure(description: "durability: acknowledged command \(id) at index \(index) is not what was applied there")

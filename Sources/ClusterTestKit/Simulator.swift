@@ -162,7 +162,7 @@ public struct Simulation {
         try clients(faults: faults)
         if faults { injectFaults() } else { restartDue() }
         unclogDue()
-        try checker.checkElectionSafety(nodes, now: now)
+        try checker.checkElectionSafety(nodes)
     }
 
     mutating func calmDown() {
@@ -453,7 +453,7 @@ public struct Simulation {
                 throw SimulationFailure(description: "durability: \(node.id) applied \(node.machine.applied), but index \(target) was acknowledged (commit \(core.commitIndex), last \(core.lastIndex), role \(core.role), term \(core.term))")
             }
         }
-        try checker.checkAcknowledgedApplied(nodes)
+        try checker.checkAcknowledgedApplied()
     }
 
     static func brief(_ kind: Message.Kind) -> String {
