@@ -42,11 +42,12 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        // Edge: the node loop: propose -> append+fsync -> apply -> notify; events fan-out.
+        // Edge: the node: the Raft loop (persist -> send -> apply -> advance), forwarding to the
+        // leader over the peer link, membership, snapshots, events fan-out.
         .target(
             name: "NodeRuntime",
             dependencies: [
-                "ContactCenter", "Storage", "RaftCore",
+                "ContactCenter", "Storage", "RaftCore", "PeerLink", "Wire",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -69,7 +70,7 @@ let package = Package(
         .target(
             name: "AgentAPI",
             dependencies: [
-                "ContactCenter", "NodeRuntime", "Storage",
+                "ContactCenter", "NodeRuntime", "Storage", "RaftCore",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
                 .product(name: "Logging", package: "swift-log"),
@@ -100,7 +101,7 @@ let package = Package(
         .testTarget(
             name: "AgentAPITests",
             dependencies: [
-                "AgentAPI", "NodeRuntime", "Storage", "ContactCenter",
+                "AgentAPI", "NodeRuntime", "Storage", "ContactCenter", "RaftCore", "Wire",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HummingbirdWSTesting", package: "hummingbird-websocket"),
                 .product(name: "GRDB", package: "GRDB.swift"),

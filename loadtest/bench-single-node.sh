@@ -16,7 +16,7 @@ admin="Authorization: Bearer $SWITCHBOARD_ADMIN_TOKEN"
 
 swift build -c release --product switchboard >/dev/null
 binary="$(swift build -c release --show-bin-path)/switchboard"
-"$binary" node --id n1 --data "$data" --api "127.0.0.1:$port" --log-level warning &
+"$binary" node --id n1 --data "$data" --api "127.0.0.1:$port" --log-level warning --bootstrap &
 node_pid=$!
 trap 'kill $node_pid 2>/dev/null; wait $node_pid 2>/dev/null; rm -rf "$data"' EXIT
 for _ in $(seq 100); do curl -sf "$base/readyz" >/dev/null && break; sleep 0.1; done

@@ -63,6 +63,16 @@ public struct APIError: Error, Sendable, HTTPResponseError {
             case .stopped(let why): return APIError(.serviceUnavailable, "unavailable", "this node is not taking writes: \(why)", retryAfter: 1)
             case .timedOut(let index):
                 return APIError(.serviceUnavailable, "not_caught_up", "log index \(index) was not applied in time", retryAfter: 1)
+            case .noLeader(let why):
+                return APIError(.serviceUnavailable, "no_leader", "the cluster has no reachable leader now (\(why)); retry", retryAfter: 1)
+            case .unknownOutcome(let why):
+                return APIError(
+                    .serviceUnavailable, "outcome_unknown", "the write may or may not have been applied (\(why)); retry with the same Idempotency-Key",
+                    retryAfter: 1)
+            case .notCommitted(let why):
+                return APIError(.serviceUnavailable, "not_committed", "the write was not applied (\(why)); retry", retryAfter: 1)
+            case .clusterRejected(let why):
+                return APIError(.conflict, "cluster_rejected", why)
             }
         case is NIOTooManyBytesError:
             return APIError(.contentTooLarge, "body_too_large", "request body exceeds \(APIRequestContext.requestBodyBytesMax) bytes")

@@ -3,6 +3,7 @@ import Hummingbird
 import Logging
 import NodeRuntime
 import Prometheus
+import RaftCore
 import Synchronization
 
 /// The node's metrics, kept in a Prometheus registry the executable (or a test) owns. Labels
@@ -14,7 +15,13 @@ public final class APIMetrics: Sendable {
     let appliedIndex: Prometheus.Gauge
     let lastLogIndex: Prometheus.Gauge
     let applyLag: Prometheus.Gauge
-    let logBytes: Prometheus.Gauge
+    let raftTerm: Prometheus.Gauge
+    let raftIsLeader: Prometheus.Gauge
+    let raftCommitIndex: Prometheus.Gauge
+    let raftSnapshotIndex: Prometheus.Gauge
+    let forwardedWrites: Prometheus.Gauge
+    let malformedPeerFrames: Prometheus.Gauge
+    let unroutableMessages: Prometheus.Gauge
     let viewCacheHits: Prometheus.Gauge
     let viewCacheMisses: Prometheus.Gauge
     let viewCacheEntries: Prometheus.Gauge
@@ -25,9 +32,15 @@ public final class APIMetrics: Sendable {
         self.registry = registry
         webSocketSessions = registry.makeGauge(name: "switchboard_websocket_sessions", help: "Event WebSockets connected to this node")
         appliedIndex = registry.makeGauge(name: "switchboard_applied_index", help: "Last log index applied to state.sqlite")
-        lastLogIndex = registry.makeGauge(name: "switchboard_log_last_index", help: "Last index in the durable command log")
-        applyLag = registry.makeGauge(name: "switchboard_apply_lag_entries", help: "Log entries durable but not yet applied")
-        logBytes = registry.makeGauge(name: "switchboard_log_bytes", help: "Size of the command log on disk")
+        lastLogIndex = registry.makeGauge(name: "switchboard_log_last_index", help: "Last index in this node's Raft log")
+        applyLag = registry.makeGauge(name: "switchboard_apply_lag_entries", help: "Committed log entries not yet applied here")
+        raftTerm = registry.makeGauge(name: "switchboard_raft_term", help: "Current Raft term")
+        raftIsLeader = registry.makeGauge(name: "switchboard_raft_is_leader", help: "1 while this node leads")
+        raftCommitIndex = registry.makeGauge(name: "switchboard_raft_commit_index", help: "Highest log index known committed")
+        raftSnapshotIndex = registry.makeGauge(name: "switchboard_raft_snapshot_index", help: "Index of the latest snapshot; the log starts after it")
+        forwardedWrites = registry.makeGauge(name: "switchboard_forwarded_writes", help: "Writes this node forwarded to the leader")
+        malformedPeerFrames = registry.makeGauge(name: "switchboard_peer_malformed_frames", help: "Peer payloads dropped as malformed")
+        unroutableMessages = registry.makeGauge(name: "switchboard_raft_unroutable_messages", help: "Raft messages dropped: no address known for the member")
         viewCacheHits = registry.makeGauge(name: "switchboard_conversation_view_hits", help: "Conversation reads served from rendered copies")
         viewCacheMisses = registry.makeGauge(name: "switchboard_conversation_view_misses", help: "Conversation reads rendered from state.sqlite")
         viewCacheEntries = registry.makeGauge(name: "switchboard_conversation_view_entries", help: "Rendered conversations held")
@@ -55,11 +68,19 @@ public final class APIMetrics: Sendable {
         viewCacheEntries.set(Int64(views.entries))
         viewCacheBytes.set(Int64(views.bytes))
         viewCacheEvictions.set(Int64(views.evictions))
-        let applied = node.appliedIndex, last = node.lastIndex
+        let status = node.loop.status
+        let applied = node.appliedIndex, last = Int64(status.lastIndex)
         appliedIndex.set(applied)
         lastLogIndex.set(last)
-        applyLag.set(max(0, last - applied))
-        logBytes.set(node.logSizeBytes)
+        applyLag.set(max(0, Int64(status.commitIndex) - applied))
+        raftTerm.set(Int64(status.term))
+        raftIsLeader.set(Int64(status.role == .leader ? 1 : 0))
+        raftCommitIndex.set(Int64(status.commitIndex))
+        raftSnapshotIndex.set(Int64(status.snapshotIndex))
+        let counters = node.peerCounters
+        forwardedWrites.set(Int64(counters.forwardedWrites))
+        malformedPeerFrames.set(Int64(counters.malformedFrames))
+        unroutableMessages.set(Int64(counters.unroutableMessages))
         webSocketSessions.set(Int64(webSockets))
         return registry.emitToBuffer()
     }

@@ -3,23 +3,32 @@ import Hummingbird
 import NIOCore
 import NodeRuntime
 
+private struct AddNodeBody: Decodable {
+    var id: String
+    var peer: String
+    var api: String?
+    var voter: Bool?
+}
+
+private struct TransferBody: Decodable {
+    var to: String?
+}
+
 extension API {
     func addHealthRoutes(to router: Router<APIRequestContext>, metrics: APIMetrics) {
         router.get("/healthz") { _, _ in
             JSONResponse.make(.object(["ok": .bool(true)]))
         }
         router.get("/readyz") { _, _ -> Response in
-            // One node is its own leader; it is ready while it can apply and has applied all it holds.
-            if let failure = node.failureReason {
-                return JSONResponse.make(.object(["ready": .bool(false), "reason": .string(failure)]), status: .serviceUnavailable)
-            }
-            let applied = node.appliedIndex
-            guard applied >= node.lastIndex else {
+            let (ready, reason) = node.readiness
+            guard ready else {
                 return JSONResponse.make(
-                    .object(["ready": .bool(false), "reason": .string("applying the log: \(applied) of \(node.lastIndex)")]),
-                    status: .serviceUnavailable)
+                    .object(["ready": .bool(false), "reason": .string(reason ?? "not ready")]), status: .serviceUnavailable,
+                    headers: [.retryAfter: "1"])
             }
-            return JSONResponse.make(.object(["ready": .bool(true), "leader": .string(node.id), "appliedIndex": .int(applied)]))
+            return JSONResponse.make(.object([
+                "ready": .bool(true), "leader": .optional(node.loop.status.leader), "appliedIndex": .int(node.appliedIndex),
+            ]))
         }
         router.get("/metrics") { _, _ -> Response in
             let bytes = metrics.render(node: node, webSockets: node.hub.subscriptionCount, views: conversationViews.stats)
@@ -29,17 +38,57 @@ extension API {
         }
         router.get("/v1/cluster") { request, _ -> Response in
             try requireAdmin(try await authenticate(request))
-            let applied = node.appliedIndex
-            let me: JSONValue = .object([
-                "id": .string(node.id), "api": .optional(node.configuration.apiAddress), "gossip": .null,
-                "raft": .object([
-                    "address": .null, "role": .string("leader"), "voter": .bool(true), "matchIndex": .int(node.lastIndex),
-                    "appliedIndex": .int(applied), "lastContactMs": .int(0),
-                ]),
-            ])
-            return JSONResponse.make(.object([
-                "self": .string(node.id), "leader": .string(node.id), "term": .int(0), "nodes": .array([me]),
-            ]))
+            return JSONResponse.make(Self.render(node.clusterView()))
         }
+        router.post("/v1/cluster/nodes") { request, context -> Response in
+            try requireAdmin(try await authenticate(request))
+            let body = try await request.decodeJSON(AddNodeBody.self, context: context)
+            guard HostPortText.isValid(body.peer) else { throw APIError.invalid("peer must be host:port", field: "peer") }
+            if let api = body.api, !HostPortText.isValid(api) { throw APIError.invalid("api must be host:port", field: "api") }
+            try await node.addMember(id: body.id, peer: body.peer, api: body.api ?? "", voter: body.voter ?? true)
+            return JSONResponse.make(Self.render(node.clusterView()), status: .created)
+        }
+        router.delete("/v1/cluster/nodes/:id") { request, context -> Response in
+            try requireAdmin(try await authenticate(request))
+            let id = try context.parameters.require("id")
+            try await node.removeMember(id: id)
+            return JSONResponse.make(Self.render(node.clusterView()))
+        }
+        router.post("/v1/cluster/leader") { request, context -> Response in
+            try requireAdmin(try await authenticate(request))
+            let body = try await request.decodeJSON(TransferBody.self, context: context)
+            try await node.transferLeadership(to: body.to)
+            return JSONResponse.make(Self.render(node.clusterView()))
+        }
+    }
+
+    static func render(_ view: ClusterView) -> JSONValue {
+        var nodes: [JSONValue] = []
+        for member in view.nodes {
+            var raft: [String: JSONValue] = [:]
+            raft["address"] = .optional(member.peer)
+            raft["role"] = .string(member.role)
+            raft["voter"] = .bool(member.voter)
+            raft["matchIndex"] = member.matchIndex.map(JSONValue.int) ?? .null
+            raft["appliedIndex"] = member.appliedIndex.map(JSONValue.int) ?? .null
+            raft["lastContactMs"] = member.lastContactMs.map(JSONValue.int) ?? .null
+            nodes.append(.object(["id": .string(member.id), "api": .optional(member.api), "gossip": .null, "raft": .object(raft)]))
+        }
+        var object: [String: JSONValue] = [:]
+        object["self"] = .string(view.`self`)
+        object["leader"] = .optional(view.leader)
+        object["term"] = .int(Int64(view.term))
+        object["commitIndex"] = .int(Int64(view.commitIndex))
+        object["nodes"] = .array(nodes)
+        return .object(object)
+    }
+}
+
+enum HostPortText {
+    static func isValid(_ text: String) -> Bool {
+        guard text.utf8.count <= 255, let colon = text.lastIndex(of: ":"), colon > text.startIndex,
+            let port = Int(text[text.index(after: colon)...])
+        else { return false }
+        return (1...65535).contains(port)
     }
 }

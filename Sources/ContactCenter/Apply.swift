@@ -165,6 +165,10 @@ struct ApplyContext<Store: StateStore> {
             guard actor == .system || actor == .admin else { throw DomainError(.forbidden, "forbidden", "only the node trims events") }
             try store.trimEvents(before: beforeIndex)
             return .done
+        case .setMember(let member):
+            guard actor == .system || actor == .admin else { throw DomainError(.forbidden, "forbidden", "only nodes register members") }
+            try store.put(member)
+            return .done
         }
     }
 }

@@ -46,6 +46,9 @@ public enum Command: Sendable, Equatable {
     case reopen(conversationId: String)
     /// Forget events (and idempotency records) produced before `beforeIndex`.
     case trimEvents(beforeIndex: Int64)
+    /// Records a cluster member's addresses (and whether it should vote once caught up), so
+    /// every node, and every snapshot, knows where each member listens.
+    case setMember(ClusterMember)
 }
 
 /// What travels in a log entry: the command, who asked, when, and the optional idempotency key.
@@ -167,6 +170,9 @@ extension Command {
         case .trimEvents(let beforeIndex):
             writer.write(UInt8(15))
             writer.write(beforeIndex)
+        case .setMember(let member):
+            writer.write(UInt8(16))
+            writer.write(member.id); writer.write(member.peer); writer.write(member.api); writer.write(member.voter)
         }
     }
 
@@ -234,6 +240,8 @@ extension Command {
             return .reopen(conversationId: try reader.readString())
         case 15:
             return .trimEvents(beforeIndex: try reader.readInt64())
+        case 16:
+            return .setMember(ClusterMember(id: try reader.readString(), peer: try reader.readString(), api: try reader.readString(), voter: try reader.readBool()))
         case let tag:
             throw .invalid("unknown command tag \(tag)")
         }

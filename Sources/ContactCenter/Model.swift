@@ -284,3 +284,21 @@ public struct Event: Sendable, Equatable {
         return out
     }
 }
+
+/// Where a cluster member listens, replicated so that every node (and a snapshot) knows it.
+/// `voter` says whether the member is to be promoted from learner once it has caught up.
+public struct ClusterMember: Sendable, Equatable, Hashable {
+    public var id: String
+    /// The peer link's `host:port`.
+    public var peer: String
+    /// The API's `host:port`.
+    public var api: String
+    public var voter: Bool
+
+    public init(id: String, peer: String, api: String, voter: Bool) {
+        self.id = id
+        self.peer = peer
+        self.api = api
+        self.voter = voter
+    }
+}

@@ -51,6 +51,8 @@ public protocol StateStore {
     func insert(_ event: Event) throws
     /// Deletes events and idempotency records from before `index`; records the new window start.
     func trimEvents(before index: Int64) throws
+    /// Inserts or replaces a cluster member's addresses.
+    func put(_ member: ClusterMember) throws
 
     func idempotentOutcome(scope: String, key: String) throws -> [UInt8]?
     func saveIdempotentOutcome(scope: String, key: String, index: Int64, outcome: [UInt8]) throws

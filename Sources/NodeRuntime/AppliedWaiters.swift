@@ -20,12 +20,12 @@ final class AppliedWaiters: Sendable {
     private let state = Mutex(State())
 
     var applied: Int64 { state.withLock { $0.applied } }
+    var failure: String? { state.withLock { $0.failure } }
 
     /// Records progress and resumes every waiter at or below `index`.
     func advance(to index: Int64) {
         let ready: [CheckedContinuation<Void, any Error>] = state.withLock { state in
-            precondition(index >= state.applied, "applied index went back: \(index) < \(state.applied)")
-            state.applied = index
+            state.applied = max(state.applied, index)
             let done = state.waiters.filter { $0.value.index <= index }
             for id in done.keys { state.waiters[id] = nil }
             return done.values.map(\.continuation)

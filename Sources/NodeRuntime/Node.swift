@@ -1,15 +1,33 @@
 import ContactCenter
 import Foundation
 import Logging
+import PeerLink
+import RaftCore
 import Storage
+import Synchronization
+import Wire
+
+/// How a node with an empty data directory enters a cluster. A directory that already belongs
+/// to a cluster ignores it: the node restarts as the member it was.
+public enum ClusterStart: Sendable, Equatable {
+    /// A new cluster with this node as its only voter.
+    case bootstrap
+    /// Ask the member whose peer link listens at `host:port` to add this node.
+    case join(String)
+}
 
 /// Settings of one node; defaults suit a single machine.
 public struct NodeConfiguration: Sendable {
     public var id: String
-    /// Holds `log/commands.log`, `state.sqlite` and `LOCK`.
+    /// Holds `raft.log`, `raft-hardstate`, `raft-snapshot`, `state.sqlite`, `snapshots/` and `LOCK`.
     public var dataDirectory: String
-    /// The API's `host:port`, as shown in `/v1/cluster`.
+    /// The API's `host:port`, as shown in `/v1/cluster` and told to other members.
     public var apiAddress: String?
+    /// The peer link's listen `host:port`; nil runs a single-member node without a peer link.
+    public var peerAddress: String?
+    /// The cluster secret members prove to each other; required with a peer link.
+    public var secret: String?
+    public var start: ClusterStart = .bootstrap
     /// SHA-256 (hex) of the admin token.
     public var adminTokenHash: String
     /// SHA-256 (hex) of the channel webhook token, if one is set.
@@ -21,6 +39,16 @@ public struct NodeConfiguration: Sendable {
     public var eventsWindowEntries: Int64 = 200_000
     /// How long a read may wait for `minIndex` or a linearizable barrier.
     public var readWaitMax: Duration = .seconds(5)
+    /// How long a write may wait to be committed and applied here.
+    public var writeWaitMax: Duration = .seconds(5)
+    /// How long a request waits for a leader to be known before it gets 503.
+    public var leaderWaitMax: Duration = .seconds(3)
+    /// The Raft clock: heartbeats every `raft.heartbeatTicks` ticks, elections after
+    /// `raft.electionTicks` to twice that.
+    public var tickInterval: Duration = .milliseconds(25)
+    public var raft = RaftSettings()
+    /// A snapshot of `state.sqlite` is taken, and the log compacted, every this many applied entries.
+    public var snapshotEntries: UInt64 = 20_000
 
     public init(id: String, dataDirectory: String, adminTokenHash: String, channelTokenHash: String? = nil) {
         self.id = id
@@ -33,35 +61,66 @@ public struct NodeConfiguration: Sendable {
 public enum NodeStartError: Error, CustomStringConvertible {
     case dataDirectory(String, reason: String)
     case locked(String)
+    case configuration(String)
 
     public var description: String {
         switch self {
         case .dataDirectory(let path, let reason): "cannot use data directory \(path): \(reason)"
         case .locked(let path): "data directory \(path) is in use by another switchboard process (\(path)/LOCK is held)"
+        case .configuration(let why): why
         }
     }
 }
 
-/// A running node: the command log, the state database, the pipeline between them and the
-/// event hub. Requests turn into commands here; everything non-deterministic is resolved here.
+/// What one proposal became.
+public struct Proposal: Sendable {
+    public var outcome: Outcome
+}
+
+/// A running node: the Raft loop over the durable log and `state.sqlite`, the peer link to the
+/// other members, and the event hub. Requests turn into commands here; everything
+/// non-deterministic is resolved here. A write taken by a follower is forwarded to the leader
+/// over the peer link and answered once it is applied here.
 public final class Node: Sendable {
     public let configuration: NodeConfiguration
     public let state: StateDatabase
     public let hub: EventHub
     public let passwords: PasswordHasher
-    let pipeline: CommandPipeline
+    public let loop: RaftLoop
+    let link: PeerLink?
+    let storageDirectory: String
+    let snapshots: SnapshotStore
+    let calls = PeerCalls()
+    let waiters = AppliedWaiters()
+    /// Members' addresses, from `state.sqlite` (replicated) plus what requests told us.
+    private let book = Mutex<[String: ClusterMember]>([:])
+    private let lastHeard = Mutex<[String: ContinuousClock.Instant]>([:])
+    private let bookReload = Mutex<ContinuousClock.Instant?>(nil)
+    let counters = Mutex(Counters())
     /// Password hashing: two at a time, at most `kdfQueuedMax` waiting.
     private let kdf = Offload(label: "switchboard.kdf", lanes: 2, queuedMax: Node.kdfQueuedMax)
     public static let kdfQueuedMax = 256
     private let lockDescriptor: Int32
+    /// True when this start created the cluster state (no earlier `raft-snapshot`).
+    public let freshStart: Bool
     let logger: Logger
+
+    public struct Counters: Sendable, Equatable {
+        public var malformedFrames = 0
+        public var unroutableMessages = 0
+        public var forwardedWrites = 0
+    }
 
     public init(configuration: NodeConfiguration, logger: Logger) throws {
         self.configuration = configuration
         self.logger = logger
         let directory = configuration.dataDirectory
+        try configuration.raft.validate()
+        if configuration.peerAddress != nil, (configuration.secret ?? "").isEmpty {
+            throw NodeStartError.configuration("a node with a peer link needs the cluster secret (--secret or SWITCHBOARD_SECRET)")
+        }
         do {
-            try FileManager.default.createDirectory(atPath: directory + "/log", withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         } catch {
             throw NodeStartError.dataDirectory(directory, reason: "\(error)")
         }
@@ -71,51 +130,176 @@ public final class Node: Sendable {
             close(lockDescriptor)
             throw NodeStartError.locked(directory)
         }
-        let log = try CommandLog(path: directory + "/log/commands.log")
-        state = try StateDatabase(path: directory + "/state.sqlite")
+        storageDirectory = directory
+        freshStart = !FileManager.default.fileExists(atPath: directory + "/raft-snapshot")
+        let initial: Snapshot
+        switch configuration.start {
+        case .bootstrap: initial = Snapshot(index: 0, term: 0, configuration: Configuration(voters: [configuration.id]), data: [])
+        case .join: initial = Snapshot(index: 0, term: 0, configuration: Configuration(voters: []), data: [])
+        }
+        let storage = try RaftStorage(directory: directory, initial: initial)
+        let state = try StateDatabase(path: directory + "/state.sqlite")
+        self.state = state
+        snapshots = SnapshotStore(directory: directory + "/snapshots")
+        // A crash between saving a received snapshot's metadata and restoring state.sqlite from
+        // it: finish the restore before anything reads the state.
+        if try UInt64(state.appliedIndex()) < storage.snapshot.index {
+            try snapshots.restore(storage.snapshot, into: state, logger: logger)
+        }
         let hub = EventHub()
         self.hub = hub
         passwords = PasswordHasher(rounds: configuration.passwordRounds)
-        pipeline = CommandPipeline(log: log, state: state, logger: logger) { events in hub.publish(events) }
-        try pipeline.start()
+        let box = NodeBox()
+        link = configuration.peerAddress.map { _ in
+            PeerLink(localId: configuration.id, secret: configuration.secret ?? "", logger: logger) { peer, bytes in
+                box.node?.received(bytes, from: peer)
+            }
+        }
+        let waiters = self.waiters
+        let snapshots = self.snapshots
+        loop = try RaftLoop(
+            id: configuration.id, settings: configuration.raft, storage: storage, state: state,
+            tickInterval: configuration.tickInterval.seconds,
+            seed: UInt64.random(in: 0...UInt64.max), logger: logger,
+            hooks: RaftLoop.Hooks(
+                applied: { index, results in
+                    let events = results.compactMap { $0?.events }.flatMap { $0 }
+                    waiters.advance(to: Int64(index))
+                    if !events.isEmpty { hub.publish(events) }
+                },
+                installSnapshot: { snapshot in
+                    try snapshots.restore(snapshot, into: state, logger: logger)
+                    box.node?.reloadBook()
+                }),
+            send: { message in box.node?.route(message) })
+        waiters.advance(to: try state.appliedIndex())
+        box.node = self
+        reloadBook()
+        if !freshStart {
+            logger.info("the data directory belongs to a cluster: restarting as the member it was (--bootstrap and --join do not apply)",
+                        metadata: ["node.id": "\(configuration.id)"])
+        }
+        loop.start()
         logger.info(
             "node started",
-            metadata: ["node.id": "\(configuration.id)", "node.data": "\(directory)", "raft.applied_index": "\(pipeline.appliedIndex)"])
+            metadata: [
+                "node.id": "\(configuration.id)", "node.data": "\(directory)", "raft.applied_index": "\(loop.status.appliedIndex)",
+                "raft.configuration": "\(loop.status.configuration)",
+            ])
     }
 
     deinit { close(lockDescriptor) }
 
     public var id: String { configuration.id }
-    public var appliedIndex: Int64 { pipeline.appliedIndex }
-    public var lastIndex: Int64 { pipeline.lastIndex }
-    public var logSizeBytes: Int64 { pipeline.logSizeBytes }
+    public var appliedIndex: Int64 { waiters.applied }
+    public var lastIndex: Int64 { Int64(loop.status.lastIndex) }
+    public var peerCounters: Counters { counters.withLock { $0 } }
     /// Non-nil once the node can no longer apply (log or database failure).
-    public var failureReason: String? { pipeline.failureReason }
+    public var failureReason: String? { waiters.failure }
+
+    /// Starts accepting members' connections; returns the bound port.
+    @discardableResult
+    public func listen() async throws -> Int? {
+        guard let link, let address = configuration.peerAddress else { return nil }
+        let (host, port) = try HostPort.parse(address)
+        return try await link.listen(host: host, port: port)
+    }
 
     /// The node's clock reading, carried by commands. Apply never reads a clock itself.
     public func now() -> Timestamp {
         Timestamp(milliseconds: Int64((Date().timeIntervalSince1970 * 1000).rounded(.down)))
     }
 
-    /// Proposes `command` and returns once it is durable and applied on this node.
+    // MARK: Writes
+
+    /// Proposes `command` and returns once it is committed and applied on this node. On a
+    /// follower the command is forwarded to the leader, which answers with the log position;
+    /// this node then waits for that entry on its own copy.
     public func propose(_ command: Command, actor: Actor, idempotencyKey: String? = nil) async throws -> Proposal {
         let envelope = CommandEnvelope(at: now(), actor: actor, idempotencyKey: idempotencyKey, command: command)
-        return try await pipeline.submit(envelope.encoded())
+        let bytes = envelope.encoded()
+        let deadline = Date().addingTimeInterval(configuration.writeWaitMax.seconds)
+        let leaderDeadline = Date().addingTimeInterval(configuration.leaderWaitMax.seconds)
+        while true {
+            let status = loop.status
+            if status.role == .leader {
+                do {
+                    return try proposal(try await loop.propose(bytes, deadline: deadline))
+                } catch ReplicationError.raft(.notLeader) {
+                    // Deposed between the status read and the proposal: look again.
+                } catch ReplicationError.raft(.transferInProgress) {
+                    // Leadership is moving: wait for the new leader.
+                } catch let error as ReplicationError {
+                    throw nodeError(error)
+                }
+            } else if let leader = status.leader, let address = peerAddress(of: leader) {
+                counters.withLock { $0.forwardedWrites += 1 }
+                let response = await call(.propose(bytes), to: leader, address: address, timeout: configuration.writeWaitMax)
+                switch response {
+                case .proposed(let index, let term):
+                    do {
+                        return try proposal(try await loop.outcome(index: index, term: term, deadline: deadline))
+                    } catch let error as ReplicationError {
+                        throw nodeError(error)
+                    }
+                case .failed(.unavailable, _, _):
+                    break  // the leader moved or is unreachable: look again
+                case .failed(.overloaded, let message, _): throw NodeError.overloaded(message)
+                case .failed(.noAnswer, let message, _): throw NodeError.unknownOutcome(message)
+                case .failed(.rejected, let message, _): throw NodeError.clusterRejected(message)
+                case .done: throw NodeError.unknownOutcome("the leader answered a proposal without its position")
+                }
+            }
+            guard Date() < leaderDeadline else {
+                throw NodeError.noLeader("none known to \(id) within \(configuration.leaderWaitMax)")
+            }
+            try await Task.sleep(for: .milliseconds(10))
+        }
     }
+
+    private func proposal(_ applied: ContactCenterMachine.Applied?) throws -> Proposal {
+        guard let applied else { throw NodeError.unknownOutcome("the entry applied was not a command") }
+        return Proposal(outcome: applied.outcome)
+    }
+
+    func nodeError(_ error: ReplicationError) -> NodeError {
+        switch error {
+        case .raft(.proposalQueueFull), .raft(.readsQueueFull), .overloaded: .overloaded(error.description)
+        case .raft(let refusal): .noLeader(refusal.description)
+        case .lost: .notCommitted(error.description)
+        case .outcomeForgotten, .timedOut: .unknownOutcome(error.description)
+        case .stopped: .stopped(error.description)
+        }
+    }
+
+    // MARK: Reads
 
     /// Waits until `index` is applied here, at most `readWaitMax`.
     public func waitApplied(_ index: Int64) async throws {
-        try await pipeline.waiters.wait(for: index, timeout: configuration.readWaitMax)
+        try await waiters.wait(for: index, timeout: configuration.readWaitMax)
     }
 
-    /// A linearizable read point: every write acknowledged before this call is applied when it
-    /// returns. On one node, that is every entry already in the log.
-    @discardableResult
-    public func linearizableBarrier() async throws -> Int64 {
-        let index = pipeline.lastIndex
-        try await waitApplied(index)
-        return index
+    /// A linearizable read point (ReadIndex, Raft §6.4): every write acknowledged anywhere
+    /// before this call is applied here when it returns.
+    public func linearizableBarrier() async throws {
+        let deadline = Date().addingTimeInterval(configuration.readWaitMax.seconds)
+        let leaderDeadline = Date().addingTimeInterval(configuration.leaderWaitMax.seconds)
+        while true {
+            do {
+                try await loop.linearizableBarrier(deadline: deadline)
+                return
+            } catch ReplicationError.raft(.notLeader), ReplicationError.raft(.noEntryCommittedInTerm) {
+                guard Date() < leaderDeadline else { throw NodeError.noLeader("none known to \(id) within \(configuration.leaderWaitMax)") }
+                try await Task.sleep(for: .milliseconds(10))
+            } catch ReplicationError.timedOut {
+                throw NodeError.noLeader("the leader did not confirm a read within \(configuration.readWaitMax)")
+            } catch let error as ReplicationError {
+                throw nodeError(error)
+            }
+        }
     }
+
+    // MARK: Passwords
 
     public func hashPassword(_ password: String) async throws -> String {
         let passwords = self.passwords
@@ -127,10 +311,144 @@ public final class Node: Sendable {
         return try await kdf.run { passwords.verify(password, against: stored) }
     }
 
-    /// Finishes queued proposals, closes the log and releases the data directory. Idempotent.
-    public func shutdown() {
-        pipeline.stop()
-        flock(lockDescriptor, LOCK_UN)
-        logger.info("node stopped", metadata: ["node.id": "\(configuration.id)", "raft.applied_index": "\(pipeline.appliedIndex)"])
+    // MARK: Peers
+
+    /// The peer address of `member`, if known.
+    func peerAddress(of member: String) -> String? {
+        book.withLock { $0[member]?.peer }
     }
+
+    var members: [String: ClusterMember] { book.withLock { $0 } }
+
+    func reloadBook() {
+        guard let registered = try? state.readNow({ try $0.clusterMembers() }) else { return }
+        book.withLock { book in
+            for member in registered { book[member.id] = member }
+        }
+    }
+
+    func learn(_ member: ClusterMember) {
+        book.withLock { book in
+            if book[member.id] == nil { book[member.id] = member }
+        }
+    }
+
+    /// When this node last heard from `member` over the peer link.
+    func lastContact(_ member: String) -> ContinuousClock.Instant? { lastHeard.withLock { $0[member] } }
+
+    /// Sends a Raft message to its member (dropped and counted when its address is unknown).
+    func route(_ message: RaftCore.Message) {
+        var address = peerAddress(of: message.to)
+        if address == nil, bookReload.withLock({ last in
+            // A member registered by an entry applied moments ago: read the book again, at most
+            // every 20 ms.
+            let now = ContinuousClock.now
+            guard last.map({ now - $0 > .milliseconds(20) }) ?? true else { return false }
+            last = now
+            return true
+        }) {
+            reloadBook()
+            address = peerAddress(of: message.to)
+        }
+        guard let link, let address, let (host, port) = try? HostPort.parse(address) else {
+            counters.withLock { $0.unroutableMessages += 1 }
+            return
+        }
+        if case .installSnapshot(let snapshot) = message.kind {
+            snapshots.stream(snapshot, message: message, to: message.to, host: host, port: port, link: link, logger: logger)
+            return
+        }
+        link.send(ClusterFrame.encode(.raft(message)), to: message.to, host: host, port: port)
+    }
+
+    func send(_ frame: ClusterFrame, to member: String, address: String, verifyingIdentity: Bool = true) -> Bool {
+        guard let link, let (host, port) = try? HostPort.parse(address) else { return false }
+        return link.send(ClusterFrame.encode(frame), to: member, host: host, port: port, verifyingIdentity: verifyingIdentity)
+    }
+
+    /// Asks `member` (at `address`) to carry out `request`.
+    func call(_ request: ClusterRequest, to member: String, address: String, timeout: Duration, verifyingIdentity: Bool = true) async -> ClusterResponse {
+        guard let from = configuration.peerAddress else {
+            return .failed(.unavailable, message: "this node has no peer link", leader: nil)
+        }
+        return await calls.call(timeout: timeout) { [self] requestId in
+            send(.request(id: requestId, from: from, request), to: member, address: address, verifyingIdentity: verifyingIdentity)
+        }
+    }
+
+    /// A payload from an authenticated member.
+    func received(_ bytes: [UInt8], from peer: String) {
+        let frame: ClusterFrame
+        do {
+            frame = try ClusterFrame.decode(bytes)
+        } catch {
+            counters.withLock { $0.malformedFrames += 1 }
+            logger.warning("dropped a malformed peer frame", metadata: ["peer.id": "\(peer)", "peer.error": "\(error)"])
+            return
+        }
+        lastHeard.withLock { $0[peer] = .now }
+        switch frame {
+        case .raft(let message):
+            guard message.from == peer else {
+                counters.withLock { $0.malformedFrames += 1 }
+                return
+            }
+            if case .installSnapshot(let snapshot) = message.kind, !snapshots.hasReceived(snapshot) {
+                return  // its file did not arrive whole; the leader sends it again
+            }
+            loop.receive(message)
+        case .request(let requestId, let from, let request):
+            if case .propose(let command) = request, loop.status.role == .leader {
+                // Answered from the loop thread before the entry is sent anywhere, so on our one
+                // link to the asker the answer arrives before the entry does.
+                loop.proposeForwarded(command) { [self] result in
+                    let response: ClusterResponse = switch result {
+                    case .success(let position): .proposed(index: position.index, term: position.term)
+                    case .failure(.overloaded), .failure(.raft(.proposalQueueFull)): .failed(.overloaded, message: "\(result)", leader: nil)
+                    case .failure(let error): .failed(.unavailable, message: error.description, leader: loop.status.leader)
+                    }
+                    _ = send(.response(id: requestId, response), to: peer, address: from)
+                }
+                return
+            }
+            Task {
+                let response = await serve(request)
+                _ = send(.response(id: requestId, response), to: peer, address: from)
+            }
+        case .response(let requestId, let response):
+            calls.complete(requestId, response)
+        case .snapshotChunk(let index, let term, let offset, let total, let chunk):
+            snapshots.receive(index: index, term: term, offset: offset, total: total, bytes: chunk, logger: logger)
+        }
+    }
+
+    // MARK: Lifecycle
+
+    /// Stops the loop, closes the peer link and releases the data directory. Idempotent.
+    public func shutdown() {
+        loop.stop()
+        waiters.fail("the node stopped")
+        if let link { Task { await link.close() } }
+        flock(lockDescriptor, LOCK_UN)
+        logger.info("node stopped", metadata: ["node.id": "\(configuration.id)", "raft.applied_index": "\(appliedIndex)"])
+    }
+}
+
+/// Breaks the reference cycle between the node and the closures its loop holds.
+final class NodeBox: @unchecked Sendable {
+    // @unchecked: set once, during `Node.init`, before the loop thread starts.
+    weak var node: Node?
+}
+
+enum HostPort {
+    static func parse(_ text: String) throws -> (String, Int) {
+        guard let colon = text.lastIndex(of: ":"), colon > text.startIndex, let port = Int(text[text.index(after: colon)...]),
+            (0...65535).contains(port)
+        else { throw NodeStartError.configuration("'\(text)' is not host:port") }
+        return (String(text[..<colon]), port)
+    }
+}
+
+extension Duration {
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }

@@ -2,37 +2,52 @@ import ContactCenter
 import Logging
 import ServiceLifecycle
 
-/// Runs the node's housekeeping until graceful shutdown, then stops the pipeline. Placed first
-/// in the `ServiceGroup`, so it stops last: after the API has finished its in-flight requests.
+/// Runs the node's upkeep until graceful shutdown, then stops the node. Placed first in the
+/// `ServiceGroup`, so it stops last: after the API has finished its in-flight requests.
+///
+/// Upkeep: registering this node's addresses, asking to join, promoting caught-up learners,
+/// stopping when removed, snapshots, and the leader's timers (events trimming).
 public struct NodeService: Service {
     let node: Node
-    /// How often the events window is checked.
+    let housekeepingInterval: Duration
+    /// How often the leader checks the events window.
     let trimInterval: Duration
 
-    public init(node: Node, trimInterval: Duration = .seconds(10)) {
+    public init(node: Node, housekeepingInterval: Duration = .milliseconds(200), trimInterval: Duration = .seconds(10)) {
         self.node = node
+        self.housekeepingInterval = housekeepingInterval
         self.trimInterval = trimInterval
     }
 
     public func run() async throws {
         defer { node.shutdown() }
+        var memory = HousekeepingMemory()
+        var nextTrim = ContinuousClock.now + trimInterval
         await withGracefulShutdownHandler {
             while !Task.isCancelled && !Task.isShuttingDownGracefully {
                 do {
-                    try await cancelWhenGracefulShutdown { try await Task.sleep(for: trimInterval) }
+                    try await cancelWhenGracefulShutdown { try await Task.sleep(for: housekeepingInterval) }
                 } catch {
                     break
                 }
-                await trimEventsIfDue()
+                guard await node.housekeep(&memory) else { break }
+                await node.snapshotIfDue()
+                if ContinuousClock.now >= nextTrim {
+                    nextTrim = ContinuousClock.now + trimInterval
+                    await trimEventsIfDue()
+                }
             }
         } onGracefulShutdown: {
             node.logger.info("graceful shutdown: the node stops after the API drains", metadata: ["node.id": "\(node.id)"])
+            Task { await node.handOverLeadership() }
         }
     }
 
-    /// Proposes `trimEvents` when the kept window has grown past `eventsWindowEntries`. The
-    /// trim point is decided here, before proposing; apply only executes it.
+    /// The leader proposes `trimEvents` when the kept window has grown past
+    /// `eventsWindowEntries`. The trim point is decided here, before proposing; apply only
+    /// executes it.
     func trimEventsIfDue() async {
+        guard node.loop.status.role == .leader else { return }
         let window = node.configuration.eventsWindowEntries
         let applied = node.appliedIndex
         guard applied > window else { return }

@@ -8,7 +8,12 @@ import Storage
 public enum ReplicationError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The core refused it (not the leader, a transfer in progress, a full queue...).
     case raft(RaftError)
+    /// Another leader's entry took the proposal's index: it was not committed.
     case lost(index: UInt64)
+    /// The entry was applied before its outcome was asked for and is no longer remembered.
+    case outcomeForgotten(index: UInt64)
+    /// The deadline passed first; the proposal may still commit.
+    case timedOut
     case overloaded
     case stopped
 
@@ -16,6 +21,8 @@ public enum ReplicationError: Error, Equatable, Sendable, CustomStringConvertibl
         switch self {
         case .raft(let error): error.description
         case .lost(let index): "the proposal at index \(index) was replaced by another leader's entry"
+        case .outcomeForgotten(let index): "entry \(index) was applied too long ago for its outcome to be known"
+        case .timedOut: "no outcome before the deadline"
         case .overloaded: "the node's input queue is full (RaftLoop.inputsMax)"
         case .stopped: "the node is stopping"
         }
@@ -23,13 +30,18 @@ public enum ReplicationError: Error, Equatable, Sendable, CustomStringConvertibl
 }
 
 /// The node loop that owns a Raft core (issue 4): inputs (peer messages, proposals, reads,
-/// ticks) are queued and handled by one thread, which carries out each `Ready` in its order:
-/// persist (`RaftStorage`, fsync) -> send -> apply committed entries to `state.sqlite` ->
-/// answer proposers and readers -> advance. Many proposals share each fsync and each apply
-/// transaction.
+/// ticks, work) are queued and handled by one thread, which carries out each `Ready` in its
+/// order: persist (`RaftStorage`, fsync) -> send -> install a snapshot / apply committed
+/// entries to `state.sqlite` -> answer waiters and readers -> advance. Many proposals share each
+/// fsync and each apply transaction.
+///
+/// A proposal is waited for by `(index, term)`: the entry applied at `index` either has that
+/// term (it is the proposal, and its outcome is returned) or not (it was lost). The same wait
+/// serves a proposal a follower forwarded to the leader: the leader answers with the index and
+/// term it appended at, and the follower waits for that entry on its own copy.
 public final class RaftLoop: @unchecked Sendable {
-    // @unchecked: the mutable state below is touched only by the loop thread, except `inputs`
-    // and `stopping`, which `condition` guards.
+    // @unchecked: everything below `core` is touched only by the loop thread, except `inputs`,
+    // `stopping` and `statusValue`, which `condition` guards.
 
     public struct Status: Sendable, Equatable {
         public var role: RaftCore.Role
@@ -37,15 +49,49 @@ public final class RaftLoop: @unchecked Sendable {
         public var leader: String?
         public var commitIndex: UInt64
         public var appliedIndex: UInt64
+        public var lastIndex: UInt64
+        public var snapshotIndex: UInt64
+        public var configuration: Configuration
+        /// The leader's view of each member's log (empty on followers).
+        public var matchIndexes: [String: UInt64]
+    }
+
+    /// What the node does around applying: publish events and wake index waiters, and replace
+    /// `state.sqlite` with a snapshot a leader sent.
+    public struct Hooks: Sendable {
+        public var applied: @Sendable (_ appliedIndex: UInt64, _ results: [ContactCenterMachine.Applied?]) -> Void
+        public var installSnapshot: @Sendable (Snapshot) throws -> Void
+
+        public init(
+            applied: @escaping @Sendable (UInt64, [ContactCenterMachine.Applied?]) -> Void,
+            installSnapshot: @escaping @Sendable (Snapshot) throws -> Void
+        ) {
+            self.applied = applied
+            self.installSnapshot = installSnapshot
+        }
     }
 
     /// Most inputs queued for the loop; past it, proposals fail and peer messages are dropped.
     public static let inputsMax = 50_000
+    /// Outcomes of the most recently applied entries kept for waiters that ask late.
+    public static let recentOutcomesMax = 8192
+
+    public typealias Completion = @Sendable (Result<ContactCenterMachine.Applied?, ReplicationError>) -> Void
 
     private enum Input {
         case message(RaftCore.Message)
-        case propose([UInt8], CheckedContinuation<ContactCenterMachine.Applied, any Error>)
-        case read(CheckedContinuation<Void, any Error>)
+        case work((RaftLoop) -> Void)
+    }
+
+    private struct Waiter {
+        var term: UInt64
+        var deadline: Date
+        var completion: Completion
+    }
+
+    private struct Read {
+        var deadline: Date
+        var completion: @Sendable (Result<Void, ReplicationError>) -> Void
     }
 
     public let id: NodeID
@@ -53,6 +99,7 @@ public final class RaftLoop: @unchecked Sendable {
     private let storage: RaftStorage
     private let state: StateDatabase
     private let send: @Sendable (RaftCore.Message) -> Void
+    private let hooks: Hooks
     private let logger: Logger
     private var core: Raft
     private let condition = NSCondition()
@@ -60,28 +107,34 @@ public final class RaftLoop: @unchecked Sendable {
     private var stopping = false
     private var statusValue: Status
     private let finished = DispatchSemaphore(value: 0)
-    private var proposals: [UInt64: (term: UInt64, continuation: CheckedContinuation<ContactCenterMachine.Applied, any Error>)] = [:]
-    private var reads: [UInt64: CheckedContinuation<Void, any Error>] = [:]
-    private var readsReady: [(index: UInt64, continuation: CheckedContinuation<Void, any Error>)] = []
+    private var waiters: [UInt64: [Waiter]] = [:]
+    private var recent: [UInt64: (term: UInt64, applied: ContactCenterMachine.Applied?)] = [:]
+    private var recentOrder: [UInt64] = []
+    private var recentHead = 0
+    private var reads: [UInt64: Read] = [:]
+    private var readsReady: [(index: UInt64, read: Read)] = []
     private var nextReadContext: UInt64 = 1
+    private var started = false
 
     public init(
         id: NodeID, settings: RaftSettings, storage: RaftStorage, state: StateDatabase, tickInterval: TimeInterval = 0.05,
-        seed: UInt64, logger: Logger, send: @escaping @Sendable (RaftCore.Message) -> Void
+        seed: UInt64, logger: Logger, hooks: Hooks = Hooks(applied: { _, _ in }, installSnapshot: { _ in }),
+        send: @escaping @Sendable (RaftCore.Message) -> Void
     ) throws {
         self.id = id
         self.tickInterval = tickInterval
         self.storage = storage
         self.state = state
         self.send = send
+        self.hooks = hooks
         self.logger = logger
         let applied = UInt64(try state.appliedIndex())
         let loaded = try storage.load(applied: applied)
         core = Raft(id: id, settings: settings, seed: seed, hardState: loaded.hardState, snapshot: loaded.snapshot, entries: loaded.entries, applied: applied)
-        statusValue = Status(role: core.role, term: core.term, leader: core.leader, commitIndex: core.commitIndex, appliedIndex: applied)
+        statusValue = Status(
+            role: core.role, term: core.term, leader: core.leader, commitIndex: core.commitIndex, appliedIndex: applied,
+            lastIndex: core.lastIndex, snapshotIndex: core.snapshotIndex, configuration: core.configuration, matchIndexes: [:])
     }
-
-    private var started = false
 
     public func start() {
         started = true
@@ -105,22 +158,111 @@ public final class RaftLoop: @unchecked Sendable {
 
     /// A message from a peer (dropped when the queue is full: Raft retransmits).
     public func receive(_ message: RaftCore.Message) {
-        _ = enqueue(.message(message))  // dropped when refused: Raft retransmits
+        _ = enqueue(.message(message))
     }
 
-    /// Proposes an encoded command; returns what applying it did, once it is committed and
-    /// applied here.
-    public func propose(_ command: [UInt8]) async throws -> ContactCenterMachine.Applied {
-        try await withCheckedThrowingContinuation { continuation in
-            if let refusal = enqueue(.propose(command, continuation)) { continuation.resume(throwing: refusal) }
+    /// Proposes an encoded command on this node (it must be the leader); returns what applying
+    /// it did once it is committed and applied here.
+    public func propose(_ command: [UInt8], deadline: Date) async throws -> ContactCenterMachine.Applied? {
+        try await waitFor { loop, completion in
+            do throws(RaftError) {
+                let (index, term) = try loop.core.propose(command)
+                loop.wait(index: index, term: term, deadline: deadline, completion)
+            } catch {
+                completion(.failure(.raft(error)))
+            }
+        }
+    }
+
+    /// Proposes a command a follower forwarded; `reply` gets the index and term it was appended
+    /// at, before the entry is sent to anyone (so the answer reaches the follower first on the
+    /// same link).
+    public func proposeForwarded(_ command: [UInt8], reply: @escaping @Sendable (Result<(index: UInt64, term: UInt64), ReplicationError>) -> Void) {
+        if let refusal = enqueue(.work({ loop in
+            do throws(RaftError) {
+                let appended = try loop.core.propose(command)
+                reply(.success(appended))
+            } catch {
+                reply(.failure(.raft(error)))
+            }
+        })) {
+            reply(.failure(refusal))
+        }
+    }
+
+    /// Returns the outcome of the entry at `index` once it is applied here, if it has `term`;
+    /// throws `.lost` if another entry took that index.
+    public func outcome(index: UInt64, term: UInt64, deadline: Date) async throws -> ContactCenterMachine.Applied? {
+        try await waitFor { loop, completion in loop.wait(index: index, term: term, deadline: deadline, completion) }
+    }
+
+    /// Proposes a membership change; returns once it is applied here.
+    public func changeConfiguration(_ change: ConfigurationChange, deadline: Date) async throws {
+        _ = try await waitFor { loop, completion in
+            do throws(RaftError) {
+                let (index, term) = try loop.core.proposeConfigurationChange(change)
+                loop.wait(index: index, term: term, deadline: deadline, completion)
+            } catch {
+                completion(.failure(.raft(error)))
+            }
+        }
+    }
+
+    /// Starts moving leadership to `target` (Raft §3.10); the caller watches `status`.
+    public func transferLeadership(to target: NodeID) async throws {
+        _ = try await waitFor { loop, completion in
+            do throws(RaftError) {
+                try loop.core.transferLeadership(to: target)
+                completion(.success(nil))
+            } catch {
+                completion(.failure(.raft(error)))
+            }
         }
     }
 
     /// Returns once this node has applied everything committed when the call was made
     /// (ReadIndex, Raft §6.4): a read after it is linearizable.
-    public func linearizableBarrier() async throws {
-        try await withCheckedThrowingContinuation { continuation in
-            if let refusal = enqueue(.read(continuation)) { continuation.resume(throwing: refusal) }
+    public func linearizableBarrier(deadline: Date) async throws {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            let completion: @Sendable (Result<Void, ReplicationError>) -> Void = { continuation.resume(with: $0.mapError { $0 }) }
+            if let refusal = enqueue(.work({ loop in
+                let context = loop.nextReadContext
+                loop.nextReadContext += 1
+                do throws(RaftError) {
+                    try loop.core.readIndex(context: context)
+                    loop.reads[context] = Read(deadline: deadline, completion: completion)
+                } catch {
+                    completion(.failure(.raft(error)))
+                }
+            })) {
+                completion(.failure(refusal))
+            }
+        }
+    }
+
+    /// Takes a snapshot at `index` (at most the applied index) with `data` describing it, and
+    /// drops the log entries it covers.
+    public func compact(through index: UInt64, data: [UInt8]) async throws -> Snapshot {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Snapshot, any Error>) in
+            if let refusal = enqueue(.work({ loop in
+                do {
+                    let snapshot = loop.core.compact(through: index, data: data)
+                    try loop.storage.save(snapshot: snapshot)
+                    loop.publishStatus()
+                    continuation.resume(returning: snapshot)
+                } catch {
+                    continuation.resume(throwing: error)
+                }
+            })) {
+                continuation.resume(throwing: refusal)
+            }
+        }
+    }
+
+    private func waitFor(_ body: @escaping (RaftLoop, @escaping Completion) -> Void) async throws -> ContactCenterMachine.Applied? {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<ContactCenterMachine.Applied?, any Error>) in
+            let completion: Completion = { continuation.resume(with: $0.mapError { $0 }) }
+            if let refusal = enqueue(.work({ loop in body(loop, completion) })) { completion(.failure(refusal)) }
         }
     }
 
@@ -135,6 +277,33 @@ public final class RaftLoop: @unchecked Sendable {
         }
     }
 
+    // MARK: The loop thread
+
+    private func wait(index: UInt64, term: UInt64, deadline: Date, _ completion: @escaping Completion) {
+        if index <= core.appliedIndex {
+            if let known = recent[index] {
+                completion(known.term == term ? .success(known.applied) : .failure(.lost(index: index)))
+            } else if core.term(at: index).map({ $0 != term }) ?? false {
+                completion(.failure(.lost(index: index)))
+            } else {
+                completion(.failure(.outcomeForgotten(index: index)))
+            }
+            return
+        }
+        waiters[index, default: []].append(Waiter(term: term, deadline: deadline, completion: completion))
+    }
+
+    private func remember(index: UInt64, term: UInt64, applied: ContactCenterMachine.Applied?) {
+        if recentOrder.count < Self.recentOutcomesMax {
+            recentOrder.append(index)
+        } else {
+            recent[recentOrder[recentHead]] = nil
+            recentOrder[recentHead] = index
+            recentHead = (recentHead + 1) % Self.recentOutcomesMax
+        }
+        recent[index] = (term, applied)
+    }
+
     private func run() {
         var nextTick = Date().addingTimeInterval(tickInterval)
         while true {
@@ -145,10 +314,17 @@ public final class RaftLoop: @unchecked Sendable {
                 return inputs
             }
             guard let batch else { break }
-            for input in batch { handle(input) }
-            if Date() >= nextTick {
+            for input in batch {
+                switch input {
+                case .message(let message): core.step(message)
+                case .work(let body): body(self)
+                }
+            }
+            let now = Date()
+            if now >= nextTick {
                 core.tick()
-                nextTick = Date().addingTimeInterval(tickInterval)
+                nextTick = now.addingTimeInterval(tickInterval)
+                expire(now: now)
             }
             do {
                 try processReady()
@@ -157,35 +333,36 @@ public final class RaftLoop: @unchecked Sendable {
                 break
             }
         }
-        for (_, proposal) in proposals { proposal.continuation.resume(throwing: ReplicationError.stopped) }
-        for (_, read) in reads { read.resume(throwing: ReplicationError.stopped) }
-        for read in readsReady { read.continuation.resume(throwing: ReplicationError.stopped) }
-        proposals = [:]
+        for (_, list) in waiters { for waiter in list { waiter.completion(.failure(.stopped)) } }
+        for (_, read) in reads { read.completion(.failure(.stopped)) }
+        for ready in readsReady { ready.read.completion(.failure(.stopped)) }
+        waiters = [:]
         reads = [:]
         readsReady = []
+        condition.withLock { stopping = true }
+        // Inputs that arrived after the last batch still hold continuations.
+        let left = condition.withLock { defer { inputs = [] }; return inputs }
+        for input in left { if case .work(let body) = input { body(self) } }
+        for (_, list) in waiters { for waiter in list { waiter.completion(.failure(.stopped)) } }
+        for (_, read) in reads { read.completion(.failure(.stopped)) }
         finished.signal()
     }
 
-    private func handle(_ input: Input) {
-        switch input {
-        case .message(let message):
-            core.step(message)
-        case .propose(let command, let continuation):
-            do {
-                let (index, term) = try core.propose(command)
-                proposals[index] = (term, continuation)
-            } catch {
-                continuation.resume(throwing: ReplicationError.raft(error))
-            }
-        case .read(let continuation):
-            let context = nextReadContext
-            nextReadContext += 1
-            do {
-                try core.readIndex(context: context)
-                reads[context] = continuation
-            } catch {
-                continuation.resume(throwing: ReplicationError.raft(error))
-            }
+    /// Fails waits whose deadline passed.
+    private func expire(now: Date) {
+        for (index, list) in waiters where list.contains(where: { $0.deadline <= now }) {
+            let (late, rest) = (list.filter { $0.deadline <= now }, list.filter { $0.deadline > now })
+            for waiter in late { waiter.completion(.failure(.timedOut)) }
+            waiters[index] = rest.isEmpty ? nil : rest
+        }
+        for (context, read) in reads where read.deadline <= now {
+            reads[context] = nil
+            read.completion(.failure(.timedOut))
+        }
+        readsReady.removeAll { ready in
+            guard ready.read.deadline <= now else { return false }
+            ready.read.completion(.failure(.timedOut))
+            return true
         }
     }
 
@@ -199,41 +376,50 @@ public final class RaftLoop: @unchecked Sendable {
             }
             try storage.persist(ready)                                // 1. persist (fsync)
             for message in ready.messages { send(message) }            // 2. send
-            if let snapshot = ready.snapshot {
-                // Installing a leader's snapshot into state.sqlite is issue 4's snapshot streaming.
-                logger.warning("snapshot install not wired yet", metadata: ["raft.snapshot.index": "\(snapshot.index)"])
+            if let snapshot = ready.snapshot {                         // 3. install, then apply
+                try hooks.installSnapshot(snapshot)
+                for (index, list) in waiters where index <= snapshot.index {
+                    for waiter in list { waiter.completion(.failure(.outcomeForgotten(index: index))) }
+                    waiters[index] = nil
+                }
+                hooks.applied(snapshot.index, [])
             }
-            if !ready.committed.isEmpty {                               // 3. apply
+            if !ready.committed.isEmpty {
                 let results = try state.apply(ready.committed)
+                hooks.applied(ready.committed.last!.index, results)
                 for (entry, result) in zip(ready.committed, results) {
-                    guard let proposal = proposals.removeValue(forKey: entry.index) else { continue }
-                    if proposal.term == entry.term, let result {
-                        proposal.continuation.resume(returning: result)
-                    } else {
-                        proposal.continuation.resume(throwing: ReplicationError.lost(index: entry.index))
+                    remember(index: entry.index, term: entry.term, applied: result)
+                    guard let list = waiters.removeValue(forKey: entry.index) else { continue }
+                    for waiter in list {
+                        waiter.completion(waiter.term == entry.term ? .success(result) : .failure(.lost(index: entry.index)))
                     }
                 }
             }
             for readState in ready.readStates {                         // 4. reads
-                if let continuation = reads.removeValue(forKey: readState.context) { readsReady.append((readState.index, continuation)) }
+                if let read = reads.removeValue(forKey: readState.context) { readsReady.append((readState.index, read)) }
             }
             let applied = core.appliedIndex
-            readsReady.removeAll { read in
-                guard read.index <= applied else { return false }
-                read.continuation.resume()
+            readsReady.removeAll { ready in
+                guard ready.index <= applied else { return false }
+                ready.read.completion(.success(()))
                 return true
             }
             core.advance(ready)                                          // 5. advance
             if wasLeader, core.role != .leader {
-                // Deposed: our uncommitted proposals may never commit here; their proposers retry.
-                for (index, proposal) in proposals { proposal.continuation.resume(throwing: ReplicationError.lost(index: index)) }
-                proposals = [:]
-                for (_, read) in reads { read.resume(throwing: ReplicationError.raft(.notLeader(leader: core.leader))) }
+                // Deposed: pending reads are not confirmed by this term; their readers retry on
+                // the new leader. Proposals keep waiting: they may still commit.
+                for (_, read) in reads { read.completion(.failure(.raft(.notLeader(leader: core.leader)))) }
                 reads = [:]
             }
-            condition.withLock {
-                statusValue = Status(role: core.role, term: core.term, leader: core.leader, commitIndex: core.commitIndex, appliedIndex: core.appliedIndex)
-            }
+            publishStatus()
         }
+    }
+
+    private func publishStatus() {
+        let status = Status(
+            role: core.role, term: core.term, leader: core.leader, commitIndex: core.commitIndex, appliedIndex: core.appliedIndex,
+            lastIndex: core.lastIndex, snapshotIndex: core.snapshotIndex, configuration: core.configuration,
+            matchIndexes: core.role == .leader ? core.matchIndexes : [:])
+        condition.withLock { statusValue = status }
     }
 }

@@ -83,8 +83,10 @@ public final class PeerLink: Sendable {
     /// Sends `payload` to `peer` at `host:port` over our connection to it, opening it if needed.
     /// Returns false when the payload was dropped (no connection yet and its queue full, or
     /// waiting out a reconnect delay).
+    /// With `verifyingIdentity` false (a first contact, where only the address is known: `peer`
+    /// is then a key for that address), the other side may be any member holding the secret.
     @discardableResult
-    public func send(_ payload: [UInt8], to peer: String, host: String, port: Int) -> Bool {
+    public func send(_ payload: [UInt8], to peer: String, host: String, port: Int, verifyingIdentity: Bool = true) -> Bool {
         enum Action { case deliver(NIOLoopBound<PeerSessionHandler>), queued, dropped, connect }
         let action: Action = state.withLockedValue { state in
             var outbound = state.outbound[peer] ?? Outbound()
@@ -116,19 +118,19 @@ public final class PeerLink: Sendable {
         case .queued: return true
         case .dropped: return false
         case .connect:
-            connect(to: peer, host: host, port: port)
+            connect(to: peer, host: host, port: port, expecting: verifyingIdentity ? peer : nil)
             return true
         }
     }
 
-    private func connect(to peer: String, host: String, port: Int) {
+    private func connect(to peer: String, host: String, port: Int, expecting: String?) {
         let future = ClientBootstrap(group: group)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connectTimeout(.seconds(1))
             .channelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(PeerFrameDecoder(frameBytesMax: Self.frameBytesMax)))
-                    try channel.pipeline.syncOperations.addHandler(session(expecting: peer))
+                    try channel.pipeline.syncOperations.addHandler(session(expecting: expecting))
                 }
             }
             .connect(host: host, port: port)

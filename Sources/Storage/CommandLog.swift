@@ -226,7 +226,7 @@ public final class CommandLog {
         firstIndex = index + 1
     }
 
-    static func syncDirectory(of path: String) throws {
+    public static func syncDirectory(of path: String) throws {
         var directory = "."
         if let slash = path.lastIndex(of: "/") { directory = slash == path.startIndex ? "/" : String(path[..<slash]) }
         let descriptor = open(directory, O_RDONLY | O_CLOEXEC)

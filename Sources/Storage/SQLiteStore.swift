@@ -243,6 +243,11 @@ public struct SQLiteStore: StateStore {
         try db.cachedStatement(sql: "UPDATE meta SET value = ? WHERE key = 'events_trimmed_before'").execute(arguments: [index])
     }
 
+    public func put(_ member: ClusterMember) throws {
+        try db.cachedStatement(sql: "INSERT OR REPLACE INTO cluster_members (id, peer, api, voter) VALUES (?, ?, ?, ?)")
+            .execute(arguments: [member.id, member.peer, member.api, member.voter])
+    }
+
     public func idempotentOutcome(scope: String, key: String) throws -> [UInt8]? {
         try Data.fetchOne(try db.cachedStatement(sql: "SELECT outcome FROM idempotency WHERE scope = ? AND key = ?"), arguments: [scope, key]).map { [UInt8]($0) }
     }

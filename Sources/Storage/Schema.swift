@@ -57,6 +57,12 @@ enum Schema {
                 CREATE INDEX idempotency_index ON idempotency (log_index);
                 """)
         }
+        migrator.registerMigration("v2") { db in
+            try db.execute(sql: """
+                CREATE TABLE cluster_members (
+                    id TEXT PRIMARY KEY, peer TEXT NOT NULL, api TEXT NOT NULL, voter INTEGER NOT NULL) WITHOUT ROWID;
+                """)
+        }
         return migrator
     }
 
@@ -65,5 +71,6 @@ enum Schema {
         ("meta", "key"), ("agents", "id"), ("sessions", "token_hash"), ("queues", "id"), ("rules", "id"),
         ("contacts", "id"), ("contact_identifiers", "channel, value"), ("conversations", "id"), ("messages", "id"),
         ("external_messages", "channel, external_id"), ("events", "log_index, seq"), ("idempotency", "scope, key"),
+        ("cluster_members", "id"),
     ]
 }

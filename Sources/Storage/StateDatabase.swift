@@ -146,3 +146,18 @@ extension StateDatabase {
         return try DatabaseQueue(path: path).read { db in try Self.appliedIndex(db) }
     }
 }
+
+extension StateDatabase {
+    /// Replaces the whole state with the copy at `path` (a snapshot a leader sent), through
+    /// SQLite's backup API inside the live pool: readers see the old state or the new one, never
+    /// a mix. Returns the applied index the copy holds. Observers are told everything changed.
+    @discardableResult
+    public func restore(from path: String) throws -> Int64 {
+        let source = try DatabaseQueue(path: path)
+        let index = try source.read { db in try Self.appliedIndex(db) }
+        try source.backup(to: pool)
+        try source.close()
+        for observer in commitObservers.withLock({ $0 }) { observer(.all) }
+        return index
+    }
+}

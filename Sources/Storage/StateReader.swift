@@ -18,6 +18,13 @@ public struct StateReader {
         try Int64.fetchOne(try db.cachedStatement(sql: "SELECT value FROM meta WHERE key = 'events_trimmed_before'")) ?? 0
     }
 
+    /// Every registered cluster member, by id.
+    public func clusterMembers() throws -> [ClusterMember] {
+        try Row.fetchAll(try db.cachedStatement(sql: "SELECT * FROM cluster_members ORDER BY id")).map { row in
+            ClusterMember(id: row["id"], peer: row["peer"], api: row["api"], voter: row["voter"])
+        }
+    }
+
     public func session(tokenHash: String) throws -> Session? { try store.session(tokenHash: tokenHash) }
 
     private func page<Item>(_ rows: [Row], limit: Int, key: (Item) -> String, map: (Row) -> Item) -> Page<Item> {

@@ -168,12 +168,12 @@ public enum RaftCodec {
         return Configuration(voters: voters, learners: learners)
     }
 
-    private static func writeBlob(_ bytes: [UInt8], to writer: inout ByteWriter) {
+    static func writeBlob(_ bytes: [UInt8], to writer: inout ByteWriter) {
         writer.write(UInt32(bytes.count))
         writer.writeRaw(bytes)
     }
 
-    private static func readBlob(_ reader: inout ByteReader) throws(WireError) -> [UInt8] {
+    static func readBlob(_ reader: inout ByteReader) throws(WireError) -> [UInt8] {
         let count = Int(try reader.readUInt32())
         guard count <= blobBytesMax else { throw .tooLarge(what: "raft payload", size: count, max: blobBytesMax) }
         return try reader.readBytes(count)

@@ -14,27 +14,41 @@ struct Switchboard: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "A high-availability contact-center node.",
         discussion: """
-            Start a node with its data under .switchboard/n1 and its API on 127.0.0.1:8081:
+            Start a local three-node cluster (cluster/local.toml), then stop it:
 
-              switchboard node
+              switchboard cluster up
+              switchboard cluster down
+
+            Or one node with its data under .switchboard/n1 and its API on 127.0.0.1:8081:
+
+              switchboard node --bootstrap
 
             The first start prints an admin token (only its hash is kept); pass it as
             `Authorization: Bearer <token>` to the admin endpoints.
             """,
-        subcommands: [NodeCommand.self, SimulateCommand.self])
+        subcommands: [NodeCommand.self, ClusterCommand.self, SimulateCommand.self])
 }
 
 struct NodeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "node",
-        abstract: "Run a node: the HTTP and WebSocket API over a durable command log and state.sqlite.",
+        abstract: "Run a cluster member: the HTTP and WebSocket API over a Raft log replicated into state.sqlite.",
         discussion: """
-            Every state change is a command appended to <data>/log/commands.log (fsynced, many per
-            fsync) and applied to <data>/state.sqlite. Stopping with SIGTERM or SIGINT finishes the
-            requests in flight and closes the log. After a crash the node replays the log.
+            Every state change is a command in the Raft log (<data>/raft.log, fsynced, many per
+            fsync), committed by a majority of voters and applied to <data>/state.sqlite on every
+            member. Any member takes any request: a follower forwards writes to the leader.
+
+            A new cluster:       switchboard node --id n1 --peer 127.0.0.1:7081 --secret S --bootstrap
+            Join it:             switchboard node --id n2 --api 127.0.0.1:8082 --peer 127.0.0.1:7082 --secret S --join 127.0.0.1:7081
+            One node, no peers:  switchboard node --bootstrap
+
+            Restart a member with the same command line: on a data directory that already belongs
+            to a cluster, --bootstrap and --join are ignored and the node rejoins as the member it
+            was. SIGTERM or SIGINT: a leader hands leadership to another voter, the API finishes
+            its requests in flight, then the node stops.
             """)
 
-    @Option(help: "This node's id, shown in X-Switchboard-Node and /v1/cluster.")
+    @Option(help: "This node's id (letters, digits, '-', '_', '.'), shown in X-Switchboard-Node and /v1/cluster.")
     var id = "n1"
 
     @Option(help: "Data directory (created if missing). Default: .switchboard/<id>.")
@@ -42,6 +56,18 @@ struct NodeCommand: AsyncParsableCommand {
 
     @Option(help: "host:port of the HTTP and WebSocket API.")
     var api = "127.0.0.1:8081"
+
+    @Option(help: "host:port the peer link (Raft and forwarded writes, TCP) listens on. Without it the node cannot have peers.")
+    var peer: String?
+
+    @Option(help: "The cluster secret (or SWITCHBOARD_SECRET); every member needs the same one. Required with --peer.")
+    var secret: String?
+
+    @Flag(help: "Start a new cluster with this node as its first voter (only on an empty data directory).")
+    var bootstrap = false
+
+    @Option(help: "Join the cluster through the member whose peer link listens at host:port (only on an empty data directory).")
+    var join: String?
 
     @Option(help: "Admin token (or SWITCHBOARD_ADMIN_TOKEN). If neither is set, one is generated on first start and printed once.")
     var adminToken: String?
@@ -52,6 +78,15 @@ struct NodeCommand: AsyncParsableCommand {
     @Option(help: "PBKDF2-SHA256 rounds for new password hashes.")
     var passwordRounds = PasswordHasher.productionRounds
 
+    @Option(help: "Raft tick in milliseconds: the leader sends heartbeats every tick.")
+    var tickMs = 25
+
+    @Option(help: "Ticks without a leader before a follower campaigns (randomized up to twice this).")
+    var electionTicks = 10
+
+    @Option(help: "Take a snapshot of state.sqlite and compact the log every this many applied entries.")
+    var snapshotEntries = 20_000
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel = "info"
 
@@ -59,6 +94,13 @@ struct NodeCommand: AsyncParsableCommand {
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical") }
         guard (1...10_000_000).contains(passwordRounds) else { throw ValidationError("--password-rounds must be 1...10000000") }
         _ = try HostPort(api, option: "--api")
+        if let peer { _ = try HostPort(peer, option: "--peer") }
+        if let join { _ = try HostPort(join, option: "--join") }
+        guard !(bootstrap && join != nil) else { throw ValidationError("--bootstrap starts a new cluster and --join enters an existing one: pass one of them") }
+        guard join == nil || peer != nil else { throw ValidationError("--join needs --peer: the other members reach this node there") }
+        guard (1...10_000).contains(tickMs) else { throw ValidationError("--tick-ms must be 1...10000") }
+        guard (2...1000).contains(electionTicks) else { throw ValidationError("--election-ticks must be 2...1000") }
+        guard snapshotEntries >= 100 else { throw ValidationError("--snapshot-entries must be at least 100") }
     }
 
     func run() async throws {
@@ -74,27 +116,46 @@ struct NodeCommand: AsyncParsableCommand {
         FileLimit.raise(logger: logger)
         let directory = data ?? ".switchboard/\(id)"
         let address = try HostPort(api, option: "--api")
-
-        // 1. Secrets: the admin token is known only by its hash.
         let environment = ProcessInfo.processInfo.environment
+
+        // 1. How this node enters a cluster. A directory that already holds one restarts it.
+        let existing = FileManager.default.fileExists(atPath: directory + "/raft-snapshot")
+        guard existing || bootstrap || join != nil else {
+            throw ValidationError(
+                "\(directory) holds no cluster yet: pass --bootstrap to start a new cluster, or --join <host:port> to join one through any member's peer address")
+        }
+
+        // 2. Secrets: the admin token is known only by its hash.
         let adminHash = try AdminToken.resolve(
             given: adminToken ?? environment["SWITCHBOARD_ADMIN_TOKEN"], dataDirectory: directory, logger: logger)
         var configuration = NodeConfiguration(id: id, dataDirectory: directory, adminTokenHash: adminHash)
         configuration.channelTokenHash = (channelToken ?? environment["SWITCHBOARD_CHANNEL_TOKEN"]).map(Secrets.tokenHash)
         configuration.passwordRounds = passwordRounds
         configuration.apiAddress = api
+        configuration.peerAddress = peer
+        configuration.secret = secret ?? environment["SWITCHBOARD_SECRET"]
+        configuration.start = join.map(ClusterStart.join) ?? .bootstrap
+        configuration.tickInterval = .milliseconds(tickMs)
+        configuration.raft.electionTicks = electionTicks
+        configuration.snapshotEntries = UInt64(snapshotEntries)
 
-        // 2. The node: opens the log and state.sqlite, replays what was not applied.
+        // 3. The node: opens the Raft log and state.sqlite, starts its loop, then its peer link.
         let node = try Node(configuration: configuration, logger: logger)
+        if let port = try await node.listen() {
+            logger.info("peer link listening", metadata: ["node.id": "\(id)", "peer.port": "\(port)"])
+        }
 
-        // 3. The API, then the service group. Services stop in reverse order: the API drains
-        //    its in-flight requests first, then the node closes its log.
+        // 4. The API, then the service group. Services stop in reverse order: the API drains
+        //    its in-flight requests first, then the node stops.
         let api = API(node: node, logger: logger)
         let application = api.application(host: address.host, port: address.port, metrics: APIMetrics(registry: registry))
         logger.info("api listening", metadata: ["node.id": "\(id)", "http.address": "\(address)"])
         let group = ServiceGroup(
             configuration: .init(
-                services: [.init(service: NodeService(node: node)), .init(service: application)],
+                services: [
+                    .init(service: NodeService(node: node), successTerminationBehavior: .gracefullyShutdownGroup),
+                    .init(service: application),
+                ],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
         try await group.run()

@@ -82,8 +82,14 @@ final class QuickstartTests: XCTestCase {
         try await testNode.application().test(.router) { client in
             let health = try await client.call(.get, "/healthz", token: nil)
             XCTAssertEqual(health.status, .ok)
-            let ready = try await client.call(.get, "/readyz", token: nil)
-            XCTAssertEqual(ready["ready"] as? Bool, true)
+            // A single member is ready once it has elected itself (its first election timeout).
+            var ready = try await client.call(.get, "/readyz", token: nil)
+            for _ in 0..<200 where ready.status != .ok {
+                XCTAssertEqual(ready.status, .serviceUnavailable, "before a leader is known /readyz says 503")
+                try await Task.sleep(for: .milliseconds(25))
+                ready = try await client.call(.get, "/readyz", token: nil)
+            }
+            XCTAssertEqual(ready["ready"] as? Bool, true, "\(ready.json)")
             XCTAssertEqual(ready.string("leader"), "n1")
             let cluster = try await client.call(.get, "/v1/cluster")
             XCTAssertEqual(cluster.string("self"), "n1")
@@ -91,7 +97,7 @@ final class QuickstartTests: XCTestCase {
             let forbidden = try await client.call(.get, "/v1/cluster", token: "wrong")
             XCTAssertEqual(forbidden.status, .unauthorized)
             let metrics = try await client.execute(uri: "/metrics", method: .get) { String(buffer: $0.body) }
-            for name in ["switchboard_http_requests_total", "switchboard_apply_lag_entries", "switchboard_log_bytes", "switchboard_websocket_sessions"] {
+            for name in ["switchboard_http_requests_total", "switchboard_apply_lag_entries", "switchboard_raft_term", "switchboard_raft_is_leader", "switchboard_websocket_sessions"] {
                 XCTAssertTrue(metrics.contains(name), "/metrics lacks \(name)")
             }
         }

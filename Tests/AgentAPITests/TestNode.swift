@@ -27,6 +27,14 @@ final class TestNode: @unchecked Sendable {
         api = API(node: node, logger: logger)
     }
 
+    /// Waits (up to 5 s) until the node has applied `index`: a single member elects itself
+    /// within its first election timeout.
+    func waitApplied(atLeast index: Int64) throws {
+        let deadline = Date().addingTimeInterval(5)
+        while node.appliedIndex < index, Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
+        XCTAssertGreaterThanOrEqual(node.appliedIndex, index, "the node did not apply index \(index) within 5 s")
+    }
+
     func close(removing: Bool = true) {
         node.shutdown()
         if removing { try? FileManager.default.removeItem(atPath: directory) }

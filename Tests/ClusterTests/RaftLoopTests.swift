@@ -85,6 +85,8 @@ final class RaftLoopTests: XCTestCase {
         ).encoded()
     }
 
+    var soon: Date { Date().addingTimeInterval(10) }
+
     func dump(_ member: Member) throws -> String {
         try StateDatabase(path: member.directory + "/state.sqlite").dump()
     }
@@ -100,18 +102,18 @@ final class RaftLoopTests: XCTestCase {
         try await waitUntil { leader(members) != nil }
         let first = try XCTUnwrap(leader(members), "a leader is elected over TCP")
         for number in 1...20 {
-            let applied = try await first.loop!.propose(queueCommand(number))
-            XCTAssertEqual(applied.outcome, .queue(id: "qu_\(number)"))
+            let applied = try await first.loop!.propose(queueCommand(number), deadline: soon)
+            XCTAssertEqual(applied?.outcome, .queue(id: "qu_\(number)"))
         }
         let follower = try XCTUnwrap(members.first { $0 !== first })
-        await XCTAssertThrowsErrorAsync(try await follower.loop!.propose(queueCommand(99)), "a follower refuses proposals (the API forwards them)")
-        try await follower.loop!.linearizableBarrier()
+        await XCTAssertThrowsErrorAsync(try await follower.loop!.propose(queueCommand(99), deadline: soon), "a follower refuses proposals (the API forwards them)")
+        try await follower.loop!.linearizableBarrier(deadline: soon)
         XCTAssertGreaterThanOrEqual(follower.loop!.status.appliedIndex, 21, "after a ReadIndex barrier the follower has applied every acknowledged write")
 
         // Stop a follower, write more, restart it from its directory: it catches up.
         follower.loop!.stop()
         follower.loop = nil
-        for number in 21...30 { _ = try await first.loop!.propose(queueCommand(number)) }
+        for number in 21...30 { _ = try await first.loop!.propose(queueCommand(number), deadline: soon) }
         try start(follower, all: members, seed: 42)
         let target = first.loop!.status.commitIndex
         try await waitUntil { members.allSatisfy { ($0.loop?.status.appliedIndex ?? 0) >= target } }

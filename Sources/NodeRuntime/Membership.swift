@@ -1,0 +1,289 @@
+import ContactCenter
+import Foundation
+import RaftCore
+import Wire
+
+/// Cluster life: requests members make of each other (forwarded to the leader when this node
+/// is not it), the leader carrying them out, and the view `/v1/cluster` shows.
+extension Node {
+    // MARK: Admin operations (any node)
+
+    /// Registers `id`'s addresses and adds it as a learner; it is promoted to voter once caught
+    /// up when `voter` is true.
+    public func addMember(id member: String, peer: String, api: String, voter: Bool) async throws {
+        try check(await serve(.addMember(id: member, peer: peer, api: api, voter: voter)))
+    }
+
+    public func removeMember(id member: String) async throws {
+        try check(await serve(.removeMember(id: member)))
+    }
+
+    /// Moves leadership to `to` (nil: the most caught-up voter) and returns once it moved.
+    public func transferLeadership(to target: String?) async throws {
+        try check(await serve(.transferLeadership(to: target)))
+    }
+
+    private func check(_ response: ClusterResponse) throws {
+        switch response {
+        case .done, .proposed: return
+        case .failed(.rejected, let message, _): throw NodeError.clusterRejected(message)
+        case .failed(.overloaded, let message, _): throw NodeError.overloaded(message)
+        case .failed(.noAnswer, let message, _): throw NodeError.unknownOutcome(message)
+        case .failed(.unavailable, let message, _): throw NodeError.noLeader(message)
+        }
+    }
+
+    /// Carries out `request` if this node leads, else passes it to the leader, waiting up to
+    /// `leaderWaitMax` for one to be known.
+    func serve(_ request: ClusterRequest) async -> ClusterResponse {
+        let leaderDeadline = Date().addingTimeInterval(configuration.leaderWaitMax.seconds)
+        while true {
+            let status = loop.status
+            if status.role == .leader { return await lead(request) }
+            if let leader = status.leader, leader != id, let address = peerAddress(of: leader) {
+                let response = await call(request, to: leader, address: address, timeout: configuration.writeWaitMax)
+                if case .failed(.unavailable, _, _) = response, Date() < leaderDeadline {
+                    try? await Task.sleep(for: .milliseconds(20))
+                    continue
+                }
+                return response
+            }
+            guard Date() < leaderDeadline else {
+                return .failed(.unavailable, message: "no leader known to \(id) within \(configuration.leaderWaitMax)", leader: nil)
+            }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
+    /// The leader's side of a request.
+    private func lead(_ request: ClusterRequest) async -> ClusterResponse {
+        let deadline = Date().addingTimeInterval(configuration.writeWaitMax.seconds)
+        do {
+            switch request {
+            case .propose(let command):
+                let position: (index: UInt64, term: UInt64) = try await withCheckedThrowingContinuation { continuation in
+                    loop.proposeForwarded(command) { continuation.resume(with: $0.mapError { $0 }) }
+                }
+                return .proposed(index: position.index, term: position.term)
+            case .addMember(let member, let peer, let api, let voter):
+                guard Self.validMemberId(member) else {
+                    return .failed(.rejected, message: "member id must be 1-64 letters, digits, '-', '_' or '.'; got '\(member)'", leader: nil)
+                }
+                guard (try? HostPort.parse(peer)) != nil, (try? HostPort.parse(api)) != nil else {
+                    return .failed(.rejected, message: "peer and api must be host:port", leader: nil)
+                }
+                let registration = ClusterMember(id: member, peer: peer, api: api, voter: voter)
+                if members[member] != registration {
+                    _ = try await propose(.setMember(registration), actor: .system)
+                    reloadBook()
+                }
+                if loop.status.configuration.members.contains(member) { return .done }
+                try await changeConfiguration(.addLearner(member), deadline: deadline)
+                logger.notice("added a member as a learner", metadata: ["member.id": "\(member)", "member.peer": "\(peer)", "member.voter": "\(voter)"])
+                return .done
+            case .removeMember(let member):
+                guard loop.status.configuration.members.contains(member) else {
+                    return .failed(.rejected, message: "\(member) is not a member", leader: nil)
+                }
+                try await changeConfiguration(.remove(member), deadline: deadline)
+                logger.notice("removed a member", metadata: ["member.id": "\(member)"])
+                return .done
+            case .transferLeadership(let requested):
+                let status = loop.status
+                let candidates = status.configuration.voters.subtracting([id])
+                guard let target = requested ?? candidates.max(by: { (status.matchIndexes[$0] ?? 0, $1) < (status.matchIndexes[$1] ?? 0, $0) })
+                else { return .failed(.rejected, message: "no other voter to take over", leader: nil) }
+                if target == id { return .done }
+                guard status.configuration.voters.contains(target) else {
+                    return .failed(.rejected, message: "\(target) is not a voter", leader: nil)
+                }
+                try await loop.transferLeadership(to: target)
+                while Date() < deadline {
+                    let now = loop.status
+                    if now.leader == target { return .done }
+                    if now.role != .leader, now.leader != nil, now.leader != id { return .done }
+                    try await Task.sleep(for: .milliseconds(10))
+                }
+                return .failed(.unavailable, message: "\(target) did not take over within \(configuration.writeWaitMax)", leader: id)
+            }
+        } catch let error as ReplicationError {
+            switch error {
+            case .raft(.notLeader(let leader)): return .failed(.unavailable, message: error.description, leader: leader)
+            case .raft(.unknownMember), .raft(.alreadyMember), .raft(.removingLastVoter), .raft(.learnerBehind):
+                return .failed(.rejected, message: error.description, leader: nil)
+            case .raft(.proposalQueueFull), .overloaded: return .failed(.overloaded, message: error.description, leader: nil)
+            case .timedOut, .outcomeForgotten: return .failed(.noAnswer, message: error.description, leader: nil)
+            default: return .failed(.unavailable, message: error.description, leader: nil)
+            }
+        } catch let error as NodeError {
+            return .failed(.unavailable, message: error.description, leader: nil)
+        } catch {
+            return .failed(.unavailable, message: "\(error)", leader: nil)
+        }
+    }
+
+    /// Proposes a membership change, waiting (until `deadline`) while another one is pending.
+    private func changeConfiguration(_ change: ConfigurationChange, deadline: Date) async throws {
+        while true {
+            do {
+                try await loop.changeConfiguration(change, deadline: deadline)
+                return
+            } catch ReplicationError.raft(.configurationChangePending), ReplicationError.raft(.noEntryCommittedInTerm) {
+                guard Date() < deadline else { throw ReplicationError.timedOut }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+        }
+    }
+
+    static func validMemberId(_ id: String) -> Bool {
+        (1...64).contains(id.utf8.count) && id.utf8.allSatisfy { byte in
+            (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A) || byte == 0x2D || byte == 0x5F || byte == 0x2E
+        }
+    }
+
+    // MARK: Housekeeping (NodeService calls it every `housekeepingInterval`)
+
+    /// One round of the node's own upkeep. Returns false when the node must stop (it was removed).
+    func housekeep(_ memory: inout HousekeepingMemory) async -> Bool {
+        let status = loop.status
+        if status.appliedIndex != memory.bookApplied {
+            reloadBook()
+            memory.bookApplied = status.appliedIndex
+        }
+        let isMember = status.configuration.members.contains(id)
+        if isMember { memory.wasMember = true }
+        if memory.wasMember, !isMember, !status.configuration.members.isEmpty {
+            logger.notice("this node was removed from the cluster; stopping", metadata: ["raft.configuration": "\(status.configuration)"])
+            return false
+        }
+        let now = Date()
+        // A member whose registered addresses are not its own (first start, or new flags).
+        if isMember, status.leader != nil, let peer = configuration.peerAddress ?? Optional("-"), let api = configuration.apiAddress,
+            now >= memory.nextRegistration
+        {
+            let registered = members[id]
+            let wanted = ClusterMember(id: id, peer: peer, api: api, voter: registered?.voter ?? status.configuration.voters.contains(id))
+            if registered != wanted {
+                memory.nextRegistration = now.addingTimeInterval(2)
+                _ = try? await propose(.setMember(wanted), actor: .system)
+            }
+        }
+        // A joining node asks until it is in the configuration.
+        if !isMember, !memory.wasMember, case .join(let address) = configuration.start, freshStart || status.lastIndex == 0,
+            let peer = configuration.peerAddress, now >= memory.nextJoin
+        {
+            memory.nextJoin = now.addingTimeInterval(1)
+            let response = await call(
+                .addMember(id: id, peer: peer, api: configuration.apiAddress ?? "", voter: true), to: "@" + address, address: address,
+                timeout: .seconds(5), verifyingIdentity: false)
+            switch response {
+            case .done: logger.info("joined the cluster as a learner; catching up", metadata: ["join.via": "\(address)"])
+            case .failed(let reason, let message, _):
+                logger.warning("join request failed; retrying", metadata: ["join.via": "\(address)", "join.reason": "\(reason)", "join.error": "\(message)"])
+            case .proposed: break
+            }
+        }
+        guard status.role == .leader else { return true }
+        // The leader promotes learners that are to vote once they have caught up.
+        for learner in status.configuration.learners where members[learner]?.voter ?? false {
+            let match = status.matchIndexes[learner] ?? 0
+            guard match > 0, match + configuration.raft.promotionLagMax >= status.lastIndex else { continue }
+            do {
+                try await loop.changeConfiguration(.promote(learner), deadline: now.addingTimeInterval(2))
+                logger.notice("promoted a learner to voter", metadata: ["member.id": "\(learner)", "raft.match_index": "\(match)"])
+            } catch {
+                logger.debug("promotion deferred", metadata: ["member.id": "\(learner)", "error": "\(error)"])
+            }
+        }
+        return true
+    }
+
+    /// Takes a snapshot when enough entries were applied since the last one.
+    func snapshotIfDue() async {
+        let status = loop.status
+        guard status.appliedIndex >= status.snapshotIndex + configuration.snapshotEntries else { return }
+        do {
+            _ = try await snapshots.take(from: state, loop: loop, logger: logger)
+        } catch {
+            logger.error("snapshot failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// On SIGTERM: a leader hands over to the most caught-up voter before it stops.
+    public func handOverLeadership() async {
+        guard loop.status.role == .leader, loop.status.configuration.voters.count > 1 else { return }
+        let response = await serve(.transferLeadership(to: nil))
+        logger.notice("handed over leadership before stopping", metadata: ["result": "\(response)", "raft.leader": "\(loop.status.leader ?? "none")"])
+    }
+
+    // MARK: The view
+
+    /// `GET /v1/cluster` from this node's view.
+    public func clusterView() -> ClusterView {
+        let status = loop.status
+        let book = members
+        let ids = status.configuration.members.union(book.keys).union([id]).sorted()
+        let nodes = ids.map { member -> ClusterView.Member in
+            let role: String =
+                if member == id {
+                    status.configuration.members.contains(id)
+                        ? (status.role == .leader ? "leader" : status.configuration.learners.contains(id) ? "learner" : status.role == .candidate || status.role == .preCandidate ? "candidate" : "follower")
+                        : "none"
+                } else if member == status.leader {
+                    "leader"
+                } else if status.configuration.voters.contains(member) {
+                    "follower"
+                } else if status.configuration.learners.contains(member) {
+                    "learner"
+                } else {
+                    "none"
+                }
+            let contact: Int64? =
+                member == id ? 0 : lastContact(member).map { ($0.duration(to: .now).components.seconds * 1000) + $0.duration(to: .now).components.attoseconds / 1_000_000_000_000_000 }
+            return ClusterView.Member(
+                id: member, api: book[member]?.api ?? (member == id ? configuration.apiAddress : nil),
+                peer: book[member]?.peer ?? (member == id ? configuration.peerAddress : nil), role: role,
+                voter: status.configuration.voters.contains(member), matchIndex: status.matchIndexes[member].map { Int64($0) },
+                appliedIndex: member == id ? Int64(status.appliedIndex) : nil, lastContactMs: contact)
+        }
+        return ClusterView(self: id, leader: status.leader, term: status.term, commitIndex: status.commitIndex, nodes: nodes)
+    }
+
+    /// Ready: a leader is known and this node applied everything it knows to be committed.
+    public var readiness: (ready: Bool, reason: String?) {
+        if let failure = failureReason { return (false, failure) }
+        let status = loop.status
+        guard let leader = status.leader else { return (false, "no leader known") }
+        guard status.appliedIndex >= status.commitIndex else {
+            return (false, "applying the log: \(status.appliedIndex) of \(status.commitIndex) (leader \(leader))")
+        }
+        return (true, nil)
+    }
+}
+
+/// What the housekeeping rounds remember between calls.
+struct HousekeepingMemory {
+    var bookApplied: UInt64 = .max
+    var wasMember = false
+    var nextRegistration = Date.distantPast
+    var nextJoin = Date.distantPast
+}
+
+public struct ClusterView: Sendable {
+    public struct Member: Sendable {
+        public var id: String
+        public var api: String?
+        public var peer: String?
+        public var role: String
+        public var voter: Bool
+        public var matchIndex: Int64?
+        public var appliedIndex: Int64?
+        public var lastContactMs: Int64?
+    }
+
+    public var `self`: String
+    public var leader: String?
+    public var term: UInt64
+    public var commitIndex: UInt64
+    public var nodes: [Member]
+}

@@ -1,0 +1,276 @@
+import ArgumentParser
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// `switchboard cluster`: runs a cluster described by a file (cluster/local.toml) as child
+/// processes on this machine, for development, demos and fault drills.
+struct ClusterCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cluster",
+        abstract: "Start, inspect, stop and break a local cluster described by a file (default cluster/local.toml).",
+        discussion: """
+            switchboard cluster up                 start every node (the first bootstraps, the others join)
+            switchboard cluster status             each node's process, readiness and Raft role
+            switchboard cluster kill n1            kill -9 one node (a crash)
+            switchboard cluster restart n1         stop it if running, start it again with its data
+            switchboard cluster down               SIGTERM every node (the leader hands over first)
+
+            Node data and logs live under <data>/<id>/ (data = .switchboard by default): state.sqlite,
+            raft.log, node.log, pid.
+            """,
+        subcommands: [Up.self, Status.self, Down.self, Kill.self, Restart.self])
+
+    struct Options: ParsableArguments {
+        @Argument(help: "The cluster file.")
+        var file = "cluster/local.toml"
+    }
+
+    struct Up: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Start every node not already running; wait for a leader and every member.")
+        @OptionGroup var options: Options
+        @Option(help: "Seconds to wait for the cluster to form.")
+        var timeout = 60.0
+
+        func run() async throws {
+            let cluster = try LocalCluster(file: options.file)
+            for node in cluster.nodes { try cluster.start(node) }
+            print("waiting for a leader and \(cluster.nodes.count) voters...")
+            let deadline = Date().addingTimeInterval(timeout)
+            var view: [String: Any] = [:]
+            while Date() < deadline {
+                if let current = await cluster.clusterView(), let nodes = current["nodes"] as? [[String: Any]] {
+                    view = current
+                    let voters = nodes.filter { (($0["raft"] as? [String: Any])?["voter"] as? Bool) ?? false }.count
+                    if current["leader"] is String, voters == cluster.nodes.count { break }
+                }
+                try await Task.sleep(for: .milliseconds(250))
+            }
+            guard let leader = view["leader"] as? String else {
+                throw ValidationError("no leader within \(Int(timeout)) s; see \(cluster.dataRoot)/<id>/node.log")
+            }
+            print("cluster is up; leader \(leader)")
+            for node in cluster.nodes { print("  \(node.id)  http://\(node.api)   peer \(node.peer)   log \(cluster.directory(node))/node.log") }
+            print("admin token: \(cluster.adminToken)")
+            print("try: curl -H 'Authorization: Bearer \(cluster.adminToken)' http://\(cluster.nodes[0].api)/v1/cluster")
+        }
+    }
+
+    struct Status: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show each node's process, readiness and Raft view.")
+        @OptionGroup var options: Options
+
+        func run() async throws {
+            let cluster = try LocalCluster(file: options.file)
+            for node in cluster.nodes {
+                let pid = cluster.runningPid(node)
+                let ready = await cluster.get("http://\(node.api)/readyz", admin: false)
+                let role = await cluster.get("http://\(node.api)/v1/cluster", admin: true).flatMap { view -> String? in
+                    guard let nodes = view["nodes"] as? [[String: Any]], let me = nodes.first(where: { $0["id"] as? String == node.id }) else { return nil }
+                    return (me["raft"] as? [String: Any])?["role"] as? String
+                }
+                let state = pid.map { "running (pid \($0))" } ?? "stopped"
+                let readiness = ready.map { ($0["ready"] as? Bool ?? false) ? "ready, applied \($0["appliedIndex"] ?? "?")" : "not ready" } ?? "no answer"
+                print("\(node.id)  \(state)  \(readiness)  role \(role ?? "-")  http://\(node.api)")
+            }
+        }
+    }
+
+    struct Down: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Stop every node with SIGTERM (SIGKILL after 10 s).")
+        @OptionGroup var options: Options
+
+        func run() async throws {
+            let cluster = try LocalCluster(file: options.file)
+            for node in cluster.nodes { await cluster.stop(node) }
+        }
+    }
+
+    struct Kill: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "kill -9 one node, as a crash would.")
+        @OptionGroup var options: Options
+        @Option(name: .customLong("node"), help: "The node's id.")
+        var nodeId: String
+
+        func run() async throws {
+            let cluster = try LocalCluster(file: options.file)
+            let node = try cluster.node(nodeId)
+            guard let pid = cluster.runningPid(node) else { throw ValidationError("\(node.id) is not running") }
+            kill(pid, SIGKILL)
+            print("killed \(node.id) (pid \(pid)) with SIGKILL")
+        }
+    }
+
+    struct Restart: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Stop one node if it runs, then start it again on its data.")
+        @OptionGroup var options: Options
+        @Option(name: .customLong("node"), help: "The node's id.")
+        var nodeId: String
+
+        func run() async throws {
+            let cluster = try LocalCluster(file: options.file)
+            let node = try cluster.node(nodeId)
+            await cluster.stop(node)
+            try cluster.start(node)
+        }
+    }
+}
+
+/// A cluster file and the processes it describes.
+struct LocalCluster {
+    struct Member {
+        var id: String
+        var api: String
+        var peer: String
+    }
+
+    var nodes: [Member] = []
+    var secret = ""
+    var adminToken = ""
+    var dataRoot = ".switchboard"
+
+    init(file: String) throws {
+        guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+            throw ValidationError("cannot read the cluster file \(file)")
+        }
+        let tables = try MiniTOML.parse(text, file: file)
+        for (name, values) in tables {
+            switch name {
+            case "cluster":
+                secret = values["secret"] ?? ""
+                adminToken = values["admin_token"] ?? ""
+                dataRoot = values["data"] ?? dataRoot
+            case "node":
+                guard let id = values["id"], let api = values["api"], let peer = values["peer"] else {
+                    throw ValidationError("\(file): every [[node]] needs id, api and peer")
+                }
+                nodes.append(Member(id: id, api: api, peer: peer))
+            case "balancer": break
+            default: throw ValidationError("\(file): unknown table [\(name)]")
+            }
+        }
+        guard !nodes.isEmpty else { throw ValidationError("\(file) describes no [[node]]") }
+        guard !secret.isEmpty, !adminToken.isEmpty else { throw ValidationError("\(file): [cluster] needs secret and admin_token") }
+        guard Set(nodes.map(\.id)).count == nodes.count else { throw ValidationError("\(file): node ids must be distinct") }
+    }
+
+    func node(_ id: String) throws -> Member {
+        guard let node = nodes.first(where: { $0.id == id }) else {
+            throw ValidationError("no node '\(id)' in the cluster file; nodes: \(nodes.map(\.id).joined(separator: ", "))")
+        }
+        return node
+    }
+
+    func directory(_ node: Member) -> String { dataRoot + "/" + node.id }
+
+    func runningPid(_ node: Member) -> pid_t? {
+        guard let text = try? String(contentsOfFile: directory(node) + "/pid", encoding: .utf8),
+            let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), kill(pid, 0) == 0
+        else { return nil }
+        // A recycled pid belongs to another program: check it is a switchboard node.
+        let command = (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? ""
+        return command.contains("switchboard") ? pid : nil
+    }
+
+    /// Starts `node` unless it runs: the first node of a fresh cluster bootstraps it, the
+    /// others join through the first.
+    func start(_ node: Member) throws {
+        if let pid = runningPid(node) {
+            print("\(node.id) already running (pid \(pid))")
+            return
+        }
+        let directory = directory(node)
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        var arguments = ["node", "--id", node.id, "--data", directory, "--api", node.api, "--peer", node.peer, "--admin-token", adminToken]
+        if !FileManager.default.fileExists(atPath: directory + "/raft-snapshot") {
+            arguments += node.id == nodes[0].id ? ["--bootstrap"] : ["--join", nodes[0].peer]
+        }
+        let logPath = directory + "/node.log"
+        if !FileManager.default.fileExists(atPath: logPath) { FileManager.default.createFile(atPath: logPath, contents: nil) }
+        guard let log = FileHandle(forWritingAtPath: logPath) else { throw ValidationError("cannot write \(logPath)") }
+        log.seekToEndOfFile()
+        let process = Process()
+        // Foundation starts the child in a process group of its own: Ctrl-C in this terminal
+        // does not reach the nodes.
+        process.executableURL = URL(fileURLWithPath: Self.executable)
+        process.arguments = arguments
+        var environment = ProcessInfo.processInfo.environment
+        environment["SWITCHBOARD_SECRET"] = secret
+        process.environment = environment
+        process.standardOutput = log
+        process.standardError = log
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        try "\(process.processIdentifier)\n".write(toFile: directory + "/pid", atomically: true, encoding: .utf8)
+        print("started \(node.id) (pid \(process.processIdentifier)): api http://\(node.api), peer \(node.peer)")
+    }
+
+    /// SIGTERM, then SIGKILL if it has not exited within 10 s.
+    func stop(_ node: Member) async {
+        guard let pid = runningPid(node) else { return }
+        kill(pid, SIGTERM)
+        let deadline = Date().addingTimeInterval(10)
+        while kill(pid, 0) == 0, Date() < deadline { try? await Task.sleep(for: .milliseconds(50)) }
+        if kill(pid, 0) == 0 {
+            kill(pid, SIGKILL)
+            print("\(node.id) did not stop within 10 s; killed it")
+        } else {
+            print("stopped \(node.id)")
+        }
+        try? FileManager.default.removeItem(atPath: directory(node) + "/pid")
+    }
+
+    /// This executable, so children run the same build.
+    static var executable: String {
+        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    }
+
+    func clusterView() async -> [String: Any]? {
+        for node in nodes {
+            if let view = await get("http://\(node.api)/v1/cluster", admin: true) { return view }
+        }
+        return nil
+    }
+
+    func get(_ url: String, admin: Bool) async -> [String: Any]? {
+        guard let url = URL(string: url) else { return nil }
+        var request = URLRequest(url: url, timeoutInterval: 2)
+        if admin { request.setValue("Bearer \(adminToken)", forHTTPHeaderField: "Authorization") }
+        guard let (data, _) = try? await URLSession.shared.data(for: request) else { return nil }
+        return (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
+    }
+}
+
+/// The part of TOML a cluster file uses: `[table]`, `[[array-table]]`, `key = "string"`,
+/// `key = number`, `key = true|false`, and `#` comments.
+enum MiniTOML {
+    static func parse(_ text: String, file: String) throws -> [(String, [String: String])] {
+        var tables: [(String, [String: String])] = []
+        for (number, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            var line = Substring(raw)
+            if let hash = line.firstIndex(of: "#"), !line[..<hash].contains("\"") || line[..<hash].filter({ $0 == "\"" }).count % 2 == 0 {
+                line = line[..<hash]
+            }
+            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            if trimmed.isEmpty { continue }
+            if trimmed.hasPrefix("[[") && trimmed.hasSuffix("]]") {
+                tables.append((String(trimmed.dropFirst(2).dropLast(2)).trimmingCharacters(in: .whitespaces), [:]))
+            } else if trimmed.hasPrefix("[") && trimmed.hasSuffix("]") {
+                tables.append((String(trimmed.dropFirst().dropLast()).trimmingCharacters(in: .whitespaces), [:]))
+            } else if let equals = trimmed.firstIndex(of: "=") {
+                guard !tables.isEmpty else { throw ValidationError("\(file):\(number + 1): a key outside any [table]") }
+                let key = trimmed[..<equals].trimmingCharacters(in: .whitespaces)
+                var value = trimmed[trimmed.index(after: equals)...].trimmingCharacters(in: .whitespaces)
+                if value.hasPrefix("\"") {
+                    guard value.count >= 2, value.hasSuffix("\"") else { throw ValidationError("\(file):\(number + 1): unterminated string") }
+                    value = String(value.dropFirst().dropLast())
+                }
+                tables[tables.count - 1].1[key] = value
+            } else {
+                throw ValidationError("\(file):\(number + 1): expected [table], [[table]] or key = value, got '\(trimmed)'")
+            }
+        }
+        return tables
+    }
+}
