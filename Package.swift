@@ -93,7 +93,10 @@ let package = Package(
         .testTarget(name: "RaftCoreTests", dependencies: ["RaftCore", "ClusterTestKit", "Wire"]),
         .testTarget(
             name: "ClusterTests",
-            dependencies: ["NodeRuntime", "PeerLink", "RaftCore", "Storage", "Wire", "ContactCenter"]),
+            dependencies: [
+                "NodeRuntime", "PeerLink", "RaftCore", "Storage", "Wire", "ContactCenter",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ]),
         .testTarget(
             name: "PeerLinkTests",
             dependencies: ["PeerLink", "RaftCore", "Wire", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]),

@@ -175,7 +175,7 @@ extension Node {
             memory.nextJoin = now.addingTimeInterval(1)
             let response = await call(
                 .addMember(id: id, peer: peer, api: configuration.apiAddress ?? "", voter: true), to: "@" + address, address: address,
-                timeout: .seconds(5), verifyingIdentity: false)
+                timeout: .seconds(2), verifyingIdentity: false)
             switch response {
             case .done: logger.info("joined the cluster as a learner; catching up", metadata: ["join.via": "\(address)"])
             case .failed(let reason, let message, _):

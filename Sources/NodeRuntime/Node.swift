@@ -234,7 +234,7 @@ public final class Node: Sendable {
                 }
             } else if let leader = status.leader, let address = peerAddress(of: leader) {
                 counters.withLock { $0.forwardedWrites += 1 }
-                let response = await call(.propose(bytes), to: leader, address: address, timeout: configuration.writeWaitMax)
+                let response = await call(.propose(bytes), to: leader, address: address, timeout: configuration.writeWaitMax, whileLeading: true)
                 switch response {
                 case .proposed(let index, let term):
                     do {
@@ -367,11 +367,15 @@ public final class Node: Sendable {
     }
 
     /// Asks `member` (at `address`) to carry out `request`.
-    func call(_ request: ClusterRequest, to member: String, address: String, timeout: Duration, verifyingIdentity: Bool = true) async -> ClusterResponse {
+    /// With `whileLeading`, the wait ends early when this node learns `member` no longer leads.
+    func call(_ request: ClusterRequest, to member: String, address: String, timeout: Duration, verifyingIdentity: Bool = true,
+              whileLeading: Bool = false) async -> ClusterResponse {
         guard let from = configuration.peerAddress else {
             return .failed(.unavailable, message: "this node has no peer link", leader: nil)
         }
-        return await calls.call(timeout: timeout) { [self] requestId in
+        let loop = self.loop
+        let abandon: @Sendable () -> Bool = { whileLeading && loop.status.leader != member }
+        return await calls.call(timeout: timeout, abandon: abandon) { [self] requestId in
             send(.request(id: requestId, from: from, request), to: member, address: address, verifyingIdentity: verifyingIdentity)
         }
     }

@@ -15,8 +15,9 @@ final class PeerCalls: Sendable {
     private let state = Mutex(State())
 
     /// Sends a request with a fresh id through `send` (false: it could not be sent) and returns
-    /// the answer, or `.failed(.noAnswer)` after `timeout`.
-    func call(timeout: Duration, send: @escaping @Sendable (UInt64) -> Bool) async -> ClusterResponse {
+    /// the answer, or `.failed(.noAnswer)` after `timeout` or as soon as `abandon` (polled every
+    /// 10 ms) says the answer is not worth waiting for (the member asked is no longer the leader).
+    func call(timeout: Duration, abandon: @escaping @Sendable () -> Bool = { false }, send: @escaping @Sendable (UInt64) -> Bool) async -> ClusterResponse {
         await withCheckedContinuation { continuation in
             let id: UInt64? = state.withLock { state in
                 guard state.pending.count < Self.callsMax else { return nil }
@@ -33,11 +34,21 @@ final class PeerCalls: Sendable {
                 return
             }
             Task {
-                try? await Task.sleep(for: timeout)
+                let deadline = ContinuousClock.now + timeout
+                while ContinuousClock.now < deadline {
+                    try? await Task.sleep(for: .milliseconds(10))
+                    if !self.isPending(id) { return }
+                    if abandon() {
+                        self.complete(id, .failed(.noAnswer, message: "the member asked stopped leading before it answered", leader: nil))
+                        return
+                    }
+                }
                 self.complete(id, .failed(.noAnswer, message: "no answer within \(timeout)", leader: nil))
             }
         }
     }
+
+    private func isPending(_ id: UInt64) -> Bool { state.withLock { $0.pending[id] != nil } }
 
     /// Delivers an answer; answers to unknown (finished or timed-out) calls are ignored.
     func complete(_ id: UInt64, _ response: ClusterResponse) {

@@ -1,0 +1,219 @@
+import ContactCenter
+import Foundation
+import GRDB
+import Storage
+import XCTest
+
+/// Three (or four) real `switchboard node` processes on loopback, real fsync, real SQLite,
+/// real `kill -9`, `SIGSTOP` and restarts.
+final class ClusterProcessTests: XCTestCase {
+    static func inbound(_ cluster: ProcessCluster, via node: String, externalId: String, text: String = "hello") async throws -> ProcessCluster.Reply {
+        try await cluster.request(
+            node, "POST", "/v1/channels/sms/messages", body: #"{"from":"customer-\#(externalId)","text":"\#(text)","externalId":"\#(externalId)"}"#,
+            timeout: 8)
+    }
+
+    /// Six writers, each starting on its own node; writes to a node in `down` are not tried.
+    static func write(_ cluster: ProcessCluster, acknowledged: Acknowledged, down: Acknowledged, while writing: ManagedAtomicFlag) async {
+        await withTaskGroup(of: Void.self) { group in
+            for writer in 0..<6 {
+                group.addTask {
+                    var n = 0
+                    while writing.isSet {
+                        let nodes = cluster.members.map(\.id).filter { !down.all.contains($0) }
+                        let node = nodes[(writer + n) % nodes.count]
+                        let externalId = "w\(writer)-\(n)"
+                        n += 1
+                        if let reply = try? await Self.inbound(cluster, via: node, externalId: externalId), reply.status == 202 {
+                            acknowledged.insert(externalId)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every node's `state.sqlite`, read after the processes stopped.
+    func states(_ cluster: ProcessCluster) throws -> [String: StateDatabase] {
+        try Dictionary(uniqueKeysWithValues: cluster.members.map { ($0.id, try StateDatabase(path: $0.directory + "/state.sqlite")) })
+    }
+
+    func dataDump(_ state: StateDatabase) throws -> Substring {
+        let dump = try state.dump()
+        return dump[dump.range(of: "## agents")!.lowerBound...]
+    }
+
+    func testKillNineOfTheLeaderLosesNoAcknowledgedWriteAndTheOldLeaderCatchesUp() async throws {
+        let cluster = ProcessCluster()
+        defer { cluster.tearDown() }
+        for id in ["n1", "n2", "n3"] { cluster.describe(id) }
+        try await cluster.startAll()
+        let oldLeader = try unwrap(await cluster.leader(asking: "n1"))
+        let survivors = cluster.members.map(\.id).filter { $0 != oldLeader }
+
+        let acknowledged = Acknowledged()
+        let down = Acknowledged()
+        let writing = ManagedAtomicFlag()
+        // Six writers, each through its own node; writes to a dead node fail and are not counted.
+        let writers = Task.detached { await ClusterProcessTests.write(cluster, acknowledged: acknowledged, down: down, while: writing) }
+        try await Task.sleep(for: .seconds(2))
+        let beforeKill = acknowledged.count
+        down.insert(oldLeader)
+        let killedAt = ContinuousClock.now
+        cluster.kill9(oldLeader)
+        try await cluster.waitUntil("a new leader among \(survivors)", seconds: 10) {
+            guard let leader = await cluster.leader(asking: survivors[0]) else { return false }
+            return leader != oldLeader
+        }
+        let electedIn = ContinuousClock.now - killedAt
+        try await Task.sleep(for: .seconds(2))
+        let duringOutage = acknowledged.count - beforeKill
+        XCTAssertGreaterThan(duringOutage, 0, "writes continue through the survivors")
+
+        try cluster.start(oldLeader)
+        try await Task.sleep(for: .seconds(1))
+        writing.clear()
+        await writers.value
+        try await cluster.waitUntil("the three nodes at one applied index", seconds: 30) {
+            var indexes: [Int] = []
+            for member in cluster.members { if let index = await cluster.appliedIndex(member.id) { indexes.append(index) } }
+            return indexes.count == 3 && Set(indexes).count == 1
+        }
+        cluster.stopAll()
+
+        let ids = acknowledged.all
+        for (id, state) in try states(cluster) {
+            let missing = try await state.read { reader in try ids.filter { try reader.store.externalMessage(channel: .sms, externalId: $0) == nil } }
+            XCTAssertEqual(missing.count, 0, "\(id) lacks \(missing.count) of \(ids.count) acknowledged messages, e.g. \(missing.prefix(3))")
+            let (messages, external) = try await state.pool.read { db in
+                (try Int.fetchOne(db, sql: "SELECT count(*) FROM messages") ?? 0, try Int.fetchOne(db, sql: "SELECT count(*) FROM external_messages") ?? 0)
+            }
+            XCTAssertEqual(messages, external, "\(id): every message stored exactly once")
+            XCTAssertGreaterThanOrEqual(external, ids.count, "\(id): at least the acknowledged messages")
+        }
+        let dumps = try states(cluster).mapValues(dataDump)
+        XCTAssertEqual(Set(dumps.values).count, 1, "all three nodes hold the same state")
+        print("failover: new leader elected \(electedIn) after kill -9; acknowledged \(ids.count) writes (\(duringOutage) after the kill)")
+    }
+
+    func testDefaultReadsOnAnotherNodeSeeAcknowledgedWritesAcrossLeaderChangesAndAPausedLeader() async throws {
+        let cluster = ProcessCluster()
+        defer { cluster.tearDown() }
+        for id in ["n1", "n2", "n3"] { cluster.describe(id) }
+        try await cluster.startAll()
+        let nodes = cluster.members.map(\.id)
+
+        func writeThenRead(_ writer: String, _ reader: String, _ tag: String) async throws {
+            // A write that meets a leader change gets 503 and is retried, as clients do; the
+            // external id makes the retry safe.
+            var write = try await Self.inbound(cluster, via: writer, externalId: tag)
+            for _ in 0..<20 where write.status == 503 {
+                try await Task.sleep(for: .milliseconds(100))
+                write = try await Self.inbound(cluster, via: writer, externalId: tag)
+            }
+            XCTAssertEqual(write.status, 202, "\(tag): write through \(writer): \(write.json)")
+            let conversation = try XCTUnwrap(write.json["conversationId"] as? String)
+            let read = try await cluster.request(reader, "GET", "/v1/conversations/\(conversation)")
+            XCTAssertEqual(read.status, 200, "\(tag): a default read on \(reader) right after the write acknowledged by \(writer) must see it: \(read.json)")
+        }
+
+        for round in 0..<30 { try await writeThenRead(nodes[round % 3], nodes[(round + 1) % 3], "steady-\(round)") }
+
+        // Right after a leadership transfer.
+        let first = try unwrap(await cluster.leader(asking: "n1"))
+        let target = nodes.first { $0 != first }!
+        let moved = try await cluster.request(target, "POST", "/v1/cluster/leader", body: #"{"to":"\#(target)"}"#)
+        XCTAssertEqual(moved.status, 200, "transfer: \(moved.json)")
+        for round in 0..<10 { try await writeThenRead(nodes[(round + 2) % 3], nodes[round % 3], "transfer-\(round)") }
+
+        // While the leader is paused: the others elect a leader and serve.
+        let paused = try unwrap(await cluster.leader(asking: "n1"))
+        let others = nodes.filter { $0 != paused }
+        cluster.pause(paused)
+        for round in 0..<10 { try await writeThenRead(others[round % 2], others[(round + 1) % 2], "paused-\(round)") }
+        // The paused node wakes up still believing it leads: its default read must not be stale.
+        var last = try await Self.inbound(cluster, via: others[0], externalId: "after-pause")
+        for _ in 0..<20 where last.status == 503 { last = try await Self.inbound(cluster, via: others[0], externalId: "after-pause") }
+        let conversation = try XCTUnwrap(last.json["conversationId"] as? String)
+        cluster.resume(paused)
+        let read = try await cluster.request(paused, "GET", "/v1/conversations/\(conversation)")
+        XCTAssertEqual(read.status, 200, "the old leader, resumed, must not serve a stale default read: \(read.json)")
+    }
+
+    func testANewNodeJoinsA50000ConversationClusterFromASnapshot() async throws {
+        let cluster = ProcessCluster(extraArguments: ["--snapshot-entries", "5000"])
+        defer { cluster.tearDown() }
+        for id in ["n1", "n2", "n3"] { cluster.describe(id) }
+        try await cluster.startAll()
+        let conversations = 50_000
+        let started = Date()
+        let acknowledged = Acknowledged()
+        await withTaskGroup(of: Void.self) { group in
+            for writer in 0..<48 {
+                group.addTask {
+                    var n = writer
+                    while n < conversations {
+                        let node = ["n1", "n2", "n3"][n % 3]
+                        for _ in 0..<5 {
+                            if let reply = try? await Self.inbound(cluster, via: node, externalId: "c\(n)"), reply.status == 202 {
+                                acknowledged.insert("c\(n)")
+                                break
+                            }
+                        }
+                        n += 48
+                    }
+                }
+            }
+        }
+        let loaded = Date().timeIntervalSince(started)
+        let leader = try unwrap(await cluster.leader(asking: "n1"))
+        let target = try unwrap(await cluster.appliedIndex(leader))
+
+        cluster.describe("n4")
+        let joinedAt = Date()
+        try cluster.start("n4")
+        try await cluster.waitUntil("n4 is a voter", seconds: 60) { await cluster.voters(asking: leader).contains("n4") }
+        try await cluster.waitUntil("n4 applied index \(target)", seconds: 60) { (await cluster.appliedIndex("n4") ?? 0) >= target }
+        let caughtUp = Date().timeIntervalSince(joinedAt)
+        XCTAssertTrue(cluster.log("n4").contains("restored state.sqlite from a snapshot"), "n4 caught up from a snapshot, not by replaying the log")
+        let count = try await cluster.request("n4", "GET", "/v1/conversations?limit=1&consistency=local")
+        XCTAssertEqual(count.status, 200)
+        cluster.stopAll()
+        var counts: [String: Int] = [:]
+        for id in [leader, "n4"] {
+            counts[id] = try await StateDatabase(path: cluster.member(id).directory + "/state.sqlite").pool.read { db in
+                try Int.fetchOne(db, sql: "SELECT count(*) FROM conversations") ?? 0
+            }
+        }
+        XCTAssertGreaterThanOrEqual(acknowledged.count, conversations * 99 / 100, "the load was mostly acknowledged")
+        XCTAssertGreaterThanOrEqual(counts["n4"] ?? 0, acknowledged.count, "n4 holds every acknowledged conversation")
+        XCTAssertEqual(counts["n4"], counts[leader], "n4 holds what the leader holds")
+        print("join: loaded \(conversations) conversations in \(Int(loaded)) s; n4 caught up in \(String(format: "%.1f", caughtUp)) s")
+    }
+
+    func testANodeWithoutTheSecretIsRefused() async throws {
+        let cluster = ProcessCluster()
+        defer { cluster.tearDown() }
+        for id in ["n1", "n2"] { cluster.describe(id) }
+        try await cluster.startAll()
+        cluster.describe("intruder")
+        try cluster.start("intruder", secret: "not the cluster secret")
+        try await cluster.waitUntil("the intruder logs its failed join", seconds: 15) { cluster.log("intruder").contains("join request failed") }
+        let view = try await cluster.request("n1", "GET", "/v1/cluster")
+        let ids = (view.json["nodes"] as? [[String: Any]] ?? []).compactMap { $0["id"] as? String }
+        XCTAssertEqual(ids.sorted(), ["n1", "n2"], "a node without the secret is not added")
+    }
+}
+
+func unwrap<T>(_ value: T?, file: StaticString = #filePath, line: UInt = #line) throws -> T {
+    try XCTUnwrap(value, file: file, line: line)
+}
+
+/// A flag writers poll.
+final class ManagedAtomicFlag: @unchecked Sendable {
+    // @unchecked: guarded by `lock`.
+    private let lock = NSLock()
+    private var value = true
+    var isSet: Bool { lock.withLock { value } }
+    func clear() { lock.withLock { value = false } }
+}

@@ -1,0 +1,188 @@
+import Foundation
+import XCTest
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// Real `switchboard node` processes on loopback: the first bootstraps, the others join. Each
+/// node has its own data directory and log; `kill9`, `pause` and `restart` act on the process.
+final class ProcessCluster: @unchecked Sendable {
+    // @unchecked: used from one test at a time; `processes` is guarded by `lock`.
+    struct Member {
+        var id: String
+        var api: String
+        var peer: String
+        var directory: String
+    }
+
+    static let adminToken = "cluster-test-admin"
+    static let secret = "cluster-test-secret"
+    let root: String
+    private(set) var members: [Member] = []
+    private var processes: [String: Process] = [:]
+    private let lock = NSLock()
+    let extraArguments: [String]
+
+    init(extraArguments: [String] = []) {
+        root = NSTemporaryDirectory() + "switchboard-cluster-" + UUID().uuidString
+        try? FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        self.extraArguments = extraArguments
+    }
+
+    static var binary: String? {
+        // On Linux the test bundle's URL is the build products directory, which holds the executable.
+        let products = Bundle(for: ProcessCluster.self).bundleURL
+        return [products, products.deletingLastPathComponent()].map { $0.appendingPathComponent("switchboard").path }
+            .first { FileManager.default.isExecutableFile(atPath: $0) }
+    }
+
+    /// Adds a member description with free ports on 127.0.0.1.
+    @discardableResult
+    func describe(_ id: String) -> Member {
+        let member = Member(id: id, api: "127.0.0.1:\(Self.freePort())", peer: "127.0.0.1:\(Self.freePort())", directory: root + "/" + id)
+        members.append(member)
+        return member
+    }
+
+    func member(_ id: String) -> Member { members.first { $0.id == id }! }
+
+    /// Starts `id`: bootstrap if it is the first member and its directory is new, join through
+    /// the first member otherwise.
+    func start(_ id: String, secret: String = ProcessCluster.secret) throws {
+        guard let binary = Self.binary else { throw XCTSkip("the switchboard executable is not built beside the tests") }
+        let member = member(id)
+        var arguments = [
+            "node", "--id", id, "--data", member.directory, "--api", member.api, "--peer", member.peer, "--admin-token", Self.adminToken,
+            "--password-rounds", "1000", "--log-level", "info",
+        ] + extraArguments
+        if !FileManager.default.fileExists(atPath: member.directory + "/raft-snapshot") {
+            arguments += id == members[0].id ? ["--bootstrap"] : ["--join", members[0].peer]
+        }
+        try FileManager.default.createDirectory(atPath: member.directory, withIntermediateDirectories: true)
+        let logPath = member.directory + "/node.log"
+        if !FileManager.default.fileExists(atPath: logPath) { FileManager.default.createFile(atPath: logPath, contents: nil) }
+        let log = FileHandle(forWritingAtPath: logPath)!
+        log.seekToEndOfFile()
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(["SWITCHBOARD_SECRET": secret]) { $1 }
+        process.standardOutput = log
+        process.standardError = log
+        try process.run()
+        lock.withLock { processes[id] = process }
+    }
+
+    func pid(_ id: String) -> pid_t? { lock.withLock { processes[id].map(\.processIdentifier) } }
+
+    func kill9(_ id: String) {
+        guard let process = lock.withLock({ processes.removeValue(forKey: id) }) else { return }
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
+    func pause(_ id: String) { if let pid = pid(id) { kill(pid, SIGSTOP) } }
+    func resume(_ id: String) { if let pid = pid(id) { kill(pid, SIGCONT) } }
+
+    /// SIGTERM and wait for a clean exit.
+    func stop(_ id: String) {
+        guard let process = lock.withLock({ processes.removeValue(forKey: id) }) else { return }
+        kill(process.processIdentifier, SIGCONT)
+        process.terminate()
+        process.waitUntilExit()
+    }
+
+    func stopAll() { for member in members { stop(member.id) } }
+
+    func tearDown() {
+        for member in members { kill9(member.id) }
+        try? FileManager.default.removeItem(atPath: root)
+    }
+
+    func log(_ id: String) -> String { (try? String(contentsOfFile: member(id).directory + "/node.log", encoding: .utf8)) ?? "" }
+
+    // MARK: HTTP
+
+    struct Reply {
+        var status: Int
+        var json: [String: Any]
+        var headers: [AnyHashable: Any]
+    }
+
+    func request(_ id: String, _ method: String, _ path: String, body: String? = nil, token: String? = ProcessCluster.adminToken,
+                 headers: [String: String] = [:], timeout: TimeInterval = 10) async throws -> Reply {
+        var request = URLRequest(url: URL(string: "http://\(member(id).api)\(path)")!)
+        request.httpMethod = method
+        request.timeoutInterval = timeout
+        if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
+        if let body {
+            request.httpBody = Data(body.utf8)
+            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        }
+        for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
+        let (data, response) = try await URLSession.shared.data(for: request)
+        let http = response as? HTTPURLResponse
+        return Reply(
+            status: http?.statusCode ?? 0, json: ((try? JSONSerialization.jsonObject(with: data)) as? [String: Any]) ?? [:],
+            headers: http?.allHeaderFields ?? [:])
+    }
+
+    /// The leader according to `id`'s `/v1/cluster`, if it answers.
+    func leader(asking id: String) async -> String? {
+        guard let reply = try? await request(id, "GET", "/v1/cluster", timeout: 1) else { return nil }
+        return reply.json["leader"] as? String
+    }
+
+    func voters(asking id: String) async -> [String] {
+        guard let reply = try? await request(id, "GET", "/v1/cluster", timeout: 1), let nodes = reply.json["nodes"] as? [[String: Any]] else { return [] }
+        return nodes.filter { (($0["raft"] as? [String: Any])?["voter"] as? Bool) ?? false }.compactMap { $0["id"] as? String }
+    }
+
+    func appliedIndex(_ id: String) async -> Int? {
+        guard let reply = try? await request(id, "GET", "/readyz", token: nil, timeout: 1) else { return nil }
+        return reply.json["appliedIndex"] as? Int
+    }
+
+    /// Waits until `condition` holds, polling every 25 ms; fails the test after `seconds`.
+    func waitUntil(_ what: String, seconds: Double = 30, file: StaticString = #filePath, line: UInt = #line,
+                   _ condition: () async -> Bool) async throws {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if await condition() { return }
+            try await Task.sleep(for: .milliseconds(25))
+        }
+        XCTFail("timed out after \(seconds) s waiting for: \(what)", file: file, line: line)
+        throw CancellationError()
+    }
+
+    /// Starts every described member and waits until all are voters with a leader.
+    func startAll() async throws {
+        try start(members[0].id)
+        try await waitUntil("\(members[0].id) leads") { await leader(asking: members[0].id) == members[0].id }
+        for member in members.dropFirst() { try start(member.id) }
+        try await waitUntil("\(members.count) voters") { await voters(asking: members[0].id).count == members.count }
+    }
+
+    static func freePort() -> Int {
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(descriptor) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, length) } }
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(descriptor, $0, &length) } }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+}
+
+/// Thread-safe set of acknowledged ids.
+final class Acknowledged: @unchecked Sendable {
+    // @unchecked: guarded by `lock`.
+    private let lock = NSLock()
+    private var ids: Set<String> = []
+    func insert(_ id: String) { _ = lock.withLock { ids.insert(id) } }
+    var count: Int { lock.withLock { ids.count } }
+    var all: Set<String> { lock.withLock { ids } }
+}
