@@ -30,6 +30,9 @@ extension API {
                 return
             }
             defer { subscription.close() }
+            // While the socket is open this node renews the agent's presence lease.
+            if let agentId = principal.agent?.id { node.agentConnected(agentId) }
+            defer { if let agentId = principal.agent?.id { node.agentDisconnected(agentId) } }
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
                     for try await message in inbound.messages(maxSize: API.inboundMessageBytesMax) {

@@ -165,6 +165,14 @@ struct ApplyContext<Store: StateStore> {
             guard actor == .system || actor == .admin else { throw DomainError(.forbidden, "forbidden", "only the node trims events") }
             try store.trimEvents(before: beforeIndex)
             return .done
+        case .renewLeases(let agentIds, let until):
+            guard actor == .system else { throw DomainError(.forbidden, "forbidden", "only nodes renew presence leases") }
+            for agentId in agentIds where try store.agent(id: agentId) != nil { try store.renewLease(agentId: agentId, until: until) }
+            return .done
+        case .expireLeases(let agentIds):
+            guard actor == .system else { throw DomainError(.forbidden, "forbidden", "only the leader expires presence leases") }
+            for agentId in agentIds.sorted() { try expireLease(agentId: agentId) }
+            return .done
         case .setMember(let member):
             guard actor == .system || actor == .admin else { throw DomainError(.forbidden, "forbidden", "only nodes register members") }
             try store.put(member)

@@ -49,6 +49,12 @@ public enum Command: Sendable, Equatable {
     /// Records a cluster member's addresses (and whether it should vote once caught up), so
     /// every node, and every snapshot, knows where each member listens.
     case setMember(ClusterMember)
+    /// The node holding these agents' event WebSockets extends their presence leases to `until`.
+    case renewLeases(agentIds: [String], until: Timestamp)
+    /// The leader's timer: these agents' leases ran out (nobody renewed them: their node died
+    /// and they did not reconnect elsewhere). Apply checks each lease against the command's time
+    /// again, sets the agent offline and re-queues its conversations.
+    case expireLeases(agentIds: [String])
 }
 
 /// What travels in a log entry: the command, who asked, when, and the optional idempotency key.
@@ -170,6 +176,12 @@ extension Command {
         case .trimEvents(let beforeIndex):
             writer.write(UInt8(15))
             writer.write(beforeIndex)
+        case .renewLeases(let agentIds, let until):
+            writer.write(UInt8(17))
+            writer.write(agentIds); writer.write(until.milliseconds)
+        case .expireLeases(let agentIds):
+            writer.write(UInt8(18))
+            writer.write(agentIds)
         case .setMember(let member):
             writer.write(UInt8(16))
             writer.write(member.id); writer.write(member.peer); writer.write(member.api); writer.write(member.voter)
@@ -240,6 +252,10 @@ extension Command {
             return .reopen(conversationId: try reader.readString())
         case 15:
             return .trimEvents(beforeIndex: try reader.readInt64())
+        case 17:
+            return .renewLeases(agentIds: try reader.readStrings(), until: Timestamp(milliseconds: try reader.readInt64()))
+        case 18:
+            return .expireLeases(agentIds: try reader.readStrings())
         case 16:
             return .setMember(ClusterMember(id: try reader.readString(), peer: try reader.readString(), api: try reader.readString(), voter: try reader.readBool()))
         case let tag:

@@ -60,6 +60,27 @@ extension ApplyContext {
         emitAgentUpdated(agent)
     }
 
+    /// The agent's presence lease ran out as of the command's time: offline, and its assigned
+    /// conversations back in their queues (routed at once to another agent if one can take
+    /// them). A lease renewed since the leader decided is left alone.
+    mutating func expireLease(agentId: String) throws {
+        guard let until = try store.lease(agentId: agentId), until < at else { return }
+        try store.deleteLease(agentId: agentId)
+        guard var agent = try store.agent(id: agentId) else { return }
+        if agent.status != .offline {
+            agent.status = .offline
+            agent.version += 1
+            agent.updatedAt = at
+            try store.update(agent)
+            emitAgentUpdated(agent)
+        }
+        for var conversation in try store.assignedConversations(agentId: agentId) {
+            try release(agentId: agentId)
+            let queue = try conversation.queueId.flatMap(store.queue(id:))
+            try enqueue(&conversation, in: queue)
+        }
+    }
+
     /// While the agent is available with free capacity, gives it the next waiting conversation
     /// among the queues it has the skills for.
     mutating func fill(agentId: String) throws {

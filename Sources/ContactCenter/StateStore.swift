@@ -53,6 +53,12 @@ public protocol StateStore {
     func trimEvents(before index: Int64) throws
     /// Inserts or replaces a cluster member's addresses.
     func put(_ member: ClusterMember) throws
+    /// Presence leases: renewed while an agent's event WebSocket is open somewhere.
+    func renewLease(agentId: String, until: Timestamp) throws
+    func lease(agentId: String) throws -> Timestamp?
+    func deleteLease(agentId: String) throws
+    /// The agent's assigned (open) conversations, by id.
+    func assignedConversations(agentId: String) throws -> [Conversation]
 
     func idempotentOutcome(scope: String, key: String) throws -> [UInt8]?
     func saveIdempotentOutcome(scope: String, key: String, index: Int64, outcome: [UInt8]) throws

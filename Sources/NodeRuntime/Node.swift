@@ -47,6 +47,11 @@ public struct NodeConfiguration: Sendable {
     /// `raft.electionTicks` to twice that.
     public var tickInterval: Duration = .milliseconds(25)
     public var raft = RaftSettings()
+    /// An agent's presence lease: renewed every `leaseRenewInterval` while its event WebSocket
+    /// is open on some node; once it ends the leader sets the agent offline and re-queues its
+    /// conversations.
+    public var leaseDuration: Duration = .seconds(30)
+    public var leaseRenewInterval: Duration = .seconds(5)
     /// A snapshot of `state.sqlite` is taken, and the log compacted, every this many applied entries.
     public var snapshotEntries: UInt64 = 20_000
 
@@ -96,6 +101,8 @@ public final class Node: Sendable {
     private let book = Mutex<[String: ClusterMember]>([:])
     private let lastHeard = Mutex<[String: ContinuousClock.Instant]>([:])
     private let bookReload = Mutex<ContinuousClock.Instant?>(nil)
+    /// Agents with an event WebSocket open on this node, with how many.
+    private let connectedAgents = Mutex<[String: Int]>([:])
     let counters = Mutex(Counters())
     /// Password hashing: two at a time, at most `kdfQueuedMax` waiting.
     private let kdf = Offload(label: "switchboard.kdf", lanes: 2, queuedMax: Node.kdfQueuedMax)
@@ -423,6 +430,52 @@ public final class Node: Sendable {
             calls.complete(requestId, response)
         case .snapshotChunk(let index, let term, let offset, let total, let chunk):
             snapshots.receive(index: index, term: term, offset: offset, total: total, bytes: chunk, logger: logger)
+        }
+    }
+
+    // MARK: Presence leases
+
+    /// An agent opened an event WebSocket here: its lease is renewed at once and then every
+    /// `leaseRenewInterval` while one stays open.
+    public func agentConnected(_ agentId: String) {
+        let first = connectedAgents.withLock { agents in
+            agents[agentId, default: 0] += 1
+            return agents[agentId] == 1
+        }
+        if first { Task { await renewLeases([agentId]) } }
+    }
+
+    public func agentDisconnected(_ agentId: String) {
+        connectedAgents.withLock { agents in
+            agents[agentId, default: 1] -= 1
+            if agents[agentId] == 0 { agents[agentId] = nil }
+        }
+    }
+
+    /// Proposes one command renewing the leases of `agentIds` (default: every agent connected here).
+    func renewLeases(_ agentIds: [String]? = nil) async {
+        let ids = agentIds ?? connectedAgents.withLock { Array($0.keys) }.sorted()
+        guard !ids.isEmpty else { return }
+        let until = now().adding(milliseconds: Int64(configuration.leaseDuration.seconds * 1000))
+        do {
+            _ = try await propose(.renewLeases(agentIds: ids, until: until), actor: .system)
+        } catch {
+            logger.warning("presence lease renewal failed", metadata: ["agents": "\(ids.count)", "error": "\(error)"])
+        }
+    }
+
+    /// The leader's timer: agents whose lease ended (nobody renewed it) go offline and their
+    /// conversations back to their queues.
+    func expireLeases() async {
+        guard loop.status.role == .leader else { return }
+        do {
+            let time = now()
+            let expired = try await state.read { try $0.expiredLeases(before: time, limit: 500) }
+            guard !expired.isEmpty else { return }
+            _ = try await propose(.expireLeases(agentIds: expired), actor: .system)
+            logger.notice("presence leases ended: agents set offline, their conversations re-queued", metadata: ["agents": "\(expired)"])
+        } catch {
+            logger.warning("presence lease expiry failed", metadata: ["error": "\(error)"])
         }
     }
 

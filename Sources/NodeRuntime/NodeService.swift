@@ -6,7 +6,8 @@ import ServiceLifecycle
 /// `ServiceGroup`, so it stops last: after the API has finished its in-flight requests.
 ///
 /// Upkeep: registering this node's addresses, asking to join, promoting caught-up learners,
-/// stopping when removed, snapshots, and the leader's timers (events trimming).
+/// stopping when removed, snapshots, renewing the presence leases of agents connected here,
+/// and the leader's timers (presence lease expiry, events trimming).
 public struct NodeService: Service {
     let node: Node
     let housekeepingInterval: Duration
@@ -23,6 +24,8 @@ public struct NodeService: Service {
         defer { node.shutdown() }
         var memory = HousekeepingMemory()
         var nextTrim = ContinuousClock.now + trimInterval
+        var nextRenewal = ContinuousClock.now + node.configuration.leaseRenewInterval
+        var nextExpiry = ContinuousClock.now + .seconds(1)
         await withGracefulShutdownHandler {
             while !Task.isCancelled && !Task.isShuttingDownGracefully {
                 do {
@@ -32,6 +35,14 @@ public struct NodeService: Service {
                 }
                 guard await node.housekeep(&memory) else { break }
                 await node.snapshotIfDue()
+                if ContinuousClock.now >= nextRenewal {
+                    nextRenewal = ContinuousClock.now + node.configuration.leaseRenewInterval
+                    await node.renewLeases()
+                }
+                if ContinuousClock.now >= nextExpiry {
+                    nextExpiry = ContinuousClock.now + .seconds(1)
+                    await node.expireLeases()
+                }
                 if ContinuousClock.now >= nextTrim {
                     nextTrim = ContinuousClock.now + trimInterval
                     await trimEventsIfDue()

@@ -248,6 +248,24 @@ public struct SQLiteStore: StateStore {
             .execute(arguments: [member.id, member.peer, member.api, member.voter])
     }
 
+    public func renewLease(agentId: String, until: Timestamp) throws {
+        try db.cachedStatement(sql: "INSERT INTO agent_leases (agent_id, until) VALUES (?, ?) ON CONFLICT (agent_id) DO UPDATE SET until = max(until, excluded.until)")
+            .execute(arguments: [agentId, until.milliseconds])
+    }
+
+    public func lease(agentId: String) throws -> Timestamp? {
+        try Int64.fetchOne(try db.cachedStatement(sql: "SELECT until FROM agent_leases WHERE agent_id = ?"), arguments: [agentId]).map(Timestamp.init(milliseconds:))
+    }
+
+    public func deleteLease(agentId: String) throws {
+        try db.cachedStatement(sql: "DELETE FROM agent_leases WHERE agent_id = ?").execute(arguments: [agentId])
+    }
+
+    public func assignedConversations(agentId: String) throws -> [Conversation] {
+        try Row.fetchAll(try db.cachedStatement(sql: "SELECT * FROM conversations WHERE assignee_id = ? AND status = 'assigned' ORDER BY id"), arguments: [agentId])
+            .map(Rows.conversation)
+    }
+
     public func idempotentOutcome(scope: String, key: String) throws -> [UInt8]? {
         try Data.fetchOne(try db.cachedStatement(sql: "SELECT outcome FROM idempotency WHERE scope = ? AND key = ?"), arguments: [scope, key]).map { [UInt8]($0) }
     }

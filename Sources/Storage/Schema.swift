@@ -63,6 +63,12 @@ enum Schema {
                     id TEXT PRIMARY KEY, peer TEXT NOT NULL, api TEXT NOT NULL, voter INTEGER NOT NULL) WITHOUT ROWID;
                 """)
         }
+        migrator.registerMigration("v3") { db in
+            try db.execute(sql: """
+                CREATE TABLE agent_leases (agent_id TEXT PRIMARY KEY, until INTEGER NOT NULL) WITHOUT ROWID;
+                CREATE INDEX agent_leases_until ON agent_leases (until);
+                """)
+        }
         return migrator
     }
 
@@ -71,6 +77,6 @@ enum Schema {
         ("meta", "key"), ("agents", "id"), ("sessions", "token_hash"), ("queues", "id"), ("rules", "id"),
         ("contacts", "id"), ("contact_identifiers", "channel, value"), ("conversations", "id"), ("messages", "id"),
         ("external_messages", "channel, external_id"), ("events", "log_index, seq"), ("idempotency", "scope, key"),
-        ("cluster_members", "id"),
+        ("cluster_members", "id"), ("agent_leases", "agent_id"),
     ]
 }

@@ -25,6 +25,12 @@ public struct StateReader {
         }
     }
 
+    /// Agents whose presence lease ended before `time`, oldest first.
+    public func expiredLeases(before time: Timestamp, limit: Int) throws -> [String] {
+        try String.fetchAll(try db.cachedStatement(sql: "SELECT agent_id FROM agent_leases WHERE until < ? ORDER BY until, agent_id LIMIT ?"),
+                            arguments: [time.milliseconds, limit])
+    }
+
     public func session(tokenHash: String) throws -> Session? { try store.session(tokenHash: tokenHash) }
 
     private func page<Item>(_ rows: [Row], limit: Int, key: (Item) -> String, map: (Row) -> Item) -> Page<Item> {

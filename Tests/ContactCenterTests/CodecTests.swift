@@ -20,6 +20,9 @@ final class CodecTests: XCTestCase {
         .resolve(conversationId: "v"),
         .reopen(conversationId: "v"),
         .trimEvents(beforeIndex: 42),
+        .setMember(ClusterMember(id: "n2", peer: "127.0.0.1:7082", api: "127.0.0.1:8082", voter: true)),
+        .renewLeases(agentIds: ["ag_1", "ag_2"], until: Timestamp(milliseconds: 1_800_000_030_000)),
+        .expireLeases(agentIds: ["ag_1"]),
     ]
 
     func testEveryCommandRoundTrips() throws {

@@ -4,6 +4,29 @@ import XCTest
 
 /// The apply rules (DESIGN.md "Routing", API.md), applied to a real SQLite file.
 final class ApplyRulesTests: XCTestCase {
+    func testAnAgentWhoseLeaseRanOutGoesOfflineAndItsConversationsAreRequeued() throws {
+        let h = try Harness()
+        try h.addQueue("q")
+        try h.addAgent("gone", capacity: 2)
+        let first = try h.inbound(from: "+1")
+        let second = try h.inbound(from: "+2")
+        XCTAssertEqual(try h.conversation(first).assigneeId, "gone")
+        // Each command advances the harness clock by 1 s: the lease lasts 3 more commands.
+        let until = Timestamp(milliseconds: h.clock + 3500)
+        XCTAssertEqual(try h.apply(.renewLeases(agentIds: ["gone", "no-such-agent"], until: until), actor: .system), .done)
+        XCTAssertEqual(try h.apply(.expireLeases(agentIds: ["gone"]), actor: .system), .done)
+        XCTAssertEqual(try h.agent("gone").status, .available, "a lease that has not ended is left alone, whatever the leader thought")
+        try h.addAgent("backup", capacity: 1)
+        XCTAssertEqual(try h.apply(.expireLeases(agentIds: ["gone"]), actor: .system), .done)
+        XCTAssertEqual(try h.agent("gone").status, .offline, "the lease ended: the agent is offline")
+        XCTAssertEqual(try h.agent("gone").openConversations, 0)
+        let assignees = try [first, second].map { try h.conversation($0).assigneeId }
+        XCTAssertEqual(assignees.compactMap { $0 }, ["backup"], "one conversation goes to the available agent with capacity; got \(assignees)")
+        XCTAssertEqual(try [first, second].map { try h.conversation($0).status }.filter { $0 == .queued }.count, 1, "the other waits in its queue")
+        XCTAssertEqual(try h.apply(.expireLeases(agentIds: ["gone"]), actor: .admin), .rejected(DomainError(.forbidden, "forbidden", "only the leader expires presence leases")))
+        try h.checkInvariants()
+    }
+
     func testLongestIdleAvailableAgentGetsTheConversation() throws {
         let h = try Harness()
         try h.addQueue("q")

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Three-node figures for BENCHMARKS.md, in one run on this machine (release build, loopback):
+#   1. write throughput: inbound channel messages/s, fsync on every member, wrk -t2 -c64, sent to
+#      the leader and then to a follower (which forwards to the leader);
+#   2. the same concurrency against a 3-node etcd 3.4 (Debian etcd-server) doing puts through
+#      its JSON gateway, to the leader and to a follower; the ratio is ours / etcd's;
+#   3. linearizable reads through one follower (ReadIndex), 20 agents x 5 conversations.
+#
+#   loadtest/bench-cluster.sh [seconds per run, default 20]
+#
+# Needs: wrk, etcd-server (apt-get install wrk etcd-server).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+duration="${1:-20}"
+root="$(mktemp -d /tmp/switchboard-cluster-bench.XXXXXX)"
+token="bench-admin-$$"
+export SWITCHBOARD_ADMIN_TOKEN="$token"
+admin="Authorization: Bearer $token"
+
+swift build -c release --product switchboard >/dev/null
+binary="$(swift build -c release --show-bin-path)/switchboard"
+cat > "$root/cluster.toml" <<TOML
+[cluster]
+secret = "bench-secret-$$"
+admin_token = "$token"
+data = "$root/data"
+[[node]]
+id = "n1"
+api = "127.0.0.1:18181"
+peer = "127.0.0.1:17181"
+[[node]]
+id = "n2"
+api = "127.0.0.1:18182"
+peer = "127.0.0.1:17182"
+[[node]]
+id = "n3"
+api = "127.0.0.1:18183"
+peer = "127.0.0.1:17183"
+TOML
+etcd_pids=()
+cleanup() {
+  "$binary" cluster down "$root/cluster.toml" >/dev/null 2>&1 || true
+  for pid in "${etcd_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$root"
+}
+trap cleanup EXIT
+"$binary" cluster up "$root/cluster.toml" | tail -n 1 >/dev/null
+
+json() { python3 -c "import sys,json; print(json.load(sys.stdin)$1)"; }
+leader=$(curl -sf -H "$admin" http://127.0.0.1:18181/v1/cluster | json '["leader"]')
+leader_api="http://127.0.0.1:1818${leader#n}"
+follower=$([ "$leader" = n2 ] && echo n3 || echo n2)
+follower_api="http://127.0.0.1:1818${follower#n}"
+echo "switchboard: leader $leader, follower $follower"
+
+curl -sf -X POST "$leader_api/v1/queues" -H "$admin" -d '{"name":"support","channels":["whatsapp"]}' >/dev/null
+tokens=()
+for i in $(seq 20); do
+  curl -sf -X POST "$leader_api/v1/agents" -H "$admin" \
+    -d "{\"name\":\"Agent $i\",\"email\":\"agent$i@example.com\",\"password\":\"bench-password\",\"capacity\":5}" >/dev/null
+  t=$(curl -sf -X POST "$leader_api/v1/sessions" -d "{\"email\":\"agent$i@example.com\",\"password\":\"bench-password\"}" | json '["token"]')
+  curl -sf -X PUT "$leader_api/v1/agents/me/status" -H "Authorization: Bearer $t" -d '{"status":"available"}' >/dev/null
+  tokens+=("$t")
+done
+
+echo "== switchboard: inbound messages to the leader ($leader), 3 members fsync, wrk -t2 -c64 -d${duration}s"
+wrk -t2 -c64 -d"${duration}s" --latency -s loadtest/inbound.lua "$leader_api"
+echo "== switchboard: inbound messages to a follower ($follower, forwarded), wrk -t2 -c64 -d${duration}s"
+wrk -t2 -c64 -d"${duration}s" --latency -s loadtest/inbound.lua "$follower_api"
+
+export READS_FILE="$root/reads.txt"
+for t in "${tokens[@]}"; do
+  curl -sf "$leader_api/v1/conversations?assignee=me&limit=5" -H "Authorization: Bearer $t" \
+    | python3 -c "import sys,json; [print('$t', c['id']) for c in json.load(sys.stdin)['items']]"
+done > "$READS_FILE"
+echo "== switchboard: linearizable reads through the follower $follower (ReadIndex), 20 agents x 5 conversations, wrk -t2 -c64 -d${duration}s"
+wrk -t2 -c64 -d"${duration}s" --latency -s loadtest/read.lua "$follower_api"
+"$binary" cluster down "$root/cluster.toml" >/dev/null
+
+# etcd 3.4, three members on loopback, default settings (fsync on), same concurrency.
+cluster="e1=http://127.0.0.1:12381,e2=http://127.0.0.1:12382,e3=http://127.0.0.1:12383"
+for i in 1 2 3; do
+  etcd --name "e$i" --data-dir "$root/etcd-$i" \
+    --listen-client-urls "http://127.0.0.1:1237$i" --advertise-client-urls "http://127.0.0.1:1237$i" \
+    --listen-peer-urls "http://127.0.0.1:1238$i" --initial-advertise-peer-urls "http://127.0.0.1:1238$i" \
+    --initial-cluster "$cluster" --initial-cluster-state new --log-level error >"$root/etcd-$i.log" 2>&1 &
+  etcd_pids+=($!)
+done
+for _ in $(seq 100); do
+  ETCDCTL_API=3 etcdctl --endpoints=http://127.0.0.1:12371 endpoint health >/dev/null 2>&1 && break
+  sleep 0.2
+done
+etcd_leader=""
+for i in 1 2 3; do
+  if ETCDCTL_API=3 etcdctl --endpoints="http://127.0.0.1:1237$i" endpoint status -w json | grep -q "\"leader\":\([0-9]*\).*" && \
+     [ "$(ETCDCTL_API=3 etcdctl --endpoints="http://127.0.0.1:1237$i" endpoint status -w json | python3 -c 'import sys,json; s=json.load(sys.stdin)[0]["Status"]; print(int(s["leader"]==s["header"]["member_id"]))')" = 1 ]; then
+    etcd_leader=$i
+  fi
+done
+etcd_follower=$([ "$etcd_leader" = 2 ] && echo 3 || echo 2)
+echo "etcd: leader e$etcd_leader, follower e$etcd_follower"
+echo "== etcd 3.4: puts to the leader (e$etcd_leader), 3 members fsync, wrk -t2 -c64 -d${duration}s"
+wrk -t2 -c64 -d"${duration}s" --latency -s loadtest/etcd-put.lua "http://127.0.0.1:1237$etcd_leader"
+echo "== etcd 3.4: puts to a follower (e$etcd_follower), wrk -t2 -c64 -d${duration}s"
+wrk -t2 -c64 -d"${duration}s" --latency -s loadtest/etcd-put.lua "http://127.0.0.1:1237$etcd_follower"
