@@ -43,6 +43,9 @@ extension API {
         router.post("/v1/cluster/nodes") { request, context -> Response in
             try requireAdmin(try await authenticate(request))
             let body = try await request.decodeJSON(AddNodeBody.self, context: context)
+            guard Node.validMemberId(body.id) else {
+                throw APIError.invalid("id must be 1-64 letters, digits, '-', '_' or '.'", field: "id")
+            }
             guard HostPortText.isValid(body.peer) else { throw APIError.invalid("peer must be host:port", field: "peer") }
             if let api = body.api, !HostPortText.isValid(api) { throw APIError.invalid("api must be host:port", field: "api") }
             try await node.addMember(id: body.id, peer: body.peer, api: body.api ?? "", voter: body.voter ?? true)

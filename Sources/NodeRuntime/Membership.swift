@@ -81,12 +81,15 @@ extension Node {
                 try await changeConfiguration(.addLearner(member), deadline: deadline)
                 logger.notice("added a member as a learner", metadata: ["member.id": "\(member)", "member.peer": "\(peer)", "member.voter": "\(voter)"])
                 return .done
+            case .removed:
+                return .failed(.rejected, message: "not a request for the leader", leader: nil)
             case .removeMember(let member):
                 guard loop.status.configuration.members.contains(member) else {
                     return .failed(.rejected, message: "\(member) is not a member", leader: nil)
                 }
                 try await changeConfiguration(.remove(member), deadline: deadline)
                 logger.notice("removed a member", metadata: ["member.id": "\(member)"])
+                tellRemoved(member)
                 return .done
             case .transferLeadership(let requested):
                 let status = loop.status
@@ -135,7 +138,7 @@ extension Node {
         }
     }
 
-    static func validMemberId(_ id: String) -> Bool {
+    public static func validMemberId(_ id: String) -> Bool {
         (1...64).contains(id.utf8.count) && id.utf8.allSatisfy { byte in
             (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A) || byte == 0x2D || byte == 0x5F || byte == 0x2E
         }
@@ -152,7 +155,7 @@ extension Node {
         }
         let isMember = status.configuration.members.contains(id)
         if isMember { memory.wasMember = true }
-        if memory.wasMember, !isMember, !status.configuration.members.isEmpty {
+        if removedNotice.withLock({ $0 }) || (memory.wasMember && !isMember && !status.configuration.members.isEmpty) {
             logger.notice("this node was removed from the cluster; stopping", metadata: ["raft.configuration": "\(status.configuration)"])
             return false
         }

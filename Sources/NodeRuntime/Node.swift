@@ -101,6 +101,9 @@ public final class Node: Sendable {
     private let book = Mutex<[String: ClusterMember]>([:])
     private let lastHeard = Mutex<[String: ContinuousClock.Instant]>([:])
     private let bookReload = Mutex<ContinuousClock.Instant?>(nil)
+    /// Set when the leader said this node was removed; housekeeping stops the node.
+    let removedNotice = Mutex(false)
+    private let removedTold = Mutex<[String: ContinuousClock.Instant]>([:])
     /// Agents with an event WebSocket open on this node, with how many.
     private let connectedAgents = Mutex<[String: Int]>([:])
     let counters = Mutex(Counters())
@@ -404,6 +407,11 @@ public final class Node: Sendable {
                 counters.withLock { $0.malformedFrames += 1 }
                 return
             }
+            let status = loop.status
+            if status.role == .leader, !status.configuration.members.contains(peer) {
+                tellRemoved(peer)
+                return
+            }
             if case .installSnapshot(let snapshot) = message.kind, !snapshots.hasReceived(snapshot) {
                 return  // its file did not arrive whole; the leader sends it again
             }
@@ -422,6 +430,14 @@ public final class Node: Sendable {
                 }
                 return
             }
+            if case .removed = request {
+                // Only the leader of our own cluster says so, and only if we are not in its view.
+                if loop.status.leader == peer || loop.status.leader == nil {
+                    removedNotice.withLock { $0 = true }
+                    logger.notice("the leader says this node is no longer a member", metadata: ["raft.leader": "\(peer)"])
+                }
+                return
+            }
             Task {
                 let response = await serve(request)
                 _ = send(.response(id: requestId, response), to: peer, address: from)
@@ -431,6 +447,19 @@ public final class Node: Sendable {
         case .snapshotChunk(let index, let term, let offset, let total, let chunk):
             snapshots.receive(index: index, term: term, offset: offset, total: total, bytes: chunk, logger: logger)
         }
+    }
+
+    /// Tells a node that is not in the configuration (it missed the entry removing it, or was
+    /// down) to stop; at most once a second per node.
+    func tellRemoved(_ member: String) {
+        let now = ContinuousClock.now
+        let due = removedTold.withLock { told in
+            guard told[member].map({ now - $0 > .seconds(1) }) ?? true else { return false }
+            told[member] = now
+            return true
+        }
+        guard due, let address = peerAddress(of: member), let from = configuration.peerAddress else { return }
+        _ = send(.request(id: 0, from: from, .removed), to: member, address: address)
     }
 
     // MARK: Presence leases

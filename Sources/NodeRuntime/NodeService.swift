@@ -50,8 +50,9 @@ public struct NodeService: Service {
             }
         } onGracefulShutdown: {
             node.logger.info("graceful shutdown: the node stops after the API drains", metadata: ["node.id": "\(node.id)"])
-            Task { await node.handOverLeadership() }
         }
+        // The API has drained (it stops first); a leader hands over before the loop stops.
+        await node.handOverLeadership()
     }
 
     /// The leader proposes `trimEvents` when the kept window has grown past

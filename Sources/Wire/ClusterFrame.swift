@@ -33,6 +33,8 @@ public enum ClusterFrame: Equatable, Sendable {
                 writer.write(UInt8(3)); writer.write(id)
             case .transferLeadership(let to):
                 writer.write(UInt8(4)); writer.write(to)
+            case .removed:
+                writer.write(UInt8(5))
             }
             return writer.bytes
         case .response(let id, let response):
@@ -71,6 +73,7 @@ public enum ClusterFrame: Equatable, Sendable {
                 request = .addMember(id: try reader.readString(), peer: try reader.readString(), api: try reader.readString(), voter: try reader.readBool())
             case 3: request = .removeMember(id: try reader.readString())
             case 4: request = .transferLeadership(to: try reader.readOptionalString())
+            case 5: request = .removed
             case let kind: throw .invalid("unknown cluster request \(kind)")
             }
             frame = .request(id: id, from: from, request)
@@ -112,6 +115,9 @@ public enum ClusterRequest: Equatable, Sendable {
     case removeMember(id: String)
     /// Move leadership to `to`, or to the most caught-up voter when nil.
     case transferLeadership(to: String?)
+    /// From the leader to a node that is no longer in the configuration (it may have missed the
+    /// entry that removed it): stop.
+    case removed
 }
 
 public enum ClusterResponse: Equatable, Sendable {

@@ -141,8 +141,13 @@ struct NodeCommand: AsyncParsableCommand {
 
         // 3. The node: opens the Raft log and state.sqlite, starts its loop, then its peer link.
         let node = try Node(configuration: configuration, logger: logger)
-        if let port = try await node.listen() {
-            logger.info("peer link listening", metadata: ["node.id": "\(id)", "peer.port": "\(port)"])
+        do {
+            if let port = try await node.listen() {
+                logger.info("peer link listening", metadata: ["node.id": "\(id)", "peer.port": "\(port)"])
+            }
+        } catch {
+            node.shutdown()
+            throw ValidationError("cannot listen for peers on \(peer ?? "-"): \(error)")
         }
 
         // 4. The API, then the service group. Services stop in reverse order: the API drains

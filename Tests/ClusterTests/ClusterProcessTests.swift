@@ -191,6 +191,34 @@ final class ClusterProcessTests: XCTestCase {
         print("join: loaded \(conversations) conversations in \(Int(loaded)) s; n4 caught up in \(String(format: "%.1f", caughtUp)) s")
     }
 
+    func testSIGTERMOnTheLeaderHandsOverAndARemovedMemberStops() async throws {
+        let cluster = ProcessCluster()
+        defer { cluster.tearDown() }
+        for id in ["n1", "n2", "n3"] { cluster.describe(id) }
+        try await cluster.startAll()
+        let leader = try unwrap(await cluster.leader(asking: "n1"))
+        let others = cluster.members.map(\.id).filter { $0 != leader }
+        cluster.stop(leader)  // SIGTERM, waits for the exit
+        XCTAssertTrue(cluster.log(leader).contains("handed over leadership before stopping"), "the leader transfers before it exits")
+        let successor = try unwrap(await cluster.leader(asking: others[0]))
+        XCTAssertTrue(others.contains(successor), "a survivor leads at once, without an election timeout: \(successor)")
+
+        // Removing a live member while another voter is down could leave the new configuration
+        // without a quorum: restart the old leader first.
+        try cluster.start(leader)
+        try await cluster.waitUntil("\(leader) is back and caught up") {
+            guard let mine = await cluster.appliedIndex(leader), let theirs = await cluster.appliedIndex(successor) else { return false }
+            return mine == theirs
+        }
+        let removed = others.first { $0 != successor }!
+        let reply = try await cluster.request(successor, "DELETE", "/v1/cluster/nodes/\(removed)")
+        XCTAssertEqual(reply.status, 200, "\(reply.json)")
+        let pid = try unwrap(cluster.pid(removed))
+        try await cluster.waitUntil("the removed member \(removed) exits", seconds: 10) { kill(pid, 0) != 0 || cluster.log(removed).contains("removed from the cluster; stopping") }
+        let voters = await cluster.voters(asking: successor)
+        XCTAssertFalse(voters.contains(removed), "\(removed) is no longer a voter: \(voters)")
+    }
+
     func testANodeWithoutTheSecretIsRefused() async throws {
         let cluster = ProcessCluster()
         defer { cluster.tearDown() }
