@@ -219,6 +219,27 @@ final class ClusterProcessTests: XCTestCase {
         XCTAssertFalse(voters.contains(removed), "\(removed) is no longer a voter: \(voters)")
     }
 
+    func testWithoutAQuorumRequestsGet503WithRetryAfterInBoundedTime() async throws {
+        let cluster = ProcessCluster()
+        defer { cluster.tearDown() }
+        for id in ["n1", "n2", "n3"] { cluster.describe(id) }
+        try await cluster.startAll()
+        let write = try await Self.inbound(cluster, via: "n2", externalId: "before")
+        XCTAssertEqual(write.status, 202)
+        cluster.kill9("n2")
+        cluster.kill9("n3")
+        for (what, path, body) in [("write", "/v1/channels/sms/messages", #"{"from":"x","text":"t","externalId":"after"}"#), ("read", "/v1/queues", nil)] {
+            let started = Date()
+            let reply = try await cluster.request("n1", body == nil ? "GET" : "POST", path, body: body, timeout: 20)
+            let waited = Date().timeIntervalSince(started)
+            XCTAssertEqual(reply.status, 503, "a \(what) without a quorum: \(reply.json)")
+            XCTAssertNotNil(reply.headers["Retry-After"] ?? reply.headers["retry-after"], "a \(what)'s 503 says when to retry")
+            XCTAssertLessThan(waited, 7, "a \(what) waits a bounded time (leaderWaitMax 3 s, writeWaitMax 5 s), not \(waited) s")
+        }
+        let ready = try await cluster.request("n1", "GET", "/readyz", token: nil)
+        XCTAssertEqual(ready.status, 503, "/readyz: no leader: \(ready.json)")
+    }
+
     func testANodeWithoutTheSecretIsRefused() async throws {
         let cluster = ProcessCluster()
         defer { cluster.tearDown() }
