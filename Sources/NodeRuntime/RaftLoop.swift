@@ -73,7 +73,8 @@ public final class RaftLoop: @unchecked Sendable {
 
     /// Most inputs queued for the loop; past it, proposals fail and peer messages are dropped.
     public static let inputsMax = 50_000
-    /// Outcomes of the most recently applied entries kept for waiters that ask late.
+    /// Outcomes of the most recently applied entries kept for waiters that ask late (their
+    /// events are not kept: only the outcome is answered).
     public static let recentOutcomesMax = 8192
 
     public typealias Completion = @Sendable (Result<ContactCenterMachine.Applied?, ReplicationError>) -> Void
@@ -301,7 +302,9 @@ public final class RaftLoop: @unchecked Sendable {
             recentOrder[recentHead] = index
             recentHead = (recentHead + 1) % Self.recentOutcomesMax
         }
-        recent[index] = (term, applied)
+        var outcome = applied
+        outcome?.events = []
+        recent[index] = (term, outcome)
     }
 
     private func run() {

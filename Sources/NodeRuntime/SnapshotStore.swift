@@ -29,6 +29,7 @@ final class SnapshotStore: Sendable {
 
     private let state = Mutex(State())
     private let streamQueue = DispatchQueue(label: "switchboard.snapshot-stream")
+    private let takeQueue = DispatchQueue(label: "switchboard.snapshot-take")
 
     init(directory: String) {
         self.directory = directory
@@ -50,7 +51,11 @@ final class SnapshotStore: Sendable {
         let started = ContinuousClock.now
         let temporary = directory + "/taking-\(UUID().uuidString).sqlite"
         defer { try? FileManager.default.removeItem(atPath: temporary) }
-        let index = try await Task.detached { try database.snapshot(to: temporary) }.value
+        // A dedicated queue, not the cooperative pool: copying a large state.sqlite blocks for
+        // seconds and would stall request handling on a two-core machine.
+        let index: Int64 = try await withCheckedThrowingContinuation { continuation in
+            takeQueue.async { continuation.resume(with: Result { try database.snapshot(to: temporary) }) }
+        }
         guard index > 0, index > loop.status.snapshotIndex else { return nil }
         let target = path(UInt64(index))
         try? FileManager.default.removeItem(atPath: target)
