@@ -22,6 +22,9 @@ public final class APIMetrics: Sendable {
     let forwardedWrites: Prometheus.Gauge
     let malformedPeerFrames: Prometheus.Gauge
     let unroutableMessages: Prometheus.Gauge
+    let applyBatches: Prometheus.Gauge
+    let appliedEntries: Prometheus.Gauge
+    let readies: Prometheus.Gauge
     let viewCacheHits: Prometheus.Gauge
     let viewCacheMisses: Prometheus.Gauge
     let viewCacheEntries: Prometheus.Gauge
@@ -40,6 +43,9 @@ public final class APIMetrics: Sendable {
         raftSnapshotIndex = registry.makeGauge(name: "switchboard_raft_snapshot_index", help: "Index of the latest snapshot; the log starts after it")
         forwardedWrites = registry.makeGauge(name: "switchboard_forwarded_writes", help: "Writes this node forwarded to the leader")
         malformedPeerFrames = registry.makeGauge(name: "switchboard_peer_malformed_frames", help: "Peer payloads dropped as malformed")
+        applyBatches = registry.makeGauge(name: "switchboard_apply_batches", help: "Apply transactions run since start")
+        appliedEntries = registry.makeGauge(name: "switchboard_applied_entries", help: "Log entries applied since start (divided by batches: the mean batch)")
+        readies = registry.makeGauge(name: "switchboard_raft_readies", help: "Raft Ready cycles carried out since start (persist, send, apply)")
         unroutableMessages = registry.makeGauge(name: "switchboard_raft_unroutable_messages", help: "Raft messages dropped: no address known for the member")
         viewCacheHits = registry.makeGauge(name: "switchboard_conversation_view_hits", help: "Conversation reads served from rendered copies")
         viewCacheMisses = registry.makeGauge(name: "switchboard_conversation_view_misses", help: "Conversation reads rendered from state.sqlite")
@@ -81,6 +87,9 @@ public final class APIMetrics: Sendable {
         forwardedWrites.set(Int64(counters.forwardedWrites))
         malformedPeerFrames.set(Int64(counters.malformedFrames))
         unroutableMessages.set(Int64(counters.unroutableMessages))
+        applyBatches.set(Int64(status.applyBatches))
+        appliedEntries.set(Int64(status.appliedEntries))
+        readies.set(Int64(status.readies))
         webSocketSessions.set(Int64(webSockets))
         return registry.emitToBuffer()
     }

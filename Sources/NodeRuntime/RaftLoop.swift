@@ -54,6 +54,12 @@ public final class RaftLoop: @unchecked Sendable {
         public var configuration: Configuration
         /// The leader's view of each member's log (empty on followers).
         public var matchIndexes: [String: UInt64]
+        /// Apply transactions run and entries applied since start (entries / batches is the
+        /// mean batch: bigger batches write fewer WAL pages per entry).
+        public var applyBatches: UInt64 = 0
+        public var appliedEntries: UInt64 = 0
+        /// Readies persisted (each is one fsync when it holds entries or a new term or vote).
+        public var readies: UInt64 = 0
     }
 
     /// What the node does around applying: publish events and wake index waiters, and replace
@@ -116,6 +122,9 @@ public final class RaftLoop: @unchecked Sendable {
     private var readsReady: [(index: UInt64, read: Read)] = []
     private var nextReadContext: UInt64 = 1
     private var started = false
+    private var applyBatches: UInt64 = 0
+    private var appliedEntries: UInt64 = 0
+    private var readies: UInt64 = 0
 
     public init(
         id: NodeID, settings: RaftSettings, storage: RaftStorage, state: StateDatabase, tickInterval: TimeInterval = 0.05,
@@ -387,7 +396,10 @@ public final class RaftLoop: @unchecked Sendable {
                 }
                 hooks.applied(snapshot.index, [])
             }
+            readies += 1
             if !ready.committed.isEmpty {
+                applyBatches += 1
+                appliedEntries += UInt64(ready.committed.count)
                 let results = try state.apply(ready.committed)
                 hooks.applied(ready.committed.last!.index, results)
                 for (entry, result) in zip(ready.committed, results) {
@@ -422,7 +434,8 @@ public final class RaftLoop: @unchecked Sendable {
         let status = Status(
             role: core.role, term: core.term, leader: core.leader, commitIndex: core.commitIndex, appliedIndex: core.appliedIndex,
             lastIndex: core.lastIndex, snapshotIndex: core.snapshotIndex, configuration: core.configuration,
-            matchIndexes: core.role == .leader ? core.matchIndexes : [:])
+            matchIndexes: core.role == .leader ? core.matchIndexes : [:], applyBatches: applyBatches, appliedEntries: appliedEntries,
+            readies: readies)
         condition.withLock { statusValue = status }
     }
 }
