@@ -107,7 +107,7 @@ try:
         else:
             results.append(min(first_ok) - killed_at[0])
             print(f"trial {trial + 1}: killed leader {old}, first write through {survivor} after {results[-1] * 1000:.0f} ms", flush=True)
-        cluster("restart", "--node", old)
+        cluster("restart", old)
 finally:
     cluster("down")
 ms = sorted(r * 1000 for r in results)

@@ -11,14 +11,14 @@ struct ClusterCommand: AsyncParsableCommand {
         commandName: "cluster",
         abstract: "Start, inspect, stop and break a local cluster described by a file (default cluster/local.toml).",
         discussion: """
-            switchboard cluster up                 start every node (the first bootstraps, the others join)
-            switchboard cluster status             each node's process, readiness and Raft role
-            switchboard cluster kill n1            kill -9 one node (a crash)
-            switchboard cluster restart n1         stop it if running, start it again with its data
-            switchboard cluster down               SIGTERM every node (the leader hands over first)
+            up               start every node (the first bootstraps, the others join)
+            status           each node's process, readiness and Raft role
+            kill n1          kill -9 one node, as a crash would
+            restart n1       stop it if running, start it again on its data
+            down             SIGTERM every node (a leader hands over first)
 
-            Node data and logs live under <data>/<id>/ (data = .switchboard by default): state.sqlite,
-            raft.log, node.log, pid.
+            Each node keeps its data and log under <data>/<id>/ (data = .switchboard by
+            default): state.sqlite, raft.log, node.log, pid.
             """,
         subcommands: [Up.self, Status.self, Down.self, Kill.self, Restart.self])
 
@@ -89,9 +89,9 @@ struct ClusterCommand: AsyncParsableCommand {
 
     struct Kill: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "kill -9 one node, as a crash would.")
-        @OptionGroup var options: Options
-        @Option(name: .customLong("node"), help: "The node's id.")
+        @Argument(help: "The node's id.")
         var nodeId: String
+        @OptionGroup var options: Options
 
         func run() async throws {
             let cluster = try LocalCluster(file: options.file)
@@ -104,9 +104,9 @@ struct ClusterCommand: AsyncParsableCommand {
 
     struct Restart: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Stop one node if it runs, then start it again on its data.")
-        @OptionGroup var options: Options
-        @Option(name: .customLong("node"), help: "The node's id.")
+        @Argument(help: "The node's id.")
         var nodeId: String
+        @OptionGroup var options: Options
 
         func run() async throws {
             let cluster = try LocalCluster(file: options.file)
