@@ -204,12 +204,16 @@ final class ClusterProcessTests: XCTestCase {
         XCTAssertTrue(others.contains(successor), "a survivor leads at once, without an election timeout: \(successor)")
 
         // Removing a live member while another voter is down could leave the new configuration
-        // without a quorum: restart the old leader first.
-        try cluster.start(leader)
+        // without a quorum: restart the old leader first, with the flag that would start a new
+        // cluster on an empty directory: on its own directory it is ignored.
+        try cluster.start(leader, flags: ["--bootstrap"])
         try await cluster.waitUntil("\(leader) is back and caught up") {
             guard let mine = await cluster.appliedIndex(leader), let theirs = await cluster.appliedIndex(successor) else { return false }
             return mine == theirs
         }
+        XCTAssertTrue(cluster.log(leader).contains("restarting as the member it was"), "a restart ignores --bootstrap")
+        let votersAfterRestart = await cluster.voters(asking: successor)
+        XCTAssertEqual(votersAfterRestart.count, 3, "the restarted node is the member it was, not a new cluster: \(votersAfterRestart)")
         let removed = others.first { $0 != successor }!
         let reply = try await cluster.request(successor, "DELETE", "/v1/cluster/nodes/\(removed)")
         XCTAssertEqual(reply.status, 200, "\(reply.json)")

@@ -48,13 +48,13 @@ final class ProcessCluster: @unchecked Sendable {
 
     /// Starts `id`: bootstrap if it is the first member and its directory is new, join through
     /// the first member otherwise.
-    func start(_ id: String, secret: String = ProcessCluster.secret) throws {
+    func start(_ id: String, secret: String = ProcessCluster.secret, flags: [String] = []) throws {
         guard let binary = Self.binary else { throw XCTSkip("the switchboard executable is not built beside the tests") }
         let member = member(id)
         var arguments = [
             "node", "--id", id, "--data", member.directory, "--api", member.api, "--peer", member.peer, "--admin-token", Self.adminToken,
             "--password-rounds", "1000", "--log-level", "info",
-        ] + extraArguments
+        ] + extraArguments + flags
         if !FileManager.default.fileExists(atPath: member.directory + "/raft-snapshot") {
             arguments += id == members[0].id ? ["--bootstrap"] : ["--join", members[0].peer]
         }
