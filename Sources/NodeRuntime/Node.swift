@@ -53,7 +53,7 @@ public struct NodeConfiguration: Sendable {
     public var leaseDuration: Duration = .seconds(30)
     public var leaseRenewInterval: Duration = .seconds(5)
     /// A snapshot of `state.sqlite` is taken, and the log compacted, every this many applied entries.
-    public var snapshotEntries: UInt64 = 20_000
+    public var snapshotEntries: UInt64 = 100_000
 
     public init(id: String, dataDirectory: String, adminTokenHash: String, channelTokenHash: String? = nil) {
         self.id = id

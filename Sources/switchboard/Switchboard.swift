@@ -85,7 +85,7 @@ struct NodeCommand: AsyncParsableCommand {
     var electionTicks = 10
 
     @Option(help: "Take a snapshot of state.sqlite and compact the log every this many applied entries.")
-    var snapshotEntries = 20_000
+    var snapshotEntries = 100_000
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel = "info"
