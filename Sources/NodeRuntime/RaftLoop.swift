@@ -122,6 +122,7 @@ public final class RaftLoop: @unchecked Sendable {
     private var readsReady: [(index: UInt64, read: Read)] = []
     private var nextReadContext: UInt64 = 1
     private var started = false
+    private var leaderSeen: String?
     private var applyBatches: UInt64 = 0
     private var appliedEntries: UInt64 = 0
     private var readies: UInt64 = 0
@@ -420,11 +421,14 @@ public final class RaftLoop: @unchecked Sendable {
                 return true
             }
             core.advance(ready)                                          // 5. advance
-            if wasLeader, core.role != .leader {
-                // Deposed: pending reads are not confirmed by this term; their readers retry on
-                // the new leader. Proposals keep waiting: they may still commit.
+            if (wasLeader && core.role != .leader) || core.leader != leaderSeen {
+                // Deposed, or (on a follower) the leader a read was forwarded to is gone: the
+                // pending reads will not be confirmed; their readers retry on the new leader at
+                // once instead of waiting out their deadline. Proposals keep waiting: they may
+                // still commit.
                 for (_, read) in reads { read.completion(.failure(.raft(.notLeader(leader: core.leader)))) }
                 reads = [:]
+                leaderSeen = core.leader
             }
             publishStatus()
         }

@@ -66,6 +66,7 @@ final class ClusterProcessTests: XCTestCase {
             return leader != oldLeader
         }
         let electedIn = ContinuousClock.now - killedAt
+        XCTAssertLessThan(electedIn, .seconds(3), "a new leader within the election timeout (250-500 ms) plus slack for a loaded debug build")
         try await Task.sleep(for: .seconds(2))
         let duringOutage = acknowledged.count - beforeKill
         XCTAssertGreaterThan(duringOutage, 0, "writes continue through the survivors")
