@@ -173,7 +173,14 @@ final class ClusterProcessTests: XCTestCase {
         cluster.describe("n4")
         let joinedAt = Date()
         try cluster.start("n4")
-        try await cluster.waitUntil("n4 is a voter", seconds: 60) { await cluster.voters(asking: leader).contains("n4") }
+        do {
+            try await cluster.waitUntil("n4 is a voter", seconds: 60) { await cluster.voters(asking: leader).contains("n4") }
+        } catch {
+            // What each side saw, for whoever reads the failure.
+            let views = [try? await cluster.request("n4", "GET", "/v1/cluster", timeout: 2), try? await cluster.request(leader, "GET", "/v1/cluster", timeout: 2)]
+            print("n4's log:\n\(cluster.log("n4").suffix(4000))\n\(leader)'s log:\n\(cluster.log(leader).suffix(4000))\nviews: \(views.map { $0?.json ?? [:] })")
+            throw error
+        }
         try await cluster.waitUntil("n4 applied index \(target)", seconds: 60) { (await cluster.appliedIndex("n4") ?? 0) >= target }
         let caughtUp = Date().timeIntervalSince(joinedAt)
         XCTAssertTrue(cluster.log("n4").contains("restored state.sqlite from a snapshot"), "n4 caught up from a snapshot, not by replaying the log")
