@@ -46,8 +46,8 @@ extension API {
             guard Node.validMemberId(body.id) else {
                 throw APIError.invalid("id must be 1-64 letters, digits, '-', '_' or '.'", field: "id")
             }
-            guard HostPortText.isValid(body.peer) else { throw APIError.invalid("peer must be host:port", field: "peer") }
-            if let api = body.api, !HostPortText.isValid(api) { throw APIError.invalid("api must be host:port", field: "api") }
+            guard HostPort.isValidMemberAddress(body.peer) else { throw APIError.invalid("peer must be host:port", field: "peer") }
+            if let api = body.api, !HostPort.isValidMemberAddress(api) { throw APIError.invalid("api must be host:port", field: "api") }
             try await node.addMember(id: body.id, peer: body.peer, api: body.api ?? "", voter: body.voter ?? true)
             return JSONResponse.make(Self.render(node.clusterView()), status: .created)
         }
@@ -87,11 +87,10 @@ extension API {
     }
 }
 
-enum HostPortText {
-    static func isValid(_ text: String) -> Bool {
-        guard text.utf8.count <= 255, let colon = text.lastIndex(of: ":"), colon > text.startIndex,
-            let port = Int(text[text.index(after: colon)...])
-        else { return false }
-        return (1...65535).contains(port)
+extension HostPort {
+    /// A member address an admin may give: `host:port` with a real port, at most 255 bytes.
+    static func isValidMemberAddress(_ text: String) -> Bool {
+        guard text.utf8.count <= 255, let address = HostPort(text) else { return false }
+        return address.port > 0
     }
 }

@@ -69,7 +69,7 @@ extension Node {
                 guard Self.validMemberId(member) else {
                     return .failed(.rejected, message: "member id must be 1-64 letters, digits, '-', '_' or '.'; got '\(member)'", leader: nil)
                 }
-                guard (try? HostPort.parse(peer)) != nil, (try? HostPort.parse(api)) != nil else {
+                guard HostPort(peer) != nil, HostPort(api) != nil else {
                     return .failed(.rejected, message: "peer and api must be host:port", leader: nil)
                 }
                 let registration = ClusterMember(id: member, peer: peer, api: api, voter: voter)

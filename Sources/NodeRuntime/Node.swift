@@ -93,7 +93,6 @@ public final class Node: Sendable {
     public let passwords: PasswordHasher
     public let loop: RaftLoop
     let link: PeerLink?
-    let storageDirectory: String
     let snapshots: SnapshotStore
     let calls = PeerCalls()
     let waiters = AppliedWaiters()
@@ -140,7 +139,6 @@ public final class Node: Sendable {
             close(lockDescriptor)
             throw NodeStartError.locked(directory)
         }
-        storageDirectory = directory
         freshStart = !FileManager.default.fileExists(atPath: directory + "/raft-snapshot")
         let initial: Snapshot
         switch configuration.start {
@@ -210,9 +208,9 @@ public final class Node: Sendable {
     /// Starts accepting members' connections; returns the bound port.
     @discardableResult
     public func listen() async throws -> Int? {
-        guard let link, let address = configuration.peerAddress else { return nil }
-        let (host, port) = try HostPort.parse(address)
-        return try await link.listen(host: host, port: port)
+        guard let link, let text = configuration.peerAddress else { return nil }
+        guard let address = HostPort(text) else { throw NodeStartError.configuration("'\(text)' is not host:port") }
+        return try await link.listen(host: address.host, port: address.port)
     }
 
     /// The node's clock reading, carried by commands. Apply never reads a clock itself.
@@ -337,12 +335,6 @@ public final class Node: Sendable {
         }
     }
 
-    func learn(_ member: ClusterMember) {
-        book.withLock { book in
-            if book[member.id] == nil { book[member.id] = member }
-        }
-    }
-
     /// When this node last heard from `member` over the peer link.
     func lastContact(_ member: String) -> ContinuousClock.Instant? { lastHeard.withLock { $0[member] } }
 
@@ -360,20 +352,20 @@ public final class Node: Sendable {
             reloadBook()
             address = peerAddress(of: message.to)
         }
-        guard let link, let address, let (host, port) = try? HostPort.parse(address) else {
+        guard let link, let address = address.flatMap(HostPort.init) else {
             counters.withLock { $0.unroutableMessages += 1 }
             return
         }
         if case .installSnapshot(let snapshot) = message.kind {
-            snapshots.stream(snapshot, message: message, to: message.to, host: host, port: port, link: link, logger: logger)
+            snapshots.stream(snapshot, message: message, to: message.to, host: address.host, port: address.port, link: link, logger: logger)
             return
         }
-        link.send(ClusterFrame.encode(.raft(message)), to: message.to, host: host, port: port)
+        link.send(ClusterFrame.encode(.raft(message)), to: message.to, host: address.host, port: address.port)
     }
 
     func send(_ frame: ClusterFrame, to member: String, address: String, verifyingIdentity: Bool = true) -> Bool {
-        guard let link, let (host, port) = try? HostPort.parse(address) else { return false }
-        return link.send(ClusterFrame.encode(frame), to: member, host: host, port: port, verifyingIdentity: verifyingIdentity)
+        guard let link, let target = HostPort(address) else { return false }
+        return link.send(ClusterFrame.encode(frame), to: member, host: target.host, port: target.port, verifyingIdentity: verifyingIdentity)
     }
 
     /// Asks `member` (at `address`) to carry out `request`.
@@ -526,13 +518,21 @@ final class NodeBox: @unchecked Sendable {
     weak var node: Node?
 }
 
-enum HostPort {
-    static func parse(_ text: String) throws -> (String, Int) {
+/// `host:port`, as flags, the peer link and the address book carry it.
+public struct HostPort: Sendable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+
+    /// Nil unless `text` is `host:port` with a port in 0...65535.
+    public init?(_ text: String) {
         guard let colon = text.lastIndex(of: ":"), colon > text.startIndex, let port = Int(text[text.index(after: colon)...]),
             (0...65535).contains(port)
-        else { throw NodeStartError.configuration("'\(text)' is not host:port") }
-        return (String(text[..<colon]), port)
+        else { return nil }
+        host = String(text[..<colon])
+        self.port = port
     }
+
+    public var description: String { "\(host):\(port)" }
 }
 
 extension Duration {

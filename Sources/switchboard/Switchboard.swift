@@ -167,20 +167,12 @@ struct NodeCommand: AsyncParsableCommand {
     }
 }
 
-/// `host:port` as given to a flag.
-struct HostPort: CustomStringConvertible {
-    var host: String
-    var port: Int
-
+extension HostPort {
+    /// `host:port` as given to a flag, or a usage error naming the flag.
     init(_ text: String, option: String) throws {
-        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port),
-            colon > text.startIndex
-        else { throw ValidationError("\(option) must be host:port, e.g. 127.0.0.1:8081; got '\(text)'") }
-        host = String(text[..<colon])
-        self.port = port
+        guard let address = HostPort(text) else { throw ValidationError("\(option) must be host:port, e.g. 127.0.0.1:8081; got '\(text)'") }
+        self = address
     }
-
-    var description: String { "\(host):\(port)" }
 }
 
 enum AdminToken {
