@@ -61,10 +61,7 @@ extension Node {
         do {
             switch request {
             case .propose(let command):
-                let position: (index: UInt64, term: UInt64) = try await withCheckedThrowingContinuation { continuation in
-                    loop.proposeForwarded(command) { continuation.resume(with: $0.mapError { $0 }) }
-                }
-                return .proposed(index: position.index, term: position.term)
+                return await withCheckedContinuation { continuation in appendForwarded(command) { continuation.resume(returning: $0) } }
             case .addMember(let member, let peer, let api, let voter):
                 guard Self.validMemberId(member) else {
                     return .failed(.rejected, message: "member id must be 1-64 letters, digits, '-', '_' or '.'; got '\(member)'", leader: nil)
@@ -227,29 +224,25 @@ extension Node {
         let book = members
         let ids = status.configuration.members.union(book.keys).union([id]).sorted()
         let nodes = ids.map { member -> ClusterView.Member in
-            let role: String =
-                if member == id {
-                    status.configuration.members.contains(id)
-                        ? (status.role == .leader ? "leader" : status.configuration.learners.contains(id) ? "learner" : status.role == .candidate || status.role == .preCandidate ? "candidate" : "follower")
-                        : "none"
-                } else if member == status.leader {
-                    "leader"
-                } else if status.configuration.voters.contains(member) {
-                    "follower"
-                } else if status.configuration.learners.contains(member) {
-                    "learner"
-                } else {
-                    "none"
-                }
             let contact: Int64? =
-                member == id ? 0 : lastContact(member).map { ($0.duration(to: .now).components.seconds * 1000) + $0.duration(to: .now).components.attoseconds / 1_000_000_000_000_000 }
+                member == id ? 0 : lastContact(member).map { $0.duration(to: .now).milliseconds }
             return ClusterView.Member(
                 id: member, api: book[member]?.api ?? (member == id ? configuration.apiAddress : nil),
-                peer: book[member]?.peer ?? (member == id ? configuration.peerAddress : nil), role: role,
+                peer: book[member]?.peer ?? (member == id ? configuration.peerAddress : nil), role: role(of: member, in: status),
                 voter: status.configuration.voters.contains(member), matchIndex: status.matchIndexes[member].map { Int64($0) },
                 appliedIndex: member == id ? Int64(status.appliedIndex) : nil, lastContactMs: contact)
         }
         return ClusterView(self: id, leader: status.leader, term: status.term, commitIndex: status.commitIndex, nodes: nodes)
+    }
+
+    /// A member's role as `/v1/cluster` names it, from this node's view.
+    private func role(of member: String, in status: RaftLoop.Status) -> String {
+        let configuration = status.configuration
+        guard configuration.members.contains(member) else { return "none" }
+        if configuration.learners.contains(member) { return "learner" }
+        if member == status.leader { return "leader" }
+        if member == id, status.role == .candidate || status.role == .preCandidate { return "candidate" }
+        return "follower"
     }
 
     /// Ready: a leader is known and this node applied everything it knows to be committed.

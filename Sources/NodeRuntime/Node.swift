@@ -412,14 +412,7 @@ public final class Node: Sendable {
             if case .propose(let command) = request, loop.status.role == .leader {
                 // Answered from the loop thread before the entry is sent anywhere, so on our one
                 // link to the asker the answer arrives before the entry does.
-                loop.proposeForwarded(command) { [self] result in
-                    let response: ClusterResponse = switch result {
-                    case .success(let position): .proposed(index: position.index, term: position.term)
-                    case .failure(.overloaded), .failure(.raft(.proposalQueueFull)): .failed(.overloaded, message: "\(result)", leader: nil)
-                    case .failure(let error): .failed(.unavailable, message: error.description, leader: loop.status.leader)
-                    }
-                    _ = send(.response(id: requestId, response), to: peer, address: from)
-                }
+                appendForwarded(command) { [self] response in _ = send(.response(id: requestId, response), to: peer, address: from) }
                 return
             }
             if case .removed = request {
@@ -500,6 +493,20 @@ public final class Node: Sendable {
         }
     }
 
+    /// The leader appends a command another member forwarded and answers with its position
+    /// (from the loop thread, before the entry is sent anywhere).
+    func appendForwarded(_ command: [UInt8], reply: @escaping @Sendable (ClusterResponse) -> Void) {
+        let loop = self.loop
+        loop.proposeForwarded(command) { result in
+            let response: ClusterResponse = switch result {
+            case .success(let position): .proposed(index: position.index, term: position.term)
+            case .failure(.overloaded), .failure(.raft(.proposalQueueFull)): .failed(.overloaded, message: "\(result)", leader: nil)
+            case .failure(let error): .failed(.unavailable, message: error.description, leader: loop.status.leader)
+            }
+            reply(response)
+        }
+    }
+
     // MARK: Lifecycle
 
     /// Stops the loop, closes the peer link and releases the data directory. Idempotent.
@@ -537,4 +544,5 @@ public struct HostPort: Sendable, CustomStringConvertible {
 
 extension Duration {
     var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+    var milliseconds: Int64 { components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000 }
 }

@@ -68,7 +68,7 @@ final class SnapshotStore: Sendable {
             "took a snapshot and compacted the log",
             metadata: [
                 "raft.snapshot.index": "\(snapshot.index)", "snapshot.bytes": "\(size)",
-                "snapshot.ms": "\((ContinuousClock.now - started).components.seconds * 1000 + (ContinuousClock.now - started).components.attoseconds / 1_000_000_000_000_000)",
+                "snapshot.ms": "\((ContinuousClock.now - started).milliseconds)",
             ])
         return snapshot
     }
