@@ -27,6 +27,18 @@ struct ClusterCommand: AsyncParsableCommand {
         var file = "cluster/local.toml"
     }
 
+    /// One node of the cluster file: `<id> [file]`.
+    struct NodeOptions: ParsableArguments {
+        @Argument(help: "The node's id.")
+        var nodeId: String
+        @OptionGroup var options: Options
+
+        func resolve() throws -> (LocalCluster, LocalCluster.Member) {
+            let cluster = try LocalCluster(file: options.file)
+            return (cluster, try cluster.node(nodeId))
+        }
+    }
+
     struct Up: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Start every node not already running; wait for a leader and every member.")
         @OptionGroup var options: Options
@@ -89,13 +101,10 @@ struct ClusterCommand: AsyncParsableCommand {
 
     struct Kill: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "kill -9 one node, as a crash would.")
-        @Argument(help: "The node's id.")
-        var nodeId: String
-        @OptionGroup var options: Options
+        @OptionGroup var target: NodeOptions
 
         func run() async throws {
-            let cluster = try LocalCluster(file: options.file)
-            let node = try cluster.node(nodeId)
+            let (cluster, node) = try target.resolve()
             guard let pid = cluster.runningPid(node) else { throw ValidationError("\(node.id) is not running") }
             kill(pid, SIGKILL)
             print("killed \(node.id) (pid \(pid)) with SIGKILL")
@@ -104,13 +113,10 @@ struct ClusterCommand: AsyncParsableCommand {
 
     struct Restart: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Stop one node if it runs, then start it again on its data.")
-        @Argument(help: "The node's id.")
-        var nodeId: String
-        @OptionGroup var options: Options
+        @OptionGroup var target: NodeOptions
 
         func run() async throws {
-            let cluster = try LocalCluster(file: options.file)
-            let node = try cluster.node(nodeId)
+            let (cluster, node) = try target.resolve()
             await cluster.stop(node)
             try cluster.start(node)
         }
