@@ -47,22 +47,14 @@ cleanup() {
 trap cleanup EXIT
 "$binary" cluster up "$root/cluster.toml" | tail -n 1 >/dev/null
 
-json() { python3 -c "import sys,json; print(json.load(sys.stdin)$1)"; }
+source loadtest/agents.sh
 leader=$(curl -sf -H "$admin" http://127.0.0.1:18181/v1/cluster | json '["leader"]')
 leader_api="http://127.0.0.1:1818${leader#n}"
 follower=$([ "$leader" = n2 ] && echo n3 || echo n2)
 follower_api="http://127.0.0.1:1818${follower#n}"
 echo "switchboard: leader $leader, follower $follower"
 
-curl -sf -X POST "$leader_api/v1/queues" -H "$admin" -d '{"name":"support","channels":["whatsapp"]}' >/dev/null
-tokens=()
-for i in $(seq 20); do
-  curl -sf -X POST "$leader_api/v1/agents" -H "$admin" \
-    -d "{\"name\":\"Agent $i\",\"email\":\"agent$i@example.com\",\"password\":\"bench-password\",\"capacity\":5}" >/dev/null
-  t=$(curl -sf -X POST "$leader_api/v1/sessions" -d "{\"email\":\"agent$i@example.com\",\"password\":\"bench-password\"}" | json '["token"]')
-  curl -sf -X PUT "$leader_api/v1/agents/me/status" -H "Authorization: Bearer $t" -d '{"status":"available"}' >/dev/null
-  tokens+=("$t")
-done
+setup_agents "$leader_api"
 
 echo "== switchboard: inbound messages to the leader ($leader), 3 members fsync, wrk -t2 -c64 -d${duration}s"
 wrk -t2 -c64 -d"${duration}s" --latency -s loadtest/inbound.lua "$leader_api"
@@ -70,10 +62,7 @@ echo "== switchboard: inbound messages to a follower ($follower, forwarded), wrk
 wrk -t2 -c64 -d"${duration}s" --latency -s loadtest/inbound.lua "$follower_api"
 
 export READS_FILE="$root/reads.txt"
-for t in "${tokens[@]}"; do
-  curl -sf "$leader_api/v1/conversations?assignee=me&limit=5" -H "Authorization: Bearer $t" \
-    | python3 -c "import sys,json; [print('$t', c['id']) for c in json.load(sys.stdin)['items']]"
-done > "$READS_FILE"
+write_agent_reads "$leader_api" "$READS_FILE"
 echo "== switchboard: linearizable reads through the follower $follower (ReadIndex), 20 agents x 5 conversations, wrk -t2 -c64 -d${duration}s"
 wrk -t2 -c64 -d"${duration}s" --latency -s loadtest/read.lua "$follower_api"
 "$binary" cluster down "$root/cluster.toml" >/dev/null
@@ -93,8 +82,8 @@ for _ in $(seq 100); do
 done
 etcd_leader=""
 for i in 1 2 3; do
-  if ETCDCTL_API=3 etcdctl --endpoints="http://127.0.0.1:1237$i" endpoint status -w json | grep -q "\"leader\":\([0-9]*\).*" && \
-     [ "$(ETCDCTL_API=3 etcdctl --endpoints="http://127.0.0.1:1237$i" endpoint status -w json | python3 -c 'import sys,json; s=json.load(sys.stdin)[0]["Status"]; print(int(s["leader"]==s["header"]["member_id"]))')" = 1 ]; then
+  if [ "$(ETCDCTL_API=3 etcdctl --endpoints="http://127.0.0.1:1237$i" endpoint status -w json \
+        | python3 -c 'import sys,json; s=json.load(sys.stdin)[0]["Status"]; print(int(s["leader"]==s["header"]["member_id"]))')" = 1 ]; then
     etcd_leader=$i
   fi
 done

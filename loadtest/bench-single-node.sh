@@ -21,17 +21,8 @@ node_pid=$!
 trap 'kill $node_pid 2>/dev/null; wait $node_pid 2>/dev/null; rm -rf "$data"' EXIT
 for _ in $(seq 100); do curl -sf "$base/readyz" >/dev/null && break; sleep 0.1; done
 
-json() { python3 -c "import sys,json; print(json.load(sys.stdin)$1)"; }
-curl -sf -X POST "$base/v1/queues" -H "$admin" -d '{"name":"support","channels":["whatsapp"]}' >/dev/null
-# 20 available agents with capacity 5: the first 100 conversations are assigned, the rest wait.
-tokens=()
-for i in $(seq 20); do
-  curl -sf -X POST "$base/v1/agents" -H "$admin" \
-    -d "{\"name\":\"Agent $i\",\"email\":\"agent$i@example.com\",\"password\":\"bench-password\",\"capacity\":5}" >/dev/null
-  token=$(curl -sf -X POST "$base/v1/sessions" -d "{\"email\":\"agent$i@example.com\",\"password\":\"bench-password\"}" | json '["token"]')
-  curl -sf -X PUT "$base/v1/agents/me/status" -H "Authorization: Bearer $token" -d '{"status":"available"}' >/dev/null
-  tokens+=("$token")
-done
+source loadtest/agents.sh
+setup_agents "$base"
 first_token="${tokens[0]}"
 
 echo "== baseline: GET /healthz (no auth, no database), wrk -t2 -c64 -d${duration}s"
@@ -43,10 +34,7 @@ wrk -t2 -c64 -d"${duration}s" --latency -s loadtest/inbound.lua "$base"
 # Hot reads: each of the 20 agents re-reads its own 5 assigned conversations (what an agent's
 # screen does on every event); these are served from rendered copies until apply changes them.
 export READS_FILE="$data/reads-agents.txt"
-for token in "${tokens[@]}"; do
-  curl -sf "$base/v1/conversations?assignee=me&limit=5" -H "Authorization: Bearer $token" \
-    | python3 -c "import sys,json; [print('$token', c['id']) for c in json.load(sys.stdin)['items']]"
-done > "$READS_FILE"
+write_agent_reads "$base" "$READS_FILE"
 echo "== agent reads (GET /v1/conversations/{id}, linearizable, 20 agents x 5 conversations), wrk -t2 -c64 -d${duration}s"
 wrk -t2 -c64 -d"${duration}s" --latency -s loadtest/read.lua "$base"
 curl -sf "$base/metrics" | grep -E "^switchboard_conversation_view_(hits|misses|evictions) "
