@@ -157,12 +157,12 @@ extension Node {
             return false
         }
         let now = Date()
-        // A member whose registered addresses are not its own (first start, or new flags).
-        if isMember, status.leader != nil, let peer = configuration.peerAddress ?? Optional("-"), let api = configuration.apiAddress,
-            now >= memory.nextRegistration
-        {
+        // A member whose registered addresses are not its own (first start, or new flags). A
+        // node without a peer link registers "-" as its peer address.
+        if isMember, status.leader != nil, let api = configuration.apiAddress, now >= memory.nextRegistration {
             let registered = members[id]
-            let wanted = ClusterMember(id: id, peer: peer, api: api, voter: registered?.voter ?? status.configuration.voters.contains(id))
+            let wanted = ClusterMember(
+                id: id, peer: configuration.peerAddress ?? "-", api: api, voter: registered?.voter ?? status.configuration.voters.contains(id))
             if registered != wanted {
                 memory.nextRegistration = now.addingTimeInterval(2)
                 _ = try? await propose(.setMember(wanted), actor: .system)

@@ -346,18 +346,20 @@ public final class RaftLoop: @unchecked Sendable {
                 break
             }
         }
+        // No more inputs are taken; those that arrived after the last batch still hold
+        // continuations: run them (they register waits), then fail every wait once.
+        let left = condition.withLock {
+            stopping = true
+            defer { inputs = [] }
+            return inputs
+        }
+        for input in left { if case .work(let body) = input { body(self) } }
         for (_, list) in waiters { for waiter in list { waiter.completion(.failure(.stopped)) } }
         for (_, read) in reads { read.completion(.failure(.stopped)) }
         for ready in readsReady { ready.read.completion(.failure(.stopped)) }
         waiters = [:]
         reads = [:]
         readsReady = []
-        condition.withLock { stopping = true }
-        // Inputs that arrived after the last batch still hold continuations.
-        let left = condition.withLock { defer { inputs = [] }; return inputs }
-        for input in left { if case .work(let body) = input { body(self) } }
-        for (_, list) in waiters { for waiter in list { waiter.completion(.failure(.stopped)) } }
-        for (_, read) in reads { read.completion(.failure(.stopped)) }
         finished.signal()
     }
 
