@@ -2,7 +2,7 @@
 import PackageDescription
 
 // Module layout (see ../shared/DESIGN.md and each module's DESIGN.md):
-//   cores (pure, deterministic): Wire, ContactCenter, RaftCore
+//   cores (pure, deterministic): Wire, ContactCenter, RaftCore, SWIMCore
 //   test support:                ClusterTestKit (seeded simulator)
 //   edges (I/O):                 Storage, NodeRuntime, AgentAPI
 //   executables (wiring only):   switchboard
@@ -29,8 +29,10 @@ let package = Package(
         .target(name: "Wire", dependencies: ["RaftCore"]),
         // Pure: the Raft consensus core (elections, replication, reads, membership, snapshots).
         .target(name: "RaftCore"),
+        // Pure: the SWIM failure detector with Lifeguard, and its packet codec.
+        .target(name: "SWIMCore", dependencies: ["Wire", "RaftCore"]),
         // Test support (also behind `switchboard simulate`): seeded cluster simulator for RaftCore.
-        .target(name: "ClusterTestKit", dependencies: ["RaftCore", "Wire"]),
+        .target(name: "ClusterTestKit", dependencies: ["RaftCore", "Wire", "SWIMCore"]),
         // Pure: commands, validation, deterministic apply rules, events.
         .target(name: "ContactCenter", dependencies: ["Wire"]),
         // Edge: the durable command log and the SQLite state database.
@@ -90,6 +92,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "ContactCenterTests", dependencies: ["ContactCenter", "Wire"]),
+        .testTarget(name: "SWIMCoreTests", dependencies: ["SWIMCore", "ClusterTestKit", "Wire"]),
         .testTarget(name: "RaftCoreTests", dependencies: ["RaftCore", "ClusterTestKit", "Wire"]),
         .testTarget(
             name: "ClusterTests",
