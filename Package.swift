@@ -49,12 +49,25 @@ let package = Package(
         .target(
             name: "NodeRuntime",
             dependencies: [
-                "ContactCenter", "Storage", "RaftCore", "PeerLink", "Wire",
+                "ContactCenter", "Storage", "RaftCore", "PeerLink", "Wire", "SWIMCore", "SWIMShell",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
+            ]
+        ),
+        // Edge: the SWIM shell: one UDP socket (SwiftNIO), packets sealed with AES-GCM (keyring).
+        .target(
+            name: "SWIMShell",
+            dependencies: [
+                "SWIMCore", "Wire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         // Edge: the authenticated TCP link between members (SwiftNIO, HMAC with the cluster secret).
@@ -83,7 +96,7 @@ let package = Package(
         .executableTarget(
             name: "switchboard",
             dependencies: [
-                "AgentAPI", "NodeRuntime", "Storage", "ClusterTestKit",
+                "AgentAPI", "NodeRuntime", "Storage", "ClusterTestKit", "SWIMCore", "SWIMShell",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),

@@ -75,7 +75,10 @@ extension API {
             raft["matchIndex"] = member.matchIndex.map(JSONValue.int) ?? .null
             raft["appliedIndex"] = member.appliedIndex.map(JSONValue.int) ?? .null
             raft["lastContactMs"] = member.lastContactMs.map(JSONValue.int) ?? .null
-            nodes.append(.object(["id": .string(member.id), "api": .optional(member.api), "gossip": .null, "raft": .object(raft)]))
+            let gossip: JSONValue = member.gossip.map { gossip in
+                .object(["address": .string(gossip.address), "status": .string(gossip.status), "incarnation": .int(Int64(gossip.incarnation))])
+            } ?? .null
+            nodes.append(.object(["id": .string(member.id), "api": .optional(member.api), "gossip": gossip, "raft": .object(raft)]))
         }
         var object: [String: JSONValue] = [:]
         object["self"] = .string(view.`self`)

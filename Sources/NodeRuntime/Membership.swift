@@ -222,15 +222,17 @@ extension Node {
     public func clusterView() -> ClusterView {
         let status = loop.status
         let book = members
-        let ids = status.configuration.members.union(book.keys).union([id]).sorted()
+        let gossip = Dictionary(gossipView().map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+        let ids = status.configuration.members.union(book.keys).union([id]).union(gossip.keys).sorted()
         let nodes = ids.map { member -> ClusterView.Member in
             let contact: Int64? =
                 member == id ? 0 : lastContact(member).map { $0.duration(to: .now).milliseconds }
             return ClusterView.Member(
-                id: member, api: book[member]?.api ?? (member == id ? configuration.apiAddress : nil),
+                id: member, api: book[member]?.api ?? (member == id ? configuration.apiAddress : gossip[member]?.api),
                 peer: book[member]?.peer ?? (member == id ? configuration.peerAddress : nil), role: role(of: member, in: status),
                 voter: status.configuration.voters.contains(member), matchIndex: status.matchIndexes[member].map { Int64($0) },
-                appliedIndex: member == id ? Int64(status.appliedIndex) : nil, lastContactMs: contact)
+                appliedIndex: member == id ? Int64(status.appliedIndex) : nil, lastContactMs: contact,
+                gossip: gossip[member].map { ClusterView.GossipStatus(address: $0.address, status: $0.status, incarnation: $0.incarnation) })
         }
         return ClusterView(self: id, leader: status.leader, term: status.term, commitIndex: status.commitIndex, nodes: nodes)
     }
@@ -275,6 +277,20 @@ public struct ClusterView: Sendable {
         public var matchIndex: Int64?
         public var appliedIndex: Int64?
         public var lastContactMs: Int64?
+        /// This node's gossip view of the member; nil when gossip is off or has not heard of it.
+        public var gossip: GossipStatus?
+    }
+
+    public struct GossipStatus: Sendable {
+        public var address: String
+        public var status: String
+        public var incarnation: UInt64
+
+        public init(address: String, status: String, incarnation: UInt64) {
+            self.address = address
+            self.status = status
+            self.incarnation = incarnation
+        }
     }
 
     public var `self`: String

@@ -328,6 +328,43 @@ public final class Node: Sendable {
 
     var members: [String: ClusterMember] { book.withLock { $0 } }
 
+    /// One member as gossip sees it (what `/v1/cluster` shows and Raft takes as address hints).
+    public struct GossipMember: Sendable {
+        public var id: String
+        public var address: String
+        public var status: String
+        public var incarnation: UInt64
+        public var api: String?
+        public var peer: String?
+
+        public init(id: String, address: String, status: String, incarnation: UInt64, api: String?, peer: String?) {
+            self.id = id
+            self.address = address
+            self.status = status
+            self.incarnation = incarnation
+            self.api = api
+            self.peer = peer
+        }
+    }
+
+    private let gossipSource = Mutex<(@Sendable () -> [GossipMember])?>(nil)
+
+    /// Connects the gossip view (set once gossip runs; `/v1/cluster` shows `gossip: null` before).
+    public func attachGossip(_ view: @escaping @Sendable () -> [GossipMember]) {
+        gossipSource.withLock { $0 = view }
+    }
+
+    func gossipView() -> [GossipMember] { gossipSource.withLock { $0 }?() ?? [] }
+
+    /// Gossip saw `member` with its peer address: a hint for a member whose address this node
+    /// has not registered yet (gossip never adds or removes Raft members).
+    public func hintPeerAddress(_ peer: String, of member: String) {
+        guard member != id, HostPort(peer) != nil else { return }
+        book.withLock { book in
+            if book[member] == nil { book[member] = ClusterMember(id: member, peer: peer, api: "", voter: false) }
+        }
+    }
+
     func reloadBook() {
         guard let registered = try? state.readNow({ try $0.clusterMembers() }) else { return }
         book.withLock { book in

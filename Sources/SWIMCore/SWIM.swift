@@ -62,6 +62,8 @@ public struct SWIM: Sendable {
         public var packetsReceived = 0
         public var packetsIgnored = 0
         public var updatesDropped = 0
+
+        public init() {}
     }
 
     private struct Probe {

@@ -129,6 +129,8 @@ struct LocalCluster {
         var id: String
         var api: String
         var peer: String
+        /// UDP gossip address (optional: without it the node runs without SWIM).
+        var gossip: String?
     }
 
     var nodes: [Member] = []
@@ -151,7 +153,7 @@ struct LocalCluster {
                 guard let id = values["id"], let api = values["api"], let peer = values["peer"] else {
                     throw ValidationError("\(file): every [[node]] needs id, api and peer")
                 }
-                nodes.append(Member(id: id, api: api, peer: peer))
+                nodes.append(Member(id: id, api: api, peer: peer, gossip: values["gossip"]))
             case "balancer": break
             default: throw ValidationError("\(file): unknown table [\(name)]")
             }
@@ -189,6 +191,13 @@ struct LocalCluster {
         let directory = directory(node)
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         var arguments = ["node", "--id", node.id, "--data", directory, "--api", node.api, "--peer", node.peer, "--admin-token", adminToken]
+        if let gossip = node.gossip {
+            // Any reachable member is enough; every other member is listed so that a restart
+            // finds one whichever are down.
+            arguments += ["--gossip", gossip]
+            let seeds = nodes.compactMap(\.gossip).filter { $0 != gossip }
+            if !seeds.isEmpty { arguments += ["--seeds", seeds.joined(separator: ",")] }
+        }
         if !FileManager.default.fileExists(atPath: directory + "/raft-snapshot") {
             arguments += node.id == nodes[0].id ? ["--bootstrap"] : ["--join", nodes[0].peer]
         }
@@ -209,7 +218,7 @@ struct LocalCluster {
         process.standardInput = FileHandle.nullDevice
         try process.run()
         try "\(process.processIdentifier)\n".write(toFile: directory + "/pid", atomically: true, encoding: .utf8)
-        print("started \(node.id) (pid \(process.processIdentifier)): api http://\(node.api), peer \(node.peer)")
+        print("started \(node.id) (pid \(process.processIdentifier)): api http://\(node.api), peer \(node.peer)\(node.gossip.map { ", gossip \($0)" } ?? "")")
     }
 
     /// SIGTERM, then SIGKILL if it has not exited within 10 s.

@@ -5,6 +5,8 @@ import Logging
 import Metrics
 import NodeRuntime
 import Prometheus
+import SWIMCore
+import SWIMShell
 import ServiceLifecycle
 
 /// `switchboard`: the contact-center node and its tools. Wiring only; the behaviour lives in
@@ -63,6 +65,15 @@ struct NodeCommand: AsyncParsableCommand {
     @Option(help: "The cluster secret (or SWITCHBOARD_SECRET); every member needs the same one. Required with --peer.")
     var secret: String?
 
+    @Option(help: "host:port the SWIM gossip (UDP) listens on. Without it the node runs without a failure detector.")
+    var gossip: String?
+
+    @Option(help: "Gossip addresses of other members, comma-separated (any reachable one is enough; the first node needs none).")
+    var seeds: String?
+
+    @Option(help: "A previous cluster secret still accepted on gossip while the secret rotates (repeatable).")
+    var previousSecret: [String] = []
+
     @Flag(help: "Start a new cluster with this node as its first voter (only on an empty data directory).")
     var bootstrap = false
 
@@ -96,6 +107,9 @@ struct NodeCommand: AsyncParsableCommand {
         _ = try HostPort(api, option: "--api")
         if let peer { _ = try HostPort(peer, option: "--peer") }
         if let join { _ = try HostPort(join, option: "--join") }
+        if let gossip { _ = try HostPort(gossip, option: "--gossip") }
+        for seed in seedList { _ = try HostPort(seed, option: "--seeds") }
+        guard gossip != nil || seeds == nil else { throw ValidationError("--seeds needs --gossip: the address this node gossips on") }
         guard !(bootstrap && join != nil) else { throw ValidationError("--bootstrap starts a new cluster and --join enters an existing one: pass one of them") }
         guard join == nil || peer != nil else { throw ValidationError("--join needs --peer: the other members reach this node there") }
         guard (1...10_000).contains(tickMs) else { throw ValidationError("--tick-ms must be 1...10000") }
@@ -150,8 +164,15 @@ struct NodeCommand: AsyncParsableCommand {
             throw ValidationError("cannot listen for peers on \(peer ?? "-"): \(error)")
         }
 
-        // 4. The API, then the service group. Services stop in reverse order: the API drains
-        //    its in-flight requests first, then the node stops.
+        // 4. Gossip (SWIM over UDP, sealed with the cluster secret), when asked for.
+        var gossipServices: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        if let gossip {
+            let member = try await startGossip(listen: try HostPort(gossip, option: "--gossip"), secret: configuration.secret, logger: logger)
+            gossipServices = [.init(service: GossipBridge(node: node, gossip: member)), .init(service: member)]
+        }
+
+        // 5. The API, then the service group. Services stop in reverse order: gossip says it
+        //    leaves, the API drains its in-flight requests, then the node stops.
         let api = API(node: node, logger: logger)
         let application = api.application(host: address.host, port: address.port, metrics: APIMetrics(registry: registry))
         logger.info("api listening", metadata: ["node.id": "\(id)", "http.address": "\(address)"])
@@ -160,10 +181,32 @@ struct NodeCommand: AsyncParsableCommand {
                 services: [
                     .init(service: NodeService(node: node), successTerminationBehavior: .gracefullyShutdownGroup),
                     .init(service: application),
-                ],
+                ] + gossipServices,
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
         try await group.run()
+    }
+}
+
+extension NodeCommand {
+    var seedList: [String] {
+        (seeds ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+    }
+
+    /// Binds the gossip socket and joins through the seeds.
+    func startGossip(listen: HostPort, secret: String?, logger: Logger) async throws -> Gossip {
+        guard let secret, !secret.isEmpty else { throw ValidationError("--gossip needs the cluster secret (--secret or SWITCHBOARD_SECRET): it seals every packet") }
+        let previous = previousSecret + (ProcessInfo.processInfo.environment["SWITCHBOARD_PREVIOUS_SECRETS"] ?? "").split(separator: ",").map(String.init)
+        let configuration = GossipConfiguration(
+            id: id, listen: HostAndPort(host: listen.host, port: listen.port), seeds: seedList,
+            metadata: Metadata(role: .node, api: api, peer: peer), keyring: try Keyring(primary: secret, previous: previous))
+        let gossip = try Gossip(configuration: configuration, logger: logger)
+        do {
+            try await gossip.start()
+        } catch {
+            throw ValidationError("cannot listen for gossip on \(listen): \(error)")
+        }
+        return gossip
     }
 }
 

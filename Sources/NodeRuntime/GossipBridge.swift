@@ -1,0 +1,75 @@
+import Logging
+import Metrics
+import SWIMCore
+import SWIMShell
+import ServiceLifecycle
+
+/// Connects a node to its gossip member: `/v1/cluster` shows the gossip view, peer addresses seen
+/// in gossip are address hints for Raft (gossip never decides Raft membership), the node's Raft
+/// role is published in its gossip tags, and the gossip counters become metrics.
+public struct GossipBridge: Service {
+    let node: Node
+    let gossip: Gossip
+    /// How often the Raft role tag and the metrics are refreshed.
+    let refreshInterval: Duration
+
+    public init(node: Node, gossip: Gossip, refreshInterval: Duration = .milliseconds(500)) {
+        self.node = node
+        self.gossip = gossip
+        self.refreshInterval = refreshInterval
+    }
+
+    public func run() async throws {
+        node.attachGossip { [gossip] in
+            gossip.members.map { member in
+                Node.GossipMember(
+                    id: member.id, address: member.address, status: "\(member.status)", incarnation: member.incarnation,
+                    api: member.metadata.api, peer: member.metadata.peer)
+            }
+        }
+        for member in gossip.members { hint(member) }
+        let changes = gossip.changes()
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for await change in changes { hint(change.member) }
+            }
+            group.addTask { await refreshUntilShutdown() }
+            await group.next()
+            group.cancelAll()
+        }
+    }
+
+    private func hint(_ member: Member) {
+        guard member.metadata.role == .node, member.status.isActive, let peer = member.metadata.peer else { return }
+        node.hintPeerAddress(peer, of: member.id)
+    }
+
+    private func refreshUntilShutdown() async {
+        var published: String?
+        let statuses: [MemberStatus] = [.alive, .suspect, .dead, .left]
+        let gauges = statuses.map { Gauge(label: "switchboard_gossip_members", dimensions: [("status", "\($0)")]) }
+        let health = Gauge(label: "switchboard_gossip_local_health")
+        let dropped = Gauge(label: "switchboard_gossip_packets_dropped")
+        let sent = Gauge(label: "switchboard_gossip_packets_sent")
+        let received = Gauge(label: "switchboard_gossip_packets_received")
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            let role = "\(node.loop.status.role)"
+            if role != published {
+                do {
+                    try await gossip.updateTags(["raft": role])
+                    published = role
+                } catch {
+                    node.logger.warning("cannot publish the raft role in gossip", metadata: ["error": "\(error)"])
+                }
+            }
+            let members = gossip.members
+            for (status, gauge) in zip(statuses, gauges) { gauge.record(members.filter { $0.status == status }.count) }
+            let counters = gossip.counters
+            health.record(gossip.localHealth)
+            dropped.record(counters.droppedMalformed + counters.droppedUnknownKey + counters.droppedForged + counters.droppedUndecodable)
+            sent.record(counters.packetsSent)
+            received.record(counters.packetsReceived)
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: refreshInterval) }
+        }
+    }
+}
