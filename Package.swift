@@ -26,15 +26,15 @@ let package = Package(
     ],
     targets: [
         // Pure: length-prefixed binary encoding primitives, checksums, the Raft message codec.
-        .target(name: "Wire", dependencies: ["RaftCore"]),
+        .target(name: "Wire", dependencies: ["RaftCore"], exclude: ["DESIGN.md"]),
         // Pure: the Raft consensus core (elections, replication, reads, membership, snapshots).
-        .target(name: "RaftCore"),
+        .target(name: "RaftCore", exclude: ["DESIGN.md"]),
         // Pure: the SWIM failure detector with Lifeguard, and its packet codec.
-        .target(name: "SWIMCore", dependencies: ["Wire", "RaftCore"]),
+        .target(name: "SWIMCore", dependencies: ["Wire", "RaftCore"], exclude: ["DESIGN.md"]),
         // Test support (also behind `switchboard simulate`): seeded cluster simulator for RaftCore.
-        .target(name: "ClusterTestKit", dependencies: ["RaftCore", "Wire", "SWIMCore"]),
+        .target(name: "ClusterTestKit", dependencies: ["RaftCore", "Wire", "SWIMCore"], exclude: ["DESIGN.md"]),
         // Pure: commands, validation, deterministic apply rules, events.
-        .target(name: "ContactCenter", dependencies: ["Wire"]),
+        .target(name: "ContactCenter", dependencies: ["Wire"], exclude: ["DESIGN.md"]),
         // Edge: the durable command log and the SQLite state database.
         .target(
             name: "Storage",
@@ -42,7 +42,7 @@ let package = Package(
                 "Wire", "ContactCenter", "RaftCore",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ], exclude: ["DESIGN.md"]
         ),
         // Edge: the node: the Raft loop (persist -> send -> apply -> advance), forwarding to the
         // leader over the peer link, membership, snapshots, events fan-out.
@@ -55,7 +55,7 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
-            ]
+            ], exclude: ["DESIGN.md"]
         ),
         // Edge: the SWIM shell: one UDP socket (SwiftNIO), packets sealed with AES-GCM (keyring).
         .target(
@@ -68,7 +68,7 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ]
+            ], exclude: ["DESIGN.md"]
         ),
         // Edge: the authenticated TCP link between members (SwiftNIO, HMAC with the cluster secret).
         .target(
@@ -79,7 +79,7 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ], exclude: ["DESIGN.md"]
         ),
         // Edge: HTTP + WebSocket API (Hummingbird).
         .target(
@@ -91,7 +91,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
-            ]
+            ], exclude: ["DESIGN.md"]
         ),
         .executableTarget(
             name: "switchboard",
@@ -106,6 +106,9 @@ let package = Package(
         ),
         .testTarget(name: "ContactCenterTests", dependencies: ["ContactCenter", "Wire"]),
         .testTarget(name: "SWIMCoreTests", dependencies: ["SWIMCore", "ClusterTestKit", "Wire"]),
+        .testTarget(
+            name: "SWIMShellTests",
+            dependencies: ["SWIMShell", "SWIMCore", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]),
         .testTarget(name: "RaftCoreTests", dependencies: ["RaftCore", "ClusterTestKit", "Wire"]),
         .testTarget(
             name: "ClusterTests",

@@ -2,6 +2,7 @@ import ArgumentParser
 import ClusterTestKit
 import Foundation
 import RaftCore
+import SWIMCore
 import Synchronization
 
 /// `switchboard simulate`: seeded Raft cluster simulations, as CI runs them.
@@ -20,6 +21,7 @@ struct SimulateCommand: AsyncParsableCommand {
               switchboard simulate --seeds 2000 --nodes 5     # seeds 1...2000
               switchboard simulate --seed 1234 --nodes 5      # replay one seed with its trace
               switchboard simulate --throughput               # the core's entries/s, no I/O
+              switchboard simulate --gossip                   # SWIM traffic per member, 5/20/50 members
 
             The last line is `seeds=N failures=F`; the exit status is 1 when F > 0.
             """)
@@ -45,6 +47,15 @@ struct SimulateCommand: AsyncParsableCommand {
     @Flag(help: "Measure the core's throughput (3 members, no I/O) instead.")
     var throughput = false
 
+    @Flag(help: "Simulate SWIM instead: packets and bytes per member per second, and crash detection time, per cluster size.")
+    var gossip = false
+
+    @Option(help: "With --gossip: cluster sizes, comma-separated.")
+    var gossipMembers = "5,20,50"
+
+    @Option(help: "With --gossip: packet loss in percent.")
+    var loss: Double = 0
+
     func validate() throws {
         guard (1...7).contains(nodes) else { throw ValidationError("--nodes must be 1...7, got \(nodes)") }
         guard seeds >= 1 else { throw ValidationError("--seeds must be at least 1") }
@@ -53,6 +64,7 @@ struct SimulateCommand: AsyncParsableCommand {
 
     func run() async throws {
         if throughput { return measureThroughput() }
+        if gossip { return try measureGossip() }
         let settings = SimulationSettings(nodes: nodes)
         SeedsInFlight.installCrashReport()
         if let seed {
@@ -138,6 +150,35 @@ enum SeedsInFlight {
                 signal(received, SIG_DFL)
                 raise(received)
             }
+        }
+    }
+}
+
+extension SimulateCommand {
+    /// Steady-state SWIM traffic per member (60 simulated seconds after joining) and the time until
+    /// every member holds a crashed one dead, for each cluster size.
+    func measureGossip() throws {
+        let sizes = gossipMembers.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard !sizes.isEmpty, sizes.allSatisfy({ (2...500).contains($0) }) else { throw ValidationError("--gossip-members must list sizes in 2...500") }
+        guard (0..<100).contains(loss) else { throw ValidationError("--loss must be in 0..<100 percent") }
+        print("members  packets/member/s  bytes/member/s  crash detected everywhere after (seed \(firstSeed), \(loss) % loss)")
+        for members in sizes {
+            var options = GossipSimulation.Options(members: members, seed: firstSeed)
+            options.loss = loss / 100
+            var simulation = try GossipSimulation(options)
+            guard try simulation.run(until: .seconds(60), { $0.converged() }) else { throw ValidationError("\(members) members did not converge within 60 s") }
+            try simulation.run(for: .seconds(5))
+            let before = simulation.traffic
+            let seconds = 60.0
+            try simulation.run(for: .seconds(seconds))
+            let packets = zip(simulation.traffic, before).map { $0.packets - $1.packets }.reduce(0, +)
+            let bytes = zip(simulation.traffic, before).map { $0.bytes - $1.bytes }.reduce(0, +)
+            simulation.crash(members - 1)
+            let crashedAt = simulation.now
+            let detected = try simulation.run(until: .seconds(30)) { $0.everyoneSeesDead(members - 1) }
+            let detection = detected ? "\((simulation.now - crashedAt).components.seconds * 1000 + (simulation.now - crashedAt).components.attoseconds / 1_000_000_000_000_000) ms" : "not within 30 s"
+            let rates = String(format: "%7d  %16.1f  %14.0f  ", members, Double(packets) / Double(members) / seconds, Double(bytes) / Double(members) / seconds)
+            print(rates + detection)
         }
     }
 }

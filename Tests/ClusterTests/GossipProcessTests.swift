@@ -1,0 +1,74 @@
+import Foundation
+import XCTest
+
+/// SWIM between real `switchboard node` processes over real UDP: `kill -9`, restart, `SIGSTOP`.
+final class GossipProcessTests: XCTestCase {
+    /// What `asking` says of each member's gossip status and incarnation.
+    static func gossip(_ cluster: ProcessCluster, asking: String) async -> [String: (status: String, incarnation: Int)] {
+        guard let reply = try? await cluster.request(asking, "GET", "/v1/cluster", timeout: 1), let nodes = reply.json["nodes"] as? [[String: Any]] else {
+            return [:]
+        }
+        var view: [String: (String, Int)] = [:]
+        for node in nodes {
+            guard let id = node["id"] as? String, let gossip = node["gossip"] as? [String: Any] else { continue }
+            view[id] = (gossip["status"] as? String ?? "?", gossip["incarnation"] as? Int ?? -1)
+        }
+        return view
+    }
+
+    func testKilledNodeIsSeenDeadAndAPausedOneRefutesWhenItResumes() async throws {
+        let cluster = ProcessCluster()
+        defer { cluster.tearDown() }
+        let ids = ["n1", "n2", "n3"]
+        for id in ids { cluster.describe(id) }
+        let gossipAddress = Dictionary(uniqueKeysWithValues: ids.map { ($0, "127.0.0.1:\(ProcessCluster.freePort())") })
+        func flags(_ id: String) -> [String] {
+            ["--gossip", gossipAddress[id]!, "--seeds", ids.filter { $0 != id }.map { gossipAddress[$0]! }.joined(separator: ",")]
+        }
+        try cluster.start("n1", flags: flags("n1"))
+        try await cluster.waitUntil("n1 leads") { await cluster.leader(asking: "n1") == "n1" }
+        for id in ["n2", "n3"] { try cluster.start(id, flags: flags(id)) }
+        func everyone(_ status: String, of subject: String, asking: [String], _ incarnationAbove: Int = -1) async -> Bool {
+            for observer in asking {
+                guard let seen = await Self.gossip(cluster, asking: observer)[subject], seen.status == status, seen.incarnation > incarnationAbove else { return false }
+            }
+            return true
+        }
+        try await cluster.waitUntil("every node sees every node alive in gossip", seconds: 30) {
+            for subject in ids { guard await everyone("alive", of: subject, asking: ids) else { return false } }
+            return true
+        }
+
+        // kill -9: the survivors declare it dead.
+        cluster.kill9("n3")
+        let killedAt = Date()
+        try await cluster.waitUntil("n1 and n2 see n3 dead", seconds: 10) { await everyone("dead", of: "n3", asking: ["n1", "n2"]) }
+        let detection = Date().timeIntervalSince(killedAt)
+        XCTAssertLessThan(detection, 5, "kill -9 detected everywhere after \(detection) s")
+
+        // Restarted, it rejoins and is alive everywhere again.
+        try cluster.start("n3", flags: flags("n3"))
+        try await cluster.waitUntil("n3 alive again everywhere", seconds: 15) { await everyone("alive", of: "n3", asking: ids) }
+
+        // SIGSTOP for 5 s: suspected, then dead (5 s outlasts the suspicion timeout); on SIGCONT it
+        // refutes with a higher incarnation and is alive everywhere again.
+        let before = try unwrap(await Self.gossip(cluster, asking: "n1")["n2"]).incarnation
+        cluster.pause("n2")
+        try await cluster.waitUntil("n1 and n3 suspect n2", seconds: 5) {
+            let one = await Self.gossip(cluster, asking: "n1")["n2"]?.status
+            let three = await Self.gossip(cluster, asking: "n3")["n2"]?.status
+            return [one, three].allSatisfy { (status: String?) in status == "suspect" || status == "dead" }
+        }
+        try await cluster.waitUntil("n1 and n3 declare the paused n2 dead", seconds: 5) { await everyone("dead", of: "n2", asking: ["n1", "n3"]) }
+        try await Task.sleep(for: .seconds(2))
+        cluster.resume("n2")
+        let resumedAt = Date()
+        try await cluster.waitUntil("n2 alive again everywhere with a higher incarnation", seconds: 10) {
+            await everyone("alive", of: "n2", asking: ["n1", "n3"], before)
+        }
+        XCTAssertLessThan(Date().timeIntervalSince(resumedAt), 5, "the refutation took more than 5 s to spread")
+        let own = await Self.gossip(cluster, asking: "n2")
+        XCTAssertEqual(own["n1"]?.status, "alive", "the resumed node did not blame others for its own pause: \(own)")
+        XCTAssertEqual(own["n3"]?.status, "alive", "the resumed node did not blame others for its own pause: \(own)")
+    }
+}
