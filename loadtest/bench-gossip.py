@@ -4,8 +4,8 @@
   loadtest/bench-gossip.py detect [trials=20]
       kill -9 a node, time until every survivor's /v1/cluster says it is dead (gossip status),
       restart it, wait until it is alive everywhere again; repeat. Prints median, p90, worst.
-  loadtest/bench-gossip.py soak [minutes=10]
-      no faults, both cores saturated by busy processes (one per core, nice 0) for the whole run;
+  loadtest/bench-gossip.py soak [minutes=10] [busy processes=one per core]
+      no faults, the cores saturated by busy processes (nice 0) for the whole run;
       counts suspicions and deaths the nodes logged about live members (false positives).
 """
 import json, os, random, signal, statistics, subprocess, sys, tempfile, time, urllib.request
@@ -68,11 +68,11 @@ def detect(binary, directory, toml, trials):
     p90 = times[min(len(times) - 1, int(round(0.9 * len(times))) - 1)]
     print(f"detection over {len(times)} trials: median {statistics.median(times) * 1000:.0f} ms, p90 {p90 * 1000:.0f} ms, worst {times[-1] * 1000:.0f} ms")
 
-def soak(directory, minutes):
+def soak(directory, minutes, busy):
     if not wait(lambda: all(everyone_sees("alive", v, range(1, 6)) for v in range(1, 6)), 30):
         sys.exit("the cluster is not all alive in gossip before the soak")
     marks = {n: os.path.getsize(f"{directory}/data/n{n}/node.log") for n in range(1, 6)}
-    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 2)]
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(busy)]
     print(f"soak: {minutes} min, {len(burners)} busy processes saturating the cores", flush=True)
     try:
         end = time.time() + minutes * 60
@@ -105,7 +105,7 @@ def main():
         if mode == "detect":
             detect(binary, directory, toml, amount)
         else:
-            soak(directory, amount)
+            soak(directory, amount, int(sys.argv[3]) if len(sys.argv) > 3 else (os.cpu_count() or 2))
     finally:
         subprocess.run([binary, "cluster", "down", toml], stdout=subprocess.DEVNULL)
 

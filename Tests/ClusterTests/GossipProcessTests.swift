@@ -54,13 +54,14 @@ final class GossipProcessTests: XCTestCase {
         // refutes with a higher incarnation and is alive everywhere again.
         let before = try unwrap(await Self.gossip(cluster, asking: "n1")["n2"]).incarnation
         cluster.pause("n2")
+        let pausedAt = Date()
         try await cluster.waitUntil("n1 and n3 suspect n2", seconds: 5) {
             let one = await Self.gossip(cluster, asking: "n1")["n2"]?.status
             let three = await Self.gossip(cluster, asking: "n3")["n2"]?.status
             return [one, three].allSatisfy { (status: String?) in status == "suspect" || status == "dead" }
         }
         try await cluster.waitUntil("n1 and n3 declare the paused n2 dead", seconds: 5) { await everyone("dead", of: "n2", asking: ["n1", "n3"]) }
-        try await Task.sleep(for: .seconds(2))
+        try await Task.sleep(for: .milliseconds(max(0, Int64((5 - Date().timeIntervalSince(pausedAt)) * 1000))))
         cluster.resume("n2")
         let resumedAt = Date()
         try await cluster.waitUntil("n2 alive again everywhere with a higher incarnation", seconds: 10) {
