@@ -31,6 +31,8 @@ let package = Package(
         .target(name: "RaftCore", exclude: ["DESIGN.md"]),
         // Pure: the SWIM failure detector with Lifeguard, and its packet codec.
         .target(name: "SWIMCore", dependencies: ["Wire", "RaftCore"], exclude: ["DESIGN.md"]),
+        // Pure: the balancer's policy (choosing, ejection, readmission, warm-up, retry budget).
+        .target(name: "BalancerCore", dependencies: ["RaftCore"], exclude: ["DESIGN.md"]),
         // Test support (also behind `switchboard simulate`): seeded cluster simulator for RaftCore.
         .target(name: "ClusterTestKit", dependencies: ["RaftCore", "Wire", "SWIMCore"], exclude: ["DESIGN.md"]),
         // Pure: commands, validation, deterministic apply rules, events.
@@ -105,6 +107,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "ContactCenterTests", dependencies: ["ContactCenter", "Wire"]),
+        .testTarget(name: "BalancerCoreTests", dependencies: ["BalancerCore"]),
         .testTarget(name: "SWIMCoreTests", dependencies: ["SWIMCore", "ClusterTestKit", "Wire"]),
         .testTarget(
             name: "SWIMShellTests",

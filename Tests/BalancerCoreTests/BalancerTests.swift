@@ -1,0 +1,135 @@
+import BalancerCore
+import XCTest
+
+final class BalancerTests: XCTestCase {
+    private func at(_ milliseconds: Int) -> Duration { .milliseconds(milliseconds) }
+
+    /// Three backends known from gossip, each with two good checks behind it and warmed up.
+    private func balancer(_ ids: [String] = ["n1", "n2", "n3"], settings: BalancerSettings = BalancerSettings()) throws -> Balancer {
+        var balancer = try Balancer(settings: settings, seed: 1)
+        for id in ids { balancer.onGossip(id: id, address: "\(id):8080", verdict: .alive, now: at(0)) }
+        for _ in 0..<settings.readmitChecks { for id in ids { balancer.onCheck(id: id, outcome: .success, now: at(0)) } }
+        for id in ids { balancer.onCheck(id: id, outcome: .success, now: at(10_000)) }
+        return balancer
+    }
+
+    func testANewNodeTakesRequestsOnlyAfterItsChecksPass() throws {
+        var balancer = try Balancer(seed: 1)
+        balancer.onGossip(id: "n1", address: "n1:8080", verdict: .alive, now: at(0))
+        XCTAssertTrue(balancer.eligible.isEmpty, "alive in gossip is not enough: /readyz must pass too")
+        balancer.onCheck(id: "n1", outcome: .success, now: at(250))
+        XCTAssertTrue(balancer.eligible.isEmpty, "one good check of the default 2")
+        balancer.onCheck(id: "n1", outcome: .success, now: at(500))
+        XCTAssertEqual(balancer.eligible.map(\.id), ["n1"])
+    }
+
+    func testAFailedRequestEjectsAtOnceAndTwoGoodChecksReadmit() throws {
+        var balancer = try balancer()
+        let choice = try XCTUnwrap(balancer.chooseForRequest(now: at(10_000)))
+        balancer.onRequestFinished(id: choice.backend, outcome: .failure("connection refused"), now: at(10_001))
+        XCTAssertEqual(balancer.backends[choice.backend]?.state, .ejected(reason: "connection refused"))
+        for _ in 0..<200 {
+            let next = try XCTUnwrap(balancer.chooseForRequest(now: at(10_002)))
+            XCTAssertNotEqual(next.backend, choice.backend, "an ejected backend is never chosen while others are eligible")
+            balancer.onRequestFinished(id: next.backend, outcome: .success, now: at(10_002))
+        }
+        balancer.onCheck(id: choice.backend, outcome: .success, now: at(10_250))
+        XCTAssertFalse(balancer.eligible.contains { $0.id == choice.backend }, "one good check is not enough")
+        balancer.onCheck(id: choice.backend, outcome: .success, now: at(10_500))
+        XCTAssertEqual(balancer.backends[choice.backend]?.state, .warming(since: at(10_500)), "readmitted, warming up")
+        let states = balancer.backends[choice.backend]!.transitions.map(\.to)
+        XCTAssertEqual(Array(states.suffix(2)), ["ejected", "warming"], "transitions are recorded: \(states)")
+    }
+
+    func testGossipSuspectOrDeadEjectsAndLeftDrains() throws {
+        var balancer = try balancer()
+        balancer.onGossip(id: "n1", address: "n1:8080", verdict: .dead, now: at(10_100))
+        XCTAssertFalse(balancer.eligible.contains { $0.id == "n1" })
+        balancer.onCheck(id: "n1", outcome: .success, now: at(10_200))
+        balancer.onCheck(id: "n1", outcome: .success, now: at(10_300))
+        XCTAssertFalse(balancer.eligible.contains { $0.id == "n1" }, "good checks do not readmit a node gossip holds dead")
+        // n2 leaves with a request in flight: it finishes there, nothing new goes there.
+        var onN2: Balancer.Choice?
+        while onN2 == nil {
+            let choice = try XCTUnwrap(balancer.chooseForRequest(now: at(10_400)))
+            if choice.backend == "n2" { onN2 = choice } else { balancer.onRequestFinished(id: choice.backend, outcome: .success, now: at(10_400)) }
+        }
+        balancer.onGossip(id: "n2", address: "n2:8080", verdict: .left, now: at(10_500))
+        XCTAssertEqual(balancer.backends["n2"]?.state, .draining)
+        for _ in 0..<50 {
+            let choice = try XCTUnwrap(balancer.chooseForRequest(now: at(10_600)))
+            XCTAssertEqual(choice.backend, "n3", "only n3 takes requests: n1 dead, n2 draining")
+            balancer.onRequestFinished(id: choice.backend, outcome: .success, now: at(10_600))
+        }
+        balancer.onRequestFinished(id: "n2", outcome: .success, now: at(10_700))
+        XCTAssertNil(balancer.backends["n2"], "a drained backend is forgotten once its last request finished")
+    }
+
+    func testWithNoEligibleBackendEveryBackendIsUsedInPanicMode() throws {
+        var balancer = try balancer()
+        for id in ["n1", "n2", "n3"] { balancer.onCheck(id: id, outcome: .failure("503"), now: at(10_100)) }
+        XCTAssertTrue(balancer.inPanic)
+        var seen: Set<String> = []
+        for _ in 0..<100 {
+            let choice = try XCTUnwrap(balancer.chooseForRequest(now: at(10_200)), "panic mode still routes")
+            XCTAssertTrue(choice.panic)
+            seen.insert(choice.backend)
+            balancer.onRequestFinished(id: choice.backend, outcome: .success, now: at(10_200))
+        }
+        XCTAssertEqual(seen, ["n1", "n2", "n3"], "in panic every backend takes requests")
+        XCTAssertEqual(balancer.panicRoutes, 100)
+    }
+
+    func testPowerOfTwoChoicesAvoidsTheBusiestBackend() throws {
+        var balancer = try balancer(["n1", "n2", "n3", "n4"])
+        // n1 is stuck with 50 requests in flight.
+        for _ in 0..<50 {
+            let choice = try XCTUnwrap(balancer.chooseForRequest(excluding: ["n2", "n3", "n4"], now: at(10_000)))
+            XCTAssertEqual(choice.backend, "n1")
+        }
+        var counts: [String: Int] = [:]
+        for _ in 0..<1000 {
+            let choice = try XCTUnwrap(balancer.chooseForRequest(now: at(10_000)))
+            counts[choice.backend, default: 0] += 1
+            balancer.onRequestFinished(id: choice.backend, outcome: .success, now: at(10_000))
+        }
+        XCTAssertEqual(counts["n1"] ?? 0, 0, "the backend with 50 in flight loses every pairing: \(counts)")
+        for id in ["n2", "n3", "n4"] { XCTAssertGreaterThan(counts[id] ?? 0, 200, "the idle ones share the load: \(counts)") }
+    }
+
+    func testAWarmingBackendTakesAGrowingShare() throws {
+        var settings = BalancerSettings()
+        settings.warmupDuration = .seconds(10)
+        var balancer = try balancer(["n1", "n2"], settings: settings)
+        balancer.onCheck(id: "n2", outcome: .failure("timeout"), now: at(20_000))
+        balancer.onCheck(id: "n2", outcome: .success, now: at(20_250))
+        balancer.onCheck(id: "n2", outcome: .success, now: at(20_500))
+        // WebSockets go to the fewest (weighted): right after readmission n2 counts ten times.
+        var early: [String: Int] = [:]
+        for _ in 0..<110 { early[balancer.chooseForWebSocket(now: at(20_500))!.backend, default: 0] += 1 }
+        XCTAssertLessThan(early["n2"] ?? 0, 20, "a backend that just came back gets a small share: \(early)")
+        balancer.onCheck(id: "n2", outcome: .success, now: at(30_600))
+        XCTAssertEqual(balancer.backends["n2"]?.state, .healthy, "warm after warmupDuration")
+    }
+
+    func testRetriesOnlyForSafeRequestsAndWithinTheBudget() throws {
+        var settings = BalancerSettings()
+        settings.retryBudgetFloorPerSecond = 0
+        settings.retryBudgetRatio = 0.2
+        var balancer = try Balancer(settings: settings, seed: 1)
+        XCTAssertFalse(balancer.mayRetry(method: "POST", hasIdempotencyKey: false, now: at(0)), "a POST without Idempotency-Key is never retried")
+        for _ in 0..<100 { balancer.onRequestStarted(now: at(1)) }
+        var allowed = 0
+        for _ in 0..<100 where balancer.mayRetry(method: "GET", hasIdempotencyKey: false, now: at(2)) { allowed += 1 }
+        XCTAssertEqual(allowed, 20, "100 requests buy 20 retries at a 20 % budget")
+        XCTAssertEqual(balancer.retriesRefused, 80)
+        for _ in 0..<10 { balancer.onRequestStarted(now: at(3)) }
+        XCTAssertTrue(balancer.mayRetry(method: "post", hasIdempotencyKey: true, now: at(3)), "a keyed POST may be retried")
+    }
+
+    func testSettingsAreValidated() {
+        var settings = BalancerSettings()
+        settings.readmitChecks = 0
+        XCTAssertThrowsError(try Balancer(settings: settings, seed: 1)) { XCTAssertTrue("\($0)".contains("readmitChecks"), "\($0)") }
+    }
+}
