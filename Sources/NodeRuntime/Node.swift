@@ -27,6 +27,8 @@ public struct NodeConfiguration: Sendable {
     public var peerAddress: String?
     /// The cluster secret members prove to each other; required with a peer link.
     public var secret: String?
+    /// Earlier cluster secrets still accepted from peers while the secret rotates.
+    public var previousSecrets: [String] = []
     public var start: ClusterStart = .bootstrap
     /// SHA-256 (hex) of the admin token.
     public var adminTokenHash: String
@@ -159,7 +161,7 @@ public final class Node: Sendable {
         passwords = PasswordHasher(rounds: configuration.passwordRounds)
         let box = NodeBox()
         link = configuration.peerAddress.map { _ in
-            PeerLink(localId: configuration.id, secret: configuration.secret ?? "", logger: logger) { peer, bytes in
+            PeerLink(localId: configuration.id, secret: configuration.secret ?? "", previousSecrets: configuration.previousSecrets, logger: logger) { peer, bytes in
                 box.node?.received(bytes, from: peer)
             }
         }

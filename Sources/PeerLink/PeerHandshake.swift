@@ -15,7 +15,11 @@ public struct PeerHandshake: Sendable {
     public static let macBytes = 16
     static let label = Array("switchboard-peer-v1".utf8)
 
+    /// Our proofs and our sending key use `secret`; a peer's proof may verify under `secret` or
+    /// any of `previous` (the keyring of a secret rotation), and its frames are then checked
+    /// with the key of the secret it proved.
     let secret: SymmetricKey
+    let previous: [SymmetricKey]
     public let localId: String
     let localNonce: [UInt8]
     public private(set) var peerId: String?
@@ -26,9 +30,10 @@ public struct PeerHandshake: Sendable {
     var sendSequence: UInt64 = 0
     var receiveSequence: UInt64 = 0
 
-    public init(secret: String, localId: String, nonce: [UInt8]) {
+    public init(secret: String, previousSecrets: [String] = [], localId: String, nonce: [UInt8]) {
         precondition(nonce.count == Self.nonceBytes, "nonce of \(nonce.count) bytes")
         self.secret = Self.key(fromSecret: secret)
+        previous = previousSecrets.filter { !$0.isEmpty && $0 != secret }.map(Self.key(fromSecret:))
         self.localId = localId
         localNonce = nonce
     }
@@ -54,10 +59,15 @@ public struct PeerHandshake: Sendable {
     /// The peer's proof: verifies it and derives the frame keys.
     public mutating func onProof(_ proof: [UInt8]) throws(PeerLinkError) {
         guard let peerId, let peerNonce, !isAuthenticated else { throw .protocolViolation("proof before hello") }
-        let expected = Self.proof(secret, theirNonce: localNonce, ourNonce: peerNonce, ourId: peerId)
-        guard proof.count == expected.count, Self.constantTimeEqual(proof, expected) else { throw .authenticationFailed(peer: peerId) }
+        // Every candidate key is tried (no early exit), so timing does not tell which one matched.
+        var proven: SymmetricKey?
+        for candidate in [secret] + previous {
+            let expected = Self.proof(candidate, theirNonce: localNonce, ourNonce: peerNonce, ourId: peerId)
+            if proof.count == expected.count, Self.constantTimeEqual(proof, expected), proven == nil { proven = candidate }
+        }
+        guard let proven else { throw .authenticationFailed(peer: peerId) }
         sendKey = Self.directionKey(secret, from: localId, fromNonce: localNonce, toNonce: peerNonce)
-        receiveKey = Self.directionKey(secret, from: peerId, fromNonce: peerNonce, toNonce: localNonce)
+        receiveKey = Self.directionKey(proven, from: peerId, fromNonce: peerNonce, toNonce: localNonce)
         isAuthenticated = true
     }
 

@@ -18,6 +18,7 @@ public final class PeerLink: Sendable {
 
     let localId: String
     let secret: String
+    let previousSecrets: [String]
     let group: EventLoopGroup
     let logger: Logger
     let onMessage: @Sendable (String, [UInt8]) -> Void
@@ -34,10 +35,11 @@ public final class PeerLink: Sendable {
 
     private let state = NIOLockedValueBox<(outbound: [String: Outbound], server: Channel?, counters: Counters)>(([:], nil, Counters()))
 
-    public init(localId: String, secret: String, group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger,
+    public init(localId: String, secret: String, previousSecrets: [String] = [], group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger,
                 onMessage: @escaping @Sendable (String, [UInt8]) -> Void) {
         self.localId = localId
         self.secret = secret
+        self.previousSecrets = previousSecrets
         self.group = group
         self.logger = logger
         self.onMessage = onMessage
@@ -60,7 +62,7 @@ public final class PeerLink: Sendable {
 
     private func session(expecting peer: String?) -> PeerSessionHandler {
         let nonce = SymmetricKey(size: SymmetricKeySize(bitCount: PeerHandshake.nonceBytes * 8)).withUnsafeBytes { Array($0) }
-        return PeerSessionHandler(handshake: PeerHandshake(secret: secret, localId: localId, nonce: nonce), expectedPeer: peer, events: events)
+        return PeerSessionHandler(handshake: PeerHandshake(secret: secret, previousSecrets: previousSecrets, localId: localId, nonce: nonce), expectedPeer: peer, events: events)
     }
 
     /// Starts accepting members' connections; returns the bound port (useful with port 0).

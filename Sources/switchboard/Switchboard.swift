@@ -71,7 +71,7 @@ struct NodeCommand: AsyncParsableCommand {
     @Option(help: "Gossip addresses of other members, comma-separated (any reachable one is enough; the first node needs none).")
     var seeds: String?
 
-    @Option(help: "A previous cluster secret still accepted on gossip while the secret rotates (repeatable).")
+    @Option(help: "A previous cluster secret still accepted (peer link and gossip) while the secret rotates (repeatable; or SWITCHBOARD_PREVIOUS_SECRETS, comma-separated).")
     var previousSecret: [String] = []
 
     @Flag(help: "Start a new cluster with this node as its first voter (only on an empty data directory).")
@@ -148,6 +148,7 @@ struct NodeCommand: AsyncParsableCommand {
         configuration.apiAddress = api
         configuration.peerAddress = peer
         configuration.secret = secret ?? environment["SWITCHBOARD_SECRET"]
+        configuration.previousSecrets = previousSecrets
         configuration.start = join.map(ClusterStart.join) ?? .bootstrap
         configuration.tickInterval = .milliseconds(tickMs)
         configuration.raft.electionTicks = electionTicks
@@ -189,6 +190,11 @@ struct NodeCommand: AsyncParsableCommand {
 }
 
 extension NodeCommand {
+    /// `--previous-secret` values and SWITCHBOARD_PREVIOUS_SECRETS.
+    var previousSecrets: [String] {
+        previousSecret + (ProcessInfo.processInfo.environment["SWITCHBOARD_PREVIOUS_SECRETS"] ?? "").split(separator: ",").map(String.init)
+    }
+
     var seedList: [String] {
         (seeds ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
     }
@@ -196,7 +202,7 @@ extension NodeCommand {
     /// Binds the gossip socket and joins through the seeds.
     func startGossip(listen: HostPort, secret: String?, logger: Logger) async throws -> Gossip {
         guard let secret, !secret.isEmpty else { throw ValidationError("--gossip needs the cluster secret (--secret or SWITCHBOARD_SECRET): it seals every packet") }
-        let previous = previousSecret + (ProcessInfo.processInfo.environment["SWITCHBOARD_PREVIOUS_SECRETS"] ?? "").split(separator: ",").map(String.init)
+        let previous = previousSecrets
         let configuration = GossipConfiguration(
             id: id, listen: HostAndPort(host: listen.host, port: listen.port), seeds: seedList,
             metadata: Metadata(role: .node, api: api, peer: peer), keyring: try Keyring(primary: secret, previous: previous))
