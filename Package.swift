@@ -72,6 +72,19 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ], exclude: ["DESIGN.md"]
         ),
+        // Edge: `switchboard balancer`: the NIO reverse proxy driven by BalancerCore.
+        .target(
+            name: "Balancer",
+            dependencies: [
+                "BalancerCore", "SWIMCore", "SWIMShell",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         // Edge: the authenticated TCP link between members (SwiftNIO, HMAC with the cluster secret).
         .target(
             name: "PeerLink",
@@ -98,7 +111,7 @@ let package = Package(
         .executableTarget(
             name: "switchboard",
             dependencies: [
-                "AgentAPI", "NodeRuntime", "Storage", "ClusterTestKit", "SWIMCore", "SWIMShell",
+                "AgentAPI", "NodeRuntime", "Storage", "ClusterTestKit", "SWIMCore", "SWIMShell", "Balancer", "BalancerCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),

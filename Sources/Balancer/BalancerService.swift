@@ -1,0 +1,117 @@
+import BalancerCore
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import SWIMCore
+import SWIMShell
+import ServiceLifecycle
+
+/// `switchboard balancer` (DESIGN.md): the proxy listener, the active checks of every backend,
+/// and what gossip says of the nodes, all feeding one `Policy`.
+public final class BalancerService: Service, Sendable {
+    public let policy: Policy
+    let listen: HostAndPort
+    let gossip: Gossip?
+    let group: EventLoopGroup
+    let logger: Logger
+    private let pools: NIOLockedValueBox<[ObjectIdentifier: NIOLoopBound<BackendPool>]> = NIOLockedValueBox([:])
+    private let server = NIOLockedValueBox<Channel?>(nil)
+
+    public init(policy: Policy, listen: HostAndPort, gossip: Gossip?, group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger) {
+        self.policy = policy
+        self.listen = listen
+        self.gossip = gossip
+        self.group = group
+        self.logger = logger
+    }
+
+    /// The pool of `eventLoop` (made on first use, on that loop).
+    func pool(on eventLoop: EventLoop) -> BackendPool {
+        let key = ObjectIdentifier(eventLoop)
+        return pools.withLockedValue { pools in
+            if let pool = pools[key] { return pool.value }
+            let pool = BackendPool(eventLoop: eventLoop)
+            pools[key] = NIOLoopBound(pool, eventLoop: eventLoop)
+            return pool
+        }
+    }
+
+    /// Binds the listener; returns the bound port.
+    @discardableResult
+    public func start() async throws -> Int {
+        let channel = try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { [self] channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: true)
+                    try channel.pipeline.syncOperations.addHandler(ProxyHandler(policy: policy, pool: pool(on: channel.eventLoop), logger: logger))
+                }
+            }
+            .bind(host: listen.host, port: listen.port).get()
+        server.withLockedValue { $0 = channel }
+        let port = channel.localAddress?.port ?? listen.port
+        logger.info("balancer listening", metadata: ["balancer.address": "\(listen.host):\(port)"])
+        return port
+    }
+
+    public func run() async throws {
+        if server.withLockedValue({ $0 }) == nil { try await start() }
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.checkUntilShutdown() }
+            if let gossip {
+                let changes = gossip.changes()
+                for member in gossip.members { self.learn(member) }
+                group.addTask { for await change in changes { self.learn(change.member) } }
+            }
+            await group.next()
+            group.cancelAll()
+        }
+        try? await server.withLockedValue { $0 }?.close()
+    }
+
+    private func learn(_ member: Member) {
+        guard member.metadata.role == .node, let api = member.metadata.api else { return }
+        let verdict: GossipVerdict =
+            switch member.status {
+            case .alive: .alive
+            case .suspect: .suspect
+            case .dead: .dead
+            case .left: .left
+            }
+        policy.gossip(id: member.id, address: api, verdict: verdict)
+    }
+
+    /// `GET /readyz` on every backend each `checkInterval`; a check slower than the interval fails.
+    private func checkUntilShutdown() async {
+        let interval = policy.settings.checkInterval
+        let timeout = TimeAmount.nanoseconds(interval.components.seconds * 1_000_000_000 + interval.components.attoseconds / 1_000_000_000)
+        let eventLoop = group.next()
+        var previous: [String: String] = [:]
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            let backends = policy.backends
+            await withTaskGroup(of: Void.self) { checks in
+                for backend in backends {
+                    checks.addTask {
+                        let outcome: Outcome
+                        do {
+                            let status = try await eventLoop.flatSubmit { self.pool(on: eventLoop).get(backend.address, path: "/readyz", timeout: timeout) }.get()
+                            outcome = status == .ok ? .success : .failure("readyz \(status.code)")
+                        } catch {
+                            outcome = .failure("\(error)")
+                        }
+                        self.policy.check(id: backend.id, outcome: outcome)
+                    }
+                }
+            }
+            for backend in policy.backends where previous[backend.id] != "\(backend.state)" {
+                logger.info("backend \(backend.state)", metadata: ["balancer.backend": "\(backend.id)", "balancer.reason": "\(backend.transitions.last?.reason ?? "")"])
+                previous[backend.id] = "\(backend.state)"
+            }
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
+        }
+    }
+}

@@ -1,0 +1,46 @@
+import BalancerCore
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// `BalancerCore.Balancer` behind a lock, with the shell's clock: every proxy connection and
+/// the health checker share one policy.
+public final class Policy: Sendable {
+    private let core: NIOLockedValueBox<BalancerCore.Balancer>
+
+    public init(settings: BalancerSettings = BalancerSettings()) throws {
+        core = NIOLockedValueBox(try BalancerCore.Balancer(settings: settings, seed: UInt64.random(in: .min ... .max)))
+    }
+
+    static func now() -> Duration { .nanoseconds(Int64(NIODeadline.now().uptimeNanoseconds)) }
+
+    public var settings: BalancerSettings { core.withLockedValue { $0.settings } }
+    public var backends: [Backend] { core.withLockedValue { $0.all } }
+    public var inPanic: Bool { core.withLockedValue { $0.inPanic } }
+
+    public func gossip(id: String, address: String, verdict: GossipVerdict) {
+        core.withLockedValue { $0.onGossip(id: id, address: address, verdict: verdict, now: Self.now()) }
+    }
+
+    public func addStatic(id: String, address: String) {
+        core.withLockedValue { $0.addStatic(id: id, address: address, now: Self.now()) }
+    }
+
+    func check(id: String, outcome: Outcome) {
+        core.withLockedValue { $0.onCheck(id: id, outcome: outcome, now: Self.now()) }
+    }
+
+    func chooseForRequest(excluding: Set<String>) -> BalancerCore.Balancer.Choice? {
+        core.withLockedValue { balancer in
+            balancer.onRequestStarted(now: Self.now())
+            return balancer.chooseForRequest(excluding: excluding, now: Self.now())
+        }
+    }
+
+    func finished(id: String, outcome: Outcome) {
+        core.withLockedValue { $0.onRequestFinished(id: id, outcome: outcome, now: Self.now()) }
+    }
+
+    func mayRetry(method: String, hasIdempotencyKey: Bool) -> Bool {
+        core.withLockedValue { $0.mayRetry(method: method, hasIdempotencyKey: hasIdempotencyKey, now: Self.now()) }
+    }
+}

@@ -1,0 +1,119 @@
+import ArgumentParser
+import Balancer
+import BalancerCore
+import Foundation
+import Logging
+import NodeRuntime
+import SWIMCore
+import SWIMShell
+import ServiceLifecycle
+
+/// `switchboard balancer`: the front door. Wiring only; the policy is BalancerCore, the proxy
+/// the Balancer module.
+struct BalancerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "balancer",
+        abstract: "Proxy agents and channel webhooks to the healthy nodes of a cluster.",
+        discussion: """
+            The balancer joins the gossip as an observer (role balancer: it never votes and holds
+            no data), learns each node's API address from gossip, checks every node's /readyz
+            every 250 ms, and sends each request to a node that gossip says is alive and whose
+            checks pass (power of two choices on requests in flight). A refused, reset or
+            timed-out connection or a 5xx ejects a node at once; two good checks readmit it.
+            A safe request (GET, HEAD, PUT, DELETE, or POST with Idempotency-Key) that failed
+            before any answer byte, or got 503, is retried once on another node, within a
+            retry budget of 20 % of requests.
+
+              switchboard balancer --listen 127.0.0.1:8080 --gossip 127.0.0.1:7990 \\
+                --seeds 127.0.0.1:7091,127.0.0.1:7092 --secret S
+              switchboard balancer --listen 127.0.0.1:8080 --backend n1=127.0.0.1:8081 --backend n2=127.0.0.1:8082
+            """)
+
+    @Option(help: "host:port agents and webhooks connect to.")
+    var listen = "127.0.0.1:8080"
+
+    @Option(help: "This balancer's id in the gossip.")
+    var id = "balancer"
+
+    @Option(help: "host:port the balancer gossips on (UDP); with --seeds it learns the nodes from gossip.")
+    var gossip: String?
+
+    @Option(help: "Gossip addresses of cluster members, comma-separated.")
+    var seeds: String?
+
+    @Option(help: "The cluster secret (or SWITCHBOARD_SECRET): gossip packets are sealed with it.")
+    var secret: String?
+
+    @Option(help: "A previous cluster secret still accepted on gossip while the secret rotates (repeatable).")
+    var previousSecret: [String] = []
+
+    @Option(help: "A node given by hand, id=host:port of its API (repeatable); used without gossip, e.g. in tests.")
+    var backend: [String] = []
+
+    @Option(help: "Milliseconds between active /readyz checks of each node.")
+    var checkMs = 250
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel = "info"
+
+    func validate() throws {
+        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical") }
+        _ = try HostPort(listen, option: "--listen")
+        if let gossip { _ = try HostPort(gossip, option: "--gossip") }
+        guard gossip != nil || !backend.isEmpty else {
+            throw ValidationError("give --gossip with --seeds (learn the nodes from the cluster) or at least one --backend id=host:port")
+        }
+        guard gossip == nil || !(seeds ?? "").isEmpty else { throw ValidationError("--gossip needs --seeds: the gossip addresses of one or more nodes") }
+        for entry in backend {
+            let parts = entry.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2, !parts[0].isEmpty, HostPort(parts[1]) != nil else { throw ValidationError("--backend must be id=host:port, got '\(entry)'") }
+        }
+        guard (10...60_000).contains(checkMs) else { throw ValidationError("--check-ms must be 10...60000") }
+    }
+
+    func run() async throws {
+        let level = Logger.Level(rawValue: logLevel)!
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "switchboard-balancer")
+        var settings = BalancerSettings()
+        settings.checkInterval = .milliseconds(checkMs)
+        let policy = try Policy(settings: settings)
+        for entry in backend {
+            let parts = entry.split(separator: "=", maxSplits: 1).map(String.init)
+            policy.addStatic(id: parts[0], address: parts[1])
+        }
+
+        // Gossip as an observer: the nodes and their API addresses come from the cluster.
+        var member: Gossip?
+        if let gossip {
+            guard let secret = secret ?? ProcessInfo.processInfo.environment["SWITCHBOARD_SECRET"], !secret.isEmpty else {
+                throw ValidationError("--gossip needs the cluster secret (--secret or SWITCHBOARD_SECRET)")
+            }
+            let address = try HostPort(gossip, option: "--gossip")
+            let seedList = (seeds ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            let configuration = GossipConfiguration(
+                id: id, listen: HostAndPort(host: address.host, port: address.port), seeds: seedList, metadata: Metadata(role: .balancer),
+                keyring: try Keyring(primary: secret, previous: previousSecret))
+            member = try Gossip(configuration: configuration, logger: logger)
+            try await member!.start()
+        }
+
+        let address = try HostPort(listen, option: "--listen")
+        let service = BalancerService(policy: policy, listen: HostAndPort(host: address.host, port: address.port), gossip: member, logger: logger)
+        do {
+            try await service.start()
+        } catch {
+            throw ValidationError("cannot listen on \(listen): \(error)")
+        }
+        // Gossip stops last (it says it leaves after the proxy stopped taking requests).
+        let group = ServiceGroup(
+            configuration: .init(
+                services: (member.map { [ServiceGroupConfiguration.ServiceConfiguration(service: $0)] } ?? []) + [.init(service: service)],
+                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+    }
+}
