@@ -64,8 +64,12 @@ struct ClusterCommand: AsyncParsableCommand {
             }
             print("cluster is up; leader \(leader)")
             for node in cluster.nodes { print("  \(node.id)  http://\(node.api)   peer \(node.peer)   log \(cluster.directory(node))/node.log") }
+            if let balancer = cluster.balancer {
+                try cluster.start(balancer)
+                print("  balancer  http://\(balancer.api)   (point agents and webhooks here)   log \(cluster.directory(balancer))/balancer.log")
+            }
             print("admin token: \(cluster.adminToken)")
-            print("try: curl -H 'Authorization: Bearer \(cluster.adminToken)' http://\(cluster.nodes[0].api)/v1/cluster")
+            print("try: curl -H 'Authorization: Bearer \(cluster.adminToken)' http://\((cluster.balancer ?? cluster.nodes[0]).api)/v1/cluster")
         }
     }
 
@@ -86,6 +90,9 @@ struct ClusterCommand: AsyncParsableCommand {
                 let readiness = ready.map { ($0["ready"] as? Bool ?? false) ? "ready, applied \($0["appliedIndex"] ?? "?")" : "not ready" } ?? "no answer"
                 print("\(node.id)  \(state)  \(readiness)  role \(role ?? "-")  http://\(node.api)")
             }
+            if let balancer = cluster.balancer {
+                print("balancer  \(cluster.runningPid(balancer).map { "running (pid \($0))" } ?? "stopped")  http://\(balancer.api)")
+            }
         }
     }
 
@@ -95,6 +102,7 @@ struct ClusterCommand: AsyncParsableCommand {
 
         func run() async throws {
             let cluster = try LocalCluster(file: options.file)
+            if let balancer = cluster.balancer { await cluster.stop(balancer) }
             for node in cluster.nodes { await cluster.stop(node) }
         }
     }
@@ -131,9 +139,13 @@ struct LocalCluster {
         var peer: String
         /// UDP gossip address (optional: without it the node runs without SWIM).
         var gossip: String?
+        /// The `[balancer]` of the file: `api` is where it listens.
+        var isBalancer = false
     }
 
     var nodes: [Member] = []
+    /// The balancer in front of the nodes, if the file has a `[balancer]` table.
+    var balancer: Member?
     var secret = ""
     var adminToken = ""
     var dataRoot = ".switchboard"
@@ -154,18 +166,25 @@ struct LocalCluster {
                     throw ValidationError("\(file): every [[node]] needs id, api and peer")
                 }
                 nodes.append(Member(id: id, api: api, peer: peer, gossip: values["gossip"]))
-            case "balancer": break
+            case "balancer":
+                guard let listen = values["listen"], let gossip = values["gossip"] else {
+                    throw ValidationError("\(file): [balancer] needs listen and gossip")
+                }
+                balancer = Member(id: "balancer", api: listen, peer: "", gossip: gossip, isBalancer: true)
             default: throw ValidationError("\(file): unknown table [\(name)]")
             }
         }
         guard !nodes.isEmpty else { throw ValidationError("\(file) describes no [[node]]") }
         guard !secret.isEmpty, !adminToken.isEmpty else { throw ValidationError("\(file): [cluster] needs secret and admin_token") }
         guard Set(nodes.map(\.id)).count == nodes.count else { throw ValidationError("\(file): node ids must be distinct") }
+        guard balancer == nil || nodes.allSatisfy({ $0.gossip != nil }) else {
+            throw ValidationError("\(file): the balancer learns the nodes from gossip: give every [[node]] a gossip address")
+        }
     }
 
     func node(_ id: String) throws -> Member {
-        guard let node = nodes.first(where: { $0.id == id }) else {
-            throw ValidationError("no node '\(id)' in the cluster file; nodes: \(nodes.map(\.id).joined(separator: ", "))")
+        guard let node = (nodes + (balancer.map { [$0] } ?? [])).first(where: { $0.id == id }) else {
+            throw ValidationError("no node '\(id)' in the cluster file; nodes: \(nodes.map(\.id).joined(separator: ", "))\(balancer == nil ? "" : ", balancer")")
         }
         return node
     }
@@ -191,17 +210,19 @@ struct LocalCluster {
         let directory = directory(node)
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         var arguments = ["node", "--id", node.id, "--data", directory, "--api", node.api, "--peer", node.peer, "--admin-token", adminToken]
-        if let gossip = node.gossip {
+        if node.isBalancer, let gossip = node.gossip {
+            arguments = ["balancer", "--id", node.id, "--listen", node.api, "--gossip", gossip, "--seeds", nodes.compactMap(\.gossip).joined(separator: ",")]
+        } else if let gossip = node.gossip {
             // Any reachable member is enough; every other member is listed so that a restart
             // finds one whichever are down.
             arguments += ["--gossip", gossip]
             let seeds = nodes.compactMap(\.gossip).filter { $0 != gossip }
             if !seeds.isEmpty { arguments += ["--seeds", seeds.joined(separator: ",")] }
         }
-        if !FileManager.default.fileExists(atPath: directory + "/raft-snapshot") {
+        if !node.isBalancer, !FileManager.default.fileExists(atPath: directory + "/raft-snapshot") {
             arguments += node.id == nodes[0].id ? ["--bootstrap"] : ["--join", nodes[0].peer]
         }
-        let logPath = directory + "/node.log"
+        let logPath = directory + (node.isBalancer ? "/balancer.log" : "/node.log")
         if !FileManager.default.fileExists(atPath: logPath) { FileManager.default.createFile(atPath: logPath, contents: nil) }
         guard let log = FileHandle(forWritingAtPath: logPath) else { throw ValidationError("cannot write \(logPath)") }
         log.seekToEndOfFile()
@@ -218,7 +239,10 @@ struct LocalCluster {
         process.standardInput = FileHandle.nullDevice
         try process.run()
         try "\(process.processIdentifier)\n".write(toFile: directory + "/pid", atomically: true, encoding: .utf8)
-        print("started \(node.id) (pid \(process.processIdentifier)): api http://\(node.api), peer \(node.peer)\(node.gossip.map { ", gossip \($0)" } ?? "")")
+        print(
+            node.isBalancer
+                ? "started balancer (pid \(process.processIdentifier)): http://\(node.api), gossip \(node.gossip ?? "-")"
+                : "started \(node.id) (pid \(process.processIdentifier)): api http://\(node.api), peer \(node.peer)\(node.gossip.map { ", gossip \($0)" } ?? "")")
     }
 
     /// SIGTERM, then SIGKILL if it has not exited within 10 s.
