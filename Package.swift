@@ -83,7 +83,7 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ]
+            ], exclude: ["DESIGN.md"]
         ),
         // Edge: the authenticated TCP link between members (SwiftNIO, HMAC with the cluster secret).
         .target(

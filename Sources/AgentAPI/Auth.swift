@@ -62,11 +62,21 @@ extension API {
         if let channel = node.configuration.channelTokenHash, Secrets.constantTimeEquals(hash, channel) { return .channel }
         let now = node.now()
         if let agent = sessions.agent(tokenHash: hash, now: now) { return .agent(agent, tokenHash: hash) }
-        let found = try await node.state.read { reader -> (Agent, Timestamp)? in
-            guard let session = try reader.session(tokenHash: hash), session.expiresAt > now,
-                let agent = try reader.store.agent(id: session.agentId)
-            else { return nil }
-            return (agent, session.expiresAt)
+        let lookUp = { [node] in
+            try await node.state.read { reader -> (Agent, Timestamp)? in
+                guard let session = try reader.session(tokenHash: hash), session.expiresAt > now,
+                    let agent = try reader.store.agent(id: session.agentId)
+                else { return nil }
+                return (agent, session.expiresAt)
+            }
+        }
+        var found = try await lookUp()
+        if found == nil {
+            // A session created a moment ago through another node (a balancer spreads an agent's
+            // requests) may not be applied here yet: catch up to the leader's commit index once
+            // before refusing, so a fresh token works on every node (read-your-writes).
+            try await node.linearizableBarrier()
+            found = try await lookUp()
         }
         guard let (agent, expiresAt) = found else { throw APIError.unauthorized }
         sessions.store(tokenHash: hash, agent: agent, sessionExpiresAt: expiresAt)

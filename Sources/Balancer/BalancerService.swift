@@ -47,8 +47,13 @@ public final class BalancerService: Service, Sendable {
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: true)
-                    try channel.pipeline.syncOperations.addHandler(ProxyHandler(policy: policy, pool: pool(on: channel.eventLoop), logger: logger))
+                    let upgrade: NIOHTTPServerUpgradeSendableConfiguration = (
+                        upgraders: [WebSocketPassThrough(policy: policy)], completionHandler: { _ in }
+                    )
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(
+                        withPipeliningAssistance: true, withServerUpgrade: upgrade, withErrorHandling: true)
+                    try channel.pipeline.syncOperations.addHandler(
+                        ProxyHandler(policy: policy, pool: pool(on: channel.eventLoop), logger: logger), name: ProxyHandler.name)
                 }
             }
             .bind(host: listen.host, port: listen.port).get()

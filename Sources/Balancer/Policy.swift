@@ -40,6 +40,25 @@ public final class Policy: Sendable {
         core.withLockedValue { $0.onRequestFinished(id: id, outcome: outcome, now: Self.now()) }
     }
 
+    func chooseForWebSocket() -> BalancerCore.Balancer.Choice? {
+        core.withLockedValue { $0.chooseForWebSocket(now: Self.now()) }
+    }
+
+    func webSocketClosed(id: String) {
+        core.withLockedValue { $0.onWebSocketClosed(id: id) }
+    }
+
+    /// A failure that was not a counted request (a WebSocket upgrade): ejects like one.
+    func finished(id: String, outcome: Outcome, countedInFlight: Bool) {
+        core.withLockedValue { balancer in
+            if countedInFlight {
+                balancer.onRequestFinished(id: id, outcome: outcome, now: Self.now())
+            } else {
+                balancer.onFailure(id: id, outcome: outcome, now: Self.now())
+            }
+        }
+    }
+
     func mayRetry(method: String, hasIdempotencyKey: Bool) -> Bool {
         core.withLockedValue { $0.mayRetry(method: method, hasIdempotencyKey: hasIdempotencyKey, now: Self.now()) }
     }

@@ -7,7 +7,7 @@ import NIOHTTP1
 /// retried), sent to the backend the policy chooses over a pooled keep-alive connection, and the
 /// answer streamed back. A failure before any answer byte, or a 503, is retried once on another
 /// backend when the request is safe to repeat and the retry budget allows.
-final class ProxyHandler: ChannelInboundHandler {
+final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 
@@ -15,6 +15,9 @@ final class ProxyHandler: ChannelInboundHandler {
     static let requestBodyBytesMax = 1 << 20
     /// A backend that has not finished answering after this is treated as failed.
     static let backendTimeout = TimeAmount.seconds(30)
+
+    /// The handler's name in the pipeline (the WebSocket upgrader removes it).
+    static let name = "switchboard-proxy"
 
     private let policy: Policy
     private let pool: BackendPool
@@ -55,7 +58,8 @@ final class ProxyHandler: ChannelInboundHandler {
             if tooLarge {
                 respond(.payloadTooLarge, "request body over \(Self.requestBodyBytesMax) bytes", keepAlive: false)
             } else if head.headers[canonicalForm: "upgrade"].contains(where: { $0.lowercased() == "websocket" }) {
-                respond(.notImplemented, "WebSocket upgrades through the balancer are not available yet; connect to a node directly", keepAlive: head.isKeepAlive)
+                // A WebSocket upgrade the upgrade handler did not take (headers missing or no backend).
+                respond(.badRequest, "WebSocket upgrade refused: it needs Sec-WebSocket-Key and Sec-WebSocket-Version, and a healthy node", keepAlive: false)
             } else {
                 forward(head, body: body, excluding: [], retried: false)
             }

@@ -190,6 +190,11 @@ public struct Balancer: Sendable {
         if case .draining = backend.state, backend.inFlight == 0, backend.webSockets == 0 { forget(id) }
     }
 
+    /// A failure outside a counted request (a WebSocket upgrade the backend refused or dropped).
+    public mutating func onFailure(id: String, outcome: Outcome, now: Duration) {
+        if case .failure(let reason) = outcome { eject(id, reason: reason, now: now) }
+    }
+
     public mutating func onWebSocketClosed(id: String) {
         guard var backend = backends[id], backend.webSockets > 0 else { return }
         backend.webSockets -= 1

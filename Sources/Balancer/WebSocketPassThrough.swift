@@ -1,0 +1,164 @@
+import BalancerCore
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// WebSocket upgrades through the balancer: the node with the fewest open sockets is chosen, the
+/// upgrade request is replayed to it over a fresh TCP connection, its `101` headers become ours,
+/// and from then on bytes are spliced both ways untouched (frames, pings, closes). When either
+/// side closes, so does the other, and the client reconnects through the balancer.
+final class WebSocketPassThrough: HTTPServerProtocolUpgrader, @unchecked Sendable {
+    // @unchecked: one per client connection; `backend` is set in buildUpgradeResponse and read in
+    // upgrade, both on that connection's event loop.
+    let supportedProtocol = "websocket"
+    /// NIO would also require these names in the Connection header; they are checked below instead.
+    let requiredUpgradeHeaders: [String] = []
+    /// Bytes of a backend's handshake answer at most.
+    static let handshakeBytesMax = 16 * 1024
+
+    private let policy: Policy
+    private var backend: (channel: Channel, id: String)?
+
+    init(policy: Policy) {
+        self.policy = policy
+    }
+
+    func buildUpgradeResponse(channel: Channel, upgradeRequest: HTTPRequestHead, initialResponseHeaders: HTTPHeaders) -> EventLoopFuture<HTTPHeaders> {
+        guard upgradeRequest.headers.contains(name: "sec-websocket-key"), upgradeRequest.headers.contains(name: "sec-websocket-version") else {
+            return channel.eventLoop.makeFailedFuture(BackendUnavailable(description: "a WebSocket upgrade needs Sec-WebSocket-Key and Sec-WebSocket-Version"))
+        }
+        guard let choice = policy.chooseForWebSocket() else {
+            return channel.eventLoop.makeFailedFuture(BackendUnavailable(description: "no backend for a WebSocket"))
+        }
+        guard let colon = choice.address.lastIndex(of: ":"), let port = Int(choice.address[choice.address.index(after: colon)...]) else {
+            policy.webSocketClosed(id: choice.backend)
+            return channel.eventLoop.makeFailedFuture(BackendUnavailable(description: "bad backend address"))
+        }
+        let splice = BackendSplice()
+        let policy = self.policy
+        return ClientBootstrap(group: channel.eventLoop)
+            .connectTimeout(BackendPool.connectTimeout)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { backend in backend.eventLoop.makeCompletedFuture { try backend.pipeline.syncOperations.addHandler(splice) } }
+            .connect(host: String(choice.address[..<colon]), port: port)
+            .flatMap { backend in
+                backend.closeFuture.whenComplete { _ in policy.webSocketClosed(id: choice.backend) }
+                var request = "\(upgradeRequest.method.rawValue) \(upgradeRequest.uri) HTTP/1.1\r\n"
+                for (name, value) in upgradeRequest.headers { request += "\(name): \(value)\r\n" }
+                let client = channel.remoteAddress?.ipAddress ?? "unknown"
+                request += "X-Forwarded-For: \(client)\r\n\r\n"
+                backend.writeAndFlush(ByteBuffer(string: request), promise: nil)
+                return splice.handshake.futureResult.map { headers in (backend, headers) }
+            }
+            .map { [self] (backend: Channel, headers: HTTPHeaders) -> HTTPHeaders in
+                self.backend = (backend, choice.backend)
+                var response = initialResponseHeaders
+                for (name, value) in headers where !["connection", "upgrade", "content-length"].contains(name.lowercased()) {
+                    response.add(name: name, value: value)
+                }
+                return response
+            }
+            .flatMapErrorThrowing { error in
+                policy.finished(id: choice.backend, outcome: .failure("websocket upgrade: \(error)"), countedInFlight: false)
+                throw error
+            }
+    }
+
+    func upgrade(context: ChannelHandlerContext, upgradeRequest: HTTPRequestHead) -> EventLoopFuture<Void> {
+        guard let backend else { return context.eventLoop.makeFailedFuture(BackendUnavailable(description: "no backend connection")) }
+        let client = context.channel
+        // Both channels live on this event loop (the backend was connected on the client's loop).
+        return context.pipeline.removeHandler(name: ProxyHandler.name).flatMapThrowing {
+            try client.pipeline.syncOperations.addHandler(ClientSplice(backend: backend.channel))
+            try backend.channel.pipeline.syncOperations.handler(type: BackendSplice.self).glue(to: client)
+        }
+    }
+}
+
+/// Client side after the upgrade: bytes go to the backend as they come.
+final class ClientSplice: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    let backend: Channel
+
+    init(backend: Channel) { self.backend = backend }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        backend.writeAndFlush(unwrapInboundIn(data), promise: nil)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        backend.close(promise: nil)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        context.close(promise: nil)
+    }
+}
+
+/// Backend side: reads the handshake answer (101 or a failure), holds what follows it until the
+/// client side is glued, then forwards bytes as they come.
+final class BackendSplice: ChannelInboundHandler, @unchecked Sendable {
+    // @unchecked: every method runs on the backend channel's event loop (the client channel
+    // shares it: the backend connection is made on the client's loop).
+    typealias InboundIn = ByteBuffer
+    var handshake: EventLoopPromise<HTTPHeaders>!
+    private var buffered = ByteBuffer()
+    private var answered = false
+    private var client: Channel?
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        handshake = context.eventLoop.makePromise()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var bytes = unwrapInboundIn(data)
+        if let client {
+            client.writeAndFlush(bytes, promise: nil)
+            return
+        }
+        buffered.writeBuffer(&bytes)
+        guard !answered else { return }
+        let view = buffered.readableBytesView
+        guard let end = view.firstRange(of: [13, 10, 13, 10]) else {
+            if buffered.readableBytes > WebSocketPassThrough.handshakeBytesMax {
+                handshake.fail(BackendUnavailable(description: "handshake answer over \(WebSocketPassThrough.handshakeBytesMax) bytes"))
+                context.close(promise: nil)
+            }
+            return
+        }
+        answered = true
+        let text = String(decoding: view[view.startIndex..<end.lowerBound], as: UTF8.self)
+        buffered.moveReaderIndex(forwardBy: end.upperBound - view.startIndex)
+        let lines = text.split(separator: "\r\n", omittingEmptySubsequences: false)
+        guard let status = lines.first, status.split(separator: " ").dropFirst().first == "101" else {
+            handshake.fail(BackendUnavailable(description: "backend refused the upgrade: \(lines.first ?? "")"))
+            context.close(promise: nil)
+            return
+        }
+        var headers = HTTPHeaders()
+        for line in lines.dropFirst() {
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            headers.add(name: String(line[..<colon]), value: line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces))
+        }
+        handshake.succeed(headers)
+    }
+
+    /// The client's `101` went out: send what the backend said since, then splice.
+    func glue(to client: Channel) {
+        self.client = client
+        if buffered.readableBytes > 0 {
+            client.writeAndFlush(buffered, promise: nil)
+            buffered = ByteBuffer()
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        handshake.fail(BackendUnavailable(description: "backend closed during the upgrade"))
+        client?.close(promise: nil)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        context.close(promise: nil)
+    }
+}
