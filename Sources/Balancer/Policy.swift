@@ -17,6 +17,11 @@ public final class Policy: Sendable {
     public var backends: [Backend] { core.withLockedValue { $0.all } }
     public var inPanic: Bool { core.withLockedValue { $0.inPanic } }
 
+    /// Everything the admin port shows, read at once.
+    public var snapshot: (backends: [Backend], panic: Bool, panicRoutes: Int, retries: Int, retriesRefused: Int) {
+        core.withLockedValue { ($0.all, $0.inPanic, $0.panicRoutes, $0.retries, $0.retriesRefused) }
+    }
+
     public func gossip(id: String, address: String, verdict: GossipVerdict) {
         core.withLockedValue { $0.onGossip(id: id, address: address, verdict: verdict, now: Self.now()) }
     }

@@ -100,6 +100,10 @@ public struct Backend: Sendable, Hashable {
     public var webSockets = 0
     public var consecutiveGoodChecks = 0
     public var transitions: [Transition] = []
+    /// Requests sent to it, of which failed (passive), and times it was ejected, since known.
+    public var requests = 0
+    public var failures = 0
+    public var ejections = 0
 }
 
 /// The balancer's policy as a pure state machine (DESIGN.md): which backend takes a request,
@@ -114,6 +118,7 @@ public struct Balancer: Sendable {
     /// Requests routed while no backend was eligible.
     public private(set) var panicRoutes = 0
     public private(set) var retriesRefused = 0
+    public private(set) var retries = 0
 
     public init(settings: BalancerSettings = BalancerSettings(), seed: UInt64) throws(BalancerError) {
         try settings.validate()
@@ -185,6 +190,7 @@ public struct Balancer: Sendable {
         guard var backend = backends[id] else { return }
         precondition(backend.inFlight > 0, "request finished on \(id) with none in flight")
         backend.inFlight -= 1
+        if case .failure = outcome { backend.failures += 1 }
         backends[id] = backend
         if case .failure(let reason) = outcome { eject(id, reason: reason, now: now) }
         if case .draining = backend.state, backend.inFlight == 0, backend.webSockets == 0 { forget(id) }
@@ -216,6 +222,7 @@ public struct Balancer: Sendable {
     public mutating func chooseForRequest(excluding: Set<String> = [], now: Duration) -> Choice? {
         guard let choice = choose(excluding: excluding, now: now, load: { Double($0.inFlight + 1) }) else { return nil }
         backends[choice.backend]!.inFlight += 1
+        backends[choice.backend]!.requests += 1
         return choice
     }
 
@@ -270,6 +277,7 @@ public struct Balancer: Sendable {
             return false
         }
         retryTokens = max(0, retryTokens - 1)
+        retries += 1
         return true
     }
 
@@ -292,7 +300,9 @@ public struct Balancer: Sendable {
         backends[id]!.consecutiveGoodChecks = 0
         switch backend.state {
         case .ejected, .draining: return
-        case .warming, .healthy: transition(id, to: .ejected(reason: reason), reason: reason, now: now)
+        case .warming, .healthy:
+            backends[id]!.ejections += 1
+            transition(id, to: .ejected(reason: reason), reason: reason, now: now)
         }
     }
 

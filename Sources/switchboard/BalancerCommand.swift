@@ -32,6 +32,9 @@ struct BalancerCommand: AsyncParsableCommand {
     @Option(help: "host:port agents and webhooks connect to.")
     var listen = "127.0.0.1:8080"
 
+    @Option(help: "host:port of the admin port: /metrics (Prometheus) and / (status page). Off without it.")
+    var admin: String?
+
     @Option(help: "This balancer's id in the gossip.")
     var id = "balancer"
 
@@ -59,6 +62,7 @@ struct BalancerCommand: AsyncParsableCommand {
     func validate() throws {
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical") }
         _ = try HostPort(listen, option: "--listen")
+        if let admin { _ = try HostPort(admin, option: "--admin") }
         if let gossip { _ = try HostPort(gossip, option: "--gossip") }
         guard gossip != nil || !backend.isEmpty else {
             throw ValidationError("give --gossip with --seeds (learn the nodes from the cluster) or at least one --backend id=host:port")
@@ -108,6 +112,15 @@ struct BalancerCommand: AsyncParsableCommand {
             try await service.start()
         } catch {
             throw ValidationError("cannot listen on \(listen): \(error)")
+        }
+        if let admin {
+            let address = try HostPort(admin, option: "--admin")
+            do {
+                _ = try await AdminServer.start(policy: policy, host: address.host, port: address.port)
+            } catch {
+                throw ValidationError("cannot listen on --admin \(admin): \(error)")
+            }
+            logger.info("balancer admin port listening", metadata: ["balancer.admin": "\(admin)"])
         }
         // Gossip stops last (it says it leaves after the proxy stopped taking requests).
         let group = ServiceGroup(

@@ -67,6 +67,7 @@ struct ClusterCommand: AsyncParsableCommand {
             if let balancer = cluster.balancer {
                 try cluster.start(balancer)
                 print("  balancer  http://\(balancer.api)   (point agents and webhooks here)   log \(cluster.directory(balancer))/balancer.log")
+                if let admin = balancer.admin { print("  balancer status page http://\(admin)/   metrics http://\(admin)/metrics") }
             }
             print("admin token: \(cluster.adminToken)")
             print("try: curl -H 'Authorization: Bearer \(cluster.adminToken)' http://\((cluster.balancer ?? cluster.nodes[0]).api)/v1/cluster")
@@ -141,6 +142,8 @@ struct LocalCluster {
         var gossip: String?
         /// The `[balancer]` of the file: `api` is where it listens.
         var isBalancer = false
+        /// The balancer's admin port (`/metrics`, status page), if the file gives one.
+        var admin: String? = nil
     }
 
     var nodes: [Member] = []
@@ -170,7 +173,7 @@ struct LocalCluster {
                 guard let listen = values["listen"], let gossip = values["gossip"] else {
                     throw ValidationError("\(file): [balancer] needs listen and gossip")
                 }
-                balancer = Member(id: "balancer", api: listen, peer: "", gossip: gossip, isBalancer: true)
+                balancer = Member(id: "balancer", api: listen, peer: "", gossip: gossip, isBalancer: true, admin: values["admin"])
             default: throw ValidationError("\(file): unknown table [\(name)]")
             }
         }
@@ -212,6 +215,7 @@ struct LocalCluster {
         var arguments = ["node", "--id", node.id, "--data", directory, "--api", node.api, "--peer", node.peer, "--admin-token", adminToken]
         if node.isBalancer, let gossip = node.gossip {
             arguments = ["balancer", "--id", node.id, "--listen", node.api, "--gossip", gossip, "--seeds", nodes.compactMap(\.gossip).joined(separator: ",")]
+            if let admin = node.admin { arguments += ["--admin", admin] }
         } else if let gossip = node.gossip {
             // Any reachable member is enough; every other member is listed so that a restart
             // finds one whichever are down.

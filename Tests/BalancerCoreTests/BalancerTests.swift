@@ -28,6 +28,8 @@ final class BalancerTests: XCTestCase {
         let choice = try XCTUnwrap(balancer.chooseForRequest(now: at(10_000)))
         balancer.onRequestFinished(id: choice.backend, outcome: .failure("connection refused"), now: at(10_001))
         XCTAssertEqual(balancer.backends[choice.backend]?.state, .ejected(reason: "connection refused"))
+        XCTAssertEqual(balancer.backends[choice.backend]?.failures, 1, "the failure is counted for /metrics")
+        XCTAssertEqual(balancer.backends[choice.backend]?.ejections, 1)
         for _ in 0..<200 {
             let next = try XCTUnwrap(balancer.chooseForRequest(now: at(10_002)))
             XCTAssertNotEqual(next.backend, choice.backend, "an ejected backend is never chosen while others are eligible")
@@ -122,6 +124,7 @@ final class BalancerTests: XCTestCase {
         var allowed = 0
         for _ in 0..<100 where balancer.mayRetry(method: "GET", hasIdempotencyKey: false, now: at(2)) { allowed += 1 }
         XCTAssertEqual(allowed, 20, "100 requests buy 20 retries at a 20 % budget")
+        XCTAssertEqual(balancer.retries, 20)
         XCTAssertEqual(balancer.retriesRefused, 80)
         for _ in 0..<10 { balancer.onRequestStarted(now: at(3)) }
         XCTAssertTrue(balancer.mayRetry(method: "post", hasIdempotencyKey: true, now: at(3)), "a keyed POST may be retried")
