@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Proxy throughput and added latency, side by side in one run: wrk -t2 -c64 on a cheap GET
+# (/healthz) straight to one node, through `switchboard balancer`, and through HAProxy 2.6
+# (Debian haproxy, round robin, keep-alive to the same three nodes, its default checks).
+#
+#   loadtest/bench-proxy.sh [seconds per run, default 15]
+#
+# Needs: wrk, haproxy (apt-get install wrk haproxy).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+duration="${1:-15}"
+root="$(mktemp -d /tmp/switchboard-proxy-bench.XXXXXX)"
+swift build -c release --product switchboard >/dev/null 2>&1
+binary="$(swift build -c release --show-bin-path)/switchboard"
+cat > "$root/cluster.toml" <<TOML
+[cluster]
+secret = "bench-proxy-secret"
+admin_token = "bench-admin"
+data = "$root/data"
+[[node]]
+id = "n1"
+api = "127.0.0.1:18481"
+peer = "127.0.0.1:17681"
+gossip = "127.0.0.1:17781"
+[[node]]
+id = "n2"
+api = "127.0.0.1:18482"
+peer = "127.0.0.1:17682"
+gossip = "127.0.0.1:17782"
+[[node]]
+id = "n3"
+api = "127.0.0.1:18483"
+peer = "127.0.0.1:17683"
+gossip = "127.0.0.1:17783"
+[balancer]
+listen = "127.0.0.1:18480"
+gossip = "127.0.0.1:17790"
+TOML
+cat > "$root/haproxy.cfg" <<CFG
+global
+    maxconn 4096
+defaults
+    mode http
+    option http-keep-alive
+    timeout connect 1s
+    timeout client 30s
+    timeout server 30s
+frontend front
+    bind 127.0.0.1:18490
+    default_backend nodes
+backend nodes
+    balance roundrobin
+    option httpchk GET /readyz
+    server n1 127.0.0.1:18481 check
+    server n2 127.0.0.1:18482 check
+    server n3 127.0.0.1:18483 check
+CFG
+cleanup() {
+  [ -n "${haproxy_pid:-}" ] && kill "$haproxy_pid" 2>/dev/null || true
+  "$binary" cluster down "$root/cluster.toml" >/dev/null 2>&1 || true
+  rm -rf "$root"
+}
+trap cleanup EXIT
+"$binary" cluster up "$root/cluster.toml" >/dev/null
+haproxy -f "$root/haproxy.cfg" -db >/dev/null 2>&1 &
+haproxy_pid=$!
+sleep 6   # the balancer admits each node after two good checks and warms it up over 5 s
+
+run() {
+  echo "== $1: wrk -t2 -c64 -d${duration}s GET /healthz"
+  wrk -t2 -c64 -d"${duration}s" --latency "$2/healthz" | grep -E "Requests/sec|Latency  |50%|99%|Non-2xx|Socket errors" || true
+}
+run "one node directly (n1)" http://127.0.0.1:18481
+run "switchboard balancer (3 nodes)" http://127.0.0.1:18480
+run "HAProxy 2.6 (3 nodes)" http://127.0.0.1:18490
+run "switchboard balancer again" http://127.0.0.1:18480
