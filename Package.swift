@@ -76,7 +76,7 @@ let package = Package(
         .target(
             name: "Balancer",
             dependencies: [
-                "BalancerCore", "SWIMCore", "SWIMShell",
+                "BalancerCore", "SWIMCore", "SWIMShell", "Wire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -124,7 +124,7 @@ let package = Package(
         .testTarget(name: "SWIMCoreTests", dependencies: ["SWIMCore", "ClusterTestKit", "Wire"]),
         .testTarget(
             name: "SWIMShellTests",
-            dependencies: ["SWIMShell", "SWIMCore", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]),
+            dependencies: ["SWIMShell", "SWIMCore", "Wire", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]),
         .testTarget(name: "RaftCoreTests", dependencies: ["RaftCore", "ClusterTestKit", "Wire"]),
         .testTarget(
             name: "ClusterTests",

@@ -1,6 +1,7 @@
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import Wire
 
 struct BackendUnavailable: Error, CustomStringConvertible {
     var description: String
@@ -69,10 +70,9 @@ final class BackendPool {
         while let connection = idle[address]?.popLast() {
             if connection.channel.isActive { return eventLoop.makeSucceededFuture(connection) }
         }
-        guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]) else {
+        guard let target = HostPort(address) else {
             return eventLoop.makeFailedFuture(BackendUnavailable(description: "bad backend address \(address)"))
         }
-        let host = String(address[..<colon])
         return ClientBootstrap(group: eventLoop)
             .connectTimeout(Self.connectTimeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -82,7 +82,7 @@ final class BackendPool {
                     try channel.pipeline.syncOperations.addHandler(BackendResponseHandler())
                 }
             }
-            .connect(host: host, port: port)
+            .connect(host: target.host, port: target.port)
             .flatMapThrowing { channel in
                 let connection = BackendConnection(channel: channel, address: address)
                 try channel.pipeline.syncOperations.handler(type: BackendResponseHandler.self).connection = connection

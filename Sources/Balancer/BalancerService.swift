@@ -6,20 +6,21 @@ import NIOHTTP1
 import NIOPosix
 import SWIMCore
 import SWIMShell
+import Wire
 import ServiceLifecycle
 
 /// `switchboard balancer` (DESIGN.md): the proxy listener, the active checks of every backend,
 /// and what gossip says of the nodes, all feeding one `Policy`.
 public final class BalancerService: Service, Sendable {
     public let policy: Policy
-    let listen: HostAndPort
+    let listen: HostPort
     let gossip: Gossip?
     let group: EventLoopGroup
     let logger: Logger
     private let pools: NIOLockedValueBox<[ObjectIdentifier: NIOLoopBound<BackendPool>]> = NIOLockedValueBox([:])
     private let server = NIOLockedValueBox<Channel?>(nil)
 
-    public init(policy: Policy, listen: HostAndPort, gossip: Gossip?, group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger) {
+    public init(policy: Policy, listen: HostPort, gossip: Gossip?, group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger) {
         self.policy = policy
         self.listen = listen
         self.gossip = gossip
@@ -93,7 +94,7 @@ public final class BalancerService: Service, Sendable {
     /// `GET /readyz` on every backend each `checkInterval`; a check slower than the interval fails.
     private func checkUntilShutdown() async {
         let interval = policy.settings.checkInterval
-        let timeout = TimeAmount.nanoseconds(interval.components.seconds * 1_000_000_000 + interval.components.attoseconds / 1_000_000_000)
+        let timeout = TimeAmount(interval)
         let eventLoop = group.next()
         var previous: [String: String] = [:]
         while !Task.isCancelled && !Task.isShuttingDownGracefully {

@@ -3,6 +3,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import Wire
 
 /// WebSocket upgrades through the balancer: the node with the fewest open sockets is chosen, the
 /// upgrade request is replayed to it over a fresh TCP connection, its `101` headers become ours,
@@ -31,7 +32,7 @@ final class WebSocketPassThrough: HTTPServerProtocolUpgrader, @unchecked Sendabl
         guard let choice = policy.chooseForWebSocket() else {
             return channel.eventLoop.makeFailedFuture(BackendUnavailable(description: "no backend for a WebSocket"))
         }
-        guard let colon = choice.address.lastIndex(of: ":"), let port = Int(choice.address[choice.address.index(after: colon)...]) else {
+        guard let target = HostPort(choice.address) else {
             policy.webSocketClosed(id: choice.backend)
             return channel.eventLoop.makeFailedFuture(BackendUnavailable(description: "bad backend address"))
         }
@@ -41,7 +42,7 @@ final class WebSocketPassThrough: HTTPServerProtocolUpgrader, @unchecked Sendabl
             .connectTimeout(BackendPool.connectTimeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { backend in backend.eventLoop.makeCompletedFuture { try backend.pipeline.syncOperations.addHandler(splice) } }
-            .connect(host: String(choice.address[..<colon]), port: port)
+            .connect(host: target.host, port: target.port)
             .flatMap { backend in
                 backend.closeFuture.whenComplete { _ in policy.webSocketClosed(id: choice.backend) }
                 var request = "\(upgradeRequest.method.rawValue) \(upgradeRequest.uri) HTTP/1.1\r\n"

@@ -565,21 +565,8 @@ final class NodeBox: @unchecked Sendable {
 }
 
 /// `host:port`, as flags, the peer link and the address book carry it.
-public struct HostPort: Sendable, CustomStringConvertible {
-    public var host: String
-    public var port: Int
-
-    /// Nil unless `text` is `host:port` with a port in 0...65535.
-    public init?(_ text: String) {
-        guard let colon = text.lastIndex(of: ":"), colon > text.startIndex, let port = Int(text[text.index(after: colon)...]),
-            (0...65535).contains(port)
-        else { return nil }
-        host = String(text[..<colon])
-        self.port = port
-    }
-
-    public var description: String { "\(host):\(port)" }
-}
+/// `host:port`, parsed in one place (Wire.HostPort) for every module.
+public typealias HostPort = Wire.HostPort
 
 extension Duration {
     var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }

@@ -10,7 +10,7 @@ import Wire
 public struct GossipConfiguration: Sendable {
     public var id: MemberID
     /// UDP `host:port` to listen on (port 0 picks one).
-    public var listen: HostAndPort
+    public var listen: HostPort
     /// The address other members reach us at; default: the listen address (with the bound port).
     public var advertise: String?
     /// Gossip addresses of any members; empty for the first member.
@@ -21,23 +21,13 @@ public struct GossipConfiguration: Sendable {
     /// How often the core's clock advances.
     public var tickInterval: Duration = .milliseconds(20)
 
-    public init(id: MemberID, listen: HostAndPort, seeds: [String], metadata: Metadata, keyring: Keyring) {
+    public init(id: MemberID, listen: HostPort, seeds: [String], metadata: Metadata, keyring: Keyring) {
         self.id = id
         self.listen = listen
         self.seeds = seeds
         self.metadata = metadata
         self.keyring = keyring
     }
-}
-
-public struct HostAndPort: Sendable, Hashable, CustomStringConvertible {
-    public var host: String
-    public var port: Int
-    public init(host: String, port: Int) {
-        self.host = host
-        self.port = port
-    }
-    public var description: String { "\(host):\(port)" }
 }
 
 /// The SWIM shell (DESIGN.md): one UDP socket, the core confined to its event loop, a tick timer;
@@ -214,9 +204,7 @@ final class GossipHandler: ChannelInboundHandler {
     }
 
     private func scheduleTick(on eventLoop: EventLoop) {
-        let interval = gossip.configuration.tickInterval
-        let nanoseconds = interval.components.seconds * 1_000_000_000 + interval.components.attoseconds / 1_000_000_000
-        timer = eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(nanoseconds)) { [self] in
+        timer = eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(gossip.configuration.tickInterval)) { [self] in
             guard !stopped else { return }
             carryOut(core.onTick(now: Gossip.now()))
             scheduleTick(on: eventLoop)
@@ -297,11 +285,10 @@ final class GossipHandler: ChannelInboundHandler {
     /// `host:port` to a socket address (numeric hosts at once; names resolved once and cached).
     private func resolve(_ address: String) -> SocketAddress? {
         if let known = resolved[address] { return known }
-        guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]) else { return nil }
-        let host = String(address[..<colon])
-        guard let socketAddress = (try? SocketAddress(ipAddress: host, port: port)) ?? (try? SocketAddress.makeAddressResolvingHost(host, port: port)) else {
-            return nil
-        }
+        guard let target = HostPort(address),
+            let socketAddress = (try? SocketAddress(ipAddress: target.host, port: target.port))
+                ?? (try? SocketAddress.makeAddressResolvingHost(target.host, port: target.port))
+        else { return nil }
         if resolved.count >= Gossip.addressesCachedMax { resolved = [:] }
         resolved[address] = socketAddress
         return socketAddress

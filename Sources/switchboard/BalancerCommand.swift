@@ -100,14 +100,14 @@ struct BalancerCommand: AsyncParsableCommand {
             let address = try HostPort(gossip, option: "--gossip")
             let seedList = (seeds ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
             let configuration = GossipConfiguration(
-                id: id, listen: HostAndPort(host: address.host, port: address.port), seeds: seedList, metadata: Metadata(role: .balancer),
+                id: id, listen: address, seeds: seedList, metadata: Metadata(role: .balancer),
                 keyring: try Keyring(primary: secret, previous: previousSecret))
             member = try Gossip(configuration: configuration, logger: logger)
             try await member!.start()
         }
 
         let address = try HostPort(listen, option: "--listen")
-        let service = BalancerService(policy: policy, listen: HostAndPort(host: address.host, port: address.port), gossip: member, logger: logger)
+        let service = BalancerService(policy: policy, listen: address, gossip: member, logger: logger)
         do {
             try await service.start()
         } catch {

@@ -176,7 +176,7 @@ extension SimulateCommand {
             simulation.crash(members - 1)
             let crashedAt = simulation.now
             let detected = try simulation.run(until: .seconds(30)) { $0.everyoneSeesDead(members - 1) }
-            let detection = detected ? "\((simulation.now - crashedAt).components.seconds * 1000 + (simulation.now - crashedAt).components.attoseconds / 1_000_000_000_000_000) ms" : "not within 30 s"
+            let detection = detected ? "\(Int((simulation.now - crashedAt) / .milliseconds(1))) ms" : "not within 30 s"
             let rates = String(format: "%7d  %16.1f  %14.0f  ", members, Double(packets) / Double(members) / seconds, Double(bytes) / Double(members) / seconds)
             print(rates + detection)
         }

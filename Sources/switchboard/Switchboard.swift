@@ -204,7 +204,7 @@ extension NodeCommand {
         guard let secret, !secret.isEmpty else { throw ValidationError("--gossip needs the cluster secret (--secret or SWITCHBOARD_SECRET): it seals every packet") }
         let previous = previousSecrets
         let configuration = GossipConfiguration(
-            id: id, listen: HostAndPort(host: listen.host, port: listen.port), seeds: seedList,
+            id: id, listen: listen, seeds: seedList,
             metadata: Metadata(role: .node, api: api, peer: peer), keyring: try Keyring(primary: secret, previous: previous))
         let gossip = try Gossip(configuration: configuration, logger: logger)
         do {

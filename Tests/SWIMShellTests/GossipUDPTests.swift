@@ -3,13 +3,14 @@ import NIOCore
 import NIOPosix
 import SWIMCore
 import SWIMShell
+import Wire
 import XCTest
 
 /// Real UDP sockets on loopback (distinct 127.0.0.x addresses are distinct hosts).
 final class GossipUDPTests: XCTestCase {
     private func member(_ id: String, host: String, seeds: [String], secret: String = "udp-test-secret", previous: [String] = []) async throws -> Gossip {
         var configuration = GossipConfiguration(
-            id: id, listen: HostAndPort(host: host, port: 0), seeds: seeds, metadata: Metadata(api: "\(host):8080"),
+            id: id, listen: HostPort(host: host, port: 0), seeds: seeds, metadata: Metadata(api: "\(host):8080"),
             keyring: try Keyring(primary: secret, previous: previous))
         configuration.tickInterval = .milliseconds(10)
         let gossip = try Gossip(configuration: configuration, logger: Logger(label: "test-\(id)"))
