@@ -47,7 +47,7 @@ struct BalancerCommand: AsyncParsableCommand {
     @Option(help: "The cluster secret (or SWITCHBOARD_SECRET): gossip packets are sealed with it.")
     var secret: String?
 
-    @Option(help: "A previous cluster secret still accepted on gossip while the secret rotates (repeatable).")
+    @Option(help: "A previous cluster secret still accepted on gossip while the secret rotates (repeatable; or SWITCHBOARD_PREVIOUS_SECRETS, comma-separated).")
     var previousSecret: [String] = []
 
     @Option(help: "A node given by hand, id=host:port of its API (repeatable); used without gossip, e.g. in tests.")
@@ -60,7 +60,7 @@ struct BalancerCommand: AsyncParsableCommand {
     var logLevel = "info"
 
     func validate() throws {
-        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical") }
+        try validateLogLevel(logLevel)
         _ = try HostPort(listen, option: "--listen")
         if let admin { _ = try HostPort(admin, option: "--admin") }
         if let gossip { _ = try HostPort(gossip, option: "--gossip") }
@@ -76,12 +76,7 @@ struct BalancerCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let level = Logger.Level(rawValue: logLevel)!
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        bootstrapLogging(logLevel)
         let logger = Logger(label: "switchboard-balancer")
         var settings = BalancerSettings()
         settings.checkInterval = .milliseconds(checkMs)
@@ -101,7 +96,7 @@ struct BalancerCommand: AsyncParsableCommand {
             let seedList = (seeds ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
             let configuration = GossipConfiguration(
                 id: id, listen: address, seeds: seedList, metadata: Metadata(role: .balancer),
-                keyring: try Keyring(primary: secret, previous: previousSecret))
+                keyring: try Keyring(primary: secret, previous: withEnvironmentSecrets(previousSecret)))
             member = try Gossip(configuration: configuration, logger: logger)
             try await member!.start()
         }

@@ -102,7 +102,7 @@ struct NodeCommand: AsyncParsableCommand {
     var logLevel = "info"
 
     func validate() throws {
-        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical") }
+        try validateLogLevel(logLevel)
         guard (1...10_000_000).contains(passwordRounds) else { throw ValidationError("--password-rounds must be 1...10000000") }
         _ = try HostPort(api, option: "--api")
         if let peer { _ = try HostPort(peer, option: "--peer") }
@@ -118,12 +118,7 @@ struct NodeCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let level = Logger.Level(rawValue: logLevel)!
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        bootstrapLogging(logLevel)
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         let logger = Logger(label: "switchboard")
@@ -190,10 +185,7 @@ struct NodeCommand: AsyncParsableCommand {
 }
 
 extension NodeCommand {
-    /// `--previous-secret` values and SWITCHBOARD_PREVIOUS_SECRETS.
-    var previousSecrets: [String] {
-        previousSecret + (ProcessInfo.processInfo.environment["SWITCHBOARD_PREVIOUS_SECRETS"] ?? "").split(separator: ",").map(String.init)
-    }
+    var previousSecrets: [String] { withEnvironmentSecrets(previousSecret) }
 
     var seedList: [String] {
         (seeds ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
@@ -214,6 +206,26 @@ extension NodeCommand {
         }
         return gossip
     }
+}
+
+/// `--log-level` as the node and the balancer accept it.
+func validateLogLevel(_ level: String) throws {
+    guard Logger.Level(rawValue: level) != nil else { throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical") }
+}
+
+/// Logs to standard error at `level` (validated by `validateLogLevel`).
+func bootstrapLogging(_ level: String) {
+    let level = Logger.Level(rawValue: level)!
+    LoggingSystem.bootstrap { label in
+        var handler = StreamLogHandler.standardError(label: label)
+        handler.logLevel = level
+        return handler
+    }
+}
+
+/// `--previous-secret` values and the comma-separated SWITCHBOARD_PREVIOUS_SECRETS.
+func withEnvironmentSecrets(_ flags: [String]) -> [String] {
+    flags + (ProcessInfo.processInfo.environment["SWITCHBOARD_PREVIOUS_SECRETS"] ?? "").split(separator: ",").map(String.init)
 }
 
 extension HostPort {
