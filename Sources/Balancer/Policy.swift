@@ -53,15 +53,9 @@ public final class Policy: Sendable {
         core.withLockedValue { $0.onWebSocketClosed(id: id) }
     }
 
-    /// A failure that was not a counted request (a WebSocket upgrade): ejects like one.
-    func finished(id: String, outcome: Outcome, countedInFlight: Bool) {
-        core.withLockedValue { balancer in
-            if countedInFlight {
-                balancer.onRequestFinished(id: id, outcome: outcome, now: Self.now())
-            } else {
-                balancer.onFailure(id: id, outcome: outcome, now: Self.now())
-            }
-        }
+    /// A failure outside a counted request (a WebSocket upgrade): ejects like one.
+    func failed(id: String, reason: String) {
+        core.withLockedValue { $0.onFailure(id: id, outcome: .failure(reason), now: Self.now()) }
     }
 
     func mayRetry(method: String, hasIdempotencyKey: Bool) -> Bool {

@@ -17,6 +17,9 @@ final class WebSocketPassThrough: HTTPServerProtocolUpgrader, @unchecked Sendabl
     let requiredUpgradeHeaders: [String] = []
     /// Bytes of a backend's handshake answer at most.
     static let handshakeBytesMax = 16 * 1024
+    /// Bytes the backend may send after its `101` before the splice is in place (the events
+    /// socket's replay); past it the upgrade is abandoned.
+    static let heldBytesMax = 1 << 20
 
     private let policy: Policy
     private var backend: (channel: Channel, id: String)?
@@ -61,7 +64,7 @@ final class WebSocketPassThrough: HTTPServerProtocolUpgrader, @unchecked Sendabl
                 return response
             }
             .flatMapErrorThrowing { error in
-                policy.finished(id: choice.backend, outcome: .failure("websocket upgrade: \(error)"), countedInFlight: false)
+                policy.failed(id: choice.backend, reason: "websocket upgrade: \(error)")
                 throw error
             }
     }
@@ -119,6 +122,11 @@ final class BackendSplice: ChannelInboundHandler, @unchecked Sendable {
             return
         }
         buffered.writeBuffer(&bytes)
+        guard buffered.readableBytes <= WebSocketPassThrough.heldBytesMax else {
+            handshake.fail(BackendUnavailable(description: "backend sent over \(WebSocketPassThrough.heldBytesMax) bytes before the splice"))
+            context.close(promise: nil)
+            return
+        }
         guard !answered else { return }
         let view = buffered.readableBytesView
         guard let end = view.firstRange(of: [13, 10, 13, 10]) else {

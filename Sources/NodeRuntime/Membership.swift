@@ -232,7 +232,7 @@ extension Node {
                 peer: book[member]?.peer ?? (member == id ? configuration.peerAddress : nil), role: role(of: member, in: status),
                 voter: status.configuration.voters.contains(member), matchIndex: status.matchIndexes[member].map { Int64($0) },
                 appliedIndex: member == id ? Int64(status.appliedIndex) : nil, lastContactMs: contact,
-                gossip: gossip[member].map { ClusterView.GossipStatus(address: $0.address, status: $0.status, incarnation: $0.incarnation) })
+                gossip: gossip[member])
         }
         return ClusterView(self: id, leader: status.leader, term: status.term, commitIndex: status.commitIndex, nodes: nodes)
     }
@@ -278,19 +278,7 @@ public struct ClusterView: Sendable {
         public var appliedIndex: Int64?
         public var lastContactMs: Int64?
         /// This node's gossip view of the member; nil when gossip is off or has not heard of it.
-        public var gossip: GossipStatus?
-    }
-
-    public struct GossipStatus: Sendable {
-        public var address: String
-        public var status: String
-        public var incarnation: UInt64
-
-        public init(address: String, status: String, incarnation: UInt64) {
-            self.address = address
-            self.status = status
-            self.incarnation = incarnation
-        }
+        public var gossip: Node.GossipMember?
     }
 
     public var `self`: String
