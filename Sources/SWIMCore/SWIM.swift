@@ -569,9 +569,10 @@ public struct SWIM: Sendable {
 }
 
 /// Updates waiting to be piggybacked, one per member (newer news replaces older), sent the
-/// least-sent first, each until it reached the retransmit limit.
+/// least-sent first, each until it reached the retransmit limit. Each update's encoded size is
+/// computed once, when it is queued.
 struct Broadcasts: Sendable {
-    private var entries: [MemberID: (update: Update, sent: Int, order: UInt64)] = [:]
+    private var entries: [MemberID: (update: Update, size: Int, sent: Int, order: UInt64)] = [:]
     private var nextOrder: UInt64 = 0
 
     var count: Int { entries.count }
@@ -581,7 +582,7 @@ struct Broadcasts: Sendable {
     /// Queues `update`; returns how many updates were dropped to stay within `bound`.
     mutating func add(_ update: Update, bound: Int) -> Int {
         nextOrder += 1
-        entries[update.subject] = (update, 0, nextOrder)
+        entries[update.subject] = (update, SWIMCodec.size(of: update), 0, nextOrder)
         var dropped = 0
         while entries.count > bound, let worst = entries.max(by: { ($0.value.sent, -Int64($0.value.order)) < ($1.value.sent, -Int64($1.value.order)) }) {
             entries[worst.key] = nil
@@ -596,9 +597,8 @@ struct Broadcasts: Sendable {
         let ordered = entries.sorted { ($0.value.sent, $0.value.order) < ($1.value.sent, $1.value.order) }
         for (id, entry) in ordered {
             if skipping.contains(entry.update) { continue }
-            let size = SWIMCodec.size(of: entry.update)
-            guard size <= budget else { continue }
-            budget -= size
+            guard entry.size <= budget else { continue }
+            budget -= entry.size
             taken.append(entry.update)
             if entry.sent + 1 >= limit { entries[id] = nil } else { entries[id]!.sent += 1 }
             if budget < 24 { break }

@@ -254,11 +254,12 @@ final class GossipHandler: ChannelInboundHandler {
             }
         }
         guard let ip = envelope.remoteAddress.ipAddress, let port = envelope.remoteAddress.port else { return }
-        gossip.publish(core: core, changes: []) { $0.packetsReceived += 1 }
-        carryOut(core.onPacket(packet, from: "\(ip):\(port)", now: Gossip.now()))
+        carryOut(core.onPacket(packet, from: "\(ip):\(port)", now: Gossip.now()), received: 1)
     }
 
-    private func carryOut(_ directives: [Directive]) {
+    /// Carries out `directives`, then publishes the view and the counters (with `received`
+    /// packets) under one lock.
+    private func carryOut(_ directives: [Directive], received: Int = 0) {
         var changes: [MemberChange] = []
         var sent = 0
         var failed = 0
@@ -277,6 +278,7 @@ final class GossipHandler: ChannelInboundHandler {
         }
         if sent > 0 { context?.flush() }
         gossip.publish(core: core, changes: changes) { counters in
+            counters.packetsReceived += received
             counters.packetsSent += sent
             counters.sendFailures += failed
         }
