@@ -131,6 +131,8 @@ let package = Package(
             dependencies: [
                 "NodeRuntime", "PeerLink", "RaftCore", "Storage", "Wire", "ContactCenter",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
+                .product(name: "Logging", package: "swift-log"),
             ]),
         .testTarget(
             name: "PeerLinkTests",

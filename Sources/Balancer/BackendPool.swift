@@ -7,17 +7,27 @@ struct BackendUnavailable: Error, CustomStringConvertible {
     var description: String
 }
 
+/// Whoever holds a backend connection for one request: the proxy handler, or a health check.
+protocol BackendExchange: AnyObject {
+    func backendRead(_ part: HTTPClientResponsePart)
+    /// The connection failed (reset, closed, no answer within `BackendPool.answerTimeout`).
+    func backendFailed(_ error: Error)
+    /// The connection's send buffer went over or back under its high-water mark.
+    func backendWritabilityChanged(_ writable: Bool)
+}
+
+extension BackendExchange {
+    func backendWritabilityChanged(_ writable: Bool) {}
+}
+
 /// One keep-alive connection to a backend, carrying one request at a time. Lives on one event
-/// loop; the callbacks are set by whoever holds it.
+/// loop; `exchange` is set by whoever holds it and cleared when it is released or fails.
 final class BackendConnection: @unchecked Sendable {
     // @unchecked: created, used and released only on its channel's event loop (the pool and the
     // proxy handler that hold it run there); futures merely carry it across that same loop.
     let channel: Channel
     let address: String
-    /// Receives the response parts of the request in flight.
-    var onPart: ((HTTPClientResponsePart) -> Void)?
-    /// The connection failed (reset, closed, timed out) while a request was in flight.
-    var onFailure: ((Error) -> Void)?
+    var exchange: BackendExchange?
     var keepAlive = true
 
     init(channel: Channel, address: String) {
@@ -26,10 +36,9 @@ final class BackendConnection: @unchecked Sendable {
     }
 
     func fail(_ error: Error) {
-        let failure = onFailure
-        onPart = nil
-        onFailure = nil
-        failure?(error)
+        let failed = exchange
+        exchange = nil
+        failed?.backendFailed(error)
     }
 }
 
@@ -38,7 +47,23 @@ final class BackendResponseHandler: ChannelInboundHandler {
     var connection: BackendConnection?
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        connection?.onPart?(unwrapInboundIn(data))
+        connection?.exchange?.backendRead(unwrapInboundIn(data))
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        // No byte from the backend for `answerTimeout`: a request in flight failed; an idle
+        // pooled connection is simply closed.
+        guard case .read? = event as? IdleStateHandler.IdleStateEvent else {
+            context.fireUserInboundEventTriggered(event)
+            return
+        }
+        connection?.fail(BackendUnavailable(description: "no answer within \(BackendPool.answerTimeout)"))
+        context.close(promise: nil)
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        connection?.exchange?.backendWritabilityChanged(context.channel.isWritable)
+        context.fireChannelWritabilityChanged()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
@@ -58,6 +83,9 @@ final class BackendPool {
     /// Idle connections kept per backend.
     static let idlePerBackendMax = 64
     static let connectTimeout = TimeAmount.seconds(1)
+    /// A backend that sends no byte for this long while answering has failed; an idle pooled
+    /// connection that long is closed. One timer per connection, not per request.
+    static let answerTimeout = TimeAmount.seconds(30)
 
     let eventLoop: EventLoop
     private var idle: [String: [BackendConnection]] = [:]
@@ -79,6 +107,7 @@ final class BackendPool {
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                    try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: Self.answerTimeout))
                     try channel.pipeline.syncOperations.addHandler(BackendResponseHandler())
                 }
             }
@@ -92,8 +121,7 @@ final class BackendPool {
 
     /// Gives a connection back after its response ended.
     func release(_ connection: BackendConnection) {
-        connection.onPart = nil
-        connection.onFailure = nil
+        connection.exchange = nil
         guard connection.keepAlive, connection.channel.isActive, (idle[connection.address]?.count ?? 0) < Self.idlePerBackendMax else {
             connection.channel.close(promise: nil)
             return
@@ -107,25 +135,12 @@ final class BackendPool {
         let timer = eventLoop.scheduleTask(in: timeout) { promise.fail(BackendUnavailable(description: "no answer within \(timeout)")) }
         promise.futureResult.whenComplete { _ in timer.cancel() }
         // A promise completes once; later completions (a close after a timeout) are ignored by NIO.
-        acquire(address).assumeIsolated().whenComplete { result in
+        acquire(address).assumeIsolated().whenComplete { [self] result in
             switch result {
             case .failure(let error):
                 promise.fail(error)
             case .success(let connection):
-                var status: HTTPResponseStatus?
-                connection.onFailure = { promise.fail($0) }
-                connection.onPart = { [self] part in
-                    switch part {
-                    case .head(let head):
-                        status = head.status
-                        connection.keepAlive = head.isKeepAlive
-                    case .body:
-                        break
-                    case .end:
-                        release(connection)
-                        promise.succeed(status ?? .badGateway)
-                    }
-                }
+                connection.exchange = HealthCheck(pool: self, connection: connection, promise: promise)
                 var head = HTTPRequestHead(version: .http1_1, method: .GET, uri: path)
                 head.headers.add(name: "Host", value: address)
                 connection.channel.write(HTTPClientRequestPart.head(head), promise: nil)
@@ -134,5 +149,36 @@ final class BackendPool {
             }
         }
         return promise.futureResult
+    }
+}
+
+/// One health check's request on a pooled connection.
+private final class HealthCheck: BackendExchange {
+    let pool: BackendPool
+    let connection: BackendConnection
+    let promise: EventLoopPromise<HTTPResponseStatus>
+    var status: HTTPResponseStatus?
+
+    init(pool: BackendPool, connection: BackendConnection, promise: EventLoopPromise<HTTPResponseStatus>) {
+        self.pool = pool
+        self.connection = connection
+        self.promise = promise
+    }
+
+    func backendRead(_ part: HTTPClientResponsePart) {
+        switch part {
+        case .head(let head):
+            status = head.status
+            connection.keepAlive = head.isKeepAlive
+        case .body:
+            break
+        case .end:
+            pool.release(connection)
+            promise.succeed(status ?? .badGateway)
+        }
+    }
+
+    func backendFailed(_ error: Error) {
+        promise.fail(error)
     }
 }

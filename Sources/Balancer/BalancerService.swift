@@ -17,11 +17,16 @@ public final class BalancerService: Service, Sendable {
     let gossip: Gossip?
     let group: EventLoopGroup
     let logger: Logger
+    let timeouts: ClientTimeouts
     private let pools: NIOLockedValueBox<[ObjectIdentifier: NIOLoopBound<BackendPool>]> = NIOLockedValueBox([:])
     private let server = NIOLockedValueBox<Channel?>(nil)
 
-    public init(policy: Policy, listen: HostPort, gossip: Gossip?, group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger) {
+    public init(
+        policy: Policy, listen: HostPort, gossip: Gossip?, group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        timeouts: ClientTimeouts = ClientTimeouts(), logger: Logger
+    ) {
         self.policy = policy
+        self.timeouts = timeouts
         self.listen = listen
         self.gossip = gossip
         self.group = group
@@ -51,8 +56,10 @@ public final class BalancerService: Service, Sendable {
                     let upgrade: NIOHTTPServerUpgradeSendableConfiguration = (
                         upgraders: [WebSocketPassThrough(policy: policy)], completionHandler: { _ in }
                     )
+                    try channel.pipeline.syncOperations.addHandler(ClientGuard(timeouts: timeouts), name: ClientGuard.name)
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(
-                        withPipeliningAssistance: true, withServerUpgrade: upgrade, withErrorHandling: true)
+                        withPipeliningAssistance: true, withServerUpgrade: upgrade, withErrorHandling: false)
+                    try channel.pipeline.syncOperations.addHandler(ClientErrorResponder(), name: ClientErrorResponder.name)
                     try channel.pipeline.syncOperations.addHandler(
                         ProxyHandler(policy: policy, pool: pool(on: channel.eventLoop), logger: logger), name: ProxyHandler.name)
                 }

@@ -34,10 +34,12 @@ public final class Policy: Sendable {
         core.withLockedValue { $0.onCheck(id: id, outcome: outcome, now: Self.now()) }
     }
 
-    func chooseForRequest(excluding: Set<String>) -> BalancerCore.Balancer.Choice? {
-        core.withLockedValue { balancer in
-            balancer.onRequestStarted(now: Self.now())
-            return balancer.chooseForRequest(excluding: excluding, now: Self.now())
+    /// Counts the request toward the retry budget (a retry does not) and chooses its backend.
+    func chooseForRequest(excluding: [String]) -> BalancerCore.Balancer.Choice? {
+        let now = Self.now()
+        return core.withLockedValue { balancer in
+            if excluding.isEmpty { balancer.onRequestStarted(now: now) }
+            return balancer.chooseForRequest(excluding: excluding, now: now)
         }
     }
 

@@ -73,7 +73,12 @@ final class WebSocketPassThrough: HTTPServerProtocolUpgrader, @unchecked Sendabl
         guard let backend else { return context.eventLoop.makeFailedFuture(BackendUnavailable(description: "no backend connection")) }
         let client = context.channel
         // Both channels live on this event loop (the backend was connected on the client's loop).
-        return context.pipeline.removeHandler(name: ProxyHandler.name).flatMapThrowing {
+        // The HTTP-level handlers go with the HTTP codec; the socket's own pings keep it alive.
+        return context.pipeline.removeHandler(name: ProxyHandler.name).flatMap {
+            context.pipeline.removeHandler(name: ClientErrorResponder.name)
+        }.flatMap {
+            context.pipeline.removeHandler(name: ClientGuard.name)
+        }.flatMapThrowing {
             try client.pipeline.syncOperations.addHandler(ClientSplice(backend: backend.channel))
             try backend.channel.pipeline.syncOperations.handler(type: BackendSplice.self).glue(to: client)
         }

@@ -112,6 +112,8 @@ public struct Backend: Sendable, Hashable {
 public struct Balancer: Sendable {
     public let settings: BalancerSettings
     public private(set) var backends: [String: Backend] = [:]
+    /// The keys of `backends` in order: choosing walks them without sorting on every request.
+    private var ids: [String] = []
     private var rng: SplitMix64
     private var retryTokens: Double
     private var lastRefill: Duration?
@@ -128,7 +130,7 @@ public struct Balancer: Sendable {
     }
 
     /// Backends sorted by id.
-    public var all: [Backend] { backends.values.sorted { $0.id < $1.id } }
+    public var all: [Backend] { ids.map { backends[$0]! } }
 
     public var eligible: [Backend] { all.filter { $0.state.takesRequests && $0.gossip == .alive } }
 
@@ -143,6 +145,7 @@ public struct Balancer: Sendable {
         guard var backend = backends[id] else {
             guard verdict == .alive, backends.count < settings.backendsMax else { return }
             backends[id] = Backend(id: id, address: address, state: .ejected(reason: "new: waiting for its checks"), gossip: .alive)
+            ids.insert(id, at: ids.firstIndex { $0 > id } ?? ids.endIndex)
             record(id, from: "unknown", to: "ejected", reason: "seen alive in gossip; waiting for \(settings.readmitChecks) good checks", now: now)
             return
         }
@@ -219,7 +222,7 @@ public struct Balancer: Sendable {
 
     /// Power of two choices on in-flight requests (weighted by warm-up), among eligible backends
     /// not in `excluding`; counts the request in flight on the chosen one.
-    public mutating func chooseForRequest(excluding: Set<String> = [], now: Duration) -> Choice? {
+    public mutating func chooseForRequest(excluding: [String] = [], now: Duration) -> Choice? {
         guard let choice = choose(excluding: excluding, now: now, load: { Double($0.inFlight + 1) }) else { return nil }
         backends[choice.backend]!.inFlight += 1
         backends[choice.backend]!.requests += 1
@@ -227,24 +230,33 @@ public struct Balancer: Sendable {
     }
 
     /// Fewest open WebSockets (weighted by warm-up); counts the socket on the chosen one.
-    public mutating func chooseForWebSocket(excluding: Set<String> = [], now: Duration) -> Choice? {
+    public mutating func chooseForWebSocket(excluding: [String] = [], now: Duration) -> Choice? {
         guard let choice = choose(excluding: excluding, now: now, load: { Double($0.webSockets + 1) }, twoChoices: false) else { return nil }
         backends[choice.backend]!.webSockets += 1
         return choice
     }
 
-    private mutating func choose(excluding: Set<String>, now: Duration, load: (Backend) -> Double, twoChoices: Bool = true) -> Choice? {
-        var candidates = eligible.filter { !excluding.contains($0.id) }
+    /// Runs on every proxied request: one small array, no sorting, no dictionary of scores.
+    private mutating func choose(excluding: [String], now: Duration, load: (Backend) -> Double, twoChoices: Bool = true) -> Choice? {
+        var candidates: [Backend] = []
+        candidates.reserveCapacity(ids.count)
+        var anyEligible = false
+        for id in ids {
+            let backend = backends[id]!
+            guard backend.state.takesRequests && backend.gossip == .alive else { continue }
+            anyEligible = true
+            if !excluding.contains(id) { candidates.append(backend) }
+        }
         var panic = false
         if candidates.isEmpty {
-            guard eligible.isEmpty else { return nil }  // the eligible ones were excluded: no retry target
-            candidates = all.filter { !excluding.contains($0.id) && $0.state != .draining }
+            guard !anyEligible else { return nil }  // the eligible ones were excluded: no retry target
+            for id in ids where !excluding.contains(id) && backends[id]!.state != .draining { candidates.append(backends[id]!) }
             guard !candidates.isEmpty else { return nil }
             panic = true
             panicRoutes += 1
         }
-        let scores = Dictionary(uniqueKeysWithValues: candidates.map { ($0.id, load($0) / weight($0, now: now)) })
-        let score = { (backend: Backend) in scores[backend.id]! }
+        let settings = self.settings
+        func score(_ backend: Backend) -> Double { load(backend) / Self.weight(backend, settings: settings, now: now) }
         let best: Backend
         if twoChoices, candidates.count > 2 {
             let first = Int(rng.next() % UInt64(candidates.count))
@@ -257,7 +269,7 @@ public struct Balancer: Sendable {
         return Choice(backend: best.id, address: best.address, panic: panic)
     }
 
-    private func weight(_ backend: Backend, now: Duration) -> Double {
+    private static func weight(_ backend: Backend, settings: BalancerSettings, now: Duration) -> Double {
         guard case .warming(let since) = backend.state, settings.warmupDuration > .zero else { return 1 }
         let fraction = min(1, max(0, (now - since) / settings.warmupDuration))
         return settings.warmupWeightMin + (1 - settings.warmupWeightMin) * fraction
@@ -322,5 +334,6 @@ public struct Balancer: Sendable {
 
     private mutating func forget(_ id: String) {
         backends[id] = nil
+        ids.removeAll { $0 == id }
     }
 }

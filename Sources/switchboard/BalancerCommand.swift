@@ -56,6 +56,12 @@ struct BalancerCommand: AsyncParsableCommand {
     @Option(help: "Milliseconds between active /readyz checks of each node.")
     var checkMs = 250
 
+    @Option(help: "Milliseconds a client has to send a whole request (headers and body); slower gets 408 and the connection closes.")
+    var requestTimeoutMs = 10_000
+
+    @Option(help: "Milliseconds a keep-alive client connection may sit idle between requests before it is closed.")
+    var idleTimeoutMs = 60_000
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel = "info"
 
@@ -73,6 +79,8 @@ struct BalancerCommand: AsyncParsableCommand {
             guard parts.count == 2, !parts[0].isEmpty, HostPort(parts[1]) != nil else { throw ValidationError("--backend must be id=host:port, got '\(entry)'") }
         }
         guard (10...60_000).contains(checkMs) else { throw ValidationError("--check-ms must be 10...60000") }
+        guard (100...3_600_000).contains(requestTimeoutMs) else { throw ValidationError("--request-timeout-ms must be 100...3600000") }
+        guard (100...86_400_000).contains(idleTimeoutMs) else { throw ValidationError("--idle-timeout-ms must be 100...86400000") }
     }
 
     func run() async throws {
@@ -102,7 +110,9 @@ struct BalancerCommand: AsyncParsableCommand {
         }
 
         let address = try HostPort(listen, option: "--listen")
-        let service = BalancerService(policy: policy, listen: address, gossip: member, logger: logger)
+        let service = BalancerService(
+            policy: policy, listen: address, gossip: member,
+            timeouts: ClientTimeouts(request: .milliseconds(Int64(requestTimeoutMs)), idle: .milliseconds(Int64(idleTimeoutMs))), logger: logger)
         do {
             try await service.start()
         } catch {

@@ -2,6 +2,8 @@ import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
+import HummingbirdWSClient
+import Logging
 import XCTest
 
 /// `switchboard balancer` in front of three real nodes, learning them from gossip: a client loop of
@@ -20,23 +22,11 @@ final class BalancerProcessTests: XCTestCase {
         for id in ["n2", "n3"] { try cluster.start(id, flags: flags(id)) }
         try await cluster.waitUntil("3 voters") { await cluster.voters(asking: "n1").count == 3 }
 
-        let binary = try XCTUnwrap(ProcessCluster.binary)
-        let port = ProcessCluster.freePort()
-        let adminPort = ProcessCluster.freePort()
-        let balancer = Process()
-        balancer.executableURL = URL(fileURLWithPath: binary)
-        balancer.arguments = [
-            "balancer", "--listen", "127.0.0.1:\(port)", "--gossip", "127.0.0.1:\(ProcessCluster.freePort())",
-            "--seeds", ids.map { gossip[$0]! }.joined(separator: ","), "--secret", ProcessCluster.secret, "--admin", "127.0.0.1:\(adminPort)",
-        ]
-        let logPath = cluster.root + "/balancer.log"
-        FileManager.default.createFile(atPath: logPath, contents: nil)
-        balancer.standardError = FileHandle(forWritingAtPath: logPath)
-        balancer.standardOutput = FileHandle.nullDevice
-        try balancer.run()
-        defer { balancer.terminate() }
-        let log = { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
-        let base = "http://127.0.0.1:\(port)"
+        let front = try BalancerProcess(cluster: cluster, arguments: ["--gossip", "127.0.0.1:\(ProcessCluster.freePort())", "--seeds", ids.map { gossip[$0]! }.joined(separator: ","), "--secret", ProcessCluster.secret])
+        defer { front.stop() }
+        let log = front.log
+        let base = front.base
+        let adminPort = front.adminPort
         func send(_ method: String, _ path: String, body: String? = nil, key: String? = nil) async -> Int {
             var request = URLRequest(url: URL(string: base + path)!)
             request.httpMethod = method
@@ -108,5 +98,237 @@ final class BalancerProcessTests: XCTestCase {
         let page = String(decoding: pageData, as: UTF8.self)
         XCTAssertTrue(page.contains("<td>n2</td>") && page.contains("Recent transitions"), "the status page shows the backends and their transitions")
         XCTAssertGreaterThanOrEqual(readmitted.count, 2, "n2 admitted, ejected, then readmitted after it restarted:\n\(log().suffix(3000))")
+    }
+
+    /// An events WebSocket through the balancer: its node is killed with `kill -9`, the client
+    /// sees the socket close, reconnects through the balancer (to another node) with its last
+    /// cursor, and ends up with every message event exactly once, in cursor order.
+    func testEventsWebSocketReconnectsThroughTheBalancerWithoutAGap() async throws {
+        let cluster = ProcessCluster()
+        defer { cluster.tearDown() }
+        for id in ["n1", "n2", "n3"] { cluster.describe(id) }
+        try await cluster.startAll()
+        let front = try BalancerProcess(cluster: cluster, arguments: cluster.members.flatMap { ["--backend", "\($0.id)=\($0.api)"] })
+        defer { front.stop() }
+        try await cluster.waitUntil("the balancer admits all three nodes", seconds: 15) {
+            ["n1", "n2", "n3"].allSatisfy { id in front.log().contains("balancer.backend=\(id) balancer.reason=2 good checks") }
+        }
+
+        let stream = EventLog()
+        let socketURL = "ws://127.0.0.1:\(front.port)/v1/events?token=\(ProcessCluster.adminToken)"
+        let reader = Task {
+            // Bounded: at most 20 connections, each ending when the balancer closes it.
+            for _ in 0..<20 where !Task.isCancelled {
+                let since = stream.lastCursor.map { "&since=\($0)" } ?? ""
+                do {
+                    try await WebSocketClient.connect(url: socketURL + since, logger: Logger(label: "test-ws")) { inbound, outbound, _ in
+                        stream.connected()
+                        let pinger = Task {
+                            while !Task.isCancelled {
+                                try? await outbound.write(.text(#"{"type":"ping"}"#))
+                                try? await Task.sleep(for: .seconds(5))
+                            }
+                        }
+                        defer { pinger.cancel() }
+                        for try await message in inbound.messages(maxSize: 1 << 20) {
+                            if case .text(let text) = message { stream.add(text) }
+                            if Task.isCancelled { break }
+                        }
+                    }
+                } catch {
+                    stream.note("connect failed: \(error)")
+                }
+                try? await Task.sleep(for: .milliseconds(100))
+            }
+        }
+        defer { reader.cancel() }
+        try await cluster.waitUntil("the events socket is open", seconds: 10) { stream.connections >= 1 }
+
+        // The node holding the socket, from the balancer's /metrics.
+        var holder: String?
+        try await cluster.waitUntil("the balancer counts the socket", seconds: 5) {
+            for id in ["n1", "n2", "n3"] where await front.metric("switchboard_balancer_backend_websockets", backend: id) == 1 { holder = id }
+            return holder != nil
+        }
+        let victim = try XCTUnwrap(holder)
+
+        var posted: [String] = []
+        func post(_ n: Int) async {
+            var request = URLRequest(url: URL(string: front.base + "/v1/channels/webchat/messages")!)
+            request.httpMethod = "POST"
+            request.timeoutInterval = 10
+            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+            request.setValue("ws-gap-\(n)", forHTTPHeaderField: "Idempotency-Key")
+            request.setValue("Bearer \(ProcessCluster.adminToken)", forHTTPHeaderField: "Authorization")
+            request.httpBody = Data(#"{"from":"ws-\#(n)","text":"gap-check-\#(n)","externalId":"ws-gap-\#(n)"}"#.utf8)
+            if let (_, response) = try? await URLSession.shared.data(for: request), let status = (response as? HTTPURLResponse)?.statusCode,
+                (200..<300).contains(status)
+            {
+                posted.append("gap-check-\(n)")
+            }
+        }
+        for n in 0..<20 { await post(n) }
+        XCTAssertEqual(posted.count, 20, "posts through the balancer succeed")
+        try await cluster.waitUntil("the first 20 messages arrive on the socket", seconds: 10) { stream.texts(containing: "gap-check-").count >= 20 }
+        cluster.kill9(victim)
+        for n in 20..<40 {
+            await post(n)
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        try await cluster.waitUntil("the client reconnects", seconds: 10) { stream.connections >= 2 }
+        try await cluster.waitUntil("every acknowledged message arrives on the socket", seconds: 15) {
+            Set(stream.texts(containing: "gap-check-")).isSuperset(of: posted)
+        }
+
+        XCTAssertGreaterThanOrEqual(posted.count, 38, "posts through the balancer succeed while a node dies: \(posted.count) of 40")
+        let seen = stream.texts(containing: "gap-check-")
+        let repeated = Dictionary(grouping: seen, by: { $0 }).filter { $0.value.count > 1 }.keys.sorted()
+        XCTAssertEqual(repeated, [], "no message event is delivered twice across the reconnect")
+        XCTAssertEqual(Set(seen), Set(posted), "every acknowledged message's event arrives, none other")
+        XCTAssertTrue(stream.cursorsIncrease, "events arrive in cursor order across the reconnect: \(stream.cursors.suffix(10))")
+        XCTAssertFalse(stream.sawReset, "the resumed cursor is within the kept window: no reset")
+    }
+
+    /// Bad input at the front door gets its own answer and never disturbs another client: a
+    /// request that stalls mid-headers gets 408, oversize headers 431, an oversize body 413, and
+    /// a body larger than the retry copy is streamed to the node.
+    func testBadInputAtTheBalancer() async throws {
+        let cluster = ProcessCluster()
+        defer { cluster.tearDown() }
+        cluster.describe("n1")
+        try await cluster.startAll()
+        let front = try BalancerProcess(cluster: cluster, arguments: ["--backend", "n1=\(cluster.member("n1").api)", "--request-timeout-ms", "1000"])
+        defer { front.stop() }
+        try await cluster.waitUntil("the balancer admits n1", seconds: 15) { front.log().contains("balancer.backend=n1 balancer.reason=2 good checks") }
+
+        // A slow client: half a request, then silence.
+        let slow = try RawClient(port: front.port)
+        try slow.send("GET /healthz HTTP/1.1\r\nHost: front\r\n")
+        let started = Date()
+        let (status, _) = try await send(front, "GET", "/healthz")
+        XCTAssertEqual(status, 200, "another client is served while one stalls")
+        let answer = slow.readUntilClosed(seconds: 5)
+        let waited = Date().timeIntervalSince(started)
+        XCTAssertTrue(answer.hasPrefix("HTTP/1.1 408"), "a request not finished within 1 s gets 408, got: \(answer.prefix(80))")
+        XCTAssertTrue((0.9...3.5).contains(waited), "the 408 comes after the request timeout (1 s), took \(waited) s")
+
+        let (headerStatus, _) = try await send(front, "GET", "/healthz", headers: ["X-Padding": String(repeating: "a", count: 200_000)])
+        XCTAssertEqual(headerStatus, 431, "headers over the decoder's limit get 431")
+
+        let oversize = try RawClient(port: front.port)
+        try oversize.send("POST /v1/channels/sms/messages HTTP/1.1\r\nHost: front\r\nContent-Length: \(ProxyLimits.requestBodyBytesMax + 1)\r\n\r\n")
+        let refused = oversize.readUntilClosed(seconds: 5)
+        XCTAssertTrue(refused.hasPrefix("HTTP/1.1 413"), "a declared body over the limit gets 413 before it is read: \(refused.prefix(80))")
+
+        // 3 MiB, three times the retry copy: it streams to the node, whose own limit answers.
+        let (bigStatus, bigBody) = try await send(front, "POST", "/v1/channels/sms/messages", body: Data(count: 3 << 20), token: ProcessCluster.adminToken)
+        let direct = try await cluster.request("n1", "POST", "/v1/channels/sms/messages", body: String(repeating: " ", count: 3 << 20))
+        XCTAssertEqual(bigStatus, direct.status, "a large body streamed through the balancer gets the node's own answer: \(bigBody.prefix(200))")
+        XCTAssertTrue(bigBody.contains("body_too_large"), "the answer is the node's (the body was streamed to it), not the balancer's: \(bigBody.prefix(200))")
+
+        let (after, _) = try await send(front, "GET", "/healthz")
+        XCTAssertEqual(after, 200, "the balancer still serves after all of it")
+        let ejections = await front.metric("switchboard_balancer_backend_ejections_total", backend: "n1")
+        XCTAssertEqual(ejections, 0, "bad clients never eject a node")
+    }
+
+    private func send(_ front: BalancerProcess, _ method: String, _ path: String, body: Data? = nil, token: String? = nil, headers: [String: String] = [:])
+        async throws -> (Int, String)
+    {
+        var request = URLRequest(url: URL(string: front.base + path)!)
+        request.httpMethod = method
+        request.timeoutInterval = 10
+        request.httpBody = body
+        if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
+        for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
+        let (data, response) = try await URLSession.shared.data(for: request)
+        return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: data, as: UTF8.self))
+    }
+}
+
+/// The balancer's request body limit, as the tests know it (`ProxyHandler.requestBodyBytesMax`).
+enum ProxyLimits {
+    static let requestBodyBytesMax = 16 << 20
+}
+
+/// What an events socket client saw across its connections.
+final class EventLog: @unchecked Sendable {
+    // @unchecked: every field is guarded by `lock`.
+    private struct Frame: Decodable {
+        var type: String
+        var cursor: String?
+    }
+    private let lock = NSLock()
+    private var frames: [(type: String, cursor: String?, text: String)] = []
+    private var notes: [String] = []
+    private var opened = 0
+
+    func connected() { lock.withLock { opened += 1 } }
+    var connections: Int { lock.withLock { opened } }
+    func note(_ text: String) { lock.withLock { notes.append(text) } }
+
+    func add(_ text: String) {
+        guard let frame = try? JSONDecoder().decode(Frame.self, from: Data(text.utf8)) else { return }
+        lock.withLock { frames.append((frame.type, frame.cursor, text)) }
+    }
+
+    var lastCursor: String? { lock.withLock { frames.last { $0.cursor != nil }?.cursor } }
+    var cursors: [String] { lock.withLock { frames.compactMap(\.cursor) } }
+    var sawReset: Bool { lock.withLock { frames.contains { $0.type == "reset" } } }
+
+    /// Cursors are `index-seq`; each must sort after the one before.
+    var cursorsIncrease: Bool {
+        let keys = cursors.map { $0.split(separator: "-").compactMap { Int($0) } }
+        return zip(keys, keys.dropFirst()).allSatisfy { $0.lexicographicallyPrecedes($1) }
+    }
+
+    /// For each `message.created` frame whose text contains `marker`, the marked word.
+    func texts(containing marker: String) -> [String] {
+        lock.withLock {
+            frames.filter { $0.type == "message.created" }.compactMap { frame in
+                guard let range = frame.text.range(of: marker) else { return nil }
+                let rest = frame.text[range.upperBound...].prefix { $0.isNumber }
+                return marker + rest
+            }
+        }
+    }
+}
+
+/// A plain TCP client for requests URLSession will not send (half a request, a lying length).
+final class RawClient {
+    let descriptor: Int32
+
+    init(port: Int) throws {
+        descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard result == 0 else { throw POSIXError(.ECONNREFUSED) }
+        var timeout = timeval(tv_sec: 1, tv_usec: 0)
+        setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    deinit { close(descriptor) }
+
+    func send(_ text: String) throws {
+        let bytes = Array(text.utf8)
+        guard write(descriptor, bytes, bytes.count) == bytes.count else { throw POSIXError(.EPIPE) }
+    }
+
+    /// Everything read until the peer closes, or `seconds` pass.
+    func readUntilClosed(seconds: Double) -> String {
+        var received: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            let count = read(descriptor, &buffer, buffer.count)
+            if count == 0 { break }
+            if count > 0 { received += buffer[0..<count] }
+        }
+        return String(decoding: received, as: UTF8.self)
     }
 }

@@ -186,3 +186,45 @@ final class Acknowledged: @unchecked Sendable {
     var count: Int { lock.withLock { ids.count } }
     var all: Set<String> { lock.withLock { ids } }
 }
+
+/// A real `switchboard balancer` process in front of a `ProcessCluster`, with its admin port;
+/// its log is `balancer.log` in the cluster's directory.
+final class BalancerProcess: @unchecked Sendable {
+    // @unchecked: immutable after init; the Process is only terminated.
+    let port = ProcessCluster.freePort()
+    let adminPort = ProcessCluster.freePort()
+    let logPath: String
+    private let process = Process()
+
+    var base: String { "http://127.0.0.1:\(port)" }
+
+    init(cluster: ProcessCluster, arguments: [String]) throws {
+        let binary = try XCTUnwrap(ProcessCluster.binary)
+        logPath = cluster.root + "/balancer.log"
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = ["balancer", "--listen", "127.0.0.1:\(port)", "--admin", "127.0.0.1:\(adminPort)"] + arguments
+        FileManager.default.createFile(atPath: logPath, contents: nil)
+        process.standardError = FileHandle(forWritingAtPath: logPath)
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+    }
+
+    func log() -> String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+
+    /// The admin port's Prometheus text.
+    func metrics() async -> String {
+        guard let (data, _) = try? await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(adminPort)/metrics")!) else { return "" }
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    /// The value of `family{backend="id"}` on /metrics.
+    func metric(_ family: String, backend: String) async -> Int? {
+        let prefix = "\(family){backend=\"\(backend)\"} "
+        return await metrics().split(separator: "\n").first { $0.hasPrefix(prefix) }.flatMap { Int($0.dropFirst(prefix.count)) }
+    }
+
+    func stop() {
+        process.terminate()
+        process.waitUntilExit()
+    }
+}

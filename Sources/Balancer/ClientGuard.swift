@@ -1,0 +1,147 @@
+import NIOCore
+import NIOHTTP1
+
+/// How long a client may take. A slow client only ever costs its own connection.
+public struct ClientTimeouts: Sendable {
+    /// From a request's first byte to its last (headers and body): past it the client gets 408
+    /// and the connection closes (a slowloris holds nothing for long).
+    public var request: TimeAmount = .seconds(10)
+    /// A keep-alive connection with no request in progress is closed after this.
+    public var idle: TimeAmount = .seconds(60)
+
+    public init(request: TimeAmount = .seconds(10), idle: TimeAmount = .seconds(60)) {
+        self.request = request
+        self.idle = idle
+    }
+}
+
+/// What the proxy tells the guard about the request in progress (outbound user events).
+enum ClientProgress {
+    /// The whole request was read; the backend's time runs now, not the client's.
+    case requestRead
+    /// The answer ended; the connection waits for the next request.
+    case responded
+}
+
+/// First in a client connection's pipeline, before the HTTP decoder: it sees raw bytes, so a
+/// request whose headers never finish still times out. One timer per connection, re-armed when
+/// it fires (at most every `request / 2`), never per request.
+final class ClientGuard: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    static let name = "switchboard-client-guard"
+
+    private enum State {
+        case idle(since: NIODeadline)
+        case reading(since: NIODeadline)
+        case waitingForBackend
+    }
+
+    private let timeouts: ClientTimeouts
+    private var state = State.idle(since: .now())
+    private var timer: Scheduled<Void>?
+
+    init(timeouts: ClientTimeouts) {
+        self.timeouts = timeouts
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        state = .idle(since: .now())
+        arm(context: context)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        timer?.cancel()
+        timer = nil
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        timer?.cancel()
+        timer = nil
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if case .idle = state { state = .reading(since: .now()) }
+        context.fireChannelRead(data)
+    }
+
+    func triggerUserOutboundEvent(context: ChannelHandlerContext, event: Any, promise: EventLoopPromise<Void>?) {
+        guard let progress = event as? ClientProgress else {
+            context.triggerUserOutboundEvent(event, promise: promise)
+            return
+        }
+        switch progress {
+        case .requestRead: state = .waitingForBackend
+        case .responded: state = .idle(since: .now())
+        }
+        promise?.succeed(())
+    }
+
+    private func arm(context: ChannelHandlerContext) {
+        let period = TimeAmount.nanoseconds(max(timeouts.request.nanoseconds / 2, 1_000_000))
+        timer = context.eventLoop.assumeIsolated().scheduleTask(in: period) { [self] in
+            guard context.channel.isActive else { return }
+            let now = NIODeadline.now()
+            switch state {
+            case .idle(let since) where now - since >= timeouts.idle:
+                context.close(promise: nil)
+                return
+            case .reading(let since) where now - since >= timeouts.request:
+                let body = #"{"error":{"code":"request_timeout","message":"the request was not received within \#(timeouts.request.nanoseconds / 1_000_000) ms"}}"#
+                let response = "HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\ncontent-length: \(body.utf8.count)\r\nconnection: close\r\n\r\n\(body)"
+                context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: response))).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+                return
+            default:
+                arm(context: context)
+            }
+        }
+    }
+}
+
+/// Answers a request the HTTP decoder rejected, then lets the decoder close the connection:
+/// 431 for headers over the decoder's limit, 400 for anything else malformed. Takes the place
+/// of NIO's `HTTPServerProtocolErrorHandler` (which always says 400, with no body).
+final class ClientErrorResponder: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    static let name = "switchboard-client-errors"
+
+    private var responding = false
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        guard let parserError = error as? HTTPParserError else {
+            context.fireErrorCaught(error)
+            return
+        }
+        if !responding {
+            let (status, message): (HTTPResponseStatus, String) =
+                parserError == .headerOverflow
+                ? (.requestHeaderFieldsTooLarge, "request headers over the limit")
+                : (.badRequest, "malformed HTTP request: \(parserError)")
+            let json = #"{"error":{"code":"balancer_\#(status.code)","message":"\#(message)"}}"#
+            let head = HTTPResponseHead(
+                version: .http1_1, status: status,
+                headers: ["content-type": "application/json", "content-length": "\(json.utf8.count)", "connection": "close"])
+            context.write(wrapOutboundOut(.head(head)), promise: nil)
+            context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: json)))), promise: nil)
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        }
+        context.fireErrorCaught(error)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        switch unwrapOutboundIn(data) {
+        case .head(let head) where !(100..<200).contains(head.status.code) || head.status.code == 101: responding = true
+        case .end: responding = false
+        default: break
+        }
+        context.write(data, promise: promise)
+    }
+}
