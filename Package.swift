@@ -113,6 +113,8 @@ let package = Package(
             dependencies: [
                 "AgentAPI", "NodeRuntime", "Storage", "ClusterTestKit", "SWIMCore", "SWIMShell", "Balancer", "BalancerCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

@@ -66,11 +66,28 @@ haproxy -f "$root/haproxy.cfg" -db >/dev/null 2>&1 &
 haproxy_pid=$!
 sleep 6   # the balancer admits each node after two good checks and warms it up over 5 s
 
+# CPU seconds (user + system) a process has used so far, from /proc/PID/stat.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+balancer_pid="$(pgrep -f "balancer --listen 127.0.0.1:18480" | head -1 || true)"
+ticks_per_second="$(getconf CLK_TCK)"
+
+# run NAME URL [PID]: wrk, and with PID the proxy's CPU time per request.
 run() {
   echo "== $1: wrk -t2 -c64 -d${duration}s GET /healthz"
-  wrk -t2 -c64 -d"${duration}s" --latency "$2/healthz" | grep -E "Requests/sec|Latency  |50%|99%|Non-2xx|Socket errors" || true
+  local before=0
+  [ -n "${3:-}" ] && before="$(cpu_ticks "$3")"
+  local out
+  out="$(wrk -t2 -c64 -d"${duration}s" --latency "$2/healthz")"
+  echo "$out" | grep -E "Requests/sec|Latency  |50%|99%|Non-2xx|Socket errors" || true
+  if [ -n "${3:-}" ]; then
+    local used=$(( $(cpu_ticks "$3") - before ))
+    local requests
+    requests="$(echo "$out" | awk '/requests in/ {print $1}')"
+    awk -v t="$used" -v hz="$ticks_per_second" -v n="$requests" \
+      'BEGIN { printf "    proxy CPU: %.2f s for %d requests = %.0f us per request\n", t / hz, n, t / hz / n * 1e6 }'
+  fi
 }
 run "one node directly (n1)" http://127.0.0.1:18481
-run "switchboard balancer (3 nodes)" http://127.0.0.1:18480
-run "HAProxy 2.6 (3 nodes)" http://127.0.0.1:18490
-run "switchboard balancer again" http://127.0.0.1:18480
+run "switchboard balancer (3 nodes)" http://127.0.0.1:18480 "$balancer_pid"
+run "HAProxy 2.6 (3 nodes)" http://127.0.0.1:18490 "$haproxy_pid"
+run "switchboard balancer again" http://127.0.0.1:18480 "$balancer_pid"

@@ -3,6 +3,8 @@ import Balancer
 import BalancerCore
 import Foundation
 import Logging
+import NIOCore
+import NIOPosix
 import NodeRuntime
 import SWIMCore
 import SWIMShell
@@ -62,6 +64,9 @@ struct BalancerCommand: AsyncParsableCommand {
     @Option(help: "Milliseconds a keep-alive client connection may sit idle between requests before it is closed.")
     var idleTimeoutMs = 60_000
 
+    @Option(help: "Event-loop threads for the proxy (default: one per core).")
+    var threads = System.coreCount
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel = "info"
 
@@ -79,6 +84,7 @@ struct BalancerCommand: AsyncParsableCommand {
             guard parts.count == 2, !parts[0].isEmpty, HostPort(parts[1]) != nil else { throw ValidationError("--backend must be id=host:port, got '\(entry)'") }
         }
         guard (10...60_000).contains(checkMs) else { throw ValidationError("--check-ms must be 10...60000") }
+        guard (1...256).contains(threads) else { throw ValidationError("--threads must be 1...256") }
         guard (100...3_600_000).contains(requestTimeoutMs) else { throw ValidationError("--request-timeout-ms must be 100...3600000") }
         guard (100...86_400_000).contains(idleTimeoutMs) else { throw ValidationError("--idle-timeout-ms must be 100...86400000") }
     }
@@ -111,7 +117,7 @@ struct BalancerCommand: AsyncParsableCommand {
 
         let address = try HostPort(listen, option: "--listen")
         let service = BalancerService(
-            policy: policy, listen: address, gossip: member,
+            policy: policy, listen: address, gossip: member, group: MultiThreadedEventLoopGroup(numberOfThreads: threads),
             timeouts: ClientTimeouts(request: .milliseconds(Int64(requestTimeoutMs)), idle: .milliseconds(Int64(idleTimeoutMs))), logger: logger)
         do {
             try await service.start()
