@@ -32,6 +32,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler, Backen
     // The request in flight.
     private var request: HTTPRequestHead?
     private var idempotencyKey = false
+    private var clientKeepAlive = false  // the client's own wish (the forwarded head always says keep-alive)
     private var received = false  // the client sent the whole request
     private var bodyBytes = 0
     private var replay: [ByteBuffer]? = []  // every body part so far, while within retryBodyBytesMax
@@ -103,6 +104,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler, Backen
         pending = []
         tried = []
         rejected = false
+        clientKeepAlive = head.isKeepAlive
         if let length = head.headers.first(name: "content-length").flatMap(Int.init), length > Self.requestBodyBytesMax {
             request = head
             reject(.payloadTooLarge, "request body of \(length) bytes is over \(Self.requestBodyBytesMax)")
@@ -114,11 +116,16 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler, Backen
             reject(.badRequest, "WebSocket upgrade refused: it needs Sec-WebSocket-Key and Sec-WebSocket-Version, and a healthy node")
             return
         }
+        clientKeepAlive = head.isKeepAlive
         let client = context?.channel.remoteAddress?.ipAddress ?? "unknown"
         let forwarded = head.headers["x-forwarded-for"]
         head.headers.replaceOrAdd(name: "x-forwarded-for", value: forwarded.isEmpty ? client : forwarded.joined(separator: ", ") + ", " + client)
         head.headers.replaceOrAdd(name: "connection", value: "keep-alive")
-        // The balancer streams the body itself; a backend's `100 Continue` would end nothing.
+        // The balancer streams the body itself: it says `100 Continue` at once (a client that
+        // asked waits for it, curl for a second) and the node is not asked.
+        if head.headers[canonicalForm: "expect"].contains(where: { $0.lowercased() == "100-continue" }) {
+            context?.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .continue))), promise: nil)
+        }
         head.headers.remove(name: "expect")
         head.version = .http1_1
         idempotencyKey = head.headers.contains(name: "idempotency-key")
@@ -137,7 +144,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler, Backen
             context?.close(promise: nil)  // an answer was under way: the client must see it cut
             return
         }
-        respond(status, message, keepAlive: status != .payloadTooLarge && (request?.isKeepAlive ?? false))
+        respond(status, message, keepAlive: status != .payloadTooLarge && clientKeepAlive)
         finishRequest()
     }
 
@@ -214,7 +221,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler, Backen
                 return
             }
             answered = true
-            let keepAlive = request?.isKeepAlive ?? false
+            let keepAlive = clientKeepAlive
             head.headers.replaceOrAdd(name: "connection", value: keepAlive ? "keep-alive" : "close")
             context?.write(wrapOutboundOut(.head(head)), promise: nil)
         case .body(let bytes):
@@ -230,7 +237,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler, Backen
                 return
             }
             guard let context else { return }
-            let keepAlive = (request?.isKeepAlive ?? false) && received
+            let keepAlive = clientKeepAlive && received
             context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
                 if !keepAlive { context.close(promise: nil) }
             }

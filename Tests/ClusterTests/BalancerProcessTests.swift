@@ -220,6 +220,18 @@ final class BalancerProcessTests: XCTestCase {
         let refused = oversize.readUntilClosed(seconds: 5)
         XCTAssertTrue(refused.hasPrefix("HTTP/1.1 413"), "a declared body over the limit gets 413 before it is read: \(refused.prefix(80))")
 
+        // A client that asks before sending its body hears `100 Continue` from the balancer at once.
+        let asking = try RawClient(port: front.port)
+        let body = #"{"from":"c-expect","text":"hi","externalId":"expect-1"}"#
+        try asking.send(
+            "POST /v1/channels/sms/messages HTTP/1.1\r\nHost: front\r\nAuthorization: Bearer \(ProcessCluster.adminToken)\r\n"
+                + "Content-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n")
+        let interim = asking.readUntilClosed(seconds: 0.5, orUntil: "\r\n\r\n")
+        XCTAssertTrue(interim.hasPrefix("HTTP/1.1 100 Continue"), "Expect: 100-continue is answered before the body: \(interim.prefix(80))")
+        try asking.send(body)
+        let final = asking.readUntilClosed(seconds: 5)
+        XCTAssertTrue(final.hasPrefix("HTTP/1.1 202"), "then the node's answer: \(final.prefix(120))")
+
         // 3 MiB, three times the retry copy: it streams to the node, whose own limit answers.
         let (bigStatus, bigBody) = try await send(front, "POST", "/v1/channels/sms/messages", body: Data(count: 3 << 20), token: ProcessCluster.adminToken)
         let direct = try await cluster.request("n1", "POST", "/v1/channels/sms/messages", body: String(repeating: " ", count: 3 << 20))
@@ -308,7 +320,7 @@ final class RawClient {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         guard result == 0 else { throw POSIXError(.ECONNREFUSED) }
-        var timeout = timeval(tv_sec: 1, tv_usec: 0)
+        var timeout = timeval(tv_sec: 0, tv_usec: 100_000)
         setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
     }
 
@@ -319,8 +331,8 @@ final class RawClient {
         guard write(descriptor, bytes, bytes.count) == bytes.count else { throw POSIXError(.EPIPE) }
     }
 
-    /// Everything read until the peer closes, or `seconds` pass.
-    func readUntilClosed(seconds: Double) -> String {
+    /// Everything read until the peer closes, `seconds` pass, or what was read ends with `marker`.
+    func readUntilClosed(seconds: Double, orUntil marker: String? = nil) -> String {
         var received: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 4096)
         let deadline = Date().addingTimeInterval(seconds)
@@ -328,6 +340,7 @@ final class RawClient {
             let count = read(descriptor, &buffer, buffer.count)
             if count == 0 { break }
             if count > 0 { received += buffer[0..<count] }
+            if let marker, received.count > 0, String(decoding: received, as: UTF8.self).hasSuffix(marker) { break }
         }
         return String(decoding: received, as: UTF8.self)
     }
