@@ -5,12 +5,13 @@ import PackageDescription
 //   cores (pure, deterministic): Wire, ContactCenter, RaftCore, SWIMCore
 //   test support:                ClusterTestKit (seeded simulator)
 //   edges (I/O):                 Storage, NodeRuntime, AgentAPI
-//   executables (wiring only):   switchboard
+//   executables (wiring only):   switchboard, switchboard-loadtest (on LoadTestCore)
 let package = Package(
     name: "switchboard",
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "switchboard", targets: ["switchboard"]),
+        .executable(name: "switchboard-loadtest", targets: ["switchboard-loadtest"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -23,6 +24,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
     ],
     targets: [
         // Pure: length-prefixed binary encoding primitives, checksums, the Raft message codec.
@@ -121,6 +124,24 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // Pure: the load tester's thresholds, summary, arrivals, integrity ledger and recorder.
+        .target(
+            name: "LoadTestCore", dependencies: ["RaftCore", .product(name: "Histogram", package: "hdrhistogram-swift")],
+            exclude: ["DESIGN.md"]),
+        // The load tester: agents and customers against a running cluster, and the verdict.
+        .executableTarget(
+            name: "switchboard-loadtest",
+            dependencies: [
+                "LoadTestCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(name: "LoadTestCoreTests", dependencies: ["LoadTestCore"]),
         .testTarget(name: "ContactCenterTests", dependencies: ["ContactCenter", "Wire"]),
         .testTarget(name: "BalancerCoreTests", dependencies: ["BalancerCore"]),
         .testTarget(name: "SWIMCoreTests", dependencies: ["SWIMCore", "ClusterTestKit", "Wire"]),

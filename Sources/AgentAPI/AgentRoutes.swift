@@ -101,7 +101,13 @@ extension API {
                 throw APIError.invalid("email and password are required", field: body.email.isEmpty ? "email" : "password")
             }
             let email = body.email.lowercased().trimmingCharacters(in: .whitespaces)
-            let agent = try await read { try $0.store.agent(email: email) }
+            var agent = try await read { try $0.store.agent(email: email) }
+            if agent == nil {
+                // An agent created a moment ago through another node (a balancer spreads requests)
+                // may not be applied here yet: catch up to the leader's commit once before refusing.
+                try await node.linearizableBarrier()
+                agent = try await read { try $0.store.agent(email: email) }
+            }
             // Hash even for an unknown email so response time does not reveal which emails exist.
             let valid = try await node.verifyPassword(body.password, against: agent?.passwordHash ?? decoyPasswordHash)
             guard let agent, valid else { throw APIError(.unauthorized, "invalid_credentials", "email or password is wrong") }

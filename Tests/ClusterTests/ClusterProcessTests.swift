@@ -120,6 +120,21 @@ final class ClusterProcessTests: XCTestCase {
 
         for round in 0..<30 { try await writeThenRead(nodes[round % 3], nodes[(round + 1) % 3], "steady-\(round)") }
 
+        // An agent created through one node logs in at once through another, and its token works
+        // at once on the third (a balancer spreads these three requests over the nodes).
+        for round in 0..<15 {
+            let (creator, login, user) = (nodes[round % 3], nodes[(round + 1) % 3], nodes[(round + 2) % 3])
+            let email = "fresh-\(round)@example.test"
+            let created = try await cluster.request(
+                creator, "POST", "/v1/agents", body: #"{"name":"Fresh \#(round)","email":"\#(email)","password":"fresh-password","role":"agent"}"#)
+            XCTAssertEqual(created.status, 201, "agent created through \(creator): \(created.json)")
+            let session = try await cluster.request(login, "POST", "/v1/sessions", body: #"{"email":"\#(email)","password":"fresh-password"}"#, token: nil)
+            XCTAssertEqual(session.status, 201, "round \(round): login on \(login) right after the agent was created through \(creator): \(session.json)")
+            let token = try XCTUnwrap(session.json["token"] as? String)
+            let me = try await cluster.request(user, "GET", "/v1/agents/me", token: token)
+            XCTAssertEqual(me.status, 200, "round \(round): the fresh token works at once on \(user): \(me.json)")
+        }
+
         // Right after a leadership transfer.
         let first = try unwrap(await cluster.leader(asking: "n1"))
         let target = nodes.first { $0 != first }!

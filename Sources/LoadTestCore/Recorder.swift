@@ -1,0 +1,109 @@
+import Histogram
+import Synchronization
+
+/// Every measurement of a run, shared by all its tasks. Latencies go into HdrHistograms in
+/// microseconds (1 us to 1 hour, 3 significant digits); the timeline keeps one bucket per second
+/// for the progress line and the per-second availability.
+public final class Recorder: Sendable {
+    public struct Second: Sendable, Equatable {
+        public var ok = 0
+        public var failed = 0
+        public var sessions = 0
+        public init(ok: Int = 0, failed: Int = 0, sessions: Int = 0) {
+            self.ok = ok
+            self.failed = failed
+            self.sessions = sessions
+        }
+    }
+
+    private struct State {
+        var latency = Histogram<UInt64>(highestTrackableValue: 3_600_000_000)
+        var assignment = Histogram<UInt64>(highestTrackableValue: 3_600_000_000)
+        var reconnect = Histogram<UInt64>(highestTrackableValue: 3_600_000_000)
+        var ok = 0
+        var failed = 0
+        var sessions = 0
+        var peakSessions = 0
+        var drops = 0
+        var timeline: [Second] = []
+        var failures: [String: Int] = [:]
+    }
+
+    /// Distinct failure reasons kept (the rest are counted under "other").
+    public static let failureReasonsMax = 50
+    private let state = Mutex(State())
+
+    public init() {}
+
+    /// A request that was due at `second` of the run, answered `ok` or not after `micros`.
+    public func request(second: Int, micros: UInt64, ok: Bool, failure: String? = nil) {
+        state.withLock { state in
+            _ = state.latency.record(max(1, micros))
+            bucket(&state, second) { ok ? ($0.ok += 1) : ($0.failed += 1) }
+            if ok {
+                state.ok += 1
+            } else {
+                state.failed += 1
+                let reason = state.failures.count < Self.failureReasonsMax || state.failures[failure ?? ""] != nil ? (failure ?? "unknown") : "other"
+                state.failures[reason, default: 0] += 1
+            }
+        }
+    }
+
+    public func assignment(micros: UInt64) { state.withLock { _ = $0.assignment.record(max(1, micros)) } }
+    public func reconnected(micros: UInt64) { state.withLock { _ = $0.reconnect.record(max(1, micros)) } }
+
+    public func sessionOpened(second: Int) {
+        state.withLock { state in
+            state.sessions += 1
+            state.peakSessions = max(state.peakSessions, state.sessions)
+            let sessions = state.sessions
+            bucket(&state, second) { $0.sessions = sessions }
+        }
+    }
+
+    public func sessionClosed(second: Int, dropped: Bool) {
+        state.withLock { state in
+            state.sessions -= 1
+            if dropped { state.drops += 1 }
+            let sessions = state.sessions
+            bucket(&state, second) { $0.sessions = sessions }
+        }
+    }
+
+    private func bucket(_ state: inout State, _ second: Int, _ change: (inout Second) -> Void) {
+        guard second >= 0, second < 86_400 else { return }
+        while state.timeline.count <= second { state.timeline.append(Second(sessions: state.sessions)) }
+        change(&state.timeline[second])
+    }
+
+    public var timeline: [Second] { state.withLock { $0.timeline } }
+    public var sessions: Int { state.withLock { $0.sessions } }
+    public var failures: [String: Int] { state.withLock { $0.failures } }
+
+    /// The p99 request latency in milliseconds so far.
+    public var p99Ms: Double { state.withLock { $0.latency.totalCount == 0 ? 0 : Double($0.latency.valueAtPercentile(99)) / 1000 } }
+
+    /// Fills the measured parts of `summary` (requests, availability, latencies, sessions).
+    public func fill(_ summary: inout Summary) {
+        state.withLock { state in
+            func ms(_ histogram: Histogram<UInt64>, _ percentile: Double) -> Double {
+                histogram.totalCount == 0 ? 0 : (Double(histogram.valueAtPercentile(percentile)) / 1000 * 100).rounded() / 100
+            }
+            summary.requests.total = state.ok + state.failed
+            summary.requests.ok = state.ok
+            summary.requests.failed = state.failed
+            summary.availability = summary.requests.total == 0 ? 1 : Double(state.ok) / Double(summary.requests.total)
+            summary.latencyMs.p50 = ms(state.latency, 50)
+            summary.latencyMs.p90 = ms(state.latency, 90)
+            summary.latencyMs.p99 = ms(state.latency, 99)
+            summary.latencyMs.p999 = ms(state.latency, 99.9)
+            summary.latencyMs.max = state.latency.totalCount == 0 ? 0 : Double(state.latency.maxRecorded) / 1000
+            summary.assignmentLatencyMs.p50 = ms(state.assignment, 50)
+            summary.assignmentLatencyMs.p99 = ms(state.assignment, 99)
+            summary.sessions.peak = state.peakSessions
+            summary.sessions.drops = state.drops
+            summary.sessions.reconnectMsP99 = ms(state.reconnect, 99)
+        }
+    }
+}

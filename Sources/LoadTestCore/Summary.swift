@@ -1,0 +1,92 @@
+/// The run's verdict as `--json` writes it. The top-level fields are a contract (scripts and CI
+/// read them): `agents`, `durationSeconds`, `requests`, `availability`, `latencyMs`,
+/// `assignmentLatencyMs`, `sessions`, `integrity`, `faults`, `thresholds`, `passed`.
+public struct Summary: Codable, Sendable, Equatable {
+    public struct Requests: Codable, Sendable, Equatable {
+        public var total = 0
+        public var ok = 0
+        public var failed = 0
+        public init() {}
+    }
+
+    public struct Latency: Codable, Sendable, Equatable {
+        public var p50 = 0.0
+        public var p90 = 0.0
+        public var p99 = 0.0
+        public var p999 = 0.0
+        public var max = 0.0
+        public init() {}
+    }
+
+    public struct AssignmentLatency: Codable, Sendable, Equatable {
+        public var p50 = 0.0
+        public var p99 = 0.0
+        public init() {}
+    }
+
+    public struct Sessions: Codable, Sendable, Equatable {
+        public var peak = 0
+        public var drops = 0
+        public var reconnectMsP99 = 0.0
+        public init() {}
+    }
+
+    public struct Integrity: Codable, Sendable, Equatable {
+        public var lostMessages = 0
+        public var duplicateMessages = 0
+        public var doubleAssignments = 0
+        public var capacityViolations = 0
+        public var eventGaps = 0
+        public init() {}
+
+        public var violations: Int { lostMessages + duplicateMessages + doubleAssignments + capacityViolations + eventGaps }
+    }
+
+    public struct Fault: Codable, Sendable, Equatable {
+        public var atSeconds: Double
+        public var kind: String
+        public var node: String?
+        public init(atSeconds: Double, kind: String, node: String?) {
+            self.atSeconds = atSeconds
+            self.kind = kind
+            self.node = node
+        }
+    }
+
+    public struct ThresholdResult: Codable, Sendable, Equatable {
+        public var expression: String
+        public var value: Double
+        public var passed: Bool
+    }
+
+    public var agents = 0
+    public var durationSeconds = 0.0
+    public var requests = Requests()
+    public var availability = 1.0
+    public var latencyMs = Latency()
+    public var assignmentLatencyMs = AssignmentLatency()
+    public var sessions = Sessions()
+    public var integrity = Integrity()
+    public var faults: [Fault] = []
+    public var thresholds: [ThresholdResult] = []
+    public var passed = true
+
+    public init() {}
+
+    /// Exit status: 0 when every threshold passed and integrity held, 1 on an integrity
+    /// violation (it outranks thresholds: lost data is never a tuning matter), 99 when a
+    /// threshold failed. (2, a usage error, never gets this far.)
+    public var exitCode: Int32 {
+        if integrity.violations > 0 { return 1 }
+        return thresholds.allSatisfy(\.passed) ? 0 : 99
+    }
+
+    /// Checks `thresholds` against this summary and records the results and `passed`.
+    public mutating func evaluate(_ thresholds: [Threshold]) {
+        self.thresholds = thresholds.map { threshold in
+            let value = threshold.metric.value(in: self)
+            return ThresholdResult(expression: threshold.expression, value: value, passed: threshold.holds(for: value))
+        }
+        passed = exitCode == 0
+    }
+}

@@ -1,0 +1,417 @@
+import AsyncHTTPClient
+import Foundation
+import HummingbirdWSClient
+import LoadTestCore
+import Logging
+import NIOCore
+import NIOHTTP1
+import Synchronization
+
+/// One load run against a live cluster: agents (closed population) and customers (open
+/// arrivals) for the ramp and the duration, then the integrity check on every node.
+final class Run: Sendable {
+    struct Settings: Sendable {
+        var target: String
+        var adminToken: String
+        var agents: Int
+        var ramp: Duration
+        var duration: Duration
+        var arrivals: Arrivals
+        var think: Duration
+        var exchanges: Int
+        var capacity: Int
+        var seed: UInt64
+    }
+
+    /// Requests of customers in flight at most; past it an arrival counts as failed at once
+    /// (the load generator must not grow without bound while the cluster stalls).
+    static let customersInFlightMax = 20_000
+    /// Conversations read at once during the integrity check.
+    static let integrityReadsInFlight = 32
+    static let requestTimeout = TimeAmount.seconds(10)
+    static let responseBytesMax = 4 << 20
+    /// Events an agent has not handled yet, at most (the newest are kept).
+    static let agentEventsBuffered = 1024
+
+    let settings: Settings
+    let recorder = Recorder()
+    let runId: String
+    private let http: HTTPClient
+    private let start = ContinuousClock.now
+    private let stopping = Atomic<Bool>(false)
+    private let ledger = Mutex(Ledger())
+    /// Message id -> conversation id of every acknowledged inbound message and agent reply.
+    private let acknowledged = Mutex<[String: String]>([:])
+    /// Conversation id -> when its first inbound message was acknowledged.
+    private let opened = Mutex<[String: ContinuousClock.Instant]>([:])
+    private let highestIndex = Atomic<Int>(0)
+    private let eventGaps = Atomic<Int>(0)
+    private let customersInFlight = Atomic<Int>(0)
+    private let logger = Logger(label: "switchboard-loadtest")
+
+    init(settings: Settings) {
+        self.settings = settings
+        runId = String(UInt64.random(in: 0...UInt64(1 << 40)), radix: 36)
+        var configuration = HTTPClient.Configuration()
+        configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 512)
+        configuration.timeout = .init(connect: .seconds(2), read: Self.requestTimeout)
+        http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }
+
+    var elapsed: Duration { ContinuousClock.now - start }
+    var second: Int { Int(elapsed.components.seconds) }
+    var stopped: Bool { stopping.load(ordering: .relaxed) }
+
+    func execute() async throws -> Summary {
+        let total = settings.ramp + settings.duration
+        log("run \(runId): \(settings.agents) agents over \(settings.ramp), then \(settings.duration); customers \(settings.arrivals.rate)/s (\(settings.arrivals.kind)) against \(settings.target)")
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.progress(until: total) }
+            for index in 0..<settings.agents {
+                group.addTask {
+                    let offset = self.settings.agents > 1 ? self.settings.ramp * (Double(index) / Double(self.settings.agents)) : .zero
+                    try? await Task.sleep(until: self.start + offset)
+                    await self.agent(index)
+                }
+            }
+            group.addTask { await self.customers(from: self.settings.ramp, until: total) }
+            group.addTask {
+                try? await Task.sleep(until: self.start + total)
+                self.stopping.store(true, ordering: .relaxed)
+            }
+            await group.waitForAll()
+        }
+        var summary = Summary()
+        summary.agents = settings.agents
+        summary.durationSeconds = (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18).rounded()
+        recorder.fill(&summary)
+        for (reason, count) in recorder.failures.sorted(by: { $0.value > $1.value }) { log("failed: \(count) x \(reason)") }
+        log("settling: checking every acknowledged message on every node")
+        summary.integrity = await integrity()
+        try? await http.shutdown()
+        return summary
+    }
+
+    // MARK: HTTP
+
+    struct Reply {
+        var status: Int
+        var json: [String: Any]
+        var ok: Bool { (200..<300).contains(status) }
+    }
+
+    /// One request, measured from `intended` (not from when it could be sent).
+    @discardableResult
+    func call(
+        _ method: HTTPMethod, _ path: String, token: String?, body: [String: Any]? = nil, key: String? = nil,
+        intended: ContinuousClock.Instant? = nil, base: String? = nil, measured: Bool = true
+    ) async -> Reply {
+        let due = intended ?? .now
+        var request = HTTPClientRequest(url: (base ?? settings.target) + path)
+        request.method = method
+        if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
+        if let key { request.headers.add(name: "Idempotency-Key", value: key) }
+        if let body, let data = try? JSONSerialization.data(withJSONObject: body) {
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(bytes: data))
+        }
+        var reply = Reply(status: 0, json: [:])
+        var failure: String?
+        do {
+            let response = try await http.execute(request, timeout: Self.requestTimeout)
+            let bytes = try await response.body.collect(upTo: Self.responseBytesMax)
+            reply.status = Int(response.status.code)
+            reply.json = ((try? JSONSerialization.jsonObject(with: Data(bytes.readableBytesView))) as? [String: Any]) ?? [:]
+            if let index = response.headers.first(name: "x-switchboard-index").flatMap(Int.init) {
+                highestIndex.max(index)
+            }
+            if !reply.ok { failure = "\(method.rawValue) \(Self.route(path)): \(reply.status)" }
+        } catch {
+            failure = "\(method.rawValue) \(Self.route(path)): \(type(of: error))"
+        }
+        if measured {
+            let micros = UInt64(max(0, (ContinuousClock.now - due) / .microseconds(1)))
+            let dueSecond = Int((due - start).components.seconds)
+            recorder.request(second: dueSecond, micros: micros, ok: reply.ok, failure: failure)
+        }
+        return reply
+    }
+
+    /// A path with its ids replaced, for grouping failures.
+    static func route(_ path: String) -> String {
+        path.split(separator: "?")[0].split(separator: "/").map { $0.contains("_") ? ":id" : String($0) }.joined(separator: "/")
+    }
+
+    // MARK: Agents
+
+    private func agent(_ index: Int) async {
+        guard !stopped else { return }
+        let email = "lt-\(runId)-\(index)@load.test"
+        let password = "loadtest-\(runId)"
+        let created = await call(
+            .POST, "/v1/agents", token: settings.adminToken,
+            body: ["name": "Load agent \(index)", "email": email, "password": password, "role": "agent", "capacity": settings.capacity],
+            key: "lt-\(runId)-agent-\(index)")
+        guard created.ok, let agentId = created.json["id"] as? String else { return }
+        ledger.withLock { $0.agent(agentId, capacity: settings.capacity) }
+        let session = await call(.POST, "/v1/sessions", token: nil, body: ["email": email, "password": password])
+        guard session.ok, let token = session.json["token"] as? String else { return }
+
+        let (events, continuation) = AsyncStream.makeStream(of: EventFrame.self, bufferingPolicy: .bufferingNewest(Self.agentEventsBuffered))
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                await self.stream(token: token, into: continuation)
+                continuation.finish()
+            }
+            // Available once the socket is up (or after a second without it).
+            for _ in 0..<100 where recorder.sessions == 0 && !stopped { try? await Task.sleep(for: .milliseconds(10)) }
+            await call(.PUT, "/v1/agents/me/status", token: token, body: ["status": "available"])
+            for await event in events {
+                guard !stopped else { break }
+                guard event.type == "conversation.assigned", event.data?.agent == agentId, let conversation = event.data?.conversation else { continue }
+                ledger.withLock { $0.assigned(conversation, to: agentId) }
+                if let since = opened.withLock({ $0[conversation] }) {
+                    recorder.assignment(micros: UInt64(max(0, (ContinuousClock.now - since) / .microseconds(1))))
+                }
+                group.addTask { await self.work(conversation, agentId: agentId, token: token) }
+            }
+        }
+    }
+
+    /// Reads the conversation, replies `exchanges` times after a think time each, resolves.
+    private func work(_ conversation: String, agentId: String, token: String) async {
+        await call(.GET, "/v1/conversations/\(conversation)", token: token)
+        for exchange in 0..<settings.exchanges {
+            try? await Task.sleep(for: settings.think)
+            guard !stopped else { return }
+            let reply = await call(
+                .POST, "/v1/conversations/\(conversation)/messages", token: token, body: ["text": "reply \(exchange)", "private": false],
+                key: "lt-\(runId)-\(conversation)-r\(exchange)")
+            if reply.ok, let id = reply.json["id"] as? String { acknowledged.withLock { $0[id] = conversation } }
+        }
+        let resolved = await call(.POST, "/v1/conversations/\(conversation)/resolve", token: token, key: "lt-\(runId)-\(conversation)-resolve")
+        if resolved.ok { ledger.withLock { $0.released(conversation, by: agentId) } }
+    }
+
+    /// The agent's events socket through the target, reconnected with its last cursor until the
+    /// run stops. Frames go to `continuation` as JSON objects.
+    private func stream(token: String, into continuation: AsyncStream<EventFrame>.Continuation) async {
+        let state = SocketState()
+        var droppedAt: ContinuousClock.Instant?
+        let socketBase = settings.target.replacingOccurrences(of: "http://", with: "ws://").replacingOccurrences(of: "https://", with: "wss://")
+        var attempts = 0
+        while !stopped {
+            attempts += 1
+            let since = state.continuity.withLock { $0.lastCursor }.map { "&since=\($0)" } ?? ""
+            let dropped = droppedAt
+            state.opened.store(false, ordering: .relaxed)
+            do {
+                try await WebSocketClient.connect(url: "\(socketBase)/v1/events?token=\(token)\(since)", logger: logger) { inbound, outbound, _ in
+                    state.opened.store(true, ordering: .relaxed)
+                    self.recorder.sessionOpened(second: self.second)
+                    if let dropped {
+                        self.recorder.reconnected(micros: UInt64(max(0, (ContinuousClock.now - dropped) / .microseconds(1))))
+                    }
+                    let keeper = Task {
+                        var tick = 0
+                        while !Task.isCancelled {
+                            if self.stopped {
+                                try? await outbound.close(.normalClosure, reason: "run over")
+                                return
+                            }
+                            if tick % 15 == 0 { try? await outbound.write(.text(#"{"type":"ping"}"#)) }
+                            tick += 1
+                            try? await Task.sleep(for: .seconds(1))
+                        }
+                    }
+                    defer { keeper.cancel() }
+                    for try await message in inbound.messages(maxSize: 1 << 20) {
+                        guard case .text(let text) = message, let frame = try? JSONDecoder().decode(EventFrame.self, from: Data(text.utf8)) else {
+                            continue
+                        }
+                        state.continuity.withLock { continuity in
+                            if frame.type == "reset" { continuity.reset() }
+                            if let cursor = frame.cursor { continuity.see(cursor: cursor) }
+                        }
+                        continuation.yield(frame)
+                    }
+                }
+            } catch {
+                if attempts == 1 || attempts % 10 == 0 { log("events socket: \(error)") }
+            }
+            if state.opened.load(ordering: .relaxed) {
+                recorder.sessionClosed(second: second, dropped: !stopped)
+                droppedAt = .now
+                attempts = 0
+            }
+            if !stopped { try? await Task.sleep(for: .milliseconds(min(2000, 100 * (1 << min(attempts, 5))))) }
+        }
+        eventGaps.add(state.continuity.withLock { $0.gaps }, ordering: .relaxed)
+    }
+
+    // MARK: Customers
+
+    private func customers(from begin: Duration, until end: Duration) async {
+        var arrivals = settings.arrivals
+        await withTaskGroup(of: Void.self) { group in
+            var n = 0
+            while true {
+                let due = begin + arrivals.nextArrival()
+                guard due < end else { break }
+                try? await Task.sleep(until: start + due)
+                n += 1
+                let customer = n
+                guard customersInFlight.add(1, ordering: .relaxed).newValue <= Self.customersInFlightMax else {
+                    customersInFlight.subtract(1, ordering: .relaxed)
+                    recorder.request(second: second, micros: 1, ok: false, failure: "load generator: over \(Self.customersInFlightMax) customers in flight")
+                    continue
+                }
+                group.addTask {
+                    await self.customer(customer, intended: self.start + due)
+                    self.customersInFlight.subtract(1, ordering: .relaxed)
+                }
+            }
+        }
+    }
+
+    /// A new conversation, then one follow-up in it after a think time.
+    private func customer(_ n: Int, intended: ContinuousClock.Instant) async {
+        let from = "lt-\(runId)-c\(n)"
+        for message in 0..<2 {
+            let due = message == 0 ? intended : ContinuousClock.now
+            let externalId = "lt-\(runId)-\(n)-\(message)"
+            let reply = await call(
+                .POST, "/v1/channels/webchat/messages", token: settings.adminToken,
+                body: ["from": from, "text": "customer \(n) message \(message)", "externalId": externalId], key: externalId, intended: due)
+            guard reply.ok, let id = reply.json["messageId"] as? String, let conversation = reply.json["conversationId"] as? String else { return }
+            if reply.json["duplicate"] as? Bool != true {
+                acknowledged.withLock { $0[id] = conversation }
+                if message == 0 { opened.withLock { $0[conversation] = $0[conversation] ?? .now } }
+            }
+            try? await Task.sleep(for: settings.think)
+            if stopped { return }
+        }
+    }
+
+    // MARK: Integrity and progress
+
+    /// Every acknowledged message, looked up on every node (its API address from /v1/cluster),
+    /// read locally once the node has applied the highest index any answer showed.
+    private func integrity() async -> Summary.Integrity {
+        var result = Summary.Integrity()
+        let (doubles, overruns) = ledger.withLock { ($0.doubleAssignments, $0.capacityViolations) }
+        result.doubleAssignments = doubles
+        result.capacityViolations = overruns
+        result.eventGaps = eventGaps.load(ordering: .relaxed)
+        let messages = acknowledged.withLock { $0 }
+        let cluster = await call(.GET, "/v1/cluster", token: settings.adminToken, measured: false)
+        let nodes = ((cluster.json["nodes"] as? [[String: Any]]) ?? []).compactMap { $0["api"] as? String }
+        guard !nodes.isEmpty else {
+            log("integrity: /v1/cluster named no nodes (status \(cluster.status)); every message counts as lost")
+            result.lostMessages = messages.count
+            return result
+        }
+        let conversations = Array(Set(messages.values)).sorted()
+        let index = highestIndex.load(ordering: .relaxed)
+        var lost = Set<String>()
+        var duplicated = Set<String>()
+        for node in nodes {
+            var copies: [String: Int] = [:]
+            var unread = 0
+            for start in stride(from: 0, to: conversations.count, by: Self.integrityReadsInFlight) {
+                let batch = conversations[start..<min(conversations.count, start + Self.integrityReadsInFlight)]
+                await withTaskGroup(of: [String]?.self) { group in
+                    for conversation in batch {
+                        group.addTask {
+                            let reply = await self.call(
+                                .GET, "/v1/conversations/\(conversation)?consistency=local&minIndex=\(index)", token: self.settings.adminToken,
+                                base: "http://\(node)", measured: false)
+                            guard reply.ok else { return nil }
+                            return ((reply.json["messages"] as? [[String: Any]]) ?? []).compactMap { $0["id"] as? String }
+                        }
+                    }
+                    for await ids in group {
+                        guard let ids else {
+                            unread += 1
+                            continue
+                        }
+                        for id in ids { copies[id, default: 0] += 1 }
+                    }
+                }
+            }
+            if unread > 0 { log("integrity: \(unread) conversations could not be read on \(node); their messages count as lost") }
+            for (id, _) in messages {
+                switch copies[id] ?? 0 {
+                case 0: lost.insert(id)
+                case 1: break
+                default: duplicated.insert(id)
+                }
+            }
+            log("integrity: \(node) checked \(messages.count) messages in \(conversations.count) conversations")
+        }
+        result.lostMessages = lost.count
+        result.duplicateMessages = duplicated.count
+        return result
+    }
+
+    /// One line a second: elapsed, sessions, requests/s, failures, p99.
+    private func progress(until end: Duration) async {
+        var last = 0
+        while !stopped {
+            try? await Task.sleep(for: .seconds(1))
+            let timeline = recorder.timeline
+            let now = second
+            let previous = now >= 1 && now - 1 < timeline.count ? timeline[now - 1] : Recorder.Second()
+            let failed = timeline.reduce(0) { $0 + $1.failed }
+            guard now != last else { continue }
+            last = now
+            let phase = elapsed < settings.ramp ? "ramp" : "run"
+            log(
+                "[\(now)s/\(end.components.seconds)s \(phase)] sessions \(recorder.sessions)/\(settings.agents)  req/s \(previous.ok + previous.failed)  failed \(failed)  p99 \(String(format: "%.1f", recorder.p99Ms)) ms"
+            )
+        }
+    }
+
+    func log(_ line: String) {
+        FileHandle.standardError.write(Data((line + "\n").utf8))
+    }
+}
+
+/// The parts of an event frame the agents act on; other fields and shapes are ignored.
+struct EventFrame: Decodable, Sendable {
+    struct Payload: Decodable, Sendable {
+        var agent: String?
+        var conversation: String?
+
+        private enum Keys: String, CodingKey { case agent, conversation }
+        private struct Identified: Decodable { var id: String }
+
+        init(from decoder: Decoder) throws {
+            let container = try decoder.container(keyedBy: Keys.self)
+            agent = try? container.decode(String.self, forKey: .agent)
+            conversation = (try? container.decode(Identified.self, forKey: .conversation))?.id
+        }
+    }
+
+    var type: String
+    var cursor: String?
+    var data: Payload?
+}
+
+/// One agent's socket across reconnects, shared with the socket's handler.
+final class SocketState: Sendable {
+    let continuity = Mutex(EventContinuity())
+    let opened = Atomic<Bool>(false)
+}
+
+extension Atomic where Value == Int {
+    /// Raises the value to `candidate` if it is higher.
+    func max(_ candidate: Int) {
+        var current = load(ordering: .relaxed)
+        while candidate > current {
+            let (exchanged, original) = compareExchange(expected: current, desired: candidate, ordering: .relaxed)
+            if exchanged { return }
+            current = original
+        }
+    }
+}

@@ -1,0 +1,143 @@
+import Foundation
+import LoadTestCore
+import XCTest
+
+final class ThresholdTests: XCTestCase {
+    func testThresholdsParseUnitsAndJudge() throws {
+        let availability = try Threshold("availability >= 99.9%")
+        XCTAssertEqual(availability.bound, 0.999, accuracy: 1e-12, "99.9% is the fraction 0.999")
+        XCTAssertTrue(availability.holds(for: 0.9995))
+        XCTAssertFalse(availability.holds(for: 0.998), "0.998 is below 99.9 %")
+
+        let p99 = try Threshold("p99<250ms")
+        XCTAssertEqual(p99.bound, 250)
+        XCTAssertTrue(p99.holds(for: 249.9))
+        XCTAssertFalse(p99.holds(for: 250), "< is strict")
+        XCTAssertEqual(try Threshold("assignment_p99<=2s").bound, 2000, "seconds are turned into milliseconds")
+        XCTAssertTrue(try Threshold("lost==0").holds(for: 0))
+    }
+
+    func testBadThresholdsSayWhatIsWrong() {
+        for (text, hint) in [("p99<250", "unit"), ("latency<3ms", "unknown metric"), ("availability", "no comparison"), ("p99<fastms", "not a number")] {
+            XCTAssertThrowsError(try Threshold(text), text) { error in
+                XCTAssertTrue("\(error)".contains(hint), "'\(text)' is refused with a message naming the problem (\(hint)): \(error)")
+            }
+        }
+    }
+
+    func testTheVerdictRanksIntegrityAboveThresholds() throws {
+        var summary = Summary()
+        summary.availability = 0.9999
+        summary.latencyMs.p99 = 120
+        summary.evaluate([try Threshold("availability>=0.999"), try Threshold("p99<250ms")])
+        XCTAssertEqual(summary.exitCode, 0)
+        XCTAssertTrue(summary.passed)
+        XCTAssertEqual(summary.thresholds.map(\.value), [0.9999, 120])
+
+        summary.latencyMs.p99 = 300
+        summary.evaluate([try Threshold("p99<250ms")])
+        XCTAssertEqual(summary.exitCode, 99, "a failed threshold exits 99")
+        XCTAssertFalse(summary.passed)
+
+        summary.integrity.lostMessages = 1
+        summary.evaluate([try Threshold("p99<250ms")])
+        XCTAssertEqual(summary.exitCode, 1, "a lost message exits 1 even when a threshold also failed")
+    }
+
+    func testTheJSONSummaryHasExactlyTheContractedFields() throws {
+        let object = try JSONSerialization.jsonObject(with: JSONEncoder().encode(Summary())) as! [String: Any]
+        XCTAssertEqual(
+            Set(object.keys),
+            ["agents", "durationSeconds", "requests", "availability", "latencyMs", "assignmentLatencyMs", "sessions", "integrity", "faults", "thresholds", "passed"])
+        XCTAssertEqual(Set((object["latencyMs"] as! [String: Any]).keys), ["p50", "p90", "p99", "p999", "max"])
+        XCTAssertEqual(Set((object["sessions"] as! [String: Any]).keys), ["peak", "drops", "reconnectMsP99"])
+        XCTAssertEqual(
+            Set((object["integrity"] as! [String: Any]).keys),
+            ["lostMessages", "duplicateMessages", "doubleAssignments", "capacityViolations", "eventGaps"])
+    }
+
+    func testDurationsAndRates() throws {
+        XCTAssertEqual(try parseDuration("250ms", option: "--x"), .milliseconds(250))
+        XCTAssertEqual(try parseDuration("30s", option: "--x"), .seconds(30))
+        XCTAssertEqual(try parseDuration("10m", option: "--x"), .seconds(600))
+        XCTAssertThrowsError(try parseDuration("soon", option: "--ramp"))
+        XCTAssertEqual(try Arrivals.parseRate("20/s"), 20)
+        XCTAssertEqual(try Arrivals.parseRate("600/m"), 10)
+        XCTAssertThrowsError(try Arrivals.parseRate("20/day"))
+    }
+}
+
+final class ArrivalsTests: XCTestCase {
+    func testConstantArrivalsAreEvenlySpaced() throws {
+        var arrivals = try Arrivals(rate: 4, kind: .constant, seed: 1)
+        XCTAssertEqual((0..<5).map { _ in arrivals.nextArrival() }, [0, 250, 500, 750, 1000].map { .milliseconds($0) })
+    }
+
+    func testPoissonArrivalsKeepTheRateAndRepeatWithTheSeed() throws {
+        var first = try Arrivals(rate: 50, kind: .poisson, seed: 7)
+        var again = try Arrivals(rate: 50, kind: .poisson, seed: 7)
+        let times = (0..<20_000).map { _ in first.nextArrival() }
+        XCTAssertEqual(times.prefix(100).map { $0 }, (0..<100).map { _ in again.nextArrival() }, "the same seed gives the same schedule")
+        let seconds = Double(times.last!.components.seconds) + Double(times.last!.components.attoseconds) / 1e18
+        let rate = Double(times.count - 1) / seconds
+        XCTAssertEqual(rate, 50, accuracy: 2, "20,000 Poisson arrivals at 50/s average \(rate)/s")
+        let gaps = zip(times, times.dropFirst()).map { ($1 - $0) / .milliseconds(1) }
+        let longGaps = Double(gaps.filter { $0 > 60 }.count) / Double(gaps.count)
+        XCTAssertEqual(longGaps, exp(-3), accuracy: 0.008, "exponential gaps: e^-3 of them are over 3x the mean of 20 ms, got \(longGaps)")
+    }
+}
+
+final class LedgerTests: XCTestCase {
+    func testDoubleAssignmentAndCapacityAreCaught() {
+        var ledger = Ledger()
+        ledger.agent("a1", capacity: 2)
+        ledger.agent("a2", capacity: 2)
+        ledger.assigned("c1", to: "a1")
+        ledger.assigned("c2", to: "a1")
+        XCTAssertEqual(ledger.doubleAssignments, 0)
+        XCTAssertEqual(ledger.capacityViolations, 0, "two conversations fit a capacity of two")
+        ledger.assigned("c3", to: "a1")
+        XCTAssertEqual(ledger.capacityViolations, 1, "a third one overruns")
+        ledger.assigned("c1", to: "a2")
+        XCTAssertEqual(ledger.doubleAssignments, 1, "c1 given to a2 while a1 still holds it")
+        ledger.released("c2", by: "a1")
+        ledger.assigned("c2", to: "a2")
+        XCTAssertEqual(ledger.doubleAssignments, 1, "after a1 resolved c2, a2 may take it")
+    }
+
+    func testLostAndDuplicatedMessages() {
+        let (lost, duplicated) = Ledger.check(acknowledged: ["m1", "m2", "m3"], copies: ["m1": 1, "m3": 2])
+        XCTAssertEqual(lost, 1, "m2 is missing")
+        XCTAssertEqual(duplicated, 1, "m3 is there twice")
+    }
+
+    func testEventContinuityAcrossAReconnect() {
+        var stream = EventContinuity()
+        for cursor in ["5-0", "5-1", "7-0"] { stream.see(cursor: cursor) }
+        XCTAssertEqual(stream.lastCursor, "7-0")
+        XCTAssertEqual(stream.gaps, 0)
+        stream.see(cursor: "7-0")
+        XCTAssertEqual(stream.gaps, 1, "a repeated event counts")
+        stream.see(cursor: "6-3")
+        XCTAssertEqual(stream.gaps, 2, "an earlier event counts")
+        stream.reset()
+        XCTAssertEqual(stream.gaps, 3, "a reset (skipped events) counts")
+    }
+}
+
+final class RecorderTests: XCTestCase {
+    func testAvailabilityAndPercentilesFromRecordedRequests() {
+        let recorder = Recorder()
+        for i in 1...1000 { recorder.request(second: i / 100, micros: UInt64(i) * 1000, ok: i % 100 != 0, failure: "GET /x: 503") }
+        var summary = Summary()
+        recorder.fill(&summary)
+        XCTAssertEqual(summary.requests.total, 1000)
+        XCTAssertEqual(summary.requests.failed, 10)
+        XCTAssertEqual(summary.availability, 0.99, accuracy: 1e-12)
+        XCTAssertEqual(summary.latencyMs.p50, 500, accuracy: 1, "latencies of 1..1000 ms: p50 \(summary.latencyMs.p50)")
+        XCTAssertEqual(summary.latencyMs.p99, 990, accuracy: 1, "p99 \(summary.latencyMs.p99)")
+        XCTAssertEqual(summary.latencyMs.max, 1000, accuracy: 1)
+        XCTAssertEqual(recorder.failures, ["GET /x: 503": 10])
+        XCTAssertEqual(recorder.timeline[3].ok + recorder.timeline[3].failed, 100, "one bucket per second")
+    }
+}
