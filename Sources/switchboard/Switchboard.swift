@@ -1,5 +1,6 @@
 import AgentAPI
 import ArgumentParser
+import ClusterFile
 import Foundation
 import Logging
 import Metrics
@@ -259,17 +260,11 @@ enum FileLimit {
     /// Every WebSocket and HTTP connection is a file descriptor: raise the soft limit to the hard
     /// one, and say so when the hard limit is low.
     static func raise(logger: Logger) {
-        var limit = rlimit()
-        guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return }
-        if limit.rlim_cur < limit.rlim_max {
-            var raised = limit
-            raised.rlim_cur = limit.rlim_max
-            if setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &raised) == 0 { limit = raised }
-        }
-        if limit.rlim_cur < 4096 {
+        let limit = OpenFiles.raiseToHardLimit()
+        if limit < 4096 {
             logger.warning(
                 "open-file limit is low: each agent WebSocket needs one; raise it with `ulimit -n 65536` (hard limit in /etc/security/limits.conf)",
-                metadata: ["process.open_files_max": "\(limit.rlim_cur)"])
+                metadata: ["process.open_files_max": "\(limit)"])
         }
     }
 }

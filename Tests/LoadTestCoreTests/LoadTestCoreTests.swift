@@ -141,3 +141,32 @@ final class RecorderTests: XCTestCase {
         XCTAssertEqual(recorder.timeline[3].ok + recorder.timeline[3].failed, 100, "one bucket per second")
     }
 }
+
+final class ChaosTests: XCTestCase {
+    func testTheIssuesExamplesParse() throws {
+        let kill = try ChaosRule("kill leader every 60s restart after 5s")
+        XCTAssertEqual(kill.action, .kill(restartAfter: .seconds(5)))
+        XCTAssertEqual(kill.target, .leader)
+        XCTAssertEqual(kill.times(within: .seconds(200)), [.seconds(60), .seconds(120), .seconds(180)], "one period in, then every period")
+        let pause = try ChaosRule("pause random for 3s every 45s")
+        XCTAssertEqual(pause.action, .pause(.seconds(3)))
+        XCTAssertEqual(pause.target, .random)
+        let rolling = try ChaosRule("restart all rolling every 120s")
+        XCTAssertEqual(rolling.action, .restart)
+        XCTAssertEqual(rolling.target, .all)
+        XCTAssertEqual(try ChaosRule("kill n2 every 30s").target, .node("n2"))
+        XCTAssertEqual(try ChaosRule("kill n2 every 30s").action, .kill(restartAfter: nil), "without 'restart after' it stays down")
+    }
+
+    func testUnsafeOrIncompleteRulesAreRefused() {
+        for (text, hint) in [
+            ("kill leader", "every"), ("restart all every 60s", "rolling"), ("pause random every 10s", "for"),
+            ("pause random for 20s every 10s", "shorter"), ("kill leader every 10s restart after 20s", "before the next"),
+            ("explode leader every 10s", "not an action"), ("kill all every 10s", "one node"),
+        ] {
+            XCTAssertThrowsError(try ChaosRule(text), text) { error in
+                XCTAssertTrue("\(error)".contains(hint), "'\(text)' is refused naming the problem (\(hint)): \(error)")
+            }
+        }
+    }
+}

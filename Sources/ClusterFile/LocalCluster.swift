@@ -1,0 +1,219 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// A cluster file's mistake, said plainly (`switchboard cluster` and `switchboard-loadtest
+/// --spawn` print it).
+public struct LocalClusterError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// A cluster file and the processes it describes.
+public struct LocalCluster {
+    public struct Member: Sendable {
+        public var id: String
+        public var api: String
+        public var peer: String
+        /// UDP gossip address (optional: without it the node runs without SWIM).
+        public var gossip: String?
+        /// The `[balancer]` of the file: `api` is where it listens.
+        public var isBalancer = false
+        /// The balancer's admin port (`/metrics`, status page), if the file gives one.
+        public var admin: String? = nil
+    }
+
+    public var nodes: [Member] = []
+    /// The balancer in front of the nodes, if the file has a `[balancer]` table.
+    public var balancer: Member?
+    public var secret = ""
+    public var adminToken = ""
+    public var dataRoot = ".switchboard"
+
+    /// The `switchboard` executable the nodes and the balancer run.
+    public let executable: String
+
+    /// Reads and checks `file`; the processes will run `executable` (default: this program).
+    public init(file: String, executable: String = LocalCluster.currentExecutable) throws {
+        self.executable = executable
+        guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+            throw LocalClusterError("cannot read the cluster file \(file)")
+        }
+        let tables = try MiniTOML.parse(text, file: file)
+        for (name, values) in tables {
+            switch name {
+            case "cluster":
+                secret = values["secret"] ?? ""
+                adminToken = values["admin_token"] ?? ""
+                dataRoot = values["data"] ?? dataRoot
+            case "node":
+                guard let id = values["id"], let api = values["api"], let peer = values["peer"] else {
+                    throw LocalClusterError("\(file): every [[node]] needs id, api and peer")
+                }
+                nodes.append(Member(id: id, api: api, peer: peer, gossip: values["gossip"]))
+            case "balancer":
+                guard let listen = values["listen"], let gossip = values["gossip"] else {
+                    throw LocalClusterError("\(file): [balancer] needs listen and gossip")
+                }
+                balancer = Member(id: "balancer", api: listen, peer: "", gossip: gossip, isBalancer: true, admin: values["admin"])
+            default: throw LocalClusterError("\(file): unknown table [\(name)]")
+            }
+        }
+        guard !nodes.isEmpty else { throw LocalClusterError("\(file) describes no [[node]]") }
+        guard !secret.isEmpty, !adminToken.isEmpty else { throw LocalClusterError("\(file): [cluster] needs secret and admin_token") }
+        guard Set(nodes.map(\.id)).count == nodes.count else { throw LocalClusterError("\(file): node ids must be distinct") }
+        guard balancer == nil || nodes.allSatisfy({ $0.gossip != nil }) else {
+            throw LocalClusterError("\(file): the balancer learns the nodes from gossip: give every [[node]] a gossip address")
+        }
+    }
+
+    public func node(_ id: String) throws -> Member {
+        guard let node = (nodes + (balancer.map { [$0] } ?? [])).first(where: { $0.id == id }) else {
+            throw LocalClusterError("no node '\(id)' in the cluster file; nodes: \(nodes.map(\.id).joined(separator: ", "))\(balancer == nil ? "" : ", balancer")")
+        }
+        return node
+    }
+
+    public func directory(_ node: Member) -> String { dataRoot + "/" + node.id }
+
+    public func runningPid(_ node: Member) -> pid_t? {
+        guard let text = try? String(contentsOfFile: directory(node) + "/pid", encoding: .utf8),
+            let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), kill(pid, 0) == 0
+        else { return nil }
+        // A recycled pid belongs to another program: check it is a switchboard node.
+        let command = (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? ""
+        return command.contains("switchboard") ? pid : nil
+    }
+
+    /// Starts `node` unless it runs: the first node of a fresh cluster bootstraps it, the
+    /// others join through the first.
+    public func start(_ node: Member) throws {
+        if let pid = runningPid(node) {
+            print("\(node.id) already running (pid \(pid))")
+            return
+        }
+        let directory = directory(node)
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        var arguments = ["node", "--id", node.id, "--data", directory, "--api", node.api, "--peer", node.peer, "--admin-token", adminToken]
+        if node.isBalancer, let gossip = node.gossip {
+            arguments = ["balancer", "--id", node.id, "--listen", node.api, "--gossip", gossip, "--seeds", nodes.compactMap(\.gossip).joined(separator: ",")]
+            if let admin = node.admin { arguments += ["--admin", admin] }
+        } else if let gossip = node.gossip {
+            // Any reachable member is enough; every other member is listed so that a restart
+            // finds one whichever are down.
+            arguments += ["--gossip", gossip]
+            let seeds = nodes.compactMap(\.gossip).filter { $0 != gossip }
+            if !seeds.isEmpty { arguments += ["--seeds", seeds.joined(separator: ",")] }
+        }
+        if !node.isBalancer, !FileManager.default.fileExists(atPath: directory + "/raft-snapshot") {
+            arguments += node.id == nodes[0].id ? ["--bootstrap"] : ["--join", nodes[0].peer]
+        }
+        let logPath = directory + (node.isBalancer ? "/balancer.log" : "/node.log")
+        if !FileManager.default.fileExists(atPath: logPath) { FileManager.default.createFile(atPath: logPath, contents: nil) }
+        guard let log = FileHandle(forWritingAtPath: logPath) else { throw LocalClusterError("cannot write \(logPath)") }
+        log.seekToEndOfFile()
+        let process = Process()
+        // Foundation starts the child in a process group of its own: Ctrl-C in this terminal
+        // does not reach the nodes.
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        var environment = ProcessInfo.processInfo.environment
+        environment["SWITCHBOARD_SECRET"] = secret
+        process.environment = environment
+        process.standardOutput = log
+        process.standardError = log
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        try "\(process.processIdentifier)\n".write(toFile: directory + "/pid", atomically: true, encoding: .utf8)
+        print(
+            node.isBalancer
+                ? "started balancer (pid \(process.processIdentifier)): http://\(node.api), gossip \(node.gossip ?? "-")"
+                : "started \(node.id) (pid \(process.processIdentifier)): api http://\(node.api), peer \(node.peer)\(node.gossip.map { ", gossip \($0)" } ?? "")")
+    }
+
+    /// SIGTERM, then SIGKILL if it has not exited within 10 s.
+    public func stop(_ node: Member) async {
+        guard let pid = runningPid(node) else { return }
+        kill(pid, SIGTERM)
+        let deadline = Date().addingTimeInterval(10)
+        while kill(pid, 0) == 0, Date() < deadline { try? await Task.sleep(for: .milliseconds(50)) }
+        if kill(pid, 0) == 0 {
+            kill(pid, SIGKILL)
+            print("\(node.id) did not stop within 10 s; killed it")
+        } else {
+            print("stopped \(node.id)")
+        }
+        try? FileManager.default.removeItem(atPath: directory(node) + "/pid")
+    }
+
+    /// This executable, so children run the same build.
+    public static var currentExecutable: String {
+        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    }
+
+    public func clusterView() async -> [String: Any]? {
+        for node in nodes {
+            if let view = await get("http://\(node.api)/v1/cluster", admin: true) { return view }
+        }
+        return nil
+    }
+
+    public func get(_ url: String, admin: Bool) async -> [String: Any]? {
+        guard let url = URL(string: url) else { return nil }
+        var request = URLRequest(url: url, timeoutInterval: 2)
+        if admin { request.setValue("Bearer \(adminToken)", forHTTPHeaderField: "Authorization") }
+        guard let (data, _) = try? await URLSession.shared.data(for: request) else { return nil }
+        return (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
+    }
+}
+
+/// The part of TOML a cluster file uses: `[table]`, `[[array-table]]`, `key = "string"`,
+/// `key = number`, `key = true|false`, and `#` comments.
+public enum MiniTOML {
+    public static func parse(_ text: String, file: String) throws -> [(String, [String: String])] {
+        var tables: [(String, [String: String])] = []
+        for (number, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            var line = Substring(raw)
+            if let hash = line.firstIndex(of: "#"), !line[..<hash].contains("\"") || line[..<hash].filter({ $0 == "\"" }).count % 2 == 0 {
+                line = line[..<hash]
+            }
+            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            if trimmed.isEmpty { continue }
+            if trimmed.hasPrefix("[[") && trimmed.hasSuffix("]]") {
+                tables.append((String(trimmed.dropFirst(2).dropLast(2)).trimmingCharacters(in: .whitespaces), [:]))
+            } else if trimmed.hasPrefix("[") && trimmed.hasSuffix("]") {
+                tables.append((String(trimmed.dropFirst().dropLast()).trimmingCharacters(in: .whitespaces), [:]))
+            } else if let equals = trimmed.firstIndex(of: "=") {
+                guard !tables.isEmpty else { throw LocalClusterError("\(file):\(number + 1): a key outside any [table]") }
+                let key = trimmed[..<equals].trimmingCharacters(in: .whitespaces)
+                var value = trimmed[trimmed.index(after: equals)...].trimmingCharacters(in: .whitespaces)
+                if value.hasPrefix("\"") {
+                    guard value.count >= 2, value.hasSuffix("\"") else { throw LocalClusterError("\(file):\(number + 1): unterminated string") }
+                    value = String(value.dropFirst().dropLast())
+                }
+                tables[tables.count - 1].1[key] = value
+            } else {
+                throw LocalClusterError("\(file):\(number + 1): expected [table], [[table]] or key = value, got '\(trimmed)'")
+            }
+        }
+        return tables
+    }
+}
+
+/// The open-file limit: every socket is a file descriptor, and a node or a load test holds
+/// thousands.
+public enum OpenFiles {
+    /// Raises the soft limit to the hard one; returns the soft limit now in force.
+    @discardableResult
+    public static func raiseToHardLimit() -> Int {
+        var limit = rlimit()
+        guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 0 }
+        if limit.rlim_cur < limit.rlim_max {
+            var raised = limit
+            raised.rlim_cur = limit.rlim_max
+            if setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &raised) == 0 { limit = raised }
+        }
+        return Int(clamping: limit.rlim_cur)
+    }
+}
