@@ -11,7 +11,7 @@ public struct LocalClusterError: Error, CustomStringConvertible {
 }
 
 /// A cluster file and the processes it describes.
-public struct LocalCluster {
+public struct LocalCluster: Sendable {
     public struct Member: Sendable {
         public var id: String
         public var api: String

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import ClusterFile
 import LoadTestCore
 
 /// `switchboard-loadtest`: wiring only. The run is `Run`; the verdict LoadTestCore's.
@@ -29,11 +30,20 @@ struct LoadTestCommand: AsyncParsableCommand {
                 --threshold 'availability>=0.999' --threshold 'p99<250ms' --json run.json
             """)
 
-    @Option(help: "The balancer's (or a node's) URL.")
-    var target: String
+    @Option(help: "The balancer's (or a node's) URL of a running cluster.")
+    var target: String?
 
-    @Option(help: "The cluster's admin token (or SWITCHBOARD_ADMIN_TOKEN).")
+    @Option(help: "The cluster's admin token (or SWITCHBOARD_ADMIN_TOKEN); with --spawn it comes from the file.")
     var adminToken: String?
+
+    @Option(help: "Start the cluster of this file (nodes and balancer) for the run, and stop it after; needed for --chaos.")
+    var spawn: String?
+
+    @Option(help: "The switchboard executable --spawn runs (default: the one beside this program).")
+    var switchboard: String?
+
+    @Option(help: "A fault rule, repeatable (needs --spawn): 'kill leader every 60s restart after 5s', 'pause random for 3s every 45s', 'restart all rolling every 120s'.")
+    var chaos: [String] = []
 
     @Option(help: "Agents, a closed population.")
     var agents = 50
@@ -69,8 +79,19 @@ struct LoadTestCommand: AsyncParsableCommand {
     var json: String?
 
     func validate() throws {
-        guard let url = URL(string: target), ["http", "https"].contains(url.scheme ?? ""), url.host != nil else {
-            throw ValidationError("--target must be a URL such as http://127.0.0.1:8080, got '\(target)'")
+        guard (target == nil) != (spawn == nil) else {
+            throw ValidationError("give --target URL (a running cluster) or --spawn FILE (start one), not both and not neither")
+        }
+        if let target {
+            guard let url = URL(string: target), ["http", "https"].contains(url.scheme ?? ""), url.host != nil else {
+                throw ValidationError("--target must be a URL such as http://127.0.0.1:8080, got '\(target)'")
+            }
+            guard token != nil else { throw ValidationError("give --admin-token (or set SWITCHBOARD_ADMIN_TOKEN): the run creates its agents") }
+        }
+        guard chaos.isEmpty || spawn != nil else { throw ValidationError("--chaos acts on processes: it needs --spawn FILE") }
+        if let spawn, !FileManager.default.fileExists(atPath: spawn) { throw ValidationError("--spawn \(spawn): no such file") }
+        if spawn != nil, !FileManager.default.isExecutableFile(atPath: switchboardPath) {
+            throw ValidationError("no switchboard executable at \(switchboardPath); build it (swift build -c release) or give --switchboard PATH")
         }
         guard (1...100_000).contains(agents) else { throw ValidationError("--agents must be 1...100000") }
         guard (1...100).contains(exchanges) else { throw ValidationError("--exchanges must be 1...100") }
@@ -82,21 +103,55 @@ struct LoadTestCommand: AsyncParsableCommand {
             _ = try parseDuration(think, option: "--think")
             _ = try Arrivals.parseRate(arrivalRate)
             for rule in threshold { _ = try Threshold(rule) }
+            for rule in chaos { _ = try ChaosRule(rule) }
         } catch let error as LoadTestError {
             throw ValidationError(error.description)
         }
-        guard token != nil else { throw ValidationError("give --admin-token (or set SWITCHBOARD_ADMIN_TOKEN): the run creates its agents") }
+    }
+
+    /// `--switchboard`, or the `switchboard` beside this executable.
+    var switchboardPath: String {
+        if let switchboard { return switchboard }
+        let me = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        return URL(fileURLWithPath: me).deletingLastPathComponent().appendingPathComponent("switchboard").path
     }
 
     var token: String? { adminToken ?? ProcessInfo.processInfo.environment["SWITCHBOARD_ADMIN_TOKEN"] }
 
     func run() async throws {
+        // Each agent holds a WebSocket and shares HTTP connections: about two descriptors each.
+        let needed = agents * 2 + 512
+        let limit = OpenFiles.raiseToHardLimit()
+        guard limit >= needed else {
+            throw ValidationError(
+                "\(agents) agents need about \(needed) open files and this process may open \(limit); allow more with `ulimit -n \(needed)` (hard limit: /etc/security/limits.conf or the container's nofile)")
+        }
+        let log: @Sendable (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+        var spawned: Spawned?
+        if let spawn {
+            let cluster = try Spawned(file: spawn, switchboard: switchboardPath, log: log)
+            log("starting the cluster of \(spawn) with \(switchboardPath)")
+            try await cluster.up()
+            spawned = cluster
+        }
+        let base = spawned?.target ?? target!
         let settings = Run.Settings(
-            target: target.hasSuffix("/") ? String(target.dropLast()) : target, adminToken: token!, agents: agents,
+            target: base.hasSuffix("/") ? String(base.dropLast()) : base, adminToken: spawned?.cluster.adminToken ?? token!, agents: agents,
             ramp: try parseDuration(ramp, option: "--ramp"), duration: try parseDuration(duration, option: "--duration"),
             arrivals: try Arrivals(rate: try Arrivals.parseRate(arrivalRate), kind: Arrivals.Kind(rawValue: arrival)!, seed: seed),
             think: try parseDuration(think, option: "--think"), exchanges: exchanges, capacity: capacity, seed: seed)
-        var summary = try await Run(settings: settings).execute()
+        let run = Run(settings: settings, spawned: spawned, chaos: try chaos.map { try ChaosRule($0) })
+        var summary: Summary
+        do {
+            summary = try await run.execute()
+        } catch {
+            await spawned?.down()
+            throw error
+        }
+        if let spawned {
+            log("stopping the spawned cluster")
+            await spawned.down()
+        }
         summary.evaluate(try threshold.map { try Threshold($0) })
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]

@@ -49,8 +49,13 @@ final class Run: Sendable {
     private let customersInFlight = Atomic<Int>(0)
     private let logger = Logger(label: "switchboard-loadtest")
 
-    init(settings: Settings) {
+    let spawned: Spawned?
+    let chaos: [ChaosRule]
+
+    init(settings: Settings, spawned: Spawned? = nil, chaos: [ChaosRule] = []) {
         self.settings = settings
+        self.spawned = spawned
+        self.chaos = chaos
         runId = String(UInt64.random(in: 0...UInt64(1 << 40)), radix: 36)
         var configuration = HTTPClient.Configuration()
         configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 512)
@@ -75,6 +80,9 @@ final class Run: Sendable {
                 }
             }
             group.addTask { await self.customers(from: self.settings.ramp, until: total) }
+            if let spawned, !chaos.isEmpty {
+                group.addTask { await spawned.chaos(self.chaos, start: self.start, length: total, seed: self.settings.seed) }
+            }
             group.addTask {
                 try? await Task.sleep(until: self.start + total)
                 self.stopping.store(true, ordering: .relaxed)
@@ -86,6 +94,11 @@ final class Run: Sendable {
         summary.durationSeconds = (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18).rounded()
         recorder.fill(&summary)
         for (reason, count) in recorder.failures.sorted(by: { $0.value > $1.value }) { log("failed: \(count) x \(reason)") }
+        if let spawned {
+            summary.faults = spawned.recorded
+            log("settling: every node running again")
+            await spawned.heal()
+        }
         log("settling: checking every acknowledged message on every node")
         summary.integrity = await integrity()
         try? await http.shutdown()
