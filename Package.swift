@@ -141,7 +141,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
-            ]
+            ], exclude: ["DESIGN.md"]
         ),
         .testTarget(name: "LoadTestCoreTests", dependencies: ["LoadTestCore"]),
         .testTarget(name: "ContactCenterTests", dependencies: ["ContactCenter", "Wire"]),

@@ -46,6 +46,12 @@ final class WebSocketPassThrough: HTTPServerProtocolUpgrader, @unchecked Sendabl
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { backend in backend.eventLoop.makeCompletedFuture { try backend.pipeline.syncOperations.addHandler(splice) } }
             .connect(host: target.host, port: target.port)
+            .flatMapError { error in
+                // The socket counted on this node never opened: uncount it (an opened one is
+                // uncounted when its backend channel closes).
+                policy.webSocketClosed(id: choice.backend)
+                return channel.eventLoop.makeFailedFuture(error)
+            }
             .flatMap { backend in
                 backend.closeFuture.whenComplete { _ in policy.webSocketClosed(id: choice.backend) }
                 var request = "\(upgradeRequest.method.rawValue) \(upgradeRequest.uri) HTTP/1.1\r\n"
@@ -115,6 +121,15 @@ final class BackendSplice: ChannelInboundHandler, @unchecked Sendable {
     private var buffered = ByteBuffer()
     private var answered = false
     private var client: Channel?
+    /// Where the node's frames stand, so a close frame can be sent between two of them.
+    private var frames = FrameBoundary()
+
+    /// What the client hears when its node goes away between two frames: close 1012 (service
+    /// restart), so any client reconnects, including one that keeps half-closed sockets open.
+    static let nodeGoneCloseFrame: [UInt8] = {
+        let reason = Array("node gone; reconnect".utf8)
+        return [0x88, UInt8(2 + reason.count), 0x03, 0xF4] + reason
+    }()
 
     func handlerAdded(context: ChannelHandlerContext) {
         handshake = context.eventLoop.makePromise()
@@ -123,6 +138,7 @@ final class BackendSplice: ChannelInboundHandler, @unchecked Sendable {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var bytes = unwrapInboundIn(data)
         if let client {
+            frames.advance(bytes.readableBytesView)
             client.writeAndFlush(bytes, promise: nil)
             return
         }
@@ -162,6 +178,7 @@ final class BackendSplice: ChannelInboundHandler, @unchecked Sendable {
     func glue(to client: Channel) {
         self.client = client
         if buffered.readableBytes > 0 {
+            frames.advance(buffered.readableBytesView)
             client.writeAndFlush(buffered, promise: nil)
             buffered = ByteBuffer()
         }
@@ -169,10 +186,55 @@ final class BackendSplice: ChannelInboundHandler, @unchecked Sendable {
 
     func channelInactive(context: ChannelHandlerContext) {
         handshake.fail(BackendUnavailable(description: "backend closed during the upgrade"))
-        client?.close(promise: nil)
+        guard let client else { return }
+        guard frames.atBoundary, client.isActive else {
+            client.close(promise: nil)  // mid-frame: only a cut connection is honest
+            return
+        }
+        client.writeAndFlush(ByteBuffer(bytes: Self.nodeGoneCloseFrame)).assumeIsolated().whenComplete { _ in client.close(promise: nil) }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         context.close(promise: nil)
+    }
+}
+
+/// Tracks the boundaries of the WebSocket frames a node sends (RFC 6455 section 5.2: a 2-byte
+/// header, a 16- or 64-bit extended length, a mask key when masked), without buffering them.
+struct FrameBoundary {
+    private var header: [UInt8] = []
+    private var payloadLeft: UInt64 = 0
+
+    var atBoundary: Bool { header.isEmpty && payloadLeft == 0 }
+
+    mutating func advance(_ bytes: ByteBufferView) {
+        var index = bytes.startIndex
+        while index < bytes.endIndex {
+            if payloadLeft > 0 {
+                let take = Int(min(UInt64(bytes.endIndex - index), payloadLeft))
+                payloadLeft -= UInt64(take)
+                index += take
+                continue
+            }
+            header.append(bytes[index])
+            index += 1
+            if header.count >= 2, header.count == headerLength {
+                payloadLeft = payloadLength
+                header.removeAll(keepingCapacity: true)
+            }
+        }
+    }
+
+    private var headerLength: Int {
+        let length = header[1] & 0x7F
+        return 2 + (length == 126 ? 2 : length == 127 ? 8 : 0) + (header[1] & 0x80 != 0 ? 4 : 0)
+    }
+
+    private var payloadLength: UInt64 {
+        switch header[1] & 0x7F {
+        case 126: return UInt64(header[2]) << 8 | UInt64(header[3])
+        case 127: return header[2...9].reduce(0) { $0 << 8 | UInt64($1) }
+        case let length: return UInt64(length)
+        }
     }
 }

@@ -9,10 +9,15 @@ public final class Recorder: Sendable {
         public var ok = 0
         public var failed = 0
         public var sessions = 0
-        public init(ok: Int = 0, failed: Int = 0, sessions: Int = 0) {
+        /// Latency percentiles of the requests due in this second (2 significant digits).
+        public var p50Ms = 0.0
+        public var p99Ms = 0.0
+        public init(ok: Int = 0, failed: Int = 0, sessions: Int = 0, p50Ms: Double = 0, p99Ms: Double = 0) {
             self.ok = ok
             self.failed = failed
             self.sessions = sessions
+            self.p50Ms = p50Ms
+            self.p99Ms = p99Ms
         }
     }
 
@@ -26,8 +31,14 @@ public final class Recorder: Sendable {
         var peakSessions = 0
         var drops = 0
         var timeline: [Second] = []
+        /// One coarse histogram per second of the first `perSecondLatencyMax` seconds.
+        var perSecond: [Histogram<UInt64>] = []
         var failures: [String: Int] = [:]
     }
+
+    /// Seconds that keep their own latency histogram (about 20 KiB each).
+    public static let perSecondLatencyMax = 7200
+    static let perSecondHighestMicros: UInt64 = 120_000_000
 
     /// Distinct failure reasons kept (the rest are counted under "other").
     public static let failureReasonsMax = 50
@@ -39,6 +50,12 @@ public final class Recorder: Sendable {
     public func request(second: Int, micros: UInt64, ok: Bool, failure: String? = nil) {
         state.withLock { state in
             _ = state.latency.record(max(1, micros))
+            if second >= 0, second < Self.perSecondLatencyMax {
+                while state.perSecond.count <= second {
+                    state.perSecond.append(Histogram(highestTrackableValue: Self.perSecondHighestMicros, numberOfSignificantValueDigits: .two))
+                }
+                _ = state.perSecond[second].record(min(max(1, micros), Self.perSecondHighestMicros))
+            }
             bucket(&state, second) { ok ? ($0.ok += 1) : ($0.failed += 1) }
             if ok {
                 state.ok += 1
@@ -77,7 +94,17 @@ public final class Recorder: Sendable {
         change(&state.timeline[second])
     }
 
-    public var timeline: [Second] { state.withLock { $0.timeline } }
+    /// One entry per second of the run, with that second's latency percentiles.
+    public var timeline: [Second] {
+        state.withLock { state in
+            var timeline = state.timeline
+            for (second, histogram) in state.perSecond.enumerated() where second < timeline.count && histogram.totalCount > 0 {
+                timeline[second].p50Ms = Double(histogram.valueAtPercentile(50)) / 1000
+                timeline[second].p99Ms = Double(histogram.valueAtPercentile(99)) / 1000
+            }
+            return timeline
+        }
+    }
     public var sessions: Int { state.withLock { $0.sessions } }
     public var failures: [String: Int] { state.withLock { $0.failures } }
 

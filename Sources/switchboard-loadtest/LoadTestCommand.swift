@@ -78,6 +78,12 @@ struct LoadTestCommand: AsyncParsableCommand {
     @Option(help: "Write the JSON summary here.")
     var json: String?
 
+    @Option(help: "Write a self-contained HTML report here (charts over time, fault windows shaded).")
+    var report: String?
+
+    @Option(help: "Read flags from this file first (one '--flag value' per line, # comments); flags given after it win. See loadtest/*.scenario.")
+    var scenario: String?
+
     func validate() throws {
         guard (target == nil) != (spawn == nil) else {
             throw ValidationError("give --target URL (a running cluster) or --spawn FILE (start one), not both and not neither")
@@ -163,6 +169,14 @@ struct LoadTestCommand: AsyncParsableCommand {
                 throw ValidationError("cannot write --json \(json): \(error)")
             }
         }
+        if let report {
+            let html = Report.html(summary, timeline: run.recorder.timeline, title: "switchboard-loadtest: \(agents) agents, \(duration)")
+            do {
+                try html.write(toFile: report, atomically: true, encoding: .utf8)
+            } catch {
+                throw ValidationError("cannot write --report \(report): \(error)")
+            }
+        }
         print(String(decoding: data, as: UTF8.self))
         for result in summary.thresholds {
             print("threshold \(result.expression): \(result.value) \(result.passed ? "passed" : "FAILED")")
@@ -175,7 +189,13 @@ struct LoadTestCommand: AsyncParsableCommand {
     /// Usage errors exit with 2 (the argument parser's default is 64).
     static func main() async {
         do {
-            var command = try parseAsRoot()
+            let arguments: [String]
+            do {
+                arguments = try Scenario.expand(Array(CommandLine.arguments.dropFirst())) { try? String(contentsOfFile: $0, encoding: .utf8) }
+            } catch {
+                throw ValidationError(error.description)
+            }
+            var command = try parseAsRoot(arguments)
             if var command = command as? AsyncParsableCommand {
                 try await command.run()
             } else {

@@ -32,6 +32,8 @@ final class Run: Sendable {
     static let responseBytesMax = 4 << 20
     /// Events an agent has not handled yet, at most (the newest are kept).
     static let agentEventsBuffered = 1024
+    /// An events socket with no frame for this long (pings go every 15 s) is closed and reopened.
+    static let silentSocketMillis = 35_000
 
     let settings: Settings
     let recorder = Recorder()
@@ -64,6 +66,7 @@ final class Run: Sendable {
     }
 
     var elapsed: Duration { ContinuousClock.now - start }
+    var elapsedMillis: Int { Int(elapsed / .milliseconds(1)) }
     var second: Int { Int(elapsed.components.seconds) }
     var stopped: Bool { stopping.load(ordering: .relaxed) }
 
@@ -225,11 +228,19 @@ final class Run: Sendable {
                     if let dropped {
                         self.recorder.reconnected(micros: UInt64(max(0, (ContinuousClock.now - dropped) / .microseconds(1))))
                     }
+                    state.lastFrame.store(self.elapsedMillis, ordering: .relaxed)
                     let keeper = Task {
                         var tick = 0
                         while !Task.isCancelled {
                             if self.stopped {
                                 try? await outbound.close(.normalClosure, reason: "run over")
+                                return
+                            }
+                            // Pings every 15 s are answered: 35 s of silence is a dead socket
+                            // (a half-closed one stays open otherwise). Closing it errors it out.
+                            if self.elapsedMillis - state.lastFrame.load(ordering: .relaxed) > Self.silentSocketMillis {
+                                self.log("events socket silent for \(Self.silentSocketMillis / 1000) s: reconnecting")
+                                try? await outbound.close(.goingAway, reason: "silent")
                                 return
                             }
                             if tick % 15 == 0 { try? await outbound.write(.text(#"{"type":"ping"}"#)) }
@@ -239,6 +250,7 @@ final class Run: Sendable {
                     }
                     defer { keeper.cancel() }
                     for try await message in inbound.messages(maxSize: 1 << 20) {
+                        state.lastFrame.store(self.elapsedMillis, ordering: .relaxed)
                         guard case .text(let text) = message, let frame = try? JSONDecoder().decode(EventFrame.self, from: Data(text.utf8)) else {
                             continue
                         }
@@ -415,6 +427,8 @@ struct EventFrame: Decodable, Sendable {
 final class SocketState: Sendable {
     let continuity = Mutex(EventContinuity())
     let opened = Atomic<Bool>(false)
+    /// Milliseconds into the run of the last frame received.
+    let lastFrame = Atomic<Int>(0)
 }
 
 extension Atomic where Value == Int {

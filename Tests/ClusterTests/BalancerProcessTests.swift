@@ -121,7 +121,7 @@ final class BalancerProcessTests: XCTestCase {
             for _ in 0..<20 where !Task.isCancelled {
                 let since = stream.lastCursor.map { "&since=\($0)" } ?? ""
                 do {
-                    try await WebSocketClient.connect(url: socketURL + since, logger: Logger(label: "test-ws")) { inbound, outbound, _ in
+                    let closed = try await WebSocketClient.connect(url: socketURL + since, logger: Logger(label: "test-ws")) { inbound, outbound, _ in
                         stream.connected()
                         let pinger = Task {
                             while !Task.isCancelled {
@@ -135,6 +135,7 @@ final class BalancerProcessTests: XCTestCase {
                             if Task.isCancelled { break }
                         }
                     }
+                    stream.note("closed: \(closed.map { "\($0.closeCode) \($0.reason ?? "")" } ?? "no close frame")")
                 } catch {
                     stream.note("connect failed: \(error)")
                 }
@@ -187,6 +188,9 @@ final class BalancerProcessTests: XCTestCase {
         XCTAssertEqual(Set(seen), Set(posted), "every acknowledged message's event arrives, none other")
         XCTAssertTrue(stream.cursorsIncrease, "events arrive in cursor order across the reconnect: \(stream.cursors.suffix(10))")
         XCTAssertFalse(stream.sawReset, "the resumed cursor is within the kept window: no reset")
+        XCTAssertTrue(
+            stream.notes.contains { $0.contains("1012") && $0.contains("node gone") },
+            "the balancer closes the socket with close code 1012 when its node dies (so half-closing clients reconnect too): \(stream.notes)")
     }
 
     /// Bad input at the front door gets its own answer and never disturbs another client: a
@@ -272,12 +276,13 @@ final class EventLog: @unchecked Sendable {
     }
     private let lock = NSLock()
     private var frames: [(type: String, cursor: String?, text: String)] = []
-    private var notes: [String] = []
+    private var recorded: [String] = []
     private var opened = 0
 
     func connected() { lock.withLock { opened += 1 } }
     var connections: Int { lock.withLock { opened } }
-    func note(_ text: String) { lock.withLock { notes.append(text) } }
+    func note(_ text: String) { lock.withLock { recorded.append(text) } }
+    var notes: [String] { lock.withLock { recorded } }
 
     func add(_ text: String) {
         guard let frame = try? JSONDecoder().decode(Frame.self, from: Data(text.utf8)) else { return }

@@ -170,3 +170,39 @@ final class ChaosTests: XCTestCase {
         }
     }
 }
+
+final class ScenarioAndReportTests: XCTestCase {
+    func testAScenarioExpandsInPlaceAndLaterFlagsWin() throws {
+        let file = """
+            # a drill
+            --agents 100
+            --chaos kill leader every 30s restart after 5s
+
+            --threshold availability>=0.99
+            """
+        let expanded = try Scenario.expand(["--scenario", "drill", "--agents", "7"]) { $0 == "drill" ? file : nil }
+        XCTAssertEqual(
+            expanded,
+            ["--agents", "100", "--chaos", "kill leader every 30s restart after 5s", "--threshold", "availability>=0.99", "--agents", "7"],
+            "the file's flags come first, a rule keeps its spaces, and the command line's --agents 7 comes last (it wins)")
+        XCTAssertThrowsError(try Scenario.expand(["--scenario", "missing"]) { _ in nil })
+        XCTAssertThrowsError(try Scenario.expand(["--scenario", "bad"]) { _ in "agents 3" }) { error in
+            XCTAssertTrue("\(error)".contains("bad:1"), "the error names the file and line: \(error)")
+        }
+    }
+
+    func testTheReportIsSelfContainedAndShadesFaultWindows() {
+        var summary = Summary()
+        summary.agents = 10
+        summary.faults = [
+            Summary.Fault(atSeconds: 2, kind: "kill", node: "n1"), Summary.Fault(atSeconds: 4, kind: "restart", node: "n1"),
+            Summary.Fault(atSeconds: 6, kind: "pause", node: "n<2>"),
+        ]
+        let timeline = (0..<10).map { Recorder.Second(ok: 10 + $0, failed: $0 == 3 ? 2 : 0, sessions: 10, p50Ms: 5, p99Ms: 20) }
+        let html = Report.html(summary, timeline: timeline, title: "drill")
+        XCTAssertEqual(Report.faultWindows(summary.faults, end: 10).map { [$0.0, $0.1] }, [[2, 4], [6, 10]], "kill..restart, and a pause never resumed runs to the end")
+        XCTAssertEqual(html.components(separatedBy: "<svg").count - 1, 4, "four charts: requests/s, latency, availability, sessions")
+        XCTAssertFalse(html.contains("http://") || html.contains("https://") || html.contains("<script src"), "no external assets")
+        XCTAssertTrue(html.contains("n&lt;2&gt;"), "names are escaped")
+    }
+}
