@@ -44,6 +44,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler, Backen
     private var discarding = false  // a 503 being read to its end before the retry
     private var failedStatus: HTTPResponseStatus?
     private var rejected = false  // answered by the balancer itself (413, 400); the rest is ignored
+    private var upgradeRefusal: HTTPResponseStatus?  // the node's answer to a WebSocket upgrade it refused
 
     init(policy: Policy, pool: BackendPool, logger: Logger) {
         self.policy = policy
@@ -111,9 +112,16 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler, Backen
             return
         }
         if head.headers[canonicalForm: "upgrade"].contains(where: { $0.lowercased() == "websocket" }) {
-            // A WebSocket upgrade the upgrade handler did not take (headers missing or no backend).
+            // A WebSocket upgrade the upgrade handler did not take: malformed, or no node took it.
             request = head
-            reject(.badRequest, "WebSocket upgrade refused: it needs Sec-WebSocket-Key and Sec-WebSocket-Version, and a healthy node")
+            if let refusal = upgradeRefusal {
+                upgradeRefusal = nil
+                reject(refusal, "the node refused the WebSocket upgrade with \(refusal.code)")
+            } else if head.headers.contains(name: "sec-websocket-key") && head.headers.contains(name: "sec-websocket-version") {
+                reject(.serviceUnavailable, "no node took the WebSocket; retry")
+            } else {
+                reject(.badRequest, "WebSocket upgrade refused: it needs Sec-WebSocket-Key and Sec-WebSocket-Version")
+            }
             return
         }
         clientKeepAlive = head.isKeepAlive
@@ -305,6 +313,13 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler, Backen
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
+        // A WebSocket upgrade that no node took: NIO reports it here, then hands the request on
+        // as a plain one, which `start` answers (a client must never be left waiting).
+        if let refused = error as? UpgradeRefused {
+            upgradeRefusal = refused.status
+            return
+        }
+        if error is BackendUnavailable { return }
         context.close(promise: nil)
     }
 }

@@ -70,6 +70,7 @@ final class WebSocketPassThrough: HTTPServerProtocolUpgrader, @unchecked Sendabl
                 return response
             }
             .flatMapErrorThrowing { error in
+                if let refused = error as? UpgradeRefused, refused.status.code < 500 { throw error }
                 policy.failed(id: choice.backend, reason: "websocket upgrade: \(error)")
                 throw error
             }
@@ -89,6 +90,13 @@ final class WebSocketPassThrough: HTTPServerProtocolUpgrader, @unchecked Sendabl
             try backend.channel.pipeline.syncOperations.handler(type: BackendSplice.self).glue(to: client)
         }
     }
+}
+
+/// The node answered the upgrade with something other than `101`; the client gets that status.
+struct UpgradeRefused: Error, CustomStringConvertible {
+    var status: HTTPResponseStatus
+    var line: String
+    var description: String { "the node refused the upgrade: \(line)" }
 }
 
 /// Client side after the upgrade: bytes go to the backend as they come.
@@ -161,8 +169,15 @@ final class BackendSplice: ChannelInboundHandler, @unchecked Sendable {
         let text = String(decoding: view[view.startIndex..<end.lowerBound], as: UTF8.self)
         buffered.moveReaderIndex(forwardBy: end.upperBound - view.startIndex)
         let lines = text.split(separator: "\r\n", omittingEmptySubsequences: false)
-        guard let status = lines.first, status.split(separator: " ").dropFirst().first == "101" else {
-            handshake.fail(BackendUnavailable(description: "backend refused the upgrade: \(lines.first ?? "")"))
+        let code = lines.first.flatMap { $0.split(separator: " ").dropFirst().first }.flatMap { Int($0) }
+        guard code == 101 else {
+            // A node that answers (401 for a bad token, 503 while it has no leader) is alive:
+            // its answer goes to the client; only a 5xx or no answer counts against it.
+            if let code, (100..<600).contains(code) {
+                handshake.fail(UpgradeRefused(status: HTTPResponseStatus(statusCode: code), line: String(lines[0])))
+            } else {
+                handshake.fail(BackendUnavailable(description: "backend answered the upgrade with: \(lines.first ?? "")"))
+            }
             context.close(promise: nil)
             return
         }

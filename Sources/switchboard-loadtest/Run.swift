@@ -34,6 +34,8 @@ final class Run: Sendable {
     static let agentEventsBuffered = 1024
     /// An events socket with no frame for this long (pings go every 15 s) is closed and reopened.
     static let silentSocketMillis = 35_000
+    /// An events socket's handshake with no answer for this long is abandoned and retried.
+    static let handshakeTimeout = Duration.seconds(10)
 
     let settings: Settings
     let recorder = Recorder()
@@ -48,6 +50,8 @@ final class Run: Sendable {
     private let opened = Mutex<[String: ContinuousClock.Instant]>([:])
     private let highestIndex = Atomic<Int>(0)
     private let eventGaps = Atomic<Int>(0)
+    /// Events-socket handshakes given up on after `handshakeTimeout` (their tasks are left behind).
+    let abandonedHandshakes = Atomic<Int>(0)
     private let customersInFlight = Atomic<Int>(0)
     private let logger = Logger(label: "switchboard-loadtest")
 
@@ -97,6 +101,8 @@ final class Run: Sendable {
         summary.durationSeconds = (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18).rounded()
         recorder.fill(&summary)
         for (reason, count) in recorder.failures.sorted(by: { $0.value > $1.value }) { log("failed: \(count) x \(reason)") }
+        let abandoned = abandonedHandshakes.load(ordering: .relaxed)
+        if abandoned > 0 { log("events socket handshakes abandoned after \(Self.handshakeTimeout) without an answer: \(abandoned)") }
         if let spawned {
             summary.faults = spawned.recorded
             log("settling: every node running again")
@@ -221,8 +227,16 @@ final class Run: Sendable {
             let since = state.continuity.withLock { $0.lastCursor }.map { "&since=\($0)" } ?? ""
             let dropped = droppedAt
             state.opened.store(false, ordering: .relaxed)
-            do {
-                try await WebSocketClient.connect(url: "\(socketBase)/v1/events?token=\(token)\(since)", logger: logger) { inbound, outbound, _ in
+            // A handshake that gets no answer (a connection closed under a client that keeps
+            // half-closed sockets) must not hold the agent: it is abandoned and counted.
+            let url = "\(socketBase)/v1/events?token=\(token)\(since)"
+            let abandoned = Flag()
+            let (finished, signal) = AsyncStream.makeStream(of: Error?.self)
+            let attempt = Task {
+                do {
+                try await WebSocketClient.connect(url: url, logger: self.logger) { inbound, outbound, _ in
+                    // An attempt given up on (its handshake went unanswered) must not count.
+                    guard !abandoned.isSet else { return }
                     state.opened.store(true, ordering: .relaxed)
                     self.recorder.sessionOpened(second: self.second)
                     if let dropped {
@@ -261,8 +275,27 @@ final class Run: Sendable {
                         continuation.yield(frame)
                     }
                 }
-            } catch {
-                if attempts == 1 || attempts % 10 == 0 { log("events socket: \(error)") }
+                    signal.yield(nil)
+                } catch {
+                    signal.yield(error)
+                }
+            }
+            let watchdog = Task {
+                try? await Task.sleep(for: Self.handshakeTimeout)
+                if !Task.isCancelled, !state.opened.load(ordering: .relaxed) {
+                    abandoned.set()
+                    signal.yield(HandshakeUnanswered())
+                }
+            }
+            var outcomes = finished.makeAsyncIterator()
+            let outcome = await outcomes.next() ?? nil
+            watchdog.cancel()
+            if let outcome {
+                if outcome is HandshakeUnanswered {
+                    abandonedHandshakes.add(1, ordering: .relaxed)
+                    attempt.cancel()
+                }
+                if attempts == 1 || attempts % 10 == 0 { log("events socket: \(outcome)") }
             }
             if state.opened.load(ordering: .relaxed) {
                 recorder.sessionClosed(second: second, dropped: !stopped)
@@ -421,6 +454,17 @@ struct EventFrame: Decodable, Sendable {
     var type: String
     var cursor: String?
     var data: Payload?
+}
+
+/// A one-way switch shared between tasks.
+final class Flag: Sendable {
+    private let value = Atomic<Bool>(false)
+    var isSet: Bool { value.load(ordering: .relaxed) }
+    func set() { value.store(true, ordering: .relaxed) }
+}
+
+struct HandshakeUnanswered: Error, CustomStringConvertible {
+    var description: String { "handshake unanswered for \(Run.handshakeTimeout); abandoned" }
 }
 
 /// One agent's socket across reconnects, shared with the socket's handler.

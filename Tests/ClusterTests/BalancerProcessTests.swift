@@ -242,6 +242,15 @@ final class BalancerProcessTests: XCTestCase {
         XCTAssertEqual(bigStatus, direct.status, "a large body streamed through the balancer gets the node's own answer: \(bigBody.prefix(200))")
         XCTAssertTrue(bigBody.contains("body_too_large"), "the answer is the node's (the body was streamed to it), not the balancer's: \(bigBody.prefix(200))")
 
+        // A WebSocket upgrade the node refuses (no token): the client gets the node's 401, and
+        // the node stays in (a bad client must not eject it).
+        let upgrade = try RawClient(port: front.port)
+        try upgrade.send(
+            "GET /v1/events HTTP/1.1\r\nHost: front\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        let refusal = upgrade.readUntilClosed(seconds: 5, orUntil: "}")
+        XCTAssertTrue(refusal.hasPrefix("HTTP/1.1 401"), "a refused upgrade is answered with the node's status, never a silent close: \(refusal.prefix(120))")
+
         let (after, _) = try await send(front, "GET", "/healthz")
         XCTAssertEqual(after, 200, "the balancer still serves after all of it")
         let ejections = await front.metric("switchboard_balancer_backend_ejections_total", backend: "n1")
