@@ -15,6 +15,11 @@ public struct ClientTimeouts: Sendable {
     }
 }
 
+/// The body of every answer the balancer gives itself (API.md's error shape).
+func balancerErrorBody(code: String, message: String) -> String {
+    #"{"error":{"code":"\#(code)","message":"\#(message.replacingOccurrences(of: "\"", with: "'"))"}}"#
+}
+
 /// What the proxy tells the guard about the request in progress (outbound user events).
 enum ClientProgress {
     /// The whole request was read; the backend's time runs now, not the client's.
@@ -91,7 +96,7 @@ final class ClientGuard: ChannelDuplexHandler, RemovableChannelHandler {
                 context.close(promise: nil)
                 return
             case .reading(let since) where now - since >= timeouts.request:
-                let body = #"{"error":{"code":"request_timeout","message":"the request was not received within \#(timeouts.request.nanoseconds / 1_000_000) ms"}}"#
+                let body = balancerErrorBody(code: "request_timeout", message: "the request was not received within \(timeouts.request.nanoseconds / 1_000_000) ms")
                 let response = "HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\ncontent-length: \(body.utf8.count)\r\nconnection: close\r\n\r\n\(body)"
                 context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: response))).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
                 return
@@ -125,7 +130,7 @@ final class ClientErrorResponder: ChannelDuplexHandler, RemovableChannelHandler 
                 parserError == .headerOverflow
                 ? (.requestHeaderFieldsTooLarge, "request headers over the limit")
                 : (.badRequest, "malformed HTTP request: \(parserError)")
-            let json = #"{"error":{"code":"balancer_\#(status.code)","message":"\#(message)"}}"#
+            let json = balancerErrorBody(code: "balancer_\(status.code)", message: message)
             let head = HTTPResponseHead(
                 version: .http1_1, status: status,
                 headers: ["content-type": "application/json", "content-length": "\(json.utf8.count)", "connection": "close"])

@@ -124,7 +124,6 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler, Backen
             }
             return
         }
-        clientKeepAlive = head.isKeepAlive
         let client = context?.channel.remoteAddress?.ipAddress ?? "unknown"
         let forwarded = head.headers["x-forwarded-for"]
         head.headers.replaceOrAdd(name: "x-forwarded-for", value: forwarded.isEmpty ? client : forwarded.joined(separator: ", ") + ", " + client)
@@ -229,8 +228,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler, Backen
                 return
             }
             answered = true
-            let keepAlive = clientKeepAlive
-            head.headers.replaceOrAdd(name: "connection", value: keepAlive ? "keep-alive" : "close")
+            head.headers.replaceOrAdd(name: "connection", value: clientKeepAlive ? "keep-alive" : "close")
             context?.write(wrapOutboundOut(.head(head)), promise: nil)
         case .body(let bytes):
             if !discarding { context?.write(wrapOutboundOut(.body(.byteBuffer(bytes))), promise: nil) }
@@ -299,7 +297,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler, Backen
     private func respond(_ status: HTTPResponseStatus, _ message: String, keepAlive: Bool) {
         guard let context else { return }
         answered = true
-        let json = #"{"error":{"code":"balancer_\#(status.code)","message":"\#(message.replacingOccurrences(of: "\"", with: "'"))"}}"#
+        let json = balancerErrorBody(code: "balancer_\(status.code)", message: message)
         var head = HTTPResponseHead(version: .http1_1, status: status)
         head.headers.add(name: "content-type", value: "application/json")
         head.headers.add(name: "content-length", value: "\(json.utf8.count)")

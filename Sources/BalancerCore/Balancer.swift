@@ -104,6 +104,9 @@ public struct Backend: Sendable, Hashable {
     public var requests = 0
     public var failures = 0
     public var ejections = 0
+
+    /// Takes requests: its checks put it in service and gossip says it is alive.
+    public var isEligible: Bool { state.takesRequests && gossip == .alive }
 }
 
 /// The balancer's policy as a pure state machine (DESIGN.md): which backend takes a request,
@@ -132,7 +135,7 @@ public struct Balancer: Sendable {
     /// Backends sorted by id.
     public var all: [Backend] { ids.map { backends[$0]! } }
 
-    public var eligible: [Backend] { all.filter { $0.state.takesRequests && $0.gossip == .alive } }
+    public var eligible: [Backend] { all.filter(\.isEligible) }
 
     /// Panic mode: nothing is eligible, so requests go to every known backend that is not draining.
     public var inPanic: Bool { eligible.isEmpty && !backends.isEmpty }
@@ -243,7 +246,7 @@ public struct Balancer: Sendable {
         var anyEligible = false
         for id in ids {
             let backend = backends[id]!
-            guard backend.state.takesRequests && backend.gossip == .alive else { continue }
+            guard backend.isEligible else { continue }
             anyEligible = true
             if !excluding.contains(id) { candidates.append(backend) }
         }

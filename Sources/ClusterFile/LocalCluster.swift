@@ -152,6 +152,21 @@ public struct LocalCluster: Sendable {
         (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
     }
 
+    /// Polls the members' `/v1/cluster` every 250 ms until a leader is known and every member
+    /// of the file votes, or until `deadline`; the leader last seen (nil: none).
+    public func waitForLeaderAndVoters(until deadline: ContinuousClock.Instant) async -> String? {
+        var leader: String?
+        while ContinuousClock.now < deadline {
+            if let view = await clusterView(), let members = view["nodes"] as? [[String: Any]] {
+                leader = view["leader"] as? String
+                let voters = members.filter { (($0["raft"] as? [String: Any])?["voter"] as? Bool) ?? false }.count
+                if leader != nil, voters == nodes.count { return leader }
+            }
+            try? await Task.sleep(for: .milliseconds(250))
+        }
+        return leader
+    }
+
     public func clusterView() async -> [String: Any]? {
         for node in nodes {
             if let view = await get("http://\(node.api)/v1/cluster", admin: true) { return view }

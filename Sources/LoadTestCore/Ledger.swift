@@ -35,13 +35,19 @@ public struct Ledger: Sendable {
     /// Every acknowledged message must be on a node exactly once: `copies` maps a message id to
     /// how many times one node's copy of its conversation holds it.
     public static func check(acknowledged: some Sequence<String>, copies: [String: Int]) -> (lost: Int, duplicated: Int) {
-        var lost = 0
-        var duplicated = 0
+        let (lost, duplicated) = misses(acknowledged: acknowledged, copies: copies)
+        return (lost.count, duplicated.count)
+    }
+
+    /// The acknowledged message ids missing from one node's copies, and those it holds twice.
+    public static func misses(acknowledged: some Sequence<String>, copies: [String: Int]) -> (lost: [String], duplicated: [String]) {
+        var lost: [String] = []
+        var duplicated: [String] = []
         for id in acknowledged {
             switch copies[id] ?? 0 {
-            case 0: lost += 1
+            case 0: lost.append(id)
             case 1: break
-            default: duplicated += 1
+            default: duplicated.append(id)
             }
         }
         return (lost, duplicated)

@@ -106,6 +106,16 @@ public final class Recorder: Sendable {
         }
     }
     public var sessions: Int { state.withLock { $0.sessions } }
+    /// Failed requests so far.
+    public var failedTotal: Int { state.withLock { $0.failed } }
+
+    /// Requests (answered or failed) due in `second` of the run; 0 outside the timeline.
+    public func requests(inSecond second: Int) -> Int {
+        state.withLock { state in
+            guard second >= 0, second < state.timeline.count else { return 0 }
+            return state.timeline[second].ok + state.timeline[second].failed
+        }
+    }
     public var failures: [String: Int] { state.withLock { $0.failures } }
 
     /// The p99 request latency in milliseconds so far.

@@ -103,13 +103,24 @@ struct LoadTestCommand: AsyncParsableCommand {
         guard (1...100).contains(exchanges) else { throw ValidationError("--exchanges must be 1...100") }
         guard (1...1000).contains(capacity) else { throw ValidationError("--capacity must be 1...1000") }
         guard Arrivals.Kind(rawValue: arrival) != nil else { throw ValidationError("--arrival must be constant or poisson") }
+        guard try parsed().duration > .zero else { throw ValidationError("--duration must be over 0") }
+    }
+
+    /// The text options as values; a usage error names the option at fault.
+    struct Parsed {
+        var ramp, duration, think: Duration
+        var arrivals: Arrivals
+        var thresholds: [Threshold]
+        var chaos: [ChaosRule]
+    }
+
+    func parsed() throws -> Parsed {
         do {
-            _ = try parseDuration(ramp, option: "--ramp")
-            guard try parseDuration(duration, option: "--duration") > .zero else { throw ValidationError("--duration must be over 0") }
-            _ = try parseDuration(think, option: "--think")
-            _ = try Arrivals.parseRate(arrivalRate)
-            for rule in threshold { _ = try Threshold(rule) }
-            for rule in chaos { _ = try ChaosRule(rule) }
+            return Parsed(
+                ramp: try parseDuration(ramp, option: "--ramp"), duration: try parseDuration(duration, option: "--duration"),
+                think: try parseDuration(think, option: "--think"),
+                arrivals: try Arrivals(rate: try Arrivals.parseRate(arrivalRate), kind: Arrivals.Kind(rawValue: arrival)!, seed: seed),
+                thresholds: try threshold.map { try Threshold($0) }, chaos: try chaos.map { try ChaosRule($0) })
         } catch let error as LoadTestError {
             throw ValidationError(error.description)
         }
@@ -117,9 +128,7 @@ struct LoadTestCommand: AsyncParsableCommand {
 
     /// `--switchboard`, or the `switchboard` beside this executable.
     var switchboardPath: String {
-        if let switchboard { return switchboard }
-        let me = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-        return URL(fileURLWithPath: me).deletingLastPathComponent().appendingPathComponent("switchboard").path
+        switchboard ?? URL(fileURLWithPath: LocalCluster.currentExecutable).deletingLastPathComponent().appendingPathComponent("switchboard").path
     }
 
     var token: String? { adminToken ?? ProcessInfo.processInfo.environment["SWITCHBOARD_ADMIN_TOKEN"] }
@@ -132,7 +141,7 @@ struct LoadTestCommand: AsyncParsableCommand {
             throw ValidationError(
                 "\(agents) agents need about \(needed) open files and this process may open \(limit); allow more with `ulimit -n \(needed)` (hard limit: /etc/security/limits.conf or the container's nofile)")
         }
-        let log: @Sendable (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+        let log = logLine
         var spawned: Spawned?
         if let spawn {
             let cluster = try Spawned(file: spawn, switchboard: switchboardPath, log: log)
@@ -141,12 +150,12 @@ struct LoadTestCommand: AsyncParsableCommand {
             spawned = cluster
         }
         let base = spawned?.target ?? target!
+        let options = try parsed()
         let settings = Run.Settings(
             target: base.hasSuffix("/") ? String(base.dropLast()) : base, adminToken: spawned?.cluster.adminToken ?? token!, agents: agents,
-            ramp: try parseDuration(ramp, option: "--ramp"), duration: try parseDuration(duration, option: "--duration"),
-            arrivals: try Arrivals(rate: try Arrivals.parseRate(arrivalRate), kind: Arrivals.Kind(rawValue: arrival)!, seed: seed),
-            think: try parseDuration(think, option: "--think"), exchanges: exchanges, capacity: capacity, seed: seed)
-        let run = Run(settings: settings, spawned: spawned, chaos: try chaos.map { try ChaosRule($0) })
+            ramp: options.ramp, duration: options.duration, arrivals: options.arrivals, think: options.think, exchanges: exchanges,
+            capacity: capacity, seed: seed)
+        let run = Run(settings: settings, spawned: spawned, chaos: options.chaos)
         var summary: Summary
         do {
             summary = try await run.execute()
@@ -158,7 +167,7 @@ struct LoadTestCommand: AsyncParsableCommand {
             log("stopping the spawned cluster")
             await spawned.down()
         }
-        summary.evaluate(try threshold.map { try Threshold($0) })
+        summary.evaluate(options.thresholds)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         let data = try encoder.encode(summary)

@@ -233,8 +233,7 @@ final class Run: Sendable {
             let abandoned = Flag()
             let (finished, signal) = AsyncStream.makeStream(of: Error?.self)
             let attempt = Task {
-                do {
-                try await WebSocketClient.connect(url: url, logger: self.logger) { inbound, outbound, _ in
+                do { try await WebSocketClient.connect(url: url, logger: self.logger) { inbound, outbound, _ in
                     // An attempt given up on (its handshake went unanswered) must not count.
                     guard !abandoned.isSet else { return }
                     state.opened.store(true, ordering: .relaxed)
@@ -398,13 +397,9 @@ final class Run: Sendable {
                 }
             }
             if unread > 0 { log("integrity: \(unread) conversations could not be read on \(node); their messages count as lost") }
-            for (id, _) in messages {
-                switch copies[id] ?? 0 {
-                case 0: lost.insert(id)
-                case 1: break
-                default: duplicated.insert(id)
-                }
-            }
+            let misses = Ledger.misses(acknowledged: messages.keys, copies: copies)
+            lost.formUnion(misses.lost)
+            duplicated.formUnion(misses.duplicated)
             log("integrity: \(node) checked \(messages.count) messages in \(conversations.count) conversations")
         }
         result.lostMessages = lost.count
@@ -417,22 +412,24 @@ final class Run: Sendable {
         var last = 0
         while !stopped {
             try? await Task.sleep(for: .seconds(1))
-            let timeline = recorder.timeline
             let now = second
-            let previous = now >= 1 && now - 1 < timeline.count ? timeline[now - 1] : Recorder.Second()
-            let failed = timeline.reduce(0) { $0 + $1.failed }
             guard now != last else { continue }
+            let previous = recorder.requests(inSecond: now - 1)
+            let failed = recorder.failedTotal
             last = now
             let phase = elapsed < settings.ramp ? "ramp" : "run"
             log(
-                "[\(now)s/\(end.components.seconds)s \(phase)] sessions \(recorder.sessions)/\(settings.agents)  req/s \(previous.ok + previous.failed)  failed \(failed)  p99 \(String(format: "%.1f", recorder.p99Ms)) ms"
+                "[\(now)s/\(end.components.seconds)s \(phase)] sessions \(recorder.sessions)/\(settings.agents)  req/s \(previous)  failed \(failed)  p99 \(String(format: "%.1f", recorder.p99Ms)) ms"
             )
         }
     }
 
-    func log(_ line: String) {
-        FileHandle.standardError.write(Data((line + "\n").utf8))
-    }
+    func log(_ line: String) { logLine(line) }
+}
+
+/// Progress and findings go to standard error; standard output carries the summary.
+@Sendable func logLine(_ line: String) {
+    FileHandle.standardError.write(Data((line + "\n").utf8))
 }
 
 /// The parts of an event frame the agents act on; other fields and shapes are ignored.

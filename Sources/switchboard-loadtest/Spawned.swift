@@ -28,15 +28,7 @@ final class Spawned: Sendable {
     func up(timeout: Duration = .seconds(90)) async throws {
         for node in cluster.nodes { try cluster.start(node) }
         let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            if let view = await cluster.clusterView(), view["leader"] is String,
-                let nodes = view["nodes"] as? [[String: Any]],
-                nodes.filter({ (($0["raft"] as? [String: Any])?["voter"] as? Bool) ?? false }).count == cluster.nodes.count
-            {
-                break
-            }
-            try await Task.sleep(for: .milliseconds(250))
-        }
+        _ = await cluster.waitForLeaderAndVoters(until: deadline)
         try cluster.start(cluster.balancer!)
         while ContinuousClock.now < deadline {
             if await cluster.get(target + "/readyz", admin: false)?["ready"] as? Bool == true {

@@ -50,17 +50,7 @@ struct ClusterCommand: AsyncParsableCommand {
             let cluster = try LocalCluster(file: options.file)
             for node in cluster.nodes { try cluster.start(node) }
             print("waiting for a leader and \(cluster.nodes.count) voters...")
-            let deadline = Date().addingTimeInterval(timeout)
-            var view: [String: Any] = [:]
-            while Date() < deadline {
-                if let current = await cluster.clusterView(), let nodes = current["nodes"] as? [[String: Any]] {
-                    view = current
-                    let voters = nodes.filter { (($0["raft"] as? [String: Any])?["voter"] as? Bool) ?? false }.count
-                    if current["leader"] is String, voters == cluster.nodes.count { break }
-                }
-                try await Task.sleep(for: .milliseconds(250))
-            }
-            guard let leader = view["leader"] as? String else {
+            guard let leader = await cluster.waitForLeaderAndVoters(until: .now + .seconds(timeout)) else {
                 throw ValidationError("no leader within \(Int(timeout)) s; see \(cluster.dataRoot)/<id>/node.log")
             }
             print("cluster is up; leader \(leader)")
