@@ -47,8 +47,8 @@ public final class Policy: Sendable {
         core.withLockedValue { $0.onRequestFinished(id: id, outcome: outcome, now: Self.now()) }
     }
 
-    func chooseForWebSocket() -> BalancerCore.Balancer.Choice? {
-        core.withLockedValue { $0.chooseForWebSocket(now: Self.now()) }
+    func chooseForWebSocket(excluding: [String] = []) -> BalancerCore.Balancer.Choice? {
+        core.withLockedValue { $0.chooseForWebSocket(excluding: excluding, now: Self.now()) }
     }
 
     func webSocketClosed(id: String) {

@@ -32,7 +32,25 @@ final class WebSocketPassThrough: HTTPServerProtocolUpgrader, @unchecked Sendabl
         guard upgradeRequest.headers.contains(name: "sec-websocket-key"), upgradeRequest.headers.contains(name: "sec-websocket-version") else {
             return channel.eventLoop.makeFailedFuture(BackendUnavailable(description: "a WebSocket upgrade needs Sec-WebSocket-Key and Sec-WebSocket-Version"))
         }
-        guard let choice = policy.chooseForWebSocket() else {
+        return connect(channel: channel, upgradeRequest: upgradeRequest, excluding: [])
+            .map { [self] (backend: Channel, id: String, headers: HTTPHeaders) -> HTTPHeaders in
+                self.backend = (backend, id)
+                var response = initialResponseHeaders
+                for (name, value) in headers where !["connection", "upgrade", "content-length"].contains(name.lowercased()) {
+                    response.add(name: name, value: value)
+                }
+                return response
+            }
+    }
+
+    /// Connects to the node with the fewest sockets and replays the upgrade to it. A node that
+    /// cannot be reached, goes away before it answers or answers 5xx is ejected and, once,
+    /// another node is tried (the client sent a GET and nothing has been answered yet). Every failure comes out
+    /// as `UpgradeRefused` or `BackendUnavailable`, which the proxy handler answers: NIO passes
+    /// a failed upgrade on as a plain request, and a client must never be left without an
+    /// answer (one that keeps half-closed sockets would wait forever on a silent close).
+    private func connect(channel: Channel, upgradeRequest: HTTPRequestHead, excluding: [String]) -> EventLoopFuture<(Channel, String, HTTPHeaders)> {
+        guard let choice = policy.chooseForWebSocket(excluding: excluding) else {
             return channel.eventLoop.makeFailedFuture(BackendUnavailable(description: "no backend for a WebSocket"))
         }
         guard let target = HostPort(choice.address) else {
@@ -59,20 +77,18 @@ final class WebSocketPassThrough: HTTPServerProtocolUpgrader, @unchecked Sendabl
                 let client = channel.remoteAddress?.ipAddress ?? "unknown"
                 request += "X-Forwarded-For: \(client)\r\n\r\n"
                 backend.writeAndFlush(ByteBuffer(string: request), promise: nil)
-                return splice.handshake.futureResult.map { headers in (backend, headers) }
+                return splice.handshake.futureResult.map { headers in (backend, choice.backend, headers) }
             }
-            .map { [self] (backend: Channel, headers: HTTPHeaders) -> HTTPHeaders in
-                self.backend = (backend, choice.backend)
-                var response = initialResponseHeaders
-                for (name, value) in headers where !["connection", "upgrade", "content-length"].contains(name.lowercased()) {
-                    response.add(name: name, value: value)
+            .flatMapError { [self] error in
+                if let refused = error as? UpgradeRefused, refused.status.code < 500 {
+                    return channel.eventLoop.makeFailedFuture(error)
                 }
-                return response
-            }
-            .flatMapErrorThrowing { error in
-                if let refused = error as? UpgradeRefused, refused.status.code < 500 { throw error }
                 policy.failed(id: choice.backend, reason: "websocket upgrade: \(error)")
-                throw error
+                if excluding.isEmpty, channel.isActive {
+                    return connect(channel: channel, upgradeRequest: upgradeRequest, excluding: [choice.backend])
+                }
+                if error is UpgradeRefused { return channel.eventLoop.makeFailedFuture(error) }
+                return channel.eventLoop.makeFailedFuture(BackendUnavailable(description: "websocket upgrade: \(error)"))
             }
     }
 
@@ -141,6 +157,12 @@ final class BackendSplice: ChannelInboundHandler, @unchecked Sendable {
 
     func handlerAdded(context: ChannelHandlerContext) {
         handshake = context.eventLoop.makePromise()
+    }
+
+    /// A connect that fails never makes the channel active (no `channelInactive`): the promise is
+    /// completed here, as the closed channel drops its handlers (a later completion is ignored).
+    func handlerRemoved(context: ChannelHandlerContext) {
+        handshake.fail(BackendUnavailable(description: "backend connection closed before it answered the upgrade"))
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {

@@ -79,6 +79,12 @@ public struct LocalCluster: Sendable {
 
     public func runningPid(_ node: Member) -> pid_t? {
         guard let text = try? String(contentsOfFile: directory(node) + "/pid", encoding: .utf8),
+            let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines))
+        else { return nil }
+        // A child of this process that exited is a zombie until reaped, and a zombie still
+        // answers kill(pid, 0): reap it first (harmless for a pid that is not our child).
+        Spawn.reap(pid)
+        guard let text = try? String(contentsOfFile: directory(node) + "/pid", encoding: .utf8),
             let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), kill(pid, 0) == 0
         else { return nil }
         // A recycled pid belongs to another program: check it is a switchboard node.
@@ -110,26 +116,14 @@ public struct LocalCluster: Sendable {
             arguments += node.id == nodes[0].id ? ["--bootstrap"] : ["--join", nodes[0].peer]
         }
         let logPath = directory + (node.isBalancer ? "/balancer.log" : "/node.log")
-        if !FileManager.default.fileExists(atPath: logPath) { FileManager.default.createFile(atPath: logPath, contents: nil) }
-        guard let log = FileHandle(forWritingAtPath: logPath) else { throw LocalClusterError("cannot write \(logPath)") }
-        log.seekToEndOfFile()
-        let process = Process()
-        // Foundation starts the child in a process group of its own: Ctrl-C in this terminal
-        // does not reach the nodes.
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
         var environment = ProcessInfo.processInfo.environment
         environment["SWITCHBOARD_SECRET"] = secret
-        process.environment = environment
-        process.standardOutput = log
-        process.standardError = log
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        try "\(process.processIdentifier)\n".write(toFile: directory + "/pid", atomically: true, encoding: .utf8)
+        let pid = try Spawn.detached(executable: executable, arguments: arguments, environment: environment, log: logPath)
+        try "\(pid)\n".write(toFile: directory + "/pid", atomically: true, encoding: .utf8)
         print(
             node.isBalancer
-                ? "started balancer (pid \(process.processIdentifier)): http://\(node.api), gossip \(node.gossip ?? "-")"
-                : "started \(node.id) (pid \(process.processIdentifier)): api http://\(node.api), peer \(node.peer)\(node.gossip.map { ", gossip \($0)" } ?? "")")
+                ? "started balancer (pid \(pid)): http://\(node.api), gossip \(node.gossip ?? "-")"
+                : "started \(node.id) (pid \(pid)): api http://\(node.api), peer \(node.peer)\(node.gossip.map { ", gossip \($0)" } ?? "")")
     }
 
     /// SIGTERM, then SIGKILL if it has not exited within 10 s.
@@ -137,7 +131,7 @@ public struct LocalCluster: Sendable {
         guard let pid = runningPid(node) else { return }
         kill(pid, SIGTERM)
         let deadline = Date().addingTimeInterval(10)
-        while kill(pid, 0) == 0, Date() < deadline { try? await Task.sleep(for: .milliseconds(50)) }
+        while Spawn.reap(pid) == false, kill(pid, 0) == 0, Date() < deadline { try? await Task.sleep(for: .milliseconds(50)) }
         if kill(pid, 0) == 0 {
             kill(pid, SIGKILL)
             print("\(node.id) did not stop within 10 s; killed it")

@@ -201,6 +201,54 @@ final class BalancerProcessTests: XCTestCase {
     /// Bad input at the front door gets its own answer and never disturbs another client: a
     /// request that stalls mid-headers gets 408, oversize headers 431, an oversize body 413, and
     /// a body larger than the retry copy is streamed to the node.
+    /// A node killed between two active checks still looks healthy to the balancer: the
+    /// WebSocket upgrades it is given must be answered (here with a `101` from another node, after
+    /// one retry), never closed without a word. A client that keeps half-closed sockets, as
+    /// swift-websocket does, would otherwise wait on a silent close until its own timeout (the
+    /// load tester saw a dozen such 10 s stalls at every leader kill).
+    func testWebSocketUpgradesToANodeKilledBetweenChecksAreAnswered() async throws {
+        let cluster = ProcessCluster()
+        defer { cluster.tearDown() }
+        for id in ["n1", "n2", "n3"] { cluster.describe(id) }
+        try await cluster.startAll()
+        // Checks every 3 s: the kill below lands between two of them.
+        let front = try BalancerProcess(cluster: cluster, arguments: cluster.members.flatMap { ["--backend", "\($0.id)=\($0.api)"] } + ["--check-ms", "3000"])
+        defer { front.stop() }
+        try await cluster.waitUntil("the balancer admits and warms up all three nodes", seconds: 40) {
+            ["n1", "n2", "n3"].allSatisfy { id in front.log().contains("balancer.backend=\(id) balancer.reason=warmed up") }
+        }
+        try await Task.sleep(for: .milliseconds(500))  // just after a round of checks
+        cluster.kill9("n3")
+        try await Task.sleep(for: .milliseconds(100))
+
+        let upgrade =
+            "GET /v1/events?token=\(ProcessCluster.adminToken) HTTP/1.1\r\nHost: front\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        var held: [RawClient] = []
+        var answers: [String] = []
+        for _ in 0..<6 {
+            guard let client = try? RawClient(port: front.port) else {
+                let log = front.log()
+                let crash = log.range(of: "Fatal error").map { log[$0.lowerBound...] } ?? log.range(of: "crashed").map { log[$0.lowerBound...] } ?? log.suffix(3000)
+                XCTFail("the balancer refuses connections; its log says: \(crash.prefix(3000))")
+                return
+            }
+            try client.send(upgrade)
+            answers.append(String(client.readUntilClosed(seconds: 3, orUntil: "\r\n\r\n").prefix(34)))
+            held.append(client)  // open sockets count: the next upgrade goes to the node with the fewest
+        }
+        XCTAssertEqual(
+            answers.filter { $0.hasPrefix("HTTP/1.1 101") }.count, 6,
+            "every upgrade is answered with 101 by a live node, including the one first given to the killed n3; answers: \(answers)")
+        let placed = [await front.metric("switchboard_balancer_backend_websockets", backend: "n1"), await front.metric("switchboard_balancer_backend_websockets", backend: "n2")]
+        XCTAssertEqual(placed.compactMap { $0 }.reduce(0, +), 6, "the six sockets are on the live nodes (n1, n2): \(placed)")
+        // The balancer logs state changes after each round of checks.
+        try await cluster.waitUntil("the balancer says n3 was ejected by the failed upgrade", seconds: 8) {
+            front.log().contains("balancer.backend=n3 balancer.reason=websocket upgrade")
+        }
+        held.removeAll()
+    }
+
     func testBadInputAtTheBalancer() async throws {
         let cluster = ProcessCluster()
         defer { cluster.tearDown() }
