@@ -7,6 +7,12 @@ struct BackendUnavailable: Error, CustomStringConvertible {
     var description: String
 }
 
+/// No connection to the backend could be made (refused, or the connect timed out).
+struct BackendUnreachable: Error, CustomStringConvertible {
+    var cause: Error
+    var description: String { "connect: \(cause)" }
+}
+
 /// Whoever holds a backend connection for one request: the proxy handler, or a health check.
 protocol BackendExchange: AnyObject {
     func backendRead(_ part: HTTPClientResponsePart)
@@ -138,7 +144,7 @@ final class BackendPool {
         acquire(address).assumeIsolated().whenComplete { [self] result in
             switch result {
             case .failure(let error):
-                promise.fail(error)
+                promise.fail(BackendUnreachable(cause: error))
             case .success(let connection):
                 connection.exchange = HealthCheck(pool: self, connection: connection, promise: promise)
                 var head = HTTPRequestHead(version: .http1_1, method: .GET, uri: path)

@@ -113,6 +113,8 @@ public final class BalancerService: Service, Sendable {
                         do {
                             let status = try await eventLoop.flatSubmit { self.pool(on: eventLoop).get(backend.address, path: "/readyz", timeout: timeout) }.get()
                             outcome = status == .ok ? .success : .failure("readyz \(status.code)")
+                        } catch let error as BackendUnreachable {
+                            outcome = .unreachable(error.description)
                         } catch {
                             outcome = .failure("\(error)")
                         }

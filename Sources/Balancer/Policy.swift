@@ -56,8 +56,8 @@ public final class Policy: Sendable {
     }
 
     /// A failure outside a counted request (a WebSocket upgrade): ejects like one.
-    func failed(id: String, reason: String) {
-        core.withLockedValue { $0.onFailure(id: id, outcome: .failure(reason), now: Self.now()) }
+    func failed(id: String, reason: String, unreachable: Bool = false) {
+        core.withLockedValue { $0.onFailure(id: id, outcome: unreachable ? .unreachable(reason) : .failure(reason), now: Self.now()) }
     }
 
     func mayRetry(method: String, hasIdempotencyKey: Bool) -> Bool {

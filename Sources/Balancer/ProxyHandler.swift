@@ -177,7 +177,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler, Backen
             }
             switch result {
             case .failure(let error):
-                policy.finished(id: choice.backend, outcome: .failure("connect: \(error)"))
+                policy.finished(id: choice.backend, outcome: .unreachable("connect: \(error)"))
                 retryOrFail("backend \(choice.backend) unreachable: \(error)")
             case .success(let connection):
                 send(request, over: connection, replaying: attempt > 1)

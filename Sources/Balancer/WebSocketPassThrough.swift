@@ -68,7 +68,7 @@ final class WebSocketPassThrough: HTTPServerProtocolUpgrader, @unchecked Sendabl
                 // The socket counted on this node never opened: uncount it (an opened one is
                 // uncounted when its backend channel closes).
                 policy.webSocketClosed(id: choice.backend)
-                return channel.eventLoop.makeFailedFuture(error)
+                return channel.eventLoop.makeFailedFuture(BackendUnreachable(cause: error))
             }
             .flatMap { backend in
                 backend.closeFuture.whenComplete { _ in policy.webSocketClosed(id: choice.backend) }
@@ -83,7 +83,7 @@ final class WebSocketPassThrough: HTTPServerProtocolUpgrader, @unchecked Sendabl
                 if let refused = error as? UpgradeRefused, refused.status.code < 500 {
                     return channel.eventLoop.makeFailedFuture(error)
                 }
-                policy.failed(id: choice.backend, reason: "websocket upgrade: \(error)")
+                policy.failed(id: choice.backend, reason: "websocket upgrade: \(error)", unreachable: error is BackendUnreachable)
                 if excluding.isEmpty, channel.isActive {
                     return connect(channel: channel, upgradeRequest: upgradeRequest, excluding: [choice.backend])
                 }

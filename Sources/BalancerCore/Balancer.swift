@@ -36,8 +36,26 @@ public enum GossipVerdict: Sendable, Hashable {
 /// How a request or an active check went.
 public enum Outcome: Sendable, Hashable {
     case success
-    /// The connection was refused or reset, the backend timed out, or answered 5xx: eject at once.
+    /// The connection was reset, the backend timed out, or answered 5xx: eject at once.
     case failure(String)
+    /// No connection could be made (refused, or the connect timed out): nothing is listening.
+    /// Ejects like a failure; in panic mode such a backend is chosen only when no other is left.
+    case unreachable(String)
+
+    /// The reason of a failure or an unreachable backend; nil for a success.
+    public var failureReason: String? {
+        switch self {
+        case .success: nil
+        case .failure(let reason), .unreachable(let reason): reason
+        }
+    }
+}
+
+extension Outcome {
+    var isUnreachable: Bool {
+        if case .unreachable = self { return true }
+        return false
+    }
 }
 
 public struct BalancerSettings: Sendable, Hashable {
@@ -104,6 +122,9 @@ public struct Backend: Sendable, Hashable {
     public var requests = 0
     public var failures = 0
     public var ejections = 0
+    /// The last attempt to reach it made no connection (`Outcome.unreachable`); cleared by any
+    /// success. Panic mode routes to such a backend only when no other is left.
+    public var unreachable = false
 
     /// Takes requests: its checks put it in service and gossip says it is alive.
     public var isEligible: Bool { state.takesRequests && gossip == .alive }
@@ -174,8 +195,9 @@ public struct Balancer: Sendable {
     /// An active check (`GET /readyz`) finished.
     public mutating func onCheck(id: String, outcome: Outcome, now: Duration) {
         guard var backend = backends[id] else { return }
+        backend.unreachable = outcome.isUnreachable
         switch outcome {
-        case .failure(let reason):
+        case .failure(let reason), .unreachable(let reason):
             backend.consecutiveGoodChecks = 0
             backends[id] = backend
             eject(id, reason: "check failed: \(reason)", now: now)
@@ -196,15 +218,18 @@ public struct Balancer: Sendable {
         guard var backend = backends[id] else { return }
         precondition(backend.inFlight > 0, "request finished on \(id) with none in flight")
         backend.inFlight -= 1
-        if case .failure = outcome { backend.failures += 1 }
+        backend.unreachable = outcome.isUnreachable
+        if outcome.failureReason != nil { backend.failures += 1 }
         backends[id] = backend
-        if case .failure(let reason) = outcome { eject(id, reason: reason, now: now) }
+        if let reason = outcome.failureReason { eject(id, reason: reason, now: now) }
         if case .draining = backend.state, backend.inFlight == 0, backend.webSockets == 0 { forget(id) }
     }
 
     /// A failure outside a counted request (a WebSocket upgrade the backend refused or dropped).
     public mutating func onFailure(id: String, outcome: Outcome, now: Duration) {
-        if case .failure(let reason) = outcome { eject(id, reason: reason, now: now) }
+        guard backends[id] != nil else { return }
+        backends[id]!.unreachable = outcome.isUnreachable
+        if let reason = outcome.failureReason { eject(id, reason: reason, now: now) }
     }
 
     public mutating func onWebSocketClosed(id: String) {
@@ -253,7 +278,16 @@ public struct Balancer: Sendable {
         var panic = false
         if candidates.isEmpty {
             guard !anyEligible else { return nil }  // the eligible ones were excluded: no retry target
-            for id in ids where !excluding.contains(id) && backends[id]!.state != .draining { candidates.append(backends[id]!) }
+            // Every backend is out, usually all at once for one cause (no leader during an
+            // election: every /readyz says 503). Route to those that may still answer; one that
+            // refused its last connection or that gossip declared dead only as a last resort.
+            for id in ids where !excluding.contains(id) && backends[id]!.state != .draining {
+                let backend = backends[id]!
+                if !backend.unreachable && backend.gossip != .dead && backend.gossip != .left { candidates.append(backend) }
+            }
+            if candidates.isEmpty {
+                for id in ids where !excluding.contains(id) && backends[id]!.state != .draining { candidates.append(backends[id]!) }
+            }
             guard !candidates.isEmpty else { return nil }
             panic = true
             panicRoutes += 1

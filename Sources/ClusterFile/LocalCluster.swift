@@ -30,6 +30,9 @@ public struct LocalCluster: Sendable {
     public var secret = ""
     public var adminToken = ""
     public var dataRoot = ".switchboard"
+    /// `password_rounds` of `[cluster]`: PBKDF2 rounds the nodes use (`--password-rounds`); unset,
+    /// the nodes' production default. Lowered only for load runs that log in thousands of agents.
+    public var passwordRounds: Int?
 
     /// The `switchboard` executable the nodes and the balancer run.
     public let executable: String
@@ -47,6 +50,10 @@ public struct LocalCluster: Sendable {
                 secret = values["secret"] ?? ""
                 adminToken = values["admin_token"] ?? ""
                 dataRoot = values["data"] ?? dataRoot
+                if let rounds = values["password_rounds"] {
+                    guard let value = Int(rounds), value > 0 else { throw LocalClusterError("\(file): password_rounds must be a positive number, got \(rounds)") }
+                    passwordRounds = value
+                }
             case "node":
                 guard let id = values["id"], let api = values["api"], let peer = values["peer"] else {
                     throw LocalClusterError("\(file): every [[node]] needs id, api and peer")
@@ -112,6 +119,7 @@ public struct LocalCluster: Sendable {
             let seeds = nodes.compactMap(\.gossip).filter { $0 != gossip }
             if !seeds.isEmpty { arguments += ["--seeds", seeds.joined(separator: ",")] }
         }
+        if !node.isBalancer, let passwordRounds { arguments += ["--password-rounds", "\(passwordRounds)"] }
         if !node.isBalancer, !FileManager.default.fileExists(atPath: directory + "/raft-snapshot") {
             arguments += node.id == nodes[0].id ? ["--bootstrap"] : ["--join", nodes[0].peer]
         }

@@ -11,6 +11,18 @@ final class Spawned: Sendable {
     let log: @Sendable (String) -> Void
     private let faults = Mutex<[Summary.Fault]>([])
     private let paused = Mutex<Set<String>>([])
+    /// The fault in force now ("kill n1" until its restart, "pause n2" until it resumes).
+    private let ongoing = Mutex<[String: String]>([:])
+
+    var currentFault: String? {
+        let now = ongoing.withLock { $0 }
+        return now.isEmpty ? nil : now.sorted { $0.key < $1.key }.map(\.value).joined(separator: ", ")
+    }
+
+    /// The processes it started that run now, by name (the nodes' ids and "balancer").
+    var processes: [(name: String, pid: pid_t)] {
+        (cluster.nodes + [cluster.balancer!]).compactMap { node in cluster.runningPid(node).map { (node.id, $0) } }
+    }
 
     init(file: String, switchboard: String, log: @escaping @Sendable (String) -> Void) throws {
         cluster = try LocalCluster(file: file, executable: switchboard)
@@ -60,6 +72,7 @@ final class Spawned: Sendable {
             }
         }
         paused.withLock { $0.removeAll() }
+        ongoing.withLock { $0.removeAll() }
     }
 
     /// Runs `rules` from `start` for `length` of run time.
@@ -92,10 +105,12 @@ final class Spawned: Sendable {
             guard let pid = cluster.runningPid(node) else { return }
             kill(pid, SIGKILL)
             record(kind: "kill", node: node.id, at: seconds())
+            ongoing.withLock { $0[node.id] = "kill \(node.id)" }
             if let restartAfter {
                 try? await Task.sleep(for: restartAfter)
                 do {
                     try cluster.start(node)
+                    ongoing.withLock { _ = $0.removeValue(forKey: node.id) }
                     record(kind: "restart", node: node.id, at: seconds())
                 } catch {
                     log("chaos: could not restart \(node.id): \(error)")
@@ -106,9 +121,11 @@ final class Spawned: Sendable {
             kill(pid, SIGSTOP)
             paused.withLock { _ = $0.insert(node.id) }
             record(kind: "pause", node: node.id, at: seconds())
+            ongoing.withLock { $0[node.id] = "pause \(node.id)" }
             try? await Task.sleep(for: length)
             kill(pid, SIGCONT)
             paused.withLock { _ = $0.remove(node.id) }
+            ongoing.withLock { _ = $0.removeValue(forKey: node.id) }
             record(kind: "resume", node: node.id, at: seconds())
         case .restart:
             await restart(node, at: seconds())
@@ -118,6 +135,8 @@ final class Spawned: Sendable {
     /// SIGTERM, start again, and wait (up to 30 s) until it is ready.
     private func restart(_ node: LocalCluster.Member, at seconds: Double) async {
         record(kind: "restart", node: node.id, at: seconds)
+        ongoing.withLock { $0[node.id] = "restart \(node.id)" }
+        defer { ongoing.withLock { _ = $0.removeValue(forKey: node.id) } }
         await cluster.stop(node)
         try? cluster.start(node)
         for _ in 0..<120 {

@@ -82,6 +82,40 @@ final class BalancerTests: XCTestCase {
         XCTAssertEqual(balancer.panicRoutes, 100)
     }
 
+    /// During an election every node's /readyz says 503 at once, and the node that died refuses
+    /// connections: panic mode must route to the nodes that answer, not to the dead one.
+    func testPanicModeAvoidsABackendThatRefusedItsLastConnection() throws {
+        var balancer = try balancer()
+        // n1 is the one that died: it would win every tie (ids break ties) without the rule.
+        balancer.onCheck(id: "n1", outcome: .unreachable("connect: refused"), now: at(10_100))
+        balancer.onCheck(id: "n2", outcome: .failure("readyz 503"), now: at(10_100))
+        balancer.onCheck(id: "n3", outcome: .failure("readyz 503"), now: at(10_100))
+        XCTAssertTrue(balancer.inPanic)
+        var seen: [String: Int] = [:]
+        for _ in 0..<100 {
+            let choice = try XCTUnwrap(balancer.chooseForRequest(now: at(10_200)), "panic mode still routes")
+            XCTAssertTrue(choice.panic)
+            seen[choice.backend, default: 0] += 1
+            balancer.onRequestFinished(id: choice.backend, outcome: .success, now: at(10_200))
+        }
+        XCTAssertNil(seen["n1"], "the unreachable n1 gets nothing while others may answer: \(seen)")
+        XCTAssertEqual(seen.values.reduce(0, +), 100, "every request is routed: \(seen)")
+
+        // With every backend unreachable, panic still routes to all: never refuse outright.
+        for id in ["n2", "n3"] { balancer.onCheck(id: id, outcome: .unreachable("connect: refused"), now: at(10_300)) }
+        var last: Set<String> = []
+        for _ in 0..<100 {
+            let choice = try XCTUnwrap(balancer.chooseForRequest(now: at(10_400)), "a last resort is still a route")
+            last.insert(choice.backend)
+            balancer.onRequestFinished(id: choice.backend, outcome: .unreachable("connect: refused"), now: at(10_400))
+        }
+        XCTAssertEqual(last, ["n1", "n2", "n3"], "every backend is a last resort")
+
+        // An answer clears it: n1 answers 503 like the others and is a panic route again.
+        balancer.onCheck(id: "n1", outcome: .failure("readyz 503"), now: at(10_500))
+        XCTAssertFalse(balancer.backends["n1"]!.unreachable, "an answer, even a 503, shows something listens")
+    }
+
     func testPowerOfTwoChoicesAvoidsTheBusiestBackend() throws {
         var balancer = try balancer(["n1", "n2", "n3", "n4"])
         // n1 is stuck with 50 requests in flight.
