@@ -113,6 +113,10 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler, Backen
         }
         if head.headers[canonicalForm: "upgrade"].contains(where: { $0.lowercased() == "websocket" }) {
             // A WebSocket upgrade the upgrade handler did not take: malformed, or no node took it.
+            // Answered, then closed: a client library may not close a refused upgrade's socket
+            // itself (swift-websocket does not), and a keep-alive left open holds a descriptor on
+            // both sides until the idle timeout; thousands of them after a kill.
+            clientKeepAlive = false
             request = head
             if let refusal = upgradeRefusal {
                 upgradeRefusal = nil

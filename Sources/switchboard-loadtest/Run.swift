@@ -301,7 +301,12 @@ final class Run: Sendable {
                 droppedAt = .now
                 attempts = 0
             }
-            if !stopped { try? await Task.sleep(for: .milliseconds(min(2000, 100 * (1 << min(attempts, 5))))) }
+            // A refused upgrade (503 with Retry-After: 1 while the cluster elects a leader) waits
+            // at least a second: the client library leaves a refused upgrade's socket open, so
+            // hammering a busy cluster would also spend this process's descriptors.
+            let refused = (outcome as? WebSocketClientError) == .webSocketUpgradeFailed
+            let backoff = min(2000, 100 * (1 << min(attempts, 5)))
+            if !stopped { try? await Task.sleep(for: .milliseconds(refused ? max(1000, backoff) : backoff)) }
         }
         eventGaps.add(state.continuity.withLock { $0.gaps }, ordering: .relaxed)
     }
