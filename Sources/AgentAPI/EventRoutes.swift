@@ -41,7 +41,7 @@ extension API {
                     subscription.close()
                 }
                 group.addTask {
-                    try await stream(subscription, since: since, accept: accept, outbound: outbound)
+                    try await stream(subscription, since: since, audience: audience, accept: accept, outbound: outbound)
                 }
                 try await group.next()
                 group.cancelAll()
@@ -64,7 +64,10 @@ extension API {
     /// then live from the subscription (opened before the store read, so nothing falls between;
     /// events seen twice are skipped by cursor). An overflowed subscription catches up from the
     /// store again.
-    func stream(_ subscription: EventSubscription, since: EventCursor?, accept: @escaping @Sendable (Event) -> Bool, outbound: WebSocketOutboundWriter) async throws {
+    func stream(
+        _ subscription: EventSubscription, since: EventCursor?, audience: String?, accept: @escaping @Sendable (Event) -> Bool,
+        outbound: WebSocketOutboundWriter
+    ) async throws {
         if let since {
             // A cursor from a node that is ahead of this one: wait (bounded) until this node has
             // applied that far, so the stream continues instead of resetting.
@@ -82,12 +85,12 @@ extension API {
                 try await outbound.write(.text("{\"cursor\":\"\(last)\",\"type\":\"reset\"}"))
             }
         }
-        last = try await catchUp(after: last, accept: accept, outbound: outbound)
+        last = try await catchUp(after: last, audience: audience, accept: accept, outbound: outbound)
         while true {
             switch await subscription.next() {
             case .closed: return
             case .pong: try await outbound.write(.text("{\"type\":\"pong\"}"))
-            case .overflowed: last = try await catchUp(after: last, accept: accept, outbound: outbound)
+            case .overflowed: last = try await catchUp(after: last, audience: audience, accept: accept, outbound: outbound)
             case .events(let events):
                 for event in events where event.cursor > last {
                     try await outbound.write(.text(event.frame))
@@ -97,11 +100,18 @@ extension API {
         }
     }
 
-    private func catchUp(after start: EventCursor, accept: @escaping @Sendable (Event) -> Bool, outbound: WebSocketOutboundWriter) async throws -> EventCursor {
+    /// Sends what the store holds after `start`: an agent's own events (read through their
+    /// index), or every event for a supervisor or the admin (`audience` nil).
+    private func catchUp(
+        after start: EventCursor, audience: String?, accept: @escaping @Sendable (Event) -> Bool, outbound: WebSocketOutboundWriter
+    ) async throws -> EventCursor {
         var last = start
         while true {
             let from = last
-            let page = try await read { try $0.events(after: from, limit: API.catchUpPageEvents) }
+            let page = try await read { reader in
+                if let audience { return try reader.events(after: from, forAgent: audience, limit: API.catchUpPageEvents) }
+                return try reader.events(after: from, limit: API.catchUpPageEvents)
+            }
             for event in page where accept(event) { try await outbound.write(.text(event.frame)) }
             if let final = page.last { last = final.cursor }
             if page.count < API.catchUpPageEvents { return last }

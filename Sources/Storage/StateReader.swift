@@ -100,6 +100,15 @@ public struct StateReader {
         try Row.fetchOne(try db.cachedStatement(sql: "SELECT * FROM messages WHERE id = ?"), arguments: [id]).map(Rows.message)
     }
 
+    /// The events addressed to `agentId` after `cursor`, in cursor order, at most `limit`
+    /// (`events_audience` index: the cost follows the agent's own events, not everyone's).
+    public func events(after cursor: EventCursor, forAgent agentId: String, limit: Int) throws -> [Event] {
+        try Row.fetchAll(
+            try db.cachedStatement(sql: "SELECT * FROM events WHERE agent_id = ? AND (log_index, seq) > (?, ?) ORDER BY log_index, seq LIMIT ?"),
+            arguments: [agentId, cursor.index, cursor.seq, limit]
+        ).map(Rows.event)
+    }
+
     /// Events after `cursor` in cursor order, at most `limit`.
     public func events(after cursor: EventCursor, limit: Int) throws -> [Event] {
         try Row.fetchAll(try db.cachedStatement(sql: "SELECT * FROM events WHERE (log_index, seq) > (?, ?) ORDER BY log_index, seq LIMIT ?"),
