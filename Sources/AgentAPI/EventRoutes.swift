@@ -24,8 +24,7 @@ extension API {
             let principal = try await authenticate(context.request, allowQueryToken: true)
             let since = try parseSince(context.request)
             let audience = principal.supervises ? nil : principal.agent?.id
-            let accept: @Sendable (Event) -> Bool = { event in audience == nil || event.audienceAgentId == audience }
-            guard let subscription = node.hub.subscribe(accept: accept) else {
+            guard let subscription = node.hub.subscribe(accept: API.accepts(audience)) else {
                 try await outbound.close(.unknown(1013), reason: "too many event sessions")
                 return
             }
@@ -41,12 +40,18 @@ extension API {
                     subscription.close()
                 }
                 group.addTask {
-                    try await stream(subscription, since: since, audience: audience, accept: accept, outbound: outbound)
+                    try await stream(subscription, since: since, audience: audience, outbound: outbound)
                 }
                 try await group.next()
                 group.cancelAll()
             }
         }
+    }
+
+    /// Which live events a socket takes: an agent its own, a supervisor or the admin (`audience`
+    /// nil) every one. The store catch-up applies the same rule in its query.
+    static func accepts(_ audience: String?) -> @Sendable (Event) -> Bool {
+        { event in audience == nil || event.audienceAgentId == audience }
     }
 
     func parseSince(_ request: Request) throws -> EventCursor? {
@@ -65,8 +70,7 @@ extension API {
     /// events seen twice are skipped by cursor). An overflowed subscription catches up from the
     /// store again.
     func stream(
-        _ subscription: EventSubscription, since: EventCursor?, audience: String?, accept: @escaping @Sendable (Event) -> Bool,
-        outbound: WebSocketOutboundWriter
+        _ subscription: EventSubscription, since: EventCursor?, audience: String?, outbound: WebSocketOutboundWriter
     ) async throws {
         if let since {
             // A cursor from a node that is ahead of this one: wait (bounded) until this node has
@@ -85,12 +89,12 @@ extension API {
                 try await outbound.write(.text("{\"cursor\":\"\(last)\",\"type\":\"reset\"}"))
             }
         }
-        last = try await catchUp(after: last, audience: audience, accept: accept, outbound: outbound)
+        last = try await catchUp(after: last, audience: audience, outbound: outbound)
         while true {
             switch await subscription.next() {
             case .closed: return
             case .pong: try await outbound.write(.text("{\"type\":\"pong\"}"))
-            case .overflowed: last = try await catchUp(after: last, audience: audience, accept: accept, outbound: outbound)
+            case .overflowed: last = try await catchUp(after: last, audience: audience, outbound: outbound)
             case .events(let events):
                 for event in events where event.cursor > last {
                     try await outbound.write(.text(event.frame))
@@ -102,9 +106,7 @@ extension API {
 
     /// Sends what the store holds after `start`: an agent's own events (read through their
     /// index), or every event for a supervisor or the admin (`audience` nil).
-    private func catchUp(
-        after start: EventCursor, audience: String?, accept: @escaping @Sendable (Event) -> Bool, outbound: WebSocketOutboundWriter
-    ) async throws -> EventCursor {
+    private func catchUp(after start: EventCursor, audience: String?, outbound: WebSocketOutboundWriter) async throws -> EventCursor {
         var last = start
         while true {
             let from = last
@@ -112,7 +114,8 @@ extension API {
                 if let audience { return try reader.events(after: from, forAgent: audience, limit: API.catchUpPageEvents) }
                 return try reader.events(after: from, limit: API.catchUpPageEvents)
             }
-            for event in page where accept(event) { try await outbound.write(.text(event.frame)) }
+            // The agent's own query already filtered; a supervisor takes everything.
+            for event in page { try await outbound.write(.text(event.frame)) }
             if let final = page.last { last = final.cursor }
             if page.count < API.catchUpPageEvents { return last }
         }

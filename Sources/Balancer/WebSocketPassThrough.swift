@@ -45,10 +45,10 @@ final class WebSocketPassThrough: HTTPServerProtocolUpgrader, @unchecked Sendabl
 
     /// Connects to the node with the fewest sockets and replays the upgrade to it. A node that
     /// cannot be reached, goes away before it answers or answers 5xx is ejected and, once,
-    /// another node is tried (the client sent a GET and nothing has been answered yet). Every failure comes out
-    /// as `UpgradeRefused` or `BackendUnavailable`, which the proxy handler answers: NIO passes
-    /// a failed upgrade on as a plain request, and a client must never be left without an
-    /// answer (one that keeps half-closed sockets would wait forever on a silent close).
+    /// another node is tried (the client sent a GET and nothing has been answered yet). Every
+    /// failure comes out as `UpgradeRefused` or `BackendUnavailable`, which the proxy handler
+    /// answers: NIO passes a failed upgrade on as a plain request, and a client must never be
+    /// left without an answer (one that keeps half-closed sockets would wait forever).
     private func connect(channel: Channel, upgradeRequest: HTTPRequestHead, excluding: [String]) -> EventLoopFuture<(Channel, String, HTTPHeaders)> {
         guard let choice = policy.chooseForWebSocket(excluding: excluding) else {
             return channel.eventLoop.makeFailedFuture(BackendUnavailable(description: "no backend for a WebSocket"))

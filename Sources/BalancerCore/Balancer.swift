@@ -49,9 +49,7 @@ public enum Outcome: Sendable, Hashable {
         case .failure(let reason), .unreachable(let reason): reason
         }
     }
-}
 
-extension Outcome {
     var isUnreachable: Bool {
         if case .unreachable = self { return true }
         return false
@@ -281,13 +279,9 @@ public struct Balancer: Sendable {
             // Every backend is out, usually all at once for one cause (no leader during an
             // election: every /readyz says 503). Route to those that may still answer; one that
             // refused its last connection or that gossip declared dead only as a last resort.
-            for id in ids where !excluding.contains(id) && backends[id]!.state != .draining {
-                let backend = backends[id]!
-                if !backend.unreachable && backend.gossip != .dead && backend.gossip != .left { candidates.append(backend) }
-            }
-            if candidates.isEmpty {
-                for id in ids where !excluding.contains(id) && backends[id]!.state != .draining { candidates.append(backends[id]!) }
-            }
+            let standing = ids.compactMap { id in excluding.contains(id) || backends[id]!.state == .draining ? nil : backends[id]! }
+            let mayAnswer = standing.filter { !$0.unreachable && $0.gossip != .dead && $0.gossip != .left }
+            candidates = mayAnswer.isEmpty ? standing : mayAnswer
             guard !candidates.isEmpty else { return nil }
             panic = true
             panicRoutes += 1

@@ -91,9 +91,7 @@ public struct LocalCluster: Sendable {
         // A child of this process that exited is a zombie until reaped, and a zombie still
         // answers kill(pid, 0): reap it first (harmless for a pid that is not our child).
         Spawn.reap(pid)
-        guard let text = try? String(contentsOfFile: directory(node) + "/pid", encoding: .utf8),
-            let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), kill(pid, 0) == 0
-        else { return nil }
+        guard kill(pid, 0) == 0 else { return nil }
         // A recycled pid belongs to another program: check it is a switchboard node.
         let command = (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? ""
         return command.contains("switchboard") ? pid : nil

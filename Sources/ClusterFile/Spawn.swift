@@ -25,7 +25,7 @@ public enum Spawn {
         defer { posix_spawnattr_destroy(&attributes) }
 
         try check(posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0), "redirect stdin")
-        try check(posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644), "open \(log)")
+        try check(posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0o644), "open \(log)")
         try check(posix_spawn_file_actions_adddup2(&actions, 1, 2), "redirect stderr")
         if let closeFrom = closeFrom {
             try check(closeFrom(&actions, 3), "close inherited descriptors")

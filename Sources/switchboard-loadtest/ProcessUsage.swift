@@ -37,8 +37,36 @@ struct UsageSampler {
     }
 
     private var previous: [String: (pid: pid_t, cpu: Double, at: ContinuousClock.Instant)] = [:]
-    private(set) var peakResident: [String: Int] = [:]
-    private(set) var firstResident: [String: Int] = [:]
+    private var peakResident: [String: Int] = [:]
+    private var firstResident: [String: Int] = [:]
+    /// The most sessions seen in a sample where every process was up, and memory then.
+    private var peakSessions = 0
+    private var residentAtPeak: [String: Int] = [:]
+
+    /// Samples `processes`; with `sessions` held now, out of `expected` processes (a sample
+    /// missing a killed node does not count toward the memory per session).
+    mutating func sample(_ processes: [(name: String, pid: pid_t)], sessions: Int, expected: Int) -> [Line] {
+        let lines = sample(processes)
+        if lines.count == expected, sessions >= peakSessions {
+            peakSessions = sessions
+            for line in lines { residentAtPeak[line.name] = line.residentBytes }
+        }
+        return lines
+    }
+
+    /// Memory per session: growth since the first sample (before any session) to the sample
+    /// with the most sessions, for each group of process names. A node restarted by a fault
+    /// starts small again, so each group's peak is given too.
+    func memoryPerSession(_ groups: [(label: String, names: [String])]) -> [String] {
+        guard peakSessions > 0 else { return [] }
+        return groups.map { label, names in
+            let before = names.reduce(0) { $0 + (firstResident[$1] ?? 0) }
+            let atPeak = names.reduce(0) { $0 + (residentAtPeak[$1] ?? 0) }
+            let peak = names.reduce(0) { $0 + (peakResident[$1] ?? 0) }
+            let perSession = Double(atPeak - before) / Double(peakSessions)
+            return "memory: \(label) \(before >> 20) MiB before the sessions, \(atPeak >> 20) MiB holding \(peakSessions) (peak \(peak >> 20) MiB): about \(Int(perSession / 1024)) KiB per session"
+        }
+    }
 
     mutating func sample(_ processes: [(name: String, pid: pid_t)]) -> [Line] {
         let now = ContinuousClock.now

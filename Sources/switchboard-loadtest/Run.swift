@@ -417,9 +417,9 @@ final class Run: Sendable {
     private func progress(until end: Duration) async {
         var last = 0
         var sampler = UsageSampler()
-        var peakSessions = 0
-        var residentAtPeak: [String: Int] = [:]
-        _ = sampler.sample((spawned?.processes ?? []) + [("load tester", getpid())])  // before any session
+        let processes = { (self.spawned?.processes ?? []) + [("load tester", getpid())] }
+        let expected = (spawned.map { $0.cluster.nodes.count + 1 } ?? 0) + 1
+        _ = sampler.sample(processes())  // before any session
         while !stopped {
             try? await Task.sleep(for: .seconds(1))
             let now = second
@@ -433,29 +433,12 @@ final class Run: Sendable {
                 "[\(now)s/\(end.components.seconds)s \(phase)] sessions \(recorder.sessions)/\(settings.agents)  req/s \(previous)  failed \(failed)  p99 \(String(format: "%.1f", recorder.p99Ms)) ms\(fault)"
             )
             if now % 10 == 0 {
-                let lines = sampler.sample((spawned?.processes ?? []) + [("load tester", getpid())])
-                log("resources: \(UsageSampler.describe(lines))")
-                // Only samples with every process up count (a killed node has no memory to read).
-                let everyProcess = (spawned.map { $0.cluster.nodes.count + 1 } ?? 0) + 1
-                if lines.count == everyProcess, recorder.sessions >= peakSessions {
-                    peakSessions = recorder.sessions
-                    for line in lines { residentAtPeak[line.name] = line.residentBytes }
-                }
+                log("resources: \(UsageSampler.describe(sampler.sample(processes(), sessions: recorder.sessions, expected: expected)))")
             }
         }
-        guard spawned != nil, peakSessions > 0 else { return }
-        // Memory per session: growth since before the first session, at the sample with the
-        // most sessions. A node restarted by a fault starts small again: peaks are shown too.
-        let nodes = spawned!.cluster.nodes.map(\.id)
-        func growth(_ names: [String]) -> (before: Int, atPeak: Int, peak: Int) {
-            names.reduce((0, 0, 0)) { total, name in
-                (total.0 + (sampler.firstResident[name] ?? 0), total.1 + (residentAtPeak[name] ?? 0), total.2 + (sampler.peakResident[name] ?? 0))
-            }
-        }
-        for (label, names) in [("nodes (all \(nodes.count))", nodes), ("balancer", ["balancer"]), ("load tester", ["load tester"])] {
-            let (before, atPeak, peak) = growth(names)
-            let perSession = Double(atPeak - before) / Double(peakSessions)
-            log("memory: \(label) \(before >> 20) MiB before the sessions, \(atPeak >> 20) MiB holding \(peakSessions) (peak \(peak >> 20) MiB): about \(Int(perSession / 1024)) KiB per session")
+        guard let nodes = spawned?.cluster.nodes.map(\.id) else { return }
+        for line in sampler.memoryPerSession([("nodes (all \(nodes.count))", nodes), ("balancer", ["balancer"]), ("load tester", ["load tester"])]) {
+            log(line)
         }
     }
 

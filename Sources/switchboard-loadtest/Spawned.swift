@@ -10,13 +10,13 @@ final class Spawned: Sendable {
     let cluster: LocalCluster
     let log: @Sendable (String) -> Void
     private let faults = Mutex<[Summary.Fault]>([])
-    private let paused = Mutex<Set<String>>([])
-    /// The fault in force now ("kill n1" until its restart, "pause n2" until it resumes).
+    /// The faults in force, by node: "kill" until its restart, "pause" until it resumes,
+    /// "restart" until it is ready again. A paused node is not chosen for another fault.
     private let ongoing = Mutex<[String: String]>([:])
 
     var currentFault: String? {
         let now = ongoing.withLock { $0 }
-        return now.isEmpty ? nil : now.sorted { $0.key < $1.key }.map(\.value).joined(separator: ", ")
+        return now.isEmpty ? nil : now.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")
     }
 
     /// The processes it started that run now, by name (the nodes' ids and "balancer").
@@ -71,7 +71,6 @@ final class Spawned: Sendable {
                 record(kind: "restart", node: node.id, at: nil)
             }
         }
-        paused.withLock { $0.removeAll() }
         ongoing.withLock { $0.removeAll() }
     }
 
@@ -105,7 +104,7 @@ final class Spawned: Sendable {
             guard let pid = cluster.runningPid(node) else { return }
             kill(pid, SIGKILL)
             record(kind: "kill", node: node.id, at: seconds())
-            ongoing.withLock { $0[node.id] = "kill \(node.id)" }
+            ongoing.withLock { $0[node.id] = "kill" }
             if let restartAfter {
                 try? await Task.sleep(for: restartAfter)
                 do {
@@ -119,12 +118,10 @@ final class Spawned: Sendable {
         case .pause(let length):
             guard let pid = cluster.runningPid(node) else { return }
             kill(pid, SIGSTOP)
-            paused.withLock { _ = $0.insert(node.id) }
+            ongoing.withLock { $0[node.id] = "pause" }
             record(kind: "pause", node: node.id, at: seconds())
-            ongoing.withLock { $0[node.id] = "pause \(node.id)" }
             try? await Task.sleep(for: length)
             kill(pid, SIGCONT)
-            paused.withLock { _ = $0.remove(node.id) }
             ongoing.withLock { _ = $0.removeValue(forKey: node.id) }
             record(kind: "resume", node: node.id, at: seconds())
         case .restart:
@@ -135,7 +132,7 @@ final class Spawned: Sendable {
     /// SIGTERM, start again, and wait (up to 30 s) until it is ready.
     private func restart(_ node: LocalCluster.Member, at seconds: Double) async {
         record(kind: "restart", node: node.id, at: seconds)
-        ongoing.withLock { $0[node.id] = "restart \(node.id)" }
+        ongoing.withLock { $0[node.id] = "restart" }
         defer { ongoing.withLock { _ = $0.removeValue(forKey: node.id) } }
         await cluster.stop(node)
         try? cluster.start(node)
@@ -147,7 +144,8 @@ final class Spawned: Sendable {
     }
 
     private func choose(_ target: ChaosRule.Target, rng: inout SplitMix64) async -> LocalCluster.Member? {
-        let running = cluster.nodes.filter { cluster.runningPid($0) != nil && !paused.withLock({ $0 }).contains($0.id) }
+        let faults = ongoing.withLock { $0 }
+        let running = cluster.nodes.filter { cluster.runningPid($0) != nil && faults[$0.id] != "pause" }
         switch target {
         case .node(let id): return running.first { $0.id == id }
         case .random: return running.isEmpty ? nil : running[Int(rng.next() % UInt64(running.count))]
