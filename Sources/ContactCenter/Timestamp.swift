@@ -16,11 +16,33 @@ public struct Timestamp: Sendable, Hashable, Comparable {
         if rest < 0 { rest += millisecondsPerDay; days -= 1 }
         let (year, month, day) = Self.civil(fromDays: days)
         let hour = rest / 3_600_000, minute = rest / 60_000 % 60, second = rest / 1000 % 60, milli = rest % 1000
-        func pad(_ value: Int64, _ width: Int) -> String {
-            let text = String(value)
-            return String(repeating: "0", count: max(0, width - text.count)) + text
+        // Written digit by digit: a conversation renders three of these in every event.
+        var bytes = [UInt8]()
+        bytes.reserveCapacity(26)
+        func digits(_ value: Int64, _ width: Int) {
+            var divisor: Int64 = 1
+            for _ in 1..<width { divisor *= 10 }
+            var value = value
+            if value >= divisor * 10 {  // a year past 9999: all its digits
+                bytes.append(contentsOf: String(value).utf8)
+                return
+            }
+            while divisor > 0 {
+                bytes.append(UInt8(ascii: "0") + UInt8(value / divisor))
+                value %= divisor
+                divisor /= 10
+            }
         }
-        return "\(pad(year, 4))-\(pad(month, 2))-\(pad(day, 2))T\(pad(hour, 2)):\(pad(minute, 2)):\(pad(second, 2)).\(pad(milli, 3))Z"
+        if year < 0 { bytes.append(UInt8(ascii: "-")) }
+        digits(abs(year), 4)
+        bytes.append(UInt8(ascii: "-")); digits(month, 2)
+        bytes.append(UInt8(ascii: "-")); digits(day, 2)
+        bytes.append(UInt8(ascii: "T")); digits(hour, 2)
+        bytes.append(UInt8(ascii: ":")); digits(minute, 2)
+        bytes.append(UInt8(ascii: ":")); digits(second, 2)
+        bytes.append(UInt8(ascii: ".")); digits(milli, 3)
+        bytes.append(UInt8(ascii: "Z"))
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     /// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's civil_from_days).
