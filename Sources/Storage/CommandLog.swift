@@ -42,18 +42,29 @@ public enum CommandLogError: Error, CustomStringConvertible {
 /// returns, never before. On open, a torn or checksum-failing tail (a write cut by a crash, so
 /// never acknowledged) is cut off; indexes must be contiguous.
 ///
+/// Preallocation: the file is extended with zeros `preallocationBytes` at a time, ahead of the
+/// records, so an append overwrites bytes the file already has and `fdatasync` flushes data
+/// alone, without an ext4 journal commit for the new size (which every member's log and SQLite
+/// files share, and which made the log's fsync the longest wait of a write under load). Past the
+/// last record there are only zeros: open keeps an all-zero remainder as preallocated space and
+/// cuts anything else as a torn tail; truncation and compaction cut the file at the last record.
+///
 /// Not thread-safe: one owner (the node's pipeline thread) calls it.
 public final class CommandLog {
     public static let magic: [UInt8] = Array("SWBLOG01".utf8)
     static let recordHeaderBytes = 24
     /// Largest payload one entry may carry.
     public static let entryBytesMax = 4 << 20
+    /// Zeros written ahead of the records whenever an append would pass the end of the file.
+    public static let preallocationBytes: Int64 = 4 << 20
 
     public let path: String
     private var descriptor: Int32
     /// Byte offset of each entry's record, entry `firstIndex + i` at `offsets[i]`.
     private var offsets: [Int64] = []
     private var endOffset: Int64
+    /// The file's size: `endOffset` plus the zeros preallocated after it.
+    private var allocatedEnd: Int64 = 0
     public private(set) var firstIndex: Int64 = 1
     public private(set) var lastTerm: UInt64 = 0
     /// Number of bytes cut from a torn tail when the log was opened.
@@ -87,6 +98,7 @@ public final class CommandLog {
             guard ftruncate(descriptor, off_t(Int64(Self.magic.count))) == 0 else { throw CommandLogError.io(operation: "ftruncate", path: path, errno: errno) }
             try sync()
             endOffset = Int64(Self.magic.count)
+            allocatedEnd = endOffset
             return
         }
         guard try readFully(count: Self.magic.count, at: 0) == Self.magic else {
@@ -113,8 +125,10 @@ public final class CommandLog {
             offset += Int64(Self.recordHeaderBytes + length)
         }
         endOffset = offset
-        if offset < fileSize {
+        allocatedEnd = fileSize
+        if offset < fileSize, try !isZero(from: offset, to: fileSize) {
             truncatedTailBytes = fileSize - offset
+            allocatedEnd = offset
             guard ftruncate(descriptor, off_t(offset)) == 0 else { throw CommandLogError.io(operation: "ftruncate", path: path, errno: errno) }
             try sync()
         }
@@ -147,8 +161,11 @@ public final class CommandLog {
             expected += 1
         }
         if offsets.isEmpty { firstIndex = entries[0].index }
+        let end = endOffset + Int64(writer.bytes.count)
+        if end > allocatedEnd { try preallocate(through: end) }
         try writeFully(writer.bytes, at: endOffset)
-        try sync()
+        // Inside the preallocated size: no metadata the data needs to be read back.
+        guard fdatasync(descriptor) == 0 else { throw CommandLogError.io(operation: "fdatasync", path: path, errno: errno) }
         offsets.append(contentsOf: newOffsets)
         endOffset += Int64(writer.bytes.count)
         lastTerm = entries[entries.count - 1].term
@@ -184,6 +201,7 @@ public final class CommandLog {
         try sync()
         offsets.removeSubrange(keep...)
         endOffset = newEnd
+        allocatedEnd = newEnd
     }
 
     /// Raft compaction (§5): drops every entry through `index`, which a snapshot now covers.
@@ -217,6 +235,7 @@ public final class CommandLog {
         let shift = tailStart - Int64(Self.magic.count)
         offsets = offsets.dropFirst(Int(keepFrom - firstIndex)).map { $0 - shift }
         endOffset -= shift
+        allocatedEnd = endOffset
         firstIndex = index + 1
     }
 
@@ -233,6 +252,33 @@ public final class CommandLog {
         guard descriptor >= 0 else { throw CommandLogError.io(operation: "open", path: directory, errno: errno) }
         defer { close(descriptor) }
         guard fsync(descriptor) == 0 else { throw CommandLogError.io(operation: "fsync", path: directory, errno: errno) }
+    }
+
+    /// Extends the file with zeros to `preallocationBytes` past `end` and fsyncs it (the new
+    /// size included), so that the appends up to there only overwrite.
+    private func preallocate(through end: Int64) throws {
+        let chunk = 1 << 20
+        let target = (end + Self.preallocationBytes + Int64(chunk) - 1) / Int64(chunk) * Int64(chunk)
+        let zeros = [UInt8](repeating: 0, count: chunk)
+        var offset = allocatedEnd
+        while offset < target {
+            let count = Int(min(Int64(chunk), target - offset))
+            try writeFully(count == chunk ? zeros : Array(zeros[0..<count]), at: offset)
+            offset += Int64(count)
+        }
+        try sync()
+        allocatedEnd = target
+    }
+
+    /// Whether every byte in `from..<to` is zero (preallocated space, not a torn record).
+    private func isZero(from: Int64, to: Int64) throws -> Bool {
+        var offset = from
+        while offset < to {
+            let count = Int(min(Int64(1 << 20), to - offset))
+            guard try readFully(count: count, at: offset).allSatisfy({ $0 == 0 }) else { return false }
+            offset += Int64(count)
+        }
+        return true
     }
 
     private func sync() throws {

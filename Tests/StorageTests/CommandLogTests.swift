@@ -32,33 +32,90 @@ final class CommandLogTests: XCTestCase {
     }
 
     func testTornTailIsCutAndAppendsContinue() throws {
+        let end: Int64
         do {
             let log = try CommandLog(path: path)
             try log.append(entries(1...5))
+            end = log.sizeBytes
         }
-        // A crash in the middle of writing entry 6: half a record at the end of the file.
+        // A crash in the middle of writing entry 6: half a record after the last one.
         let handle = try XCTUnwrap(FileHandle(forWritingAtPath: path))
-        try handle.seekToEnd()
+        try handle.seek(toOffset: UInt64(end))
         try handle.write(contentsOf: [0, 0, 0, 40, 1, 2, 3, 4, 0, 0, 0])
         try handle.close()
+        let size = try fileSize()
         let log = try CommandLog(path: path)
         XCTAssertEqual(log.lastIndex, 5, "the torn record is not an entry")
-        XCTAssertEqual(log.truncatedTailBytes, 11)
+        XCTAssertEqual(log.truncatedTailBytes, size - end, "everything after the last record is cut")
+        XCTAssertEqual(try fileSize(), end)
         try log.append(entries(6...6))
         XCTAssertEqual(try CommandLog(path: path).entries(from: 1, maxCount: 10), entries(1...6))
     }
 
     func testChecksumMismatchInTheTailIsCut() throws {
+        let end: Int64
         do {
             let log = try CommandLog(path: path)
             try log.append(entries(1...3))
+            end = log.sizeBytes
         }
-        // Flip the last byte (inside entry 3's payload).
+        // Flip the last byte of the last record (inside entry 3's payload).
         var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
-        bytes[bytes.count - 1] ^= 0xFF
+        bytes[Int(end) - 1] ^= 0xFF
         try bytes.write(to: URL(fileURLWithPath: path))
         let log = try CommandLog(path: path)
         XCTAssertEqual(log.lastIndex, 2)
+    }
+
+    func fileSize() throws -> Int64 {
+        try XCTUnwrap(FileManager.default.attributesOfItem(atPath: path)[.size] as? Int64)
+    }
+
+    func testPreallocatedZerosAreSpaceNotATornTail() throws {
+        let end: Int64
+        do {
+            let log = try CommandLog(path: path)
+            try log.append(entries(1...3))
+            end = log.sizeBytes
+        }
+        XCTAssertGreaterThanOrEqual(try fileSize(), end + CommandLog.preallocationBytes, "appends go into preallocated zeros")
+        let log = try CommandLog(path: path)
+        XCTAssertEqual(log.lastIndex, 3)
+        XCTAssertEqual(log.truncatedTailBytes, 0, "zeros after the last record are preallocated space")
+        try log.append(entries(4...5))
+        XCTAssertEqual(try CommandLog(path: path).entries(from: 1, maxCount: 10), entries(1...5))
+    }
+
+    func testBytesAfterAZeroGapAreCut() throws {
+        // A crash that persisted a later sector of a batch but not the first: zeros, then data.
+        let end: Int64
+        do {
+            let log = try CommandLog(path: path)
+            try log.append(entries(1...3))
+            end = log.sizeBytes
+        }
+        let handle = try XCTUnwrap(FileHandle(forWritingAtPath: path))
+        try handle.seek(toOffset: UInt64(end + 4096))
+        try handle.write(contentsOf: Array("command 5".utf8))
+        try handle.close()
+        let log = try CommandLog(path: path)
+        XCTAssertEqual(log.lastIndex, 3)
+        XCTAssertGreaterThan(log.truncatedTailBytes, 0)
+        XCTAssertEqual(try fileSize(), end, "nothing but the records is left")
+    }
+
+    func testEntriesTruncatedAwayNeverComeBackAfterReopen() throws {
+        // Raft replaces a conflicting suffix; stale records of the same size must not line up
+        // behind the new ones and be read back as entries.
+        do {
+            let log = try CommandLog(path: path)
+            try log.append(entries(1...10))
+            try log.truncate(after: 5)
+            try log.append([LogEntry(index: 6, term: 2, payload: Array("command 6".utf8))])
+        }
+        let log = try CommandLog(path: path)
+        XCTAssertEqual(log.lastIndex, 6, "entries 7...10 were truncated")
+        XCTAssertEqual(try log.entries(from: 6, maxCount: 10).map(\.term), [2])
     }
 
     func testAppendMustBeContiguous() throws {
