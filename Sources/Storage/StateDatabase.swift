@@ -23,10 +23,20 @@ public enum StateDatabaseError: Error, CustomStringConvertible {
 /// WAL mode; `synchronous = NORMAL` is enough because the command log is the durable record:
 /// `applied_index` commits in the same transaction as the rows it covers, and a crash that loses
 /// a recent transaction is repaired by replaying the log from `applied_index`.
+///
+/// Checkpoints run in the background, on a connection of their own, every `checkpointInterval`
+/// (PASSIVE: they never block the writer). SQLite's automatic checkpoint would run them inside
+/// the apply transaction that crosses 1,000 WAL pages, and their fsyncs (8-10 ms under write
+/// load) stalled every node's apply, and so every write in flight, a few times a second.
 public final class StateDatabase: Sendable {
     public let pool: DatabasePool
     public let path: String
     private let commitObservers = Mutex<[@Sendable (StateChanges) -> Void]>([])
+    // Dispatch sources are thread-safe; only `cancel` is called on it after init.
+    nonisolated(unsafe) private let checkpoints: DispatchSourceTimer
+
+    /// How often the background checkpoint copies the WAL back into the database.
+    public static let checkpointInterval: DispatchTimeInterval = .milliseconds(100)
 
     public init(path: String) throws {
         self.path = path
@@ -38,9 +48,33 @@ public final class StateDatabase: Sendable {
             // Every command runs in a savepoint; its sub-journal (the pages it modified, as they
             // were) spills to a temporary file past 64 KiB unless temporary storage is memory.
             try db.cachedStatement(sql: "PRAGMA temp_store = MEMORY").execute()
+            // Checkpoints are the background connection's job (see above).
+            _ = try Row.fetchOne(db, sql: "PRAGMA wal_autocheckpoint = 0")
         }
         pool = try DatabasePool(path: path, configuration: configuration)
         try Schema.migrator().migrate(pool)
+        checkpoints = Self.startCheckpoints(path: path)
+    }
+
+    deinit { checkpoints.cancel() }
+
+    private static func startCheckpoints(path: String) -> DispatchSourceTimer {
+        let queue = DispatchQueue(label: "switchboard.checkpoint")
+        let timer = DispatchSource.makeTimerSource(queue: queue)
+        // Opened on the timer's queue at the first tick, closed with the handler when cancelled.
+        nonisolated(unsafe) var connection: DatabaseQueue?
+        timer.setEventHandler {
+            do {
+                if connection == nil { connection = try DatabaseQueue(path: path) }
+                _ = try connection?.writeWithoutTransaction { try $0.checkpoint(.passive) }
+            } catch {
+                // Busy or failing: the next tick tries again; the WAL only grows meanwhile.
+            }
+        }
+        timer.setCancelHandler { connection = nil }
+        timer.schedule(deadline: .now() + checkpointInterval, repeating: checkpointInterval, leeway: .milliseconds(20))
+        timer.resume()
+        return timer
     }
 
     public func appliedIndex() throws -> Int64 {
