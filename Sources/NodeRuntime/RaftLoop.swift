@@ -389,8 +389,15 @@ public final class RaftLoop: @unchecked Sendable {
                 core.advance(ready)
                 break
             }
+            // Raft §10.2.1: a leader sends its appends before its own fsync, so the followers'
+            // fsyncs overlap it. Safe: this thread steps no acknowledgement before the persist
+            // below completes, so the leader never counts its own unpersisted entries toward a
+            // commit; and a leader's Ready carries no term or vote to make durable first (those
+            // changed before it could lead). Anyone else persists first (votes, acknowledgements).
+            let sendFirst = core.role == .leader
+            if sendFirst { for message in ready.messages { send(message) } }
             try storage.persist(ready)                                // 1. persist (fsync)
-            for message in ready.messages { send(message) }            // 2. send
+            if !sendFirst { for message in ready.messages { send(message) } }  // 2. send
             if let snapshot = ready.snapshot {                         // 3. install, then apply
                 try hooks.installSnapshot(snapshot)
                 for (index, list) in waiters where index <= snapshot.index {

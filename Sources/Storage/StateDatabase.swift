@@ -43,6 +43,9 @@ public final class StateDatabase: Sendable {
         var configuration = Configuration()
         configuration.journalMode = .wal
         configuration.maximumReaderCount = 8
+        // The background checkpoint is a connection outside the pool, and the last connection
+        // to close checkpoints with an exclusive lock: wait out such a lock instead of failing.
+        configuration.busyMode = .timeout(10)
         configuration.prepareDatabase { db in
             try db.cachedStatement(sql: "PRAGMA synchronous = NORMAL").execute()
             // Every command runs in a savepoint; its sub-journal (the pages it modified, as they
@@ -65,7 +68,11 @@ public final class StateDatabase: Sendable {
         nonisolated(unsafe) var connection: DatabaseQueue?
         timer.setEventHandler {
             do {
-                if connection == nil { connection = try DatabaseQueue(path: path) }
+                if connection == nil {
+                    var configuration = Configuration()
+                    configuration.busyMode = .timeout(1)
+                    connection = try DatabaseQueue(path: path, configuration: configuration)
+                }
                 _ = try connection?.writeWithoutTransaction { try $0.checkpoint(.passive) }
             } catch {
                 // Busy or failing: the next tick tries again; the WAL only grows meanwhile.
