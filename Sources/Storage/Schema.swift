@@ -75,6 +75,16 @@ enum Schema {
             // thousand agents reconnecting after a kill kept the nodes busy for a minute.
             try db.execute(sql: "CREATE INDEX events_audience ON events (agent_id, log_index, seq);")
         }
+        migrator.registerMigration("v5") { db in
+            // Routing asks for the longest-idle agent with room. Through `agents_routing` it
+            // read every available agent's row to test `open_count < capacity`, on every
+            // inbound message, also when all of them were full; this index holds only agents
+            // with room, so a full floor costs one empty index probe.
+            try db.execute(sql: """
+                CREATE INDEX agents_free ON agents (last_routed_index, id) WHERE status = 'available' AND open_count < capacity;
+                DROP INDEX agents_routing;
+                """)
+        }
         return migrator
     }
 
