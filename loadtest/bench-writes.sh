@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Two builds side by side on 3-node writes (the first step of bench-cluster.sh): for each round,
+# each binary in turn gets a fresh loopback cluster, 20 available agents, and
+# `wrk -t2 -c64` new customers' messages to the leader; one line per round with requests/s.
+# Alternating runs cancel most of this shared machine's drift; compare ratios, not figures.
+#
+#   loadtest/bench-writes.sh BINARY_A BINARY_B [rounds, default 3] [seconds per run, default 10]
+#
+# A binary is a `switchboard` executable, e.g. an older commit's build copied out first:
+#   git stash -u; git checkout -q <commit>; swift build -c release; mkdir -p /tmp/old
+#   cp .build/release/switchboard /tmp/old/; git checkout -q main; git stash pop; swift build -c release
+#   loadtest/bench-writes.sh /tmp/old/switchboard .build/release/switchboard
+#
+# Needs: wrk (apt-get install wrk).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ $# -ge 2 ] || { sed -n '2,14p' "$0"; exit 64; }
+binaries=("$1" "$2")
+rounds="${3:-3}"
+duration="${4:-10}"
+token="bench-admin-$$"
+export SWITCHBOARD_ADMIN_TOKEN="$token"
+admin="Authorization: Bearer $token"
+source loadtest/agents.sh
+
+root="$(mktemp -d /tmp/switchboard-writes-bench.XXXXXX)"
+current=""
+cleanup() {
+  [ -n "$current" ] && "$current" cluster down "$root/cluster.toml" >/dev/null 2>&1 || true
+  rm -rf "$root"
+}
+trap cleanup EXIT
+
+run() {
+  local binary="$1"
+  rm -rf "$root/data"
+  cat > "$root/cluster.toml" <<TOML
+[cluster]
+secret = "bench-secret-$$"
+admin_token = "$token"
+data = "$root/data"
+[[node]]
+id = "n1"
+api = "127.0.0.1:18181"
+peer = "127.0.0.1:17181"
+[[node]]
+id = "n2"
+api = "127.0.0.1:18182"
+peer = "127.0.0.1:17182"
+[[node]]
+id = "n3"
+api = "127.0.0.1:18183"
+peer = "127.0.0.1:17183"
+TOML
+  current="$binary"
+  "$binary" cluster up "$root/cluster.toml" >/dev/null
+  local leader leader_api
+  leader=$(curl -sf -H "$admin" http://127.0.0.1:18181/v1/cluster | json '["leader"]')
+  leader_api="http://127.0.0.1:1818${leader#n}"
+  setup_agents "$leader_api"
+  wrk -t2 -c64 -d"${duration}s" -s loadtest/inbound.lua "$leader_api" | awk '/Requests\/sec/ {print $2}'
+  "$binary" cluster down "$root/cluster.toml" >/dev/null
+  current=""
+}
+
+echo "3-node writes to the leader, wrk -t2 -c64 -d${duration}s, requests/s: A=${binaries[0]} B=${binaries[1]}"
+for round in $(seq "$rounds"); do
+  a=$(run "${binaries[0]}")
+  b=$(run "${binaries[1]}")
+  echo "round $round: A $a  B $b  B/A $(python3 -c "print(f'{$b/$a:.2f}')")"
+done
