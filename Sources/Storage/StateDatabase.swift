@@ -37,6 +37,9 @@ public final class StateDatabase: Sendable {
 
     /// How often the background checkpoint copies the WAL back into the database.
     public static let checkpointInterval: DispatchTimeInterval = .milliseconds(100)
+    /// WAL pages past which a commit checkpoints by itself (SQLite's automatic checkpoint), should
+    /// the background one fail or fall behind: the WAL's bound (40 MiB of 4 KiB pages).
+    public static let walPagesMax = 10_000
 
     public init(path: String) throws {
         self.path = path
@@ -51,8 +54,9 @@ public final class StateDatabase: Sendable {
             // Every command runs in a savepoint; its sub-journal (the pages it modified, as they
             // were) spills to a temporary file past 64 KiB unless temporary storage is memory.
             try db.cachedStatement(sql: "PRAGMA temp_store = MEMORY").execute()
-            // Checkpoints are the background connection's job (see above).
-            _ = try Row.fetchOne(db, sql: "PRAGMA wal_autocheckpoint = 0")
+            // Checkpoints are the background connection's job (see above); the automatic one
+            // is only the backstop that bounds the WAL.
+            _ = try Row.fetchOne(db, sql: "PRAGMA wal_autocheckpoint = \(Self.walPagesMax)")
         }
         pool = try DatabasePool(path: path, configuration: configuration)
         try Schema.migrator().migrate(pool)

@@ -15,10 +15,12 @@ final class CheckpointTests: XCTestCase {
         let path = h.directory + "/state.sqlite"
         let before = size(path)
         try h.addQueue("q", channels: [.whatsapp])
-        for n in 0..<3000 { try h.inbound(from: "+54911\(n)") }
+        // Fewer WAL pages than the automatic backstop (`walPagesMax`), so only the background
+        // checkpoint can have copied them.
+        for n in 0..<300 { try h.inbound(from: "+54911\(n)") }
         XCTAssertGreaterThan(size(path + "-wal"), 1 << 20, "the writes went to the WAL")
         let deadline = Date().addingTimeInterval(5)
-        while size(path) < before + (1 << 20), Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
-        XCTAssertGreaterThan(size(path), before + (1 << 20), "database file \(size(path)) bytes, WAL \(size(path + "-wal")) bytes: nothing checkpointed")
+        while size(path) < before + (256 << 10), Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        XCTAssertGreaterThan(size(path), before + (256 << 10), "database file \(size(path)) bytes, WAL \(size(path + "-wal")) bytes: nothing checkpointed")
     }
 }
