@@ -19,24 +19,8 @@ admin="Authorization: Bearer $token"
 
 swift build -c release --product switchboard >/dev/null
 binary="$(swift build -c release --show-bin-path)/switchboard"
-cat > "$root/cluster.toml" <<TOML
-[cluster]
-secret = "bench-secret-$$"
-admin_token = "$token"
-data = "$root/data"
-[[node]]
-id = "n1"
-api = "127.0.0.1:18181"
-peer = "127.0.0.1:17181"
-[[node]]
-id = "n2"
-api = "127.0.0.1:18182"
-peer = "127.0.0.1:17182"
-[[node]]
-id = "n3"
-api = "127.0.0.1:18183"
-peer = "127.0.0.1:17183"
-TOML
+source loadtest/agents.sh
+write_cluster_file "$root" "$token"
 etcd_pids=()
 cleanup() {
   "$binary" cluster down "$root/cluster.toml" >/dev/null 2>&1 || true
@@ -47,7 +31,6 @@ cleanup() {
 trap cleanup EXIT
 "$binary" cluster up "$root/cluster.toml" | tail -n 1 >/dev/null
 
-source loadtest/agents.sh
 leader=$(curl -sf -H "$admin" http://127.0.0.1:18181/v1/cluster | json '["leader"]')
 leader_api="http://127.0.0.1:1818${leader#n}"
 follower=$([ "$leader" = n2 ] && echo n3 || echo n2)

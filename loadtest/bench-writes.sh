@@ -34,24 +34,7 @@ trap cleanup EXIT
 run() {
   local binary="$1"
   rm -rf "$root/data"
-  cat > "$root/cluster.toml" <<TOML
-[cluster]
-secret = "bench-secret-$$"
-admin_token = "$token"
-data = "$root/data"
-[[node]]
-id = "n1"
-api = "127.0.0.1:18181"
-peer = "127.0.0.1:17181"
-[[node]]
-id = "n2"
-api = "127.0.0.1:18182"
-peer = "127.0.0.1:17182"
-[[node]]
-id = "n3"
-api = "127.0.0.1:18183"
-peer = "127.0.0.1:17183"
-TOML
+  write_cluster_file "$root" "$token"
   current="$binary"
   "$binary" cluster up "$root/cluster.toml" >/dev/null
   local leader leader_api

@@ -30,7 +30,7 @@ public enum JSONValue: Sendable, Equatable {
         switch self {
         case .null: out.append(contentsOf: "null".utf8)
         case .bool(let value): out.append(contentsOf: (value ? "true" : "false").utf8)
-        case .int(let value): Self.writeInteger(value, into: &out)
+        case .int(let value): out.append(contentsOf: String(value).utf8)  // a small string: no allocation
         case .string(let value): Self.writeString(value, into: &out)
         case .array(let values):
             out.append(UInt8(ascii: "["))
@@ -48,23 +48,6 @@ public enum JSONValue: Sendable, Equatable {
                 member.value.write(into: &out)
             }
             out.append(UInt8(ascii: "}"))
-        }
-    }
-
-    private static func writeInteger(_ value: Int64, into out: inout [UInt8]) {
-        if value < 0 { out.append(UInt8(ascii: "-")) }
-        var magnitude = value.magnitude
-        var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
-                      UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
-            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-        var count = 0
-        withUnsafeMutableBytes(of: &digits) { buffer in
-            repeat {
-                buffer[count] = UInt8(ascii: "0") + UInt8(magnitude % 10)
-                magnitude /= 10
-                count += 1
-            } while magnitude > 0
-            for position in stride(from: count - 1, through: 0, by: -1) { out.append(buffer[position]) }
         }
     }
 

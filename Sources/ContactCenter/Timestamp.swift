@@ -16,25 +16,15 @@ public struct Timestamp: Sendable, Hashable, Comparable {
         if rest < 0 { rest += millisecondsPerDay; days -= 1 }
         let (year, month, day) = Self.civil(fromDays: days)
         let hour = rest / 3_600_000, minute = rest / 60_000 % 60, second = rest / 1000 % 60, milli = rest % 1000
-        // Written digit by digit: a conversation renders three of these in every event.
+        // Written as bytes: a conversation renders three of these in every event.
         var bytes = [UInt8]()
         bytes.reserveCapacity(26)
         func digits(_ value: Int64, _ width: Int) {
-            var divisor: Int64 = 1
-            for _ in 1..<width { divisor *= 10 }
-            var value = value
-            if value >= divisor * 10 {  // a year past 9999: all its digits
-                bytes.append(contentsOf: String(value).utf8)
-                return
-            }
-            while divisor > 0 {
-                bytes.append(UInt8(ascii: "0") + UInt8(value / divisor))
-                value %= divisor
-                divisor /= 10
-            }
+            let text = String(value).utf8  // a small string: no allocation
+            if text.count < width { bytes.append(contentsOf: repeatElement(UInt8(ascii: "0"), count: width - text.count)) }
+            bytes.append(contentsOf: text)
         }
-        if year < 0 { bytes.append(UInt8(ascii: "-")) }
-        digits(abs(year), 4)
+        digits(year, 4)
         bytes.append(UInt8(ascii: "-")); digits(month, 2)
         bytes.append(UInt8(ascii: "-")); digits(day, 2)
         bytes.append(UInt8(ascii: "T")); digits(hour, 2)
