@@ -46,6 +46,7 @@ let package = Package(
             dependencies: [
                 "Wire", "ContactCenter", "RaftCore",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
             ], exclude: ["DESIGN.md"]
         ),

@@ -23,6 +23,7 @@ public final class APIMetrics: Sendable {
     let malformedPeerFrames: Prometheus.Gauge
     let unroutableMessages: Prometheus.Gauge
     let applyBatches: Prometheus.Gauge
+    let applyRedone: Prometheus.Gauge
     let appliedEntries: Prometheus.Gauge
     let readies: Prometheus.Gauge
     let viewCacheHits: Prometheus.Gauge
@@ -44,6 +45,9 @@ public final class APIMetrics: Sendable {
         forwardedWrites = registry.makeGauge(name: "switchboard_forwarded_writes", help: "Writes this node forwarded to the leader")
         malformedPeerFrames = registry.makeGauge(name: "switchboard_peer_malformed_frames", help: "Peer payloads dropped as malformed")
         applyBatches = registry.makeGauge(name: "switchboard_apply_batches", help: "Apply transactions run since start")
+        applyRedone = registry.makeGauge(
+            name: "switchboard_apply_redone_transactions",
+            help: "Apply transactions run again with a savepoint per command, because a command failed after writing")
         appliedEntries = registry.makeGauge(name: "switchboard_applied_entries", help: "Log entries applied since start (divided by batches: the mean batch)")
         readies = registry.makeGauge(name: "switchboard_raft_readies", help: "Raft Ready cycles carried out since start (persist, send, apply)")
         unroutableMessages = registry.makeGauge(name: "switchboard_raft_unroutable_messages", help: "Raft messages dropped: no address known for the member")
@@ -88,6 +92,7 @@ public final class APIMetrics: Sendable {
         malformedPeerFrames.set(Int64(counters.malformedFrames))
         unroutableMessages.set(Int64(counters.unroutableMessages))
         applyBatches.set(Int64(status.applyBatches))
+        applyRedone.set(Int64(node.state.redoneTransactionCount))
         appliedEntries.set(Int64(status.appliedEntries))
         readies.set(Int64(status.readies))
         webSocketSessions.set(Int64(webSockets))

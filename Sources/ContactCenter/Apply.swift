@@ -10,6 +10,11 @@ public enum ContactCenterMachine {
         public var outcome: Outcome
         /// Events produced, in cursor order; empty when the command was rejected or repeated.
         public var events: [Event]
+
+        public init(outcome: Outcome, events: [Event]) {
+            self.outcome = outcome
+            self.events = events
+        }
     }
 
     /// Applies `envelope` committed at log `index`. A command that breaks a domain rule is

@@ -41,8 +41,22 @@ public final class StateDatabase: Sendable {
     /// the background one fail or fall behind: the WAL's bound (40 MiB of 4 KiB pages).
     public static let walPagesMax = 10_000
 
-    public init(path: String) throws {
+    /// Applies one command; `ContactCenterMachine.apply` outside tests.
+    typealias Machine = @Sendable (CommandEnvelope, Int64, SQLiteStore) throws -> ContactCenterMachine.Applied
+    private let machine: Machine
+    private let redoneTransactions = Atomic<Int>(0)
+
+    /// Apply transactions that a command failing after its writes made run a second time with a
+    /// savepoint per command (`SQLiteStore.Atomicity`).
+    public var redoneTransactionCount: Int { redoneTransactions.load(ordering: .relaxed) }
+
+    public convenience init(path: String) throws {
+        try self.init(path: path, machine: { try ContactCenterMachine.apply($0, index: $1, store: $2) })
+    }
+
+    init(path: String, machine: @escaping Machine) throws {
         self.path = path
+        self.machine = machine
         var configuration = Configuration()
         configuration.journalMode = .wal
         configuration.maximumReaderCount = 8
@@ -120,12 +134,31 @@ public final class StateDatabase: Sendable {
     }
 
     private func applyCommitted(_ entries: [(index: Int64, command: [UInt8]?)]) throws -> [ContactCenterMachine.Applied?] {
-        var changes = StateChanges()
-        let results = try pool.write { db in
+        let results: [ContactCenterMachine.Applied?]
+        let changes: StateChanges
+        do {
+            (results, changes) = try applyTransaction(entries, atomicity: .optimistic)
+        } catch is SQLiteStore.UndoUnavailable {
+            // A command failed after writing: the transaction rolled back; every command runs
+            // again, this time in a savepoint of its own.
+            redoneTransactions.add(1, ordering: .relaxed)
+            (results, changes) = try applyTransaction(entries, atomicity: .savepoint)
+        }
+        if !changes.isEmpty {
+            for observer in commitObservers.withLock({ $0 }) { observer(changes) }
+        }
+        return results
+    }
+
+    /// One apply transaction; nothing of it remains if it throws.
+    private func applyTransaction(
+        _ entries: [(index: Int64, command: [UInt8]?)], atomicity: SQLiteStore.Atomicity
+    ) throws -> ([ContactCenterMachine.Applied?], StateChanges) {
+        try pool.write { db in
             var expected = try Self.appliedIndex(db) + 1
             var results: [ContactCenterMachine.Applied?] = []
             results.reserveCapacity(entries.count)
-            let store = SQLiteStore(db)
+            let store = SQLiteStore(db, atomicity: atomicity)
             for entry in entries {
                 guard entry.index == expected else { throw StateDatabaseError.gap(appliedIndex: expected - 1, next: entry.index) }
                 expected += 1
@@ -139,18 +172,13 @@ public final class StateDatabase: Sendable {
                 } catch let error as WireError {
                     throw StateDatabaseError.undecodableEntry(index: entry.index, reason: error.description)
                 }
-                results.append(try ContactCenterMachine.apply(envelope, index: entry.index, store: store))
+                results.append(try machine(envelope, entry.index, store))
             }
             if let last = entries.last {
-                try db.cachedStatement(sql: "UPDATE meta SET value = ? WHERE key = 'applied_index'").execute(arguments: [last.index])
+                try RawStatement(db, "UPDATE meta SET value = ? WHERE key = 'applied_index'").execute { $0.add(last.index) }
             }
-            changes = store.changes
-            return results
+            return (results, store.changes)
         }
-        if !changes.isEmpty {
-            for observer in commitObservers.withLock({ $0 }) { observer(changes) }
-        }
-        return results
     }
 
     /// Reads one consistent snapshot through a `StateReader`.

@@ -1,9 +1,11 @@
 import ContactCenter
 import GRDB
-import Storage
+@testable import Storage
 import XCTest
 
-/// `SQLiteStore.atomically` is what makes a command that fails halfway leave nothing behind.
+/// `SQLiteStore.atomically` is what makes a command that fails halfway leave nothing behind:
+/// with a savepoint per command, or (apply's fast path) with no savepoint and the whole
+/// transaction redone with savepoints when a command fails after writing.
 final class SavepointTests: XCTestCase {
     struct Refused: Error {}
 
@@ -27,5 +29,70 @@ final class SavepointTests: XCTestCase {
         }
         let ids = try h.state.pool.read { try SQLiteStore($0).queues().map(\.id) }
         XCTAssertEqual(ids.sorted(), ["kept-1", "kept-2"], "only the bodies that returned are committed")
+    }
+
+    func testWithoutSavepointsARefusalThatWroteNothingIsRethrownAndTheRestCommits() throws {
+        let h = try Harness()
+        try h.state.pool.write { db in
+            let store = SQLiteStore(db, atomicity: .optimistic)
+            try store.atomically { try store.insert(queue("kept-1")) }
+            XCTAssertThrowsError(try store.atomically {
+                _ = try store.queues()
+                throw Refused()
+            }) { error in
+                XCTAssertTrue(error is Refused, "a body that wrote nothing needs no undo; its own error must come back, got \(error)")
+            }
+            try store.atomically { try store.insert(queue("kept-2")) }
+        }
+        let ids = try h.state.pool.read { try SQLiteStore($0).queues().map(\.id) }
+        XCTAssertEqual(ids.sorted(), ["kept-1", "kept-2"])
+    }
+
+    func testWithoutSavepointsAFailureAfterAWriteAsksForTheTransactionToBeRedone() throws {
+        let h = try Harness()
+        XCTAssertThrowsError(try h.state.pool.write { db in
+            let store = SQLiteStore(db, atomicity: .optimistic)
+            try store.atomically { try store.insert(queue("kept-1")) }
+            try store.atomically {
+                try store.insert(queue("half-done"))
+                throw Refused()
+            }
+        }) { error in
+            XCTAssertTrue(error is SQLiteStore.UndoUnavailable, "the write cannot be undone alone; got \(error)")
+        }
+        let ids = try h.state.pool.read { try SQLiteStore($0).queues().map(\.id) }
+        XCTAssertEqual(ids, [], "the failed transaction rolled back as a whole")
+    }
+
+    /// A command that is rejected after it wrote (none does today, but apply must not depend on
+    /// that): its batch is redone with savepoints, so its writes are gone and the commands
+    /// around it in the same batch are applied.
+    func testABatchWhoseCommandFailsAfterWritingIsRedoneAndOnlyThatCommandLeavesNothing() throws {
+        let directory = NSTemporaryDirectory() + "switchboard-test-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let state = try StateDatabase(path: directory + "/state.sqlite") { _, index, store in
+            do {
+                return try store.atomically {
+                    try store.insert(Queue(
+                        id: "q\(index)", name: "q\(index)", skills: [], priority: 0, channels: [], createdIndex: index,
+                        createdAt: Timestamp(milliseconds: 0)))
+                    if index == 2 { throw DomainError(.conflict, "refused_after_write", "entry 2 fails after its insert") }
+                    return ContactCenterMachine.Applied(outcome: .done, events: [])
+                }
+            } catch let error as DomainError {
+                return ContactCenterMachine.Applied(outcome: .rejected(error), events: [])
+            }
+        }
+        let command = CommandEnvelope(at: Timestamp(milliseconds: 0), actor: .admin, command: .deleteSession(tokenHash: "x")).encoded()
+        let entries: [LogEntry] = (1...3).map { LogEntry(index: Int64($0), term: 0, payload: command) }
+        let outcomes: [Outcome] = try state.apply(entries).map(\.outcome)
+        XCTAssertEqual(outcomes, [
+            .done, .rejected(DomainError(.conflict, "refused_after_write", "entry 2 fails after its insert")), .done,
+        ])
+        let ids = try state.pool.read { try SQLiteStore($0).queues().map(\.id) }
+        XCTAssertEqual(ids, ["q1", "q3"], "entry 2's insert must be undone, entries 1 and 3 kept")
+        XCTAssertEqual(state.redoneTransactionCount, 1, "one transaction redone with savepoints")
+        XCTAssertEqual(try state.appliedIndex(), 3)
     }
 }
