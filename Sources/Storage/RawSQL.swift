@@ -48,6 +48,29 @@ struct RawStatement {
         }
     }
 
+    /// Steps through the rows until `read` returns a value (or the rows run out); `read` must not
+    /// use the database.
+    func first<T>(_ bind: (inout Bindings) -> Void, _ read: (Columns) -> T?) throws -> T? {
+        var bindings = Bindings(handle)
+        bind(&bindings)
+        precondition(bindings.count == statement.parameterCountForCheck, "\(bindings.count) values bound for: \(statement.sql)")
+        while true {
+            let code = sqlite3_step(handle)
+            switch code {
+            case SQLITE_ROW:
+                if let value = read(Columns(handle: handle)) {
+                    sqlite3_reset(handle)
+                    return value
+                }
+            case SQLITE_DONE:
+                sqlite3_reset(handle)
+                return nil
+            default:
+                throw failure(code)
+            }
+        }
+    }
+
     /// The error of a failed step, with SQLite's message; resets the statement so it can run again.
     private func failure(_ code: CInt) -> DatabaseError {
         let message = String(cString: sqlite3_errmsg(sqlite3_db_handle(handle)))
@@ -131,5 +154,15 @@ struct Columns {
         return String(decoding: UnsafeBufferPointer(start: text, count: Int(sqlite3_column_bytes(handle, column))), as: UTF8.self)
     }
 
+    func optionalString(_ column: CInt) -> String? {
+        sqlite3_column_type(handle, column) == SQLITE_NULL ? nil : string(column)
+    }
+
     func int64(_ column: CInt) -> Int64 { sqlite3_column_int64(handle, column) }
+
+    func optionalInt64(_ column: CInt) -> Int64? {
+        sqlite3_column_type(handle, column) == SQLITE_NULL ? nil : int64(column)
+    }
+
+    func int(_ column: CInt) -> Int { Int(sqlite3_column_int64(handle, column)) }
 }

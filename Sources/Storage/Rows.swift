@@ -39,6 +39,33 @@ enum Rows {
             createdAt: Timestamp(milliseconds: row["created_at"]), updatedAt: Timestamp(milliseconds: row["updated_at"]))
     }
 
+    /// `agents` columns in the order `agent(_ columns:)` reads them.
+    static let agentColumns =
+        "id, name, email, password_hash, role, skills, capacity, status, open_count, last_routed_index, version, created_at, updated_at"
+
+    static func agent(_ c: Columns) -> Agent {
+        Agent(
+            id: c.string(0), name: c.string(1), email: c.string(2), passwordHash: c.string(3), role: enumValue(c.string(4), Role.self),
+            skills: list(c.string(5)), capacity: c.int(6), status: enumValue(c.string(7), Presence.self), openConversations: c.int(8),
+            lastRoutedIndex: c.int64(9), version: c.int64(10), createdAt: Timestamp(milliseconds: c.int64(11)),
+            updatedAt: Timestamp(milliseconds: c.int64(12)))
+    }
+
+    /// `conversations` columns in the order `conversation(_ columns:)` reads them.
+    static let conversationColumns = """
+        id, contact_id, channel, status, queue_id, assignee_id, priority, enqueued_index, created_at, first_response_at, \
+        resolved_at, updated_at, version
+        """
+
+    static func conversation(_ c: Columns) -> Conversation {
+        Conversation(
+            id: c.string(0), contactId: c.string(1), channel: enumValue(c.string(2), Channel.self),
+            status: enumValue(c.string(3), ConversationStatus.self), queueId: c.optionalString(4), assigneeId: c.optionalString(5),
+            priority: c.int(6), enqueuedIndex: c.int64(7), createdAt: Timestamp(milliseconds: c.int64(8)),
+            firstResponseAt: timestamp(c.optionalInt64(9)), resolvedAt: timestamp(c.optionalInt64(10)),
+            updatedAt: Timestamp(milliseconds: c.int64(11)), version: c.int64(12))
+    }
+
     static func queue(_ row: Row) -> Queue {
         Queue(
             id: row["id"], name: row["name"], skills: list(row["skills"] as String), priority: row["priority"],

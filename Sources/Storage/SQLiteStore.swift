@@ -77,7 +77,7 @@ public struct SQLiteStore: StateStore {
     // MARK: Agents
 
     public func agent(id: String) throws -> Agent? {
-        try Row.fetchOne(try db.cachedStatement(sql: "SELECT * FROM agents WHERE id = ?"), arguments: [id]).map(Rows.agent)
+        try RawStatement(db, SQL.agentById).fetchOne({ $0.add(id) }, Rows.agent)
     }
 
     public func agent(email: String) throws -> Agent? {
@@ -108,12 +108,11 @@ public struct SQLiteStore: StateStore {
     }
 
     public func firstAvailableAgent(where accept: (Agent) -> Bool) throws -> Agent? {
-        let rows = try Row.fetchCursor(try db.cachedStatement(sql: "SELECT * FROM agents WHERE status = 'available' AND open_count < capacity ORDER BY last_routed_index, id"))
-        while let row = try rows.next() {
-            let agent = Rows.agent(row)
-            if accept(agent) { return agent }
-        }
-        return nil
+        try RawStatement(db, SQL.availableAgents)
+            .first({ _ in }) { columns in
+                let agent = Rows.agent(columns)
+                return accept(agent) ? agent : nil
+            }
     }
 
     // MARK: Sessions
@@ -210,13 +209,11 @@ public struct SQLiteStore: StateStore {
     // MARK: Conversations and messages
 
     public func conversation(id: String) throws -> Conversation? {
-        try Row.fetchOne(try db.cachedStatement(sql: "SELECT * FROM conversations WHERE id = ?"), arguments: [id]).map(Rows.conversation)
+        try RawStatement(db, SQL.conversationById).fetchOne({ $0.add(id) }, Rows.conversation)
     }
 
     public func openConversation(contactId: String, channel: Channel) throws -> Conversation? {
-        try Row.fetchOne(try db.cachedStatement(sql: "SELECT * FROM conversations WHERE contact_id = ? AND channel = ? AND status != 'resolved' ORDER BY created_at, id LIMIT 1"),
-            arguments: [contactId, channel.rawValue]
-        ).map(Rows.conversation)
+        try RawStatement(db, SQL.openConversation).fetchOne({ $0.add(contactId); $0.add(channel.rawValue) }, Rows.conversation)
     }
 
     public func insert(_ conversation: Conversation) throws {
@@ -327,6 +324,19 @@ public struct SQLiteStore: StateStore {
     public func saveIdempotentOutcome(scope: String, key: String, index: Int64, outcome: [UInt8]) throws {
         try db.cachedStatement(sql: "INSERT INTO idempotency (scope, key, log_index, outcome) VALUES (?,?,?,?)").execute(arguments: [scope, key, index, Data(outcome)])
     }
+}
+
+/// Statements whose text is built from column lists: built once, not on every call.
+private enum SQL {
+    static let agentById = "SELECT \(Rows.agentColumns) FROM agents WHERE id = ?"
+    static let availableAgents = """
+        SELECT \(Rows.agentColumns) FROM agents WHERE status = 'available' AND open_count < capacity ORDER BY last_routed_index, id
+        """
+    static let conversationById = "SELECT \(Rows.conversationColumns) FROM conversations WHERE id = ?"
+    static let openConversation = """
+        SELECT \(Rows.conversationColumns) FROM conversations
+        WHERE contact_id = ? AND channel = ? AND status != 'resolved' ORDER BY created_at, id LIMIT 1
+        """
 }
 
 /// The per-transaction cache behind `SQLiteStore` (a class: the store is a value passed around).
