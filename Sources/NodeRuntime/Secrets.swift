@@ -5,7 +5,7 @@ import _CryptoExtras
 /// Fresh ids, bearer tokens and password hashes: everything random or slow is resolved here, on
 /// the node that takes a request, before a command is proposed.
 public enum Secrets {
-    private static let alphabet = Array("0123456789abcdefghjkmnpqrstvwxyz")
+    private static let alphabet = Array("0123456789abcdefghjkmnpqrstvwxyz".utf8)
 
     /// A new opaque id such as `cv_01jd3k9x2m7q4w8e5r6t`: 50 bits of milliseconds since the
     /// epoch, then 50 random bits, in Crockford-style base32.
@@ -17,11 +17,15 @@ public enum Secrets {
         var generator = SystemRandomNumberGenerator()
         let milliseconds = UInt64(max(0, Date().timeIntervalSince1970 * 1000))
         let random = generator.next() as UInt64
-        var text = prefix + "_"
-        text.reserveCapacity(prefix.utf8.count + 21)
-        for shift in stride(from: 45, through: 0, by: -5) { text.append(alphabet[Int((milliseconds >> UInt64(shift)) & 31)]) }
-        for shift in stride(from: 45, through: 0, by: -5) { text.append(alphabet[Int((random >> UInt64(shift)) & 31)]) }
-        return text
+        // Bytes, then one String: every request takes up to three ids (1-2 % of a leader's CPU
+        // when built a Character at a time).
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(prefix.utf8.count + 21)
+        bytes.append(contentsOf: prefix.utf8)
+        bytes.append(UInt8(ascii: "_"))
+        for shift in stride(from: 45, through: 0, by: -5) { bytes.append(alphabet[Int((milliseconds >> UInt64(shift)) & 31)]) }
+        for shift in stride(from: 45, through: 0, by: -5) { bytes.append(alphabet[Int((random >> UInt64(shift)) & 31)]) }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     /// A bearer token: 256 random bits, hex.
