@@ -129,4 +129,22 @@ final class StateSnapshotTests: XCTestCase {
         let beyond = try copy.readNow { try $0.store.contactId(channel: "whatsapp", identifier: "+1555\(applied - 1)") }
         XCTAssertNil(beyond, "nothing applied after the copy is in it (index \(applied + 1) is contact +1555\(applied - 1))")
     }
+
+    func testASnapshotIsOneSelfContainedFile() throws {
+        let harness = try Harness()
+        try harness.addQueue("qu_support", channels: [.whatsapp])
+        for number in 0..<20 { try harness.inbound(from: "+1555\(number)") }
+        let copyPath = harness.directory + "/snapshot.sqlite"
+        let applied = try harness.state.snapshot(to: copyPath)
+        let header = try XCTUnwrap(FileManager.default.contents(atPath: copyPath)).prefix(20)
+        XCTAssertEqual(Array(header.suffix(2)), [1, 1], "file format bytes 18-19: a rollback-journal file, not WAL (which needs its -wal file)")
+        for sidecar in ["-wal", "-shm", "-journal"] {
+            XCTAssertFalse(FileManager.default.fileExists(atPath: copyPath + sidecar), "no \(sidecar) file next to the snapshot")
+        }
+        let moved = harness.directory + "/moved.sqlite"
+        try FileManager.default.moveItem(atPath: copyPath, toPath: moved)
+        let copy = try StateDatabase(path: moved)
+        XCTAssertEqual(try copy.appliedIndex(), applied, "the file alone holds the state at its applied index")
+        XCTAssertEqual(try copy.dump(), try harness.state.dump(), "nothing was applied after the copy: it equals the live state")
+    }
 }
