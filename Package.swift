@@ -155,7 +155,7 @@ let package = Package(
         .testTarget(
             name: "ClusterTests",
             dependencies: [
-                "NodeRuntime", "PeerLink", "RaftCore", "Storage", "Wire", "ContactCenter",
+                "NodeRuntime", "PeerLink", "RaftCore", "Storage", "Wire", "ContactCenter", "ClusterFile",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
                 .product(name: "Logging", package: "swift-log"),

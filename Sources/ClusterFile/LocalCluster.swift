@@ -92,9 +92,17 @@ public struct LocalCluster: Sendable {
         // answers kill(pid, 0): reap it first (harmless for a pid that is not our child).
         Spawn.reap(pid)
         guard kill(pid, 0) == 0 else { return nil }
-        // A recycled pid belongs to another program: check it is a switchboard node.
+        // A recycled pid belongs to another program: check the process runs this member (its
+        // own arguments, as `start` gave them), whatever the executable is called: a copied or
+        // renamed binary is still ours, another program is not.
         let command = (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? ""
-        return command.contains("switchboard") ? pid : nil
+        return command.contains(Self.identifyingArguments(node, directory: directory(node))) ? pid : nil
+    }
+
+    /// The start of a member's arguments, NUL-separated as in `/proc/<pid>/cmdline`.
+    static func identifyingArguments(_ node: Member, directory: String) -> String {
+        let arguments = node.isBalancer ? ["balancer", "--id", node.id] : ["node", "--id", node.id, "--data", directory]
+        return "\0" + arguments.joined(separator: "\0") + "\0"
     }
 
     /// Starts `node` unless it runs: the first node of a fresh cluster bootstraps it, the
