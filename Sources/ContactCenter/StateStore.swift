@@ -4,7 +4,9 @@
 /// Every method is deterministic given the stored state. Orderings are part of the contract
 /// (they decide routing), so they are spelled out on each method.
 public protocol StateStore {
-    /// Runs `body`; if it throws, every write it made is undone and the error rethrown.
+    /// Runs `body`; if it throws, every write it made is undone and the error rethrown. (A store
+    /// may instead throw an error of its own that makes its caller discard the whole
+    /// transaction and run it again: `SQLiteStore`'s apply without savepoints does.)
     func atomically<T>(_ body: () throws -> T) throws -> T
 
     func agent(id: String) throws -> Agent?
