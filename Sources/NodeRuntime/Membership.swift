@@ -90,21 +90,30 @@ extension Node {
                 return .done
             case .transferLeadership(let requested):
                 let status = loop.status
-                let candidates = status.configuration.voters.subtracting([id])
-                guard let target = requested ?? candidates.max(by: { (status.matchIndexes[$0] ?? 0, $1) < (status.matchIndexes[$1] ?? 0, $0) })
-                else { return .failed(.rejected, message: "no other voter to take over", leader: nil) }
-                if target == id { return .done }
-                guard status.configuration.voters.contains(target) else {
-                    return .failed(.rejected, message: "\(target) is not a voter", leader: nil)
+                let targets = requested.map { [$0] } ?? handOverCandidates(status)
+                guard !targets.isEmpty else {
+                    return .failed(.rejected, message: "no other voter the peer link heard from recently to take over", leader: nil)
                 }
-                try await loop.transferLeadership(to: target)
-                while Date() < deadline {
-                    let now = loop.status
-                    if now.leader == target { return .done }
-                    if now.role != .leader, now.leader != nil, now.leader != id { return .done }
-                    try await Task.sleep(for: .milliseconds(10))
+                // A voter chosen here may have stopped since the peer link last heard it (`cluster
+                // down` stops members one after another): each gets about one election timeout
+                // to take over before the next is asked. A requested target gets the whole wait.
+                let electionTimeoutMax = configuration.tickInterval * (2 * configuration.raft.electionTicks)
+                for target in targets {
+                    if target == id { return .done }
+                    guard status.configuration.voters.contains(target) else {
+                        return .failed(.rejected, message: "\(target) is not a voter", leader: nil)
+                    }
+                    try await loop.transferLeadership(to: target)
+                    let until = requested == nil ? min(deadline, Date().addingTimeInterval(electionTimeoutMax.seconds)) : deadline
+                    while Date() < until {
+                        let now = loop.status
+                        if now.leader == target { return .done }
+                        if now.role != .leader, now.leader != nil, now.leader != id { return .done }
+                        try await Task.sleep(for: .milliseconds(10))
+                    }
                 }
-                return .failed(.unavailable, message: "\(target) did not take over within \(configuration.writeWaitMax)", leader: id)
+                return .failed(
+                    .unavailable, message: "\(targets.joined(separator: ", ")) did not take over within \(configuration.writeWaitMax)", leader: id)
             }
         } catch let error as ReplicationError {
             switch error {
@@ -120,6 +129,21 @@ extension Node {
         } catch {
             return .failed(.unavailable, message: "\(error)", leader: nil)
         }
+    }
+
+    /// The voters a leader hands over to, best first: only those the peer link heard from within
+    /// an election timeout (a live follower answers every heartbeat; one silent that long cannot
+    /// take over in time), those heard within four heartbeats first, then the most caught-up.
+    func handOverCandidates(_ status: RaftLoop.Status) -> [String] {
+        let fresh = configuration.tickInterval * (4 * configuration.raft.heartbeatTicks)
+        let alive = configuration.tickInterval * configuration.raft.electionTicks
+        let now = ContinuousClock.now
+        return status.configuration.voters.subtracting([id]).compactMap { member -> (String, Bool, UInt64)? in
+            guard let heard = lastContact(member), now - heard <= alive else { return nil }
+            return (member, now - heard <= fresh, status.matchIndexes[member] ?? 0)
+        }
+        .sorted { ($0.1 ? 1 : 0, $0.2, $1.0) > ($1.1 ? 1 : 0, $1.2, $0.0) }
+        .map(\.0)
     }
 
     /// Proposes a membership change, waiting (until `deadline`) while another one is pending.

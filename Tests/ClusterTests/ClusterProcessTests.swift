@@ -246,6 +246,24 @@ final class ClusterProcessTests: XCTestCase {
         XCTAssertFalse(voters.contains(removed), "\(removed) is no longer a voter: \(voters)")
     }
 
+    /// `cluster down` stops members one after another: the second leader must hand over to the
+    /// member still running, not to the one that just stopped (it waited 5 s on it).
+    func testMembersStoppedOneAfterAnotherHandOverToOneStillRunning() async throws {
+        let cluster = ProcessCluster()
+        defer { cluster.tearDown() }
+        for id in ["n1", "n2", "n3"] { cluster.describe(id) }
+        try await cluster.startAll()
+        let first = try unwrap(await cluster.leader(asking: "n1"))
+        cluster.stop(first)
+        let others = cluster.members.map(\.id).filter { $0 != first }
+        let second = try unwrap(await cluster.leader(asking: others[0]))
+        let third = try unwrap(others.first { $0 != second })
+        cluster.stop(second)
+        let handOver = cluster.log(second).split(separator: "\n").first { $0.contains("handed over leadership before stopping") }
+        let line = try unwrap(handOver.map(String.init))
+        XCTAssertTrue(line.contains("result=done") && line.contains("raft.leader=\(third)"), "\(second) must hand over to \(third), still running: \(line)")
+    }
+
     func testWithoutAQuorumRequestsGet503WithRetryAfterInBoundedTime() async throws {
         let cluster = ProcessCluster()
         defer { cluster.tearDown() }
