@@ -21,9 +21,7 @@ struct RawStatement {
 
     /// Binds `bind`'s values (in placeholder order) and runs the statement to completion.
     func execute(_ bind: (inout Bindings) -> Void) throws {
-        var bindings = Bindings(handle)
-        bind(&bindings)
-        precondition(bindings.count == statement.parameterCountForCheck, "\(bindings.count) values bound for: \(statement.sql)")
+        self.bind(bind)
         let code = sqlite3_step(handle)
         guard code == SQLITE_DONE else { throw failure(code) }
         sqlite3_reset(handle)
@@ -31,29 +29,13 @@ struct RawStatement {
 
     /// Binds `bind`'s values and reads the first row with `read`, or nil when there is none.
     func fetchOne<T>(_ bind: (inout Bindings) -> Void, _ read: (Columns) -> T) throws -> T? {
-        var bindings = Bindings(handle)
-        bind(&bindings)
-        precondition(bindings.count == statement.parameterCountForCheck, "\(bindings.count) values bound for: \(statement.sql)")
-        let code = sqlite3_step(handle)
-        switch code {
-        case SQLITE_ROW:
-            let value = read(Columns(handle: handle))
-            sqlite3_reset(handle)
-            return value
-        case SQLITE_DONE:
-            sqlite3_reset(handle)
-            return nil
-        default:
-            throw failure(code)
-        }
+        try first(bind) { .some(read($0)) }
     }
 
     /// Steps through the rows until `read` returns a value (or the rows run out); `read` must not
     /// use the database.
     func first<T>(_ bind: (inout Bindings) -> Void, _ read: (Columns) -> T?) throws -> T? {
-        var bindings = Bindings(handle)
-        bind(&bindings)
-        precondition(bindings.count == statement.parameterCountForCheck, "\(bindings.count) values bound for: \(statement.sql)")
+        self.bind(bind)
         while true {
             let code = sqlite3_step(handle)
             switch code {
@@ -71,17 +53,20 @@ struct RawStatement {
         }
     }
 
+    /// Binds every placeholder through `bind`; binding fewer or more values is a programming error.
+    private func bind(_ bind: (inout Bindings) -> Void) {
+        var bindings = Bindings(handle)
+        bind(&bindings)
+        let expected = Int(sqlite3_bind_parameter_count(handle))
+        precondition(bindings.count == expected, "\(bindings.count) values bound, \(expected) expected, for: \(statement.sql)")
+    }
+
     /// The error of a failed step, with SQLite's message; resets the statement so it can run again.
     private func failure(_ code: CInt) -> DatabaseError {
         let message = String(cString: sqlite3_errmsg(sqlite3_db_handle(handle)))
         sqlite3_reset(handle)
         return DatabaseError(resultCode: ResultCode(rawValue: code), message: message, sql: statement.sql)
     }
-}
-
-extension Statement {
-    /// The statement's `?` placeholders.
-    fileprivate var parameterCountForCheck: Int { Int(sqlite3_bind_parameter_count(sqliteStatement)) }
 }
 
 /// The values of one execution, bound in placeholder order. SQLite copies each text and blob
