@@ -30,20 +30,11 @@ enum Rows {
 
     static func timestamp(_ value: Int64?) -> Timestamp? { value.map(Timestamp.init(milliseconds:)) }
 
-    static func agent(_ row: Row) -> Agent {
-        Agent(
-            id: row["id"], name: row["name"], email: row["email"], passwordHash: row["password_hash"],
-            role: enumValue(row["role"], Role.self), skills: list(row["skills"] as String), capacity: row["capacity"],
-            status: enumValue(row["status"], Presence.self), openConversations: row["open_count"],
-            lastRoutedIndex: row["last_routed_index"], version: row["version"],
-            createdAt: Timestamp(milliseconds: row["created_at"]), updatedAt: Timestamp(milliseconds: row["updated_at"]))
-    }
-
     /// `agents` columns in the order `agent(_ columns:)` reads them.
     static let agentColumns =
         "id, name, email, password_hash, role, skills, capacity, status, open_count, last_routed_index, version, created_at, updated_at"
 
-    static func agent(_ c: Columns) -> Agent {
+    static func agent(_ c: some ColumnReader) -> Agent {
         Agent(
             id: c.string(0), name: c.string(1), email: c.string(2), passwordHash: c.string(3), role: enumValue(c.string(4), Role.self),
             skills: list(c.string(5)), capacity: c.int(6), status: enumValue(c.string(7), Presence.self), openConversations: c.int(8),
@@ -57,7 +48,7 @@ enum Rows {
         resolved_at, updated_at, version
         """
 
-    static func conversation(_ c: Columns) -> Conversation {
+    static func conversation(_ c: some ColumnReader) -> Conversation {
         Conversation(
             id: c.string(0), contactId: c.string(1), channel: enumValue(c.string(2), Channel.self),
             status: enumValue(c.string(3), ConversationStatus.self), queueId: c.optionalString(4), assigneeId: c.optionalString(5),
@@ -86,15 +77,6 @@ enum Rows {
             createdAt: Timestamp(milliseconds: row["created_at"]), updatedAt: Timestamp(milliseconds: row["updated_at"]))
     }
 
-    static func conversation(_ row: Row) -> Conversation {
-        Conversation(
-            id: row["id"], contactId: row["contact_id"], channel: enumValue(row["channel"], Channel.self),
-            status: enumValue(row["status"], ConversationStatus.self), queueId: row["queue_id"], assigneeId: row["assignee_id"],
-            priority: row["priority"], enqueuedIndex: row["enqueued_index"], createdAt: Timestamp(milliseconds: row["created_at"]),
-            firstResponseAt: timestamp(row["first_response_at"]), resolvedAt: timestamp(row["resolved_at"]),
-            updatedAt: Timestamp(milliseconds: row["updated_at"]), version: row["version"])
-    }
-
     static func message(_ row: Row) -> Message {
         Message(
             id: row["id"], conversationId: row["conversation_id"], author: enumValue(row["author"], Author.self),
@@ -107,4 +89,25 @@ enum Rows {
             cursor: EventCursor(index: row["log_index"], seq: row["seq"]), type: enumValue(row["type"], EventType.self),
             at: Timestamp(milliseconds: row["at"]), audienceAgentId: row["agent_id"], data: row["data"])
     }
+}
+
+/// A row read by column position, as `Rows.agent` and `Rows.conversation` decode it: SQLite's
+/// current row on apply's path (`Columns`), a GRDB `Row` on the API's reads. The statement
+/// selects the entity's column list (`Rows.agentColumns`, `Rows.conversationColumns`).
+protocol ColumnReader {
+    func string(_ column: CInt) -> String
+    func optionalString(_ column: CInt) -> String?
+    func int64(_ column: CInt) -> Int64
+    func optionalInt64(_ column: CInt) -> Int64?
+    func int(_ column: CInt) -> Int
+}
+
+extension Columns: ColumnReader {}
+
+extension Row: ColumnReader {
+    func string(_ column: CInt) -> String { self[Int(column)] }
+    func optionalString(_ column: CInt) -> String? { self[Int(column)] }
+    func int64(_ column: CInt) -> Int64 { self[Int(column)] }
+    func optionalInt64(_ column: CInt) -> Int64? { self[Int(column)] }
+    func int(_ column: CInt) -> Int { self[Int(column)] }
 }

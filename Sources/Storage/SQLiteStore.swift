@@ -81,7 +81,7 @@ public struct SQLiteStore: StateStore {
     }
 
     public func agent(email: String) throws -> Agent? {
-        try Row.fetchOne(try db.cachedStatement(sql: "SELECT * FROM agents WHERE email = ?"), arguments: [email]).map(Rows.agent)
+        try Row.fetchOne(try db.cachedStatement(sql: SQL.agentByEmail), arguments: [email]).map(Rows.agent)
     }
 
     public func insert(_ agent: Agent) throws {
@@ -250,7 +250,7 @@ public struct SQLiteStore: StateStore {
         if !ids.isEmpty { clauses.append("queue_id IN (\(Array(repeating: "?", count: ids.count).joined(separator: ",")))") }
         if includeUnqueued { clauses.append("queue_id IS NULL") }
         guard !clauses.isEmpty else { return nil }
-        let sql = "SELECT * FROM conversations WHERE status = 'queued' AND (\(clauses.joined(separator: " OR "))) ORDER BY priority DESC, enqueued_index, id LIMIT 1"
+        let sql = "SELECT \(Rows.conversationColumns) FROM conversations WHERE status = 'queued' AND (\(clauses.joined(separator: " OR "))) ORDER BY priority DESC, enqueued_index, id LIMIT 1"
         return try Row.fetchOne(try db.cachedStatement(sql: sql), arguments: StatementArguments(ids)).map(Rows.conversation)
     }
 
@@ -313,7 +313,7 @@ public struct SQLiteStore: StateStore {
     }
 
     public func assignedConversations(agentId: String) throws -> [Conversation] {
-        try Row.fetchAll(try db.cachedStatement(sql: "SELECT * FROM conversations WHERE assignee_id = ? AND status = 'assigned' ORDER BY id"), arguments: [agentId])
+        try Row.fetchAll(try db.cachedStatement(sql: SQL.assignedConversations), arguments: [agentId])
             .map(Rows.conversation)
     }
 
@@ -326,13 +326,16 @@ public struct SQLiteStore: StateStore {
     }
 }
 
-/// Statements whose text is built from column lists: built once, not on every call.
-private enum SQL {
+/// Statements whose text is built from column lists (`Rows`): built once, not on every call.
+enum SQL {
     static let agentById = "SELECT \(Rows.agentColumns) FROM agents WHERE id = ?"
+    static let agentsPage = "SELECT \(Rows.agentColumns) FROM agents WHERE id > ? ORDER BY id LIMIT ?"
+    static let agentByEmail = "SELECT \(Rows.agentColumns) FROM agents WHERE email = ?"
     static let availableAgents = """
         SELECT \(Rows.agentColumns) FROM agents WHERE status = 'available' AND open_count < capacity ORDER BY last_routed_index, id
         """
     static let conversationById = "SELECT \(Rows.conversationColumns) FROM conversations WHERE id = ?"
+    static let assignedConversations = "SELECT \(Rows.conversationColumns) FROM conversations WHERE assignee_id = ? AND status = 'assigned' ORDER BY id"
     static let openConversation = """
         SELECT \(Rows.conversationColumns) FROM conversations
         WHERE contact_id = ? AND channel = ? AND status != 'resolved' ORDER BY created_at, id LIMIT 1

@@ -39,7 +39,7 @@ public struct StateReader {
     }
 
     public func agents(limit: Int, after cursor: String?) throws -> Page<Agent> {
-        let rows = try Row.fetchAll(try db.cachedStatement(sql: "SELECT * FROM agents WHERE id > ? ORDER BY id LIMIT ?"), arguments: [cursor ?? "", limit])
+        let rows = try Row.fetchAll(try db.cachedStatement(sql: SQL.agentsPage), arguments: [cursor ?? "", limit])
         return page(rows, limit: limit, key: \.id, map: Rows.agent)
     }
 
@@ -85,7 +85,7 @@ public struct StateReader {
             arguments.append(queue)
         }
         arguments.append(limit)
-        let sql = "SELECT * FROM conversations WHERE \(clauses.joined(separator: " AND ")) ORDER BY id LIMIT ?"
+        let sql = "SELECT \(Rows.conversationColumns) FROM conversations WHERE \(clauses.joined(separator: " AND ")) ORDER BY id LIMIT ?"
         let rows = try Row.fetchAll(try db.cachedStatement(sql: sql), arguments: StatementArguments(arguments))
         return page(rows, limit: limit, key: \.id, map: Rows.conversation)
     }
