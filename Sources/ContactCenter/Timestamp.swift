@@ -24,7 +24,8 @@ public struct Timestamp: Sendable, Hashable, Comparable {
             if text.count < width { bytes.append(contentsOf: repeatElement(UInt8(ascii: "0"), count: width - text.count)) }
             bytes.append(contentsOf: text)
         }
-        digits(year, 4)
+        if year < 0 { bytes.append(UInt8(ascii: "-")) }  // not inside `digits`: "-0001", not "00-1"
+        digits(abs(year), 4)
         bytes.append(UInt8(ascii: "-")); digits(month, 2)
         bytes.append(UInt8(ascii: "-")); digits(day, 2)
         bytes.append(UInt8(ascii: "T")); digits(hour, 2)

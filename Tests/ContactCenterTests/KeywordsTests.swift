@@ -28,6 +28,12 @@ final class KeywordsTests: XCTestCase {
         XCTAssertEqual(Timestamp(milliseconds: 951_782_400_000).rfc3339, "2000-02-29T00:00:00.000Z")
     }
 
+    func testYearsOutsideFourDigitsKeepTheirSignAndEveryDigit() {
+        XCTAssertEqual(Timestamp(milliseconds: -62_167_219_200_000).rfc3339, "0000-01-01T00:00:00.000Z")
+        XCTAssertEqual(Timestamp(milliseconds: -62_167_305_600_000).rfc3339, "-0001-12-31T00:00:00.000Z", "the sign before the padded year")
+        XCTAssertEqual(Timestamp(milliseconds: 253_402_300_800_000).rfc3339, "10000-01-01T00:00:00.000Z", "a fifth digit, not cut")
+    }
+
     func testJSONIsDeterministicAndEscaped() {
         let value: JSONValue = .object(["b": .int(1), "a": .string("q\"\n\u{1}"), "c": .array([.null, .bool(true)])])
         XCTAssertEqual(value.serialized, #"{"a":"q\"\n\u0001","b":1,"c":[null,true]}"#)
