@@ -90,6 +90,9 @@ extension Node {
                 return .done
             case .transferLeadership(let requested):
                 let status = loop.status
+                if let requested, requested != id, !status.configuration.voters.contains(requested) {
+                    return .failed(.rejected, message: "\(requested) is not a voter", leader: nil)
+                }
                 let targets = requested.map { [$0] } ?? handOverCandidates(status)
                 guard !targets.isEmpty else {
                     return .failed(.rejected, message: "no other voter the peer link heard from recently to take over", leader: nil)
@@ -100,9 +103,6 @@ extension Node {
                 let electionTimeoutMax = configuration.tickInterval * (2 * configuration.raft.electionTicks)
                 for target in targets {
                     if target == id { return .done }
-                    guard status.configuration.voters.contains(target) else {
-                        return .failed(.rejected, message: "\(target) is not a voter", leader: nil)
-                    }
                     try await loop.transferLeadership(to: target)
                     let until = requested == nil ? min(deadline, Date().addingTimeInterval(electionTimeoutMax.seconds)) : deadline
                     while Date() < until {
@@ -138,12 +138,12 @@ extension Node {
         let fresh = configuration.tickInterval * (4 * configuration.raft.heartbeatTicks)
         let alive = configuration.tickInterval * configuration.raft.electionTicks
         let now = ContinuousClock.now
-        return status.configuration.voters.subtracting([id]).compactMap { member -> (String, Bool, UInt64)? in
+        let ranked = status.configuration.voters.subtracting([id]).compactMap { member -> (id: String, fresh: Int, match: UInt64)? in
             guard let heard = lastContact(member), now - heard <= alive else { return nil }
-            return (member, now - heard <= fresh, status.matchIndexes[member] ?? 0)
+            return (member, now - heard <= fresh ? 1 : 0, status.matchIndexes[member] ?? 0)
         }
-        .sorted { ($0.1 ? 1 : 0, $0.2, $1.0) > ($1.1 ? 1 : 0, $1.2, $0.0) }
-        .map(\.0)
+        // Fresh first, then the highest match; ties go to the lowest id, so the choice is stable.
+        return ranked.sorted { ($0.fresh, $0.match, $1.id) > ($1.fresh, $1.match, $0.id) }.map(\.id)
     }
 
     /// Proposes a membership change, waiting (until `deadline`) while another one is pending.
