@@ -3,12 +3,17 @@
 # (/healthz) straight to one node, through `switchboard balancer`, and through HAProxy 2.6
 # (Debian haproxy, round robin, keep-alive to the same three nodes, its default checks).
 #
-#   loadtest/bench-proxy.sh [seconds per run, default 15]
+#   loadtest/bench-proxy.sh [seconds per run, default 15] [baseline switchboard binary]
+#
+# With a baseline binary (another build of switchboard), a second balancer from it runs in
+# front of the same nodes (a static --backend list, port 18470) and is measured in the same
+# run, so a change to the balancer is compared on the same minutes of the shared machine.
 #
 # Needs: wrk, haproxy (apt-get install wrk haproxy).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration="${1:-15}"
+baseline="${2:-}"
 root="$(mktemp -d /tmp/switchboard-proxy-bench.XXXXXX)"
 swift build -c release --product switchboard >/dev/null 2>&1
 binary="$(swift build -c release --show-bin-path)/switchboard"
@@ -57,6 +62,7 @@ backend nodes
 CFG
 cleanup() {
   [ -n "${haproxy_pid:-}" ] && kill "$haproxy_pid" 2>/dev/null || true
+  [ -n "${baseline_pid:-}" ] && kill "$baseline_pid" 2>/dev/null || true
   "$binary" cluster down "$root/cluster.toml" >/dev/null 2>&1 || true
   rm -rf "$root"
 }
@@ -64,6 +70,11 @@ trap cleanup EXIT
 "$binary" cluster up "$root/cluster.toml" >/dev/null
 haproxy -f "$root/haproxy.cfg" -db >/dev/null 2>&1 &
 haproxy_pid=$!
+if [ -n "$baseline" ]; then
+  "$baseline" balancer --listen 127.0.0.1:18470 \
+    --backend n1=127.0.0.1:18481 --backend n2=127.0.0.1:18482 --backend n3=127.0.0.1:18483 >"$root/baseline.log" 2>&1 &
+  baseline_pid=$!
+fi
 sleep 6   # the balancer admits each node after two good checks and warms it up over 5 s
 
 # CPU seconds (user + system) a process has used so far, from /proc/PID/stat.
@@ -90,4 +101,7 @@ run() {
 run "one node directly (n1)" http://127.0.0.1:18481
 run "switchboard balancer (3 nodes)" http://127.0.0.1:18480 "$balancer_pid"
 run "HAProxy 2.6 (3 nodes)" http://127.0.0.1:18490 "$haproxy_pid"
+if [ -n "$baseline" ]; then
+  run "baseline balancer ($baseline)" http://127.0.0.1:18470 "$baseline_pid"
+fi
 run "switchboard balancer again" http://127.0.0.1:18480 "$balancer_pid"

@@ -1,5 +1,5 @@
 import NIOCore
-import NIOHTTP1
+import BalancerCore
 import NIOPosix
 import Wire
 
@@ -13,16 +13,28 @@ struct BackendUnreachable: Error, CustomStringConvertible {
     var description: String { "connect: \(cause)" }
 }
 
+/// What a backend connection reads, framed: one answer head, its body in slices, its end.
+enum BackendPart {
+    /// `bytes` holds the head as the node sent it; `head` holds offsets into it.
+    case head(HTTP1.ResponseHead, bytes: ByteBuffer)
+    case body(ByteBuffer)
+    case end
+}
+
 /// Whoever holds a backend connection for one request: the proxy handler, or a health check.
 protocol BackendExchange: AnyObject {
-    func backendRead(_ part: HTTPClientResponsePart)
-    /// The connection failed (reset, closed, no answer within `BackendPool.answerTimeout`).
+    func backendRead(_ part: BackendPart)
+    /// The end of one read from the socket: a good moment to flush what was passed on.
+    func backendReadComplete()
+    /// The connection failed (reset, closed, no answer within `BackendPool.answerTimeout`,
+    /// an answer that is not HTTP/1.1).
     func backendFailed(_ error: Error)
     /// The connection's send buffer went over or back under its high-water mark.
     func backendWritabilityChanged(_ writable: Bool)
 }
 
 extension BackendExchange {
+    func backendReadComplete() {}
     func backendWritabilityChanged(_ writable: Bool) {}
 }
 
@@ -35,6 +47,8 @@ final class BackendConnection: @unchecked Sendable {
     let address: String
     var exchange: BackendExchange?
     var keepAlive = true
+    /// The request in flight is a HEAD: its answer has no body whatever its length says.
+    var requestIsHEAD = false
 
     init(channel: Channel, address: String) {
         self.channel = channel
@@ -48,12 +62,75 @@ final class BackendConnection: @unchecked Sendable {
     }
 }
 
+/// Frames a backend's answers on raw bytes (`HTTP1`) and hands them to the connection's
+/// exchange. Bytes with no request in flight, or an answer that is not HTTP/1.1, end the
+/// connection.
 final class BackendResponseHandler: ChannelInboundHandler {
-    typealias InboundIn = HTTPClientResponsePart
+    typealias InboundIn = ByteBuffer
     var connection: BackendConnection?
 
+    private var buffered = ByteBuffer()
+    private var body: HTTP1.BodyFramer?
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        connection?.exchange?.backendRead(unwrapInboundIn(data))
+        var bytes = unwrapInboundIn(data)
+        if buffered.readableBytes == 0 {
+            buffered = bytes
+        } else {
+            buffered.writeBuffer(&bytes)
+        }
+        while buffered.readableBytes > 0 {
+            guard let connection, connection.exchange != nil else {
+                fail(context: context, BackendUnavailable(description: "the backend sent bytes with no request in flight"))
+                return
+            }
+            if var framer = body {
+                let used: Int
+                do {
+                    used = try buffered.withUnsafeReadableBytes { bytes throws(HTTP1.BodyFramer.Failure) in try framer.consume(bytes) }
+                } catch {
+                    fail(context: context, BackendUnavailable(description: "\(error)"))
+                    return
+                }
+                body = framer
+                if used > 0 { connection.exchange?.backendRead(.body(buffered.readSlice(length: used)!)) }
+                if framer.isDone {
+                    body = nil
+                    connection.exchange?.backendRead(.end)
+                }
+                continue
+            }
+            let parsed = buffered.withUnsafeReadableBytes { HTTP1.parseResponse($0, requestWasHEAD: connection.requestIsHEAD) }
+            switch parsed {
+            case .incomplete:
+                return
+            case .tooLarge, .invalid:
+                fail(context: context, BackendUnavailable(description: "the backend's answer is not valid HTTP/1.1"))
+                return
+            case .head(let head):
+                let headBytes = buffered.readSlice(length: head.length)!
+                if (100..<200).contains(head.status) {
+                    guard head.status != 101 else {
+                        fail(context: context, BackendUnavailable(description: "the backend switched protocols on a plain request"))
+                        return
+                    }
+                    continue  // an interim answer: the real one follows
+                }
+                let framer = HTTP1.BodyFramer(head.body)
+                connection.exchange?.backendRead(.head(head, bytes: headBytes))
+                if framer.isDone {
+                    connection.exchange?.backendRead(.end)
+                } else {
+                    body = framer
+                }
+            }
+        }
+        buffered.clear()
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        connection?.exchange?.backendReadComplete()
+        context.fireChannelReadComplete()
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
@@ -63,8 +140,7 @@ final class BackendResponseHandler: ChannelInboundHandler {
             context.fireUserInboundEventTriggered(event)
             return
         }
-        connection?.fail(BackendUnavailable(description: "no answer within \(BackendPool.answerTimeout)"))
-        context.close(promise: nil)
+        fail(context: context, BackendUnavailable(description: "no answer within \(BackendPool.answerTimeout)"))
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
@@ -73,13 +149,26 @@ final class BackendResponseHandler: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        connection?.fail(error)
-        context.close(promise: nil)
+        fail(context: context, error)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        if body?.endsAtClose == true, let exchange = connection?.exchange {
+            // A body delimited by the close: this close is its end.
+            body = nil
+            connection?.keepAlive = false
+            exchange.backendRead(.end)
+        }
         connection?.fail(BackendUnavailable(description: "the backend closed the connection"))
         context.fireChannelInactive()
+    }
+
+    private func fail(context: ChannelHandlerContext, _ error: Error) {
+        buffered.clear()
+        body = nil
+        connection?.keepAlive = false
+        connection?.fail(error)
+        context.close(promise: nil)
     }
 }
 
@@ -100,10 +189,17 @@ final class BackendPool {
         self.eventLoop = eventLoop
     }
 
-    func acquire(_ address: String) -> EventLoopFuture<BackendConnection> {
+    /// A pooled keep-alive connection to `address`, if one is open.
+    func idleConnection(to address: String) -> BackendConnection? {
         while let connection = idle[address]?.popLast() {
-            if connection.channel.isActive { return eventLoop.makeSucceededFuture(connection) }
+            if connection.channel.isActive { return connection }
         }
+        return nil
+    }
+
+    /// A pooled connection to `address`, or a new one.
+    func acquire(_ address: String) -> EventLoopFuture<BackendConnection> {
+        if let connection = idleConnection(to: address) { return eventLoop.makeSucceededFuture(connection) }
         guard let target = HostPort(address) else {
             return eventLoop.makeFailedFuture(BackendUnavailable(description: "bad backend address \(address)"))
         }
@@ -112,7 +208,6 @@ final class BackendPool {
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
                     try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: Self.answerTimeout))
                     try channel.pipeline.syncOperations.addHandler(BackendResponseHandler())
                 }
@@ -136,8 +231,8 @@ final class BackendPool {
     }
 
     /// `GET path` on `address`; the response status, or a failure after `timeout`.
-    func get(_ address: String, path: String, timeout: TimeAmount) -> EventLoopFuture<HTTPResponseStatus> {
-        let promise = eventLoop.makePromise(of: HTTPResponseStatus.self)
+    func get(_ address: String, path: String, timeout: TimeAmount) -> EventLoopFuture<Int> {
+        let promise = eventLoop.makePromise(of: Int.self)
         let timer = eventLoop.scheduleTask(in: timeout) { promise.fail(BackendUnavailable(description: "no answer within \(timeout)")) }
         promise.futureResult.whenComplete { _ in timer.cancel() }
         // A promise completes once; later completions (a close after a timeout) are ignored by NIO.
@@ -147,10 +242,8 @@ final class BackendPool {
                 promise.fail(BackendUnreachable(cause: error))
             case .success(let connection):
                 connection.exchange = HealthCheck(pool: self, connection: connection, promise: promise)
-                var head = HTTPRequestHead(version: .http1_1, method: .GET, uri: path)
-                head.headers.add(name: "Host", value: address)
-                connection.channel.write(HTTPClientRequestPart.head(head), promise: nil)
-                connection.channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
+                connection.requestIsHEAD = false
+                connection.channel.writeAndFlush(ByteBuffer(string: "GET \(path) HTTP/1.1\r\nHost: \(address)\r\n\r\n"), promise: nil)
                 promise.futureResult.whenFailure { _ in connection.channel.close(promise: nil) }
             }
         }
@@ -162,25 +255,25 @@ final class BackendPool {
 private final class HealthCheck: BackendExchange {
     let pool: BackendPool
     let connection: BackendConnection
-    let promise: EventLoopPromise<HTTPResponseStatus>
-    var status: HTTPResponseStatus?
+    let promise: EventLoopPromise<Int>
+    var status: Int?
 
-    init(pool: BackendPool, connection: BackendConnection, promise: EventLoopPromise<HTTPResponseStatus>) {
+    init(pool: BackendPool, connection: BackendConnection, promise: EventLoopPromise<Int>) {
         self.pool = pool
         self.connection = connection
         self.promise = promise
     }
 
-    func backendRead(_ part: HTTPClientResponsePart) {
+    func backendRead(_ part: BackendPart) {
         switch part {
-        case .head(let head):
+        case .head(let head, _):
             status = head.status
-            connection.keepAlive = head.isKeepAlive
+            connection.keepAlive = connection.keepAlive && head.keepAlive
         case .body:
             break
         case .end:
             pool.release(connection)
-            promise.succeed(status ?? .badGateway)
+            promise.succeed(status ?? 502)
         }
     }
 

@@ -53,13 +53,7 @@ public final class BalancerService: Service, Sendable {
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
-                    let upgrade: NIOHTTPServerUpgradeSendableConfiguration = (
-                        upgraders: [WebSocketPassThrough(policy: policy)], completionHandler: { _ in }
-                    )
                     try channel.pipeline.syncOperations.addHandler(ClientGuard(timeouts: timeouts), name: ClientGuard.name)
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(
-                        withPipeliningAssistance: true, withServerUpgrade: upgrade, withErrorHandling: false)
-                    try channel.pipeline.syncOperations.addHandler(ClientErrorResponder(), name: ClientErrorResponder.name)
                     try channel.pipeline.syncOperations.addHandler(
                         ProxyHandler(policy: policy, pool: pool(on: channel.eventLoop), logger: logger), name: ProxyHandler.name)
                 }
@@ -112,7 +106,7 @@ public final class BalancerService: Service, Sendable {
                         let outcome: Outcome
                         do {
                             let status = try await eventLoop.flatSubmit { self.pool(on: eventLoop).get(backend.address, path: "/readyz", timeout: timeout) }.get()
-                            outcome = status == .ok ? .success : .failure("readyz \(status.code)")
+                            outcome = status == 200 ? .success : .failure("readyz \(status)")
                         } catch let error as BackendUnreachable {
                             outcome = .unreachable(error.description)
                         } catch {

@@ -28,7 +28,7 @@ enum ClientProgress {
     case responded
 }
 
-/// First in a client connection's pipeline, before the HTTP decoder: it sees raw bytes, so a
+/// First in a client connection's pipeline, before the proxy's framing: it sees raw bytes, so a
 /// request whose headers never finish still times out. One timer per connection, re-armed when
 /// it fires (at most every `request / 2`), never per request.
 final class ClientGuard: ChannelDuplexHandler, RemovableChannelHandler {
@@ -104,49 +104,5 @@ final class ClientGuard: ChannelDuplexHandler, RemovableChannelHandler {
                 arm(context: context)
             }
         }
-    }
-}
-
-/// Answers a request the HTTP decoder rejected, then lets the decoder close the connection:
-/// 431 for headers over the decoder's limit, 400 for anything else malformed. Takes the place
-/// of NIO's `HTTPServerProtocolErrorHandler` (which always says 400, with no body).
-final class ClientErrorResponder: ChannelDuplexHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPServerRequestPart
-    typealias InboundOut = HTTPServerRequestPart
-    typealias OutboundIn = HTTPServerResponsePart
-    typealias OutboundOut = HTTPServerResponsePart
-
-    static let name = "switchboard-client-errors"
-
-    private var responding = false
-
-    func errorCaught(context: ChannelHandlerContext, error: Error) {
-        guard let parserError = error as? HTTPParserError else {
-            context.fireErrorCaught(error)
-            return
-        }
-        if !responding {
-            let (status, message): (HTTPResponseStatus, String) =
-                parserError == .headerOverflow
-                ? (.requestHeaderFieldsTooLarge, "request headers over the limit")
-                : (.badRequest, "malformed HTTP request: \(parserError)")
-            let json = balancerErrorBody(code: "balancer_\(status.code)", message: message)
-            let head = HTTPResponseHead(
-                version: .http1_1, status: status,
-                headers: ["content-type": "application/json", "content-length": "\(json.utf8.count)", "connection": "close"])
-            context.write(wrapOutboundOut(.head(head)), promise: nil)
-            context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: json)))), promise: nil)
-            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
-        }
-        context.fireErrorCaught(error)
-    }
-
-    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        switch unwrapOutboundIn(data) {
-        case .head(let head) where !(100..<200).contains(head.status.code) || head.status.code == 101: responding = true
-        case .end: responding = false
-        default: break
-        }
-        context.write(data, promise: promise)
     }
 }

@@ -3,34 +3,62 @@ import Logging
 import NIOCore
 import NIOHTTP1
 
-/// One client connection. A request goes to the backend the policy chooses as soon as its head
-/// is read, over a pooled keep-alive connection, and its body is streamed after it (a copy of
-/// the first `retryBodyBytesMax` bytes is kept so it can be sent again); the answer is streamed
-/// back. A failure before any answer byte, or a 503, is retried once on another backend when
-/// the request is safe to repeat, its body was kept whole, and the retry budget allows.
+/// One client connection, on raw bytes. `HTTP1` frames each request: its head is rewritten
+/// (`X-Forwarded-For`, `Connection`) and goes to the backend the policy chooses as soon as it is
+/// read, over a pooled keep-alive connection; the body's bytes follow as they arrive (a copy
+/// of the first `retryBodyBytesMax` is kept so the request can be sent again), and the
+/// answer's bytes come back the same way, its head rewritten. Nothing is decoded into parts and
+/// encoded again. A failure before any answer byte, or a 503, is retried once on another
+/// backend when the request is safe to repeat, its body was kept whole, and the retry budget
+/// allows.
 ///
-/// NIO's pipelining handler gives this handler one request at a time, so the state of the
-/// request in flight lives in plain fields, and the handler is the backend connection's
-/// `BackendExchange` (no closure per request).
-final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler, BackendExchange {
-    typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundOut = HTTPServerResponsePart
+/// One request at a time: bytes of a pipelined next request wait in `inbound` until the answer
+/// in flight ended, so the state of the request lives in plain fields, and the handler is its
+/// backend connection's `BackendExchange` (no closure per request). A WebSocket upgrade turns
+/// the connection into a splice to one node.
+final class ProxyHandler: ChannelInboundHandler, BackendExchange {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
 
     /// Largest request body the balancer forwards; a larger one gets 413.
     static let requestBodyBytesMax = 16 << 20
     /// Bodies up to this size are kept while they stream, so the request can be retried.
     static let retryBodyBytesMax = 1 << 20
+    /// Bytes of pipelined requests held while an answer is in flight; past it the client is
+    /// not read until the answer ended.
+    static let pipelinedBytesMax = HTTP1.headBytesMax
 
-    /// The handler's name in the pipeline (the WebSocket upgrader removes it).
     static let name = "switchboard-proxy"
+
+    private enum Reading {
+        /// Waiting for a request head (or for the answer in flight, when `active`).
+        case head
+        case body(HTTP1.BodyFramer)
+        /// After a refusal that closes the connection, or while a WebSocket upgrade is made.
+        case ignoring
+        /// A WebSocket: every byte goes to the node.
+        case spliced(Channel)
+    }
 
     private let policy: Policy
     private let pool: BackendPool
     private let logger: Logger
     private var context: ChannelHandlerContext?
+    private var clientAddress = "unknown"
+    /// `X-Forwarded-For: <client>` and `Connection: keep-alive` lines and the blank line: what
+    /// follows a head that needs no rewrite (made once per connection).
+    private var forwardedTail = ByteBuffer()
+    private var inbound = ByteBuffer()
+    private var reading = Reading.head
+    private var readPaused = false
 
     // The request in flight.
-    private var request: HTTPRequestHead?
+    private var active = false
+    private var forwardedHead = ByteBuffer()
+    private var forwardedHeadTail: ByteBuffer?  // `forwardedTail`, when the head is the client's own
+    private var clientIsHTTP11 = true
+    private var method = ""
+    private var isHEAD = false
     private var idempotencyKey = false
     private var clientKeepAlive = false  // the client's own wish (the forwarded head always says keep-alive)
     private var received = false  // the client sent the whole request
@@ -41,10 +69,10 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler, Backen
     private var backend: String?
     private var connection: BackendConnection?
     private var answered = false  // an answer byte went to the client
+    private var answerKeepAlive = true  // the answer's framing lets the client connection go on
     private var discarding = false  // a 503 being read to its end before the retry
-    private var failedStatus: HTTPResponseStatus?
+    private var failedStatus: Int?
     private var rejected = false  // answered by the balancer itself (413, 400); the rest is ignored
-    private var upgradeRefusal: HTTPResponseStatus?  // the node's answer to a WebSocket upgrade it refused
 
     init(policy: Policy, pool: BackendPool, logger: Logger) {
         self.policy = policy
@@ -52,7 +80,11 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler, Backen
         self.logger = logger
     }
 
-    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        clientAddress = context.channel.remoteAddress?.ipAddress ?? "unknown"
+        forwardedTail = ByteBuffer(string: "X-Forwarded-For: \(clientAddress)\r\nConnection: keep-alive\r\n\r\n")
+    }
 
     func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
@@ -61,110 +93,166 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler, Backen
 
     func channelInactive(context: ChannelHandlerContext) {
         abandonBackend()
+        if case .spliced(let backend) = reading { backend.close(promise: nil) }
         context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        context.close(promise: nil)
     }
 
     // MARK: Client side
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
-        case .head(var head):
-            start(head: &head)
-        case .body(let part):
-            guard !rejected, request != nil else { return }
-            bodyBytes += part.readableBytes
-            guard bodyBytes <= Self.requestBodyBytesMax else {
-                reject(.payloadTooLarge, "request body over \(Self.requestBodyBytesMax) bytes")
-                return
-            }
-            if replay != nil {
-                if bodyBytes <= Self.retryBodyBytesMax { replay!.append(part) } else { replay = nil }
-            }
-            if let connection, !discarding {
-                connection.channel.writeAndFlush(HTTPClientRequestPart.body(.byteBuffer(part)), promise: nil)
-            } else {
-                pending.append(part)
-            }
-        case .end:
-            guard request != nil else { return }
-            received = true
-            context.triggerUserOutboundEvent(ClientProgress.requestRead, promise: nil)
-            if rejected {
-                finishRequest()
-            } else if let connection, !discarding {
-                connection.channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
-            }
+        var bytes = unwrapInboundIn(data)
+        if case .spliced(let backend) = reading {
+            backend.writeAndFlush(bytes, promise: nil)
+            return
         }
+        if inbound.readableBytes == 0 {
+            inbound = bytes
+        } else {
+            inbound.writeBuffer(&bytes)
+        }
+        readClient()
     }
 
-    private func start(head: inout HTTPRequestHead) {
-        request = nil
+    /// Frames what the client sent so far: a head starts a request, body bytes go after it.
+    private func readClient() {
+        while inbound.readableBytes > 0 {
+            switch reading {
+            case .spliced, .ignoring:
+                inbound.clear()
+                return
+            case .body(var framer):
+                let used: Int
+                do {
+                    used = try inbound.withUnsafeReadableBytes { bytes throws(HTTP1.BodyFramer.Failure) in try framer.consume(bytes) }
+                } catch {
+                    refuse(.badRequest, "\(error)", close: true)
+                    return
+                }
+                reading = framer.isDone ? .head : .body(framer)
+                if used > 0 { bodyPart(inbound.readSlice(length: used)!) }
+                if framer.isDone { requestEnded() }
+            case .head:
+                if active {
+                    // A pipelined request: it waits for the answer in flight.
+                    if inbound.readableBytes > Self.pipelinedBytesMax { pauseReading() }
+                    return
+                }
+                // A client may send a CRLF after a body (RFC 9112 section 2.2): skip it.
+                while let byte = inbound.getInteger(at: inbound.readerIndex, as: UInt8.self), byte == 13 || byte == 10 {
+                    inbound.moveReaderIndex(forwardBy: 1)
+                }
+                guard inbound.readableBytes > 0 else { break }
+                switch inbound.withUnsafeReadableBytes({ HTTP1.parseRequest($0) }) {
+                case .incomplete:
+                    return  // ClientGuard times out a head that never ends
+                case .tooLarge:
+                    refuse(.requestHeaderFieldsTooLarge, "request headers over \(HTTP1.headBytesMax) bytes", close: true)
+                    return
+                case .invalid(let reason):
+                    refuse(.badRequest, "malformed HTTP request: \(reason)", close: true)
+                    return
+                case .head(let head):
+                    start(head)
+                }
+            }
+        }
+        inbound.clear()
+    }
+
+    private func start(_ head: HTTP1.RequestHead) {
+        let bytes = inbound.readSlice(length: head.length)!
+        active = true
         received = false
         bodyBytes = 0
         replay = []
-        pending = []
-        tried = []
+        pending.removeAll(keepingCapacity: true)
+        tried.removeAll(keepingCapacity: true)
         rejected = false
-        clientKeepAlive = head.isKeepAlive
-        if let length = head.headers.first(name: "content-length").flatMap(Int.init), length > Self.requestBodyBytesMax {
-            request = head
-            reject(.payloadTooLarge, "request body of \(length) bytes is over \(Self.requestBodyBytesMax)")
+        answered = false
+        answerKeepAlive = true
+        clientIsHTTP11 = head.version.minor == 1
+        method = head.method
+        isHEAD = head.method == "HEAD"
+        idempotencyKey = head.hasIdempotencyKey
+        clientKeepAlive = head.keepAlive
+        reading = .body(HTTP1.BodyFramer(head.body))
+        if case .length(let length) = head.body, length > Self.requestBodyBytesMax {
+            refuse(.payloadTooLarge, "request body of \(length) bytes is over \(Self.requestBodyBytesMax)", close: true)
             return
         }
-        if head.headers[canonicalForm: "upgrade"].contains(where: { $0.lowercased() == "websocket" }) {
-            // A WebSocket upgrade the upgrade handler did not take: malformed, or no node took it.
-            // Answered, then closed: a client library may not close a refused upgrade's socket
-            // itself (swift-websocket does not), and a keep-alive left open holds a descriptor on
-            // both sides until the idle timeout; thousands of them after a kill.
-            clientKeepAlive = false
-            request = head
-            if let refusal = upgradeRefusal {
-                upgradeRefusal = nil
-                reject(refusal, "the node refused the WebSocket upgrade with \(refusal.code)")
-            } else if head.headers.contains(name: "sec-websocket-key") && head.headers.contains(name: "sec-websocket-version") {
-                reject(.serviceUnavailable, "no node took the WebSocket; retry")
-            } else {
-                reject(.badRequest, "WebSocket upgrade refused: it needs Sec-WebSocket-Key and Sec-WebSocket-Version")
-            }
+        if head.webSocketUpgrade {
+            upgrade(head, bytes)
             return
         }
-        let client = context?.channel.remoteAddress?.ipAddress ?? "unknown"
-        let forwarded = head.headers["x-forwarded-for"]
-        head.headers.replaceOrAdd(name: "x-forwarded-for", value: forwarded.isEmpty ? client : forwarded.joined(separator: ", ") + ", " + client)
-        head.headers.replaceOrAdd(name: "connection", value: "keep-alive")
+        if head.needsRewrite {
+            forwardedHead = ByteBuffer(bytes: bytes.withUnsafeReadableBytes { HTTP1.forwardedRequest(head, $0, client: clientAddress) })
+            forwardedHeadTail = nil
+        } else {
+            // The client's head without its blank line, then ours: no copy.
+            forwardedHead = bytes.getSlice(at: bytes.readerIndex, length: head.length - 2)!
+            forwardedHeadTail = forwardedTail
+        }
         // The balancer streams the body itself: it says `100 Continue` at once (a client that
         // asked waits for it, curl for a second) and the node is not asked.
-        if head.headers[canonicalForm: "expect"].contains(where: { $0.lowercased() == "100-continue" }) {
-            context?.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .continue))), promise: nil)
+        if head.expectContinue {
+            context?.writeAndFlush(wrapOutboundOut(ByteBuffer(string: "HTTP/1.1 100 Continue\r\n\r\n")), promise: nil)
         }
-        head.headers.remove(name: "expect")
-        head.version = .http1_1
-        idempotencyKey = head.headers.contains(name: "idempotency-key")
-        request = head
         dispatch()
+        if case .body(let framer) = reading, framer.isDone {
+            reading = .head
+            requestEnded()
+        }
     }
 
-    /// Answers the request from the balancer. The rest of its body is read and dropped, except
-    /// for a body over the limit: then the connection closes after the answer.
-    private func reject(_ status: HTTPResponseStatus, _ message: String) {
+    private func bodyPart(_ part: ByteBuffer) {
+        guard !rejected else { return }
+        bodyBytes += part.readableBytes
+        guard bodyBytes <= Self.requestBodyBytesMax else {
+            refuse(.payloadTooLarge, "request body over \(Self.requestBodyBytesMax) bytes", close: true)
+            return
+        }
+        if replay != nil {
+            if bodyBytes <= Self.retryBodyBytesMax { replay!.append(part) } else { replay = nil }
+        }
+        if let connection, !discarding {
+            connection.channel.writeAndFlush(part, promise: nil)
+        } else if !answered {
+            pending.append(part)
+        }
+    }
+
+    private func requestEnded() {
+        received = true
+        context?.triggerUserOutboundEvent(ClientProgress.requestRead, promise: nil)
+        if rejected { finishRequest() }
+    }
+
+    /// Answers the request from the balancer. With `close`, the connection closes after the
+    /// answer and nothing more is read; else the rest of the body is read and dropped.
+    private func refuse(_ status: HTTPResponseStatus, _ message: String, close: Bool) {
         rejected = true
         replay = nil
         pending = []
         abandonBackend()
+        if close { reading = .ignoring }
         guard !answered else {
             context?.close(promise: nil)  // an answer was under way: the client must see it cut
             return
         }
-        respond(status, message, keepAlive: status != .payloadTooLarge && clientKeepAlive)
+        respond(status, message, keepAlive: !close && clientKeepAlive)
         finishRequest()
     }
 
     // MARK: Backend side
 
     private func dispatch() {
-        guard let request else { return }
+        guard active else { return }
         guard let choice = policy.chooseForRequest(excluding: tried) else {
-            reject(.serviceUnavailable, "no backend available")
+            refuse(.serviceUnavailable, "no backend available", close: false)
             return
         }
         tried.append(choice.backend)
@@ -173,9 +261,13 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler, Backen
         discarding = false
         failedStatus = nil
         let attempt = tried.count
+        if let idle = pool.idleConnection(to: choice.address) {
+            send(over: idle, replaying: attempt > 1)
+            return
+        }
         pool.acquire(choice.address).assumeIsolated().whenComplete { [self] result in
             // The client may have gone, or the request been refused, while connecting.
-            guard self.request != nil, tried.count == attempt, !rejected, context != nil else {
+            guard active, tried.count == attempt, !rejected, context != nil else {
                 if case .success(let connection) = result { pool.release(connection) }
                 return
             }
@@ -184,21 +276,22 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler, Backen
                 policy.finished(id: choice.backend, outcome: .unreachable("connect: \(error)"))
                 retryOrFail("backend \(choice.backend) unreachable: \(error)")
             case .success(let connection):
-                send(request, over: connection, replaying: attempt > 1)
+                send(over: connection, replaying: attempt > 1)
             }
         }
     }
 
-    private func send(_ request: HTTPRequestHead, over connection: BackendConnection, replaying: Bool) {
+    private func send(over connection: BackendConnection, replaying: Bool) {
         self.connection = connection
         connection.exchange = self
+        connection.requestIsHEAD = isHEAD
         let channel = connection.channel
-        channel.write(HTTPClientRequestPart.head(request), promise: nil)
+        channel.write(forwardedHead, promise: nil)
+        if let forwardedHeadTail { channel.write(forwardedHeadTail, promise: nil) }
         for part in replaying ? (replay ?? []) : pending {
-            channel.write(HTTPClientRequestPart.body(.byteBuffer(part)), promise: nil)
+            channel.write(part, promise: nil)
         }
         pending = []
-        if received { channel.write(HTTPClientRequestPart.end(nil), promise: nil) }
         channel.flush()
     }
 
@@ -209,50 +302,65 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler, Backen
             logger.debug("retrying on another backend", metadata: ["balancer.backend": "\(backend ?? "")", "balancer.reason": "\(reason)"])
             dispatch()
         } else {
-            reject(.badGateway, reason)
+            refuse(.badGateway, reason, close: false)
         }
     }
 
     /// One retry, of a request whose body was kept whole, when the policy allows (safe method
     /// or keyed POST, within the retry budget).
     private func mayRetry() -> Bool {
-        guard tried.count < 2, replay != nil, let request else { return false }
-        return policy.mayRetry(method: request.method.rawValue, hasIdempotencyKey: idempotencyKey)
+        guard tried.count < 2, replay != nil, active else { return false }
+        return policy.mayRetry(method: method, hasIdempotencyKey: idempotencyKey)
     }
 
-    func backendRead(_ part: HTTPClientResponsePart) {
+    func backendRead(_ part: BackendPart) {
         guard let connection, let backend else { return }
         switch part {
-        case .head(var head):
-            if (100..<200).contains(head.status.code) { return }  // 1xx: the real answer follows
-            connection.keepAlive = head.isKeepAlive
-            if head.status.code >= 500 { failedStatus = head.status }
-            if head.status == .serviceUnavailable, mayRetry() {
+        case .head(let head, let bytes):
+            connection.keepAlive = connection.keepAlive && head.keepAlive
+            if head.status >= 500 { failedStatus = head.status }
+            if head.status == 503, mayRetry() {
                 discarding = true  // read the rest of this answer, then retry
                 return
             }
             answered = true
-            head.headers.replaceOrAdd(name: "connection", value: clientKeepAlive ? "keep-alive" : "close")
-            context?.write(wrapOutboundOut(.head(head)), promise: nil)
+            // An answer that ends with its connection ends the client's too.
+            if case .untilClose = head.body { answerKeepAlive = false }
+            let keepAlive = clientKeepAlive && answerKeepAlive
+            if keepAlive && clientIsHTTP11 && !head.hasConnectionFields {
+                context?.write(wrapOutboundOut(bytes), promise: nil)  // keep-alive is HTTP/1.1's default: the head as it came
+            } else {
+                let rewritten = bytes.withUnsafeReadableBytes { HTTP1.forwardedResponse(head, $0, keepAlive: keepAlive) }
+                context?.write(wrapOutboundOut(ByteBuffer(bytes: rewritten)), promise: nil)
+            }
         case .body(let bytes):
-            if !discarding { context?.write(wrapOutboundOut(.body(.byteBuffer(bytes))), promise: nil) }
+            if !discarding { context?.write(wrapOutboundOut(bytes), promise: nil) }
         case .end:
             self.connection = nil
             // A backend that answered before the whole request reached it holds a half request.
             if !received { connection.keepAlive = false }
             pool.release(connection)
-            policy.finished(id: backend, outcome: failedStatus.map { .failure("status \($0.code)") } ?? .success)
+            policy.finished(id: backend, outcome: failedStatus.map { .failure("status \($0)") } ?? .success)
             if discarding {
                 retryOrFail("503 from \(backend)")
                 return
             }
             guard let context else { return }
-            let keepAlive = clientKeepAlive && received
-            context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
-                if !keepAlive { context.close(promise: nil) }
+            // The client's connection goes on only if it asked to, its request was read whole,
+            // and the answer's framing allows.
+            let keepAlive = clientKeepAlive && received && answerKeepAlive
+            if keepAlive {
+                context.flush()
+            } else {
+                reading = .ignoring
+                context.writeAndFlush(wrapOutboundOut(ByteBuffer())).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
             }
             finishRequest()
         }
+    }
+
+    func backendReadComplete() {
+        if answered { context?.flush() }
     }
 
     func backendFailed(_ error: Error) {
@@ -277,15 +385,27 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler, Backen
         context.fireChannelWritabilityChanged()
     }
 
+    private func pauseReading() {
+        guard !readPaused else { return }
+        readPaused = true
+        context?.channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in }
+    }
+
+    /// The answer ended and the request was read: the next request, if one is waiting.
     private func finishRequest() {
         guard received, answered || rejected else { return }
         context?.triggerUserOutboundEvent(ClientProgress.responded, promise: nil)
-        request = nil
+        active = false
         replay = []
-        pending = []
+        pending.removeAll(keepingCapacity: true)
         backend = nil
         answered = false
         rejected = false
+        if readPaused {
+            readPaused = false
+            context?.channel.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in }
+        }
+        if case .head = reading, inbound.readableBytes > 0 { readClient() }
     }
 
     /// The client went away (or was refused) mid-exchange: the backend connection carries half
@@ -302,26 +422,57 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler, Backen
         guard let context else { return }
         answered = true
         let json = balancerErrorBody(code: "balancer_\(status.code)", message: message)
-        var head = HTTPResponseHead(version: .http1_1, status: status)
-        head.headers.add(name: "content-type", value: "application/json")
-        head.headers.add(name: "content-length", value: "\(json.utf8.count)")
-        head.headers.add(name: "connection", value: keepAlive ? "keep-alive" : "close")
-        if status == .serviceUnavailable { head.headers.add(name: "retry-after", value: "1") }
-        context.write(wrapOutboundOut(.head(head)), promise: nil)
-        context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: json)))), promise: nil)
-        context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
+        var answer = "HTTP/1.1 \(status.code) \(status.reasonPhrase)\r\ncontent-type: application/json\r\n"
+        answer += "content-length: \(json.utf8.count)\r\nconnection: \(keepAlive ? "keep-alive" : "close")\r\n"
+        if status == .serviceUnavailable { answer += "retry-after: 1\r\n" }
+        answer += "\r\n" + json
+        context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: answer))).assumeIsolated().whenComplete { _ in
             if !keepAlive { context.close(promise: nil) }
         }
     }
 
-    func errorCaught(context: ChannelHandlerContext, error: Error) {
-        // A WebSocket upgrade that no node took: NIO reports it here, then hands the request on
-        // as a plain one, which `start` answers (a client must never be left waiting).
-        if let refused = error as? UpgradeRefused {
-            upgradeRefusal = refused.status
+    // MARK: WebSockets
+
+    /// A WebSocket upgrade: the node with the fewest sockets gets the client's head; its `101`
+    /// goes back as it came and the connection becomes a splice. Every failure is answered:
+    /// the node's own 4xx status, else 503 with `Retry-After`.
+    private func upgrade(_ head: HTTP1.RequestHead, _ bytes: ByteBuffer) {
+        guard head.hasWebSocketKeyAndVersion else {
+            refuse(.badRequest, "WebSocket upgrade refused: it needs Sec-WebSocket-Key and Sec-WebSocket-Version", close: true)
             return
         }
-        if error is BackendUnavailable { return }
-        context.close(promise: nil)
+        guard let context else { return }
+        reading = .ignoring
+        received = true
+        context.triggerUserOutboundEvent(ClientProgress.requestRead, promise: nil)
+        let request = ByteBuffer(bytes: bytes.withUnsafeReadableBytes { HTTP1.forwardedUpgrade(head, $0, client: clientAddress) })
+        let leftover = inbound  // frames a client sent right behind its upgrade
+        inbound = ByteBuffer()
+        let client = context.channel
+        WebSocketPassThrough.connect(client: client, policy: policy, request: request).assumeIsolated().whenComplete { [self] result in
+            switch result {
+            case .success(let opened):
+                let backend = opened.backend
+                guard client.isActive, let context = self.context else {
+                    backend.close(promise: nil)
+                    return
+                }
+                reading = .spliced(backend)
+                active = false
+                context.writeAndFlush(wrapOutboundOut(opened.answer), promise: nil)
+                // The socket's own pings keep it alive: the HTTP timeouts no longer apply.
+                context.pipeline.removeHandler(name: ClientGuard.name).whenFailure { _ in }
+                if leftover.readableBytes > 0 { backend.writeAndFlush(leftover, promise: nil) }
+                do {
+                    try backend.pipeline.syncOperations.handler(type: BackendSplice.self).glue(to: client)
+                } catch {
+                    client.close(promise: nil)
+                }
+            case .failure(let error as UpgradeRefused):
+                refuse(error.status, "the node refused the WebSocket upgrade with \(error.status.code)", close: true)
+            case .failure:
+                refuse(.serviceUnavailable, "no node took the WebSocket; retry", close: true)
+            }
+        }
     }
 }

@@ -1,65 +1,42 @@
 import BalancerCore
-import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
 import Wire
 
 /// WebSocket upgrades through the balancer: the node with the fewest open sockets is chosen, the
-/// upgrade request is replayed to it over a fresh TCP connection, its `101` headers become ours,
-/// and from then on bytes are spliced both ways untouched (frames, pings, closes). When either
-/// side closes, so does the other, and the client reconnects through the balancer.
-final class WebSocketPassThrough: HTTPServerProtocolUpgrader, @unchecked Sendable {
-    // @unchecked: one per client connection; `backend` is set in buildUpgradeResponse and read in
-    // upgrade, both on that connection's event loop.
-    let supportedProtocol = "websocket"
-    /// NIO would also require these names in the Connection header; they are checked below instead.
-    let requiredUpgradeHeaders: [String] = []
+/// upgrade request is sent to it over a fresh TCP connection, its `101` answer goes to the
+/// client as it came, and from then on bytes are spliced both ways untouched (frames, pings,
+/// closes). When either side closes, so does the other, and the client reconnects through the
+/// balancer.
+enum WebSocketPassThrough {
     /// Bytes of a backend's handshake answer at most.
     static let handshakeBytesMax = 16 * 1024
     /// Bytes the backend may send after its `101` before the splice is in place (the events
     /// socket's replay); past it the upgrade is abandoned.
     static let heldBytesMax = 1 << 20
 
-    private let policy: Policy
-    private var backend: (channel: Channel, id: String)?
-
-    init(policy: Policy) {
-        self.policy = policy
-    }
-
-    func buildUpgradeResponse(channel: Channel, upgradeRequest: HTTPRequestHead, initialResponseHeaders: HTTPHeaders) -> EventLoopFuture<HTTPHeaders> {
-        guard upgradeRequest.headers.contains(name: "sec-websocket-key"), upgradeRequest.headers.contains(name: "sec-websocket-version") else {
-            return channel.eventLoop.makeFailedFuture(BackendUnavailable(description: "a WebSocket upgrade needs Sec-WebSocket-Key and Sec-WebSocket-Version"))
-        }
-        return connect(channel: channel, upgradeRequest: upgradeRequest, excluding: [])
-            .map { [self] (backend: Channel, id: String, headers: HTTPHeaders) -> HTTPHeaders in
-                self.backend = (backend, id)
-                var response = initialResponseHeaders
-                for (name, value) in headers where !["connection", "upgrade", "content-length"].contains(name.lowercased()) {
-                    response.add(name: name, value: value)
-                }
-                return response
-            }
-    }
-
-    /// Connects to the node with the fewest sockets and replays the upgrade to it. A node that
-    /// cannot be reached, goes away before it answers or answers 5xx is ejected and, once,
-    /// another node is tried (the client sent a GET and nothing has been answered yet). Every
-    /// failure comes out as `UpgradeRefused` or `BackendUnavailable`, which the proxy handler
-    /// answers: NIO passes a failed upgrade on as a plain request, and a client must never be
-    /// left without an answer (one that keeps half-closed sockets would wait forever).
-    private func connect(channel: Channel, upgradeRequest: HTTPRequestHead, excluding: [String]) -> EventLoopFuture<(Channel, String, HTTPHeaders)> {
+    /// Connects to the node with the fewest sockets and sends it the upgrade `request` (the
+    /// client's head with `X-Forwarded-For`). A node that cannot be reached, goes away before
+    /// it answers or answers 5xx is ejected and, once, another node is tried (the client sent a
+    /// GET and nothing has been answered yet). Every failure comes out as `UpgradeRefused` (the
+    /// node's own 4xx) or `BackendUnavailable`, which the proxy handler answers: a client must
+    /// never be left without an answer (one that keeps half-closed sockets would wait forever).
+    /// On success: the backend channel (its `BackendSplice` holds what followed the `101`), the
+    /// node's id, and the node's `101` head.
+    static func connect(client: Channel, policy: Policy, request: ByteBuffer, excluding: [String] = [])
+        -> EventLoopFuture<(backend: Channel, id: String, answer: ByteBuffer)>
+    {
+        let eventLoop = client.eventLoop
         guard let choice = policy.chooseForWebSocket(excluding: excluding) else {
-            return channel.eventLoop.makeFailedFuture(BackendUnavailable(description: "no backend for a WebSocket"))
+            return eventLoop.makeFailedFuture(BackendUnavailable(description: "no backend for a WebSocket"))
         }
         guard let target = HostPort(choice.address) else {
             policy.webSocketClosed(id: choice.backend)
-            return channel.eventLoop.makeFailedFuture(BackendUnavailable(description: "bad backend address"))
+            return eventLoop.makeFailedFuture(BackendUnavailable(description: "bad backend address"))
         }
         let splice = BackendSplice()
-        let policy = self.policy
-        return ClientBootstrap(group: channel.eventLoop)
+        return ClientBootstrap(group: eventLoop)
             .connectTimeout(BackendPool.connectTimeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { backend in backend.eventLoop.makeCompletedFuture { try backend.pipeline.syncOperations.addHandler(splice) } }
@@ -68,43 +45,24 @@ final class WebSocketPassThrough: HTTPServerProtocolUpgrader, @unchecked Sendabl
                 // The socket counted on this node never opened: uncount it (an opened one is
                 // uncounted when its backend channel closes).
                 policy.webSocketClosed(id: choice.backend)
-                return channel.eventLoop.makeFailedFuture(BackendUnreachable(cause: error))
+                return eventLoop.makeFailedFuture(BackendUnreachable(cause: error))
             }
             .flatMap { backend in
                 backend.closeFuture.whenComplete { _ in policy.webSocketClosed(id: choice.backend) }
-                var request = "\(upgradeRequest.method.rawValue) \(upgradeRequest.uri) HTTP/1.1\r\n"
-                for (name, value) in upgradeRequest.headers { request += "\(name): \(value)\r\n" }
-                let client = channel.remoteAddress?.ipAddress ?? "unknown"
-                request += "X-Forwarded-For: \(client)\r\n\r\n"
-                backend.writeAndFlush(ByteBuffer(string: request), promise: nil)
-                return splice.handshake.futureResult.map { headers in (backend, choice.backend, headers) }
+                backend.writeAndFlush(request, promise: nil)
+                return splice.handshake.futureResult.map { answer in (backend, choice.backend, answer) }
             }
-            .flatMapError { [self] error in
+            .flatMapError { error in
                 if let refused = error as? UpgradeRefused, refused.status.code < 500 {
-                    return channel.eventLoop.makeFailedFuture(error)
+                    return eventLoop.makeFailedFuture(error)
                 }
                 policy.failed(id: choice.backend, reason: "websocket upgrade: \(error)", unreachable: error is BackendUnreachable)
-                if excluding.isEmpty, channel.isActive {
-                    return connect(channel: channel, upgradeRequest: upgradeRequest, excluding: [choice.backend])
+                if excluding.isEmpty, client.isActive {
+                    return connect(client: client, policy: policy, request: request, excluding: [choice.backend])
                 }
-                if error is UpgradeRefused { return channel.eventLoop.makeFailedFuture(error) }
-                return channel.eventLoop.makeFailedFuture(BackendUnavailable(description: "websocket upgrade: \(error)"))
+                if error is UpgradeRefused { return eventLoop.makeFailedFuture(error) }
+                return eventLoop.makeFailedFuture(BackendUnavailable(description: "websocket upgrade: \(error)"))
             }
-    }
-
-    func upgrade(context: ChannelHandlerContext, upgradeRequest: HTTPRequestHead) -> EventLoopFuture<Void> {
-        guard let backend else { return context.eventLoop.makeFailedFuture(BackendUnavailable(description: "no backend connection")) }
-        let client = context.channel
-        // Both channels live on this event loop (the backend was connected on the client's loop).
-        // The HTTP-level handlers go with the HTTP codec; the socket's own pings keep it alive.
-        return context.pipeline.removeHandler(name: ProxyHandler.name).flatMap {
-            context.pipeline.removeHandler(name: ClientErrorResponder.name)
-        }.flatMap {
-            context.pipeline.removeHandler(name: ClientGuard.name)
-        }.flatMapThrowing {
-            try client.pipeline.syncOperations.addHandler(ClientSplice(backend: backend.channel))
-            try backend.channel.pipeline.syncOperations.handler(type: BackendSplice.self).glue(to: client)
-        }
     }
 }
 
@@ -115,33 +73,13 @@ struct UpgradeRefused: Error, CustomStringConvertible {
     var description: String { "the node refused the upgrade: \(line)" }
 }
 
-/// Client side after the upgrade: bytes go to the backend as they come.
-final class ClientSplice: ChannelInboundHandler {
-    typealias InboundIn = ByteBuffer
-    let backend: Channel
-
-    init(backend: Channel) { self.backend = backend }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        backend.writeAndFlush(unwrapInboundIn(data), promise: nil)
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        backend.close(promise: nil)
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: Error) {
-        context.close(promise: nil)
-    }
-}
-
 /// Backend side: reads the handshake answer (101 or a failure), holds what follows it until the
 /// client side is glued, then forwards bytes as they come.
 final class BackendSplice: ChannelInboundHandler, @unchecked Sendable {
     // @unchecked: every method runs on the backend channel's event loop (the client channel
     // shares it: the backend connection is made on the client's loop).
     typealias InboundIn = ByteBuffer
-    var handshake: EventLoopPromise<HTTPHeaders>!
+    var handshake: EventLoopPromise<ByteBuffer>!
     private var buffered = ByteBuffer()
     private var answered = false
     private var client: Channel?
@@ -189,26 +127,21 @@ final class BackendSplice: ChannelInboundHandler, @unchecked Sendable {
         }
         answered = true
         let text = String(decoding: view[view.startIndex..<end.lowerBound], as: UTF8.self)
-        buffered.moveReaderIndex(forwardBy: end.upperBound - view.startIndex)
-        let lines = text.split(separator: "\r\n", omittingEmptySubsequences: false)
-        let code = lines.first.flatMap { $0.split(separator: " ").dropFirst().first }.flatMap { Int($0) }
+        let answer = buffered.readSlice(length: end.upperBound - view.startIndex)!
+        let statusLine = text.prefix { $0 != "\r" }
+        let code = statusLine.split(separator: " ").dropFirst().first.flatMap { Int($0) }
         guard code == 101 else {
             // A node that answers (401 for a bad token, 503 while it has no leader) is alive:
             // its answer goes to the client; only a 5xx or no answer counts against it.
             if let code, (100..<600).contains(code) {
-                handshake.fail(UpgradeRefused(status: HTTPResponseStatus(statusCode: code), line: String(lines[0])))
+                handshake.fail(UpgradeRefused(status: HTTPResponseStatus(statusCode: code), line: String(statusLine)))
             } else {
-                handshake.fail(BackendUnavailable(description: "backend answered the upgrade with: \(lines.first ?? "")"))
+                handshake.fail(BackendUnavailable(description: "backend answered the upgrade with: \(statusLine)"))
             }
             context.close(promise: nil)
             return
         }
-        var headers = HTTPHeaders()
-        for line in lines.dropFirst() {
-            guard let colon = line.firstIndex(of: ":") else { continue }
-            headers.add(name: String(line[..<colon]), value: line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces))
-        }
-        handshake.succeed(headers)
+        handshake.succeed(answer)
     }
 
     /// The client's `101` went out: send what the backend said since, then splice.
