@@ -189,6 +189,21 @@ final class BackendPool {
         self.eventLoop = eventLoop
     }
 
+    private var unflushed: [Channel] = []
+
+    /// Flushes `channel` once the event loop has handled this round of ready sockets, together
+    /// with every other channel written in the round: the requests read in one round reach the
+    /// nodes in one burst, and a node wakes once for all of them.
+    func flushAtEndOfTick(_ channel: Channel) {
+        unflushed.append(channel)
+        guard unflushed.count == 1 else { return }
+        eventLoop.assumeIsolated().execute { [self] in
+            let channels = unflushed
+            unflushed.removeAll(keepingCapacity: true)
+            for channel in channels { channel.flush() }
+        }
+    }
+
     /// A pooled keep-alive connection to `address`, if one is open.
     func idleConnection(to address: String) -> BackendConnection? {
         while let connection = idle[address]?.popLast() {

@@ -292,7 +292,7 @@ final class ProxyHandler: ChannelInboundHandler, BackendExchange {
             channel.write(part, promise: nil)
         }
         pending = []
-        channel.flush()
+        pool.flushAtEndOfTick(channel)
     }
 
     /// Retries on another backend when allowed, else answers 502.
@@ -350,7 +350,7 @@ final class ProxyHandler: ChannelInboundHandler, BackendExchange {
             // and the answer's framing allows.
             let keepAlive = clientKeepAlive && received && answerKeepAlive
             if keepAlive {
-                context.flush()
+                pool.flushAtEndOfTick(context.channel)
             } else {
                 reading = .ignoring
                 context.writeAndFlush(wrapOutboundOut(ByteBuffer())).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
