@@ -316,6 +316,65 @@ final class BalancerProcessTests: XCTestCase {
         XCTAssertEqual(ejections, 0, "bad clients never eject a node")
     }
 
+    /// The balancer frames HTTP/1.1 itself (BalancerCore.HTTP1) and forwards bytes: pipelined
+    /// requests are answered in order, an answer to HEAD has no body, a chunked upload reaches
+    /// the node whole, HTTP/1.0 closes after its answer, and a request whose length is
+    /// ambiguous is refused without reaching a node.
+    func testHTTPFramingThroughTheBalancer() async throws {
+        let cluster = ProcessCluster()
+        defer { cluster.tearDown() }
+        cluster.describe("n1")
+        try await cluster.startAll()
+        let front = try BalancerProcess(cluster: cluster, arguments: ["--backend", "n1=\(cluster.member("n1").api)"])
+        defer { front.stop() }
+        try await cluster.waitUntil("the balancer admits n1", seconds: 15) { front.log().contains("balancer.backend=n1 balancer.reason=2 good checks") }
+        let (status, healthBody) = try await send(front, "GET", "/healthz")
+        XCTAssertEqual(status, 200)
+        XCTAssertFalse(healthBody.isEmpty)
+
+        let pipelined = try RawClient(port: front.port)
+        try pipelined.send(
+            "GET /healthz HTTP/1.1\r\nHost: front\r\n\r\nHEAD /healthz HTTP/1.1\r\nHost: front\r\n\r\n"
+                + "GET /healthz HTTP/1.1\r\nHost: front\r\nConnection: close\r\n\r\n")
+        let answers = pipelined.readUntilClosed(seconds: 5)
+        // (The node has no HEAD route: its 404 says Content-Length 65 and, being for HEAD, has no body.)
+        XCTAssertEqual(answers.components(separatedBy: "HTTP/1.1 ").count - 1, 3, "three pipelined requests, three answers: \(answers)")
+        XCTAssertEqual(
+            answers.components(separatedBy: healthBody).count - 1, 2, "the two GETs carry the node's body, the HEAD none: \(answers)")
+        XCTAssertFalse(answers.contains(#""error""#), "the answer to HEAD brought no body: \(answers)")
+        XCTAssertTrue(answers.hasSuffix(healthBody), "the connection closed after the third answer, as asked: \(answers.suffix(80))")
+
+        let body = #"{"from":"c-chunked","text":"hi there","externalId":"chunked-1"}"#
+        let (first, second) = (body.prefix(20), body.dropFirst(20))
+        let chunked = try RawClient(port: front.port)
+        try chunked.send(
+            "POST /v1/channels/sms/messages HTTP/1.1\r\nHost: front\r\nAuthorization: Bearer \(ProcessCluster.adminToken)\r\n"
+                + "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                + "\(String(first.utf8.count, radix: 16))\r\n\(first)\r\n")
+        try await Task.sleep(for: .milliseconds(50))
+        try chunked.send("\(String(second.utf8.count, radix: 16));note=split\r\n\(second)\r\n0\r\n\r\n")
+        let accepted = chunked.readUntilClosed(seconds: 5)
+        XCTAssertTrue(accepted.hasPrefix("HTTP/1.1 202"), "a chunked upload in two writes reaches the node whole: \(accepted.prefix(300))")
+
+        let old = try RawClient(port: front.port)
+        try old.send("GET /healthz HTTP/1.0\r\n\r\n")
+        let oldAnswer = old.readUntilClosed(seconds: 5)
+        XCTAssertTrue(oldAnswer.hasPrefix("HTTP/1.1 200"), "an HTTP/1.0 request is answered: \(oldAnswer.prefix(120))")
+        XCTAssertTrue(oldAnswer.lowercased().contains("connection: close"), "and told the connection closes: \(oldAnswer)")
+
+        let requestsBefore = await front.metric("switchboard_balancer_backend_requests_total", backend: "n1")
+        let smuggled = try RawClient(port: front.port)
+        try smuggled.send("POST /v1/channels/sms/messages HTTP/1.1\r\nHost: front\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+        let refusal = smuggled.readUntilClosed(seconds: 5)
+        XCTAssertTrue(refusal.hasPrefix("HTTP/1.1 400"), "a request with two lengths is refused: \(refusal.prefix(200))")
+        let requestsAfter = await front.metric("switchboard_balancer_backend_requests_total", backend: "n1")
+        XCTAssertEqual(requestsAfter, requestsBefore, "the refused request never reached the node")
+        let (after, _) = try await send(front, "GET", "/healthz")
+        XCTAssertEqual(after, 200, "the balancer still serves")
+        let ejections = await front.metric("switchboard_balancer_backend_ejections_total", backend: "n1")
+        XCTAssertEqual(ejections, 0, "no client's framing counted against the node")
+    }
+
     private func send(_ front: BalancerProcess, _ method: String, _ path: String, body: Data? = nil, token: String? = nil, headers: [String: String] = [:])
         async throws -> (Int, String)
     {
