@@ -183,7 +183,15 @@ final class BackendPool {
     static let answerTimeout = TimeAmount.seconds(30)
 
     let eventLoop: EventLoop
-    private var idle: [String: [BackendConnection]] = [:]
+    /// Idle connections by backend address: a handful of backends, found by a short scan
+    /// rather than by hashing the address twice per request.
+    private var idle: [(address: String, connections: [BackendConnection])] = []
+
+    private func idleSlot(_ address: String) -> Int {
+        if let slot = idle.firstIndex(where: { $0.address == address }) { return slot }
+        idle.append((address, []))
+        return idle.count - 1
+    }
 
     init(eventLoop: EventLoop) {
         self.eventLoop = eventLoop
@@ -206,7 +214,8 @@ final class BackendPool {
 
     /// A pooled keep-alive connection to `address`, if one is open.
     func idleConnection(to address: String) -> BackendConnection? {
-        while let connection = idle[address]?.popLast() {
+        let slot = idleSlot(address)
+        while let connection = idle[slot].connections.popLast() {
             if connection.channel.isActive { return connection }
         }
         return nil
@@ -238,11 +247,12 @@ final class BackendPool {
     /// Gives a connection back after its response ended.
     func release(_ connection: BackendConnection) {
         connection.exchange = nil
-        guard connection.keepAlive, connection.channel.isActive, (idle[connection.address]?.count ?? 0) < Self.idlePerBackendMax else {
+        let slot = idleSlot(connection.address)
+        guard connection.keepAlive, connection.channel.isActive, idle[slot].connections.count < Self.idlePerBackendMax else {
             connection.channel.close(promise: nil)
             return
         }
-        idle[connection.address, default: []].append(connection)
+        idle[slot].connections.append(connection)
     }
 
     /// `GET path` on `address`; the response status, or a failure after `timeout`.

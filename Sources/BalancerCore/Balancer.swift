@@ -262,16 +262,15 @@ public struct Balancer: Sendable {
         return choice
     }
 
-    /// Runs on every proxied request: one small array, no sorting, no dictionary of scores.
+    /// Runs on every proxied request. The usual case (every backend eligible or excluded, no
+    /// panic) reads the backends in place: no copies of them, no sorting, no dictionary of scores.
     private mutating func choose(excluding: [String], now: Duration, load: (Backend) -> Double, twoChoices: Bool = true) -> Choice? {
-        var candidates: [Backend] = []
+        var candidates: [String] = []
         candidates.reserveCapacity(ids.count)
         var anyEligible = false
-        for id in ids {
-            let backend = backends[id]!
-            guard backend.isEligible else { continue }
+        for id in ids where backends[id]!.isEligible {
             anyEligible = true
-            if !excluding.contains(id) { candidates.append(backend) }
+            if !excluding.contains(id) { candidates.append(id) }
         }
         var panic = false
         if candidates.isEmpty {
@@ -279,25 +278,31 @@ public struct Balancer: Sendable {
             // Every backend is out, usually all at once for one cause (no leader during an
             // election: every /readyz says 503). Route to those that may still answer; one that
             // refused its last connection or that gossip declared dead only as a last resort.
-            let standing = ids.compactMap { id in excluding.contains(id) || backends[id]!.state == .draining ? nil : backends[id]! }
-            let mayAnswer = standing.filter { !$0.unreachable && $0.gossip != .dead && $0.gossip != .left }
+            let standing = ids.filter { id in !excluding.contains(id) && backends[id]!.state != .draining }
+            let mayAnswer = standing.filter { id in
+                let backend = backends[id]!
+                return !backend.unreachable && backend.gossip != .dead && backend.gossip != .left
+            }
             candidates = mayAnswer.isEmpty ? standing : mayAnswer
             guard !candidates.isEmpty else { return nil }
             panic = true
             panicRoutes += 1
         }
         let settings = self.settings
-        func score(_ backend: Backend) -> Double { load(backend) / Self.weight(backend, settings: settings, now: now) }
-        let best: Backend
+        func score(_ id: String) -> Double {
+            let backend = backends[id]!
+            return load(backend) / Self.weight(backend, settings: settings, now: now)
+        }
+        let best: String
         if twoChoices, candidates.count > 2 {
             let first = Int(rng.next() % UInt64(candidates.count))
             var second = Int(rng.next() % UInt64(candidates.count - 1))
             if second >= first { second += 1 }
             best = score(candidates[second]) < score(candidates[first]) ? candidates[second] : candidates[first]
         } else {
-            best = candidates.min { (score($0), $0.id) < (score($1), $1.id) }!
+            best = candidates.min { (score($0), $0) < (score($1), $1) }!
         }
-        return Choice(backend: best.id, address: best.address, panic: panic)
+        return Choice(backend: best, address: backends[best]!.address, panic: panic)
     }
 
     private static func weight(_ backend: Backend, settings: BalancerSettings, now: Duration) -> Double {
