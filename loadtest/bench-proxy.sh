@@ -3,7 +3,11 @@
 # (/healthz) straight to one node, through `switchboard balancer`, and through HAProxy 2.6
 # (Debian haproxy, round robin, keep-alive to the same three nodes, its default checks).
 #
-#   loadtest/bench-proxy.sh [seconds per run, default 15] [baseline switchboard binary]
+#   loadtest/bench-proxy.sh [seconds per run, default 15] [baseline switchboard binary] [rounds, default 3]
+#
+# After one run straight to a node, each round runs the balancer and HAProxy back to back and
+# prints their ratio; the last line gives every round's ratio and the median (the shared
+# machine moves by 10 % between minutes, so one pair means little).
 #
 # With a baseline binary (another build of switchboard), a second balancer from it runs in
 # front of the same nodes (a static --backend list, port 18470) and is measured in the same
@@ -14,6 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 duration="${1:-15}"
 baseline="${2:-}"
+rounds="${3:-3}"
 root="$(mktemp -d /tmp/switchboard-proxy-bench.XXXXXX)"
 swift build -c release --product switchboard >/dev/null 2>&1
 binary="$(swift build -c release --show-bin-path)/switchboard"
@@ -82,7 +87,7 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 balancer_pid="$(pgrep -f "balancer --listen 127.0.0.1:18480" | head -1 || true)"
 ticks_per_second="$(getconf CLK_TCK)"
 
-# run NAME URL [PID]: wrk, and with PID the proxy's CPU time per request.
+# run NAME URL [PID]: wrk, and with PID the proxy's CPU time per request; sets `rate`.
 run() {
   echo "== $1: wrk -t2 -c64 -d${duration}s GET /healthz"
   local before=0
@@ -90,6 +95,7 @@ run() {
   local out
   out="$(wrk -t2 -c64 -d"${duration}s" --latency "$2/healthz")"
   echo "$out" | grep -E "Requests/sec|Latency  |50%|99%|Non-2xx|Socket errors" || true
+  rate="$(echo "$out" | awk '/Requests\/sec/ {print $2}')"
   if [ -n "${3:-}" ]; then
     local used=$(( $(cpu_ticks "$3") - before ))
     local requests
@@ -99,9 +105,18 @@ run() {
   fi
 }
 run "one node directly (n1)" http://127.0.0.1:18481
-run "switchboard balancer (3 nodes)" http://127.0.0.1:18480 "$balancer_pid"
-run "HAProxy 2.6 (3 nodes)" http://127.0.0.1:18490 "$haproxy_pid"
-if [ -n "$baseline" ]; then
-  run "baseline balancer ($baseline)" http://127.0.0.1:18470 "$baseline_pid"
-fi
-run "switchboard balancer again" http://127.0.0.1:18480 "$balancer_pid"
+ratios=()
+for round in $(seq 1 "$rounds"); do
+  run "round $round: switchboard balancer (3 nodes)" http://127.0.0.1:18480 "$balancer_pid"
+  ours="$rate"
+  run "round $round: HAProxy 2.6 (3 nodes)" http://127.0.0.1:18490 "$haproxy_pid"
+  ratio="$(awk -v a="$ours" -v b="$rate" 'BEGIN { printf "%.2f", a / b }')"
+  ratios+=("$ratio")
+  echo "   round $round: ours / HAProxy = $ratio"
+  if [ -n "$baseline" ]; then
+    run "round $round: baseline balancer ($baseline)" http://127.0.0.1:18470 "$baseline_pid"
+    echo "   round $round: ours / baseline = $(awk -v a="$ours" -v b="$rate" 'BEGIN { printf "%.2f", a / b }')"
+  fi
+done
+median="$(printf '%s\n' "${ratios[@]}" | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')"
+echo "ours / HAProxy by round: ${ratios[*]}; median $median"
