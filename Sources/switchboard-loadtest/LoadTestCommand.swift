@@ -10,18 +10,18 @@ struct LoadTestCommand: AsyncParsableCommand {
         commandName: "switchboard-loadtest",
         abstract: "Certify a Switchboard cluster: agents and customers at load, then a verdict on availability and integrity.",
         discussion: """
-            Agents are a closed population: each is created, logs in, opens the events WebSocket,
-            goes available, and on every conversation.assigned reads the conversation, replies
-            after a think time and resolves after --exchanges replies. A dropped socket
-            reconnects through the target with its last cursor. Customers are an open arrival
+            Agents are a closed population: each is created, logs in, opens the events WebSocket, \
+            goes available, and on every conversation.assigned reads the conversation, replies \
+            after a think time and resolves after --exchanges replies. A dropped socket \
+            reconnects through the target with its last cursor. Customers are an open arrival \
             process posting webchat messages with unique externalIds, and following up once.
 
-            Every request's latency is measured from its intended send time (no coordinated
-            omission). After the run, every acknowledged message is looked up on every node:
-            lost or duplicated ones, double assignments, capacity overruns and event-stream
+            Every request's latency is measured from its intended send time (no coordinated \
+            omission). After the run, every acknowledged message is looked up on every node: \
+            lost or duplicated ones, double assignments, capacity overruns and event-stream \
             gaps are integrity violations.
 
-            Exit status: 0 every threshold passed, 99 a threshold failed, 1 an integrity
+            Exit status: 0 every threshold passed, 99 a threshold failed, 1 an integrity \
             violation, 2 a usage error.
 
               switchboard cluster up

@@ -17,18 +17,19 @@ struct BalancerCommand: AsyncParsableCommand {
         commandName: "balancer",
         abstract: "Proxy agents and channel webhooks to the healthy nodes of a cluster.",
         discussion: """
-            The balancer joins the gossip as an observer (role balancer: it never votes and holds
-            no data), learns each node's API address from gossip, checks every node's /readyz
-            every 250 ms, and sends each request to a node that gossip says is alive and whose
-            checks pass (power of two choices on requests in flight). A refused, reset or
-            timed-out connection or a 5xx ejects a node at once; two good checks readmit it.
-            A safe request (GET, HEAD, PUT, DELETE, or POST with Idempotency-Key) that failed
-            before any answer byte, or got 503, is retried once on another node, within a
+            The balancer joins the gossip as an observer (role balancer: it never votes and holds \
+            no data), learns each node's API address from gossip, checks every node's /readyz \
+            every 250 ms, and sends each request to a node that gossip says is alive and whose \
+            checks pass (power of two choices on requests in flight). A refused, reset or \
+            timed-out connection or a 5xx ejects a node at once; two good checks readmit it. \
+            A safe request (GET, HEAD, PUT, DELETE, or POST with Idempotency-Key) that failed \
+            before any answer byte, or got 503, is retried once on another node, within a \
             retry budget of 20 % of requests.
 
               switchboard balancer --listen 127.0.0.1:8080 --gossip 127.0.0.1:7990 \\
                 --seeds 127.0.0.1:7091,127.0.0.1:7092 --secret S
-              switchboard balancer --listen 127.0.0.1:8080 --backend n1=127.0.0.1:8081 --backend n2=127.0.0.1:8082
+              switchboard balancer --listen 127.0.0.1:8080 \\
+                --backend n1=127.0.0.1:8081 --backend n2=127.0.0.1:8082
             """)
 
     @Option(help: "host:port agents and webhooks connect to.")

@@ -12,9 +12,9 @@ struct BenchApplyCommand: ParsableCommand {
         commandName: "bench-apply",
         abstract: "Measure the apply cost of inbound messages on one state database (no network).",
         discussion: """
-            Builds a fresh state.sqlite in a temporary directory with the load-test setup (one
-            WhatsApp queue, 20 available agents of capacity 5), then applies new customers' first
-            WhatsApp messages in transactions of --batch entries, as a node's apply thread does,
+            Builds a fresh state.sqlite in a temporary directory with the load-test setup (one \
+            WhatsApp queue, 20 available agents of capacity 5), then applies new customers' first \
+            WhatsApp messages in transactions of --batch entries, as a node's apply thread does, \
             and prints messages/s and microseconds of apply per message.
 
               switchboard bench-apply                          # 30,000 messages, batches of 25

@@ -18,7 +18,7 @@ struct ClusterCommand: AsyncParsableCommand {
             restart n1       stop it if running, start it again on its data
             down             SIGTERM every node (a leader hands over first)
 
-            Each node keeps its data and log under <data>/<id>/ (data = .switchboard by
+            Each node keeps its data and log under <data>/<id>/ (data = .switchboard by \
             default): state.sqlite, raft.log, node.log, pid.
             """,
         subcommands: [Up.self, Status.self, Down.self, Kill.self, Restart.self])

@@ -11,17 +11,17 @@ struct SimulateCommand: AsyncParsableCommand {
         commandName: "simulate",
         abstract: "Run seeded Raft cluster simulations with faults and check every invariant.",
         discussion: """
-            Each seed runs 1 to 7 Raft cores on a virtual clock over a simulated network: a fault
-            phase (crashes and restarts, partitions, clogged links, loss, duplication, reordering,
-            leadership transfers, a member joining, snapshots), then a calm phase in which the
-            cluster must elect a leader and commit every proposal. Election safety, log matching,
-            leader completeness, commit monotonicity, state machine safety, durability of
+            Each seed runs 1 to 7 Raft cores on a virtual clock over a simulated network: a fault \
+            phase (crashes and restarts, partitions, clogged links, loss, duplication, reordering, \
+            leadership transfers, a member joining, snapshots), then a calm phase in which the \
+            cluster must elect a leader and commit every proposal. Election safety, log matching, \
+            leader completeness, commit monotonicity, state machine safety, durability of \
             acknowledged writes and linearizable reads are checked after every step.
 
-              switchboard simulate --seeds 2000 --nodes 5     # seeds 1...2000
-              switchboard simulate --seed 1234 --nodes 5      # replay one seed with its trace
-              switchboard simulate --throughput               # the core's entries/s, no I/O
-              switchboard simulate --gossip                   # SWIM traffic per member, 5/20/50 members
+              switchboard simulate --seeds 2000 --nodes 5   # seeds 1...2000
+              switchboard simulate --seed 1234 --nodes 5    # replay one seed, traced
+              switchboard simulate --throughput             # the core's entries/s, no I/O
+              switchboard simulate --gossip                 # SWIM traffic, 5/20/50 members
 
             The last line is `seeds=N failures=F`; the exit status is 1 when F > 0.
             """)

@@ -26,7 +26,7 @@ struct Switchboard: AsyncParsableCommand {
 
               switchboard node --bootstrap
 
-            The first start prints an admin token (only its hash is kept); pass it as
+            The first start prints an admin token (only its hash is kept); pass it as \
             `Authorization: Bearer <token>` to the admin endpoints.
             """,
         subcommands: [NodeCommand.self, ClusterCommand.self, BalancerCommand.self, SimulateCommand.self, BenchApplyCommand.self])
@@ -37,17 +37,21 @@ struct NodeCommand: AsyncParsableCommand {
         commandName: "node",
         abstract: "Run a cluster member: the HTTP and WebSocket API over a Raft log replicated into state.sqlite.",
         discussion: """
-            Every state change is a command in the Raft log (<data>/raft.log, fsynced, many per
-            fsync), committed by a majority of voters and applied to <data>/state.sqlite on every
+            Every state change is a command in the Raft log (<data>/raft.log, fsynced, many per \
+            fsync), committed by a majority of voters and applied to <data>/state.sqlite on every \
             member. Any member takes any request: a follower forwards writes to the leader.
 
-            A new cluster:       switchboard node --id n1 --peer 127.0.0.1:7081 --secret S --bootstrap
-            Join it:             switchboard node --id n2 --api 127.0.0.1:8082 --peer 127.0.0.1:7082 --secret S --join 127.0.0.1:7081
-            One node, no peers:  switchboard node --bootstrap
+            A new cluster:
+              switchboard node --id n1 --peer 127.0.0.1:7081 --secret S --bootstrap
+            Join it:
+              switchboard node --id n2 --api 127.0.0.1:8082 --peer 127.0.0.1:7082 \\
+                --secret S --join 127.0.0.1:7081
+            One node, no peers:
+              switchboard node --bootstrap
 
-            Restart a member with the same command line: on a data directory that already belongs
-            to a cluster, --bootstrap and --join are ignored and the node rejoins as the member it
-            was. SIGTERM or SIGINT: a leader hands leadership to another voter, the API finishes
+            Restart a member with the same command line: on a data directory that already belongs \
+            to a cluster, --bootstrap and --join are ignored and the node rejoins as the member it \
+            was. SIGTERM or SIGINT: a leader hands leadership to another voter, the API finishes \
             its requests in flight, then the node stops.
             """)
 
