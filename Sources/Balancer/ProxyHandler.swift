@@ -51,6 +51,9 @@ final class ProxyHandler: ChannelInboundHandler, BackendExchange {
     private var inbound = ByteBuffer()
     private var reading = Reading.head
     private var readPaused = false
+    /// `readClient` is on the stack: a request answered inside it (a refusal) lets its loop go
+    /// on to the next pipelined request instead of nesting one call per request.
+    private var readingClient = false
 
     // The request in flight.
     private var active = false
@@ -119,6 +122,9 @@ final class ProxyHandler: ChannelInboundHandler, BackendExchange {
 
     /// Frames what the client sent so far: a head starts a request, body bytes go after it.
     private func readClient() {
+        guard !readingClient else { return }
+        readingClient = true
+        defer { readingClient = false }
         while inbound.readableBytes > 0 {
             switch reading {
             case .spliced, .ignoring:

@@ -375,6 +375,31 @@ final class BalancerProcessTests: XCTestCase {
         XCTAssertEqual(ejections, 0, "no client's framing counted against the node")
     }
 
+    /// With no node known, every request is answered 503 by the balancer itself, at once. A
+    /// client that pipelines thousands of them in one write gets every answer, in order, and the
+    /// balancer keeps serving (answering them must not nest one call per request).
+    func testPipelinedRequestsWithNoNodeAreEachAnswered() async throws {
+        let cluster = ProcessCluster()
+        defer { cluster.tearDown() }
+        // Gossip with a seed where no member answers: the balancer runs and knows no node.
+        let front = try BalancerProcess(cluster: cluster, arguments: [
+            "--gossip", "127.0.0.1:\(ProcessCluster.freePort())", "--seeds", "127.0.0.1:\(ProcessCluster.freePort())", "--secret", "no-node-secret",
+        ])
+        defer { front.stop() }
+        try await cluster.waitUntil("the balancer listens", seconds: 15) { (try? RawClient(port: front.port)) != nil }
+        let count = 3000
+        let client = try RawClient(port: front.port)
+        try client.send(String(repeating: "GET / HTTP/1.1\r\n\r\n", count: count))
+        var answers = ""
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline, answers.components(separatedBy: "HTTP/1.1 503").count - 1 < count {
+            answers += client.readUntilClosed(seconds: 0.5)
+        }
+        XCTAssertEqual(answers.components(separatedBy: "HTTP/1.1 503").count - 1, count, "each of \(count) pipelined requests is answered 503 (no node)")
+        let (status, _) = try await send(front, "GET", "/healthz")
+        XCTAssertEqual(status, 503, "the balancer still answers")
+    }
+
     private func send(_ front: BalancerProcess, _ method: String, _ path: String, body: Data? = nil, token: String? = nil, headers: [String: String] = [:])
         async throws -> (Int, String)
     {
