@@ -22,6 +22,9 @@ func balancerErrorBody(code: String, message: String) -> String {
 
 /// What the proxy tells the guard about the request in progress (outbound user events).
 enum ClientProgress {
+    /// A request already began in bytes read earlier (pipelined behind the answer that just
+    /// ended): the client's time runs from now.
+    case requestStarted
     /// The whole request was read; the backend's time runs now, not the client's.
     case requestRead
     /// The answer ended; the connection waits for the next request.
@@ -80,6 +83,7 @@ final class ClientGuard: ChannelDuplexHandler, RemovableChannelHandler {
             return
         }
         switch progress {
+        case .requestStarted: state = .reading(since: .now())
         case .requestRead: state = .waitingForBackend
         case .responded: state = .idle(since: .now())
         }

@@ -411,7 +411,11 @@ final class ProxyHandler: ChannelInboundHandler, BackendExchange {
             readPaused = false
             context?.channel.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in }
         }
-        if case .head = reading, inbound.readableBytes > 0 { readClient() }
+        if case .head = reading, inbound.readableBytes > 0 {
+            // The next request's bytes are already here: its time runs from now.
+            context?.triggerUserOutboundEvent(ClientProgress.requestStarted, promise: nil)
+            readClient()
+        }
     }
 
     /// The client went away (or was refused) mid-exchange: the backend connection carries half

@@ -269,6 +269,16 @@ final class BalancerProcessTests: XCTestCase {
         XCTAssertTrue(answer.hasPrefix("HTTP/1.1 408"), "a request not finished within 1 s gets 408, got: \(answer.prefix(80))")
         XCTAssertTrue((0.9...3.5).contains(waited), "the 408 comes after the request timeout (1 s), took \(waited) s")
 
+        // The same, behind a whole request in the same write: the half request's time starts
+        // when the first answer ends, not at the connection's next read.
+        let pipelinedSlow = try RawClient(port: front.port)
+        try pipelinedSlow.send("GET /healthz HTTP/1.1\r\nHost: front\r\n\r\nGET /healthz HTTP/1.1\r\nHost: front\r\n")
+        let pipelinedStarted = Date()
+        let both = pipelinedSlow.readUntilClosed(seconds: 5)
+        let pipelinedWaited = Date().timeIntervalSince(pipelinedStarted)
+        XCTAssertTrue(both.hasPrefix("HTTP/1.1 200") && both.contains("HTTP/1.1 408"), "the whole request is answered, the half one gets 408: \(both.prefix(400))")
+        XCTAssertLessThan(pipelinedWaited, 3.5, "the 408 comes after the request timeout (1 s), not the idle timeout (60 s)")
+
         let (headerStatus, _) = try await send(front, "GET", "/healthz", headers: ["X-Padding": String(repeating: "a", count: 200_000)])
         XCTAssertEqual(headerStatus, 431, "headers over the decoder's limit get 431")
 
