@@ -410,6 +410,33 @@ final class BalancerProcessTests: XCTestCase {
         XCTAssertEqual(status, 503, "the balancer still answers")
     }
 
+    /// A node that answers every request with 503 (its checks pass): the balancer reads each
+    /// such answer to its end, ejects the node, and retries the GET on the other node, so the
+    /// client sees only 200s.
+    func testA503IsReadToItsEndAndRetriedOnAnotherNode() async throws {
+        let cluster = ProcessCluster()
+        defer { cluster.tearDown() }
+        cluster.describe("n1")
+        try await cluster.startAll()
+        let busy = try BusyBackend()
+        defer { busy.stop() }
+        let front = try BalancerProcess(cluster: cluster, arguments: [
+            // Checks every 2 s: once ejected, the busy backend stays out for the 20 requests.
+            "--backend", "n1=\(cluster.member("n1").api)", "--backend", "busy=127.0.0.1:\(busy.port)", "--check-ms", "2000",
+        ])
+        defer { front.stop() }
+        try await cluster.waitUntil("the balancer admits both backends", seconds: 30) {
+            front.log().contains("balancer.backend=n1 balancer.reason=2 good checks") && front.log().contains("balancer.backend=busy balancer.reason=2 good checks")
+        }
+        try await Task.sleep(for: .seconds(1))  // past the first moments of warm-up
+        var statuses: [Int] = []
+        for _ in 0..<20 { statuses.append(try await send(front, "GET", "/healthz").0) }
+        XCTAssertEqual(statuses.filter { $0 == 200 }.count, 20, "every GET ends with the live node's 200: \(statuses)")
+        XCTAssertGreaterThan(busy.answered, 0, "the busy backend was chosen at least once (its 503 was retried)")
+        let ejections = await front.metric("switchboard_balancer_backend_ejections_total", backend: "busy")
+        XCTAssertEqual(ejections, 1, "its 503 ejected it")
+    }
+
     private func send(_ front: BalancerProcess, _ method: String, _ path: String, body: Data? = nil, token: String? = nil, headers: [String: String] = [:])
         async throws -> (Int, String)
     {
@@ -510,5 +537,74 @@ final class RawClient {
             if let marker, received.count > 0, String(decoding: received, as: UTF8.self).hasSuffix(marker) { break }
         }
         return String(decoding: received, as: UTF8.self)
+    }
+}
+
+/// A backend whose checks pass but that answers every other request `503` with a body, on
+/// keep-alive connections (plain sockets, one thread per connection).
+final class BusyBackend: @unchecked Sendable {
+    // @unchecked: `count` is guarded by `lock`; the rest is immutable after init.
+    let port: Int
+    private let listener: Int32
+    private let lock = NSLock()
+    private var count = 0
+
+    var answered: Int { lock.withLock { count } }
+
+    init() throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = 0
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+        }
+        guard bound, listen(fd, 64) == 0 else {
+            close(fd)
+            throw POSIXError(.EADDRINUSE)
+        }
+        listener = fd
+        port = Int(UInt16(bigEndian: address.sin_port))
+        Thread.detachNewThread { [self] in
+            while true {
+                let connection = accept(listener, nil, nil)
+                guard connection >= 0 else { return }
+                Thread.detachNewThread { [self] in serve(connection) }
+            }
+        }
+    }
+
+    func stop() {
+        shutdown(listener, Int32(SHUT_RDWR))
+        close(listener)
+    }
+
+    private func serve(_ connection: Int32) {
+        defer { close(connection) }
+        var received: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = read(connection, &buffer, buffer.count)
+            guard count > 0 else { return }
+            received += buffer[0..<count]
+            while let end = received.firstRange(of: Array("\r\n\r\n".utf8)) {
+                let head = String(decoding: received[..<end.lowerBound], as: UTF8.self)
+                received.removeSubrange(..<end.upperBound)
+                let answer: String
+                if head.hasPrefix("GET /readyz ") {
+                    answer = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+                } else {
+                    lock.withLock { self.count += 1 }
+                    let body = #"{"error":{"code":"busy","message":"try another node"}}"#
+                    answer = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+                }
+                let bytes = Array(answer.utf8)
+                guard write(connection, bytes, bytes.count) == bytes.count else { return }
+            }
+        }
     }
 }
