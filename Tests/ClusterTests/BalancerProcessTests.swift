@@ -437,6 +437,27 @@ final class BalancerProcessTests: XCTestCase {
         XCTAssertEqual(ejections, 1, "its 503 ejected it")
     }
 
+    /// An answer with no length runs until its connection closes: the client gets all of it,
+    /// told that its connection closes too, and a kept-alive client connection is not reused.
+    func testAnAnswerWithoutALengthEndsWithItsConnection() async throws {
+        let cluster = ProcessCluster()
+        defer { cluster.tearDown() }
+        let body = String(repeating: "streamed until the close. ", count: 400)
+        let backend = try BusyBackend { ("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n\(body)", true) }
+        defer { backend.stop() }
+        let front = try BalancerProcess(cluster: cluster, arguments: ["--backend", "old=127.0.0.1:\(backend.port)"])
+        defer { front.stop() }
+        try await cluster.waitUntil("the balancer admits the backend", seconds: 15) { front.log().contains("balancer.backend=old balancer.reason=2 good checks") }
+        let client = try RawClient(port: front.port)
+        try client.send("GET /report HTTP/1.1\r\nHost: front\r\n\r\n")
+        let answer = client.readUntilClosed(seconds: 5)
+        XCTAssertTrue(answer.hasPrefix("HTTP/1.1 200"), "the node's answer: \(answer.prefix(120))")
+        XCTAssertTrue(answer.lowercased().contains("connection: close"), "the client is told the connection ends with the answer: \(answer.prefix(200))")
+        XCTAssertTrue(answer.hasSuffix(body), "every byte up to the node's close reached the client (\(answer.utf8.count) bytes)")
+        let ejections = await front.metric("switchboard_balancer_backend_ejections_total", backend: "old")
+        XCTAssertEqual(ejections, 0, "a close that ends an answer is not a failure")
+    }
+
     private func send(_ front: BalancerProcess, _ method: String, _ path: String, body: Data? = nil, token: String? = nil, headers: [String: String] = [:])
         async throws -> (Int, String)
     {
@@ -540,18 +561,26 @@ final class RawClient {
     }
 }
 
-/// A backend whose checks pass but that answers every other request `503` with a body, on
-/// keep-alive connections (plain sockets, one thread per connection).
+/// A backend whose checks pass but that answers every other request its own way (by default
+/// `503` with a body, on a keep-alive connection; plain sockets, one thread per connection).
 final class BusyBackend: @unchecked Sendable {
     // @unchecked: `count` is guarded by `lock`; the rest is immutable after init.
+    /// What to send for a request that is not a check, and whether to close after it.
+    typealias Answer = @Sendable () -> (bytes: String, close: Bool)
+    static let busy: Answer = {
+        let body = #"{"error":{"code":"busy","message":"try another node"}}"#
+        return ("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)", false)
+    }
     let port: Int
+    private let answerOther: Answer
     private let listener: Int32
     private let lock = NSLock()
     private var count = 0
 
     var answered: Int { lock.withLock { count } }
 
-    init() throws {
+    init(answer: @escaping Answer = BusyBackend.busy) throws {
+        answerOther = answer
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var one: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
@@ -594,16 +623,13 @@ final class BusyBackend: @unchecked Sendable {
             while let end = received.firstRange(of: Array("\r\n\r\n".utf8)) {
                 let head = String(decoding: received[..<end.lowerBound], as: UTF8.self)
                 received.removeSubrange(..<end.upperBound)
-                let answer: String
-                if head.hasPrefix("GET /readyz ") {
-                    answer = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
-                } else {
+                var answer = (bytes: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", close: false)
+                if !head.hasPrefix("GET /readyz ") {
                     lock.withLock { self.count += 1 }
-                    let body = #"{"error":{"code":"busy","message":"try another node"}}"#
-                    answer = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+                    answer = answerOther()
                 }
-                let bytes = Array(answer.utf8)
-                guard write(connection, bytes, bytes.count) == bytes.count else { return }
+                let bytes = Array(answer.bytes.utf8)
+                guard write(connection, bytes, bytes.count) == bytes.count, !answer.close else { return }
             }
         }
     }
