@@ -70,18 +70,22 @@ public enum HTTP1 {
         case invalid(String)
         /// The head is over `headBytesMax` (or has over `fieldsMax` fields).
         case tooLarge
+
+        /// The same outcome for another kind of head (`.head` has none: it is `.incomplete`).
+        fileprivate func withoutHead<Other>() -> Parsed<Other> {
+            switch self {
+            case .incomplete, .head: .incomplete
+            case .invalid(let reason): .invalid(reason)
+            case .tooLarge: .tooLarge
+            }
+        }
     }
 
     // MARK: Heads
 
     public static func parseRequest(_ bytes: UnsafeRawBufferPointer) -> Parsed<RequestHead> {
-        let lines: Lines
-        switch splitLines(bytes) {
-        case .incomplete: return .incomplete
-        case .tooLarge: return .tooLarge
-        case .invalid(let reason): return .invalid(reason)
-        case .head(let found): lines = found
-        }
+        let split = splitLines(bytes)
+        guard case .head(let lines) = split else { return split.withoutHead() }
         // Request line: method SP target SP HTTP/x.y
         let line = lines.start
         guard let firstSpace = index(of: space, in: bytes, line), firstSpace > line.lowerBound,
@@ -100,34 +104,28 @@ public enum HTTP1 {
             needsRewrite: version.minor != 1)
         var contentLength: Int?
         var chunked = false
-        var transferEncoding = false
-        var upgradeWebSocket = false
         var webSocketKey = false
         var webSocketVersion = false
         for field in lines.fields {
             let name = field.name, value = field.value
             if equalsLowercase(bytes, name, "content-length") {
-                guard let length = parseLength(bytes, value), contentLength == nil || contentLength == length else {
+                guard let length = nextContentLength(bytes, value, after: contentLength) else {
                     return .invalid("malformed or conflicting Content-Length")
                 }
                 contentLength = length
             } else if equalsLowercase(bytes, name, "transfer-encoding") {
-                guard !transferEncoding, equalsLowercase(bytes, value, "chunked") else {
+                guard !chunked, equalsLowercase(bytes, value, "chunked") else {
                     return .invalid("unsupported Transfer-Encoding (only chunked)")
                 }
-                transferEncoding = true
                 chunked = true
             } else if equalsLowercase(bytes, name, "connection") {
                 head.needsRewrite = true
-                forEachToken(bytes, value) { token in
-                    if equalsLowercase(bytes, token, "close") { head.keepAlive = false }
-                    if equalsLowercase(bytes, token, "keep-alive") && version.minor == 0 { head.keepAlive = true }
-                }
+                head.keepAlive = keepAlive(after: bytes, connection: value, minor: version.minor, before: head.keepAlive)
             } else if equalsLowercase(bytes, name, "keep-alive") || equalsLowercase(bytes, name, "proxy-connection") {
                 head.needsRewrite = true
             } else if equalsLowercase(bytes, name, "upgrade") {
                 forEachToken(bytes, value) { token in
-                    if equalsLowercase(bytes, token, "websocket") { upgradeWebSocket = true }
+                    if equalsLowercase(bytes, token, "websocket") { head.webSocketUpgrade = true }
                 }
             } else if equalsLowercase(bytes, name, "expect") {
                 head.needsRewrite = true
@@ -145,20 +143,14 @@ public enum HTTP1 {
         }
         if chunked && contentLength != nil { return .invalid("both Content-Length and Transfer-Encoding") }
         head.body = chunked ? .chunked : .length(contentLength ?? 0)
-        head.webSocketUpgrade = upgradeWebSocket
         head.hasWebSocketKeyAndVersion = webSocketKey && webSocketVersion
         return .head(head)
     }
 
-    /// A backend's answer head. `requestMethod` decides whether a body follows (HEAD: none).
+    /// A backend's answer head. `requestWasHEAD` decides whether a body follows (HEAD: none).
     public static func parseResponse(_ bytes: UnsafeRawBufferPointer, requestWasHEAD: Bool) -> Parsed<ResponseHead> {
-        let lines: Lines
-        switch splitLines(bytes) {
-        case .incomplete: return .incomplete
-        case .tooLarge: return .tooLarge
-        case .invalid(let reason): return .invalid(reason)
-        case .head(let found): lines = found
-        }
+        let split = splitLines(bytes)
+        guard case .head(let lines) = split else { return split.withoutHead() }
         let line = lines.start
         guard line.count >= 12, let version = parseVersion(bytes, line.lowerBound..<(line.lowerBound + 8)), version.major == 1,
             bytes[line.lowerBound + 8] == space, let status = parseLength(bytes, (line.lowerBound + 9)..<(line.lowerBound + 12)),
@@ -171,7 +163,7 @@ public enum HTTP1 {
         var chunked = false
         for field in lines.fields {
             if equalsLowercase(bytes, field.name, "content-length") {
-                guard let length = parseLength(bytes, field.value), contentLength == nil || contentLength == length else {
+                guard let length = nextContentLength(bytes, field.value, after: contentLength) else {
                     return .invalid("malformed or conflicting Content-Length")
                 }
                 contentLength = length
@@ -183,10 +175,7 @@ public enum HTTP1 {
                 head.hasConnectionFields = true
             } else if equalsLowercase(bytes, field.name, "connection") {
                 head.hasConnectionFields = true
-                forEachToken(bytes, field.value) { token in
-                    if equalsLowercase(bytes, token, "close") { head.keepAlive = false }
-                    if equalsLowercase(bytes, token, "keep-alive") && version.minor == 0 { head.keepAlive = true }
-                }
+                head.keepAlive = keepAlive(after: bytes, connection: field.value, minor: version.minor, before: head.keepAlive)
             }
         }
         if requestWasHEAD || (100..<200).contains(status) || status == 204 || status == 304 {
@@ -200,6 +189,23 @@ public enum HTTP1 {
             head.keepAlive = false
         }
         return .head(head)
+    }
+
+    /// A `Content-Length` value, when it is well formed and equal to any earlier one.
+    private static func nextContentLength(_ bytes: UnsafeRawBufferPointer, _ value: Range<Int>, after earlier: Int?) -> Int? {
+        guard let length = parseLength(bytes, value), earlier == nil || earlier == length else { return nil }
+        return length
+    }
+
+    /// Keep-alive after a `Connection` field: `close` ends it, `keep-alive` asks for it in
+    /// HTTP/1.0 (1.1 keeps alive by default).
+    private static func keepAlive(after bytes: UnsafeRawBufferPointer, connection value: Range<Int>, minor: UInt8, before: Bool) -> Bool {
+        var keepAlive = before
+        forEachToken(bytes, value) { token in
+            if equalsLowercase(bytes, token, "close") { keepAlive = false }
+            if equalsLowercase(bytes, token, "keep-alive") && minor == 0 { keepAlive = true }
+        }
+        return keepAlive
     }
 
     // MARK: Rewriting heads
@@ -404,11 +410,7 @@ public enum HTTP1 {
         var length: Int
     }
 
-    private enum Split {
-        case incomplete, tooLarge, invalid(String), head(Lines)
-    }
-
-    private static func splitLines(_ bytes: UnsafeRawBufferPointer) -> Split {
+    private static func splitLines(_ bytes: UnsafeRawBufferPointer) -> Parsed<Lines> {
         let limit = min(bytes.count, headBytesMax)
         var lineStart = 0
         var start: Range<Int>?
