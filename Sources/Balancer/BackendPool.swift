@@ -117,6 +117,7 @@ final class BackendResponseHandler: ChannelInboundHandler {
                     continue  // an interim answer: the real one follows
                 }
                 let framer = HTTP1.BodyFramer(head.body)
+                connection.keepAlive = connection.keepAlive && head.keepAlive
                 connection.exchange?.backendRead(.head(head, bytes: headBytes))
                 if framer.isDone {
                     connection.exchange?.backendRead(.end)
@@ -293,7 +294,6 @@ private final class HealthCheck: BackendExchange {
         switch part {
         case .head(let head, _):
             status = head.status
-            connection.keepAlive = connection.keepAlive && head.keepAlive
         case .body:
             break
         case .end:

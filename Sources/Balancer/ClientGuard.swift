@@ -20,6 +20,16 @@ func balancerErrorBody(code: String, message: String) -> String {
     #"{"error":{"code":"\#(code)","message":"\#(message.replacingOccurrences(of: "\"", with: "'"))"}}"#
 }
 
+/// A whole answer from the balancer itself: status line, JSON error body, and `Retry-After`
+/// on a 503.
+func balancerErrorAnswer(_ status: HTTPResponseStatus, code: String, message: String, keepAlive: Bool) -> ByteBuffer {
+    let json = balancerErrorBody(code: code, message: message)
+    var answer = "HTTP/1.1 \(status.code) \(status.reasonPhrase)\r\ncontent-type: application/json\r\n"
+    answer += "content-length: \(json.utf8.count)\r\nconnection: \(keepAlive ? "keep-alive" : "close")\r\n"
+    if status == .serviceUnavailable { answer += "retry-after: 1\r\n" }
+    return ByteBuffer(string: answer + "\r\n" + json)
+}
+
 /// What the proxy tells the guard about the request in progress (outbound user events).
 enum ClientProgress {
     /// A request already began in bytes read earlier (pipelined behind the answer that just
@@ -100,9 +110,10 @@ final class ClientGuard: ChannelDuplexHandler, RemovableChannelHandler {
                 context.close(promise: nil)
                 return
             case .reading(let since) where now - since >= timeouts.request:
-                let body = balancerErrorBody(code: "request_timeout", message: "the request was not received within \(timeouts.request.nanoseconds / 1_000_000) ms")
-                let response = "HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\ncontent-length: \(body.utf8.count)\r\nconnection: close\r\n\r\n\(body)"
-                context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: response))).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+                let response = balancerErrorAnswer(
+                    .requestTimeout, code: "request_timeout",
+                    message: "the request was not received within \(timeouts.request.nanoseconds / 1_000_000) ms", keepAlive: false)
+                context.writeAndFlush(wrapOutboundOut(response)).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
                 return
             default:
                 arm(context: context)

@@ -61,7 +61,7 @@ final class ProxyHandler: ChannelInboundHandler, BackendExchange {
     private var forwardedHeadTail: ByteBuffer?  // `forwardedTail`, when the head is the client's own
     private var clientIsHTTP11 = true
     private var method = ""
-    private var isHEAD = false
+    private var isHEAD: Bool { method == "HEAD" }
     private var idempotencyKey = false
     private var clientKeepAlive = false  // the client's own wish (the forwarded head always says keep-alive)
     private var received = false  // the client sent the whole request
@@ -182,7 +182,6 @@ final class ProxyHandler: ChannelInboundHandler, BackendExchange {
         answerKeepAlive = true
         clientIsHTTP11 = head.version.minor == 1
         method = head.method
-        isHEAD = head.method == "HEAD"
         idempotencyKey = head.hasIdempotencyKey
         clientKeepAlive = head.keepAlive
         reading = .body(HTTP1.BodyFramer(head.body))
@@ -323,7 +322,6 @@ final class ProxyHandler: ChannelInboundHandler, BackendExchange {
         guard let connection, let backend else { return }
         switch part {
         case .head(let head, let bytes):
-            connection.keepAlive = connection.keepAlive && head.keepAlive
             if head.status >= 500 { failedStatus = head.status }
             if head.status == 503, mayRetry() {
                 discarding = true  // read the rest of this answer, then retry
@@ -431,12 +429,8 @@ final class ProxyHandler: ChannelInboundHandler, BackendExchange {
     private func respond(_ status: HTTPResponseStatus, _ message: String, keepAlive: Bool) {
         guard let context else { return }
         answered = true
-        let json = balancerErrorBody(code: "balancer_\(status.code)", message: message)
-        var answer = "HTTP/1.1 \(status.code) \(status.reasonPhrase)\r\ncontent-type: application/json\r\n"
-        answer += "content-length: \(json.utf8.count)\r\nconnection: \(keepAlive ? "keep-alive" : "close")\r\n"
-        if status == .serviceUnavailable { answer += "retry-after: 1\r\n" }
-        answer += "\r\n" + json
-        context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: answer))).assumeIsolated().whenComplete { _ in
+        let answer = balancerErrorAnswer(status, code: "balancer_\(status.code)", message: message, keepAlive: keepAlive)
+        context.writeAndFlush(wrapOutboundOut(answer)).assumeIsolated().whenComplete { _ in
             if !keepAlive { context.close(promise: nil) }
         }
     }

@@ -117,31 +117,32 @@ final class BackendSplice: ChannelInboundHandler, @unchecked Sendable {
             return
         }
         guard !answered else { return }
-        let view = buffered.readableBytesView
-        guard let end = view.firstRange(of: [13, 10, 13, 10]) else {
+        switch buffered.withUnsafeReadableBytes({ HTTP1.parseResponse($0, requestWasHEAD: false) }) {
+        case .incomplete:
             if buffered.readableBytes > WebSocketPassThrough.handshakeBytesMax {
                 handshake.fail(BackendUnavailable(description: "handshake answer over \(WebSocketPassThrough.handshakeBytesMax) bytes"))
                 context.close(promise: nil)
             }
-            return
-        }
-        answered = true
-        let text = String(decoding: view[view.startIndex..<end.lowerBound], as: UTF8.self)
-        let answer = buffered.readSlice(length: end.upperBound - view.startIndex)!
-        let statusLine = text.prefix { $0 != "\r" }
-        let code = statusLine.split(separator: " ").dropFirst().first.flatMap { Int($0) }
-        guard code == 101 else {
-            // A node that answers (401 for a bad token, 503 while it has no leader) is alive:
-            // its answer goes to the client; only a 5xx or no answer counts against it.
-            if let code, (100..<600).contains(code) {
-                handshake.fail(UpgradeRefused(status: HTTPResponseStatus(statusCode: code), line: String(statusLine)))
-            } else {
-                handshake.fail(BackendUnavailable(description: "backend answered the upgrade with: \(statusLine)"))
-            }
+        case .tooLarge, .invalid:
+            handshake.fail(BackendUnavailable(description: "backend answered the upgrade with something that is not HTTP/1.1"))
             context.close(promise: nil)
-            return
+        case .head(let head):
+            answered = true
+            let answer = buffered.readSlice(length: head.length)!
+            let statusLine = answer.getString(at: answer.readerIndex + head.statusLine.lowerBound, length: head.statusLine.count) ?? ""
+            guard head.status == 101 else {
+                // A node that answers (401 for a bad token, 503 while it has no leader) is alive:
+                // its answer goes to the client; only a 5xx or no answer counts against it.
+                if (100..<600).contains(head.status) {
+                    handshake.fail(UpgradeRefused(status: HTTPResponseStatus(statusCode: head.status), line: statusLine))
+                } else {
+                    handshake.fail(BackendUnavailable(description: "backend answered the upgrade with: \(statusLine)"))
+                }
+                context.close(promise: nil)
+                return
+            }
+            handshake.succeed(answer)
         }
-        handshake.succeed(answer)
     }
 
     /// The client's `101` went out: send what the backend said since, then splice.
