@@ -146,7 +146,7 @@ let package = Package(
         ),
         .testTarget(name: "LoadTestCoreTests", dependencies: ["LoadTestCore"]),
         .testTarget(name: "ContactCenterTests", dependencies: ["ContactCenter", "Wire"]),
-        .testTarget(name: "BalancerCoreTests", dependencies: ["BalancerCore"]),
+        .testTarget(name: "BalancerCoreTests", dependencies: ["BalancerCore", "RaftCore"]),
         .testTarget(name: "SWIMCoreTests", dependencies: ["SWIMCore", "ClusterTestKit", "Wire"]),
         .testTarget(
             name: "SWIMShellTests",

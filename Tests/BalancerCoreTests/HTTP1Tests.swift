@@ -1,4 +1,5 @@
 import BalancerCore
+import RaftCore
 import XCTest
 
 final class HTTP1Tests: XCTestCase {
@@ -170,7 +171,7 @@ final class HTTP1Tests: XCTestCase {
     /// followed by the next message and fed in random pieces, always ends exactly after the
     /// last chunk's trailer section.
     func testChunkedBodiesEndExactlyWhereverTheReadsSplitThem() throws {
-        var random = SeededRandom(seed: 42)
+        var random = SplitMix64(seed: 42)
         for trial in 0..<300 {
             var encoded: [UInt8] = []
             for _ in 0..<Int.random(in: 0...5, using: &random) {
@@ -195,18 +196,5 @@ final class HTTP1Tests: XCTestCase {
         for bad in ["zz\r\n", "5\r\nhelloXX", "\r\n", "5\nhello\r\n", "0\r\nTrailer\n", String(repeating: "1", count: 16) + "\r\n"] {
             XCTAssertThrowsError(try frame(.chunked, Array(bad.utf8), split: 3), "\(bad.debugDescription) is not a chunked body")
         }
-    }
-}
-
-/// SplitMix64: the same sequence for the same seed on every platform.
-private struct SeededRandom: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

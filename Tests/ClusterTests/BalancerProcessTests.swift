@@ -111,7 +111,7 @@ final class BalancerProcessTests: XCTestCase {
         let front = try BalancerProcess(cluster: cluster, arguments: cluster.members.flatMap { ["--backend", "\($0.id)=\($0.api)"] })
         defer { front.stop() }
         try await cluster.waitUntil("the balancer admits all three nodes", seconds: 15) {
-            ["n1", "n2", "n3"].allSatisfy { id in front.log().contains("balancer.backend=\(id) balancer.reason=2 good checks") }
+            ["n1", "n2", "n3"].allSatisfy(front.admitted)
         }
 
         let stream = EventLog()
@@ -256,7 +256,7 @@ final class BalancerProcessTests: XCTestCase {
         try await cluster.startAll()
         let front = try BalancerProcess(cluster: cluster, arguments: ["--backend", "n1=\(cluster.member("n1").api)", "--request-timeout-ms", "1000"])
         defer { front.stop() }
-        try await cluster.waitUntil("the balancer admits n1", seconds: 15) { front.log().contains("balancer.backend=n1 balancer.reason=2 good checks") }
+        try await cluster.waitUntil("the balancer admits n1", seconds: 15) { front.admitted("n1") }
 
         // A slow client: half a request, then silence.
         let slow = try RawClient(port: front.port)
@@ -320,10 +320,7 @@ final class BalancerProcessTests: XCTestCase {
         XCTAssertTrue(
             refusal.hasPrefix(String(nodeStatus)), "a refused upgrade is answered with the node's status (\(nodeStatus)), never a silent close: \(refusal.prefix(120))")
 
-        let (after, _) = try await send(front, "GET", "/healthz")
-        XCTAssertEqual(after, 200, "the balancer still serves after all of it")
-        let ejections = await front.metric("switchboard_balancer_backend_ejections_total", backend: "n1")
-        XCTAssertEqual(ejections, 0, "bad clients never eject a node")
+        try await assertStillServesWithoutEjecting(front, "n1", "the balancer still serves after all of it", "bad clients never eject a node")
     }
 
     /// The balancer frames HTTP/1.1 itself (BalancerCore.HTTP1) and forwards bytes: pipelined
@@ -337,7 +334,7 @@ final class BalancerProcessTests: XCTestCase {
         try await cluster.startAll()
         let front = try BalancerProcess(cluster: cluster, arguments: ["--backend", "n1=\(cluster.member("n1").api)"])
         defer { front.stop() }
-        try await cluster.waitUntil("the balancer admits n1", seconds: 15) { front.log().contains("balancer.backend=n1 balancer.reason=2 good checks") }
+        try await cluster.waitUntil("the balancer admits n1", seconds: 15) { front.admitted("n1") }
         let (status, healthBody) = try await send(front, "GET", "/healthz")
         XCTAssertEqual(status, 200)
         XCTAssertFalse(healthBody.isEmpty)
@@ -379,10 +376,7 @@ final class BalancerProcessTests: XCTestCase {
         XCTAssertTrue(refusal.hasPrefix("HTTP/1.1 400"), "a request with two lengths is refused: \(refusal.prefix(200))")
         let requestsAfter = await front.metric("switchboard_balancer_backend_requests_total", backend: "n1")
         XCTAssertEqual(requestsAfter, requestsBefore, "the refused request never reached the node")
-        let (after, _) = try await send(front, "GET", "/healthz")
-        XCTAssertEqual(after, 200, "the balancer still serves")
-        let ejections = await front.metric("switchboard_balancer_backend_ejections_total", backend: "n1")
-        XCTAssertEqual(ejections, 0, "no client's framing counted against the node")
+        try await assertStillServesWithoutEjecting(front, "n1", "the balancer still serves", "no client's framing counted against the node")
     }
 
     /// With no node known, every request is answered 503 by the balancer itself, at once. A
@@ -426,7 +420,7 @@ final class BalancerProcessTests: XCTestCase {
         ])
         defer { front.stop() }
         try await cluster.waitUntil("the balancer admits both backends", seconds: 30) {
-            front.log().contains("balancer.backend=n1 balancer.reason=2 good checks") && front.log().contains("balancer.backend=busy balancer.reason=2 good checks")
+            front.admitted("n1") && front.admitted("busy")
         }
         try await Task.sleep(for: .seconds(1))  // past the first moments of warm-up
         var statuses: [Int] = []
@@ -447,7 +441,7 @@ final class BalancerProcessTests: XCTestCase {
         defer { backend.stop() }
         let front = try BalancerProcess(cluster: cluster, arguments: ["--backend", "old=127.0.0.1:\(backend.port)"])
         defer { front.stop() }
-        try await cluster.waitUntil("the balancer admits the backend", seconds: 15) { front.log().contains("balancer.backend=old balancer.reason=2 good checks") }
+        try await cluster.waitUntil("the balancer admits the backend", seconds: 15) { front.admitted("old") }
         let client = try RawClient(port: front.port)
         try client.send("GET /report HTTP/1.1\r\nHost: front\r\n\r\n")
         let answer = client.readUntilClosed(seconds: 5)
@@ -456,6 +450,16 @@ final class BalancerProcessTests: XCTestCase {
         XCTAssertTrue(answer.hasSuffix(body), "every byte up to the node's close reached the client (\(answer.utf8.count) bytes)")
         let ejections = await front.metric("switchboard_balancer_backend_ejections_total", backend: "old")
         XCTAssertEqual(ejections, 0, "a close that ends an answer is not a failure")
+    }
+
+    /// After bad input: a plain GET through `front` still gets 200, and `backend` was never ejected.
+    private func assertStillServesWithoutEjecting(
+        _ front: BalancerProcess, _ backend: String, _ serves: String, _ notEjected: String, file: StaticString = #filePath, line: UInt = #line
+    ) async throws {
+        let (after, _) = try await send(front, "GET", "/healthz")
+        XCTAssertEqual(after, 200, serves, file: file, line: line)
+        let ejections = await front.metric("switchboard_balancer_backend_ejections_total", backend: backend)
+        XCTAssertEqual(ejections, 0, notEjected, file: file, line: line)
     }
 
     private func send(_ front: BalancerProcess, _ method: String, _ path: String, body: Data? = nil, token: String? = nil, headers: [String: String] = [:])

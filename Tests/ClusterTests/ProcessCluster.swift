@@ -211,6 +211,9 @@ final class BalancerProcess: @unchecked Sendable {
 
     func log() -> String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 
+    /// The balancer logged that it admitted the backend `id` (two good checks).
+    func admitted(_ id: String) -> Bool { log().contains("balancer.backend=\(id) balancer.reason=2 good checks") }
+
     /// The admin port's Prometheus text.
     func metrics() async -> String {
         guard let (data, _) = try? await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(adminPort)/metrics")!) else { return "" }
