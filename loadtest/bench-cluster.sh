@@ -8,7 +8,7 @@
 #
 #   loadtest/bench-cluster.sh [seconds per run, default 20]
 #
-# Needs: wrk, etcd-server (apt-get install wrk etcd-server).
+# Needs: wrk, etcd-server, etcd-client (apt-get install wrk etcd-server etcd-client).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration="${1:-20}"

@@ -271,12 +271,14 @@ extension Node {
         return "follower"
     }
 
-    /// Ready: a leader is known and this node applied everything it knows to be committed.
+    /// Ready: a leader is known and this node is not catching up: it applied everything it knows
+    /// to be committed, but for the batch a follower holds back on purpose (at most
+    /// `RaftLoop.unappliedMax` entries, see `RaftLoop.followerApplyDelay`).
     public var readiness: (ready: Bool, reason: String?) {
         if let failure = failureReason { return (false, failure) }
         let status = loop.status
         guard let leader = status.leader else { return (false, "no leader known") }
-        guard status.appliedIndex >= status.commitIndex else {
+        guard status.appliedIndex + UInt64(RaftLoop.unappliedMax) >= status.commitIndex else {
             return (false, "applying the log: \(status.appliedIndex) of \(status.commitIndex) (leader \(leader))")
         }
         return (true, nil)

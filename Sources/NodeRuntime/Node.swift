@@ -49,6 +49,9 @@ public struct NodeConfiguration: Sendable {
     /// `raft.electionTicks` to twice that.
     public var tickInterval: Duration = .milliseconds(25)
     public var raft = RaftSettings()
+    /// How long a follower may hold committed entries to apply them in a bigger batch (see
+    /// `RaftLoop`); zero applies each batch as it commits.
+    public var followerApplyDelay: Duration = .milliseconds(40)
     /// An agent's presence lease: renewed every `leaseRenewInterval` while its event WebSocket
     /// is open on some node; once it ends the leader sets the agent offline and re-queues its
     /// conversations.
@@ -169,7 +172,7 @@ public final class Node: Sendable {
         let snapshots = self.snapshots
         loop = try RaftLoop(
             id: configuration.id, settings: configuration.raft, storage: storage, state: state,
-            tickInterval: configuration.tickInterval.seconds,
+            tickInterval: configuration.tickInterval.seconds, followerApplyDelay: configuration.followerApplyDelay.seconds,
             seed: UInt64.random(in: 0...UInt64.max), logger: logger,
             hooks: RaftLoop.Hooks(
                 applied: { index, results in

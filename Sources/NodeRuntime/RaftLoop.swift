@@ -79,6 +79,8 @@ public final class RaftLoop: @unchecked Sendable {
 
     /// Most inputs queued for the loop; past it, proposals fail and peer messages are dropped.
     public static let inputsMax = 50_000
+    /// Most committed entries a follower holds unapplied; past it, it applies at once.
+    public static let unappliedMax = 512
     /// Outcomes of the most recently applied entries kept for waiters that ask late (their
     /// events are not kept: only the outcome is answered).
     public static let recentOutcomesMax = 8192
@@ -126,20 +128,29 @@ public final class RaftLoop: @unchecked Sendable {
     private var applyBatches: UInt64 = 0
     private var appliedEntries: UInt64 = 0
     private var readies: UInt64 = 0
+    /// What `state.sqlite` holds: the core's applied index less `unapplied`.
+    private var appliedThrough: UInt64
+    /// Committed entries a follower has not applied yet, oldest first (see `followerApplyDelay`).
+    private var unapplied: [Entry] = []
+    private var unappliedSince: Date?
+    /// How long a follower may hold committed entries before it applies them.
+    private let followerApplyDelay: TimeInterval
 
     public init(
         id: NodeID, settings: RaftSettings, storage: RaftStorage, state: StateDatabase, tickInterval: TimeInterval = 0.05,
-        seed: UInt64, logger: Logger, hooks: Hooks = Hooks(applied: { _, _ in }, installSnapshot: { _ in }),
+        followerApplyDelay: TimeInterval = 0.04, seed: UInt64, logger: Logger, hooks: Hooks = Hooks(applied: { _, _ in }, installSnapshot: { _ in }),
         send: @escaping @Sendable (RaftCore.Message) -> Void
     ) throws {
         self.id = id
         self.tickInterval = tickInterval
+        self.followerApplyDelay = followerApplyDelay
         self.storage = storage
         self.state = state
         self.send = send
         self.hooks = hooks
         self.logger = logger
         let applied = UInt64(try state.appliedIndex())
+        appliedThrough = applied
         let loaded = try storage.load(applied: applied)
         core = Raft(id: id, settings: settings, seed: seed, hardState: loaded.hardState, snapshot: loaded.snapshot, entries: loaded.entries, applied: applied)
         statusValue = Status(
@@ -291,7 +302,7 @@ public final class RaftLoop: @unchecked Sendable {
     // MARK: The loop thread
 
     private func wait(index: UInt64, term: UInt64, deadline: Date, _ completion: @escaping Completion) {
-        if index <= core.appliedIndex {
+        if index <= appliedThrough {
             if let known = recent[index] {
                 completion(known.term == term ? .success(known.applied) : .failure(.lost(index: index)))
             } else if core.term(at: index).map({ $0 != term }) ?? false {
@@ -320,8 +331,9 @@ public final class RaftLoop: @unchecked Sendable {
     private func run() {
         var nextTick = Date().addingTimeInterval(tickInterval)
         while true {
+            let wake = unappliedSince.map { min(nextTick, $0.addingTimeInterval(followerApplyDelay)) } ?? nextTick
             let batch: [Input]? = condition.withLock {
-                while inputs.isEmpty, !stopping, Date() < nextTick { _ = condition.wait(until: nextTick) }
+                while inputs.isEmpty, !stopping, Date() < wake { _ = condition.wait(until: wake) }
                 if stopping { return nil }
                 defer { inputs.removeAll(keepingCapacity: true) }
                 return inputs
@@ -341,10 +353,19 @@ public final class RaftLoop: @unchecked Sendable {
             }
             do {
                 try processReady()
+                if applyIsDue(now: now) {
+                    try applyUnapplied()
+                    publishStatus()
+                }
             } catch {
                 logger.critical("raft loop stopped: \(error)", metadata: ["raft.node": "\(id)"])
                 break
             }
+        }
+        if !unapplied.isEmpty {
+            // Not needed for safety (a restart applies the log from state.sqlite's index), but
+            // a node that stops cleanly leaves its state current.
+            do { try applyUnapplied() } catch { logger.error("applying before stopping failed: \(error)", metadata: ["raft.node": "\(id)"]) }
         }
         // No more inputs are taken; those that arrived after the last batch still hold
         // continuations: run them (they register waits), then fail every wait once.
@@ -394,38 +415,40 @@ public final class RaftLoop: @unchecked Sendable {
             // below completes, so the leader never counts its own unpersisted entries toward a
             // commit; and a leader's Ready carries no term or vote to make durable first (those
             // changed before it could lead). Anyone else persists first (votes, acknowledgements).
-            let sendFirst = core.role == .leader
-            if sendFirst { for message in ready.messages { send(message) } }
-            try storage.persist(ready)                                // 1. persist (fsync)
-            if !sendFirst { for message in ready.messages { send(message) } }  // 2. send
-            if let snapshot = ready.snapshot {                         // 3. install, then apply
-                try hooks.installSnapshot(snapshot)
-                for (index, list) in waiters where index <= snapshot.index {
-                    for waiter in list { waiter.completion(.failure(.outcomeForgotten(index: index))) }
-                    waiters[index] = nil
+            //
+            // A leader also applies before it persists: its committed entries were persisted in
+            // an earlier Ready (a follower's acknowledgement of an entry is stepped only after the
+            // cycle that appended it), so their clients need not wait for this Ready's fsync of
+            // newer entries. A follower persists first: its acknowledgement waits for nothing else.
+            if core.role == .leader, ready.snapshot == nil {
+                for message in ready.messages { send(message) }            // 1. send
+                try apply(ready)                                           // 2. apply
+                try storage.persist(ready)                                 // 3. persist (fsync)
+            } else {
+                try storage.persist(ready)                                 // 1. persist (fsync)
+                for message in ready.messages { send(message) }            // 2. send
+                if let snapshot = ready.snapshot {                         // 3. install, then apply
+                    try applyUnapplied()
+                    try hooks.installSnapshot(snapshot)
+                    appliedThrough = snapshot.index
+                    for (index, list) in waiters where index <= snapshot.index {
+                        for waiter in list { waiter.completion(.failure(.outcomeForgotten(index: index))) }
+                        waiters[index] = nil
+                    }
+                    hooks.applied(snapshot.index, [])
                 }
-                hooks.applied(snapshot.index, [])
+                if !ready.committed.isEmpty {
+                    if unapplied.isEmpty { unappliedSince = Date() }
+                    unapplied.append(contentsOf: ready.committed)
+                }
             }
             readies += 1
-            if !ready.committed.isEmpty {
-                applyBatches += 1
-                appliedEntries += UInt64(ready.committed.count)
-                let results = try state.apply(ready.committed)
-                hooks.applied(ready.committed.last!.index, results)
-                for (entry, result) in zip(ready.committed, results) {
-                    remember(index: entry.index, term: entry.term, applied: result)
-                    guard let list = waiters.removeValue(forKey: entry.index) else { continue }
-                    for waiter in list {
-                        waiter.completion(waiter.term == entry.term ? .success(result) : .failure(.lost(index: entry.index)))
-                    }
-                }
-            }
             for readState in ready.readStates {                         // 4. reads
                 if let read = reads.removeValue(forKey: readState.context) { readsReady.append((readState.index, read)) }
             }
-            let applied = core.appliedIndex
+            if applyIsDue(now: Date()) { try applyUnapplied() }
             readsReady.removeAll { ready in
-                guard ready.index <= applied else { return false }
+                guard ready.index <= appliedThrough else { return false }
                 ready.read.completion(.success(()))
                 return true
             }
@@ -443,9 +466,52 @@ public final class RaftLoop: @unchecked Sendable {
         }
     }
 
+    /// Whether a follower's unapplied entries must be applied now rather than in a bigger batch
+    /// later: they waited `followerApplyDelay`, there are `unappliedMax` of them, the node is no
+    /// longer a plain follower, or someone waits for them (a forwarded write's outcome, a read).
+    private func applyIsDue(now: Date) -> Bool {
+        guard let since = unappliedSince else { return false }
+        return core.role != .follower || unapplied.count >= Self.unappliedMax || now.timeIntervalSince(since) >= followerApplyDelay
+            || !waiters.isEmpty || !readsReady.isEmpty
+    }
+
+    private func applyUnapplied() throws {
+        guard !unapplied.isEmpty else { return }
+        let entries = unapplied
+        unapplied.removeAll(keepingCapacity: true)
+        unappliedSince = nil
+        try apply(entries)
+    }
+
+    /// Applies a Ready's committed entries and answers the proposals waiting for them.
+    private func apply(_ ready: Ready) throws {
+        try applyUnapplied()
+        try apply(ready.committed)
+    }
+
+    /// Applies committed entries (contiguous, after `appliedThrough`) in one transaction and
+    /// answers the proposals waiting for them.
+    private func apply(_ committed: [Entry]) throws {
+        guard let last = committed.last else { return }
+        applyBatches += 1
+        appliedEntries += UInt64(committed.count)
+        let results = try state.apply(committed)
+        appliedThrough = last.index
+        // Before anyone is woken: who waited for these entries sees them in `status` too.
+        publishStatus()
+        hooks.applied(last.index, results)
+        for (entry, result) in zip(committed, results) {
+            remember(index: entry.index, term: entry.term, applied: result)
+            guard let list = waiters.removeValue(forKey: entry.index) else { continue }
+            for waiter in list {
+                waiter.completion(waiter.term == entry.term ? .success(result) : .failure(.lost(index: entry.index)))
+            }
+        }
+    }
+
     private func publishStatus() {
         let status = Status(
-            role: core.role, term: core.term, leader: core.leader, commitIndex: core.commitIndex, appliedIndex: core.appliedIndex,
+            role: core.role, term: core.term, leader: core.leader, commitIndex: core.commitIndex, appliedIndex: appliedThrough,
             lastIndex: core.lastIndex, snapshotIndex: core.snapshotIndex, configuration: core.configuration,
             matchIndexes: core.role == .leader ? core.matchIndexes : [:], applyBatches: applyBatches, appliedEntries: appliedEntries,
             readies: readies)

@@ -55,14 +55,17 @@ final class RaftLoopTests: XCTestCase {
 
     override func tearDown() { try? FileManager.default.removeItem(atPath: root) }
 
-    func start(_ member: Member, all: [Member], seed: UInt64) throws {
+    func start(_ member: Member, all: [Member], seed: UInt64, followerApplyDelay: TimeInterval = 0.04) throws {
         let ports = Dictionary(uniqueKeysWithValues: all.map { ($0.id, $0.port) })
         let link = member.link
         let storage = try RaftStorage(
             directory: member.directory,
             initial: Snapshot(index: 0, term: 0, configuration: Configuration(voters: Set(all.map(\.id))), data: []))
         let state = try StateDatabase(path: member.directory + "/state.sqlite")
-        let loop = try RaftLoop(id: member.id, settings: RaftSettings(), storage: storage, state: state, tickInterval: 0.02, seed: seed, logger: logger) { message in
+        let loop = try RaftLoop(
+            id: member.id, settings: RaftSettings(), storage: storage, state: state, tickInterval: 0.02,
+            followerApplyDelay: followerApplyDelay, seed: seed, logger: logger
+        ) { message in
             link.send(RaftCodec.encode(message), to: message.to, host: "127.0.0.1", port: ports[message.to]!)
         }
         member.loop = loop
@@ -122,6 +125,40 @@ final class RaftLoopTests: XCTestCase {
         XCTAssertEqual(dumps[0], dumps[1], "n1 and n2 hold the same state")
         XCTAssertEqual(dumps[0], dumps[2], "n1 and n3 hold the same state")
         XCTAssertTrue(dumps[0].contains("qu_30"))
+        for member in members { await member.link.close() }
+    }
+
+    /// A follower applies committed entries in batches: it holds them (here for as long as an
+    /// hour) until someone on it needs them, a ReadIndex barrier here, or it stops.
+    func testAFollowerHoldsCommittedEntriesUntilAReadNeedsThem() async throws {
+        let members = ["n1", "n2", "n3"].map { Member(id: $0, root: root, logger: logger) }
+        for member in members { member.port = try await member.link.listen(host: "127.0.0.1", port: 0) }
+        for (number, member) in members.enumerated() { try start(member, all: members, seed: UInt64(number + 7), followerApplyDelay: 3600) }
+        defer {
+            for member in members { member.loop?.stop() }
+        }
+        try await waitUntil { leader(members) != nil }
+        let first = try XCTUnwrap(leader(members), "a leader is elected over TCP")
+        for number in 1...20 { _ = try await first.loop!.propose(queueCommand(number), deadline: soon) }
+        let target = first.loop!.status.appliedIndex
+        let followers = members.filter { $0 !== first }
+        try await waitUntil { followers.allSatisfy { ($0.loop?.status.commitIndex ?? 0) >= target } }
+        for follower in followers {
+            let status = follower.loop!.status
+            XCTAssertGreaterThanOrEqual(status.commitIndex, target, "\(follower.id) learned the commit index")
+            XCTAssertLessThan(status.appliedIndex, status.commitIndex, "\(follower.id) holds committed entries back: applied \(status.appliedIndex) of \(status.commitIndex)")
+        }
+
+        try await followers[0].loop!.linearizableBarrier(deadline: soon)
+        XCTAssertGreaterThanOrEqual(followers[0].loop!.status.appliedIndex, target, "a read on \(followers[0].id) applies what it held")
+        XCTAssertLessThan(followers[1].loop!.status.appliedIndex, target, "\(followers[1].id), asked nothing, still holds its entries")
+
+        // A follower that stops applies what it held: every member ends with the same state.
+        for member in members { member.loop?.stop() }
+        let dumps = try members.map(dump)
+        XCTAssertEqual(dumps[0], dumps[1], "n1 and n2 hold the same state")
+        XCTAssertEqual(dumps[0], dumps[2], "n1 and n3 hold the same state")
+        XCTAssertTrue(dumps[0].contains("qu_20"))
         for member in members { await member.link.close() }
     }
 }
