@@ -1,4 +1,5 @@
-# Sourced by the bench scripts: the three-node cluster file and the agents every scenario uses.
+# Sourced by the bench scripts: the three-node cluster file, the agents every scenario uses, and
+# the 3-node etcd they are measured against.
 json() { python3 -c "import sys,json; print(json.load(sys.stdin)$1)"; }
 
 # setup_agents BASE_URL: a WhatsApp queue and 20 available agents with capacity 5 (the first 100
@@ -49,4 +50,40 @@ id = "n3"
 api = "127.0.0.1:18183"
 peer = "127.0.0.1:17183"
 TOML
+}
+
+# start_etcd ROOT: a 3-member etcd 3.4 on loopback (clients 12371-12373, peers 12381-12383),
+# default settings (fsync on), data under ROOT/etcd-N; sets etcd_pids and etcd_leader (1-3).
+# Needs etcd-server and etcd-client.
+etcd_pids=()
+start_etcd() {
+  local root="$1" i cluster="e1=http://127.0.0.1:12381,e2=http://127.0.0.1:12382,e3=http://127.0.0.1:12383"
+  rm -rf "$root"/etcd-*
+  etcd_pids=()
+  for i in 1 2 3; do
+    etcd --name "e$i" --data-dir "$root/etcd-$i" \
+      --listen-client-urls "http://127.0.0.1:1237$i" --advertise-client-urls "http://127.0.0.1:1237$i" \
+      --listen-peer-urls "http://127.0.0.1:1238$i" --initial-advertise-peer-urls "http://127.0.0.1:1238$i" \
+      --initial-cluster "$cluster" --initial-cluster-state new --log-level error >"$root/etcd-$i.log" 2>&1 &
+    etcd_pids+=($!)
+  done
+  for _ in $(seq 100); do
+    ETCDCTL_API=3 etcdctl --endpoints=http://127.0.0.1:12371 endpoint health >/dev/null 2>&1 && break
+    sleep 0.2
+  done
+  etcd_leader=""
+  for i in 1 2 3; do
+    if [ "$(ETCDCTL_API=3 etcdctl --endpoints="http://127.0.0.1:1237$i" endpoint status -w json \
+          | python3 -c 'import sys,json; s=json.load(sys.stdin)[0]["Status"]; print(int(s["leader"]==s["header"]["member_id"]))')" = 1 ]; then
+      etcd_leader=$i
+    fi
+  done
+  [ -n "$etcd_leader" ] || { echo "etcd elected no leader (is etcd-client installed?)" >&2; return 1; }
+}
+
+stop_etcd() {
+  local pid
+  for pid in "${etcd_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${etcd_pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  etcd_pids=()
 }

@@ -24,8 +24,7 @@ write_cluster_file "$root" "$token"
 etcd_pids=()
 cleanup() {
   "$binary" cluster down "$root/cluster.toml" >/dev/null 2>&1 || true
-  for pid in "${etcd_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  stop_etcd
   rm -rf "$root"
 }
 trap cleanup EXIT
@@ -51,25 +50,7 @@ wrk -t2 -c64 -d"${duration}s" --latency -s loadtest/read.lua "$follower_api"
 "$binary" cluster down "$root/cluster.toml" >/dev/null
 
 # etcd 3.4, three members on loopback, default settings (fsync on), same concurrency.
-cluster="e1=http://127.0.0.1:12381,e2=http://127.0.0.1:12382,e3=http://127.0.0.1:12383"
-for i in 1 2 3; do
-  etcd --name "e$i" --data-dir "$root/etcd-$i" \
-    --listen-client-urls "http://127.0.0.1:1237$i" --advertise-client-urls "http://127.0.0.1:1237$i" \
-    --listen-peer-urls "http://127.0.0.1:1238$i" --initial-advertise-peer-urls "http://127.0.0.1:1238$i" \
-    --initial-cluster "$cluster" --initial-cluster-state new --log-level error >"$root/etcd-$i.log" 2>&1 &
-  etcd_pids+=($!)
-done
-for _ in $(seq 100); do
-  ETCDCTL_API=3 etcdctl --endpoints=http://127.0.0.1:12371 endpoint health >/dev/null 2>&1 && break
-  sleep 0.2
-done
-etcd_leader=""
-for i in 1 2 3; do
-  if [ "$(ETCDCTL_API=3 etcdctl --endpoints="http://127.0.0.1:1237$i" endpoint status -w json \
-        | python3 -c 'import sys,json; s=json.load(sys.stdin)[0]["Status"]; print(int(s["leader"]==s["header"]["member_id"]))')" = 1 ]; then
-    etcd_leader=$i
-  fi
-done
+start_etcd "$root"
 etcd_follower=$([ "$etcd_leader" = 2 ] && echo 3 || echo 2)
 echo "etcd: leader e$etcd_leader, follower e$etcd_follower"
 echo "== etcd 3.4: puts to the leader (e$etcd_leader), 3 members fsync, wrk -t2 -c64 -d${duration}s"
