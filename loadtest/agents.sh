@@ -52,6 +52,22 @@ peer = "127.0.0.1:17183"
 TOML
 }
 
+# leader_writes BINARY ROOT DURATION: a fresh 3-node cluster of BINARY (data under ROOT), the
+# 20 agents, then `wrk -t2 -c64` new customers' messages to its leader for DURATION seconds;
+# prints requests/s and takes the cluster down. Needs $token and $admin. Callers run it in
+# $(...), so their EXIT trap takes ROOT/cluster.toml down should it be interrupted.
+leader_writes() {
+  local binary="$1" root="$2" duration="$3" leader leader_api
+  rm -rf "$root/data"
+  write_cluster_file "$root" "$token"
+  "$binary" cluster up "$root/cluster.toml" >/dev/null
+  leader=$(curl -sf -H "$admin" http://127.0.0.1:18181/v1/cluster | json '["leader"]')
+  leader_api="http://127.0.0.1:1818${leader#n}"
+  setup_agents "$leader_api"
+  wrk -t2 -c64 -d"${duration}s" -s loadtest/inbound.lua "$leader_api" | awk '/Requests\/sec/ {print $2}'
+  "$binary" cluster down "$root/cluster.toml" >/dev/null
+}
+
 # start_etcd ROOT: a 3-member etcd 3.4 on loopback (clients 12371-12373, peers 12381-12383),
 # default settings (fsync on), data under ROOT/etcd-N; sets etcd_pids and etcd_leader (1-3).
 # Needs etcd-server and etcd-client.

@@ -24,27 +24,12 @@ admin="Authorization: Bearer $token"
 source loadtest/agents.sh
 
 root="$(mktemp -d /tmp/switchboard-write-ratio.XXXXXX)"
-up=""
 cleanup() {
-  [ -n "$up" ] && "$binary" cluster down "$root/cluster.toml" >/dev/null 2>&1 || true
+  [ -f "$root/cluster.toml" ] && "$binary" cluster down "$root/cluster.toml" >/dev/null 2>&1 || true
   stop_etcd
   rm -rf "$root"
 }
 trap cleanup EXIT
-
-switchboard_round() {
-  rm -rf "$root/data"
-  write_cluster_file "$root" "$token"
-  up=1
-  "$binary" cluster up "$root/cluster.toml" >/dev/null
-  local leader leader_api
-  leader=$(curl -sf -H "$admin" http://127.0.0.1:18181/v1/cluster | json '["leader"]')
-  leader_api="http://127.0.0.1:1818${leader#n}"
-  setup_agents "$leader_api"
-  wrk -t2 -c64 -d"${duration}s" -s loadtest/inbound.lua "$leader_api" | awk '/Requests\/sec/ {print $2}'
-  "$binary" cluster down "$root/cluster.toml" >/dev/null
-  up=""
-}
 
 etcd_round() {
   start_etcd "$root"
@@ -55,10 +40,10 @@ etcd_round() {
 echo "3-node writes to the leader, fsync on every member, wrk -t2 -c64 -d${duration}s: switchboard inbound messages/s vs etcd 3.4 puts/s"
 ratios=()
 for round in $(seq "$rounds"); do
-  ours=$(switchboard_round)
+  ours=$(leader_writes "$binary" "$root" "$duration")
   theirs=$(etcd_round)
   ratio=$(python3 -c "print(f'{$ours/$theirs:.2f}')")
   ratios+=("$ratio")
   echo "round $round: switchboard $ours/s  etcd $theirs/s  ratio $ratio"
 done
-echo "median ratio over $rounds rounds: $(printf '%s\n' "${ratios[@]}" | sort -n | python3 -c 'import sys; v=[float(x) for x in sys.stdin]; print(f"{sorted(v)[len(v)//2]:.2f}")')"
+echo "median ratio over $rounds rounds: $(printf '%s\n' "${ratios[@]}" | python3 -c 'import sys; v=[float(x) for x in sys.stdin]; print(f"{sorted(v)[len(v)//2]:.2f}")')"

@@ -24,31 +24,15 @@ admin="Authorization: Bearer $token"
 source loadtest/agents.sh
 
 root="$(mktemp -d /tmp/switchboard-writes-bench.XXXXXX)"
-current=""
 cleanup() {
-  [ -n "$current" ] && "$current" cluster down "$root/cluster.toml" >/dev/null 2>&1 || true
+  [ -f "$root/cluster.toml" ] && "${binaries[0]}" cluster down "$root/cluster.toml" >/dev/null 2>&1 || true
   rm -rf "$root"
 }
 trap cleanup EXIT
 
-run() {
-  local binary="$1"
-  rm -rf "$root/data"
-  write_cluster_file "$root" "$token"
-  current="$binary"
-  "$binary" cluster up "$root/cluster.toml" >/dev/null
-  local leader leader_api
-  leader=$(curl -sf -H "$admin" http://127.0.0.1:18181/v1/cluster | json '["leader"]')
-  leader_api="http://127.0.0.1:1818${leader#n}"
-  setup_agents "$leader_api"
-  wrk -t2 -c64 -d"${duration}s" -s loadtest/inbound.lua "$leader_api" | awk '/Requests\/sec/ {print $2}'
-  "$binary" cluster down "$root/cluster.toml" >/dev/null
-  current=""
-}
-
 echo "3-node writes to the leader, wrk -t2 -c64 -d${duration}s, requests/s: A=${binaries[0]} B=${binaries[1]}"
 for round in $(seq "$rounds"); do
-  a=$(run "${binaries[0]}")
-  b=$(run "${binaries[1]}")
+  a=$(leader_writes "${binaries[0]}" "$root" "$duration")
+  b=$(leader_writes "${binaries[1]}" "$root" "$duration")
   echo "round $round: A $a  B $b  B/A $(python3 -c "print(f'{$b/$a:.2f}')")"
 done

@@ -138,7 +138,7 @@ public final class RaftLoop: @unchecked Sendable {
 
     public init(
         id: NodeID, settings: RaftSettings, storage: RaftStorage, state: StateDatabase, tickInterval: TimeInterval = 0.05,
-        followerApplyDelay: TimeInterval = 0.04, seed: UInt64, logger: Logger, hooks: Hooks = Hooks(applied: { _, _ in }, installSnapshot: { _ in }),
+        followerApplyDelay: TimeInterval, seed: UInt64, logger: Logger, hooks: Hooks = Hooks(applied: { _, _ in }, installSnapshot: { _ in }),
         send: @escaping @Sendable (RaftCore.Message) -> Void
     ) throws {
         self.id = id
@@ -353,20 +353,16 @@ public final class RaftLoop: @unchecked Sendable {
             }
             do {
                 try processReady()
-                if applyIsDue(now: now) {
-                    try applyUnapplied()
-                    publishStatus()
-                }
+                // A forwarded write's wait registered above, or the delay ran out with no Ready.
+                if applyIsDue { try applyUnapplied() }
             } catch {
                 logger.critical("raft loop stopped: \(error)", metadata: ["raft.node": "\(id)"])
                 break
             }
         }
-        if !unapplied.isEmpty {
-            // Not needed for safety (a restart applies the log from state.sqlite's index), but
-            // a node that stops cleanly leaves its state current.
-            do { try applyUnapplied() } catch { logger.error("applying before stopping failed: \(error)", metadata: ["raft.node": "\(id)"]) }
-        }
+        // Not needed for safety (a restart applies the log from state.sqlite's index), but a
+        // node that stops cleanly leaves its state current.
+        do { try applyUnapplied() } catch { logger.error("applying before stopping failed: \(error)", metadata: ["raft.node": "\(id)"]) }
         // No more inputs are taken; those that arrived after the last batch still hold
         // continuations: run them (they register waits), then fail every wait once.
         let left = condition.withLock {
@@ -422,7 +418,8 @@ public final class RaftLoop: @unchecked Sendable {
             // newer entries. A follower persists first: its acknowledgement waits for nothing else.
             if core.role == .leader, ready.snapshot == nil {
                 for message in ready.messages { send(message) }            // 1. send
-                try apply(ready)                                           // 2. apply
+                try applyUnapplied()                                       // 2. apply (what it held
+                try apply(ready.committed)                                 //    as a follower first)
                 try storage.persist(ready)                                 // 3. persist (fsync)
             } else {
                 try storage.persist(ready)                                 // 1. persist (fsync)
@@ -446,7 +443,7 @@ public final class RaftLoop: @unchecked Sendable {
             for readState in ready.readStates {                         // 4. reads
                 if let read = reads.removeValue(forKey: readState.context) { readsReady.append((readState.index, read)) }
             }
-            if applyIsDue(now: Date()) { try applyUnapplied() }
+            if applyIsDue { try applyUnapplied() }
             readsReady.removeAll { ready in
                 guard ready.index <= appliedThrough else { return false }
                 ready.read.completion(.success(()))
@@ -469,9 +466,9 @@ public final class RaftLoop: @unchecked Sendable {
     /// Whether a follower's unapplied entries must be applied now rather than in a bigger batch
     /// later: they waited `followerApplyDelay`, there are `unappliedMax` of them, the node is no
     /// longer a plain follower, or someone waits for them (a forwarded write's outcome, a read).
-    private func applyIsDue(now: Date) -> Bool {
+    private var applyIsDue: Bool {
         guard let since = unappliedSince else { return false }
-        return core.role != .follower || unapplied.count >= Self.unappliedMax || now.timeIntervalSince(since) >= followerApplyDelay
+        return core.role != .follower || unapplied.count >= Self.unappliedMax || Date().timeIntervalSince(since) >= followerApplyDelay
             || !waiters.isEmpty || !readsReady.isEmpty
     }
 
@@ -481,12 +478,6 @@ public final class RaftLoop: @unchecked Sendable {
         unapplied.removeAll(keepingCapacity: true)
         unappliedSince = nil
         try apply(entries)
-    }
-
-    /// Applies a Ready's committed entries and answers the proposals waiting for them.
-    private func apply(_ ready: Ready) throws {
-        try applyUnapplied()
-        try apply(ready.committed)
     }
 
     /// Applies committed entries (contiguous, after `appliedThrough`) in one transaction and

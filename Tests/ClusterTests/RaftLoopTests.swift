@@ -94,10 +94,27 @@ final class RaftLoopTests: XCTestCase {
         try StateDatabase(path: member.directory + "/state.sqlite").dump()
     }
 
-    func testCommandsReachEveryMemberAndARestartedMemberCatchesUp() async throws {
+    /// Three members listening on loopback, their loops started (seeds from `firstSeed`).
+    func startThree(firstSeed: UInt64, followerApplyDelay: TimeInterval = 0.04) async throws -> [Member] {
         let members = ["n1", "n2", "n3"].map { Member(id: $0, root: root, logger: logger) }
         for member in members { member.port = try await member.link.listen(host: "127.0.0.1", port: 0) }
-        for (number, member) in members.enumerated() { try start(member, all: members, seed: UInt64(number + 1)) }
+        for (number, member) in members.enumerated() {
+            try start(member, all: members, seed: firstSeed + UInt64(number), followerApplyDelay: followerApplyDelay)
+        }
+        return members
+    }
+
+    /// Stops every loop, then checks that all members hold the same state, with `row` in it.
+    func assertSameStateAfterStopping(_ members: [Member], containing row: String, line: UInt = #line) throws {
+        for member in members { member.loop?.stop() }
+        let dumps = try members.map(dump)
+        XCTAssertEqual(dumps[0], dumps[1], "n1 and n2 hold the same state", line: line)
+        XCTAssertEqual(dumps[0], dumps[2], "n1 and n3 hold the same state", line: line)
+        XCTAssertTrue(dumps[0].contains(row), "the state holds \(row)", line: line)
+    }
+
+    func testCommandsReachEveryMemberAndARestartedMemberCatchesUp() async throws {
+        let members = try await startThree(firstSeed: 1)
         defer {
             for member in members { member.loop?.stop() }
         }
@@ -120,20 +137,14 @@ final class RaftLoopTests: XCTestCase {
         try start(follower, all: members, seed: 42)
         let target = first.loop!.status.commitIndex
         try await waitUntil { members.allSatisfy { ($0.loop?.status.appliedIndex ?? 0) >= target } }
-        for member in members { member.loop?.stop() }
-        let dumps = try members.map(dump)
-        XCTAssertEqual(dumps[0], dumps[1], "n1 and n2 hold the same state")
-        XCTAssertEqual(dumps[0], dumps[2], "n1 and n3 hold the same state")
-        XCTAssertTrue(dumps[0].contains("qu_30"))
+        try assertSameStateAfterStopping(members, containing: "qu_30")
         for member in members { await member.link.close() }
     }
 
     /// A follower applies committed entries in batches: it holds them (here for as long as an
     /// hour) until someone on it needs them, a ReadIndex barrier here, or it stops.
     func testAFollowerHoldsCommittedEntriesUntilAReadNeedsThem() async throws {
-        let members = ["n1", "n2", "n3"].map { Member(id: $0, root: root, logger: logger) }
-        for member in members { member.port = try await member.link.listen(host: "127.0.0.1", port: 0) }
-        for (number, member) in members.enumerated() { try start(member, all: members, seed: UInt64(number + 7), followerApplyDelay: 3600) }
+        let members = try await startThree(firstSeed: 7, followerApplyDelay: 3600)
         defer {
             for member in members { member.loop?.stop() }
         }
@@ -154,11 +165,7 @@ final class RaftLoopTests: XCTestCase {
         XCTAssertLessThan(followers[1].loop!.status.appliedIndex, target, "\(followers[1].id), asked nothing, still holds its entries")
 
         // A follower that stops applies what it held: every member ends with the same state.
-        for member in members { member.loop?.stop() }
-        let dumps = try members.map(dump)
-        XCTAssertEqual(dumps[0], dumps[1], "n1 and n2 hold the same state")
-        XCTAssertEqual(dumps[0], dumps[2], "n1 and n3 hold the same state")
-        XCTAssertTrue(dumps[0].contains("qu_20"))
+        try assertSameStateAfterStopping(members, containing: "qu_20")
         for member in members { await member.link.close() }
     }
 }
