@@ -16,7 +16,7 @@ enum Validate {
         let trimmed = trimming(value, where: isSpace)
         guard !trimmed.isEmpty else { throw APIError.invalid("\(field) must not be empty", field: field) }
         guard trimmed.utf8.count <= nameBytesMax else { throw APIError.invalid("\(field) exceeds \(nameBytesMax) bytes", field: field) }
-        guard !trimmed.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+        guard !trimmed.unicodeScalars.contains(where: isControl) else {
             throw APIError.invalid("\(field) must not contain control characters", field: field)
         }
         return trimmed
@@ -29,6 +29,12 @@ enum Validate {
         }
         guard value.utf8.count <= textBytesMax else { throw APIError.invalid("\(field) exceeds \(textBytesMax) bytes", field: field) }
         return value
+    }
+
+    /// General category Cc; ASCII answered without the Unicode tables (names are nearly all ASCII).
+    static func isControl(_ scalar: Unicode.Scalar) -> Bool {
+        if scalar.isASCII { return scalar.value < 0x20 || scalar.value == 0x7F }
+        return scalar.properties.generalCategory == .control
     }
 
     /// Foundation's `.whitespaces`: tab and the space separators (Zs).

@@ -231,9 +231,35 @@ func validateLogLevel(_ level: String) throws {
 func bootstrapLogging(_ level: String) {
     let level = Logger.Level(rawValue: level)!
     LoggingSystem.bootstrap { label in
-        var handler = StreamLogHandler.standardError(label: label)
+        var handler = StandardErrorLogHandler(label: label)
         handler.logLevel = level
         return handler
+    }
+}
+
+/// `StreamLogHandler` to standard error, but a logger's metadata is formatted only when a line
+/// is written. `StreamLogHandler` formats it every time it is set, and the HTTP server sets a
+/// request id on every request's logger: 2 % of a loaded leader's CPU for lines rarely written.
+struct StandardErrorLogHandler: LogHandler {
+    private var stream: StreamLogHandler
+    var metadata: Logger.Metadata = [:]
+
+    init(label: String) { stream = .standardError(label: label) }
+
+    var logLevel: Logger.Level {
+        get { stream.logLevel }
+        set { stream.logLevel = newValue }
+    }
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        var event = event
+        if !metadata.isEmpty { event.metadata = metadata.merging(event.metadata ?? [:]) { _, explicit in explicit } }
+        stream.log(event: event)
     }
 }
 

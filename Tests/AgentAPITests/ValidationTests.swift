@@ -24,11 +24,20 @@ final class ValidationTests: XCTestCase {
         }
     }
 
+    func testControlMatchesTheUnicodeGeneralCategoryForEveryScalarBelowU0800() {
+        for value in UInt32(0)..<0x800 {
+            let scalar = Unicode.Scalar(value)!
+            XCTAssertEqual(Validate.isControl(scalar), scalar.properties.generalCategory == .control, "U+\(String(value, radix: 16))")
+        }
+    }
+
     func testNameRejectsBlankAndControlCharactersAndKeepsTheTrimmedValue() throws {
         XCTAssertEqual(try Validate.name("  Ana Pérez ", field: "name"), "Ana Pérez")
         XCTAssertThrowsError(try Validate.name(" \t ", field: "name"))
         XCTAssertThrowsError(try Validate.name("Ana\u{0007}", field: "name"))
         XCTAssertThrowsError(try Validate.text(" \n\u{2028} ", field: "text"))
+        XCTAssertThrowsError(try Validate.name("Ana\u{007F}", field: "name"))
+        XCTAssertThrowsError(try Validate.name("Ana\u{0085}x", field: "name"))
         XCTAssertEqual(try Validate.text(" hola\n", field: "text"), " hola\n")
     }
 }

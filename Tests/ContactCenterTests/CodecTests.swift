@@ -1,3 +1,4 @@
+import Foundation
 import ContactCenter
 import Wire
 import XCTest
@@ -71,5 +72,22 @@ final class CodecTests: XCTestCase {
             .conversation(id: "v"), .done, .rejected(DomainError(.conflict, "already_resolved", "msg", field: "f")),
         ]
         for outcome in outcomes { XCTAssertEqual(try Outcome.decode(outcome.encoded()), outcome) }
+    }
+}
+
+/// Events are stored and sent as `JSONValue.serialized`; its escaping must give JSON that parses
+/// back to the same strings.
+final class JSONValueTests: XCTestCase {
+    func testStringsNeedingEscapesRoundTripThroughAJSONParser() throws {
+        let samples = [
+            "", "plain", "\"", "\\", "a\"b\\c", "line\nbreak\r\ttab", "\u{0001}\u{001F}x", "ends with \\",
+            "Pérez 名前 😀", "\u{007F}\u{0085}", "\"\"\\\\\n\n",
+        ]
+        for sample in samples {
+            let text = JSONValue.object(["k": .string(sample)]).serialized
+            let parsed = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: String]
+            XCTAssertEqual(parsed?["k"], sample, "sample \(sample.debugDescription) serialized as \(text)")
+        }
+        XCTAssertEqual(JSONValue.string("a\"\\\n\u{0001}é").serialized, #""a\"\\\n\u0001é""#)
     }
 }
