@@ -34,6 +34,17 @@ extension Request {
         }
     }
 
+    /// The body as a JSON object's top-level fields (`JSONObjectFields`), for the hot write path.
+    func jsonObjectFields() async throws -> JSONObjectFields {
+        let buffer = try await body.collect(upTo: APIRequestContext.requestBodyBytesMax)
+        guard buffer.readableBytes > 0 else { throw APIError.malformed("the request needs a JSON body") }
+        do {
+            return try buffer.readableBytesView.withUnsafeBytes { bytes throws(JSONObjectFields.Invalid) in try JSONObjectFields(bytes) }
+        } catch {
+            throw APIError.malformed("the body is not valid JSON")
+        }
+    }
+
     private static func path(_ codingPath: [any CodingKey]) -> String {
         codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
     }

@@ -29,12 +29,6 @@ private struct PatchContactBody: Decodable {
     var attributes: [String: String?]?
 }
 
-private struct InboundBody: Decodable {
-    var from: String
-    var text: String
-    var externalId: String
-    var name: String?
-}
 
 /// Queues, rules, contacts and channel webhooks.
 extension API {
@@ -136,12 +130,14 @@ extension API {
                 throw APIError.forbidden("channel messages need the channel token or the admin token")
             }
             let channel = try Validate.enumValue(try context.parameters.require("channel"), Channel.self, field: "channel")
-            let body = try await request.decodeJSON(InboundBody.self, context: context)
+            // {"from": String, "text": String, "externalId": String, "name": String?}
+            let body = try await request.jsonObjectFields()
             let outcome = try await propose(
                 .inboundMessage(
-                    channel: channel, from: try Validate.name(body.from, field: "from"), text: try Validate.text(body.text, field: "text"),
-                    externalId: try Validate.name(body.externalId, field: "externalId"),
-                    name: try body.name.map { try Validate.name($0, field: "name") }, contactId: Secrets.id("ct"),
+                    channel: channel, from: try Validate.name(try body.string("from"), field: "from"),
+                    text: try Validate.text(try body.string("text"), field: "text"),
+                    externalId: try Validate.name(try body.string("externalId"), field: "externalId"),
+                    name: try body.optionalString("name").map { try Validate.name($0, field: "name") }, contactId: Secrets.id("ct"),
                     conversationId: Secrets.id("cv"), messageId: Secrets.id("ms")),
                 as: principal, request: request)
             guard case .inbound(let conversationId, let messageId, let duplicate) = outcome else { throw APIError.from(outcome) }
