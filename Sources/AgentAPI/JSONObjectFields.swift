@@ -148,7 +148,7 @@ struct JSONObjectFields {
                 offset += 1
                 switch byte {
                 case UInt8(ascii: "\""):
-                    guard let text = String(validating: out, as: UTF8.self) else { throw Invalid(offset: start) }
+                    guard let text = out.withUnsafeBytes({ try? text($0, at: start) }) else { throw Invalid(offset: start) }
                     return text
                 case UInt8(ascii: "\\"):
                     try escape(into: &out)
@@ -204,8 +204,10 @@ struct JSONObjectFields {
             return value
         }
 
-        /// The bytes as a String, refused unless they are valid UTF-8.
+        /// The bytes as a String, refused unless they are valid UTF-8. ASCII skips the generic
+        /// validator, which looks up type metadata at run time on every call.
         func text(_ buffer: UnsafeRawBufferPointer, at start: Int) throws(Invalid) -> String {
+            if !buffer.contains(where: { $0 >= 0x80 }) { return String(decoding: buffer, as: UTF8.self) }
             guard let text = String(validating: buffer, as: UTF8.self) else { throw Invalid(offset: start) }
             return text
         }
