@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import Synchronization
 import _CryptoExtras
 
 /// Fresh ids, bearer tokens and password hashes: everything random or slow is resolved here, on
@@ -14,9 +15,8 @@ public enum Secrets {
     /// primary-key B-tree instead of on random pages: a commit rewrites a few pages, not one per
     /// row (measured: random ids made SQLite's WAL writes the biggest cost of apply).
     public static func id(_ prefix: String) -> String {
-        var generator = SystemRandomNumberGenerator()
         let milliseconds = UInt64(max(0, Date().timeIntervalSince1970 * 1000))
-        let random = generator.next() as UInt64
+        let random = idRandomness.next()
         // Bytes, then one String: every request takes up to three ids (1-2 % of a leader's CPU
         // when built a Character at a time).
         var bytes: [UInt8] = []
@@ -29,6 +29,30 @@ public enum Secrets {
     }
 
     /// A bearer token: 256 random bits, hex.
+    /// Random words for ids, drawn `IDRandomness.wordsPerDraw` at a time from the kernel (glibc's
+    /// `arc4random_buf` is `getrandom`): one system call per 32 ids instead of one per id, and
+    /// every inbound message takes three.
+    private static let idRandomness = IDRandomness()
+
+    private final class IDRandomness: Sendable {
+        static let wordsPerDraw = 32
+        private let pool = Mutex<(words: [UInt64], used: Int)>(([], 0))
+
+        func next() -> UInt64 {
+            pool.withLock { pool in
+                if pool.used == pool.words.count {
+                    pool.words = [UInt64](unsafeUninitializedCapacity: Self.wordsPerDraw) { buffer, count in
+                        arc4random_buf(buffer.baseAddress!, MemoryLayout<UInt64>.size * Self.wordsPerDraw)
+                        count = Self.wordsPerDraw
+                    }
+                    pool.used = 0
+                }
+                defer { pool.used += 1 }
+                return pool.words[pool.used]
+            }
+        }
+    }
+
     public static func token() -> String {
         var generator = SystemRandomNumberGenerator()
         return hex((0..<32).map { _ in generator.next() as UInt8 })
