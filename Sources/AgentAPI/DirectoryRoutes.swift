@@ -29,7 +29,6 @@ private struct PatchContactBody: Decodable {
     var attributes: [String: String?]?
 }
 
-
 /// Queues, rules, contacts and channel webhooks.
 extension API {
     func addDirectoryRoutes(to router: Router<APIRequestContext>) {

@@ -30,9 +30,11 @@ struct JSONObjectFields {
         guard reader.take(UInt8(ascii: "{")) else { throw Invalid(offset: reader.offset) }
         reader.skipSpace()
         if !reader.take(UInt8(ascii: "}")) {
+            var first = true
             repeat {
                 reader.skipSpace()
-                if reader.peek == UInt8(ascii: "}"), !members.isEmpty { break }  // a trailing comma
+                if !first, reader.peek == UInt8(ascii: "}") { break }  // a trailing comma
+                first = false
                 guard reader.peek == UInt8(ascii: "\"") else { throw Invalid(offset: reader.offset) }
                 let key = try reader.string()
                 reader.skipSpace()
@@ -64,7 +66,7 @@ struct JSONObjectFields {
             while let byte = peek, byte == 0x20 || byte == 0x0A || byte == 0x0D || byte == 0x09 { offset += 1 }
         }
 
-        /// A value; only a top-level string's text is kept.
+        /// A value; the caller keeps a string's text only at the top level.
         mutating func value(depth: Int) throws(Invalid) -> Value {
             guard let byte = peek else { throw Invalid(offset: offset) }
             switch byte {
