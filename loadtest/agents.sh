@@ -2,6 +2,12 @@
 # the 3-node etcd they are measured against.
 json() { python3 -c "import sys,json; print(json.load(sys.stdin)$1)"; }
 
+# The admin token of every bench cluster (the wrk scripts read SWITCHBOARD_ADMIN_TOKEN too) and
+# the header that carries it.
+token="${SWITCHBOARD_ADMIN_TOKEN:-bench-admin-$$}"
+export SWITCHBOARD_ADMIN_TOKEN="$token"
+admin="Authorization: Bearer $token"
+
 # setup_agents BASE_URL: a WhatsApp queue and 20 available agents with capacity 5 (the first 100
 # conversations are assigned, the rest wait); their session tokens end up in `tokens`.
 # Needs $admin ("Authorization: Bearer <admin token>").
@@ -52,18 +58,25 @@ peer = "127.0.0.1:17183"
 TOML
 }
 
-# leader_writes BINARY ROOT DURATION: a fresh 3-node cluster of BINARY (data under ROOT), the
-# 20 agents, then `wrk -t2 -c64` new customers' messages to its leader for DURATION seconds;
-# prints requests/s and takes the cluster down. Needs $token and $admin. Callers run it in
-# $(...), so their EXIT trap takes ROOT/cluster.toml down should it be interrupted.
-leader_writes() {
-  local binary="$1" root="$2" duration="$3" leader leader_api
+# start_leader_cluster BINARY ROOT: a fresh 3-node cluster of BINARY (data under ROOT) with the
+# 20 agents; sets leader (n1-n3) and leader_api. `BINARY cluster down ROOT/cluster.toml` ends it.
+start_leader_cluster() {
+  local binary="$1" root="$2"
   rm -rf "$root/data"
   write_cluster_file "$root" "$token"
   "$binary" cluster up "$root/cluster.toml" >/dev/null
   leader=$(curl -sf -H "$admin" http://127.0.0.1:18181/v1/cluster | json '["leader"]')
   leader_api="http://127.0.0.1:1818${leader#n}"
   setup_agents "$leader_api"
+}
+
+# leader_writes BINARY ROOT DURATION: `start_leader_cluster`, then `wrk -t2 -c64` new customers'
+# messages to its leader for DURATION seconds; prints requests/s and takes the cluster down.
+# Callers run it in $(...), so their EXIT trap takes ROOT/cluster.toml down should it be
+# interrupted.
+leader_writes() {
+  local binary="$1" root="$2" duration="$3"
+  start_leader_cluster "$binary" "$root"
   wrk -t2 -c64 -d"${duration}s" -s loadtest/inbound.lua "$leader_api" | awk '/Requests\/sec/ {print $2}'
   "$binary" cluster down "$root/cluster.toml" >/dev/null
 }

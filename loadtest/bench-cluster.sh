@@ -13,30 +13,20 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 duration="${1:-20}"
 root="$(mktemp -d /tmp/switchboard-cluster-bench.XXXXXX)"
-token="bench-admin-$$"
-export SWITCHBOARD_ADMIN_TOKEN="$token"
-admin="Authorization: Bearer $token"
 
 swift build -c release --product switchboard >/dev/null
 binary="$(swift build -c release --show-bin-path)/switchboard"
 source loadtest/agents.sh
-write_cluster_file "$root" "$token"
-etcd_pids=()
 cleanup() {
   "$binary" cluster down "$root/cluster.toml" >/dev/null 2>&1 || true
   stop_etcd
   rm -rf "$root"
 }
 trap cleanup EXIT
-"$binary" cluster up "$root/cluster.toml" | tail -n 1 >/dev/null
-
-leader=$(curl -sf -H "$admin" http://127.0.0.1:18181/v1/cluster | json '["leader"]')
-leader_api="http://127.0.0.1:1818${leader#n}"
+start_leader_cluster "$binary" "$root"
 follower=$([ "$leader" = n2 ] && echo n3 || echo n2)
 follower_api="http://127.0.0.1:1818${follower#n}"
 echo "switchboard: leader $leader, follower $follower"
-
-setup_agents "$leader_api"
 
 echo "== switchboard: inbound messages to the leader ($leader), 3 members fsync, wrk -t2 -c64 -d${duration}s"
 wrk -t2 -c64 -d"${duration}s" --latency -s loadtest/inbound.lua "$leader_api"

@@ -15,9 +15,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ $# -ge 2 ] || { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 duration="$1"; shift
-token="bench-admin-$$"
-export SWITCHBOARD_ADMIN_TOKEN="$token"
-admin="Authorization: Bearer $token"
 source loadtest/agents.sh
 ticks=$(getconf CLK_TCK)
 root="$(mktemp -d /tmp/switchboard-bench-cpu.XXXXXX)"
@@ -32,12 +29,7 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 echo "3-node writes to the leader, wrk -t2 -c64 -d${duration}s: requests/s, CPU us per request (leader, one follower)"
 for binary in "$@"; do
-  rm -rf "$root/data"
-  write_cluster_file "$root" "$token"
-  "$binary" cluster up "$root/cluster.toml" >/dev/null
-  leader=$(curl -sf -H "$admin" http://127.0.0.1:18181/v1/cluster | json '["leader"]')
-  leader_api="http://127.0.0.1:1818${leader#n}"
-  setup_agents "$leader_api"
+  start_leader_cluster "$binary" "$root"
   leader_pid=$(pgrep -f " node --id $leader ")
   follower_pid=$(pgrep -f " node --id n" | grep -vx "$leader_pid" | head -1)
   leader_before=$(cpu_ticks "$leader_pid"); follower_before=$(cpu_ticks "$follower_pid")

@@ -18,9 +18,6 @@ if [ -z "$binary" ]; then
   swift build -c release --product switchboard >/dev/null
   binary="$(swift build -c release --show-bin-path)/switchboard"
 fi
-token="bench-admin-$$"
-export SWITCHBOARD_ADMIN_TOKEN="$token"
-admin="Authorization: Bearer $token"
 source loadtest/agents.sh
 
 root="$(mktemp -d /tmp/switchboard-write-ratio.XXXXXX)"

@@ -18,9 +18,6 @@ cd "$(dirname "$0")/.."
 binaries=("$1" "$2")
 rounds="${3:-3}"
 duration="${4:-10}"
-token="bench-admin-$$"
-export SWITCHBOARD_ADMIN_TOKEN="$token"
-admin="Authorization: Bearer $token"
 source loadtest/agents.sh
 
 root="$(mktemp -d /tmp/switchboard-writes-bench.XXXXXX)"

@@ -23,8 +23,7 @@ public struct APIRequestContext: RequestContext, WebSocketRequestContext {
 extension Request {
     /// Decodes the JSON body, mapping every failure to a 400 that says what was wrong where.
     func decodeJSON<T: Decodable>(_ type: T.Type, context: APIRequestContext) async throws -> T {
-        let buffer = try await body.collect(upTo: APIRequestContext.requestBodyBytesMax)
-        guard buffer.readableBytes > 0 else { throw APIError.malformed("the request needs a JSON body") }
+        let buffer = try await jsonBody()
         do {
             return try JSONDecoder().decode(T.self, from: Data(buffer: buffer))
         } catch let error as DecodingError {
@@ -36,13 +35,19 @@ extension Request {
 
     /// The body as a JSON object's top-level fields (`JSONObjectFields`), for the hot write path.
     func jsonObjectFields() async throws -> JSONObjectFields {
-        let buffer = try await body.collect(upTo: APIRequestContext.requestBodyBytesMax)
-        guard buffer.readableBytes > 0 else { throw APIError.malformed("the request needs a JSON body") }
+        let buffer = try await jsonBody()
         do {
             return try buffer.readableBytesView.withUnsafeBytes { bytes throws(JSONObjectFields.Invalid) in try JSONObjectFields(bytes) }
         } catch {
             throw APIError.malformed("the body is not valid JSON")
         }
+    }
+
+    /// The whole body, bounded by `requestBodyBytesMax`; an empty one is a 400.
+    private func jsonBody() async throws -> ByteBuffer {
+        let buffer = try await body.collect(upTo: APIRequestContext.requestBodyBytesMax)
+        guard buffer.readableBytes > 0 else { throw APIError.malformed("the request needs a JSON body") }
+        return buffer
     }
 
     private static func path(_ codingPath: [any CodingKey]) -> String {

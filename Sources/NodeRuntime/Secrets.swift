@@ -28,7 +28,6 @@ public enum Secrets {
         return String(decoding: bytes, as: UTF8.self)
     }
 
-    /// A bearer token: 256 random bits, hex.
     /// Random words for ids, drawn `IDRandomness.wordsPerDraw` at a time from the kernel (glibc's
     /// `arc4random_buf` is `getrandom`): one system call per 32 ids instead of one per id, and
     /// every inbound message takes three.
@@ -36,15 +35,12 @@ public enum Secrets {
 
     private final class IDRandomness: Sendable {
         static let wordsPerDraw = 32
-        private let pool = Mutex<(words: [UInt64], used: Int)>(([], 0))
+        private let pool = Mutex<(words: [UInt64], used: Int)>(([UInt64](repeating: 0, count: wordsPerDraw), wordsPerDraw))
 
         func next() -> UInt64 {
             pool.withLock { pool in
                 if pool.used == pool.words.count {
-                    pool.words = [UInt64](unsafeUninitializedCapacity: Self.wordsPerDraw) { buffer, count in
-                        arc4random_buf(buffer.baseAddress!, MemoryLayout<UInt64>.size * Self.wordsPerDraw)
-                        count = Self.wordsPerDraw
-                    }
+                    pool.words.withUnsafeMutableBytes { arc4random_buf($0.baseAddress!, $0.count) }
                     pool.used = 0
                 }
                 defer { pool.used += 1 }
@@ -53,6 +49,7 @@ public enum Secrets {
         }
     }
 
+    /// A bearer token: 256 random bits, hex.
     public static func token() -> String {
         var generator = SystemRandomNumberGenerator()
         return hex((0..<32).map { _ in generator.next() as UInt8 })

@@ -1,5 +1,6 @@
 @testable import AgentAPI
 import Foundation
+import RaftCore
 import XCTest
 
 /// `JSONObjectFields` replaced `JSONDecoder` on the webhook path: it must accept exactly the
@@ -63,7 +64,7 @@ final class JSONObjectFieldsTests: XCTestCase {
     /// Random documents, then the same with random bytes deleted, inserted or replaced.
     func testRandomDocumentsAndTheirMutationsAgreeWithFoundation() {
         let seed = UInt64.random(in: 0...UInt64.max)
-        var random = SplitMix(state: seed)
+        var random = SplitMix64(seed: seed)
         let alphabet = Array(#"{}[]":,\ "abcu0123456789.eE+-tfnrlsu\"#.utf8) + [0x00, 0x1F, 0x7F, 0xC3, 0xA9, 0xFF, 0x0A]
         for round in 0..<3000 {
             var document = Array(Self.object(&random, depth: 0).utf8)
@@ -80,25 +81,14 @@ final class JSONObjectFieldsTests: XCTestCase {
         }
     }
 
-    struct SplitMix {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
+    static func space(_ random: inout SplitMix64) -> String { ["", "", " ", "\n\t ", "\r\n"][Int(random.next() % 5)] }
 
-    static func space(_ random: inout SplitMix) -> String { ["", "", " ", "\n\t ", "\r\n"][Int(random.next() % 5)] }
-
-    static func string(_ random: inout SplitMix) -> String {
+    static func string(_ random: inout SplitMix64) -> String {
         let pieces = ["a", "Z", "é", "名", "😀", "\\\"", "\\\\", "\\/", "\\n", "\\t", "\\u00e9", "\\u0041", "\\ud83d\\ude00", " ", "\\b"]
         return "\"" + (0..<Int(random.next() % 6)).map { _ in pieces[Int(random.next() % UInt64(pieces.count))] }.joined() + "\""
     }
 
-    static func value(_ random: inout SplitMix, depth: Int) -> String {
+    static func value(_ random: inout SplitMix64, depth: Int) -> String {
         switch random.next() % (depth < 3 ? 8 : 6) {
         case 0, 1: return string(&random)
         case 2: return ["0", "-12", "3.25", "1e9", "-0.5E-2", "42"][Int(random.next() % 6)]
@@ -111,7 +101,7 @@ final class JSONObjectFieldsTests: XCTestCase {
         }
     }
 
-    static func object(_ random: inout SplitMix, depth: Int) -> String {
+    static func object(_ random: inout SplitMix64, depth: Int) -> String {
         let keys = ["from", "text", "externalId", "name", "k", "é"]
         // Distinct keys: which of two equal keys a parser keeps is not part of JSON.
         let chosen = keys.filter { _ in random.next() % 2 == 0 }

@@ -55,7 +55,10 @@ final class RaftLoopTests: XCTestCase {
 
     override func tearDown() { try? FileManager.default.removeItem(atPath: root) }
 
-    func start(_ member: Member, all: [Member], seed: UInt64, followerApplyDelay: TimeInterval = 0.04) throws {
+    /// The follower apply delay the tests run with unless they say otherwise (a node's default).
+    static let followerApplyDelay: TimeInterval = 0.04
+
+    func start(_ member: Member, all: [Member], seed: UInt64, followerApplyDelay: TimeInterval = RaftLoopTests.followerApplyDelay) throws {
         let ports = Dictionary(uniqueKeysWithValues: all.map { ($0.id, $0.port) })
         let link = member.link
         let storage = try RaftStorage(
@@ -95,7 +98,7 @@ final class RaftLoopTests: XCTestCase {
     }
 
     /// Three members listening on loopback, their loops started (seeds from `firstSeed`).
-    func startThree(firstSeed: UInt64, followerApplyDelay: TimeInterval = 0.04) async throws -> [Member] {
+    func startThree(firstSeed: UInt64, followerApplyDelay: TimeInterval = RaftLoopTests.followerApplyDelay) async throws -> [Member] {
         let members = ["n1", "n2", "n3"].map { Member(id: $0, root: root, logger: logger) }
         for member in members { member.port = try await member.link.listen(host: "127.0.0.1", port: 0) }
         for (number, member) in members.enumerated() {
