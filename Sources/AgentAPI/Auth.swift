@@ -43,11 +43,11 @@ extension API {
     /// The bearer token from `Authorization`, or (for WebSocket upgrades from browsers, which
     /// cannot set headers) from `?token=`.
     func bearerToken(_ request: Request, allowQuery: Bool) -> String? {
-        if let header = request.headers[.authorization], header.hasPrefix("Bearer ") {
-            // On every request: plain slicing, no Foundation trimming.
-            var token = header.dropFirst(7)
-            while token.first == " " { token = token.dropFirst() }
-            while token.last == " " { token = token.dropLast() }
+        if let header = request.headers[.authorization], header.utf8.starts(with: "Bearer ".utf8) {
+            // On every request: UTF-8 slicing, no Character or Foundation work.
+            var token = header.utf8.dropFirst(7)
+            while token.first == UInt8(ascii: " ") { token = token.dropFirst() }
+            while token.last == UInt8(ascii: " ") { token = token.dropLast() }
             return String(token)
         }
         return allowQuery ? request.uri.queryParameters.get("token") : nil

@@ -112,11 +112,11 @@ struct ApplyContext<Store: StateStore> {
     }
 
     mutating func emitAgentUpdated(_ agent: Agent) {
-        emit(.agentUpdated, audience: agent.id, .object(["agent": Render.agent(agent)]))
+        emit(.agentUpdated, audience: agent.id, .members(["agent": Render.agent(agent)]))
     }
 
     mutating func emitConversationUpdated(_ conversation: Conversation) {
-        emit(.conversationUpdated, audience: conversation.assigneeId, .object(["conversation": Render.conversation(conversation)]))
+        emit(.conversationUpdated, audience: conversation.assigneeId, .members(["conversation": Render.conversation(conversation)]))
     }
 
     mutating func nextMessagePosition() -> Int {

@@ -43,7 +43,7 @@ extension ApplyContext {
             externalId: externalId, createdAt: at, logIndex: index, ordinal: nextMessagePosition())
         try store.insert(message)
         try store.insertExternalMessage(channel: channel, externalId: externalId, conversationId: conversation.id, messageId: messageId)
-        emit(.messageCreated, audience: conversation.assigneeId, .object(["message": Render.message(message)]))
+        emit(.messageCreated, audience: conversation.assigneeId, .members(["message": Render.message(message)]))
 
         if conversation.status == .bot {
             try runRules(on: &conversation, text: text, isNew: isNew, replyIdBase: messageId)
@@ -65,7 +65,7 @@ extension ApplyContext {
                 id: replyIdBase + "-bot", conversationId: conversation.id, author: .bot, agentId: nil, text: reply,
                 isPrivate: false, externalId: nil, createdAt: at, logIndex: index, ordinal: nextMessagePosition())
             try store.insert(botMessage)
-            emit(.messageCreated, audience: nil, .object(["message": Render.message(botMessage)]))
+            emit(.messageCreated, audience: nil, .members(["message": Render.message(botMessage)]))
         }
         if let rule, rule.action == .reply {
             conversation.updatedAt = at
@@ -101,7 +101,7 @@ extension ApplyContext {
             id: messageId, conversationId: conversationId, author: agent == nil ? .system : .agent, agentId: agent?.id, text: text,
             isPrivate: isPrivate, externalId: nil, createdAt: at, logIndex: index, ordinal: nextMessagePosition())
         try store.insert(message)
-        emit(.messageCreated, audience: conversation.assigneeId, .object(["message": Render.message(message)]))
+        emit(.messageCreated, audience: conversation.assigneeId, .members(["message": Render.message(message)]))
         if !isPrivate, agent != nil, conversation.firstResponseAt == nil {
             conversation.firstResponseAt = at
             conversation.version += 1

@@ -7,12 +7,39 @@ public enum JSONValue: Sendable, Equatable {
     case string(String)
     case array([JSONValue])
     case object([String: JSONValue])
+    /// An object whose members are already in ascending key order, written as they come: the
+    /// shapes apply renders for every event (`Render`) skip building, hashing and sorting a
+    /// dictionary. Made by `members(_:)`, which checks the order in debug builds.
+    case sortedObject([Member])
+    /// A string holding the timestamp in RFC 3339, written without an intermediate `String`.
+    case time(Timestamp)
+
+    public struct Member: Sendable, Equatable {
+        public let key: String
+        public let value: JSONValue
+
+        public init(_ key: String, _ value: JSONValue) {
+            self.key = key
+            self.value = value
+        }
+    }
 
     public static func int(_ value: Int) -> JSONValue { .int(Int64(value)) }
 
     public static func optional(_ value: String?) -> JSONValue { value.map(JSONValue.string) ?? .null }
 
-    public static func timestamp(_ value: Timestamp?) -> JSONValue { value.map { .string($0.rfc3339) } ?? .null }
+    public static func timestamp(_ value: Timestamp?) -> JSONValue { value.map(JSONValue.time) ?? .null }
+
+    /// An object written in the order given, which must be ascending by key (byte order, as
+    /// `.object` sorts), so both forms give the same bytes.
+    public static func members(_ members: KeyValuePairs<String, JSONValue>) -> JSONValue {
+        self.members(members.map { Member($0.key, $0.value) })
+    }
+
+    public static func members(_ members: [Member]) -> JSONValue {
+        assert(zip(members, members.dropFirst()).allSatisfy { $0.key < $1.key }, "keys out of order: \(members.map(\.key))")
+        return .sortedObject(members)
+    }
 
     public static func strings(_ values: [String]) -> JSONValue { .array(values.map(JSONValue.string)) }
 
@@ -32,6 +59,10 @@ public enum JSONValue: Sendable, Equatable {
         case .bool(let value): out.append(contentsOf: (value ? "true" : "false").utf8)
         case .int(let value): out.append(contentsOf: String(value).utf8)  // a small string: no allocation
         case .string(let value): Self.writeString(value, into: &out)
+        case .time(let value):
+            out.append(UInt8(ascii: "\""))
+            value.writeRFC3339(into: &out)
+            out.append(UInt8(ascii: "\""))
         case .array(let values):
             out.append(UInt8(ascii: "["))
             for (position, value) in values.enumerated() {
@@ -39,16 +70,22 @@ public enum JSONValue: Sendable, Equatable {
                 value.write(into: &out)
             }
             out.append(UInt8(ascii: "]"))
-        case .object(let members):
-            out.append(UInt8(ascii: "{"))
-            for (position, member) in members.sorted(by: { $0.key < $1.key }).enumerated() {
-                if position > 0 { out.append(UInt8(ascii: ",")) }
-                Self.writeString(member.key, into: &out)
-                out.append(UInt8(ascii: ":"))
-                member.value.write(into: &out)
-            }
-            out.append(UInt8(ascii: "}"))
+        case .object(let members): Self.writeObject(members.sorted(by: { $0.key < $1.key }), into: &out)
+        case .sortedObject(let members): Self.writeObject(members.lazy.map { (key: $0.key, value: $0.value) }, into: &out)
         }
+    }
+
+    private static func writeObject(_ members: some Sequence<(key: String, value: JSONValue)>, into out: inout [UInt8]) {
+        out.append(UInt8(ascii: "{"))
+        var first = true
+        for member in members {
+            if !first { out.append(UInt8(ascii: ",")) }
+            first = false
+            writeString(member.key, into: &out)
+            out.append(UInt8(ascii: ":"))
+            member.value.write(into: &out)
+        }
+        out.append(UInt8(ascii: "}"))
     }
 
     private static let hexDigits = Array("0123456789abcdef".utf8)

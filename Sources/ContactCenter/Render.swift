@@ -1,11 +1,14 @@
 /// The JSON shapes of API.md, shared by HTTP responses and event payloads so the two never drift.
 public enum Render {
+    // Agents, conversations and messages are rendered for events on every member as commands
+    // apply: their keys are listed in ascending order (`JSONValue.members`), not sorted each time.
+
     public static func agent(_ agent: Agent) -> JSONValue {
-        .object([
-            "id": .string(agent.id), "name": .string(agent.name), "email": .string(agent.email),
-            "role": .string(agent.role.rawValue), "skills": .strings(agent.skills), "capacity": .int(agent.capacity),
-            "status": .string(agent.status.rawValue), "openConversations": .int(agent.openConversations),
-            "version": .int(agent.version), "createdAt": .timestamp(agent.createdAt),
+        .members([
+            "capacity": .int(agent.capacity), "createdAt": .timestamp(agent.createdAt), "email": .string(agent.email),
+            "id": .string(agent.id), "name": .string(agent.name), "openConversations": .int(agent.openConversations),
+            "role": .string(agent.role.rawValue), "skills": .strings(agent.skills), "status": .string(agent.status.rawValue),
+            "version": .int(agent.version),
         ])
     }
 
@@ -42,23 +45,26 @@ public enum Render {
 
     /// A conversation without its messages; `contact` is the contact id unless given rendered.
     public static func conversation(_ conversation: Conversation, contact: JSONValue? = nil, messages: [Message]? = nil) -> JSONValue {
-        var members: [String: JSONValue] = [
-            "id": .string(conversation.id), "contact": contact ?? .string(conversation.contactId),
-            "channel": .string(conversation.channel.rawValue), "status": .string(conversation.status.rawValue),
-            "queue": .optional(conversation.queueId), "assignee": .optional(conversation.assigneeId),
-            "createdAt": .timestamp(conversation.createdAt), "firstResponseAt": .timestamp(conversation.firstResponseAt),
-            "resolvedAt": .timestamp(conversation.resolvedAt), "version": .int(conversation.version),
+        var members: [JSONValue.Member] = [
+            .init("assignee", .optional(conversation.assigneeId)), .init("channel", .string(conversation.channel.rawValue)),
+            .init("contact", contact ?? .string(conversation.contactId)), .init("createdAt", .timestamp(conversation.createdAt)),
+            .init("firstResponseAt", .timestamp(conversation.firstResponseAt)), .init("id", .string(conversation.id)),
         ]
-        if let messages { members["messages"] = .array(messages.map(message)) }
-        return .object(members)
+        members.reserveCapacity(11)
+        if let messages { members.append(.init("messages", .array(messages.map(message)))) }
+        members.append(.init("queue", .optional(conversation.queueId)))
+        members.append(.init("resolvedAt", .timestamp(conversation.resolvedAt)))
+        members.append(.init("status", .string(conversation.status.rawValue)))
+        members.append(.init("version", .int(conversation.version)))
+        return .members(members)
     }
 
     public static func message(_ message: Message) -> JSONValue {
-        .object([
-            "id": .string(message.id), "conversationId": .string(message.conversationId),
-            "author": .string(message.author.rawValue), "agent": .optional(message.agentId), "text": .string(message.text),
-            "private": .bool(message.isPrivate), "externalId": .optional(message.externalId),
-            "createdAt": .timestamp(message.createdAt),
+        .members([
+            "agent": .optional(message.agentId), "author": .string(message.author.rawValue),
+            "conversationId": .string(message.conversationId), "createdAt": .timestamp(message.createdAt),
+            "externalId": .optional(message.externalId), "id": .string(message.id), "private": .bool(message.isPrivate),
+            "text": .string(message.text),
         ])
     }
 }

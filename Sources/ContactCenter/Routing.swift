@@ -35,7 +35,7 @@ extension ApplyContext {
         agent.version += 1
         agent.updatedAt = at
         try store.update(agent)
-        emit(.conversationAssigned, audience: agent.id, .object(["conversation": Render.conversation(conversation), "agent": .string(agent.id)]))
+        emit(.conversationAssigned, audience: agent.id, .members(["agent": .string(agent.id), "conversation": Render.conversation(conversation)]))
         emitAgentUpdated(agent)
     }
 

@@ -10,19 +10,32 @@ public struct Timestamp: Sendable, Hashable, Comparable {
 
     /// RFC 3339 UTC with milliseconds, e.g. `2026-11-22T19:57:46.123Z`.
     public var rfc3339: String {
+        var bytes = [UInt8]()
+        bytes.reserveCapacity(26)
+        writeRFC3339(into: &bytes)
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// Appends `rfc3339`'s UTF-8: JSON output writes it in place, without a `String` in between
+    /// (a conversation renders three of these in every event).
+    public func writeRFC3339(into bytes: inout [UInt8]) {
         let millisecondsPerDay: Int64 = 86_400_000
         var days = milliseconds / millisecondsPerDay
         var rest = milliseconds % millisecondsPerDay
         if rest < 0 { rest += millisecondsPerDay; days -= 1 }
         let (year, month, day) = Self.civil(fromDays: days)
         let hour = rest / 3_600_000, minute = rest / 60_000 % 60, second = rest / 1000 % 60, milli = rest % 1000
-        // Written as bytes: a conversation renders three of these in every event.
-        var bytes = [UInt8]()
-        bytes.reserveCapacity(26)
         func digits(_ value: Int64, _ width: Int) {
-            let text = String(value).utf8  // a small string: no allocation
-            if text.count < width { bytes.append(contentsOf: repeatElement(UInt8(ascii: "0"), count: width - text.count)) }
-            bytes.append(contentsOf: text)
+            var divisor: Int64 = 1
+            for _ in 1..<width { divisor *= 10 }
+            // Only a year past 9999 is wider than its field.
+            guard value < divisor * 10 else { return bytes.append(contentsOf: String(value).utf8) }
+            var remaining = value
+            while divisor > 0 {
+                bytes.append(UInt8(ascii: "0") + UInt8(truncatingIfNeeded: remaining / divisor))
+                remaining %= divisor
+                divisor /= 10
+            }
         }
         if year < 0 { bytes.append(UInt8(ascii: "-")) }  // not inside `digits`: "-0001", not "00-1"
         digits(abs(year), 4)
@@ -33,7 +46,6 @@ public struct Timestamp: Sendable, Hashable, Comparable {
         bytes.append(UInt8(ascii: ":")); digits(second, 2)
         bytes.append(UInt8(ascii: ".")); digits(milli, 3)
         bytes.append(UInt8(ascii: "Z"))
-        return String(decoding: bytes, as: UTF8.self)
     }
 
     /// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's civil_from_days).

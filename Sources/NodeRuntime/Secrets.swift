@@ -57,27 +57,30 @@ public enum Secrets {
 
     /// SHA-256 of a token, hex: the only form in which tokens are stored or replicated.
     public static func tokenHash(_ token: String) -> String {
-        hex(Array(SHA256.hash(data: Array(token.utf8))))
+        var token = token
+        // On every request: the token's own bytes, hashed and written as hex without copies.
+        return token.withUTF8 { bytes in
+            SHA256.hash(data: UnsafeRawBufferPointer(bytes)).withUnsafeBytes { digest in hex(digest) }
+        }
     }
 
     private static let hexDigits = Array("0123456789abcdef".utf8)
 
     /// Lowercase hex; on the request path (every token check), so no `String(format:)`.
-    public static func hex(_ bytes: [UInt8]) -> String {
-        var out = [UInt8]()
-        out.reserveCapacity(bytes.count * 2)
-        for byte in bytes {
-            out.append(hexDigits[Int(byte >> 4)])
-            out.append(hexDigits[Int(byte & 0x0F)])
+    public static func hex(_ bytes: some Collection<UInt8>) -> String {
+        String(unsafeUninitializedCapacity: bytes.count * 2) { out in
+            for (position, byte) in bytes.enumerated() {
+                out[2 * position] = hexDigits[Int(byte >> 4)]
+                out[2 * position + 1] = hexDigits[Int(byte & 0x0F)]
+            }
+            return bytes.count * 2
         }
-        return String(decoding: out, as: UTF8.self)
     }
 
     /// Compares two strings in time independent of where they differ.
     public static func constantTimeEquals(_ lhs: String, _ rhs: String) -> Bool {
-        let left = Array(lhs.utf8), right = Array(rhs.utf8)
-        guard left.count == right.count else { return false }
-        return zip(left, right).reduce(UInt8(0)) { $0 | ($1.0 ^ $1.1) } == 0
+        guard lhs.utf8.count == rhs.utf8.count else { return false }
+        return zip(lhs.utf8, rhs.utf8).reduce(UInt8(0)) { $0 | ($1.0 ^ $1.1) } == 0
     }
 }
 

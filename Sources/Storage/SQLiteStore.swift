@@ -335,6 +335,7 @@ enum SQL {
         SELECT \(Rows.agentColumns) FROM agents WHERE status = 'available' AND open_count < capacity ORDER BY last_routed_index, id
         """
     static let conversationById = "SELECT \(Rows.conversationColumns) FROM conversations WHERE id = ?"
+    static let agentEvents = "SELECT * FROM events WHERE agent_id = ? AND (log_index, seq) > (?, ?) ORDER BY log_index, seq LIMIT ?"
     static let assignedConversations = "SELECT \(Rows.conversationColumns) FROM conversations WHERE assignee_id = ? AND status = 'assigned' ORDER BY id"
     static let openConversation = """
         SELECT \(Rows.conversationColumns) FROM conversations

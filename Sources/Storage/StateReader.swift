@@ -104,7 +104,7 @@ public struct StateReader {
     /// (`events_audience` index: the cost follows the agent's own events, not everyone's).
     public func events(after cursor: EventCursor, forAgent agentId: String, limit: Int) throws -> [Event] {
         try Row.fetchAll(
-            try db.cachedStatement(sql: "SELECT * FROM events WHERE agent_id = ? AND (log_index, seq) > (?, ?) ORDER BY log_index, seq LIMIT ?"),
+            try db.cachedStatement(sql: SQL.agentEvents),
             arguments: [agentId, cursor.index, cursor.seq, limit]
         ).map(Rows.event)
     }

@@ -90,4 +90,43 @@ final class JSONValueTests: XCTestCase {
         }
         XCTAssertEqual(JSONValue.string("a\"\\\n\u{0001}é").serialized, #""a\"\\\n\u0001é""#)
     }
+
+    /// `Render` lists its keys in order (`.members`) and writes timestamps in place (`.time`);
+    /// the bytes must be those of the same values as a sorted `.object` of `.string` times,
+    /// which is what every member stored before and what readers of stored events expect.
+    func testPreSortedRendersWriteTheBytesOfSortedObjects() {
+        let at = Timestamp(milliseconds: 1_764_700_000_123)
+        let agent = Agent(
+            id: "ag_1", name: "Ana", email: "ana@example.com", passwordHash: "x", role: .supervisor, skills: ["es", "billing"],
+            capacity: 5, status: .available, openConversations: 2, lastRoutedIndex: 9, version: 3, createdAt: at, updatedAt: at)
+        let message = Message(
+            id: "ms_1", conversationId: "cv_1", author: .agent, agentId: "ag_1", text: "Hola \"tú\"\n", isPrivate: true,
+            externalId: nil, createdAt: at, logIndex: 7, ordinal: 0)
+        let conversation = Conversation(
+            id: "cv_1", contactId: "ct_1", channel: .whatsapp, status: .assigned, queueId: "qu_1", assigneeId: nil, priority: 2,
+            enqueuedIndex: 4, createdAt: Timestamp(milliseconds: -62_167_305_600_000), firstResponseAt: at, resolvedAt: nil,
+            updatedAt: at, version: 6)
+        let rendered: [(String, JSONValue)] = [
+            ("agent", Render.agent(agent)), ("message", Render.message(message)), ("conversation", Render.conversation(conversation)),
+            ("conversation with messages", Render.conversation(conversation, contact: .string("ct_1"), messages: [message, message])),
+            ("event", .members(["agent": .string("ag_1"), "conversation": Render.conversation(conversation)])),
+        ]
+        for (name, value) in rendered {
+            XCTAssertEqual(value.serialized, Self.sortedObjects(value).serialized, name)
+            XCTAssertTrue(value.serialized.contains(#""createdAt":""#), "\(name): \(value.serialized)")
+        }
+        XCTAssertTrue(Render.conversation(conversation).serialized.contains(#""createdAt":"-0001-12-31T00:00:00.000Z""#))
+    }
+
+    /// The same value with every pre-sorted object as a dictionary and every time as a string.
+    private static func sortedObjects(_ value: JSONValue) -> JSONValue {
+        switch value {
+        case .sortedObject(let members):
+            return .object(Dictionary(uniqueKeysWithValues: members.map { ($0.key, sortedObjects($0.value)) }))
+        case .object(let members): return .object(members.mapValues(sortedObjects))
+        case .array(let values): return .array(values.map(sortedObjects))
+        case .time(let time): return .string(time.rfc3339)
+        case .null, .bool, .int, .string: return value
+        }
+    }
 }
