@@ -280,7 +280,11 @@ public struct SQLiteStore: StateStore {
     // MARK: Events and idempotency
 
     public func insert(_ event: Event) throws {
-        try RawStatement(db, "INSERT INTO events (log_index, seq, type, at, agent_id, data) VALUES (?,?,?,?,?,?)").execute {
+        guard event.cursor.seq < SQL.eventsPerEntryMax else {
+            throw DatabaseError(message: "a command emitted more than \(SQL.eventsPerEntryMax) events (entry \(event.cursor.index))")
+        }
+        try RawStatement(db, "INSERT INTO events (position, log_index, seq, type, at, agent_id, data) VALUES (?,?,?,?,?,?,?)").execute {
+            $0.add(SQL.position(event.cursor))
             $0.add(event.cursor.index); $0.add(event.cursor.seq); $0.add(event.type.rawValue); $0.add(event.at.milliseconds)
             $0.add(event.audienceAgentId); $0.add(event.data)
         }
@@ -289,7 +293,7 @@ public struct SQLiteStore: StateStore {
     public func trimEvents(before index: Int64) throws {
         let current = try Int64.fetchOne(try db.cachedStatement(sql: "SELECT value FROM meta WHERE key = 'events_trimmed_before'")) ?? 0
         guard index > current else { return }
-        try db.cachedStatement(sql: "DELETE FROM events WHERE log_index < ?").execute(arguments: [index])
+        try db.cachedStatement(sql: "DELETE FROM events WHERE position < ?").execute(arguments: [SQL.position(EventCursor(index: index, seq: 0))])
         try db.cachedStatement(sql: "DELETE FROM idempotency WHERE log_index < ?").execute(arguments: [index])
         try db.cachedStatement(sql: "UPDATE meta SET value = ? WHERE key = 'events_trimmed_before'").execute(arguments: [index])
     }
@@ -335,7 +339,20 @@ enum SQL {
         SELECT \(Rows.agentColumns) FROM agents WHERE status = 'available' AND open_count < capacity ORDER BY last_routed_index, id
         """
     static let conversationById = "SELECT \(Rows.conversationColumns) FROM conversations WHERE id = ?"
-    static let agentEvents = "SELECT * FROM events WHERE agent_id = ? AND (log_index, seq) > (?, ?) ORDER BY log_index, seq LIMIT ?"
+    /// Events are stored under `position`, their cursor as one integer: `log_index *
+    /// eventsPerEntryMax + seq`, in cursor order.
+    static let eventsPerEntryMax = 1 << 20
+
+    /// A cursor from a client may be past any event (`seq` at or beyond the bound, an index too
+    /// large to scale): it maps to the last position it cannot precede, never wraps around.
+    static func position(_ cursor: EventCursor) -> Int64 {
+        let (scaled, overflow) = max(cursor.index, 0).multipliedReportingOverflow(by: Int64(eventsPerEntryMax))
+        if overflow { return .max }
+        return scaled + Int64(min(max(cursor.seq, 0), eventsPerEntryMax - 1))
+    }
+
+    static let agentEvents = "SELECT * FROM events WHERE agent_id = ? AND position > ? ORDER BY position LIMIT ?"
+    static let eventsAfter = "SELECT * FROM events WHERE position > ? ORDER BY position LIMIT ?"
     static let assignedConversations = "SELECT \(Rows.conversationColumns) FROM conversations WHERE assignee_id = ? AND status = 'assigned' ORDER BY id"
     static let openConversation = """
         SELECT \(Rows.conversationColumns) FROM conversations

@@ -86,13 +86,23 @@ enum Schema {
                 """)
         }
         migrator.registerMigration("v6") { db in
-            // Both indexes serve only `agent_id = ?` and `assignee_id = ?` lookups, so they need
-            // no rows without an agent. Most events (a new customer's message and its queued
-            // conversation) and every waiting conversation have none: partial indexes spare apply
-            // two to three B-tree inserts per inbound message on every member.
+            // Apply appends every event at the end of the table. As a WITHOUT ROWID table keyed by
+            // (log_index, seq) each split rebalanced three leaves, three extra pages in every
+            // commit's WAL; a rowid table keyed by `position` (the cursor as one integer) only adds
+            // a page at the right edge.
+            //
+            // `events_audience` and `conversations_assignee` serve only `agent_id = ?` and
+            // `assignee_id = ?` lookups, so they need no rows without an agent: most events (a new
+            // customer's message and its queued conversation) and every waiting conversation.
             try db.execute(sql: """
-                DROP INDEX events_audience;
-                CREATE INDEX events_audience ON events (agent_id, log_index, seq) WHERE agent_id IS NOT NULL;
+                CREATE TABLE events_v6 (
+                    position INTEGER PRIMARY KEY, log_index INTEGER NOT NULL, seq INTEGER NOT NULL, type TEXT NOT NULL,
+                    at INTEGER NOT NULL, agent_id TEXT, data TEXT NOT NULL);
+                INSERT INTO events_v6 (position, log_index, seq, type, at, agent_id, data)
+                    SELECT log_index * \(SQL.eventsPerEntryMax) + seq, log_index, seq, type, at, agent_id, data FROM events ORDER BY log_index, seq;
+                DROP TABLE events;
+                ALTER TABLE events_v6 RENAME TO events;
+                CREATE INDEX events_audience ON events (agent_id) WHERE agent_id IS NOT NULL;
                 DROP INDEX conversations_assignee;
                 CREATE INDEX conversations_assignee ON conversations (assignee_id, status) WHERE assignee_id IS NOT NULL;
                 """)
@@ -104,7 +114,7 @@ enum Schema {
     static let tables: [(name: String, orderBy: String)] = [
         ("meta", "key"), ("agents", "id"), ("sessions", "token_hash"), ("queues", "id"), ("rules", "id"),
         ("contacts", "id"), ("contact_identifiers", "channel, value"), ("conversations", "id"), ("messages", "id"),
-        ("external_messages", "channel, external_id"), ("events", "log_index, seq"), ("idempotency", "scope, key"),
+        ("external_messages", "channel, external_id"), ("events", "position"), ("idempotency", "scope, key"),
         ("cluster_members", "id"), ("agent_leases", "agent_id"),
     ]
 }

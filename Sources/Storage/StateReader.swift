@@ -104,15 +104,13 @@ public struct StateReader {
     /// (`events_audience` index: the cost follows the agent's own events, not everyone's).
     public func events(after cursor: EventCursor, forAgent agentId: String, limit: Int) throws -> [Event] {
         try Row.fetchAll(
-            try db.cachedStatement(sql: SQL.agentEvents),
-            arguments: [agentId, cursor.index, cursor.seq, limit]
+            try db.cachedStatement(sql: SQL.agentEvents), arguments: [agentId, SQL.position(cursor), limit]
         ).map(Rows.event)
     }
 
     /// Events after `cursor` in cursor order, at most `limit`.
     public func events(after cursor: EventCursor, limit: Int) throws -> [Event] {
-        try Row.fetchAll(try db.cachedStatement(sql: "SELECT * FROM events WHERE (log_index, seq) > (?, ?) ORDER BY log_index, seq LIMIT ?"),
-            arguments: [cursor.index, cursor.seq, limit]
+        try Row.fetchAll(try db.cachedStatement(sql: SQL.eventsAfter), arguments: [SQL.position(cursor), limit]
         ).map(Rows.event)
     }
 }
