@@ -53,11 +53,7 @@ public struct Raft: Sendable {
         self.settings = settings
         term = hardState.term
         vote = hardState.vote
-        // A leader applies committed entries before it persists the Ready that carries the raised
-        // commit index (RaftLoop), so a crash between the two leaves the state machine ahead of
-        // the persisted commit. Only committed entries are applied: the commit resumes from there
-        // (and the next Ready persists it). An applied index past the log still traps in RaftLog.
-        log = RaftLog(snapshot: snapshot, entries: entries, commitIndex: max(hardState.commit, applied), appliedIndex: applied)
+        log = RaftLog(snapshot: snapshot, entries: entries, commitIndex: hardState.commit, appliedIndex: applied)
         random = SplitMix64(seed: seed ^ UInt64(truncatingIfNeeded: id.hashValueStable))
         persistedHardState = hardState
         resetElectionTimeout()

@@ -129,19 +129,4 @@ final class ReplicationTests: XCTestCase {
         XCTAssertEqual(cluster[lagging].commitIndex, cluster[leader].commitIndex, "the lagging member caught up")
         XCTAssertEqual(cluster[lagging].snapshotIndex, applied)
     }
-
-    /// A leader applies committed entries before it persists the Ready that raises its commit
-    /// index; killed in between, it restarts with the state machine past the persisted commit.
-    /// The restored core resumes the commit from the applied index (no trap), does not hand
-    /// those entries out again, and persists the raised commit in its next Ready.
-    func testRestartWithTheStateMachineAheadOfThePersistedCommitResumesFromIt() {
-        let snapshot = Snapshot(index: 0, term: 0, configuration: Configuration(voters: ["n1"]), data: [])
-        let entries = (1...8).map { Entry(term: 1, index: LogIndex($0), payload: .command([UInt8($0)])) }
-        var core = Raft(id: "n1", seed: 1, hardState: HardState(term: 1, vote: "n1", commit: 5), snapshot: snapshot, entries: entries, applied: 7)
-        XCTAssertEqual(core.commitIndex, 7, "the commit resumes from the applied index")
-        XCTAssertEqual(core.appliedIndex, 7)
-        let ready = core.ready()
-        XCTAssertEqual(ready.hardState?.commit, 7, "the raised commit is persisted: \(String(describing: ready.hardState))")
-        XCTAssertFalse(ready.committed.contains { $0.index <= 7 }, "entries applied before the crash are not applied again: \(ready.committed.map(\.index))")
-    }
 }
