@@ -4,7 +4,8 @@ import Logging
 import NodeRuntime
 import PeerLink
 import RaftCore
-import Storage
+import Synchronization
+@testable import Storage
 import Wire
 import XCTest
 
@@ -114,6 +115,40 @@ final class RaftLoopTests: XCTestCase {
         XCTAssertEqual(dumps[0], dumps[1], "n1 and n2 hold the same state", line: line)
         XCTAssertEqual(dumps[0], dumps[2], "n1 and n3 hold the same state", line: line)
         XCTAssertTrue(dumps[0].contains(row), "the state holds \(row)", line: line)
+    }
+
+    /// A single voter commits its entries as it appends them; none may reach `state.sqlite`
+    /// before it is in the fsynced log, or a `kill -9` in between leaves the state past the log
+    /// and the node cannot restart (`CrashReplayTests` hit that).
+    func testASingleVoterAppliesOnlyEntriesAlreadyInItsLog() async throws {
+        let directory = root + "/solo"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let storage = try RaftStorage(directory: directory, initial: Snapshot(index: 0, term: 0, configuration: Configuration(voters: ["n1"]), data: []))
+        let state = try StateDatabase(path: directory + "/state.sqlite")
+        let early = Mutex<[String]>([])
+        // Runs on the loop's thread, right after each apply transaction.
+        nonisolated(unsafe) let log = storage.log
+        let hooks = RaftLoop.Hooks(applied: { index, _ in
+            if log.lastIndex < Int64(index) { early.withLock { $0.append("applied \(index) with the log at \(log.lastIndex)") } }
+        }, installSnapshot: { _ in })
+        let loop = try RaftLoop(
+            id: "n1", settings: RaftSettings(), storage: storage, state: state, tickInterval: 0.02, followerApplyDelay: Self.followerApplyDelay,
+            seed: 7, logger: logger, hooks: hooks) { _ in }
+        loop.start()
+        defer { loop.stop() }
+        try await waitUntil { loop.status.role == .leader }
+        XCTAssertEqual(loop.status.role, .leader)
+        let deadline = soon
+        let commands = (0..<8).map { writer in (0..<25).map { queueCommand(writer * 100 + $0) } }
+        await withTaskGroup(of: Void.self) { group in
+            for batch in commands {
+                group.addTask {
+                    for command in batch { _ = try? await loop.propose(command, deadline: deadline) }
+                }
+            }
+        }
+        XCTAssertGreaterThanOrEqual(loop.status.appliedIndex, 200, "every proposal applied")
+        XCTAssertEqual(early.withLock { $0 }, [], "entries applied before their fsync")
     }
 
     func testCommandsReachEveryMemberAndARestartedMemberCatchesUp() async throws {
