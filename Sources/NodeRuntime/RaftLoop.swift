@@ -416,18 +416,13 @@ public final class RaftLoop: @unchecked Sendable {
             // an earlier Ready (a follower's acknowledgement of an entry is stepped only after the
             // cycle that appended it), so their clients need not wait for this Ready's fsync of
             // newer entries. A follower persists first: its acknowledgement waits for nothing else.
-            //
-            // Not the entries this Ready persists: a leader that is the only voter commits its
-            // entries as it appends them, and they are applied only after their fsync (applied
-            // first, a kill -9 left state.sqlite past the log, and the node could not restart).
+            // (The core counts the leader's own entries toward a commit only once `advance`
+            // marks them persisted, so a single voter's committed entries were fsynced too.)
             if core.role == .leader, ready.snapshot == nil {
-                let firstUnpersisted = ready.entries.first?.index ?? .max
-                let persisted = ready.committed.prefix { $0.index < firstUnpersisted }
                 for message in ready.messages { send(message) }            // 1. send
                 try applyUnapplied()                                       // 2. apply (what it held
-                try apply(Array(persisted))                                //    as a follower first)
+                try apply(ready.committed)                                 //    as a follower first)
                 try storage.persist(ready)                                 // 3. persist (fsync)
-                try apply(Array(ready.committed.dropFirst(persisted.count))) // 4. apply the rest
             } else {
                 try storage.persist(ready)                                 // 1. persist (fsync)
                 for message in ready.messages { send(message) }            // 2. send

@@ -54,7 +54,10 @@ extension Raft {
     /// The shell has carried out `ready` (persisted, sent, applied).
     public mutating func advance(_ ready: Ready) {
         precondition(readyOutstanding, "advance() without ready()")
-        if let last = ready.entries.last { log.markStable(through: last.index) }
+        if let last = ready.entries.last {
+            log.markStable(through: last.index)
+            maybeCommit()  // the leader's own entries count once persisted (a single voter commits here)
+        }
         if let hardState = ready.hardState { persistedHardState = hardState }
         readyOutstanding = false
     }

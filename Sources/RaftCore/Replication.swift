@@ -22,7 +22,6 @@ extension Raft {
         let index = log.lastIndex + 1
         log.append(Entry(term: term, index: index, payload: payload))
         broadcastPending = true
-        maybeCommit()  // a single voter commits alone
         return index
     }
 
@@ -177,11 +176,14 @@ extension Raft {
     }
 
     /// Raft §3.6.2: commit the highest index a quorum of voters holds, if it is of this term.
+    /// The leader holds what it has persisted (`stableIndex`), not what it has appended: it may
+    /// send its entries before its own fsync (§10.2.1), but an entry it counts toward a commit,
+    /// and so hands out to be applied, is on its disk. A single voter commits in `advance`.
     @discardableResult
     mutating func maybeCommit() -> Bool {
         guard role == .leader else { return false }
         let configuration = log.configuration
-        var matches = configuration.voters.map { $0 == id ? log.lastIndex : (progress[$0]?.match ?? 0) }
+        var matches = configuration.voters.map { $0 == id ? log.stableIndex : (progress[$0]?.match ?? 0) }
         guard !matches.isEmpty else { return false }
         matches.sort(by: >)
         let candidate = matches[configuration.quorum - 1]

@@ -129,4 +129,31 @@ final class ReplicationTests: XCTestCase {
         XCTAssertEqual(cluster[lagging].commitIndex, cluster[leader].commitIndex, "the lagging member caught up")
         XCTAssertEqual(cluster[lagging].snapshotIndex, applied)
     }
+
+    /// §10.2.1: the leader may send before its own fsync, but counts its own entries toward a
+    /// commit only once persisted. A single voter's entry is committed by the `advance` that
+    /// reports its fsync, never handed out for applying in the `Ready` that persists it.
+    func testALeaderCountsOnlyItsPersistedEntriesTowardACommit() throws {
+        let snapshot = Snapshot(index: 0, term: 0, configuration: Configuration(voters: ["n1"]), data: [])
+        var core = Raft(id: "n1", seed: 1, snapshot: snapshot)
+        for _ in 0..<200 where core.role != .leader {
+            core.tick()
+            core.advance(core.ready())
+        }
+        XCTAssertEqual(core.role, .leader)
+        var pending = core.ready()
+        while !pending.isEmpty {
+            core.advance(pending)
+            pending = core.ready()
+        }
+        core.advance(pending)
+        let (index, _) = try core.propose([42])
+        let persisting = core.ready()
+        XCTAssertEqual(persisting.entries.map(\.index), [index], "the proposal goes out to be persisted")
+        XCTAssertFalse(persisting.committed.contains { $0.index == index }, "not committed before its fsync: \(persisting.committed.map(\.index))")
+        XCTAssertLessThan(core.commitIndex, index)
+        core.advance(persisting)
+        XCTAssertEqual(core.commitIndex, index, "committed once persisted")
+        XCTAssertEqual(core.ready().committed.map(\.index), [index], "then handed out to be applied")
+    }
 }

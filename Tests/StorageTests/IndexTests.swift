@@ -80,11 +80,8 @@ final class IndexTests: XCTestCase {
             let after = try state.readNow { try $0.events(after: cursor, limit: 100) }
             XCTAssertEqual(after.map(\.cursor), everything.filter { $0 > cursor }, "events after \(cursor)")
         }
-        let assigned = try state.pool.read { db in
-            try String.fetchAll(db, sql: SQL.assignedConversations.replacingOccurrences(of: "SELECT \(Rows.conversationColumns)", with: "SELECT id"),
-                arguments: ["ag_2"])
-        }
-        XCTAssertEqual(assigned.count, 10, "ag_2's assigned conversations: \(assigned)")
+        let assigned = try state.pool.read { db in try Row.fetchAll(db, sql: SQL.assignedConversations, arguments: ["ag_2"]) }
+        XCTAssertEqual(assigned.count, 10, "ag_2's assigned conversations: \(assigned.map { $0[0] as String })")
         let unassigned = try state.readNow { try $0.conversations(.init(assignee: .some(nil)), limit: 100, after: nil) }
         XCTAssertEqual(unassigned.items.count, 10, "conversations without an assignee are still found")
         let indexSQL = try state.pool.read { db in
