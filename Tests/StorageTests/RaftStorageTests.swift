@@ -19,10 +19,15 @@ final class RaftStorageTests: XCTestCase {
     func runLeader(_ storage: RaftStorage, proposals count: Int) throws -> Raft {
         let loaded = try storage.load(applied: 0)
         var core = Raft(id: "n1", seed: 1, hardState: loaded.hardState, snapshot: loaded.snapshot, entries: loaded.entries, applied: loaded.hardState.commit)
+        // Until nothing is left, as the node loop does: a leader's entries commit in the
+        // `advance` that reports them persisted, and come out in the next `Ready`.
         func drain() throws {
-            let ready = core.ready()
-            try storage.persist(ready)
-            core.advance(ready)
+            while true {
+                let ready = core.ready()
+                try storage.persist(ready)
+                core.advance(ready)
+                if ready.isEmpty { return }
+            }
         }
         while core.role != .leader { core.tick(); try drain() }
         for value in 0..<count { _ = try core.propose([UInt8(value % 256)]) }
