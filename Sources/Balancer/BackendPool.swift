@@ -38,27 +38,62 @@ extension BackendExchange {
     func backendWritabilityChanged(_ writable: Bool) {}
 }
 
-/// One keep-alive connection to a backend, carrying one request at a time. Lives on one event
-/// loop; `exchange` is set by whoever holds it and cleared when it is released or fails.
+/// One keep-alive connection to a backend. It carries one request at a time, or several
+/// pipelined bodiless GET and HEAD requests (`BackendPool.pipelineDepthMax`): the node answers
+/// them in order, so the answers are matched to `inFlight` oldest first. Lives on one event
+/// loop; whoever sends a request on it adds itself with `begin` and is removed when its answer
+/// ends, when it abandons the request, or when the connection fails.
 final class BackendConnection: @unchecked Sendable {
     // @unchecked: created, used and released only on its channel's event loop (the pool and the
     // proxy handler that hold it run there); futures merely carry it across that same loop.
     let channel: Channel
     let address: String
-    var exchange: BackendExchange?
+    /// One request written and not yet answered whole. A nil exchange was abandoned by its
+    /// client: its answer is read and dropped, so the answers behind it stay matched.
+    struct Request {
+        var exchange: BackendExchange?
+        /// A HEAD's answer has no body whatever its length says.
+        var isHEAD: Bool
+    }
+    private(set) var inFlight = CircularBuffer<Request>(initialCapacity: 4)
     var keepAlive = true
-    /// The request in flight is a HEAD: its answer has no body whatever its length says.
-    var requestIsHEAD = false
+    /// Takes the connection back when an abandoned request's answer was the last in flight.
+    weak var pool: BackendPool?
 
     init(channel: Channel, address: String) {
         self.channel = channel
         self.address = address
     }
 
+    /// The request whose answer is being read (the oldest in flight).
+    var current: Request? { inFlight.first }
+
+    func begin(_ exchange: BackendExchange, isHEAD: Bool) {
+        inFlight.append(Request(exchange: exchange, isHEAD: isHEAD))
+    }
+
+    /// The current request's answer ended: tells who waited for it (who gives the connection
+    /// back), or gives it back for a request its client abandoned.
+    func answerEnded() {
+        if let exchange = inFlight.popFirst()?.exchange {
+            exchange.backendRead(.end)
+        } else {
+            pool?.release(self)
+        }
+    }
+
+    /// `exchange` no longer wants its answer (its client went away); the answer is still read
+    /// and dropped, since the requests behind it wait for theirs.
+    func abandon(_ exchange: BackendExchange) {
+        guard let slot = inFlight.firstIndex(where: { $0.exchange === exchange }) else { return }
+        inFlight[slot].exchange = nil
+    }
+
+    /// Fails every request in flight, oldest first.
     func fail(_ error: Error) {
-        let failed = exchange
-        exchange = nil
-        failed?.backendFailed(error)
+        let failed = inFlight
+        inFlight.removeAll()
+        for request in failed { request.exchange?.backendFailed(error) }
     }
 }
 
@@ -80,7 +115,7 @@ final class BackendResponseHandler: ChannelInboundHandler {
             buffered.writeBuffer(&bytes)
         }
         while buffered.readableBytes > 0 {
-            guard let connection, connection.exchange != nil else {
+            guard let connection, let request = connection.current else {
                 fail(context: context, BackendUnavailable(description: "the backend sent bytes with no request in flight"))
                 return
             }
@@ -93,14 +128,17 @@ final class BackendResponseHandler: ChannelInboundHandler {
                     return
                 }
                 body = framer
-                if used > 0 { connection.exchange?.backendRead(.body(buffered.readSlice(length: used)!)) }
+                if used > 0 {
+                    let slice = buffered.readSlice(length: used)!
+                    connection.current?.exchange?.backendRead(.body(slice))
+                }
                 if framer.isDone {
                     body = nil
-                    connection.exchange?.backendRead(.end)
+                    connection.answerEnded()
                 }
                 continue
             }
-            let parsed = buffered.withUnsafeReadableBytes { HTTP1.parseResponse($0, requestWasHEAD: connection.requestIsHEAD) }
+            let parsed = buffered.withUnsafeReadableBytes { HTTP1.parseResponse($0, requestWasHEAD: request.isHEAD) }
             switch parsed {
             case .incomplete:
                 return
@@ -118,9 +156,9 @@ final class BackendResponseHandler: ChannelInboundHandler {
                 }
                 let framer = HTTP1.BodyFramer(head.body)
                 connection.keepAlive = connection.keepAlive && head.keepAlive
-                connection.exchange?.backendRead(.head(head, bytes: headBytes))
+                connection.current?.exchange?.backendRead(.head(head, bytes: headBytes))
                 if framer.isDone {
-                    connection.exchange?.backendRead(.end)
+                    connection.answerEnded()
                 } else {
                     body = framer
                 }
@@ -130,7 +168,7 @@ final class BackendResponseHandler: ChannelInboundHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        connection?.exchange?.backendReadComplete()
+        connection?.current?.exchange?.backendReadComplete()
         context.fireChannelReadComplete()
     }
 
@@ -145,7 +183,7 @@ final class BackendResponseHandler: ChannelInboundHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        connection?.exchange?.backendWritabilityChanged(context.channel.isWritable)
+        connection?.current?.exchange?.backendWritabilityChanged(context.channel.isWritable)
         context.fireChannelWritabilityChanged()
     }
 
@@ -154,11 +192,11 @@ final class BackendResponseHandler: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        if body?.endsAtClose == true, let exchange = connection?.exchange {
+        if body?.endsAtClose == true, let connection {
             // A body delimited by the close: this close is its end.
             body = nil
-            connection?.keepAlive = false
-            exchange.backendRead(.end)
+            connection.keepAlive = false
+            connection.answerEnded()
         }
         connection?.fail(BackendUnavailable(description: "the backend closed the connection"))
         context.fireChannelInactive()
@@ -178,6 +216,11 @@ final class BackendResponseHandler: ChannelInboundHandler {
 final class BackendPool {
     /// Idle connections kept per backend.
     static let idlePerBackendMax = 64
+    /// Most requests in flight on one pipelined connection. A bodiless GET or HEAD joins a
+    /// connection another one was written to in the same event-loop round, up to this many: the
+    /// node reads them in one `read` and the balancer writes them in one `writev`. A request
+    /// waits behind at most this many others that arrived in the same round.
+    static let pipelineDepthMax = 8
     static let connectTimeout = TimeAmount.seconds(1)
     /// A backend that sends no byte for this long while answering has failed; an idle pooled
     /// connection that long is closed. One timer per connection, not per request.
@@ -199,6 +242,9 @@ final class BackendPool {
     }
 
     private var unflushed: [Channel] = []
+    /// Connections a pipelinable request was written to in this round (at most one or two per
+    /// backend): the next such request to the same backend joins one of them.
+    private var joinable: [BackendConnection] = []
 
     /// Flushes `channel` once the event loop has handled this round of ready sockets, together
     /// with every other channel written in the round: the requests read in one round reach the
@@ -209,8 +255,24 @@ final class BackendPool {
         eventLoop.assumeIsolated().execute { [self] in
             let channels = unflushed
             unflushed.removeAll(keepingCapacity: true)
+            joinable.removeAll(keepingCapacity: true)
             for channel in channels { channel.flush() }
         }
+    }
+
+    /// A connection to `address` that a pipelinable request was written to in this round and
+    /// that has room for another (`pipelineDepthMax`).
+    func joinableConnection(to address: String) -> BackendConnection? {
+        joinable.first { connection in
+            connection.address == address && connection.keepAlive && connection.channel.isActive
+                && connection.inFlight.count < Self.pipelineDepthMax
+        }
+    }
+
+    /// Offers `connection`, just written a pipelinable request, to the others of this round;
+    /// the caller flushes it at the end of the round (`flushAtEndOfTick`), which ends the offer.
+    func offerForPipelining(_ connection: BackendConnection) {
+        if !joinable.contains(where: { $0 === connection }) { joinable.append(connection) }
     }
 
     /// A pooled keep-alive connection to `address`, if one is open.
@@ -240,16 +302,25 @@ final class BackendPool {
             .connect(host: target.host, port: target.port)
             .flatMapThrowing { channel in
                 let connection = BackendConnection(channel: channel, address: address)
+                connection.pool = self
                 try channel.pipeline.syncOperations.handler(type: BackendResponseHandler.self).connection = connection
                 return connection
             }
     }
 
-    /// Gives a connection back after its response ended.
+    /// Gives a connection back after an answer on it ended: it goes idle once nothing else is in
+    /// flight on it. One the backend or the exchange said not to reuse is closed (requests still
+    /// pipelined behind on it fail, and are retried where that is safe).
     func release(_ connection: BackendConnection) {
-        connection.exchange = nil
+        guard connection.keepAlive, connection.channel.isActive else {
+            connection.channel.close(promise: nil)
+            return
+        }
+        guard connection.inFlight.isEmpty else { return }
+        // Idle, it may next carry a request whose body streams: nothing may join it then.
+        joinable.removeAll { $0 === connection }
         let slot = idleSlot(connection.address)
-        guard connection.keepAlive, connection.channel.isActive, idle[slot].connections.count < Self.idlePerBackendMax else {
+        guard idle[slot].connections.count < Self.idlePerBackendMax else {
             connection.channel.close(promise: nil)
             return
         }
@@ -267,8 +338,7 @@ final class BackendPool {
             case .failure(let error):
                 promise.fail(BackendUnreachable(cause: error))
             case .success(let connection):
-                connection.exchange = HealthCheck(pool: self, connection: connection, promise: promise)
-                connection.requestIsHEAD = false
+                connection.begin(HealthCheck(pool: self, connection: connection, promise: promise), isHEAD: false)
                 connection.channel.writeAndFlush(ByteBuffer(string: "GET \(path) HTTP/1.1\r\nHost: \(address)\r\n\r\n"), promise: nil)
                 promise.futureResult.whenFailure { _ in connection.channel.close(promise: nil) }
             }

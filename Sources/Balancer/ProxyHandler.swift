@@ -16,6 +16,12 @@ import NIOHTTP1
 /// in flight ended, so the state of the request lives in plain fields, and the handler is its
 /// backend connection's `BackendExchange` (no closure per request). A WebSocket upgrade turns
 /// the connection into a splice to one node.
+///
+/// Toward the nodes, a bodiless GET or HEAD may share a connection with others written in the
+/// same event-loop round (`BackendPool.pipelineDepthMax`): HTTP/1.1 pipelining, answered in
+/// order. Any other request has its connection to itself, since its body may still be
+/// streaming. Every pipelined request may be retried, so a connection that fails under several
+/// of them costs their clients nothing but the retry.
 final class ProxyHandler: ChannelInboundHandler, BackendExchange {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
@@ -63,6 +69,8 @@ final class ProxyHandler: ChannelInboundHandler, BackendExchange {
     private var method = ""
     private var isHEAD: Bool { method == "HEAD" }
     private var idempotencyKey = false
+    /// A bodiless GET or HEAD: it may be pipelined on a connection with others.
+    private var pipelinable = false
     private var clientKeepAlive = false  // the client's own wish (the forwarded head always says keep-alive)
     private var received = false  // the client sent the whole request
     private var bodyBytes = 0
@@ -184,6 +192,8 @@ final class ProxyHandler: ChannelInboundHandler, BackendExchange {
         method = head.method
         idempotencyKey = head.hasIdempotencyKey
         clientKeepAlive = head.keepAlive
+        pipelinable = (method == "GET" || method == "HEAD") && !head.webSocketUpgrade && !head.expectContinue
+            && head.body == .length(0)
         reading = .body(HTTP1.BodyFramer(head.body))
         if case .length(let length) = head.body, length > Self.requestBodyBytesMax {
             refuse(.payloadTooLarge, "request body of \(length) bytes is over \(Self.requestBodyBytesMax)", close: true)
@@ -266,6 +276,10 @@ final class ProxyHandler: ChannelInboundHandler, BackendExchange {
         discarding = false
         failedStatus = nil
         let attempt = tried.count
+        if pipelinable, let shared = pool.joinableConnection(to: choice.address) {
+            send(over: shared, replaying: attempt > 1)
+            return
+        }
         if let idle = pool.idleConnection(to: choice.address) {
             send(over: idle, replaying: attempt > 1)
             return
@@ -288,8 +302,8 @@ final class ProxyHandler: ChannelInboundHandler, BackendExchange {
 
     private func send(over connection: BackendConnection, replaying: Bool) {
         self.connection = connection
-        connection.exchange = self
-        connection.requestIsHEAD = isHEAD
+        connection.begin(self, isHEAD: isHEAD)
+        if pipelinable { pool.offerForPipelining(connection) }
         let channel = connection.channel
         channel.write(forwardedHead, promise: nil)
         if let forwardedHeadTail { channel.write(forwardedHeadTail, promise: nil) }
@@ -416,13 +430,15 @@ final class ProxyHandler: ChannelInboundHandler, BackendExchange {
         }
     }
 
-    /// The client went away (or was refused) mid-exchange: the backend connection carries half
-    /// an exchange and cannot be reused; it is closed without counting against the backend.
+    /// The client went away (or was refused) mid-exchange, which does not count against the
+    /// backend. A pipelined request was written whole: its answer is read and dropped, and the
+    /// connection goes on for the requests behind it. Any other may have left half a request
+    /// on its connection, which is closed.
     private func abandonBackend() {
         guard let connection else { return }
         self.connection = nil
-        connection.exchange = nil
-        connection.channel.close(promise: nil)
+        connection.abandon(self)
+        if !pipelinable { connection.channel.close(promise: nil) }
         if let backend { policy.finished(id: backend, outcome: .success) }
     }
 

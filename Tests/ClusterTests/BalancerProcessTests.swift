@@ -437,7 +437,7 @@ final class BalancerProcessTests: XCTestCase {
         let cluster = ProcessCluster()
         defer { cluster.tearDown() }
         let body = String(repeating: "streamed until the close. ", count: 400)
-        let backend = try BusyBackend { ("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n\(body)", true) }
+        let backend = try BusyBackend { _ in ("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n\(body)", true) }
         defer { backend.stop() }
         let front = try BalancerProcess(cluster: cluster, arguments: ["--backend", "old=127.0.0.1:\(backend.port)"])
         defer { front.stop() }
@@ -450,6 +450,45 @@ final class BalancerProcessTests: XCTestCase {
         XCTAssertTrue(answer.hasSuffix(body), "every byte up to the node's close reached the client (\(answer.utf8.count) bytes)")
         let ejections = await front.metric("switchboard_balancer_backend_ejections_total", backend: "old")
         XCTAssertEqual(ejections, 0, "a close that ends an answer is not a failure")
+    }
+
+    /// Bodiless GETs from many clients at once share connections to a node (HTTP/1.1
+    /// pipelining): every client gets the answer to its own request, also when a client leaves
+    /// before its slow answer came (that answer is read and dropped, and those pipelined behind
+    /// it stay matched).
+    func testPipelinedGetsEachGetTheirOwnAnswer() async throws {
+        let cluster = ProcessCluster()
+        defer { cluster.tearDown() }
+        let echo = try BusyBackend { head in
+            let path = head.split(separator: " ").dropFirst().first.map(String.init) ?? "?"
+            if path.hasPrefix("/slow") { usleep(100_000) }
+            return ("HTTP/1.1 200 OK\r\nContent-Length: \(path.utf8.count)\r\n\r\n\(path)", false)
+        }
+        defer { echo.stop() }
+        let front = try BalancerProcess(cluster: cluster, arguments: ["--backend", "echo=127.0.0.1:\(echo.port)"])
+        defer { front.stop() }
+        try await cluster.waitUntil("the balancer admits the backend", seconds: 15) { front.admitted("echo") }
+        try await Task.sleep(for: .seconds(1))  // past the first moments of warm-up
+        let clients = try (0..<24).map { _ in try RawClient(port: front.port) }
+        var wrong: [String] = []
+        for round in 0..<100 {
+            // Every tenth round, a client asks for a slow answer ahead of the others and leaves.
+            var leaver: RawClient? = nil
+            if round % 10 == 0 {
+                leaver = try RawClient(port: front.port)
+                try leaver?.send("GET /slow-\(round) HTTP/1.1\r\nHost: front\r\n\r\n")
+            }
+            for (index, client) in clients.enumerated() { try client.send("GET /r\(round)-c\(index) HTTP/1.1\r\nHost: front\r\n\r\n") }
+            leaver = nil
+            for (index, client) in clients.enumerated() {
+                let path = "/r\(round)-c\(index)"
+                let answer = client.readUntilClosed(seconds: 5, orUntil: "\r\n\r\n" + path)
+                if !answer.hasPrefix("HTTP/1.1 200") || !answer.hasSuffix("\r\n\r\n" + path) { wrong.append("\(path) got \(answer.suffix(60))") }
+            }
+        }
+        XCTAssertEqual(wrong, [], "each of 2,400 GETs got the answer to its own path")
+        XCTAssertGreaterThan(echo.mostRequestsInOneRead, 1, "GETs of the same round reached the node together, pipelined")
+        try await assertStillServesWithoutEjecting(front, "echo", "the balancer still serves", "the clients that left counted nothing against the node")
     }
 
     /// After bad input: a plain GET through `front` still gets 200, and `backend` was never ejected.
@@ -566,12 +605,13 @@ final class RawClient {
 }
 
 /// A backend whose checks pass but that answers every other request its own way (by default
-/// `503` with a body, on a keep-alive connection; plain sockets, one thread per connection).
+/// `503` with a body, on a keep-alive connection; plain sockets, one thread per connection,
+/// pipelined requests answered in order).
 final class BusyBackend: @unchecked Sendable {
-    // @unchecked: `count` is guarded by `lock`; the rest is immutable after init.
-    /// What to send for a request that is not a check, and whether to close after it.
-    typealias Answer = @Sendable () -> (bytes: String, close: Bool)
-    static let busy: Answer = {
+    // @unchecked: `count` and `mostInOneRead` are guarded by `lock`; the rest is immutable after init.
+    /// What to send for a request (given its head) that is not a check, and whether to close after it.
+    typealias Answer = @Sendable (_ head: String) -> (bytes: String, close: Bool)
+    static let busy: Answer = { _ in
         let body = #"{"error":{"code":"busy","message":"try another node"}}"#
         return ("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)", false)
     }
@@ -580,8 +620,11 @@ final class BusyBackend: @unchecked Sendable {
     private let listener: Int32
     private let lock = NSLock()
     private var count = 0
+    private var mostInOneRead = 0
 
     var answered: Int { lock.withLock { count } }
+    /// The most requests one `read` brought (more than one: they came pipelined in one write).
+    var mostRequestsInOneRead: Int { lock.withLock { mostInOneRead } }
 
     init(answer: @escaping Answer = BusyBackend.busy) throws {
         answerOther = answer
@@ -624,13 +667,16 @@ final class BusyBackend: @unchecked Sendable {
             let count = read(connection, &buffer, buffer.count)
             guard count > 0 else { return }
             received += buffer[0..<count]
+            var heads = 0
             while let end = received.firstRange(of: Array("\r\n\r\n".utf8)) {
                 let head = String(decoding: received[..<end.lowerBound], as: UTF8.self)
                 received.removeSubrange(..<end.upperBound)
+                heads += 1
+                lock.withLock { mostInOneRead = max(mostInOneRead, heads) }
                 var answer = (bytes: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", close: false)
                 if !head.hasPrefix("GET /readyz ") {
                     lock.withLock { self.count += 1 }
-                    answer = answerOther()
+                    answer = answerOther(head)
                 }
                 let bytes = Array(answer.bytes.utf8)
                 guard write(connection, bytes, bytes.count) == bytes.count, !answer.close else { return }
