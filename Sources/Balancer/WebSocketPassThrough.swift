@@ -15,10 +15,16 @@ enum WebSocketPassThrough {
     /// Bytes the backend may send after its `101` before the splice is in place (the events
     /// socket's replay); past it the upgrade is abandoned.
     static let heldBytesMax = 1 << 20
+    /// How long a node may take to answer an upgrade once it is sent. A node that accepts the
+    /// connection but never answers (paused with SIGSTOP, wedged) is treated as unreachable:
+    /// ejected, and the upgrade tried on another node. Without it the client waited for as long
+    /// as the node stayed paused (3 s in the load tester's smoke run, a whole pause in general).
+    static let handshakeTimeout = TimeAmount.seconds(2)
 
     /// Connects to the node with the fewest sockets and sends it the upgrade `request` (the
-    /// client's head with `X-Forwarded-For`). A node that cannot be reached, goes away before
-    /// it answers or answers 5xx is ejected and, once, another node is tried (the client sent a
+    /// client's head with `X-Forwarded-For`). A node that cannot be reached, goes away or stays
+    /// silent (`handshakeTimeout`) before it answers, or answers 5xx, is ejected and, once,
+    /// another node is tried (the client sent a
     /// GET and nothing has been answered yet). Every failure comes out as `UpgradeRefused` (the
     /// node's own 4xx) or `BackendUnavailable`, which the proxy handler answers: a client must
     /// never be left without an answer (one that keeps half-closed sockets would wait forever).
@@ -50,6 +56,11 @@ enum WebSocketPassThrough {
             .flatMap { backend in
                 backend.closeFuture.whenComplete { _ in policy.webSocketClosed(id: choice.backend) }
                 backend.writeAndFlush(request, promise: nil)
+                let silence = eventLoop.scheduleTask(in: handshakeTimeout) {
+                    splice.handshake.fail(BackendUnavailable(description: "no answer to the upgrade within \(handshakeTimeout)"))
+                    backend.close(promise: nil)
+                }
+                splice.handshake.futureResult.whenComplete { _ in silence.cancel() }
                 return splice.handshake.futureResult.map { answer in (backend, choice.backend, answer) }
             }
             .flatMapError { error in

@@ -207,6 +207,18 @@ final class BalancerProcessTests: XCTestCase {
     /// swift-websocket does, would otherwise wait on a silent close until its own timeout (the
     /// load tester saw a dozen such 10 s stalls at every leader kill).
     func testWebSocketUpgradesToANodeKilledBetweenChecksAreAnswered() async throws {
+        try await assertUpgradesAreAnsweredAfter("killed") { $0.kill9("n3") }
+    }
+
+    /// The same with n3 paused (SIGSTOP) between two checks: its kernel still accepts the
+    /// connection, but no answer comes. After `WebSocketPassThrough.handshakeTimeout` the
+    /// balancer ejects it and the upgrade is answered by another node, instead of waiting for as
+    /// long as the node stays paused.
+    func testWebSocketUpgradesToANodePausedBetweenChecksAreAnswered() async throws {
+        try await assertUpgradesAreAnsweredAfter("paused") { $0.pause("n3") }
+    }
+
+    private func assertUpgradesAreAnsweredAfter(_ fault: String, _ inflict: (ProcessCluster) -> Void) async throws {
         let cluster = ProcessCluster()
         defer { cluster.tearDown() }
         for id in ["n1", "n2", "n3"] { cluster.describe(id) }
@@ -218,7 +230,7 @@ final class BalancerProcessTests: XCTestCase {
             ["n1", "n2", "n3"].allSatisfy { id in front.log().contains("balancer.backend=\(id) balancer.reason=warmed up") }
         }
         try await Task.sleep(for: .milliseconds(500))  // just after a round of checks
-        cluster.kill9("n3")
+        inflict(cluster)
         try await Task.sleep(for: .milliseconds(100))
 
         let upgrade =
@@ -234,12 +246,12 @@ final class BalancerProcessTests: XCTestCase {
                 return
             }
             try client.send(upgrade)
-            answers.append(String(client.readUntilClosed(seconds: 3, orUntil: "\r\n\r\n").prefix(34)))
+            answers.append(String(client.readUntilClosed(seconds: 4, orUntil: "\r\n\r\n").prefix(34)))
             held.append(client)  // open sockets count: the next upgrade goes to the node with the fewest
         }
         XCTAssertEqual(
             answers.filter { $0.hasPrefix("HTTP/1.1 101") }.count, 6,
-            "every upgrade is answered with 101 by a live node, including the one first given to the killed n3; answers: \(answers)")
+            "every upgrade is answered with 101 by a live node, including the one first given to the \(fault) n3; answers: \(answers)")
         let placed = [await front.metric("switchboard_balancer_backend_websockets", backend: "n1"), await front.metric("switchboard_balancer_backend_websockets", backend: "n2")]
         XCTAssertEqual(placed.compactMap { $0 }.reduce(0, +), 6, "the six sockets are on the live nodes (n1, n2): \(placed)")
         // The balancer logs state changes after each round of checks.
