@@ -287,8 +287,12 @@ public final class Node: Sendable {
 
     // MARK: Reads
 
-    /// Waits until `index` is applied here, at most `readWaitMax`.
+    /// Waits until `index` is applied here, at most `readWaitMax`; a follower holding committed
+    /// entries for a bigger batch applies them at once for it.
     public func waitApplied(_ index: Int64) async throws {
+        if waiters.applied < index {
+            loop.applyPromptly(through: UInt64(max(0, index)), deadline: Date().addingTimeInterval(configuration.readWaitMax.seconds))
+        }
         try await waiters.wait(for: index, timeout: configuration.readWaitMax)
     }
 

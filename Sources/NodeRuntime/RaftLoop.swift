@@ -135,6 +135,9 @@ public final class RaftLoop: @unchecked Sendable {
     private var unappliedSince: Date?
     /// How long a follower may hold committed entries before it applies them.
     private let followerApplyDelay: TimeInterval
+    /// A `?minIndex=` read on this node waits for `index` (until `until`): committed entries are
+    /// applied as they come instead of being held for a bigger batch.
+    private var prompt: (index: UInt64, until: Date)?
 
     public init(
         id: NodeID, settings: RaftSettings, storage: RaftStorage, state: StateDatabase, tickInterval: TimeInterval = 0.05,
@@ -260,6 +263,16 @@ public final class RaftLoop: @unchecked Sendable {
                 completion(.failure(refusal))
             }
         }
+    }
+
+    /// Someone on this node waits for `index` to be applied (a `?minIndex=` read): until it is,
+    /// or until `deadline`, a follower applies committed entries at once instead of holding
+    /// them for `followerApplyDelay`.
+    public func applyPromptly(through index: UInt64, deadline: Date) {
+        _ = enqueue(.work({ loop in
+            let current = loop.prompt.flatMap { $0.index > loop.appliedThrough && $0.until > Date() ? $0 : nil }
+            loop.prompt = (max(index, current?.index ?? 0), max(deadline, current?.until ?? deadline))
+        }))
     }
 
     /// Takes a snapshot at `index` (at most the applied index) with `data` describing it, and
@@ -467,11 +480,12 @@ public final class RaftLoop: @unchecked Sendable {
 
     /// Whether a follower's unapplied entries must be applied now rather than in a bigger batch
     /// later: they waited `followerApplyDelay`, there are `unappliedMax` of them, the node is no
-    /// longer a plain follower, or someone waits for them (a forwarded write's outcome, a read).
+    /// longer a plain follower, or someone waits for them (a forwarded write's outcome, a read,
+    /// a `?minIndex=` read).
     private var applyIsDue: Bool {
         guard let since = unappliedSince else { return false }
         return core.role != .follower || unapplied.count >= Self.unappliedMax || Date().timeIntervalSince(since) >= followerApplyDelay
-            || !waiters.isEmpty || !readsReady.isEmpty
+            || !waiters.isEmpty || !readsReady.isEmpty || prompt.map { $0.index > appliedThrough && $0.until > Date() } ?? false
     }
 
     private func applyUnapplied() throws {

@@ -16,6 +16,8 @@ struct Progress: Sendable {
     var probeSent = false
     /// Last indexes of the appends in flight, oldest first (replicate state).
     var inflight: [LogIndex] = []
+    /// The commit index this follower was last sent in an append.
+    var commitSent: LogIndex = 0
     /// Heard from since the last check-quorum.
     var recentlyActive = false
     /// Highest ReadIndex round this follower has confirmed.

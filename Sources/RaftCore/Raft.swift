@@ -25,6 +25,13 @@ public struct Raft: Sendable {
     var progress: [NodeID: Progress] = [:]
     /// Leader only: new entries wait for `ready()` so that many proposals share each message.
     var broadcastPending = false
+    /// Leader only: the commit index moved since the last `ready()`. That `ready()` tells every
+    /// member with nothing in flight, by an append with no entries if none is going out to it
+    /// (the others are told when their acknowledgements come back, `onAppendResponse`): a
+    /// follower applies, and answers the writes it forwarded and the `?minIndex=` reads waiting
+    /// on it, as soon as the commit is known, not at the next heartbeat (which made a lone
+    /// write through a follower take 13 ms instead of 2).
+    var commitToAnnounce = false
     var transferTarget: NodeID?
     var transferElapsed = 0
 
@@ -151,6 +158,7 @@ public struct Raft: Sendable {
         votes = [:]
         progress = [:]
         broadcastPending = false
+        commitToAnnounce = false
         transferTarget = nil
         reads = ReadQueue()
         heartbeatElapsed = 0

@@ -30,9 +30,10 @@ extension Raft {
     /// Collects everything the shell must persist, send and apply since the last `Ready`.
     public mutating func ready() -> Ready {
         precondition(!readyOutstanding, "ready() called again before advance()")
-        if role == .leader, broadcastPending {
+        if role == .leader, broadcastPending || commitToAnnounce {
+            broadcastAppend(announceCommit: commitToAnnounce)
             broadcastPending = false
-            broadcastAppend()
+            commitToAnnounce = false
         }
         if !forwardedReads.isEmpty {
             if role != .leader, let leader { send(to: leader, .readIndex(contexts: forwardedReads)) }

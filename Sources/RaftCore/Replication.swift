@@ -89,8 +89,10 @@ extension Raft {
 
     /// Sends what flow control allows to `member`: entries from its `next`, or the snapshot
     /// when they are compacted. With `allowEmpty`, an append with no entries still goes out
-    /// (a probe for where the follower is).
-    mutating func sendAppend(to member: NodeID, allowEmpty: Bool = false) {
+    /// (a probe for where the follower is). With `announceCommit`, one goes out to a follower
+    /// that has nothing in flight (so no acknowledgement will bring it another append soon) and
+    /// was last told an older commit index: it learns the commit now, not at the next heartbeat.
+    mutating func sendAppend(to member: NodeID, allowEmpty: Bool = false, announceCommit: Bool = false) {
         guard var peer = progress[member] else { return }
         defer { progress[member] = peer }
         var sentEmpty = false
@@ -104,10 +106,12 @@ extension Raft {
             }
             let entries = log.entries(from: peer.next, bytesMax: settings.appendBytesMax)
             if entries.isEmpty {
-                guard (allowEmpty || peer.state == .probe) && !sentEmpty else { return }
+                let announce = announceCommit && peer.state == .replicate && peer.inflight.isEmpty && peer.commitSent < log.commitIndex
+                guard (allowEmpty || announce || peer.state == .probe) && !sentEmpty else { return }
                 sentEmpty = true
             }
             send(to: member, .append(prevIndex: prevIndex, prevTerm: prevTerm, entries: entries, commit: log.commitIndex))
+            peer.commitSent = max(peer.commitSent, log.commitIndex)
             switch peer.state {
             case .probe:
                 peer.probeSent = true
@@ -124,8 +128,10 @@ extension Raft {
         }
     }
 
-    mutating func broadcastAppend() {
-        for member in progress.keys.sorted() { sendAppend(to: member) }
+    /// Sends every member what it lacks; with `announceCommit`, the commit index too (see
+    /// `sendAppend`).
+    mutating func broadcastAppend(announceCommit: Bool = false) {
+        for member in progress.keys.sorted() { sendAppend(to: member, announceCommit: announceCommit) }
     }
 
     mutating func broadcastHeartbeat() {
@@ -159,7 +165,7 @@ extension Raft {
         }
         if moved, maybeCommit() { broadcastPending = true }
         if moved, member == transferTarget, progress[member]!.match == log.lastIndex { send(to: member, .timeoutNow) }
-        sendAppend(to: member)
+        sendAppend(to: member, announceCommit: true)
     }
 
     mutating func onHeartbeatResponse(from member: NodeID, round: UInt64) {
@@ -189,6 +195,7 @@ extension Raft {
         let candidate = matches[configuration.quorum - 1]
         guard candidate > log.commitIndex, log.term(at: candidate) == term else { return false }
         log.commit(to: candidate)
+        commitToAnnounce = true
         onCommitAdvanced()
         return true
     }

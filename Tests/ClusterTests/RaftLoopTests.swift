@@ -202,6 +202,11 @@ final class RaftLoopTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(followers[0].loop!.status.appliedIndex, target, "a read on \(followers[0].id) applies what it held")
         XCTAssertLessThan(followers[1].loop!.status.appliedIndex, target, "\(followers[1].id), asked nothing, still holds its entries")
 
+        // A `?minIndex=` read waiting on the other follower makes it apply at once too.
+        followers[1].loop!.applyPromptly(through: target, deadline: soon)
+        try await waitUntil(5) { (followers[1].loop?.status.appliedIndex ?? 0) >= target }
+        XCTAssertGreaterThanOrEqual(followers[1].loop!.status.appliedIndex, target, "\(followers[1].id) applies what a waiting read needs")
+
         // A follower that stops applies what it held: every member ends with the same state.
         try assertSameStateAfterStopping(members, containing: "qu_20")
         for member in members { await member.link.close() }
