@@ -165,7 +165,11 @@ extension Raft {
         }
         if moved, maybeCommit() { broadcastPending = true }
         if moved, member == transferTarget, progress[member]!.match == log.lastIndex { send(to: member, .timeoutNow) }
-        sendAppend(to: member, announceCommit: true)
+        sendAppend(to: member)
+        // Its pipeline drained and it was told an older commit: tell it in `ready()`, by then
+        // with the entries proposed in the same batch of inputs if there are any.
+        // (The commit may have removed this leader, and with it `progress`.)
+        if let peer = progress[member], peer.inflight.isEmpty, peer.commitSent < log.commitIndex { commitToAnnounce = true }
     }
 
     mutating func onHeartbeatResponse(from member: NodeID, round: UInt64) {
