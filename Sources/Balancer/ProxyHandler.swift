@@ -192,8 +192,7 @@ final class ProxyHandler: ChannelInboundHandler, BackendExchange {
         method = head.method
         idempotencyKey = head.hasIdempotencyKey
         clientKeepAlive = head.keepAlive
-        pipelinable = (method == "GET" || method == "HEAD") && !head.webSocketUpgrade && !head.expectContinue
-            && head.body == .length(0)
+        pipelinable = (method == "GET" || isHEAD) && !head.expectContinue && head.body == .length(0)
         reading = .body(HTTP1.BodyFramer(head.body))
         if case .length(let length) = head.body, length > Self.requestBodyBytesMax {
             refuse(.payloadTooLarge, "request body of \(length) bytes is over \(Self.requestBodyBytesMax)", close: true)

@@ -270,9 +270,14 @@ public final class RaftLoop: @unchecked Sendable {
     /// them for `followerApplyDelay`.
     public func applyPromptly(through index: UInt64, deadline: Date) {
         _ = enqueue(.work({ loop in
-            let current = loop.prompt.flatMap { $0.index > loop.appliedThrough && $0.until > Date() ? $0 : nil }
+            let current = loop.promptIsWanted ? loop.prompt : nil
             loop.prompt = (max(index, current?.index ?? 0), max(deadline, current?.until ?? deadline))
         }))
+    }
+
+    /// A `?minIndex=` read still waits for an index this node has not applied.
+    private var promptIsWanted: Bool {
+        prompt.map { $0.index > appliedThrough && $0.until > Date() } ?? false
     }
 
     /// Takes a snapshot at `index` (at most the applied index) with `data` describing it, and
@@ -485,7 +490,7 @@ public final class RaftLoop: @unchecked Sendable {
     private var applyIsDue: Bool {
         guard let since = unappliedSince else { return false }
         return core.role != .follower || unapplied.count >= Self.unappliedMax || Date().timeIntervalSince(since) >= followerApplyDelay
-            || !waiters.isEmpty || !readsReady.isEmpty || prompt.map { $0.index > appliedThrough && $0.until > Date() } ?? false
+            || !waiters.isEmpty || !readsReady.isEmpty || promptIsWanted
     }
 
     private func applyUnapplied() throws {

@@ -18,6 +18,12 @@ struct Progress: Sendable {
     var inflight: [LogIndex] = []
     /// The commit index this follower was last sent in an append.
     var commitSent: LogIndex = 0
+
+    /// Nothing in flight will bring this follower another append, and it was last told a commit
+    /// older than `commit`: only an append with no entries tells it now.
+    func lacksCommit(_ commit: LogIndex) -> Bool {
+        state == .replicate && inflight.isEmpty && commitSent < commit
+    }
     /// Heard from since the last check-quorum.
     var recentlyActive = false
     /// Highest ReadIndex round this follower has confirmed.

@@ -28,10 +28,9 @@ public struct Raft: Sendable {
     /// Leader only: the commit index moved, or a member whose pipeline drained was told an older
     /// one. The next `ready()` tells every member with nothing in flight, by an append with no
     /// entries if none is going out to it (the others are told when their acknowledgements come
-    /// back, `onAppendResponse`): a
-    /// follower applies, and answers the writes it forwarded and the `?minIndex=` reads waiting
-    /// on it, as soon as the commit is known, not at the next heartbeat (which made a lone
-    /// write through a follower take 13 ms instead of 2).
+    /// back, `onAppendResponse`): a follower applies, and answers the writes it forwarded and the
+    /// `?minIndex=` reads waiting on it, as soon as the commit is known, not at the next
+    /// heartbeat (which made a lone write through a follower take 13 ms instead of 2).
     var commitToAnnounce = false
     var transferTarget: NodeID?
     var transferElapsed = 0

@@ -106,7 +106,7 @@ extension Raft {
             }
             let entries = log.entries(from: peer.next, bytesMax: settings.appendBytesMax)
             if entries.isEmpty {
-                let announce = announceCommit && peer.state == .replicate && peer.inflight.isEmpty && peer.commitSent < log.commitIndex
+                let announce = announceCommit && peer.lacksCommit(log.commitIndex)
                 guard (allowEmpty || announce || peer.state == .probe) && !sentEmpty else { return }
                 sentEmpty = true
             }
@@ -169,7 +169,7 @@ extension Raft {
         // Its pipeline drained and it was told an older commit: tell it in `ready()`, by then
         // with the entries proposed in the same batch of inputs if there are any.
         // (The commit may have removed this leader, and with it `progress`.)
-        if let peer = progress[member], peer.inflight.isEmpty, peer.commitSent < log.commitIndex { commitToAnnounce = true }
+        if progress[member]?.lacksCommit(log.commitIndex) == true { commitToAnnounce = true }
     }
 
     mutating func onHeartbeatResponse(from member: NodeID, round: UInt64) {
