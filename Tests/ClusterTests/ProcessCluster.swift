@@ -160,7 +160,15 @@ final class ProcessCluster: @unchecked Sendable {
         try start(members[0].id)
         try await waitUntil("\(members[0].id) leads") { await leader(asking: members[0].id) == members[0].id }
         for member in members.dropFirst() { try start(member.id) }
-        try await waitUntil("\(members.count) voters") { await voters(asking: members[0].id).count == members.count }
+        do {
+            try await waitUntil("\(members.count) voters") { await voters(asking: members[0].id).count == members.count }
+        } catch {
+            // The logs go with the directory at tear-down: print what each member said.
+            let view = try? await request(members[0].id, "GET", "/v1/cluster", timeout: 1)
+            print("cluster view from \(members[0].id): \(view?.json ?? [:])")
+            for member in members { print("--- \(member.id) node.log, last 4,000 bytes:\n\(log(member.id).suffix(4000))") }
+            throw error
+        }
     }
 
     static func freePort() -> Int {
