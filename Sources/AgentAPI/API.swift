@@ -49,8 +49,10 @@ public struct API: Sendable {
     }
 
     /// Proposes and returns the outcome, turning a rejection into its HTTP error.
-    func propose(_ command: Command, as principal: Principal, request: Request) async throws -> Outcome {
-        let proposal = try await node.propose(command, actor: principal.actor, idempotencyKey: try request.idempotencyKey())
+    /// `readsBack: false` for a handler that answers from the outcome alone (see `Node.propose`).
+    func propose(_ command: Command, as principal: Principal, request: Request, readsBack: Bool = true) async throws -> Outcome {
+        let proposal = try await node.propose(
+            command, actor: principal.actor, idempotencyKey: try request.idempotencyKey(), readsBack: readsBack)
         if case .rejected(let error) = proposal.outcome { throw APIError(error) }
         return proposal.outcome
     }

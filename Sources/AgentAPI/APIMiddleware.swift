@@ -120,7 +120,7 @@ struct APIMiddleware: RouterMiddleware {
             response = try apiError.response(from: request, context: context)
         }
         response.headers[.switchboardNode] = node.id
-        response.headers[.switchboardIndex] = String(node.appliedIndex)
+        response.headers[.switchboardIndex] = String(node.responseIndex)
         metrics.count(route: context.endpointPath ?? "unmatched", status: response.status.code)
         return response
     }

@@ -138,7 +138,7 @@ extension API {
                     externalId: try Validate.name(try body.string("externalId"), field: "externalId"),
                     name: try body.optionalString("name").map { try Validate.name($0, field: "name") }, contactId: Secrets.id("ct"),
                     conversationId: Secrets.id("cv"), messageId: Secrets.id("ms")),
-                as: principal, request: request)
+                as: principal, request: request, readsBack: false)
             guard case .inbound(let conversationId, let messageId, let duplicate) = outcome else { throw APIError.from(outcome) }
             return JSONResponse.make(
                 .object(["conversationId": .string(conversationId), "messageId": .string(messageId), "duplicate": .bool(duplicate)]),

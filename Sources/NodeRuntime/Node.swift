@@ -52,6 +52,9 @@ public struct NodeConfiguration: Sendable {
     /// How long a follower may hold committed entries to apply them in a bigger batch (see
     /// `RaftLoop`); zero applies each batch as it commits.
     public var followerApplyDelay: Duration = .milliseconds(40)
+    /// How long a leader may keep executed entries uncommitted so that several batches share one
+    /// SQLite commit (see `RaftLoop`); zero commits each batch as it executes.
+    public var leaderCommitHold: Duration = .milliseconds(10)
     /// An agent's presence lease: renewed every `leaseRenewInterval` while its event WebSocket
     /// is open on some node; once it ends the leader sets the agent offline and re-queues its
     /// conversations.
@@ -173,6 +176,7 @@ public final class Node: Sendable {
         loop = try RaftLoop(
             id: configuration.id, settings: configuration.raft, storage: storage, state: state,
             tickInterval: configuration.tickInterval.seconds, followerApplyDelay: configuration.followerApplyDelay.seconds,
+            leaderCommitHold: configuration.leaderCommitHold.seconds,
             seed: UInt64.random(in: 0...UInt64.max), logger: logger,
             hooks: RaftLoop.Hooks(
                 applied: { index, results in
@@ -205,6 +209,10 @@ public final class Node: Sendable {
 
     public var id: String { configuration.id }
     public var appliedIndex: Int64 { waiters.applied }
+    /// The index a response stamps (`X-Switchboard-Index`): what this node applied, or executed
+    /// and will show readers within `leaderCommitHold`. A `?minIndex=` read of it on any node
+    /// sees every write this node answered before.
+    public var responseIndex: Int64 { max(waiters.applied, Int64(loop.executedIndex)) }
     public var lastIndex: Int64 { Int64(loop.status.lastIndex) }
     public var peerCounters: Counters { counters.withLock { $0 } }
     /// Non-nil once the node can no longer apply (log or database failure).
@@ -228,7 +236,12 @@ public final class Node: Sendable {
     /// Proposes `command` and returns once it is committed and applied on this node. On a
     /// follower the command is forwarded to the leader, which answers with the log position;
     /// this node then waits for that entry on its own copy.
-    public func propose(_ command: Command, actor: Actor, idempotencyKey: String? = nil) async throws -> Proposal {
+    ///
+    /// A caller that reads nothing back passes `readsBack: false`: on the leader it is answered
+    /// once the command is executed, before the commit that shows it to this node's readers
+    /// (`NodeConfiguration.leaderCommitHold`). Its outcome is final either way, and a read that
+    /// follows on any node still sees it (reads wait for the index they need).
+    public func propose(_ command: Command, actor: Actor, idempotencyKey: String? = nil, readsBack: Bool = true) async throws -> Proposal {
         let envelope = CommandEnvelope(at: now(), actor: actor, idempotencyKey: idempotencyKey, command: command)
         let bytes = envelope.encoded()
         let deadline = Date().addingTimeInterval(configuration.writeWaitMax.seconds)
@@ -237,7 +250,7 @@ public final class Node: Sendable {
             let status = loop.status
             if status.role == .leader {
                 do {
-                    return try proposal(try await loop.propose(bytes, deadline: deadline))
+                    return try proposal(try await loop.propose(bytes, deadline: deadline, early: !readsBack))
                 } catch ReplicationError.raft(.notLeader) {
                     // Deposed between the status read and the proposal: look again.
                 } catch ReplicationError.raft(.transferInProgress) {

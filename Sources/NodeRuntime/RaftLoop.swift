@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import RaftCore
 import Storage
+import Synchronization
 
 /// Why a replicated proposal or read did not complete.
 public enum ReplicationError: Error, Equatable, Sendable, CustomStringConvertible {
@@ -95,6 +96,9 @@ public final class RaftLoop: @unchecked Sendable {
     private struct Waiter {
         var term: UInt64
         var deadline: Date
+        /// Answered once the entry is executed (its outcome is final), without waiting for the
+        /// commit that shows it to readers: for a caller that reads nothing back.
+        var early: Bool
         var completion: Completion
     }
 
@@ -128,8 +132,24 @@ public final class RaftLoop: @unchecked Sendable {
     private var applyBatches: UInt64 = 0
     private var appliedEntries: UInt64 = 0
     private var readies: UInt64 = 0
-    /// What `state.sqlite` holds: the core's applied index less `unapplied`.
+    /// What `state.sqlite` shows readers: the core's applied index less `unapplied` and less
+    /// what the leader executed but has not committed.
     private var appliedThrough: UInt64
+    /// What the leader executed in its open apply transaction (see `leaderCommitHold`); equal
+    /// to `appliedThrough` when nothing is uncommitted.
+    private var executedThrough: UInt64
+    /// Entries executed and not committed, with their results, oldest first.
+    private var uncommitted: [(entry: Entry, result: ContactCenterMachine.Applied?)] = []
+    private var uncommittedSince: Date?
+    /// Someone waits to see an executed entry (a proposal that reads back, a read): commit now.
+    private var visibilityWanted = false
+    /// How long a leader may keep executed entries uncommitted so that more batches share one
+    /// SQLite commit (followers hold whole batches instead: `followerApplyDelay`).
+    private let leaderCommitHold: TimeInterval
+    /// Executed entries past which a leader commits at once.
+    public static let uncommittedMax = 256
+    /// `executedThrough`, for `X-Switchboard-Index` stamps read off the loop thread.
+    private let executedIndexValue = Atomic<UInt64>(0)
     /// Committed entries a follower has not applied yet, oldest first (see `followerApplyDelay`).
     private var unapplied: [Entry] = []
     private var unappliedSince: Date?
@@ -141,12 +161,13 @@ public final class RaftLoop: @unchecked Sendable {
 
     public init(
         id: NodeID, settings: RaftSettings, storage: RaftStorage, state: StateDatabase, tickInterval: TimeInterval = 0.05,
-        followerApplyDelay: TimeInterval, seed: UInt64, logger: Logger, hooks: Hooks = Hooks(applied: { _, _ in }, installSnapshot: { _ in }),
+        followerApplyDelay: TimeInterval, leaderCommitHold: TimeInterval = 0, seed: UInt64, logger: Logger, hooks: Hooks = Hooks(applied: { _, _ in }, installSnapshot: { _ in }),
         send: @escaping @Sendable (RaftCore.Message) -> Void
     ) throws {
         self.id = id
         self.tickInterval = tickInterval
         self.followerApplyDelay = followerApplyDelay
+        self.leaderCommitHold = leaderCommitHold
         self.storage = storage
         self.state = state
         self.send = send
@@ -154,6 +175,8 @@ public final class RaftLoop: @unchecked Sendable {
         self.logger = logger
         let applied = UInt64(try state.appliedIndex())
         appliedThrough = applied
+        executedThrough = applied
+        executedIndexValue.store(applied, ordering: .relaxed)
         let loaded = try storage.load(applied: applied)
         core = Raft(id: id, settings: settings, seed: seed, hardState: loaded.hardState, snapshot: loaded.snapshot, entries: loaded.entries, applied: applied)
         statusValue = Status(
@@ -181,6 +204,10 @@ public final class RaftLoop: @unchecked Sendable {
 
     public var status: Status { condition.withLock { statusValue } }
 
+    /// The last entry this node executed: its outcome is final, though on a leader readers may
+    /// see it only a few milliseconds later (`leaderCommitHold`).
+    public var executedIndex: UInt64 { executedIndexValue.load(ordering: .relaxed) }
+
     /// A message from a peer (dropped when the queue is full: Raft retransmits).
     public func receive(_ message: RaftCore.Message) {
         _ = enqueue(.message(message))
@@ -188,11 +215,14 @@ public final class RaftLoop: @unchecked Sendable {
 
     /// Proposes an encoded command on this node (it must be the leader); returns what applying
     /// it did once it is committed and applied here.
-    public func propose(_ command: [UInt8], deadline: Date) async throws -> ContactCenterMachine.Applied? {
+    ///
+    /// With `early`, it returns as soon as the leader has executed the entry, before readers on
+    /// this node can see it: for a caller that reads nothing back.
+    public func propose(_ command: [UInt8], deadline: Date, early: Bool = false) async throws -> ContactCenterMachine.Applied? {
         try await waitFor { loop, completion in
             do throws(RaftError) {
                 let (index, term) = try loop.core.propose(command)
-                loop.wait(index: index, term: term, deadline: deadline, completion)
+                loop.wait(index: index, term: term, deadline: deadline, early: early, completion)
             } catch {
                 completion(.failure(.raft(error)))
             }
@@ -218,7 +248,7 @@ public final class RaftLoop: @unchecked Sendable {
     /// Returns the outcome of the entry at `index` once it is applied here, if it has `term`;
     /// throws `.lost` if another entry took that index.
     public func outcome(index: UInt64, term: UInt64, deadline: Date) async throws -> ContactCenterMachine.Applied? {
-        try await waitFor { loop, completion in loop.wait(index: index, term: term, deadline: deadline, completion) }
+        try await waitFor { loop, completion in loop.wait(index: index, term: term, deadline: deadline, early: false, completion) }
     }
 
     /// Proposes a membership change; returns once it is applied here.
@@ -226,7 +256,7 @@ public final class RaftLoop: @unchecked Sendable {
         _ = try await waitFor { loop, completion in
             do throws(RaftError) {
                 let (index, term) = try loop.core.proposeConfigurationChange(change)
-                loop.wait(index: index, term: term, deadline: deadline, completion)
+                loop.wait(index: index, term: term, deadline: deadline, early: false, completion)
             } catch {
                 completion(.failure(.raft(error)))
             }
@@ -319,8 +349,8 @@ public final class RaftLoop: @unchecked Sendable {
 
     // MARK: The loop thread
 
-    private func wait(index: UInt64, term: UInt64, deadline: Date, _ completion: @escaping Completion) {
-        if index <= appliedThrough {
+    private func wait(index: UInt64, term: UInt64, deadline: Date, early: Bool, _ completion: @escaping Completion) {
+        if index <= (early ? executedThrough : appliedThrough) {
             if let known = recent[index] {
                 completion(known.term == term ? .success(known.applied) : .failure(.lost(index: index)))
             } else if core.term(at: index).map({ $0 != term }) ?? false {
@@ -330,7 +360,8 @@ public final class RaftLoop: @unchecked Sendable {
             }
             return
         }
-        waiters[index, default: []].append(Waiter(term: term, deadline: deadline, completion: completion))
+        if index <= executedThrough { visibilityWanted = true }
+        waiters[index, default: []].append(Waiter(term: term, deadline: deadline, early: early, completion: completion))
     }
 
     private func remember(index: UInt64, term: UInt64, applied: ContactCenterMachine.Applied?) {
@@ -349,7 +380,8 @@ public final class RaftLoop: @unchecked Sendable {
     private func run() {
         var nextTick = Date().addingTimeInterval(tickInterval)
         while true {
-            let wake = unappliedSince.map { min(nextTick, $0.addingTimeInterval(followerApplyDelay)) } ?? nextTick
+            var wake = unappliedSince.map { min(nextTick, $0.addingTimeInterval(followerApplyDelay)) } ?? nextTick
+            if let since = uncommittedSince { wake = min(wake, since.addingTimeInterval(leaderCommitHold)) }
             let batch: [Input]? = condition.withLock {
                 while inputs.isEmpty, !stopping, Date() < wake { _ = condition.wait(until: wake) }
                 if stopping { return nil }
@@ -373,6 +405,7 @@ public final class RaftLoop: @unchecked Sendable {
                 try processReady()
                 // A forwarded write's wait registered above, or the delay ran out with no Ready.
                 if applyIsDue { try applyUnapplied() }
+                if commitIsDue { try commitExecuted() }
             } catch {
                 logger.critical("raft loop stopped: \(error)", metadata: ["raft.node": "\(id)"])
                 break
@@ -380,7 +413,7 @@ public final class RaftLoop: @unchecked Sendable {
         }
         // Not needed for safety (a restart applies the log from state.sqlite's index), but a
         // node that stops cleanly leaves its state current.
-        do { try applyUnapplied() } catch { logger.error("applying before stopping failed: \(error)", metadata: ["raft.node": "\(id)"]) }
+        do { try applyUnapplied(); try commitExecuted() } catch { logger.error("applying before stopping failed: \(error)", metadata: ["raft.node": "\(id)"]) }
         // No more inputs are taken; those that arrived after the last batch still hold
         // continuations: run them (they register waits), then fail every wait once.
         let left = condition.withLock {
@@ -439,13 +472,14 @@ public final class RaftLoop: @unchecked Sendable {
             if core.role == .leader, ready.snapshot == nil {
                 for message in ready.messages { send(message) }            // 1. send
                 try applyUnapplied()                                       // 2. apply (what it held
-                try apply(ready.committed)                                 //    as a follower first)
+                try execute(ready.committed)                               //    as a follower first)
                 try storage.persist(ready)                                 // 3. persist (fsync)
             } else {
                 try storage.persist(ready)                                 // 1. persist (fsync)
                 for message in ready.messages { send(message) }            // 2. send
                 if let snapshot = ready.snapshot {                         // 3. install, then apply
                     try applyUnapplied()
+                    try commitExecuted()
                     try hooks.installSnapshot(snapshot)
                     appliedThrough = snapshot.index
                     for (index, list) in waiters where index <= snapshot.index {
@@ -464,6 +498,7 @@ public final class RaftLoop: @unchecked Sendable {
                 if let read = reads.removeValue(forKey: readState.context) { readsReady.append((readState.index, read)) }
             }
             if applyIsDue { try applyUnapplied() }
+            if commitIsDue { try commitExecuted() }
             readsReady.removeAll { ready in
                 guard ready.index <= appliedThrough else { return false }
                 ready.read.completion(.success(()))
@@ -493,6 +528,15 @@ public final class RaftLoop: @unchecked Sendable {
             || !waiters.isEmpty || !readsReady.isEmpty || promptIsWanted
     }
 
+    /// Whether the leader's executed entries must be committed now: someone waits to see them,
+    /// they waited `leaderCommitHold`, there are `uncommittedMax` of them, or the node is no
+    /// longer the leader.
+    private var commitIsDue: Bool {
+        guard let since = uncommittedSince else { return false }
+        return visibilityWanted || !readsReady.isEmpty || promptIsWanted || core.role != .leader
+            || uncommitted.count >= Self.uncommittedMax || Date().timeIntervalSince(since) >= leaderCommitHold
+    }
+
     private func applyUnapplied() throws {
         guard !unapplied.isEmpty else { return }
         let entries = unapplied
@@ -501,14 +545,66 @@ public final class RaftLoop: @unchecked Sendable {
         try apply(entries)
     }
 
+    /// Executes committed entries (contiguous, after `executedThrough`) in the open apply
+    /// transaction and answers the proposals that asked for an early answer; the rest are
+    /// answered when `commitExecuted` shows the entries to readers.
+    private func execute(_ committed: [Entry]) throws {
+        guard let last = committed.last else { return }
+        applyBatches += 1
+        appliedEntries += UInt64(committed.count)
+        let results = try state.execute(committed)
+        executedThrough = last.index
+        executedIndexValue.store(last.index, ordering: .relaxed)
+        if uncommitted.isEmpty { uncommittedSince = Date() }
+        for (entry, result) in zip(committed, results) {
+            uncommitted.append((entry, result))
+            remember(index: entry.index, term: entry.term, applied: result)
+            guard var list = waiters[entry.index] else { continue }
+            list.removeAll { waiter in
+                guard waiter.early else { return false }
+                waiter.completion(waiter.term == entry.term ? .success(result) : .failure(.lost(index: entry.index)))
+                return true
+            }
+            if list.isEmpty {
+                waiters[entry.index] = nil
+            } else {
+                waiters[entry.index] = list
+                visibilityWanted = true
+            }
+        }
+    }
+
+    /// Commits what `execute` left uncommitted, then wakes those who waited to see it.
+    private func commitExecuted() throws {
+        guard let last = uncommitted.last else { return }
+        let done = uncommitted
+        uncommitted.removeAll(keepingCapacity: true)
+        uncommittedSince = nil
+        visibilityWanted = false
+        try state.commitExecuted()
+        appliedThrough = last.entry.index
+        // Before anyone is woken: who waited for these entries sees them in `status` too.
+        publishStatus()
+        hooks.applied(last.entry.index, done.map(\.result))
+        for (entry, result) in done {
+            guard let list = waiters.removeValue(forKey: entry.index) else { continue }
+            for waiter in list {
+                waiter.completion(waiter.term == entry.term ? .success(result) : .failure(.lost(index: entry.index)))
+            }
+        }
+    }
+
     /// Applies committed entries (contiguous, after `appliedThrough`) in one transaction and
     /// answers the proposals waiting for them.
     private func apply(_ committed: [Entry]) throws {
         guard let last = committed.last else { return }
         applyBatches += 1
         appliedEntries += UInt64(committed.count)
+        try commitExecuted()
         let results = try state.apply(committed)
         appliedThrough = last.index
+        executedThrough = last.index
+        executedIndexValue.store(last.index, ordering: .relaxed)
         // Before anyone is woken: who waited for these entries sees them in `status` too.
         publishStatus()
         hooks.applied(last.index, results)

@@ -17,5 +17,11 @@ public struct StateChanges: Sendable, Equatable {
         return changes
     }()
 
+    public mutating func formUnion(_ other: StateChanges) {
+        conversationIds.formUnion(other.conversationIds)
+        contactIds.formUnion(other.contactIds)
+        everything = everything || other.everything
+    }
+
     public var isEmpty: Bool { !everything && conversationIds.isEmpty && contactIds.isEmpty }
 }

@@ -110,6 +110,14 @@ struct NodeCommand: AsyncParsableCommand {
         """)
     var followerApplyMs = 40
 
+    @Option(help: """
+        Milliseconds a leader may keep executed entries in one open SQLite transaction, so that \
+        several batches share one commit. Writes that read nothing back (channel messages) are \
+        answered at execution; reads and other writes waiting on this node commit at once; only \
+        its event streams see the delay. 0 commits every batch as it executes.
+        """)
+    var leaderCommitMs = 10
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel = "info"
 
@@ -128,6 +136,7 @@ struct NodeCommand: AsyncParsableCommand {
         guard (2...1000).contains(electionTicks) else { throw ValidationError("--election-ticks must be 2...1000") }
         guard snapshotEntries >= 100 else { throw ValidationError("--snapshot-entries must be at least 100") }
         guard (0...1000).contains(followerApplyMs) else { throw ValidationError("--follower-apply-ms must be 0...1000, got \(followerApplyMs)") }
+        guard (0...1000).contains(leaderCommitMs) else { throw ValidationError("--leader-commit-ms must be 0...1000, got \(leaderCommitMs)") }
     }
 
     func run() async throws {
@@ -162,6 +171,7 @@ struct NodeCommand: AsyncParsableCommand {
         configuration.raft.electionTicks = electionTicks
         configuration.snapshotEntries = UInt64(snapshotEntries)
         configuration.followerApplyDelay = .milliseconds(followerApplyMs)
+        configuration.leaderCommitHold = .milliseconds(leaderCommitMs)
 
         // 3. The node: opens the Raft log and state.sqlite, starts its loop, then its peer link.
         let node = try Node(configuration: configuration, logger: logger)

@@ -120,6 +120,22 @@ final class ClusterProcessTests: XCTestCase {
 
         for round in 0..<30 { try await writeThenRead(nodes[round % 3], nodes[(round + 1) % 3], "steady-\(round)") }
 
+        // The leader answers a channel message once it executed it, before the commit that shows
+        // it to readers (NodeRuntime/DESIGN.md): a default read on the leader itself, and a local
+        // read on another node waiting for the answer's index, see it all the same.
+        let leader = try unwrap(await cluster.leader(asking: "n1"))
+        let other = nodes.first { $0 != leader }!
+        for round in 0..<10 {
+            let write = try await Self.inbound(cluster, via: leader, externalId: "on-leader-\(round)")
+            XCTAssertEqual(write.status, 202, "write through the leader \(leader): \(write.json)")
+            let conversation = try XCTUnwrap(write.json["conversationId"] as? String)
+            let own = try await cluster.request(leader, "GET", "/v1/conversations/\(conversation)")
+            XCTAssertEqual(own.status, 200, "round \(round): a default read on \(leader) right after its own answer must see the write: \(own.json)")
+            let index = try XCTUnwrap((write.headers["X-Switchboard-Index"] ?? write.headers["x-switchboard-index"]) as? String)
+            let local = try await cluster.request(other, "GET", "/v1/conversations/\(conversation)?consistency=local&minIndex=\(index)")
+            XCTAssertEqual(local.status, 200, "round \(round): a local read on \(other) at the answer's index \(index) must see the write: \(local.json)")
+        }
+
         // An agent created through one node logs in at once through another, and its token works
         // at once on the third (a balancer spreads these three requests over the nodes).
         for round in 0..<15 {

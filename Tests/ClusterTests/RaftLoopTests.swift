@@ -21,6 +21,8 @@ final class RaftLoopTests: XCTestCase {
         let link: PeerLink
         private let lock = NSLock()
         private var current: RaftLoop?
+        /// The member's `state.sqlite`, as its running loop holds it.
+        var state: StateDatabase?
 
         init(id: String, root: String, logger: Logger) {
             self.id = id
@@ -59,7 +61,10 @@ final class RaftLoopTests: XCTestCase {
     /// The follower apply delay the tests run with unless they say otherwise (a node's default).
     static let followerApplyDelay: TimeInterval = 0.04
 
-    func start(_ member: Member, all: [Member], seed: UInt64, followerApplyDelay: TimeInterval = RaftLoopTests.followerApplyDelay) throws {
+    func start(
+        _ member: Member, all: [Member], seed: UInt64, followerApplyDelay: TimeInterval = RaftLoopTests.followerApplyDelay,
+        leaderCommitHold: TimeInterval = 0
+    ) throws {
         let ports = Dictionary(uniqueKeysWithValues: all.map { ($0.id, $0.port) })
         let link = member.link
         let storage = try RaftStorage(
@@ -68,11 +73,12 @@ final class RaftLoopTests: XCTestCase {
         let state = try StateDatabase(path: member.directory + "/state.sqlite")
         let loop = try RaftLoop(
             id: member.id, settings: RaftSettings(), storage: storage, state: state, tickInterval: 0.02,
-            followerApplyDelay: followerApplyDelay, seed: seed, logger: logger
+            followerApplyDelay: followerApplyDelay, leaderCommitHold: leaderCommitHold, seed: seed, logger: logger
         ) { message in
             link.send(RaftCodec.encode(message), to: message.to, host: "127.0.0.1", port: ports[message.to]!)
         }
         member.loop = loop
+        member.state = state
         loop.start()
     }
 
@@ -99,11 +105,15 @@ final class RaftLoopTests: XCTestCase {
     }
 
     /// Three members listening on loopback, their loops started (seeds from `firstSeed`).
-    func startThree(firstSeed: UInt64, followerApplyDelay: TimeInterval = RaftLoopTests.followerApplyDelay) async throws -> [Member] {
+    func startThree(
+        firstSeed: UInt64, followerApplyDelay: TimeInterval = RaftLoopTests.followerApplyDelay, leaderCommitHold: TimeInterval = 0
+    ) async throws -> [Member] {
         let members = ["n1", "n2", "n3"].map { Member(id: $0, root: root, logger: logger) }
         for member in members { member.port = try await member.link.listen(host: "127.0.0.1", port: 0) }
         for (number, member) in members.enumerated() {
-            try start(member, all: members, seed: firstSeed + UInt64(number), followerApplyDelay: followerApplyDelay)
+            try start(
+                member, all: members, seed: firstSeed + UInt64(number), followerApplyDelay: followerApplyDelay,
+                leaderCommitHold: leaderCommitHold)
         }
         return members
     }
@@ -209,6 +219,76 @@ final class RaftLoopTests: XCTestCase {
 
         // A follower that stops applies what it held: every member ends with the same state.
         try assertSameStateAfterStopping(members, containing: "qu_20")
+        for member in members { await member.link.close() }
+    }
+
+    /// A leader keeps executed entries in one open SQLite transaction (here for as long as an
+    /// hour): a proposal that reads nothing back is answered at execution, before readers can
+    /// see it; a proposal that reads back, and a ReadIndex read, commit at once.
+    func testALeaderAnswersEarlyProposalsAtExecutionAndCommitsWhenSomeoneMustSeeThem() async throws {
+        let members = try await startThree(firstSeed: 11, leaderCommitHold: 3600)
+        defer {
+            for member in members { member.loop?.stop() }
+        }
+        try await waitUntil { leader(members) != nil }
+        let first = try XCTUnwrap(leader(members), "a leader is elected over TCP")
+        let loop = first.loop!, state = first.state!
+        let queueIds = { try state.readNow { try $0.store.queues().map(\.id) } }
+
+        for number in 1...5 {
+            let applied = try await loop.propose(queueCommand(number), deadline: soon, early: true)
+            XCTAssertEqual(applied?.outcome, .queue(id: "qu_\(number)"), "an early proposal gets its outcome")
+        }
+        XCTAssertGreaterThan(loop.executedIndex, loop.status.appliedIndex, "executed \(loop.executedIndex), shown \(loop.status.appliedIndex)")
+        let shown = try queueIds()
+        XCTAssertFalse(shown.contains("qu_5"), "readers do not see an uncommitted entry: \(shown)")
+
+        // A proposal that reads back is answered once its entry, and all before it, are shown.
+        let applied = try await loop.propose(queueCommand(6), deadline: soon)
+        XCTAssertEqual(applied?.outcome, .queue(id: "qu_6"))
+        XCTAssertEqual(try queueIds().filter { $0.hasPrefix("qu_") }.sorted(), (1...6).map { "qu_\($0)" }, "answered after the commit")
+        XCTAssertEqual(loop.status.appliedIndex, loop.executedIndex)
+
+        // A ReadIndex barrier on the leader commits what it executed.
+        _ = try await loop.propose(queueCommand(7), deadline: soon, early: true)
+        XCTAssertFalse(try queueIds().contains("qu_7"))
+        try await loop.linearizableBarrier(deadline: soon)
+        XCTAssertTrue(try queueIds().contains("qu_7"), "a linearizable read sees the write acknowledged before it")
+
+        // So does a `?minIndex=` wait.
+        _ = try await loop.propose(queueCommand(8), deadline: soon, early: true)
+        loop.applyPromptly(through: loop.executedIndex, deadline: soon)
+        try await waitUntil(5) { (try? queueIds().contains("qu_8")) ?? false }
+        XCTAssertTrue(try queueIds().contains("qu_8"), "a minIndex read sees the write acknowledged before it")
+
+        // A leader that stops commits what it executed: every member ends with the same state.
+        _ = try await loop.propose(queueCommand(9), deadline: soon, early: true)
+        let target = loop.executedIndex
+        try await waitUntil { members.allSatisfy { ($0.loop?.status.commitIndex ?? 0) >= target } }
+        XCTAssertLessThan(loop.status.appliedIndex, target, "the leader still holds qu_9 uncommitted")
+        try assertSameStateAfterStopping(members, containing: "qu_9")
+        for member in members { await member.link.close() }
+    }
+
+    /// Without anyone asking, the leader commits once its entries waited `leaderCommitHold`.
+    func testALeaderCommitsExecutedEntriesWithinItsHold() async throws {
+        let members = try await startThree(firstSeed: 21, leaderCommitHold: 0.2)
+        defer {
+            for member in members { member.loop?.stop() }
+        }
+        try await waitUntil { leader(members) != nil }
+        let first = try XCTUnwrap(leader(members), "a leader is elected over TCP")
+        let loop = first.loop!
+        _ = try await loop.propose(queueCommand(1), deadline: soon, early: true)
+        let executed = loop.executedIndex
+        XCTAssertLessThan(loop.status.appliedIndex, executed, "held right after the answer")
+        let started = Date()
+        try await waitUntil(5) { loop.status.appliedIndex >= executed }
+        let waited = Date().timeIntervalSince(started)
+        XCTAssertGreaterThanOrEqual(loop.status.appliedIndex, executed, "committed without being asked")
+        XCTAssertLessThan(waited, 2, "committed within the 0.2 s hold (plus a tick), took \(waited) s")
+        try await waitUntil { members.allSatisfy { ($0.loop?.status.commitIndex ?? 0) >= executed } }
+        try assertSameStateAfterStopping(members, containing: "qu_1")
         for member in members { await member.link.close() }
     }
 }

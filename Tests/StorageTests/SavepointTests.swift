@@ -1,4 +1,5 @@
 import ContactCenter
+import RaftCore
 import GRDB
 @testable import Storage
 import XCTest
@@ -94,5 +95,46 @@ final class SavepointTests: XCTestCase {
         XCTAssertEqual(ids, ["q1", "q3"], "entry 2's insert must be undone, entries 1 and 3 kept")
         XCTAssertEqual(state.redoneTransactionCount, 1, "one transaction redone with savepoints")
         XCTAssertEqual(try state.appliedIndex(), 3)
+    }
+
+    /// `execute` leaves its transaction open for later batches: when a command of a later batch
+    /// fails after writing, the earlier batches' uncommitted entries are run again with it, so
+    /// nothing they did is lost, and only the failed command leaves nothing.
+    func testARedoKeepsTheEarlierUncommittedBatchesOfItsTransaction() throws {
+        let directory = NSTemporaryDirectory() + "switchboard-test-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let state = try StateDatabase(path: directory + "/state.sqlite") { _, index, store in
+            do {
+                return try store.atomically {
+                    try store.insert(Queue(
+                        id: "q\(index)", name: "q\(index)", skills: [], priority: 0, channels: [], createdIndex: index,
+                        createdAt: Timestamp(milliseconds: 0)))
+                    if index == 3 { throw DomainError(.conflict, "refused_after_write", "entry 3 fails after its insert") }
+                    return ContactCenterMachine.Applied(outcome: .done, events: [])
+                }
+            } catch let error as DomainError {
+                return ContactCenterMachine.Applied(outcome: .rejected(error), events: [])
+            }
+        }
+        let command = CommandEnvelope(at: Timestamp(milliseconds: 0), actor: .admin, command: .deleteSession(tokenHash: "x")).encoded()
+        let entries: [Entry] = (1...4).map { Entry(term: 1, index: UInt64($0), payload: .command(command)) }
+        let readerSees = { try state.pool.read { try SQLiteStore($0).queues().map(\.id) } }
+
+        XCTAssertEqual(try state.execute(Array(entries[0..<2])).map { $0?.outcome }, [.done, .done])
+        XCTAssertEqual(state.uncommittedCount, 2)
+        XCTAssertEqual(try readerSees(), [], "executed entries are not shown before the commit")
+        XCTAssertEqual(try state.appliedIndex(), 0, "readers see the applied index of the last commit")
+
+        let outcomes = try state.execute(Array(entries[2..<4])).map { $0?.outcome }
+        XCTAssertEqual(outcomes, [.rejected(DomainError(.conflict, "refused_after_write", "entry 3 fails after its insert")), .done])
+        XCTAssertEqual(state.redoneTransactionCount, 1, "one transaction redone with savepoints")
+        XCTAssertEqual(state.uncommittedCount, 4, "the redone transaction holds all four entries")
+        XCTAssertEqual(try readerSees(), [], "still nothing shown")
+
+        try state.commitExecuted()
+        XCTAssertEqual(state.uncommittedCount, 0)
+        XCTAssertEqual(try readerSees(), ["q1", "q2", "q4"], "entries 1 and 2 survive the redo, entry 3's insert is undone")
+        XCTAssertEqual(try state.appliedIndex(), 4)
     }
 }
