@@ -81,6 +81,16 @@ leader_writes() {
   "$binary" cluster down "$root/cluster.toml" >/dev/null
 }
 
+# follower_writes BINARY ROOT DURATION: as `leader_writes`, sent to a follower (it forwards each
+# message to the leader and answers once its own copy applied it).
+follower_writes() {
+  local binary="$1" root="$2" duration="$3" n
+  start_leader_cluster "$binary" "$root"
+  for n in 1 2 3; do [ "n$n" != "$leader" ] && break; done
+  wrk -t2 -c64 -d"${duration}s" -s loadtest/inbound.lua "http://127.0.0.1:1818$n" | awk '/Requests\/sec/ {print $2}'
+  "$binary" cluster down "$root/cluster.toml" >/dev/null
+}
+
 # start_etcd ROOT: a 3-member etcd 3.4 on loopback (clients 12371-12373, peers 12381-12383),
 # default settings (fsync on), data under ROOT/etcd-N; sets etcd_pids and etcd_leader (1-3).
 # Needs etcd-server and etcd-client.
