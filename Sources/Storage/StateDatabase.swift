@@ -239,7 +239,7 @@ public final class StateDatabase: Sendable {
             let envelope: CommandEnvelope
             do {
                 envelope = try CommandEnvelope.decode(command)
-            } catch let error as WireError {
+            } catch {
                 throw StateDatabaseError.undecodableEntry(index: entry.index, reason: error.description)
             }
             results.append(try machine(envelope, entry.index, store))
