@@ -23,6 +23,7 @@ public final class APIMetrics: Sendable {
     let malformedPeerFrames: Prometheus.Gauge
     let unroutableMessages: Prometheus.Gauge
     let applyBatches: Prometheus.Gauge
+    let applyCommits: Prometheus.Gauge
     let applyRedone: Prometheus.Gauge
     let appliedEntries: Prometheus.Gauge
     let readies: Prometheus.Gauge
@@ -44,7 +45,10 @@ public final class APIMetrics: Sendable {
         raftSnapshotIndex = registry.makeGauge(name: "switchboard_raft_snapshot_index", help: "Index of the latest snapshot; the log starts after it")
         forwardedWrites = registry.makeGauge(name: "switchboard_forwarded_writes", help: "Writes this node forwarded to the leader")
         malformedPeerFrames = registry.makeGauge(name: "switchboard_peer_malformed_frames", help: "Peer payloads dropped as malformed")
-        applyBatches = registry.makeGauge(name: "switchboard_apply_batches", help: "Apply transactions run since start")
+        applyBatches = registry.makeGauge(
+            name: "switchboard_apply_batches", help: "Apply batches run since start (a leader runs several in one transaction)")
+        applyCommits = registry.makeGauge(
+            name: "switchboard_apply_commits", help: "Apply transactions committed since start (divided into applied entries: entries per commit)")
         applyRedone = registry.makeGauge(
             name: "switchboard_apply_redone_transactions",
             help: "Apply transactions run again with a savepoint per command, because a command failed after writing")
@@ -92,6 +96,7 @@ public final class APIMetrics: Sendable {
         malformedPeerFrames.set(Int64(counters.malformedFrames))
         unroutableMessages.set(Int64(counters.unroutableMessages))
         applyBatches.set(Int64(status.applyBatches))
+        applyCommits.set(Int64(status.applyCommits))
         applyRedone.set(Int64(node.state.redoneTransactionCount))
         appliedEntries.set(Int64(status.appliedEntries))
         readies.set(Int64(status.readies))

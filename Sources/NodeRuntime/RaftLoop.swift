@@ -59,6 +59,8 @@ public final class RaftLoop: @unchecked Sendable {
         /// mean batch: bigger batches write fewer WAL pages per entry).
         public var applyBatches: UInt64 = 0
         public var appliedEntries: UInt64 = 0
+        /// Apply transactions committed (a leader's hold puts several batches in one).
+        public var applyCommits: UInt64 = 0
         /// Readies persisted (each is one fsync when it holds entries or a new term or vote).
         public var readies: UInt64 = 0
     }
@@ -131,6 +133,7 @@ public final class RaftLoop: @unchecked Sendable {
     private var leaderSeen: String?
     private var applyBatches: UInt64 = 0
     private var appliedEntries: UInt64 = 0
+    private var applyCommits: UInt64 = 0
     private var readies: UInt64 = 0
     /// What `state.sqlite` shows readers: the core's applied index less `unapplied` and less
     /// what the leader executed but has not committed.
@@ -582,6 +585,7 @@ public final class RaftLoop: @unchecked Sendable {
         uncommittedSince = nil
         visibilityWanted = false
         try state.commitExecuted()
+        applyCommits += 1
         appliedThrough = last.entry.index
         // Before anyone is woken: who waited for these entries sees them in `status` too.
         publishStatus()
@@ -602,6 +606,7 @@ public final class RaftLoop: @unchecked Sendable {
         appliedEntries += UInt64(committed.count)
         try commitExecuted()
         let results = try state.apply(committed)
+        applyCommits += 1
         appliedThrough = last.index
         executedThrough = last.index
         executedIndexValue.store(last.index, ordering: .relaxed)
@@ -622,6 +627,7 @@ public final class RaftLoop: @unchecked Sendable {
             role: core.role, term: core.term, leader: core.leader, commitIndex: core.commitIndex, appliedIndex: appliedThrough,
             lastIndex: core.lastIndex, snapshotIndex: core.snapshotIndex, configuration: core.configuration,
             matchIndexes: core.role == .leader ? core.matchIndexes : [:], applyBatches: applyBatches, appliedEntries: appliedEntries,
+            applyCommits: applyCommits,
             readies: readies)
         condition.withLock { statusValue = status }
     }
