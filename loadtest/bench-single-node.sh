@@ -2,20 +2,25 @@
 # Single-node figures for BENCHMARKS.md: inbound channel messages/s (fsync on), agent reads/s,
 # and RSS with 1,000 open event WebSockets. Release build, wrk -t2 -c64, loopback.
 #
-#   loadtest/bench-single-node.sh [seconds per run, default 20]
+#   loadtest/bench-single-node.sh [seconds per run, default 20] [switchboard binary]
+#
+# Without a binary it builds and uses this checkout's release build.
 #
 # Needs: wrk (apt-get install wrk), python3 with `websockets` (pip install websockets).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration="${1:-20}"
+binary="${2:-}"
 port=18081
 base="http://127.0.0.1:$port"
 data="$(mktemp -d /tmp/switchboard-bench.XXXXXX)"
 export SWITCHBOARD_ADMIN_TOKEN="bench-admin-$$"
 admin="Authorization: Bearer $SWITCHBOARD_ADMIN_TOKEN"
 
-swift build -c release --product switchboard >/dev/null
-binary="$(swift build -c release --show-bin-path)/switchboard"
+if [ -z "$binary" ]; then
+  swift build -c release --product switchboard >/dev/null
+  binary="$(swift build -c release --show-bin-path)/switchboard"
+fi
 "$binary" node --id n1 --data "$data" --api "127.0.0.1:$port" --log-level warning --bootstrap &
 node_pid=$!
 trap 'kill $node_pid 2>/dev/null; wait $node_pid 2>/dev/null; rm -rf "$data"' EXIT
