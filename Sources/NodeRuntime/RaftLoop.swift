@@ -138,11 +138,10 @@ public final class RaftLoop: @unchecked Sendable {
     /// What `state.sqlite` shows readers: the core's applied index less `unapplied` and less
     /// what the leader executed but has not committed.
     private var appliedThrough: UInt64
-    /// What the leader executed in its open apply transaction (see `leaderCommitHold`); equal
-    /// to `appliedThrough` when nothing is uncommitted.
-    private var executedThrough: UInt64
     /// Entries executed and not committed, with their results, oldest first.
     private var uncommitted: [(entry: Entry, result: ContactCenterMachine.Applied?)] = []
+    /// What the leader executed in its open apply transaction (see `leaderCommitHold`).
+    private var executedThrough: UInt64 { uncommitted.last?.entry.index ?? appliedThrough }
     private var uncommittedSince: Date?
     /// Someone waits to see an executed entry (a proposal that reads back, a read): commit now.
     private var visibilityWanted = false
@@ -151,7 +150,8 @@ public final class RaftLoop: @unchecked Sendable {
     private let leaderCommitHold: TimeInterval
     /// Executed entries past which a leader commits at once.
     public static let uncommittedMax = 256
-    /// `executedThrough`, for `X-Switchboard-Index` stamps read off the loop thread.
+    /// `executedThrough`, for `X-Switchboard-Index` stamps read off the loop thread: stored
+    /// before an early answer leaves `execute`, and by every `publishStatus`.
     private let executedIndexValue = Atomic<UInt64>(0)
     /// Committed entries a follower has not applied yet, oldest first (see `followerApplyDelay`).
     private var unapplied: [Entry] = []
@@ -178,7 +178,6 @@ public final class RaftLoop: @unchecked Sendable {
         self.logger = logger
         let applied = UInt64(try state.appliedIndex())
         appliedThrough = applied
-        executedThrough = applied
         executedIndexValue.store(applied, ordering: .relaxed)
         let loaded = try storage.load(applied: applied)
         core = Raft(id: id, settings: settings, seed: seed, hardState: loaded.hardState, snapshot: loaded.snapshot, entries: loaded.entries, applied: applied)
@@ -556,9 +555,8 @@ public final class RaftLoop: @unchecked Sendable {
         applyBatches += 1
         appliedEntries += UInt64(committed.count)
         let results = try state.execute(committed)
-        executedThrough = last.index
-        executedIndexValue.store(last.index, ordering: .relaxed)
         if uncommitted.isEmpty { uncommittedSince = Date() }
+        executedIndexValue.store(last.index, ordering: .relaxed)
         for (entry, result) in zip(committed, results) {
             uncommitted.append((entry, result))
             remember(index: entry.index, term: entry.term, applied: result)
@@ -598,28 +596,11 @@ public final class RaftLoop: @unchecked Sendable {
         }
     }
 
-    /// Applies committed entries (contiguous, after `appliedThrough`) in one transaction and
-    /// answers the proposals waiting for them.
+    /// Applies committed entries (contiguous, after `appliedThrough`) in one transaction, with
+    /// anything executed before them, and answers the proposals waiting for them.
     private func apply(_ committed: [Entry]) throws {
-        guard let last = committed.last else { return }
-        applyBatches += 1
-        appliedEntries += UInt64(committed.count)
+        try execute(committed)
         try commitExecuted()
-        let results = try state.apply(committed)
-        applyCommits += 1
-        appliedThrough = last.index
-        executedThrough = last.index
-        executedIndexValue.store(last.index, ordering: .relaxed)
-        // Before anyone is woken: who waited for these entries sees them in `status` too.
-        publishStatus()
-        hooks.applied(last.index, results)
-        for (entry, result) in zip(committed, results) {
-            remember(index: entry.index, term: entry.term, applied: result)
-            guard let list = waiters.removeValue(forKey: entry.index) else { continue }
-            for waiter in list {
-                waiter.completion(waiter.term == entry.term ? .success(result) : .failure(.lost(index: entry.index)))
-            }
-        }
     }
 
     private func publishStatus() {
@@ -629,6 +610,7 @@ public final class RaftLoop: @unchecked Sendable {
             matchIndexes: core.role == .leader ? core.matchIndexes : [:], applyBatches: applyBatches, appliedEntries: appliedEntries,
             applyCommits: applyCommits,
             readies: readies)
+        executedIndexValue.store(executedThrough, ordering: .relaxed)
         condition.withLock { statusValue = status }
     }
 }

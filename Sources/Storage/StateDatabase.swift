@@ -123,7 +123,9 @@ public final class StateDatabase: Sendable {
     /// Applies committed `entries` (contiguous, starting at `appliedIndex + 1`) in one
     /// transaction that also advances `applied_index`. Blocks the calling thread.
     public func apply(_ entries: [LogEntry]) throws -> [ContactCenterMachine.Applied] {
-        try applyCommitted(entries.map { ($0.index, $0.payload) }).map { $0! }
+        let results = try executeCommitted(entries.map { ($0.index, $0.payload) })
+        try commitExecuted()
+        return results.map { $0! }
     }
 
     /// Applies committed Raft entries: commands run through the contact center; the leader's
@@ -152,34 +154,20 @@ public final class StateDatabase: Sendable {
 
     /// Commits the open apply transaction, if any, then tells the commit observers what it wrote.
     public func commitExecuted() throws {
-        let changes: StateChanges? = try pool.writeWithoutTransaction { db in
-            try uncommitted.withLock { pending in
-                guard db.isInsideTransaction else { return nil }
-                do {
-                    try db.commit()
-                } catch {
-                    // Nothing of the transaction is kept: the log replays it after a restart.
-                    if db.isInsideTransaction { try? db.rollback() }
-                    pending = Uncommitted()
-                    throw error
-                }
-                defer { pending = Uncommitted() }
-                return pending.changes
-            }
+        let changes: StateChanges? = try withOpenTransaction { db, pending in
+            guard db.isInsideTransaction else { return nil }
+            try db.commit()
+            defer { pending = Uncommitted() }
+            return pending.changes
         }
         if let changes, !changes.isEmpty {
             for observer in commitObservers.withLock({ $0 }) { observer(changes) }
         }
     }
 
-    private func applyCommitted(_ entries: [(index: Int64, command: [UInt8]?)]) throws -> [ContactCenterMachine.Applied?] {
-        let results = try executeCommitted(entries)
-        try commitExecuted()
-        return results
-    }
-
     /// What the open apply transaction holds: its entries, kept to run them again should a
-    /// later command in it need the transaction redone, and what they wrote.
+    /// later command in it need the transaction redone, and what they wrote. Bounded by the
+    /// caller, which commits (`RaftLoop.uncommittedMax`).
     private struct Uncommitted {
         var entries: [(index: Int64, command: [UInt8]?)] = []
         var changes = StateChanges()
@@ -187,36 +175,44 @@ public final class StateDatabase: Sendable {
 
     private let uncommitted = Mutex(Uncommitted())
 
-    private func executeCommitted(_ entries: [(index: Int64, command: [UInt8]?)]) throws -> [ContactCenterMachine.Applied?] {
+    /// Runs `body` on the writer connection with what its open transaction holds. If `body`
+    /// throws, nothing uncommitted is kept: the transaction rolls back, and the node's loop
+    /// stops; a restart replays the log from `applied_index`.
+    private func withOpenTransaction<T: Sendable>(_ body: (Database, inout Uncommitted) throws -> T) throws -> T {
         try pool.writeWithoutTransaction { db in
             try uncommitted.withLock { pending in
                 do {
-                    if !db.isInsideTransaction { try db.beginTransaction(.immediate) }
-                    do {
-                        let (results, changes) = try run(entries, in: db, atomicity: .optimistic)
-                        pending.entries.append(contentsOf: entries)
-                        pending.changes.formUnion(changes)
-                        return results
-                    } catch is SQLiteStore.UndoUnavailable {
-                        // A command failed after writing: the whole transaction rolls back, and
-                        // every entry in it runs again, this time each in a savepoint of its own.
-                        // The entries of earlier batches give the same outcomes as before (apply
-                        // is deterministic); only this batch's are returned.
-                        redoneTransactions.add(1, ordering: .relaxed)
-                        try db.rollback()
-                        try db.beginTransaction(.immediate)
-                        let all = pending.entries + entries
-                        let (results, changes) = try run(all, in: db, atomicity: .savepoint)
-                        pending.entries = all
-                        pending.changes.formUnion(changes)
-                        return Array(results.suffix(entries.count))
-                    }
+                    return try body(db, &pending)
                 } catch {
-                    // Nothing uncommitted is kept: the log replays it after a restart.
                     if db.isInsideTransaction { try? db.rollback() }
                     pending = Uncommitted()
                     throw error
                 }
+            }
+        }
+    }
+
+    private func executeCommitted(_ entries: [(index: Int64, command: [UInt8]?)]) throws -> [ContactCenterMachine.Applied?] {
+        try withOpenTransaction { db, pending in
+            if !db.isInsideTransaction { try db.beginTransaction(.immediate) }
+            do {
+                let (results, changes) = try run(entries, in: db, atomicity: .optimistic)
+                pending.entries.append(contentsOf: entries)
+                pending.changes.formUnion(changes)
+                return results
+            } catch is SQLiteStore.UndoUnavailable {
+                // A command failed after writing: the whole transaction rolls back, and every
+                // entry in it runs again, this time each in a savepoint of its own. The entries
+                // of earlier batches give the same outcomes as before (apply is deterministic);
+                // only this batch's are returned.
+                redoneTransactions.add(1, ordering: .relaxed)
+                try db.rollback()
+                try db.beginTransaction(.immediate)
+                let all = pending.entries + entries
+                let (results, changes) = try run(all, in: db, atomicity: .savepoint)
+                pending.entries = all
+                pending.changes.formUnion(changes)
+                return Array(results.suffix(entries.count))
             }
         }
     }

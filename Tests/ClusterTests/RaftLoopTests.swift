@@ -118,6 +118,18 @@ final class RaftLoopTests: XCTestCase {
         return members
     }
 
+    /// `startThree`, then the leader they elect; every loop stops at tear-down.
+    func startThreeAndElect(
+        firstSeed: UInt64, followerApplyDelay: TimeInterval = RaftLoopTests.followerApplyDelay, leaderCommitHold: TimeInterval = 0
+    ) async throws -> (members: [Member], leader: Member) {
+        let members = try await startThree(firstSeed: firstSeed, followerApplyDelay: followerApplyDelay, leaderCommitHold: leaderCommitHold)
+        addTeardownBlock {
+            for member in members { member.loop?.stop() }
+        }
+        try await waitUntil { leader(members) != nil }
+        return (members, try XCTUnwrap(leader(members), "a leader is elected over TCP"))
+    }
+
     /// Stops every loop, then checks that all members hold the same state, with `row` in it.
     func assertSameStateAfterStopping(_ members: [Member], containing row: String, line: UInt = #line) throws {
         for member in members { member.loop?.stop() }
@@ -162,13 +174,7 @@ final class RaftLoopTests: XCTestCase {
     }
 
     func testCommandsReachEveryMemberAndARestartedMemberCatchesUp() async throws {
-        let members = try await startThree(firstSeed: 1)
-        defer {
-            for member in members { member.loop?.stop() }
-        }
-
-        try await waitUntil { leader(members) != nil }
-        let first = try XCTUnwrap(leader(members), "a leader is elected over TCP")
+        let (members, first) = try await startThreeAndElect(firstSeed: 1)
         for number in 1...20 {
             let applied = try await first.loop!.propose(queueCommand(number), deadline: soon)
             XCTAssertEqual(applied?.outcome, .queue(id: "qu_\(number)"))
@@ -192,12 +198,7 @@ final class RaftLoopTests: XCTestCase {
     /// A follower applies committed entries in batches: it holds them (here for as long as an
     /// hour) until someone on it needs them, a ReadIndex barrier here, or it stops.
     func testAFollowerHoldsCommittedEntriesUntilAReadNeedsThem() async throws {
-        let members = try await startThree(firstSeed: 7, followerApplyDelay: 3600)
-        defer {
-            for member in members { member.loop?.stop() }
-        }
-        try await waitUntil { leader(members) != nil }
-        let first = try XCTUnwrap(leader(members), "a leader is elected over TCP")
+        let (members, first) = try await startThreeAndElect(firstSeed: 7, followerApplyDelay: 3600)
         for number in 1...20 { _ = try await first.loop!.propose(queueCommand(number), deadline: soon) }
         let target = first.loop!.status.appliedIndex
         let followers = members.filter { $0 !== first }
@@ -226,12 +227,7 @@ final class RaftLoopTests: XCTestCase {
     /// hour): a proposal that reads nothing back is answered at execution, before readers can
     /// see it; a proposal that reads back, and a ReadIndex read, commit at once.
     func testALeaderAnswersEarlyProposalsAtExecutionAndCommitsWhenSomeoneMustSeeThem() async throws {
-        let members = try await startThree(firstSeed: 11, leaderCommitHold: 3600)
-        defer {
-            for member in members { member.loop?.stop() }
-        }
-        try await waitUntil { leader(members) != nil }
-        let first = try XCTUnwrap(leader(members), "a leader is elected over TCP")
+        let (members, first) = try await startThreeAndElect(firstSeed: 11, leaderCommitHold: 3600)
         let loop = first.loop!, state = first.state!
         let queueIds = { try state.readNow { try $0.store.queues().map(\.id) } }
 
@@ -272,12 +268,7 @@ final class RaftLoopTests: XCTestCase {
 
     /// Without anyone asking, the leader commits once its entries waited `leaderCommitHold`.
     func testALeaderCommitsExecutedEntriesWithinItsHold() async throws {
-        let members = try await startThree(firstSeed: 21, leaderCommitHold: 0.2)
-        defer {
-            for member in members { member.loop?.stop() }
-        }
-        try await waitUntil { leader(members) != nil }
-        let first = try XCTUnwrap(leader(members), "a leader is elected over TCP")
+        let (members, first) = try await startThreeAndElect(firstSeed: 21, leaderCommitHold: 0.2)
         let loop = first.loop!
         _ = try await loop.propose(queueCommand(1), deadline: soon, early: true)
         let executed = loop.executedIndex

@@ -14,6 +14,30 @@ final class SavepointTests: XCTestCase {
         Queue(id: id, name: id, skills: [], priority: 0, channels: [], createdIndex: 1, createdAt: Timestamp(milliseconds: 0))
     }
 
+    /// A state database in `directory` whose every command inserts queue `q<index>`, and whose
+    /// command at `failing` throws after that insert (rejected, as a domain error is).
+    func insertingQueues(in directory: String, failingAfterWriteAt failing: Int64) throws -> StateDatabase {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        return try StateDatabase(path: directory + "/state.sqlite") { _, index, store in
+            do {
+                return try store.atomically {
+                    try store.insert(Queue(
+                        id: "q\(index)", name: "q\(index)", skills: [], priority: 0, channels: [], createdIndex: index,
+                        createdAt: Timestamp(milliseconds: 0)))
+                    if index == failing {
+                        throw DomainError(.conflict, "refused_after_write", "entry \(failing) fails after its insert")
+                    }
+                    return ContactCenterMachine.Applied(outcome: .done, events: [])
+                }
+            } catch let error as DomainError {
+                return ContactCenterMachine.Applied(outcome: .rejected(error), events: [])
+            }
+        }
+    }
+
+    /// Any command: the machine above ignores it.
+    static let command = CommandEnvelope(at: Timestamp(milliseconds: 0), actor: .admin, command: .deleteSession(tokenHash: "x")).encoded()
+
     func testAFailedBodyLeavesNothingAndLaterCommandsInTheSameTransactionCommit() throws {
         let h = try Harness()
         try h.state.pool.write { db in
@@ -70,23 +94,9 @@ final class SavepointTests: XCTestCase {
     /// around it in the same batch are applied.
     func testABatchWhoseCommandFailsAfterWritingIsRedoneAndOnlyThatCommandLeavesNothing() throws {
         let directory = NSTemporaryDirectory() + "switchboard-test-" + UUID().uuidString
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let state = try StateDatabase(path: directory + "/state.sqlite") { _, index, store in
-            do {
-                return try store.atomically {
-                    try store.insert(Queue(
-                        id: "q\(index)", name: "q\(index)", skills: [], priority: 0, channels: [], createdIndex: index,
-                        createdAt: Timestamp(milliseconds: 0)))
-                    if index == 2 { throw DomainError(.conflict, "refused_after_write", "entry 2 fails after its insert") }
-                    return ContactCenterMachine.Applied(outcome: .done, events: [])
-                }
-            } catch let error as DomainError {
-                return ContactCenterMachine.Applied(outcome: .rejected(error), events: [])
-            }
-        }
-        let command = CommandEnvelope(at: Timestamp(milliseconds: 0), actor: .admin, command: .deleteSession(tokenHash: "x")).encoded()
-        let entries: [LogEntry] = (1...3).map { LogEntry(index: Int64($0), term: 0, payload: command) }
+        let state = try insertingQueues(in: directory, failingAfterWriteAt: 2)
+        let entries: [LogEntry] = (1...3).map { LogEntry(index: Int64($0), term: 0, payload: Self.command) }
         let outcomes: [Outcome] = try state.apply(entries).map(\.outcome)
         XCTAssertEqual(outcomes, [
             .done, .rejected(DomainError(.conflict, "refused_after_write", "entry 2 fails after its insert")), .done,
@@ -102,23 +112,9 @@ final class SavepointTests: XCTestCase {
     /// nothing they did is lost, and only the failed command leaves nothing.
     func testARedoKeepsTheEarlierUncommittedBatchesOfItsTransaction() throws {
         let directory = NSTemporaryDirectory() + "switchboard-test-" + UUID().uuidString
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let state = try StateDatabase(path: directory + "/state.sqlite") { _, index, store in
-            do {
-                return try store.atomically {
-                    try store.insert(Queue(
-                        id: "q\(index)", name: "q\(index)", skills: [], priority: 0, channels: [], createdIndex: index,
-                        createdAt: Timestamp(milliseconds: 0)))
-                    if index == 3 { throw DomainError(.conflict, "refused_after_write", "entry 3 fails after its insert") }
-                    return ContactCenterMachine.Applied(outcome: .done, events: [])
-                }
-            } catch let error as DomainError {
-                return ContactCenterMachine.Applied(outcome: .rejected(error), events: [])
-            }
-        }
-        let command = CommandEnvelope(at: Timestamp(milliseconds: 0), actor: .admin, command: .deleteSession(tokenHash: "x")).encoded()
-        let entries: [Entry] = (1...4).map { Entry(term: 1, index: UInt64($0), payload: .command(command)) }
+        let state = try insertingQueues(in: directory, failingAfterWriteAt: 3)
+        let entries: [Entry] = (1...4).map { Entry(term: 1, index: UInt64($0), payload: .command(Self.command)) }
         let readerSees = { try state.pool.read { try SQLiteStore($0).queues().map(\.id) } }
 
         XCTAssertEqual(try state.execute(Array(entries[0..<2])).map { $0?.outcome }, [.done, .done])
