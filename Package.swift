@@ -105,6 +105,7 @@ let package = Package(
             name: "AgentAPI",
             dependencies: [
                 "ContactCenter", "NodeRuntime", "Storage", "RaftCore",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
                 .product(name: "Logging", package: "swift-log"),

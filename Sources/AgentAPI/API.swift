@@ -20,7 +20,10 @@ public struct API: Sendable {
         self.node = node
         self.logger = logger
         decoyPasswordHash = node.passwords.hash(Secrets.token())
-        node.state.onCommit { [conversationViews] changes in conversationViews.invalidate(changes) }
+        node.state.onCommit { [conversationViews, sessions] changes in
+            conversationViews.invalidate(changes)
+            sessions.evict(tokenHashes: changes.endedSessions)
+        }
     }
 
     /// Honours `?consistency=` and `?minIndex=` before a read.
@@ -28,6 +31,18 @@ public struct API: Sendable {
         let query = request.uri.queryParameters
         if let raw = query.get("minIndex") {
             guard let index = Int64(raw), index >= 0 else { throw APIError.malformed("minIndex must be a non-negative integer", field: "minIndex") }
+            if index > node.appliedIndex, UInt64(index) > node.loop.status.commitIndex {
+                // Past what this node knows committed. A client learns only committed indexes
+                // (X-Switchboard-Index), so ask the leader once (ReadIndex): past its commit the
+                // client asked for the impossible, a 400, not a wait that ends in a 503.
+                try await node.linearizableBarrier()
+                guard node.appliedIndex >= index else {
+                    throw APIError(
+                        .badRequest, "min_index_ahead",
+                        "minIndex \(index) is past the cluster's commit index \(node.appliedIndex); pass an X-Switchboard-Index this cluster returned",
+                        field: "minIndex")
+                }
+            }
             try await node.waitApplied(index)
         }
         switch query.get("consistency") ?? "linearizable" {
@@ -48,13 +63,38 @@ public struct API: Sendable {
         return (limit, query.get("cursor"))
     }
 
-    /// Proposes and returns the outcome, turning a rejection into its HTTP error.
-    /// `readsBack: false` for a handler that answers from the outcome alone (see `Node.propose`).
-    func propose(_ command: Command, as principal: Principal, request: Request, readsBack: Bool = true) async throws -> Outcome {
-        let proposal = try await node.propose(
-            command, actor: principal.actor, idempotencyKey: try request.idempotencyKey(), readsBack: readsBack)
-        if case .rejected(let error) = proposal.outcome { throw APIError(error) }
-        return proposal.outcome
+    /// Proposes a client's command and answers it (`Answer`): the recorded answer when the
+    /// request carried an idempotency key (the first answer again on a retry, marked
+    /// `Idempotent-Replayed: true`), else the entity as this node now holds it.
+    func answer(_ command: Command, as principal: Principal, context: APIRequestContext) async throws -> Response {
+        let proposal = try await propose(command, as: principal, context: context)
+        if let recorded = Self.recorded(proposal) { return recorded }
+        let outcome = proposal.outcome
+        if case .rejected(let error) = outcome { throw APIError(error) }
+        guard let answer = try await read({ try Answer.render(command, outcome, store: $0.store) }) else { throw APIError.from(outcome) }
+        return Self.response(answer, replayed: false)
+    }
+
+    /// Proposes and returns what apply did. `readsBack: false` for a handler that answers from the
+    /// outcome alone (see `Node.propose`).
+    func propose(_ command: Command, as principal: Principal, context: APIRequestContext, readsBack: Bool = true) async throws -> Proposal {
+        try await node.propose(command, actor: principal.actor, idempotency: context.idempotency, readsBack: readsBack)
+    }
+
+    /// The answer recorded under an idempotency key, if the proposal has one.
+    static func recorded(_ proposal: Proposal) -> Response? {
+        guard case .answered(let answer) = proposal.outcome else { return nil }
+        return response(answer, replayed: proposal.replayed)
+    }
+
+    static func response(_ answer: RecordedAnswer, replayed: Bool) -> Response {
+        var headers: HTTPFields = [:]
+        if !answer.body.isEmpty { headers[.contentType] = "application/json; charset=utf-8" }
+        if let etag = answer.etag { headers[.eTag] = "\"\(etag)\"" }
+        if replayed { headers[.idempotentReplayed] = "true" }
+        return Response(
+            status: HTTPResponse.Status(code: answer.status), headers: headers,
+            body: answer.body.isEmpty ? ResponseBody() : ResponseBody(byteBuffer: ByteBuffer(string: answer.body)))
     }
 
     func read<T: Sendable>(_ body: @Sendable @escaping (StateReader) throws -> T) async throws -> T {

@@ -116,6 +116,8 @@ struct APIMiddleware: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         var response: Response
         do {
+            var request = request, context = context
+            context.idempotency = try await request.idempotency()
             response = try await next(request, context)
         } catch {
             let apiError = APIError.from(error)

@@ -1,4 +1,7 @@
+import ContactCenter
+import Crypto
 import Foundation
+import HTTPTypes
 import Hummingbird
 import HummingbirdWebSocket
 import Logging
@@ -11,6 +14,8 @@ public struct APIRequestContext: RequestContext, WebSocketRequestContext {
 
     public var coreContext: CoreRequestContextStorage
     public let webSocket: WebSocketHandlerReference<Self>
+    /// The request's `Idempotency-Key` with its route and body hash, set by `APIMiddleware`.
+    public var idempotency: Idempotency?
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
@@ -73,12 +78,28 @@ extension Request {
         }
     }
 
-    /// The `Idempotency-Key` header, bounded.
-    func idempotencyKey() throws -> String? {
-        guard let key = headers[.init("Idempotency-Key")!] else { return nil }
-        guard !key.isEmpty, key.utf8.count <= 200 else {
-            throw APIError(.badRequest, "invalid_idempotency_key", "Idempotency-Key must be 1 to 200 bytes")
+    /// The `Idempotency-Key` of a write (POST, PUT, PATCH, DELETE; a login ignores it), with the
+    /// key's route (`"<METHOD> <path>"`) and the SHA-256 of the body: the body is collected here
+    /// (bounded by `requestBodyBytesMax`) and stays readable for the handler.
+    mutating func idempotency() async throws -> Idempotency? {
+        guard let key = headers[.idempotencyKey] else { return nil }
+        switch method {
+        case .post, .put, .patch, .delete: break
+        default: return nil
         }
-        return key
+        if method == .post, uri.path == "/v1/sessions" { return nil }
+        guard !key.isEmpty, key.utf8.count <= Limits.idempotencyKeyBytesMax, !key.unicodeScalars.contains(where: Validate.isControl) else {
+            throw APIError(
+                .badRequest, "invalid_idempotency_key",
+                "Idempotency-Key must be 1 to \(Limits.idempotencyKeyBytesMax) bytes without control characters", field: "Idempotency-Key")
+        }
+        let body = try await collectBody(upTo: APIRequestContext.requestBodyBytesMax)
+        let hash = body.readableBytesView.withUnsafeBytes { Array(SHA256.hash(data: $0)) }
+        return Idempotency(key: key, route: "\(method.rawValue) \(uri.path)", requestHash: hash)
     }
+}
+
+extension HTTPField.Name {
+    static let idempotencyKey = Self("Idempotency-Key")!
+    static let idempotentReplayed = Self("Idempotent-Replayed")!
 }

@@ -16,6 +16,8 @@ private struct PatchAgentBody: Decodable {
     var role: String?
     var skills: [String]?
     var capacity: Int?
+    var password: String?
+    var disabled: Bool?
 }
 
 private struct LoginBody: Decodable {
@@ -35,18 +37,14 @@ extension API {
             let body = try await request.decodeJSON(CreateAgentBody.self, context: context)
             let name = try Validate.name(body.name, field: "name")
             let email = try Validate.email(body.email)
-            guard Validate.passwordBytesRange.contains(body.password.utf8.count) else {
-                throw APIError.invalid("password must be 8 to 200 bytes", field: "password")
-            }
+            _ = try Validate.password(body.password)
             let role = try Validate.enumValue(body.role ?? "agent", Role.self, field: "role")
             let skills = try Validate.names(body.skills ?? [], field: "skills")
-            let capacity = try Validate.range(body.capacity ?? 3, 0...Validate.capacityMax, field: "capacity")
+            let capacity = try Validate.range(body.capacity ?? 3, Limits.capacityRange, field: "capacity")
             let hash = try await node.hashPassword(body.password)
-            let outcome = try await propose(
+            return try await answer(
                 .createAgent(id: Secrets.id("ag"), name: name, email: email, passwordHash: hash, role: role, skills: skills, capacity: capacity),
-                as: principal, request: request)
-            guard case .agent(let id) = outcome else { throw APIError.from(outcome) }
-            return try await agentResponse(id: id, status: .created)
+                as: principal, context: context)
         }
 
         router.get("/v1/agents") { request, _ -> Response in
@@ -68,8 +66,7 @@ extension API {
             guard let agent = principal.agent else { throw APIError.forbidden("only an agent session has a status") }
             let body = try await request.decodeJSON(StatusBody.self, context: context)
             let status = try Validate.enumValue(body.status, Presence.self, field: "status")
-            _ = try await propose(.setPresence(agentId: agent.id, status: status), as: principal, request: request)
-            return try await agentResponse(id: agent.id, status: .ok)
+            return try await answer(.setPresence(agentId: agent.id, status: status), as: principal, context: context)
         }
 
         router.get("/v1/agents/:id") { request, context -> Response in
@@ -85,14 +82,17 @@ extension API {
             try requireAdmin(principal)
             let id = try context.parameters.require("id")
             let body = try await request.decodeJSON(PatchAgentBody.self, context: context)
+            let name = try body.name.map { try Validate.name($0, field: "name") }
+            let role = try body.role.map { try Validate.enumValue($0, Role.self, field: "role") }
+            let skills = try body.skills.map { try Validate.names($0, field: "skills") }
+            let capacity = try body.capacity.map { try Validate.range($0, Limits.capacityRange, field: "capacity") }
+            let expectedVersion = try Validate.ifMatch(request.headers[.ifMatch])
+            var passwordHash: String?
+            if let password = body.password { passwordHash = try await node.hashPassword(try Validate.password(password)) }
             let command = Command.updateAgent(
-                id: id, name: try body.name.map { try Validate.name($0, field: "name") },
-                role: try body.role.map { try Validate.enumValue($0, Role.self, field: "role") },
-                skills: try body.skills.map { try Validate.names($0, field: "skills") },
-                capacity: try body.capacity.map { try Validate.range($0, 0...Validate.capacityMax, field: "capacity") },
-                expectedVersion: try Validate.ifMatch(request.headers[.ifMatch]))
-            _ = try await propose(command, as: principal, request: request)
-            return try await agentResponse(id: id, status: .ok)
+                id: id, name: name, role: role, skills: skills, capacity: capacity, expectedVersion: expectedVersion,
+                passwordHash: passwordHash, disabled: body.disabled)
+            return try await answer(command, as: principal, context: context)
         }
 
         router.post("/v1/sessions") { request, context -> Response in
@@ -111,6 +111,7 @@ extension API {
             // Hash even for an unknown email so response time does not reveal which emails exist.
             let valid = try await node.verifyPassword(body.password, against: agent?.passwordHash ?? decoyPasswordHash)
             guard let agent, valid else { throw APIError(.unauthorized, "invalid_credentials", "email or password is wrong") }
+            guard !agent.disabled else { throw APIError(.forbidden, "agent_disabled", "this agent is disabled; ask an admin") }
             let token = Secrets.token()
             let expiresAt = node.now().adding(milliseconds: node.configuration.sessionLifetime.components.seconds * 1000)
             // Login is not idempotent by key: the token is never stored, so a retry logs in again.
@@ -122,12 +123,12 @@ extension API {
                 .object(["token": .string(token), "agent": Render.agent(fresh), "expiresAt": .timestamp(expiresAt)]), status: .created)
         }
 
-        router.delete("/v1/sessions/current") { request, _ -> Response in
+        router.delete("/v1/sessions/current") { request, context -> Response in
             let principal = try await authenticate(request)
             guard case .agent(_, let tokenHash) = principal else { throw APIError.forbidden("only an agent session can log out") }
-            _ = try await propose(.deleteSession(tokenHash: tokenHash), as: principal, request: request)
+            let response = try await answer(.deleteSession(tokenHash: tokenHash), as: principal, context: context)
             sessions.evict(tokenHash: tokenHash)
-            return Response(status: .noContent)
+            return response
         }
     }
 

@@ -65,7 +65,7 @@ extension API {
         let lookUp = { [node] in
             try await node.state.read { reader -> (Agent, Timestamp)? in
                 guard let session = try reader.session(tokenHash: hash), session.expiresAt > now,
-                    let agent = try reader.store.agent(id: session.agentId)
+                    let agent = try reader.store.agent(id: session.agentId), !agent.disabled
                 else { return nil }
                 return (agent, session.expiresAt)
             }

@@ -14,8 +14,9 @@ private struct AssignBody: Decodable {
 }
 
 extension API {
-    /// Most messages returned with one conversation.
-    static let conversationMessagesMax = 500
+    /// Messages returned with one conversation: the newest, oldest first (older ones page
+    /// through `GET /v1/conversations/{id}/messages?before=`).
+    static let conversationMessagesMax = 100
 
     func addConversationRoutes(to router: Router<APIRequestContext>) {
         router.get("/v1/conversations") { request, _ -> Response in
@@ -54,18 +55,34 @@ extension API {
                 body: ResponseBody(byteBuffer: view.body))
         }
 
+        router.get("/v1/conversations/:id/messages") { request, context -> Response in
+            let principal = try await authenticate(request)
+            try requireAgentOrAdmin(principal)
+            let id = try context.parameters.require("id")
+            try await readBarrier(request)
+            let (limit, _) = try pagination(request)
+            let before = request.uri.queryParameters.get("before")
+            let found = try await read { reader -> (Conversation, (messages: [Message], olderCursor: String?)?)? in
+                guard let conversation = try reader.store.conversation(id: id) else { return nil }
+                return (conversation, try reader.messages(conversationId: id, before: before, limit: limit))
+            }
+            guard let (conversation, page) = found else { throw APIError.notFound("conversation", id) }
+            try authorizeRead(status: conversation.status, assigneeId: conversation.assigneeId, principal)
+            guard let page else {
+                throw APIError.malformed("before must be the id of a message of conversation '\(id)'", field: "before")
+            }
+            return JSONResponse.make(API.page(page.messages.map(Render.message), nextCursor: page.olderCursor))
+        }
+
         router.post("/v1/conversations/:id/messages") { request, context -> Response in
             let principal = try await authenticate(request)
             try requireAgentOrAdmin(principal)
             let id = try context.parameters.require("id")
             let body = try await request.decodeJSON(PostMessageBody.self, context: context)
-            let outcome = try await propose(
+            return try await answer(
                 .postMessage(conversationId: id, messageId: Secrets.id("ms"), text: try Validate.text(body.text, field: "text"),
                              isPrivate: body.private ?? false),
-                as: principal, request: request)
-            guard case .message(_, let messageId) = outcome else { throw APIError.from(outcome) }
-            guard let message = try await read({ try $0.message(id: messageId) }) else { throw APIError.notFound("message", messageId) }
-            return JSONResponse.make(Render.message(message), status: .created)
+                as: principal, context: context)
         }
 
         router.post("/v1/conversations/:id/assign") { request, context -> Response in
@@ -73,24 +90,25 @@ extension API {
             try requireAgentOrAdmin(principal)
             let id = try context.parameters.require("id")
             let body = try await request.decodeJSON(AssignBody.self, context: context)
-            _ = try await propose(.assign(conversationId: id, agentId: body.agent, queueId: body.queue), as: principal, request: request)
-            return try await conversationResponse(id: id)
+            return try await answer(
+                .assign(
+                    conversationId: id, agentId: try body.agent.map { try Validate.name($0, field: "agent") },
+                    queueId: try body.queue.map { try Validate.name($0, field: "queue") }),
+                as: principal, context: context)
         }
 
         router.post("/v1/conversations/:id/resolve") { request, context -> Response in
             let principal = try await authenticate(request)
             try requireAgentOrAdmin(principal)
             let id = try context.parameters.require("id")
-            _ = try await propose(.resolve(conversationId: id), as: principal, request: request)
-            return try await conversationResponse(id: id)
+            return try await answer(.resolve(conversationId: id), as: principal, context: context)
         }
 
         router.post("/v1/conversations/:id/reopen") { request, context -> Response in
             let principal = try await authenticate(request)
             try requireAgentOrAdmin(principal)
             let id = try context.parameters.require("id")
-            _ = try await propose(.reopen(conversationId: id), as: principal, request: request)
-            return try await conversationResponse(id: id)
+            return try await answer(.reopen(conversationId: id), as: principal, context: context)
         }
     }
 
@@ -99,13 +117,15 @@ extension API {
     func conversationView(id: String) async throws -> ConversationViews.View {
         let (cached, epoch) = conversationViews.lookup(id)
         if let cached { return cached }
-        let found = try await read { reader -> (Conversation, Contact?, [Message])? in
+        let found = try await read { reader -> (Conversation, Contact?, (messages: [Message], olderCursor: String?)?)? in
             guard let conversation = try reader.store.conversation(id: id) else { return nil }
             return (conversation, try reader.store.contact(id: conversation.contactId),
-                    try reader.messages(conversationId: id, limit: API.conversationMessagesMax))
+                    try reader.messages(conversationId: id, before: nil, limit: API.conversationMessagesMax))
         }
-        guard let (conversation, contact, messages) = found else { throw APIError.notFound("conversation", id) }
-        let body = Render.conversation(conversation, contact: contact.map(Render.contact), messages: messages).serialized
+        guard let (conversation, contact, page) = found else { throw APIError.notFound("conversation", id) }
+        let body = Render.conversation(
+            conversation, contact: contact.map(Render.contact), messages: page?.messages ?? [], olderMessages: page?.olderCursor
+        ).serialized
         let view = ConversationViews.View(
             body: ByteBuffer(string: body), version: conversation.version, status: conversation.status,
             assigneeId: conversation.assigneeId, contactId: conversation.contactId)

@@ -36,16 +36,17 @@ extension API {
             let principal = try await authenticate(request)
             try requireAdmin(principal)
             let body = try await request.decodeJSON(CreateQueueBody.self, context: context)
-            let channels = try (body.channels ?? []).map { try Validate.enumValue($0, Channel.self, field: "channels") }
-            let outcome = try await propose(
+            var channels: [Channel] = []
+            for raw in body.channels ?? [] {
+                let channel = try Validate.enumValue(raw, Channel.self, field: "channels")
+                if !channels.contains(channel) { channels.append(channel) }
+            }
+            return try await answer(
                 .createQueue(
                     id: Secrets.id("qu"), name: try Validate.name(body.name, field: "name"),
                     skills: try Validate.names(body.skills ?? [], field: "skills"),
-                    priority: try Validate.range(body.priority ?? 0, -1000...1000, field: "priority"), channels: channels),
-                as: principal, request: request)
-            guard case .queue(let id) = outcome else { throw APIError.from(outcome) }
-            guard let queue = try await read({ try $0.store.queue(id: id) }) else { throw APIError.notFound("queue", id) }
-            return JSONResponse.make(Render.queue(queue), status: .created)
+                    priority: try Validate.range(body.priority ?? 0, Limits.priorityRange, field: "priority"), channels: channels),
+                as: principal, context: context)
         }
 
         router.get("/v1/queues") { request, _ -> Response in
@@ -67,15 +68,12 @@ extension API {
             let reply = try body.reply.map { try Validate.text($0, field: "reply") }
             if action == .reply, reply == nil { throw APIError.invalid("a reply rule needs reply text", field: "reply") }
             if action == .route, body.queue == nil { throw APIError.invalid("a route rule needs a queue", field: "queue") }
-            let outcome = try await propose(
+            return try await answer(
                 .createRule(
                     id: Secrets.id("ru"), name: try Validate.name(body.name, field: "name"), keywords: keywords, action: action,
-                    reply: reply, queueId: body.queue, order: try Validate.range(body.order ?? 0, -100_000...100_000, field: "order")),
-                as: principal, request: request)
-            guard case .rule(let id) = outcome else { throw APIError.from(outcome) }
-            let rule = try await read { try $0.rules().first { $0.id == id } }
-            guard let rule else { throw APIError.notFound("rule", id) }
-            return JSONResponse.make(Render.rule(rule), status: .created)
+                    reply: reply, queueId: try body.queue.map { try Validate.name($0, field: "queue") },
+                    order: try Validate.range(body.order ?? 0, Limits.ruleOrderRange, field: "order")),
+                as: principal, context: context)
         }
 
         router.get("/v1/rules") { request, _ -> Response in
@@ -94,13 +92,11 @@ extension API {
                 identifiers[channel] = try Validate.name(value, field: "identifiers.\(channel)")
             }
             let attributes = try Validate.attributes((body.attributes ?? [:]).mapValues { Optional($0) }, field: "attributes")
-            let outcome = try await propose(
+            return try await answer(
                 .createContact(
                     id: Secrets.id("ct"), name: try Validate.name(body.name, field: "name"), identifiers: identifiers,
                     attributes: attributes.compactMapValues { $0 }),
-                as: principal, request: request)
-            guard case .contact(let id) = outcome else { throw APIError.from(outcome) }
-            return try await contactResponse(id: id, status: .created)
+                as: principal, context: context)
         }
 
         router.get("/v1/contacts/:id") { request, context -> Response in
@@ -114,13 +110,12 @@ extension API {
             try requireAgentOrAdmin(principal)
             let id = try context.parameters.require("id")
             let body = try await request.decodeJSON(PatchContactBody.self, context: context)
-            _ = try await propose(
+            return try await answer(
                 .updateContact(
                     id: id, name: try body.name.map { try Validate.name($0, field: "name") },
                     attributes: try Validate.attributes(body.attributes ?? [:], field: "attributes"),
                     expectedVersion: try Validate.ifMatch(request.headers[.ifMatch])),
-                as: principal, request: request)
-            return try await contactResponse(id: id, status: .ok)
+                as: principal, context: context)
         }
 
         router.post("/v1/channels/:channel/messages") { request, context -> Response in
@@ -131,14 +126,17 @@ extension API {
             let channel = try Validate.enumValue(try context.parameters.require("channel"), Channel.self, field: "channel")
             // {"from": String, "text": String, "externalId": String, "name": String?}
             let body = try await request.jsonObjectFields()
-            let outcome = try await propose(
+            let proposal = try await propose(
                 .inboundMessage(
                     channel: channel, from: try Validate.name(try body.string("from"), field: "from"),
                     text: try Validate.text(try body.string("text"), field: "text"),
                     externalId: try Validate.name(try body.string("externalId"), field: "externalId"),
                     name: try body.optionalString("name").map { try Validate.name($0, field: "name") }, contactId: Secrets.id("ct"),
                     conversationId: Secrets.id("cv"), messageId: Secrets.id("ms")),
-                as: principal, request: request, readsBack: false)
+                as: principal, context: context, readsBack: false)
+            if let recorded = API.recorded(proposal) { return recorded }
+            let outcome = proposal.outcome
+            if case .rejected(let error) = outcome { throw APIError(error) }
             guard case .inbound(let conversationId, let messageId, let duplicate) = outcome else { throw APIError.from(outcome) }
             return JSONResponse.make(
                 .object(["conversationId": .string(conversationId), "messageId": .string(messageId), "duplicate": .bool(duplicate)]),

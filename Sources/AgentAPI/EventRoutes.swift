@@ -14,38 +14,77 @@ extension API {
 
     func addEventRoutes(to router: Router<APIRequestContext>, metrics: APIMetrics) {
         router.ws("/v1/events") { request, _ in
-            try requireAgentOrAdmin(try await authenticate(request, allowQueryToken: true))
+            let principal = try await authenticate(request, allowQueryToken: true)
+            try requireAgentOrAdmin(principal)
             _ = try parseSince(request)
             guard node.hub.subscriptionCount < EventHub.subscriptionsMax else {
                 throw APIError(.serviceUnavailable, "too_many_sessions", "this node holds \(EventHub.subscriptionsMax) event sessions", retryAfter: 1)
+            }
+            if let agentId = principal.agent?.id, node.eventSockets(of: agentId) >= Node.eventSocketsPerAgentMax {
+                throw APIError(
+                    .tooManyRequests, "too_many_sockets",
+                    "this agent holds \(Node.eventSocketsPerAgentMax) event sockets on this node (eventSocketsPerAgentMax); close one first",
+                    retryAfter: 5)
             }
             return .upgrade([:])
         } onUpgrade: { inbound, outbound, context in
             let principal = try await authenticate(context.request, allowQueryToken: true)
             let since = try parseSince(context.request)
             let audience = principal.supervises ? nil : principal.agent?.id
+            // While the socket is open this node renews the agent's presence lease.
+            if let agentId = principal.agent?.id, !node.agentConnected(agentId) {
+                try await outbound.close(.unknown(1008), reason: "too many event sockets for this agent")
+                return
+            }
+            defer { if let agentId = principal.agent?.id { node.agentDisconnected(agentId) } }
             guard let subscription = node.hub.subscribe(accept: API.accepts(audience)) else {
                 try await outbound.close(.unknown(1013), reason: "too many event sessions")
                 return
             }
             defer { subscription.close() }
-            // While the socket is open this node renews the agent's presence lease.
-            if let agentId = principal.agent?.id { node.agentConnected(agentId) }
-            defer { if let agentId = principal.agent?.id { node.agentDisconnected(agentId) } }
-            try await withThrowingTaskGroup(of: Void.self) { group in
+            let ended = try await withThrowingTaskGroup(of: String?.self) { group in
                 group.addTask {
                     for try await message in inbound.messages(maxSize: API.inboundMessageBytesMax) {
                         if case .text(let text) = message, API.isPing(text) { subscription.requestPong() }
                     }
                     subscription.close()
+                    return nil
                 }
                 group.addTask {
-                    try await stream(subscription, since: since, audience: audience, outbound: outbound)
+                    try await stream(subscription, since: since, audience: audience, principal: principal, outbound: outbound)
                 }
-                try await group.next()
+                let first = try await group.next() ?? nil
                 group.cancelAll()
+                return first
+            }
+            if let ended {
+                // The session ended (logout, password change, disabled, role change): 4401, as
+                // an HTTP 401, with the reason; the client logs in again.
+                try await outbound.close(.unknown(API.sessionEndedCloseCode), reason: ended)
             }
         }
+    }
+
+    /// The close code of an events socket whose session ended.
+    static let sessionEndedCloseCode: UInt16 = 4401
+
+    /// Why the socket's session no longer holds, after a `session.ended` event about its agent:
+    /// the session is gone or expired, the agent disabled, or its role changed (the audience
+    /// of the socket with it). Nil while it holds. Reads this node's state, which has applied
+    /// the event, so an old `session.ended` met while catching up closes nothing.
+    func sessionEndReason(_ principal: Principal, event: Event) async throws -> String? {
+        guard event.type == .sessionEnded, case .agent(let agent, let tokenHash) = principal, event.audienceAgentId == agent.id else {
+            return nil
+        }
+        sessions.evict(tokenHash: tokenHash)
+        let now = node.now()
+        let current = try await read { reader -> (Session?, Agent?) in
+            (try reader.session(tokenHash: tokenHash), try reader.store.agent(id: agent.id))
+        }
+        guard let session = current.0, session.expiresAt > now else { return "session ended" }
+        guard let fresh = current.1, !fresh.disabled else { return "agent disabled" }
+        guard fresh.role == agent.role else { return "role changed; connect again" }
+        return nil
     }
 
     /// Which live events a socket takes: an agent its own, a supervisor or the admin (`audience`
@@ -69,9 +108,11 @@ extension API {
     /// then live from the subscription (opened before the store read, so nothing falls between;
     /// events seen twice are skipped by cursor). An overflowed subscription catches up from the
     /// store again.
+    /// Returns the reason when the socket's session ends (see `sessionEndReason`), nil when the
+    /// subscription closes.
     func stream(
-        _ subscription: EventSubscription, since: EventCursor?, audience: String?, outbound: WebSocketOutboundWriter
-    ) async throws {
+        _ subscription: EventSubscription, since: EventCursor?, audience: String?, principal: Principal, outbound: WebSocketOutboundWriter
+    ) async throws -> String? {
         if let since {
             // A cursor from a node that is ahead of this one: wait (bounded) until this node has
             // applied that far, so the stream continues instead of resetting.
@@ -89,24 +130,29 @@ extension API {
                 try await outbound.write(.text("{\"cursor\":\"\(last)\",\"type\":\"reset\"}"))
             }
         }
-        last = try await catchUp(after: last, audience: audience, outbound: outbound)
-        while true {
+        var ended: String?
+        last = try await catchUp(after: last, audience: audience, principal: principal, outbound: outbound, ended: &ended)
+        while ended == nil {
             switch await subscription.next() {
-            case .closed: return
+            case .closed: return nil
             case .pong: try await outbound.write(.text("{\"type\":\"pong\"}"))
-            case .overflowed: last = try await catchUp(after: last, audience: audience, outbound: outbound)
+            case .overflowed: last = try await catchUp(after: last, audience: audience, principal: principal, outbound: outbound, ended: &ended)
             case .events(let events):
                 for event in events where event.cursor > last {
                     try await outbound.write(.text(event.frame))
                     last = event.cursor
+                    if ended == nil { ended = try await sessionEndReason(principal, event: event) }
                 }
             }
         }
+        return ended
     }
 
     /// Sends what the store holds after `start`: an agent's own events (read through their
     /// index), or every event for a supervisor or the admin (`audience` nil).
-    private func catchUp(after start: EventCursor, audience: String?, outbound: WebSocketOutboundWriter) async throws -> EventCursor {
+    private func catchUp(
+        after start: EventCursor, audience: String?, principal: Principal, outbound: WebSocketOutboundWriter, ended: inout String?
+    ) async throws -> EventCursor {
         var last = start
         while true {
             let from = last
@@ -115,7 +161,10 @@ extension API {
                 return try reader.events(after: from, limit: API.catchUpPageEvents)
             }
             // The agent's own query already filtered; a supervisor takes everything.
-            for event in page { try await outbound.write(.text(event.frame)) }
+            for event in page {
+                try await outbound.write(.text(event.frame))
+                if ended == nil { ended = try await sessionEndReason(principal, event: event) }
+            }
             if let final = page.last { last = final.cursor }
             if page.count < API.catchUpPageEvents { return last }
         }

@@ -2,8 +2,9 @@ import ContactCenter
 import Synchronization
 
 /// Recently authenticated sessions, so a busy agent's requests do not each read the session
-/// and the agent from SQLite. An entry lives `lifetime` (1 s): a logout or role change made on
-/// another node takes effect here within that; a logout made on this node evicts at once.
+/// and the agent from SQLite. A session that ends (logout, password change, disabled) is evicted
+/// when this node commits its end; otherwise an entry lives `lifetime` (1 s), so a role change
+/// takes effect here within that.
 /// Bounded by `entriesMax` (over it, the cache starts empty again).
 final class SessionCache: Sendable {
     static let entriesMax = 50_000
@@ -39,5 +40,13 @@ final class SessionCache: Sendable {
 
     func evict(tokenHash: String) {
         _ = entries.withLock { $0.removeValue(forKey: tokenHash) }
+    }
+
+    /// Drops sessions that ended, as apply reports them at each commit on this node.
+    func evict(tokenHashes: Set<String>) {
+        guard !tokenHashes.isEmpty else { return }
+        entries.withLock { entries in
+            for hash in tokenHashes { entries[hash] = nil }
+        }
     }
 }

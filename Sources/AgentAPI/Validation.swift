@@ -2,14 +2,23 @@ import ContactCenter
 
 /// Shape checks done before proposing (apply checks state). Each failure is a 422 naming the field.
 enum Validate {
-    static let nameBytesMax = 200
-    static let textBytesMax = 4096
+    static let nameBytesMax = Limits.nameBytesMax
+    static let textBytesMax = Limits.textBytesMax
     static let listCountMax = 32
     static let keywordsCountMax = 50
-    static let attributesCountMax = 64
-    static let attributeValueBytesMax = 1000
-    static let capacityMax = 100
+    static let attributesCountMax = Limits.contactAttributesPerRequestMax
+    static let attributeValueBytesMax = Limits.attributeValueBytesMax
     static let passwordBytesRange = 8...200
+
+    /// A new password: 8 to 200 bytes.
+    static func password(_ value: String) throws -> String {
+        guard passwordBytesRange.contains(value.utf8.count) else {
+            throw APIError.invalid(
+                "password must be \(passwordBytesRange.lowerBound) to \(passwordBytesRange.upperBound) bytes, got \(value.utf8.count)",
+                field: "password")
+        }
+        return value
+    }
 
     /// A single-line name: trimmed, non-empty, no control characters, bounded.
     static func name(_ value: String, field: String) throws -> String {
@@ -106,12 +115,20 @@ enum Validate {
         return result
     }
 
-    /// `If-Match: "<version>"` (or `W/"<version>"`), if present.
+    /// `If-Match` (RFC 9110 §13.1.1), if present: `*` matches any current version (nil), one
+    /// entity tag `"<version>"` (or `W/"<version>"`) asks for that version. A tag that is not a
+    /// version of ours can match nothing: 412 at once. Several tags are not supported (400).
     static func ifMatch(_ header: String?) throws -> Int64? {
-        guard var value = header?.trimmingCharacters(in: .whitespaces) else { return nil }
-        if value.hasPrefix("W/") { value.removeFirst(2) }
-        guard let version = Int64(value.trimmingCharacters(in: CharacterSet(charactersIn: "\""))) else {
-            throw APIError(.badRequest, "invalid_if_match", "If-Match must be an ETag such as \"3\"")
+        guard let header else { return nil }
+        let tags = header.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        if tags.contains("*") { return nil }
+        guard tags.count == 1, var tag = tags.first else {
+            throw APIError(.badRequest, "invalid_if_match", "If-Match must be * or one entity tag such as \"3\"", field: "If-Match")
+        }
+        if tag.hasPrefix("W/") { tag.removeFirst(2) }
+        guard tag.count >= 3, tag.first == "\"", tag.last == "\"", let version = Int64(tag.dropFirst().dropLast()), version >= 0 else {
+            throw APIError(
+                .preconditionFailed, "version_mismatch", "If-Match \(tags[0].prefix(64)) matches no version of this resource", field: "If-Match")
         }
         return version
     }

@@ -10,10 +10,14 @@ public enum ContactCenterMachine {
         public var outcome: Outcome
         /// Events produced, in cursor order; empty when the command was rejected or repeated.
         public var events: [Event]
+        /// The command repeated an idempotency key: `outcome` is the first request's, and
+        /// nothing happened this time.
+        public var replayed: Bool
 
-        public init(outcome: Outcome, events: [Event]) {
+        public init(outcome: Outcome, events: [Event], replayed: Bool = false) {
             self.outcome = outcome
             self.events = events
+            self.replayed = replayed
         }
     }
 
@@ -22,18 +26,50 @@ public enum ContactCenterMachine {
     /// fatal for the caller, which must not advance `applied_index` past this entry.
     public static func apply(_ envelope: CommandEnvelope, index: Int64, store: some StateStore) throws -> Applied {
         precondition(index > 0, "log indexes start at 1, got \(index)")
-        let scope = envelope.actor.description
-        if let key = envelope.idempotencyKey, let stored = try store.idempotentOutcome(scope: scope, key: key) {
-            // A retry: the first outcome stands, nothing happens a second time. The record was
-            // written by this code in this database: failing to decode it is corruption.
-            guard let outcome = try? Outcome.decode(stored) else {
-                preconditionFailure("corrupt idempotency record for \(scope)/\(key) at log index \(index)")
+        guard let idempotency = envelope.idempotency else { return try run(envelope, index: index, store: store) }
+        // A key is the actor's, on one route (Stripe's scoping); entries from before scoping
+        // have an empty route and keep their old scope.
+        let scope = idempotency.route.isEmpty ? envelope.actor.description : "\(envelope.actor) \(idempotency.route)"
+        if let record = try store.idempotencyRecord(scope: scope, key: idempotency.key),
+            record.at.milliseconds > envelope.at.milliseconds - Limits.idempotencyKeyLifetimeMilliseconds
+        {
+            guard record.requestHash == idempotency.requestHash else {
+                return Applied(
+                    outcome: .rejected(DomainError(
+                        .invalid, "idempotency_key_reused",
+                        "Idempotency-Key '\(idempotency.key)' was used with a different request body; use a new key for a new request",
+                        field: "Idempotency-Key")),
+                    events: [])
             }
-            return Applied(outcome: outcome, events: [])
+            // A retry: the first answer stands, nothing happens a second time. A record that
+            // does not decode is corruption: apply fails (the node stops applying), it does not trap.
+            let outcome: Outcome
+            do {
+                outcome = try Outcome.decode(record.outcome)
+            } catch {
+                throw CorruptIdempotencyRecord(scope: scope, key: idempotency.key, index: index, reason: error.description)
+            }
+            return Applied(outcome: outcome, events: [], replayed: true)
         }
-        var applied: Applied
+        let applied = try run(envelope, index: index, store: store)
+        var recorded = applied.outcome
+        if !idempotency.route.isEmpty {
+            // The first request is answered with what a retry will get: the recorded answer.
+            do {
+                if let answer = try Answer.render(envelope.command, applied.outcome, store: store) { recorded = .answered(answer) }
+            } catch let error as DomainError {
+                recorded = .rejected(error)
+            }
+        }
+        try store.save(
+            IdempotencyRecord(outcome: recorded.encoded(), requestHash: idempotency.requestHash, at: envelope.at),
+            scope: scope, key: idempotency.key, index: index)
+        return Applied(outcome: recorded, events: applied.events)
+    }
+
+    private static func run(_ envelope: CommandEnvelope, index: Int64, store: some StateStore) throws -> Applied {
         do {
-            applied = try store.atomically {
+            return try store.atomically {
                 var context = ApplyContext(store: store, index: index, at: envelope.at, actor: envelope.actor)
                 let outcome = try context.run(envelope.command)
                 precondition(context.unsavedConversationId == nil, "command \(index) created a conversation it never saved")
@@ -41,13 +77,18 @@ public enum ContactCenterMachine {
                 return Applied(outcome: outcome, events: context.events)
             }
         } catch let error as DomainError {
-            applied = Applied(outcome: .rejected(error), events: [])
+            return Applied(outcome: .rejected(error), events: [])
         }
-        if let key = envelope.idempotencyKey {
-            try store.saveIdempotentOutcome(scope: scope, key: key, index: index, outcome: applied.outcome.encoded())
-        }
-        return applied
     }
+}
+
+/// An idempotency record this code wrote that no longer decodes.
+public struct CorruptIdempotencyRecord: Error, CustomStringConvertible {
+    public var scope: String
+    public var key: String
+    public var index: Int64
+    public var reason: String
+    public var description: String { "corrupt idempotency record for \(scope)/\(key) at log index \(index): \(reason)" }
 }
 
 /// One command's apply: the store, where in the log we are, and the events produced so far.
@@ -130,19 +171,23 @@ struct ApplyContext<Store: StateStore> {
         switch command {
         case .createAgent(let id, let name, let email, let passwordHash, let role, let skills, let capacity):
             return try createAgent(id: id, name: name, email: email, passwordHash: passwordHash, role: role, skills: skills, capacity: capacity)
-        case .updateAgent(let id, let name, let role, let skills, let capacity, let expectedVersion):
-            return try updateAgent(id: id, name: name, role: role, skills: skills, capacity: capacity, expectedVersion: expectedVersion)
+        case .updateAgent(let id, let name, let role, let skills, let capacity, let expectedVersion, let passwordHash, let disabled):
+            return try updateAgent(
+                id: id, name: name, role: role, skills: skills, capacity: capacity, expectedVersion: expectedVersion,
+                passwordHash: passwordHash, disabled: disabled)
         case .setPresence(let agentId, let status):
             return try setPresence(agentId: agentId, status: status)
         case .createSession(let tokenHash, let agentId, let expiresAt):
-            guard try store.agent(id: agentId) != nil else { throw DomainError.notFound("agent", agentId) }
-            try store.insert(Session(tokenHash: tokenHash, agentId: agentId, createdAt: at, expiresAt: expiresAt))
-            return .session(agentId: agentId)
+            return try createSession(tokenHash: tokenHash, agentId: agentId, expiresAt: expiresAt)
         case .deleteSession(let tokenHash):
-            _ = try store.deleteSession(tokenHash: tokenHash)
-            return .done
+            return try deleteSession(tokenHash: tokenHash)
         case .createQueue(let id, let name, let skills, let priority, let channels):
             try requireAdmin()
+            try Limits.check(priority, in: Limits.priorityRange, "priority", name: "priorityRange", field: "priority")
+            let queues = try store.queues().count
+            guard queues < Limits.queuesMax else {
+                throw Limits.exceeded("the number of queues", value: queues + 1, bound: Limits.queuesMax, name: "queuesMax")
+            }
             guard try store.queue(name: name) == nil else {
                 throw DomainError(.conflict, "queue_name_taken", "a queue named '\(name)' exists", field: "name")
             }
@@ -178,6 +223,9 @@ struct ApplyContext<Store: StateStore> {
             guard actor == .system else { throw DomainError(.forbidden, "forbidden", "only the leader expires presence leases") }
             for agentId in agentIds.sorted() { try expireLease(agentId: agentId) }
             return .done
+        case .expire(let warnThrough):
+            guard actor == .system else { throw DomainError(.forbidden, "forbidden", "only the leader expires sessions") }
+            return try expire(warnSessionsThrough: warnThrough)
         case .setMember(let member):
             guard actor == .system || actor == .admin else { throw DomainError(.forbidden, "forbidden", "only nodes register members") }
             try store.put(member)

@@ -2,6 +2,11 @@
 extension ApplyContext {
     mutating func createAgent(id: String, name: String, email: String, passwordHash: String, role: Role, skills: [String], capacity: Int) throws -> Outcome {
         try requireAdmin()
+        try Limits.check(capacity, in: Limits.capacityRange, "capacity", name: "capacityRange", field: "capacity")
+        let agents = try store.agentCount()
+        guard agents < Limits.agentsMax else {
+            throw Limits.exceeded("the number of agents", value: agents + 1, bound: Limits.agentsMax, name: "agentsMax")
+        }
         guard try store.agent(email: email) == nil else {
             throw DomainError(.conflict, "email_taken", "an agent with email '\(email)' exists", field: "email")
         }
@@ -11,16 +16,21 @@ extension ApplyContext {
         return .agent(id: id)
     }
 
-    mutating func updateAgent(id: String, name: String?, role: Role?, skills: [String]?, capacity: Int?, expectedVersion: Int64?) throws -> Outcome {
+    mutating func updateAgent(
+        id: String, name: String?, role: Role?, skills: [String]?, capacity: Int?, expectedVersion: Int64?, passwordHash: String?,
+        disabled: Bool?
+    ) throws -> Outcome {
         try requireAdmin()
         guard var agent = try store.agent(id: id) else { throw DomainError.notFound("agent", id) }
         if let expectedVersion, expectedVersion != agent.version {
             throw DomainError(.preconditionFailed, "version_mismatch", "agent is at version \(agent.version), not \(expectedVersion)")
         }
         if let name { agent.name = name }
+        let roleChanged = role != nil && role != agent.role
         if let role { agent.role = role }
         if let skills { agent.skills = skills }
         if let capacity {
+            try Limits.check(capacity, in: Limits.capacityRange, "capacity", name: "capacityRange", field: "capacity")
             // An agent never exceeds capacity: lowering it below what is open would.
             guard capacity >= agent.openConversations else {
                 throw DomainError(
@@ -30,18 +40,96 @@ extension ApplyContext {
             }
             agent.capacity = capacity
         }
+        if let passwordHash { agent.passwordHash = passwordHash }
+        let disabling = disabled == true && !agent.disabled
+        if let disabled { agent.disabled = disabled }
         agent.version += 1
         agent.updatedAt = at
         try store.update(agent)
         emitAgentUpdated(agent)
+        if disabling {
+            try endSessions(agentId: id, reason: "disabled")
+            try requeueAssigned(agentId: id)
+        } else if passwordHash != nil {
+            try endSessions(agentId: id, reason: "password_changed")
+        } else if roleChanged {
+            emitSessionEnded(agentId: id, reason: "role_changed")
+        }
         // More capacity or new skills may let the agent take waiting conversations.
-        try fill(agentId: agent.id)
+        if !agent.disabled { try fill(agentId: agent.id) }
         return .agent(id: id)
+    }
+
+    /// A login. Past `Limits.sessionsPerAgentMax` live sessions the agent's oldest ends.
+    mutating func createSession(tokenHash: String, agentId: String, expiresAt: Timestamp) throws -> Outcome {
+        guard let agent = try store.agent(id: agentId) else { throw DomainError.notFound("agent", agentId) }
+        guard !agent.disabled else { throw DomainError(.forbidden, "agent_disabled", "agent '\(agentId)' is disabled") }
+        let existing = try store.sessionTokenHashes(agentId: agentId)
+        if existing.count >= Limits.sessionsPerAgentMax {
+            for old in existing.prefix(existing.count - Limits.sessionsPerAgentMax + 1) { _ = try store.deleteSession(tokenHash: old) }
+            emitSessionEnded(agentId: agentId, reason: "evicted")
+        }
+        try store.insert(Session(tokenHash: tokenHash, agentId: agentId, createdAt: at, expiresAt: expiresAt))
+        return .session(agentId: agentId)
+    }
+
+    /// A logout: the session ends everywhere; with no session left the agent goes offline, so
+    /// nothing is routed to an agent who left.
+    mutating func deleteSession(tokenHash: String) throws -> Outcome {
+        guard let agentId = try store.sessionAgentId(tokenHash: tokenHash) else { return .done }
+        _ = try store.deleteSession(tokenHash: tokenHash)
+        emitSessionEnded(agentId: agentId, reason: "logout")
+        if try store.sessionTokenHashes(agentId: agentId).isEmpty { try goOffline(agentId: agentId) }
+        return .done
+    }
+
+    /// Every session of the agent ends (password changed, disabled) and the agent goes offline.
+    mutating func endSessions(agentId: String, reason: String) throws {
+        for tokenHash in try store.sessionTokenHashes(agentId: agentId) { _ = try store.deleteSession(tokenHash: tokenHash) }
+        emitSessionEnded(agentId: agentId, reason: reason)
+        try goOffline(agentId: agentId)
+    }
+
+    /// Offline, and the presence lease forgotten. Open conversations stay with the agent.
+    mutating func goOffline(agentId: String) throws {
+        try store.deleteLease(agentId: agentId)
+        guard var agent = try store.agent(id: agentId), agent.status != .offline else { return }
+        agent.status = .offline
+        agent.version += 1
+        agent.updatedAt = at
+        try store.update(agent)
+        emitAgentUpdated(agent)
+    }
+
+    /// Tells every node to close the agent's event sockets whose session no longer holds
+    /// (`reason`: logout, evicted, expired, password_changed, disabled, role_changed).
+    mutating func emitSessionEnded(agentId: String, reason: String) {
+        emit(.sessionEnded, audience: agentId, .members(["agent": .string(agentId), "reason": .string(reason)]))
+    }
+
+    /// The leader's expiry timer (`Command.expire`).
+    mutating func expire(warnSessionsThrough warnThrough: Timestamp) throws -> Outcome {
+        for agentId in try store.deleteSessions(expiringAtOrBefore: at) {
+            emitSessionEnded(agentId: agentId, reason: "expired")
+            if try store.sessionTokenHashes(agentId: agentId).isEmpty { try goOffline(agentId: agentId) }
+        }
+        let warnedThrough = try store.sessionsWarnedThrough()
+        if warnThrough > warnedThrough {
+            for agentId in try store.agentsWithSessions(expiringAfter: max(warnedThrough, at), through: warnThrough) {
+                emit(.sessionExpiring, audience: agentId, .members(["agent": .string(agentId)]))
+            }
+            try store.setSessionsWarnedThrough(warnThrough)
+        }
+        try store.deleteIdempotencyRecords(through: at.adding(milliseconds: -Limits.idempotencyKeyLifetimeMilliseconds))
+        return .done
     }
 
     mutating func setPresence(agentId: String, status: Presence) throws -> Outcome {
         if case .agent(let actorId) = actor, actorId != agentId { try requireSupervisor() }
         guard var agent = try store.agent(id: agentId) else { throw DomainError.notFound("agent", agentId) }
+        if agent.disabled, status != .offline {
+            throw DomainError(.forbidden, "agent_disabled", "agent '\(agentId)' is disabled")
+        }
         guard agent.status != status else { return .agent(id: agentId) }
         agent.status = status
         if status == .available { agent.lastRoutedIndex = index }
@@ -55,6 +143,11 @@ extension ApplyContext {
 
     mutating func createRule(id: String, name: String, keywords: [String], action: RuleAction, reply: String?, queueId: String?, order: Int) throws -> Outcome {
         try requireAdmin()
+        try Limits.check(order, in: Limits.ruleOrderRange, "order", name: "ruleOrderRange", field: "order")
+        let rules = try store.rules().count
+        guard rules < Limits.rulesMax else {
+            throw Limits.exceeded("the number of rules", value: rules + 1, bound: Limits.rulesMax, name: "rulesMax")
+        }
         guard try store.rule(name: name) == nil else {
             throw DomainError(.conflict, "rule_name_taken", "a rule named '\(name)' exists", field: "name")
         }
@@ -67,6 +160,7 @@ extension ApplyContext {
 
     mutating func createContact(id: String, name: String, identifiers: [String: String], attributes: [String: String]) throws -> Outcome {
         try refuseChannel("create contacts")
+        try Self.checkBounds(attributes: attributes.count, identifiers: identifiers.count)
         for (channel, identifier) in identifiers.sorted(by: { $0.key < $1.key }) {
             if let owner = try store.contactId(channel: channel, identifier: identifier) {
                 throw DomainError(.conflict, "identifier_taken", "\(channel) '\(identifier)' belongs to contact '\(owner)'", field: "identifiers")
@@ -83,10 +177,32 @@ extension ApplyContext {
             throw DomainError(.preconditionFailed, "version_mismatch", "contact is at version \(contact.version), not \(expectedVersion)")
         }
         if let name { contact.name = name }
+        guard attributes.count <= Limits.contactAttributesPerRequestMax else {
+            throw Limits.exceeded(
+                "attribute keys in one change", value: attributes.count, bound: Limits.contactAttributesPerRequestMax,
+                name: "contactAttributesPerRequestMax", field: "attributes")
+        }
         for (key, value) in attributes { contact.attributes[key] = value }
+        try Self.checkBounds(attributes: contact.attributes.count, identifiers: contact.identifiers.count)
         contact.version += 1
         contact.updatedAt = at
         try store.update(contact)
         return .contact(id: id)
+    }
+}
+
+extension ApplyContext {
+    /// A contact's size bounds (`Limits`), checked on every write of a contact.
+    static func checkBounds(attributes: Int, identifiers: Int) throws {
+        guard attributes <= Limits.contactAttributesMax else {
+            throw Limits.exceeded(
+                "the contact's attributes", value: attributes, bound: Limits.contactAttributesMax, name: "contactAttributesMax",
+                field: "attributes")
+        }
+        guard identifiers <= Limits.contactIdentifiersMax else {
+            throw Limits.exceeded(
+                "the contact's identifiers", value: identifiers, bound: Limits.contactIdentifiersMax, name: "contactIdentifiersMax",
+                field: "identifiers")
+        }
     }
 }

@@ -26,7 +26,14 @@ extension ApplyContext {
         var conversation: Conversation
         let isNew: Bool
         // A contact created just now has no conversation yet.
-        if !contactIsNew, let open = try store.openConversation(contactId: contactId, channel: channel) {
+        var open = contactIsNew ? nil : try store.openConversation(contactId: contactId, channel: channel)
+        if let full = open, full.messageCount + 2 > Limits.conversationMessagesMax {
+            // The customer's message and a bot reply would not fit: the full conversation is
+            // resolved and the message starts a new one (a customer's message is never refused).
+            try resolve(conversationId: full.id, byBound: true)
+            open = nil
+        }
+        if let open {
             conversation = open
             isNew = false
         } else {
@@ -42,13 +49,16 @@ extension ApplyContext {
             id: messageId, conversationId: conversation.id, author: .customer, agentId: nil, text: text, isPrivate: false,
             externalId: externalId, createdAt: at, logIndex: index, ordinal: nextMessagePosition())
         try store.insert(message)
+        conversation.messageCount += 1
         try store.insertExternalMessage(channel: channel, externalId: externalId, conversationId: conversation.id, messageId: messageId)
         emit(.messageCreated, audience: conversation.assigneeId, .members(["message": Render.message(message)]))
 
         if conversation.status == .bot {
             try runRules(on: &conversation, text: text, isNew: isNew, replyIdBase: messageId)
         } else {
+            // The body (and so the ETag) changed: it holds the new message.
             conversation.updatedAt = at
+            conversation.version += 1
             try save(conversation)
         }
         return .inbound(conversationId: conversation.id, messageId: messageId, duplicate: false)
@@ -65,6 +75,7 @@ extension ApplyContext {
                 id: replyIdBase + "-bot", conversationId: conversation.id, author: .bot, agentId: nil, text: reply,
                 isPrivate: false, externalId: nil, createdAt: at, logIndex: index, ordinal: nextMessagePosition())
             try store.insert(botMessage)
+            conversation.messageCount += 1
             emit(.messageCreated, audience: nil, .members(["message": Render.message(botMessage)]))
         }
         if let rule, rule.action == .reply {
@@ -97,15 +108,22 @@ extension ApplyContext {
         guard conversation.status != .resolved || isPrivate else {
             throw DomainError(.conflict, "conversation_resolved", "conversation '\(conversationId)' is resolved; reopen it to reply")
         }
+        guard conversation.messageCount < Limits.conversationMessagesMax else {
+            throw DomainError(
+                .conflict, "conversation_full",
+                "conversation '\(conversationId)' holds \(conversation.messageCount) messages, the bound (conversationMessagesMax); the customer's next message starts a new one")
+        }
         let message = Message(
             id: messageId, conversationId: conversationId, author: agent == nil ? .system : .agent, agentId: agent?.id, text: text,
             isPrivate: isPrivate, externalId: nil, createdAt: at, logIndex: index, ordinal: nextMessagePosition())
         try store.insert(message)
+        conversation.messageCount += 1
         emit(.messageCreated, audience: conversation.assigneeId, .members(["message": Render.message(message)]))
         if !isPrivate, agent != nil, conversation.firstResponseAt == nil {
             conversation.firstResponseAt = at
-            conversation.version += 1
         }
+        // The body (and so the ETag) changed: it holds the new message.
+        conversation.version += 1
         conversation.updatedAt = at
         try save(conversation)
         return .message(conversationId: conversationId, messageId: messageId)
@@ -155,12 +173,16 @@ extension ApplyContext {
         return .conversation(id: conversationId)
     }
 
-    mutating func resolve(conversationId: String) throws -> Outcome {
+    /// `byBound`: apply resolves a conversation that reached `Limits.conversationMessagesMax`,
+    /// whoever delivered the message that did not fit.
+    mutating func resolve(conversationId: String, byBound: Bool = false) throws -> Outcome {
         guard var conversation = try store.conversation(id: conversationId) else { throw DomainError.notFound("conversation", conversationId) }
-        if let acting = try actingAgent(), !acting.role.supervises, conversation.assigneeId != acting.id {
-            throw DomainError(.forbidden, "not_assignee", "only the assignee or a supervisor may resolve this conversation")
+        if !byBound {
+            if let acting = try actingAgent(), !acting.role.supervises, conversation.assigneeId != acting.id {
+                throw DomainError(.forbidden, "not_assignee", "only the assignee or a supervisor may resolve this conversation")
+            }
+            try refuseChannel("resolve conversations")
         }
-        try refuseChannel("resolve conversations")
         guard conversation.status != .resolved else {
             throw DomainError(.conflict, "already_resolved", "conversation '\(conversationId)' is already resolved")
         }

@@ -27,7 +27,11 @@ public enum Actor: Sendable, Equatable, CustomStringConvertible {
 /// the node that took the request.
 public enum Command: Sendable, Equatable {
     case createAgent(id: String, name: String, email: String, passwordHash: String, role: Role, skills: [String], capacity: Int)
-    case updateAgent(id: String, name: String?, role: Role?, skills: [String]?, capacity: Int?, expectedVersion: Int64?)
+    /// `passwordHash` or `disabled: true` end every session of the agent; a new `role` closes its
+    /// event sockets (their audience changes).
+    case updateAgent(
+        id: String, name: String?, role: Role?, skills: [String]?, capacity: Int?, expectedVersion: Int64?,
+        passwordHash: String? = nil, disabled: Bool? = nil)
     case setPresence(agentId: String, status: Presence)
     case createSession(tokenHash: String, agentId: String, expiresAt: Timestamp)
     case deleteSession(tokenHash: String)
@@ -44,7 +48,7 @@ public enum Command: Sendable, Equatable {
     case assign(conversationId: String, agentId: String?, queueId: String?)
     case resolve(conversationId: String)
     case reopen(conversationId: String)
-    /// Forget events (and idempotency records) produced before `beforeIndex`.
+    /// Forget events produced before `beforeIndex`.
     case trimEvents(beforeIndex: Int64)
     /// Records a cluster member's addresses (and whether it should vote once caught up), so
     /// every node, and every snapshot, knows where each member listens.
@@ -55,25 +59,37 @@ public enum Command: Sendable, Equatable {
     /// and they did not reconnect elsewhere). Apply checks each lease against the command's time
     /// again, sets the agent offline and re-queues its conversations.
     case expireLeases(agentIds: [String])
+    /// The leader's expiry timer: sessions that expired by the command's time end (their sockets
+    /// close, an agent left with none goes offline); sessions expiring up to
+    /// `warnSessionsThrough` and not warned yet get `session.expiring`; idempotency keys older
+    /// than `Limits.idempotencyKeyLifetimeMilliseconds` are forgotten.
+    case expire(warnSessionsThrough: Timestamp)
 }
 
 /// What travels in a log entry: the command, who asked, when, and the optional idempotency key.
 ///
-/// Encoding: `[version u8][at i64][actor][idempotencyKey?][command tag u8][fields...]`. A
-/// version other than `currentVersion` is refused by `decode`, never applied half-way.
+/// Encoding: `[version u8][at i64][actor][idempotency?][command tag u8][fields...]`. Version 2
+/// carries the key with its route and request hash (`Idempotency`); version 1, the key alone, is
+/// still decoded (entries already in logs and snapshots). Any other version is refused by
+/// `decode`, never applied half-way.
 public struct CommandEnvelope: Sendable, Equatable {
-    public static let currentVersion: UInt8 = 1
+    public static let currentVersion: UInt8 = 2
 
     public var at: Timestamp
     public var actor: Actor
-    public var idempotencyKey: String?
+    public var idempotency: Idempotency?
     public var command: Command
 
-    public init(at: Timestamp, actor: Actor, idempotencyKey: String? = nil, command: Command) {
+    public init(at: Timestamp, actor: Actor, idempotency: Idempotency? = nil, command: Command) {
         self.at = at
         self.actor = actor
-        self.idempotencyKey = idempotencyKey
+        self.idempotency = idempotency
         self.command = command
+    }
+
+    /// A key without a route or request hash, as version 1 entries carry it.
+    public init(at: Timestamp, actor: Actor, idempotencyKey: String?, command: Command) {
+        self.init(at: at, actor: actor, idempotency: idempotencyKey.map { Idempotency(key: $0) }, command: command)
     }
 }
 
@@ -90,15 +106,26 @@ extension CommandEnvelope {
         case .channel: writer.write(UInt8(3))
         case .system: writer.write(UInt8(4))
         }
-        writer.write(idempotencyKey)
+        writer.write(idempotency != nil)
+        if let idempotency {
+            writer.write(idempotency.key)
+            writer.write(idempotency.route)
+            writer.write(UInt8(idempotency.requestHash.count))
+            writer.writeRaw(idempotency.requestHash)
+        }
         command.encode(into: &writer)
         return writer.bytes
     }
 
+    /// Longest request hash an entry may carry (SHA-256).
+    static let requestHashBytesMax = 32
+
     public static func decode(_ bytes: [UInt8]) throws(WireError) -> CommandEnvelope {
         var reader = ByteReader(bytes)
         let version = try reader.readUInt8()
-        guard version == currentVersion else { throw .invalid("command version \(version), this node knows \(currentVersion)") }
+        guard version == 1 || version == currentVersion else {
+            throw .invalid("command version \(version), this node knows 1...\(currentVersion)")
+        }
         let at = Timestamp(milliseconds: try reader.readInt64())
         let actor: Actor
         switch try reader.readUInt8() {
@@ -108,10 +135,18 @@ extension CommandEnvelope {
         case 4: actor = .system
         case let tag: throw .invalid("actor tag \(tag)")
         }
-        let key = try reader.readOptionalString()
+        var idempotency: Idempotency?
+        if version == 1 {
+            idempotency = try reader.readOptionalString().map { Idempotency(key: $0) }
+        } else if try reader.readBool() {
+            let key = try reader.readString(), route = try reader.readString()
+            let hashBytes = Int(try reader.readUInt8())
+            guard hashBytes <= requestHashBytesMax else { throw .tooLarge(what: "request hash", size: hashBytes, max: requestHashBytesMax) }
+            idempotency = Idempotency(key: key, route: route, requestHash: try reader.readBytes(hashBytes))
+        }
         let command = try Command.decode(from: &reader)
         try reader.expectEnd()
-        return CommandEnvelope(at: at, actor: actor, idempotencyKey: key, command: command)
+        return CommandEnvelope(at: at, actor: actor, idempotency: idempotency, command: command)
     }
 }
 
@@ -128,12 +163,19 @@ extension Command {
             writer.write(UInt8(1))
             writer.write(id); writer.write(name); writer.write(email); writer.write(passwordHash)
             writer.write(role.rawValue); writer.write(skills); writer.write(capacity)
-        case .updateAgent(let id, let name, let role, let skills, let capacity, let expectedVersion):
-            writer.write(UInt8(2))
+        case .updateAgent(let id, let name, let role, let skills, let capacity, let expectedVersion, let passwordHash, let disabled):
+            // Tag 2 was the layout without `passwordHash` and `disabled` (still decoded).
+            writer.write(UInt8(19))
             writer.write(id); writer.write(name); writer.write(role?.rawValue)
             writer.write(skills != nil)
             if let skills { writer.write(skills) }
             writer.write(capacity.map(Int64.init)); writer.write(expectedVersion)
+            writer.write(passwordHash)
+            writer.write(disabled != nil)
+            if let disabled { writer.write(disabled) }
+        case .expire(let warnThrough):
+            writer.write(UInt8(20))
+            writer.write(warnThrough.milliseconds)
         case .setPresence(let agentId, let status):
             writer.write(UInt8(3))
             writer.write(agentId); writer.write(status.rawValue)
@@ -195,7 +237,7 @@ extension Command {
                 id: try reader.readString(), name: try reader.readString(), email: try reader.readString(),
                 passwordHash: try reader.readString(), role: try decodeEnum(&reader, Role.self),
                 skills: try reader.readStrings(), capacity: try reader.readInt())
-        case 2:
+        case let tag where tag == 2 || tag == 19:
             let id = try reader.readString()
             let name = try reader.readOptionalString()
             let role = try reader.readOptionalString().map { raw throws(WireError) in
@@ -204,7 +246,17 @@ extension Command {
             }
             let skills = try reader.readBool() ? try reader.readStrings() : nil
             let capacity = try reader.readOptionalInt64().map { Int($0) }
-            return .updateAgent(id: id, name: name, role: role, skills: skills, capacity: capacity, expectedVersion: try reader.readOptionalInt64())
+            let expectedVersion = try reader.readOptionalInt64()
+            guard tag == 19 else {
+                return .updateAgent(id: id, name: name, role: role, skills: skills, capacity: capacity, expectedVersion: expectedVersion)
+            }
+            let passwordHash = try reader.readOptionalString()
+            let disabled = try reader.readBool() ? try reader.readBool() : nil
+            return .updateAgent(
+                id: id, name: name, role: role, skills: skills, capacity: capacity, expectedVersion: expectedVersion,
+                passwordHash: passwordHash, disabled: disabled)
+        case 20:
+            return .expire(warnSessionsThrough: Timestamp(milliseconds: try reader.readInt64()))
         case 3:
             return .setPresence(agentId: try reader.readString(), status: try decodeEnum(&reader, Presence.self))
         case 4:

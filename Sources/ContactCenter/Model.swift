@@ -47,11 +47,13 @@ public struct Agent: Sendable, Equatable {
     public var version: Int64
     public var createdAt: Timestamp
     public var updatedAt: Timestamp
+    /// A disabled agent cannot log in, holds no session and is never routed to.
+    public var disabled: Bool
 
     public init(
         id: String, name: String, email: String, passwordHash: String, role: Role, skills: [String], capacity: Int,
         status: Presence, openConversations: Int, lastRoutedIndex: Int64, version: Int64, createdAt: Timestamp,
-        updatedAt: Timestamp
+        updatedAt: Timestamp, disabled: Bool = false
     ) {
         self.id = id
         self.name = name
@@ -66,6 +68,7 @@ public struct Agent: Sendable, Equatable {
         self.version = version
         self.createdAt = createdAt
         self.updatedAt = updatedAt
+        self.disabled = disabled
     }
 
     public var hasFreeCapacity: Bool { openConversations < capacity }
@@ -170,11 +173,14 @@ public struct Conversation: Sendable, Equatable {
     public var resolvedAt: Timestamp?
     public var updatedAt: Timestamp
     public var version: Int64
+    /// Messages in the conversation, notes and bot replies included (at most
+    /// `Limits.conversationMessagesMax`).
+    public var messageCount: Int
 
     public init(
         id: String, contactId: String, channel: Channel, status: ConversationStatus, queueId: String?, assigneeId: String?,
         priority: Int, enqueuedIndex: Int64, createdAt: Timestamp, firstResponseAt: Timestamp?, resolvedAt: Timestamp?,
-        updatedAt: Timestamp, version: Int64
+        updatedAt: Timestamp, version: Int64, messageCount: Int = 0
     ) {
         self.id = id
         self.contactId = contactId
@@ -189,6 +195,7 @@ public struct Conversation: Sendable, Equatable {
         self.resolvedAt = resolvedAt
         self.updatedAt = updatedAt
         self.version = version
+        self.messageCount = messageCount
     }
 
     public var isOpen: Bool { status != .resolved }
@@ -230,6 +237,9 @@ public enum EventType: String, Sendable, CaseIterable {
     case messageCreated = "message.created"
     case agentUpdated = "agent.updated"
     case sessionExpiring = "session.expiring"
+    /// Sessions of the agent ended (logout, password change, disabled, role change, expiry):
+    /// every node closes the event sockets whose session no longer holds.
+    case sessionEnded = "session.ended"
 }
 
 /// Position of an event in the replicated event log: the log index that produced it and its

@@ -39,6 +39,9 @@ public enum Outcome: Sendable, Equatable {
     case conversation(id: String)
     case done
     case rejected(DomainError)
+    /// The answer recorded for a request with an idempotency key: stored under the key, and what
+    /// a retry of the same request returns, with no second effect.
+    case answered(RecordedAnswer)
 
     public func encoded() -> [UInt8] {
         var writer = ByteWriter()
@@ -57,6 +60,9 @@ public enum Outcome: Sendable, Equatable {
         case .rejected(let error):
             writer.write(UInt8(10)); writer.write(error.kind.rawValue); writer.write(error.code)
             writer.write(error.message); writer.write(error.field)
+        case .answered(let answer):
+            writer.write(UInt8(11)); writer.write(UInt16(clamping: answer.status)); writer.write(answer.body)
+            writer.write(answer.etag)
         }
         return writer.bytes
     }
@@ -78,6 +84,10 @@ public enum Outcome: Sendable, Equatable {
             let rawKind = try reader.readUInt8()
             guard let kind = DomainError.Kind(rawValue: rawKind) else { throw .invalid("error kind \(rawKind)") }
             outcome = .rejected(DomainError(kind, try reader.readString(), try reader.readString(), field: try reader.readOptionalString()))
+        case 11:
+            let status = Int(try reader.readUInt16())
+            guard (100...599).contains(status) else { throw .invalid("answer status \(status)") }
+            outcome = .answered(RecordedAnswer(status: status, body: try reader.readString(), etag: try reader.readOptionalInt64()))
         case let tag: throw .invalid("outcome tag \(tag)")
         }
         try reader.expectEnd()

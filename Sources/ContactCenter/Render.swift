@@ -5,7 +5,8 @@ public enum Render {
 
     public static func agent(_ agent: Agent) -> JSONValue {
         .members([
-            "capacity": .int(agent.capacity), "createdAt": .timestamp(agent.createdAt), "email": .string(agent.email),
+            "capacity": .int(agent.capacity), "createdAt": .timestamp(agent.createdAt), "disabled": .bool(agent.disabled),
+            "email": .string(agent.email),
             "id": .string(agent.id), "name": .string(agent.name), "openConversations": .int(agent.openConversations),
             "role": .string(agent.role.rawValue), "skills": .strings(agent.skills), "status": .string(agent.status.rawValue),
             "version": .int(agent.version),
@@ -44,14 +45,21 @@ public enum Render {
     }
 
     /// A conversation without its messages; `contact` is the contact id unless given rendered.
-    public static func conversation(_ conversation: Conversation, contact: JSONValue? = nil, messages: [Message]? = nil) -> JSONValue {
+    /// With `messages` (a page of the newest, oldest first), `olderMessages` is the id to pass
+    /// as `before=` to read the page before them, or null when they reach the first message.
+    public static func conversation(
+        _ conversation: Conversation, contact: JSONValue? = nil, messages: [Message]? = nil, olderMessages: String? = nil
+    ) -> JSONValue {
         var members: [JSONValue.Member] = [
             .init("assignee", .optional(conversation.assigneeId)), .init("channel", .string(conversation.channel.rawValue)),
             .init("contact", contact ?? .string(conversation.contactId)), .init("createdAt", .timestamp(conversation.createdAt)),
             .init("firstResponseAt", .timestamp(conversation.firstResponseAt)), .init("id", .string(conversation.id)),
         ]
         members.reserveCapacity(11)
-        if let messages { members.append(.init("messages", .array(messages.map(message)))) }
+        if let messages {
+            members.append(.init("messages", .array(messages.map(message))))
+            members.append(.init("olderMessages", .optional(olderMessages)))
+        }
         members.append(.init("queue", .optional(conversation.queueId)))
         members.append(.init("resolvedAt", .timestamp(conversation.resolvedAt)))
         members.append(.init("status", .string(conversation.status.rawValue)))

@@ -74,6 +74,12 @@ extension ApplyContext {
             try store.update(agent)
             emitAgentUpdated(agent)
         }
+        try requeueAssigned(agentId: agentId)
+    }
+
+    /// The agent's assigned conversations go back to their queues (routed at once to another
+    /// agent if one can take them).
+    mutating func requeueAssigned(agentId: String) throws {
         for var conversation in try store.assignedConversations(agentId: agentId) {
             try release(agentId: agentId)
             let queue = try conversation.queueId.flatMap(store.queue(id:))

@@ -12,12 +12,23 @@ public protocol StateStore {
     func agent(id: String) throws -> Agent?
     func agent(email: String) throws -> Agent?
     func insert(_ agent: Agent) throws
+    func agentCount() throws -> Int
     func update(_ agent: Agent) throws
     /// The first agent, in routing order, that is `available`, has free capacity and satisfies
     /// `accept`. Routing order: `lastRoutedIndex` ascending (longest idle first), then `id`.
     func firstAvailableAgent(where accept: (Agent) -> Bool) throws -> Agent?
 
     func insert(_ session: Session) throws
+    /// The agent's sessions' token hashes, oldest first (`createdAt`, then hash).
+    func sessionTokenHashes(agentId: String) throws -> [String]
+    func sessionAgentId(tokenHash: String) throws -> String?
+    /// How far `session.expiring` has been sent (0 before any).
+    func sessionsWarnedThrough() throws -> Timestamp
+    func setSessionsWarnedThrough(_ time: Timestamp) throws
+    /// Deletes sessions that expire at or before `time`; returns their agents, sorted, once each.
+    func deleteSessions(expiringAtOrBefore time: Timestamp) throws -> [String]
+    /// Agents of sessions expiring in `(after, through]`, sorted, once each.
+    func agentsWithSessions(expiringAfter after: Timestamp, through: Timestamp) throws -> [String]
     /// Returns false when no such session existed.
     func deleteSession(tokenHash: String) throws -> Bool
 
@@ -47,11 +58,12 @@ public protocol StateStore {
     func nextQueuedConversation(queueIds: [String?]) throws -> Conversation?
 
     func insert(_ message: Message) throws
+    func message(id: String) throws -> Message?
     func externalMessage(channel: Channel, externalId: String) throws -> (conversationId: String, messageId: String)?
     func insertExternalMessage(channel: Channel, externalId: String, conversationId: String, messageId: String) throws
 
     func insert(_ event: Event) throws
-    /// Deletes events and idempotency records from before `index`; records the new window start.
+    /// Deletes events from before `index`; records the new window start.
     func trimEvents(before index: Int64) throws
     /// Inserts or replaces a cluster member's addresses.
     func put(_ member: ClusterMember) throws
@@ -62,6 +74,9 @@ public protocol StateStore {
     /// The agent's assigned (open) conversations, by id.
     func assignedConversations(agentId: String) throws -> [Conversation]
 
-    func idempotentOutcome(scope: String, key: String) throws -> [UInt8]?
-    func saveIdempotentOutcome(scope: String, key: String, index: Int64, outcome: [UInt8]) throws
+    func idempotencyRecord(scope: String, key: String) throws -> IdempotencyRecord?
+    /// Inserts or replaces the record under (`scope`, `key`).
+    func save(_ record: IdempotencyRecord, scope: String, key: String, index: Int64) throws
+    /// Forgets the records whose command time is at or before `time`.
+    func deleteIdempotencyRecords(through time: Timestamp) throws
 }

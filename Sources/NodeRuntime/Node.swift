@@ -37,6 +37,8 @@ public struct NodeConfiguration: Sendable {
     public var passwordRounds: Int = PasswordHasher.productionRounds
     /// How long a session token stays valid after login.
     public var sessionLifetime: Duration = .seconds(12 * 3600)
+    /// How long before a session expires its agent gets `session.expiring`.
+    public var sessionExpiryWarning: Duration = .seconds(10 * 60)
     /// Events (and idempotency records) older than this many log entries are trimmed.
     public var eventsWindowEntries: Int64 = 200_000
     /// How long a read may wait for `minIndex` or a linearizable barrier.
@@ -88,6 +90,8 @@ public enum NodeStartError: Error, CustomStringConvertible {
 /// What one proposal became.
 public struct Proposal: Sendable {
     public var outcome: Outcome
+    /// The command repeated an idempotency key; `outcome` is the first request's answer.
+    public var replayed: Bool = false
 }
 
 /// A running node: the Raft loop over the durable log and `state.sqlite`, the peer link to the
@@ -241,8 +245,8 @@ public final class Node: Sendable {
     /// once the command is executed, before the commit that shows it to this node's readers
     /// (`NodeConfiguration.leaderCommitHold`). Its outcome is final either way, and a read that
     /// follows on any node still sees it (reads wait for the index they need).
-    public func propose(_ command: Command, actor: Actor, idempotencyKey: String? = nil, readsBack: Bool = true) async throws -> Proposal {
-        let envelope = CommandEnvelope(at: now(), actor: actor, idempotencyKey: idempotencyKey, command: command)
+    public func propose(_ command: Command, actor: Actor, idempotency: Idempotency? = nil, readsBack: Bool = true) async throws -> Proposal {
+        let envelope = CommandEnvelope(at: now(), actor: actor, idempotency: idempotency, command: command)
         let bytes = envelope.encoded()
         let deadline = Date().addingTimeInterval(configuration.writeWaitMax.seconds)
         let leaderDeadline = Date().addingTimeInterval(configuration.leaderWaitMax.seconds)
@@ -285,7 +289,7 @@ public final class Node: Sendable {
 
     private func proposal(_ applied: ContactCenterMachine.Applied?) throws -> Proposal {
         guard let applied else { throw NodeError.unknownOutcome("the entry applied was not a command") }
-        return Proposal(outcome: applied.outcome)
+        return Proposal(outcome: applied.outcome, replayed: applied.replayed)
     }
 
     func nodeError(_ error: ReplicationError) -> NodeError {
@@ -510,12 +514,26 @@ public final class Node: Sendable {
 
     /// An agent opened an event WebSocket here: its lease is renewed at once and then every
     /// `leaseRenewInterval` while one stays open.
-    public func agentConnected(_ agentId: String) {
-        let first = connectedAgents.withLock { agents in
-            agents[agentId, default: 0] += 1
-            return agents[agentId] == 1
+    /// Event sockets one agent may hold open on one node.
+    public static let eventSocketsPerAgentMax = 8
+
+    /// The agent's event sockets open on this node.
+    public func eventSockets(of agentId: String) -> Int {
+        connectedAgents.withLock { $0[agentId] ?? 0 }
+    }
+
+    /// Counts a new event socket of the agent; false (nothing counted) when the agent already
+    /// holds `eventSocketsPerAgentMax` here.
+    public func agentConnected(_ agentId: String) -> Bool {
+        let admitted = connectedAgents.withLock { agents -> Bool? in
+            let open = agents[agentId] ?? 0
+            guard open < Self.eventSocketsPerAgentMax else { return nil }
+            agents[agentId] = open + 1
+            return open == 0
         }
+        guard let first = admitted else { return false }
         if first { Task { await renewLeases([agentId]) } }
+        return true
     }
 
     public func agentDisconnected(_ agentId: String) {
@@ -539,6 +557,23 @@ public final class Node: Sendable {
 
     /// The leader's timer: agents whose lease ended (nobody renewed it) go offline and their
     /// conversations back to their queues.
+    /// The leader proposes `Command.expire` when sessions expired, sessions are to be warned
+    /// (`session.expiring`, `sessionExpiryWarning` ahead) or idempotency keys outlived their
+    /// lifetime. What is due is decided again in apply, against the command's time.
+    func expireSessionsAndKeys() async {
+        guard loop.status.role == .leader else { return }
+        do {
+            let time = now()
+            let warnThrough = time.adding(milliseconds: Int64(configuration.sessionExpiryWarning.seconds * 1000))
+            let keysThrough = time.adding(milliseconds: -Limits.idempotencyKeyLifetimeMilliseconds)
+            let due = try await state.read { try $0.expiryDue(now: time, warnThrough: warnThrough, keysThrough: keysThrough) }
+            guard due else { return }
+            _ = try await propose(.expire(warnSessionsThrough: warnThrough), actor: .system)
+        } catch {
+            logger.warning("session and idempotency key expiry failed", metadata: ["error": "\(error)"])
+        }
+    }
+
     func expireLeases() async {
         guard loop.status.role == .leader else { return }
         do {

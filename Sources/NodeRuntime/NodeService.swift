@@ -26,6 +26,7 @@ public struct NodeService: Service {
         var nextTrim = ContinuousClock.now + trimInterval
         var nextRenewal = ContinuousClock.now + node.configuration.leaseRenewInterval
         var nextExpiry = ContinuousClock.now + .seconds(1)
+        var nextSessionExpiry = ContinuousClock.now + .seconds(5)
         await withGracefulShutdownHandler {
             while !Task.isCancelled && !Task.isShuttingDownGracefully {
                 do {
@@ -42,6 +43,10 @@ public struct NodeService: Service {
                 if ContinuousClock.now >= nextExpiry {
                     nextExpiry = ContinuousClock.now + .seconds(1)
                     await node.expireLeases()
+                }
+                if ContinuousClock.now >= nextSessionExpiry {
+                    nextSessionExpiry = ContinuousClock.now + .seconds(5)
+                    await node.expireSessionsAndKeys()
                 }
                 if ContinuousClock.now >= nextTrim {
                     nextTrim = ContinuousClock.now + trimInterval

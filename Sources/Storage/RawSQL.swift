@@ -28,19 +28,26 @@ struct RawStatement {
     }
 
     /// Binds `bind`'s values and reads the first row with `read`, or nil when there is none.
-    func fetchOne<T>(_ bind: (inout Bindings) -> Void, _ read: (Columns) -> T) throws -> T? {
-        try first(bind) { .some(read($0)) }
+    func fetchOne<T>(_ bind: (inout Bindings) -> Void, _ read: (Columns) throws -> T) throws -> T? {
+        try first(bind) { .some(try read($0)) }
     }
 
     /// Steps through the rows until `read` returns a value (or the rows run out); `read` must not
     /// use the database.
-    func first<T>(_ bind: (inout Bindings) -> Void, _ read: (Columns) -> T?) throws -> T? {
+    func first<T>(_ bind: (inout Bindings) -> Void, _ read: (Columns) throws -> T?) throws -> T? {
         self.bind(bind)
         while true {
             let code = sqlite3_step(handle)
             switch code {
             case SQLITE_ROW:
-                if let value = read(Columns(handle: handle)) {
+                let value: T?
+                do {
+                    value = try read(Columns(handle: handle))
+                } catch {
+                    sqlite3_reset(handle)
+                    throw error
+                }
+                if let value {
                     sqlite3_reset(handle)
                     return value
                 }

@@ -87,30 +87,34 @@ public struct SQLiteStore: StateStore {
     public func insert(_ agent: Agent) throws {
         try db.cachedStatement(sql: """
                 INSERT INTO agents (id, name, email, password_hash, role, skills, capacity, status, open_count,
-                    last_routed_index, version, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)
+                    last_routed_index, version, created_at, updated_at, disabled) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)
                 """).execute(arguments: [
                 agent.id, agent.name, agent.email, agent.passwordHash, agent.role.rawValue, Rows.list(agent.skills), agent.capacity,
                 agent.status.rawValue, agent.openConversations, agent.lastRoutedIndex, agent.version,
-                agent.createdAt.milliseconds, agent.updatedAt.milliseconds,
+                agent.createdAt.milliseconds, agent.updatedAt.milliseconds, agent.disabled,
             ])
+    }
+
+    public func agentCount() throws -> Int {
+        try Int.fetchOne(try db.cachedStatement(sql: "SELECT COUNT(*) FROM agents")) ?? 0
     }
 
     public func update(_ agent: Agent) throws {
         try RawStatement(db, """
                 UPDATE agents SET name = ?, email = ?, password_hash = ?, role = ?, skills = ?, capacity = ?, status = ?,
-                    open_count = ?, last_routed_index = ?, version = ?, updated_at = ? WHERE id = ?
+                    open_count = ?, last_routed_index = ?, version = ?, updated_at = ?, disabled = ? WHERE id = ?
                 """).execute {
             $0.add(agent.name); $0.add(agent.email); $0.add(agent.passwordHash); $0.add(agent.role.rawValue)
             $0.add(Rows.list(agent.skills)); $0.add(agent.capacity); $0.add(agent.status.rawValue)
             $0.add(agent.openConversations); $0.add(agent.lastRoutedIndex); $0.add(agent.version)
-            $0.add(agent.updatedAt.milliseconds); $0.add(agent.id)
+            $0.add(agent.updatedAt.milliseconds); $0.add(agent.disabled); $0.add(agent.id)
         }
     }
 
     public func firstAvailableAgent(where accept: (Agent) -> Bool) throws -> Agent? {
         try RawStatement(db, SQL.availableAgents)
             .first({ _ in }) { columns in
-                let agent = Rows.agent(columns)
+                let agent = try Rows.agent(columns)
                 return accept(agent) ? agent : nil
             }
     }
@@ -122,8 +126,39 @@ public struct SQLiteStore: StateStore {
     }
 
     public func deleteSession(tokenHash: String) throws -> Bool {
+        cache.changes.endedSessions.insert(tokenHash)
         try db.cachedStatement(sql: "DELETE FROM sessions WHERE token_hash = ?").execute(arguments: [tokenHash])
         return db.changesCount > 0
+    }
+
+    public func sessionTokenHashes(agentId: String) throws -> [String] {
+        try String.fetchAll(
+            try db.cachedStatement(sql: "SELECT token_hash FROM sessions WHERE agent_id = ? ORDER BY created_at, token_hash"), arguments: [agentId])
+    }
+
+    public func sessionAgentId(tokenHash: String) throws -> String? {
+        try String.fetchOne(try db.cachedStatement(sql: "SELECT agent_id FROM sessions WHERE token_hash = ?"), arguments: [tokenHash])
+    }
+
+    public func deleteSessions(expiringAtOrBefore time: Timestamp) throws -> [String] {
+        let agents = try String.fetchAll(
+            try db.cachedStatement(sql: "SELECT DISTINCT agent_id FROM sessions WHERE expires_at <= ? ORDER BY agent_id"), arguments: [time.milliseconds])
+        try db.cachedStatement(sql: "DELETE FROM sessions WHERE expires_at <= ?").execute(arguments: [time.milliseconds])
+        return agents
+    }
+
+    public func agentsWithSessions(expiringAfter after: Timestamp, through: Timestamp) throws -> [String] {
+        try String.fetchAll(
+            try db.cachedStatement(sql: "SELECT DISTINCT agent_id FROM sessions WHERE expires_at > ? AND expires_at <= ? ORDER BY agent_id"),
+            arguments: [after.milliseconds, through.milliseconds])
+    }
+
+    public func sessionsWarnedThrough() throws -> Timestamp {
+        Timestamp(milliseconds: try Int64.fetchOne(try db.cachedStatement(sql: "SELECT value FROM meta WHERE key = 'sessions_warned_through'")) ?? 0)
+    }
+
+    public func setSessionsWarnedThrough(_ time: Timestamp) throws {
+        try db.cachedStatement(sql: "UPDATE meta SET value = ? WHERE key = 'sessions_warned_through'").execute(arguments: [time.milliseconds])
     }
 
     public func session(tokenHash: String) throws -> Session? {
@@ -220,13 +255,13 @@ public struct SQLiteStore: StateStore {
         cache.changes.conversationIds.insert(conversation.id)
         try RawStatement(db, """
                 INSERT INTO conversations (id, contact_id, channel, status, queue_id, assignee_id, priority, enqueued_index,
-                    created_at, first_response_at, resolved_at, updated_at, version) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)
+                    created_at, first_response_at, resolved_at, updated_at, version, message_count) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)
                 """).execute {
             $0.add(conversation.id); $0.add(conversation.contactId); $0.add(conversation.channel.rawValue)
             $0.add(conversation.status.rawValue); $0.add(conversation.queueId); $0.add(conversation.assigneeId)
             $0.add(conversation.priority); $0.add(conversation.enqueuedIndex); $0.add(conversation.createdAt.milliseconds)
             $0.add(conversation.firstResponseAt?.milliseconds); $0.add(conversation.resolvedAt?.milliseconds)
-            $0.add(conversation.updatedAt.milliseconds); $0.add(conversation.version)
+            $0.add(conversation.updatedAt.milliseconds); $0.add(conversation.version); $0.add(conversation.messageCount)
         }
     }
 
@@ -234,12 +269,12 @@ public struct SQLiteStore: StateStore {
         cache.changes.conversationIds.insert(conversation.id)
         try RawStatement(db, """
                 UPDATE conversations SET status = ?, queue_id = ?, assignee_id = ?, priority = ?, enqueued_index = ?,
-                    first_response_at = ?, resolved_at = ?, updated_at = ?, version = ? WHERE id = ?
+                    first_response_at = ?, resolved_at = ?, updated_at = ?, version = ?, message_count = ? WHERE id = ?
                 """).execute {
             $0.add(conversation.status.rawValue); $0.add(conversation.queueId); $0.add(conversation.assigneeId)
             $0.add(conversation.priority); $0.add(conversation.enqueuedIndex); $0.add(conversation.firstResponseAt?.milliseconds)
             $0.add(conversation.resolvedAt?.milliseconds); $0.add(conversation.updatedAt.milliseconds); $0.add(conversation.version)
-            $0.add(conversation.id)
+            $0.add(conversation.messageCount); $0.add(conversation.id)
         }
     }
 
@@ -264,6 +299,10 @@ public struct SQLiteStore: StateStore {
             $0.add(message.text); $0.add(message.isPrivate); $0.add(message.externalId); $0.add(message.createdAt.milliseconds)
             $0.add(message.logIndex); $0.add(message.ordinal)
         }
+    }
+
+    public func message(id: String) throws -> Message? {
+        try Row.fetchOne(try db.cachedStatement(sql: "SELECT * FROM messages WHERE id = ?"), arguments: [id]).map(Rows.message)
     }
 
     public func externalMessage(channel: Channel, externalId: String) throws -> (conversationId: String, messageId: String)? {
@@ -294,7 +333,6 @@ public struct SQLiteStore: StateStore {
         let current = try Int64.fetchOne(try db.cachedStatement(sql: "SELECT value FROM meta WHERE key = 'events_trimmed_before'")) ?? 0
         guard index > current else { return }
         try db.cachedStatement(sql: "DELETE FROM events WHERE position < ?").execute(arguments: [SQL.position(EventCursor(index: index, seq: 0))])
-        try db.cachedStatement(sql: "DELETE FROM idempotency WHERE log_index < ?").execute(arguments: [index])
         try db.cachedStatement(sql: "UPDATE meta SET value = ? WHERE key = 'events_trimmed_before'").execute(arguments: [index])
     }
 
@@ -321,12 +359,24 @@ public struct SQLiteStore: StateStore {
             .map(Rows.conversation)
     }
 
-    public func idempotentOutcome(scope: String, key: String) throws -> [UInt8]? {
-        try Data.fetchOne(try db.cachedStatement(sql: "SELECT outcome FROM idempotency WHERE scope = ? AND key = ?"), arguments: [scope, key]).map { [UInt8]($0) }
+    public func idempotencyRecord(scope: String, key: String) throws -> IdempotencyRecord? {
+        try Row.fetchOne(
+            try db.cachedStatement(sql: "SELECT outcome, request_hash, at FROM idempotency WHERE scope = ? AND key = ?"), arguments: [scope, key]
+        ).map { row in
+            IdempotencyRecord(
+                outcome: [UInt8](row[0] as Data), requestHash: (row[1] as Data?).map { [UInt8]($0) } ?? [],
+                at: Timestamp(milliseconds: row[2]))
+        }
     }
 
-    public func saveIdempotentOutcome(scope: String, key: String, index: Int64, outcome: [UInt8]) throws {
-        try db.cachedStatement(sql: "INSERT INTO idempotency (scope, key, log_index, outcome) VALUES (?,?,?,?)").execute(arguments: [scope, key, index, Data(outcome)])
+    public func save(_ record: IdempotencyRecord, scope: String, key: String, index: Int64) throws {
+        try db.cachedStatement(sql: "INSERT OR REPLACE INTO idempotency (scope, key, log_index, outcome, request_hash, at) VALUES (?,?,?,?,?,?)")
+            .execute(arguments: [scope, key, index, Data(record.outcome), Data(record.requestHash), record.at.milliseconds])
+    }
+
+    /// Forgets idempotency records whose command time is at or before `time`.
+    public func deleteIdempotencyRecords(through time: Timestamp) throws {
+        try db.cachedStatement(sql: "DELETE FROM idempotency WHERE at <= ?").execute(arguments: [time.milliseconds])
     }
 }
 

@@ -107,6 +107,22 @@ enum Schema {
                 CREATE INDEX conversations_assignee ON conversations (assignee_id, status) WHERE assignee_id IS NOT NULL;
                 """)
         }
+        migrator.registerMigration("v7") { db in
+            // Bounds that apply checks on every write (ContactCenter `Limits`): a conversation's
+            // message count, kept with it instead of counted on every message; an agent's
+            // `disabled` flag; how far `session.expiring` has been sent; and, for idempotency
+            // keys scoped to the request, the hash of the request and the first answer.
+            try db.execute(sql: """
+                ALTER TABLE conversations ADD COLUMN message_count INTEGER NOT NULL DEFAULT 0;
+                UPDATE conversations SET message_count = (SELECT COUNT(*) FROM messages WHERE conversation_id = conversations.id);
+                ALTER TABLE agents ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0;
+                INSERT INTO meta (key, value) VALUES ('sessions_warned_through', 0);
+                CREATE INDEX sessions_expiry ON sessions (expires_at);
+                ALTER TABLE idempotency ADD COLUMN request_hash BLOB;
+                ALTER TABLE idempotency ADD COLUMN at INTEGER NOT NULL DEFAULT 0;
+                CREATE INDEX idempotency_at ON idempotency (at);
+                """)
+        }
         return migrator
     }
 

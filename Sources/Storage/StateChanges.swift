@@ -1,11 +1,13 @@
 /// What one apply transaction wrote that readers may hold rendered copies of.
 ///
 /// `SQLiteStore` records every conversation it inserts or updates, every conversation a message
-/// is added to, and every contact it updates. Rolled-back savepoints stay recorded: telling a
+/// is added to, every contact it updates and every session it deletes. Rolled-back savepoints stay recorded: telling a
 /// reader to drop a copy it could have kept is harmless; the opposite is a stale read.
 public struct StateChanges: Sendable, Equatable {
     public var conversationIds: Set<String> = []
     public var contactIds: Set<String> = []
+    /// Token hashes of sessions that ended (logout, eviction, password change, disabled).
+    public var endedSessions: Set<String> = []
     /// Everything may have changed (a restored snapshot, for example).
     public var everything = false
 
@@ -20,8 +22,9 @@ public struct StateChanges: Sendable, Equatable {
     public mutating func formUnion(_ other: StateChanges) {
         conversationIds.formUnion(other.conversationIds)
         contactIds.formUnion(other.contactIds)
+        endedSessions.formUnion(other.endedSessions)
         everything = everything || other.everything
     }
 
-    public var isEmpty: Bool { !everything && conversationIds.isEmpty && contactIds.isEmpty }
+    public var isEmpty: Bool { !everything && conversationIds.isEmpty && contactIds.isEmpty && endedSessions.isEmpty }
 }

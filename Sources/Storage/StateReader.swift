@@ -33,14 +33,14 @@ public struct StateReader {
 
     public func session(tokenHash: String) throws -> Session? { try store.session(tokenHash: tokenHash) }
 
-    private func page<Item>(_ rows: [Row], limit: Int, key: (Item) -> String, map: (Row) -> Item) -> Page<Item> {
-        let items = rows.map(map)
+    private func page<Item>(_ rows: [Row], limit: Int, key: (Item) -> String, map: (Row) throws -> Item) throws -> Page<Item> {
+        let items = try rows.map(map)
         return Page(items: items, nextCursor: items.count == limit ? items.last.map(key) : nil)
     }
 
     public func agents(limit: Int, after cursor: String?) throws -> Page<Agent> {
         let rows = try Row.fetchAll(try db.cachedStatement(sql: SQL.agentsPage), arguments: [cursor ?? "", limit])
-        return page(rows, limit: limit, key: \.id, map: Rows.agent)
+        return try page(rows, limit: limit, key: \.id, map: Rows.agent)
     }
 
     public func queuesWithWaiting() throws -> [(Queue, Int, Timestamp?)] {
@@ -49,7 +49,7 @@ public struct StateReader {
                     (SELECT min(c.updated_at) FROM conversations c WHERE c.status = 'queued' AND c.queue_id = q.id) AS oldest
                 FROM queues q ORDER BY q.created_index, q.id
                 """)
-        ).map { row in (Rows.queue(row), row["waiting"], Rows.timestamp(row["oldest"])) }
+        ).map { row in (try Rows.queue(row), row["waiting"], Rows.timestamp(row["oldest"])) }
     }
 
     public func rules() throws -> [Rule] { try store.rules() }
@@ -87,17 +87,50 @@ public struct StateReader {
         arguments.append(limit)
         let sql = "SELECT \(Rows.conversationColumns) FROM conversations WHERE \(clauses.joined(separator: " AND ")) ORDER BY id LIMIT ?"
         let rows = try Row.fetchAll(try db.cachedStatement(sql: sql), arguments: StatementArguments(arguments))
-        return page(rows, limit: limit, key: \.id, map: Rows.conversation)
+        return try page(rows, limit: limit, key: \.id, map: Rows.conversation)
     }
 
-    public func messages(conversationId: String, limit: Int) throws -> [Message] {
-        try Row.fetchAll(try db.cachedStatement(sql: "SELECT * FROM messages WHERE conversation_id = ? ORDER BY log_index, ordinal LIMIT ?"),
-            arguments: [conversationId, limit]
-        ).map(Rows.message)
+    /// A page of the conversation's messages, newest first from `before` (a message id; nil:
+    /// the newest), returned oldest first. `olderCursor` is the id to pass as `before` for the
+    /// page before this one, nil when this page reaches the first message. Nil when `before`
+    /// names no message of the conversation.
+    public func messages(conversationId: String, before: String?, limit: Int) throws -> (messages: [Message], olderCursor: String?)? {
+        var rows: [Row]
+        if let before {
+            guard let anchor = try Row.fetchOne(
+                try db.cachedStatement(sql: "SELECT log_index, ordinal FROM messages WHERE id = ? AND conversation_id = ?"),
+                arguments: [before, conversationId])
+            else { return nil }
+            rows = try Row.fetchAll(
+                try db.cachedStatement(sql: """
+                    SELECT * FROM messages WHERE conversation_id = ? AND (log_index, ordinal) < (?, ?)
+                    ORDER BY log_index DESC, ordinal DESC LIMIT ?
+                    """),
+                arguments: [conversationId, anchor[0] as Int64, anchor[1] as Int64, limit + 1])
+        } else {
+            rows = try Row.fetchAll(
+                try db.cachedStatement(sql: "SELECT * FROM messages WHERE conversation_id = ? ORDER BY log_index DESC, ordinal DESC LIMIT ?"),
+                arguments: [conversationId, limit + 1])
+        }
+        let more = rows.count > limit
+        if more { rows.removeLast() }
+        let messages = try rows.reversed().map(Rows.message)
+        return (messages, more ? messages.first?.id : nil)
     }
 
-    public func message(id: String) throws -> Message? {
-        try Row.fetchOne(try db.cachedStatement(sql: "SELECT * FROM messages WHERE id = ?"), arguments: [id]).map(Rows.message)
+    public func message(id: String) throws -> Message? { try store.message(id: id) }
+
+    /// Whether `Command.expire` has work: a session expired by `now`, a session expiring by
+    /// `warnThrough` not warned yet, or an idempotency record from `keysThrough` or before.
+    public func expiryDue(now: Timestamp, warnThrough: Timestamp, keysThrough: Timestamp) throws -> Bool {
+        let warned = max(try store.sessionsWarnedThrough(), now)
+        return try Bool.fetchOne(
+            try db.cachedStatement(sql: """
+                SELECT EXISTS (SELECT 1 FROM sessions WHERE expires_at <= ?)
+                    OR EXISTS (SELECT 1 FROM sessions WHERE expires_at > ? AND expires_at <= ?)
+                    OR EXISTS (SELECT 1 FROM idempotency WHERE at <= ?)
+                """),
+            arguments: [now.milliseconds, warned.milliseconds, warnThrough.milliseconds, keysThrough.milliseconds]) ?? false
     }
 
     /// The events addressed to `agentId` after `cursor`, in cursor order, at most `limit`

@@ -54,7 +54,7 @@ final class BadInputTests: XCTestCase {
                 (.get, "/v1/conversations?limit=900", token, nil, .badRequest, "malformed_request"),
                 (.get, "/v1/agents/me?consistency=eventual", token, nil, .badRequest, "malformed_request"),
                 (.get, "/v1/agents/me?minIndex=-4", token, nil, .badRequest, "malformed_request"),
-                (.get, "/v1/agents/me?minIndex=999999", token, nil, .serviceUnavailable, "not_caught_up"),
+                (.get, "/v1/agents/me?minIndex=999999", token, nil, .badRequest, "min_index_ahead"),
                 (.get, "/v1/agents/ag_missing", TestNode.adminToken, nil, .notFound, "agent_not_found"),
                 (.patch, "/v1/contacts/\(contactId)", TestNode.adminToken, #"{"name":"Bee"}"#, .preconditionFailed, "version_mismatch"),
                 (.patch, "/v1/contacts/ct_missing", TestNode.adminToken, #"{"name":"Bee"}"#, .notFound, "contact_not_found"),

@@ -24,6 +24,9 @@ final class CodecTests: XCTestCase {
         .setMember(ClusterMember(id: "n2", peer: "127.0.0.1:7082", api: "127.0.0.1:8082", voter: true)),
         .renewLeases(agentIds: ["ag_1", "ag_2"], until: Timestamp(milliseconds: 1_800_000_030_000)),
         .expireLeases(agentIds: ["ag_1"]),
+        .updateAgent(id: "a", name: nil, role: nil, skills: nil, capacity: nil, expectedVersion: 2, passwordHash: "pbkdf2$x", disabled: true),
+        .updateAgent(id: "a", name: nil, role: nil, skills: nil, capacity: nil, expectedVersion: nil, passwordHash: nil, disabled: false),
+        .expire(warnSessionsThrough: Timestamp(milliseconds: 1_800_000_600_000)),
     ]
 
     func testEveryCommandRoundTrips() throws {
@@ -43,10 +46,25 @@ final class CodecTests: XCTestCase {
 
     func testUnknownVersionIsRefused() {
         var bytes = CommandEnvelope(at: Timestamp(milliseconds: 1), actor: .admin, command: .resolve(conversationId: "v")).encoded()
-        bytes[0] = 2
+        bytes[0] = 3
         XCTAssertThrowsError(try CommandEnvelope.decode(bytes)) { error in
-            XCTAssertEqual(error as? WireError, .invalid("command version 2, this node knows 1"))
+            XCTAssertEqual(error as? WireError, .invalid("command version 3, this node knows 1...2"))
         }
+    }
+
+    /// Entries written before idempotency keys were scoped (version 1: the key alone) still
+    /// decode, to a key without route or hash, so logs and snapshots from before replay.
+    func testVersionOneEntriesStillDecode() throws {
+        var writer = ByteWriter()
+        writer.write(UInt8(1)); writer.write(Int64(7)); writer.write(UInt8(1)); writer.write(Optional("k1"))
+        writer.write(UInt8(13)); writer.write("cv_1")
+        let envelope = try CommandEnvelope.decode(writer.bytes)
+        XCTAssertEqual(envelope, CommandEnvelope(at: Timestamp(milliseconds: 7), actor: .admin, idempotency: Idempotency(key: "k1"), command: .resolve(conversationId: "cv_1")))
+        let scoped = CommandEnvelope(
+            at: Timestamp(milliseconds: 7), actor: .agent(id: "ag_1"),
+            idempotency: Idempotency(key: "k1", route: "POST /v1/conversations/cv_1/resolve", requestHash: Array(repeating: 9, count: 32)),
+            command: .resolve(conversationId: "cv_1"))
+        XCTAssertEqual(try CommandEnvelope.decode(scoped.encoded()), scoped)
     }
 
     func testEveryTruncationAndRandomBytesFailCleanly() {

@@ -25,7 +25,10 @@ final class DeterminismTests: XCTestCase {
         var clock: Int64 = 1_800_000_000_000
         func add(_ command: Command, _ actor: Actor = .admin, key: String? = nil) {
             clock += 1000
-            log.append(CommandEnvelope(at: Timestamp(milliseconds: clock), actor: actor, idempotencyKey: key, command: command))
+            // Keys scoped to a route with a request hash, as the API sends them; the hash varies
+            // so some retries are refused as a reused key.
+            let idempotency = key.map { Idempotency(key: $0, route: "POST /x", requestHash: [UInt8(clock / 1000 % 2)]) }
+            log.append(CommandEnvelope(at: Timestamp(milliseconds: clock), actor: actor, idempotency: idempotency, command: command))
         }
         for (position, skill) in skills.enumerated() {
             add(.createQueue(id: "q\(position)", name: skill, skills: [skill], priority: position, channels: [Channel.allCases[position]]))
@@ -65,7 +68,21 @@ final class DeterminismTests: XCTestCase {
                     add(.postMessage(conversationId: conversation, messageId: "pm\(step)", text: "ok", isPrivate: false), .agent(id: agent), key: key)
                 }
             case 8:
-                add(.updateAgent(id: agent, name: nil, role: nil, skills: nil, capacity: Int.random(in: 0...3, using: &random), expectedVersion: nil))
+                switch Int.random(in: 0..<6, using: &random) {
+                case 0:
+                    // Disabled and enabled again: sessions end, conversations go back to queues.
+                    add(.updateAgent(
+                        id: agent, name: nil, role: nil, skills: nil, capacity: nil, expectedVersion: nil, passwordHash: nil,
+                        disabled: Bool.random(using: &random)))
+                case 1:
+                    add(.createSession(tokenHash: "t\(step)", agentId: agent, expiresAt: Timestamp(milliseconds: clock + 30_000)), .agent(id: agent))
+                case 2:
+                    add(.deleteSession(tokenHash: "t\(Int.random(in: 0..<max(1, step), using: &random))"), .agent(id: agent))
+                case 3:
+                    add(.expire(warnSessionsThrough: Timestamp(milliseconds: clock + 60_000)), .system)
+                default:
+                    add(.updateAgent(id: agent, name: nil, role: nil, skills: nil, capacity: Int.random(in: 0...3, using: &random), expectedVersion: nil))
+                }
             default:
                 if let conversation = conversations.randomElement(using: &random) {
                     add(.assign(conversationId: conversation, agentId: agent, queueId: nil), .agent(id: agent))
