@@ -199,6 +199,10 @@ final class ProxyHandler: ChannelInboundHandler, BackendExchange {
             return
         }
         if head.webSocketUpgrade {
+            guard head.isWebSocketHandshake else {
+                refuse(.badRequest, "a WebSocket upgrade must be a GET without a body; got \(method)", close: true)
+                return
+            }
             upgrade(head, bytes)
             return
         }

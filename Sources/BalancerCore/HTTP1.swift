@@ -40,6 +40,7 @@ public enum HTTP1 {
         public var body: BodyLength
         /// The client's wish: HTTP/1.1 unless `Connection: close`, HTTP/1.0 only with `keep-alive`.
         public var keepAlive: Bool
+        /// The head asks for `Upgrade: websocket` (see `isWebSocketHandshake`).
         public var webSocketUpgrade: Bool
         public var expectContinue: Bool
         public var hasIdempotencyKey: Bool
@@ -50,6 +51,10 @@ public enum HTTP1 {
         /// HTTP/1.1 or has a field the balancer replaces. Otherwise the head as it came, minus
         /// its blank line, plus `X-Forwarded-For` and `Connection` lines, is the same head.
         public var needsRewrite: Bool
+
+        /// A WebSocket opening handshake as RFC 6455 §4.1 allows it: `Upgrade: websocket` on a GET
+        /// without a body. Any other request asking to upgrade is refused, never handed a socket.
+        public var isWebSocketHandshake: Bool { webSocketUpgrade && method == "GET" && body == .length(0) }
     }
 
     public struct ResponseHead: Sendable {

@@ -68,6 +68,13 @@ final class HTTP1Tests: XCTestCase {
         let upgrade = try head(
             "GET /v1/events HTTP/1.1\r\nUpgrade: WebSocket\r\nConnection: keep-alive, Upgrade\r\nSec-WebSocket-Key: a\r\nSec-WebSocket-Version: 13\r\n\r\n")
         XCTAssertTrue(upgrade.webSocketUpgrade && upgrade.hasWebSocketKeyAndVersion, "a WebSocket upgrade with key and version")
+        XCTAssertTrue(upgrade.isWebSocketHandshake)
+        // RFC 6455 §4.1: only a GET without a body opens a WebSocket.
+        let post = try head("POST /v1/events HTTP/1.1\r\nUpgrade: websocket\r\nSec-WebSocket-Key: a\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        XCTAssertTrue(post.webSocketUpgrade)
+        XCTAssertFalse(post.isWebSocketHandshake, "a POST asking to upgrade is not a WebSocket")
+        let withBody = try head("GET /v1/events HTTP/1.1\r\nUpgrade: websocket\r\nContent-Length: 3\r\n\r\n")
+        XCTAssertFalse(withBody.isWebSocketHandshake, "an upgrade with a body is not a WebSocket")
         XCTAssertTrue(try head("POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n").expectContinue)
         XCTAssertEqual(try head("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n").body, .chunked)
     }
