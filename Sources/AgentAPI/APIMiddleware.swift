@@ -117,19 +117,43 @@ struct APIMiddleware: RouterMiddleware {
         var response: Response
         do {
             var request = request, context = context
+            if request.uri.path == "/v1/events", !Self.asksForWebSocket(request) {
+                throw APIError(.badRequest, "websocket_required", "/v1/events is a WebSocket: send GET with Upgrade: websocket and Connection: Upgrade")
+            }
             context.idempotency = try await request.idempotency()
             response = try await next(request, context)
         } catch {
-            let apiError = APIError.from(error)
+            var apiError = APIError.from(error)
+            var allow: String?
+            if apiError.code == "route_not_found", let methods = RouteTable.contract.methods(for: request.uri.path),
+                !methods.contains(request.method.rawValue)
+            {
+                // A path of the contract with a method it does not list.
+                allow = methods.joined(separator: ", ")
+                apiError = APIError(.methodNotAllowed, "method_not_allowed", "\(request.uri.path) takes \(allow ?? "")")
+            }
             if apiError.status == .internalServerError {
                 logger.error("request failed", metadata: ["http.path": "\(request.uri.path)", "error": "\(error)"])
             }
             response = try apiError.response(from: request, context: context)
+            if let allow { response.headers[.allow] = allow }
         }
         response.headers[.switchboardNode] = node.id
         response.headers[.switchboardIndex] = String(node.responseIndex)
         metrics.count(route: context.endpointPath ?? "unmatched", status: response.status.code)
         return response
+    }
+}
+
+extension APIMiddleware {
+    /// `Upgrade: websocket` with `Connection: upgrade` (tokens, any case).
+    static func asksForWebSocket(_ request: Request) -> Bool {
+        func has(_ name: HTTPField.Name, _ token: String) -> Bool {
+            request.headers[values: name].contains { value in
+                value.split(separator: ",").contains { $0.trimmingCharacters(in: .whitespaces).lowercased() == token }
+            }
+        }
+        return has(.upgrade, "websocket") && has(.connection, "upgrade")
     }
 }
 

@@ -86,9 +86,11 @@ extension API {
             let role = try body.role.map { try Validate.enumValue($0, Role.self, field: "role") }
             let skills = try body.skills.map { try Validate.names($0, field: "skills") }
             let capacity = try body.capacity.map { try Validate.range($0, Limits.capacityRange, field: "capacity") }
+            let password = try body.password.map(Validate.password)
+            // The body is checked whole before If-Match: a malformed request is a 4xx about it.
             let expectedVersion = try Validate.ifMatch(request.headers[.ifMatch])
             var passwordHash: String?
-            if let password = body.password { passwordHash = try await node.hashPassword(try Validate.password(password)) }
+            if let password { passwordHash = try await node.hashPassword(password) }
             let command = Command.updateAgent(
                 id: id, name: name, role: role, skills: skills, capacity: capacity, expectedVersion: expectedVersion,
                 passwordHash: passwordHash, disabled: body.disabled)

@@ -16,6 +16,11 @@ private struct TransferBody: Decodable {
 
 extension API {
     func addHealthRoutes(to router: Router<APIRequestContext>, metrics: APIMetrics) {
+        router.get("/openapi.json") { _, _ -> Response in
+            Response(
+                status: .ok, headers: [.contentType: "application/json; charset=utf-8"],
+                body: ResponseBody(byteBuffer: ByteBuffer(string: OpenAPIDocument.json)))
+        }
         router.get("/healthz") { _, _ in
             JSONResponse.make(.object(["ok": .bool(true)]))
         }
