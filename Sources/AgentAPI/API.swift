@@ -13,6 +13,7 @@ public struct API: Sendable {
     /// take as long as for known ones.
     let decoyPasswordHash: String
     let sessions = SessionCache()
+    let loginGuard = LoginGuard()
     /// Rendered conversations, dropped by apply as it writes them (see `ConversationViews`).
     let conversationViews = ConversationViews()
 

@@ -8,7 +8,7 @@ import Logging
 import NIOCore
 
 /// The request context of every route: Hummingbird's core storage plus the WebSocket handler slot.
-public struct APIRequestContext: RequestContext, WebSocketRequestContext {
+public struct APIRequestContext: RequestContext, WebSocketRequestContext, RemoteAddressRequestContext {
     /// Largest request body any endpoint accepts.
     public static let requestBodyBytesMax = 64 * 1024
 
@@ -16,10 +16,13 @@ public struct APIRequestContext: RequestContext, WebSocketRequestContext {
     public let webSocket: WebSocketHandlerReference<Self>
     /// The request's `Idempotency-Key` with its route and body hash, set by `APIMiddleware`.
     public var idempotency: Idempotency?
+    /// The peer of the connection (the balancer, behind one).
+    public let remoteAddress: SocketAddress?
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
         webSocket = .init()
+        remoteAddress = source.channel.remoteAddress
     }
 
     public var maxUploadSize: Int { Self.requestBodyBytesMax }
@@ -102,4 +105,5 @@ extension Request {
 extension HTTPField.Name {
     static let idempotencyKey = Self("Idempotency-Key")!
     static let idempotentReplayed = Self("Idempotent-Replayed")!
+    static let xForwardedFor = Self("X-Forwarded-For")!
 }

@@ -103,6 +103,17 @@ extension API {
                 throw APIError.invalid("email and password are required", field: body.email.isEmpty ? "email" : "password")
             }
             let email = body.email.lowercased().trimmingCharacters(in: .whitespaces)
+            let now = ContinuousClock.now
+            let seconds = Double(now.durationSinceStart.components.seconds)
+            switch loginGuard.admit(address: clientAddress(request, context: context), account: email, now: seconds) {
+            case .addressThrottled(let retryAfter):
+                throw APIError(.tooManyRequests, "too_many_logins", "too many logins from this address; retry in \(retryAfter) s", retryAfter: retryAfter)
+            case .accountLocked(let retryAfter):
+                throw APIError(
+                    .tooManyRequests, "account_locked",
+                    "\(LoginGuard.failuresBeforeLock) failed logins in a row locked this account; retry in \(retryAfter) s", retryAfter: retryAfter)
+            case nil: break
+            }
             var agent = try await read { try $0.store.agent(email: email) }
             if agent == nil {
                 // An agent created a moment ago through another node (a balancer spreads requests)
@@ -112,6 +123,7 @@ extension API {
             }
             // Hash even for an unknown email so response time does not reveal which emails exist.
             let valid = try await node.verifyPassword(body.password, against: agent?.passwordHash ?? decoyPasswordHash)
+            loginGuard.record(account: email, succeeded: agent != nil && valid, now: seconds)
             guard let agent, valid else { throw APIError(.unauthorized, "invalid_credentials", "email or password is wrong") }
             guard !agent.disabled else { throw APIError(.forbidden, "agent_disabled", "this agent is disabled; ask an admin") }
             let token = Secrets.token()
@@ -148,3 +160,22 @@ extension APIError {
 }
 
 import Foundation
+
+extension ContinuousClock.Instant {
+    /// Time since an arbitrary fixed start: seconds for `LoginGuard`.
+    var durationSinceStart: Duration { self - ContinuousClock.Instant.processStart }
+    static let processStart = ContinuousClock.now
+}
+
+extension API {
+    /// The client's address: the last `X-Forwarded-For` hop (what the balancer saw), else the
+    /// peer of this connection.
+    func clientAddress(_ request: Request, context: APIRequestContext) -> String {
+        if let forwarded = request.headers[values: .xForwardedFor].last,
+            let last = forwarded.split(separator: ",").last?.trimmingCharacters(in: .whitespaces), !last.isEmpty
+        {
+            return String(last.prefix(64))
+        }
+        return context.remoteAddress?.ipAddress ?? "unknown"
+    }
+}

@@ -118,9 +118,12 @@ public final class Node: Sendable {
     /// Agents with an event WebSocket open on this node, with how many.
     private let connectedAgents = Mutex<[String: Int]>([:])
     let counters = Mutex(Counters())
-    /// Password hashing: two at a time, at most `kdfQueuedMax` waiting.
-    private let kdf = Offload(label: "switchboard.kdf", lanes: 2, queuedMax: Node.kdfQueuedMax)
-    public static let kdfQueuedMax = 256
+    /// Password hashing: on every core but one (one at least), so a login storm leaves a core to
+    /// the Raft loop and the API; at most `kdfQueuedMax` waiting, so a refused login is a quick
+    /// 429 rather than a wait past the client's timeout (256 waiting hashes were about 10 s).
+    private let kdf = Offload(label: "switchboard.kdf", lanes: Node.kdfLanes, queuedMax: Node.kdfQueuedMax)
+    public static let kdfLanes = max(1, ProcessInfo.processInfo.activeProcessorCount - 1)
+    public static let kdfQueuedMax = 32
     private let lockDescriptor: Int32
     /// True when this start created the cluster state (no earlier `raft-snapshot`).
     public let freshStart: Bool

@@ -120,6 +120,25 @@ final class Run: Sendable {
         var status: Int
         var json: [String: Any]
         var ok: Bool { (200..<300).contains(status) }
+        /// No answer, 429 or 5xx: worth another try later.
+        var retryable: Bool { status == 0 || status == 429 || status >= 500 }
+    }
+
+    /// Attempts at an agent's start (creation, login, first status) before it gives up.
+    static let startAttemptsMax = 8
+
+    /// Calls `attempt` until an answer not worth retrying, as an agent application would during
+    /// a shift start: exponential backoff from 250 ms (capped at 8 s) with full jitter, so agents
+    /// refused together do not come back together. Every attempt is measured.
+    func retrying(_ attempt: () async -> Reply) async -> Reply {
+        var reply = await attempt()
+        var ceiling = 0.25
+        for _ in 1..<Self.startAttemptsMax where reply.retryable && !stopped {
+            try? await Task.sleep(for: .seconds(Double.random(in: 0...ceiling)))
+            ceiling = min(ceiling * 2, 8)
+            reply = await attempt()
+        }
+        return reply
     }
 
     /// One request, measured from `intended` (not from when it could be sent).
@@ -170,13 +189,16 @@ final class Run: Sendable {
         guard !stopped else { return }
         let email = "lt-\(runId)-\(index)@load.test"
         let password = "loadtest-\(runId)"
-        let created = await call(
-            .POST, "/v1/agents", token: settings.adminToken,
-            body: ["name": "Load agent \(index)", "email": email, "password": password, "role": "agent", "capacity": settings.capacity],
-            key: "lt-\(runId)-agent-\(index)")
+        // The key makes a retried creation answer the first one instead of a second agent.
+        let created = await retrying {
+            await call(
+                .POST, "/v1/agents", token: settings.adminToken,
+                body: ["name": "Load agent \(index)", "email": email, "password": password, "role": "agent", "capacity": settings.capacity],
+                key: "lt-\(runId)-agent-\(index)")
+        }
         guard created.ok, let agentId = created.json["id"] as? String else { return }
         ledger.withLock { $0.agent(agentId, capacity: settings.capacity) }
-        let session = await call(.POST, "/v1/sessions", token: nil, body: ["email": email, "password": password])
+        let session = await retrying { await call(.POST, "/v1/sessions", token: nil, body: ["email": email, "password": password]) }
         guard session.ok, let token = session.json["token"] as? String else { return }
 
         let (events, continuation) = AsyncStream.makeStream(of: EventFrame.self, bufferingPolicy: .bufferingNewest(Self.agentEventsBuffered))
@@ -187,7 +209,7 @@ final class Run: Sendable {
             }
             // Available once the socket is up (or after a second without it).
             for _ in 0..<100 where recorder.sessions == 0 && !stopped { try? await Task.sleep(for: .milliseconds(10)) }
-            await call(.PUT, "/v1/agents/me/status", token: token, body: ["status": "available"])
+            await retrying { await call(.PUT, "/v1/agents/me/status", token: token, body: ["status": "available"]) }
             for await event in events {
                 guard !stopped else { break }
                 guard event.type == "conversation.assigned", event.data?.agent == agentId, let conversation = event.data?.conversation else { continue }
