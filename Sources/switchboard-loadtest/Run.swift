@@ -119,22 +119,26 @@ final class Run: Sendable {
     struct Reply {
         var status: Int
         var json: [String: Any]
+        /// Seconds from `Retry-After`, when the answer had one.
+        var retryAfter: Double?
         var ok: Bool { (200..<300).contains(status) }
         /// No answer, 429 or 5xx: worth another try later.
         var retryable: Bool { status == 0 || status == 429 || status >= 500 }
     }
 
     /// Attempts at an agent's start (creation, login, first status) before it gives up.
-    static let startAttemptsMax = 8
+    static let startAttemptsMax = 30
 
     /// Calls `attempt` until an answer not worth retrying, as an agent application would during
     /// a shift start: exponential backoff from 250 ms (capped at 8 s) with full jitter, so agents
-    /// refused together do not come back together. Every attempt is measured.
+    /// refused together do not come back together, and never sooner than the answer's
+    /// `Retry-After`. Every attempt is measured.
     func retrying(_ attempt: () async -> Reply) async -> Reply {
         var reply = await attempt()
         var ceiling = 0.25
         for _ in 1..<Self.startAttemptsMax where reply.retryable && !stopped {
-            try? await Task.sleep(for: .seconds(Double.random(in: 0...ceiling)))
+            let wait = max(Double.random(in: 0...ceiling), reply.retryAfter.map { $0 + Double.random(in: 0...1) } ?? 0)
+            try? await Task.sleep(for: .seconds(wait))
             ceiling = min(ceiling * 2, 8)
             reply = await attempt()
         }
@@ -162,6 +166,7 @@ final class Run: Sendable {
             let response = try await http.execute(request, timeout: Self.requestTimeout)
             let bytes = try await response.body.collect(upTo: Self.responseBytesMax)
             reply.status = Int(response.status.code)
+            reply.retryAfter = response.headers.first(name: "retry-after").flatMap(Double.init)
             reply.json = ((try? JSONSerialization.jsonObject(with: Data(bytes.readableBytesView))) as? [String: Any]) ?? [:]
             if let index = response.headers.first(name: "x-switchboard-index").flatMap(Int.init) {
                 highestIndex.max(index)
