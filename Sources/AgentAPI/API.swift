@@ -69,9 +69,8 @@ public struct API: Sendable {
     /// `Idempotent-Replayed: true`), else the entity as this node now holds it.
     func answer(_ command: Command, as principal: Principal, context: APIRequestContext) async throws -> Response {
         let proposal = try await propose(command, as: principal, context: context)
-        if let recorded = Self.recorded(proposal) { return recorded }
+        if let recorded = try Self.settled(proposal) { return recorded }
         let outcome = proposal.outcome
-        if case .rejected(let error) = outcome { throw APIError(error) }
         guard let answer = try await read({ try Answer.render(command, outcome, store: $0.store) }) else { throw APIError.from(outcome) }
         return Self.response(answer, replayed: false)
     }
@@ -82,10 +81,14 @@ public struct API: Sendable {
         try await node.propose(command, actor: principal.actor, idempotency: context.idempotency, readsBack: readsBack)
     }
 
-    /// The answer recorded under an idempotency key, if the proposal has one.
-    static func recorded(_ proposal: Proposal) -> Response? {
-        guard case .answered(let answer) = proposal.outcome else { return nil }
-        return response(answer, replayed: proposal.replayed)
+    /// The answer recorded under an idempotency key, if the proposal has one; a rejection
+    /// without a key is thrown as its HTTP error.
+    static func settled(_ proposal: Proposal) throws -> Response? {
+        switch proposal.outcome {
+        case .answered(let answer): return response(answer, replayed: proposal.replayed)
+        case .rejected(let error): throw APIError(error)
+        default: return nil
+        }
     }
 
     static func response(_ answer: RecordedAnswer, replayed: Bool) -> Response {

@@ -103,8 +103,7 @@ extension API {
                 throw APIError.invalid("email and password are required", field: body.email.isEmpty ? "email" : "password")
             }
             let email = body.email.lowercased().trimmingCharacters(in: .whitespaces)
-            let now = ContinuousClock.now
-            let seconds = Double(now.durationSinceStart.components.seconds)
+            let seconds = LoginGuard.now()
             switch loginGuard.admit(address: clientAddress(request, context: context), account: email, now: seconds) {
             case .addressThrottled(let retryAfter):
                 throw APIError(.tooManyRequests, "too_many_logins", "too many logins from this address; retry in \(retryAfter) s", retryAfter: retryAfter)
@@ -160,12 +159,6 @@ extension APIError {
 }
 
 import Foundation
-
-extension ContinuousClock.Instant {
-    /// Time since an arbitrary fixed start: seconds for `LoginGuard`.
-    var durationSinceStart: Duration { self - ContinuousClock.Instant.processStart }
-    static let processStart = ContinuousClock.now
-}
 
 extension API {
     /// The client's address: the last `X-Forwarded-For` hop (what the balancer saw), else the

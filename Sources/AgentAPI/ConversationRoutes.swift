@@ -141,9 +141,4 @@ extension API {
             throw APIError.forbidden("this conversation belongs to another agent")
         }
     }
-
-    func conversationResponse(id: String) async throws -> Response {
-        guard let conversation = try await read({ try $0.store.conversation(id: id) }) else { throw APIError.notFound("conversation", id) }
-        return JSONResponse.make(Render.conversation(conversation), headers: API.etag(conversation.version))
-    }
 }

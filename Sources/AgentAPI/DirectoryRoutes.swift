@@ -134,9 +134,8 @@ extension API {
                     name: try body.optionalString("name").map { try Validate.name($0, field: "name") }, contactId: Secrets.id("ct"),
                     conversationId: Secrets.id("cv"), messageId: Secrets.id("ms")),
                 as: principal, context: context, readsBack: false)
-            if let recorded = API.recorded(proposal) { return recorded }
+            if let recorded = try API.settled(proposal) { return recorded }
             let outcome = proposal.outcome
-            if case .rejected(let error) = outcome { throw APIError(error) }
             guard case .inbound(let conversationId, let messageId, let duplicate) = outcome else { throw APIError.from(outcome) }
             return JSONResponse.make(
                 .object(["conversationId": .string(conversationId), "messageId": .string(messageId), "duplicate": .bool(duplicate)]),

@@ -29,6 +29,14 @@ final class LoginGuard: Sendable {
 
     private let state = Mutex(State())
 
+    private static let epoch = ContinuousClock.now
+
+    /// Seconds on the monotonic clock (from a fixed start), the `now` the guard takes.
+    static func now() -> Double {
+        let elapsed = ContinuousClock.now - epoch
+        return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+    }
+
     /// Admits a login attempt from `address` for `account` at `now` (seconds), or says why not.
     func admit(address: String, account: String, now: Double) -> Refusal? {
         state.withLock { state in
