@@ -20,7 +20,7 @@ public struct API: Sendable {
     public init(node: Node, logger: Logger) {
         self.node = node
         self.logger = logger
-        decoyPasswordHash = node.passwords.hash(Secrets.token())
+        decoyPasswordHash = node.passwords.decoy()
         node.state.onCommit { [conversationViews, sessions] changes in
             conversationViews.invalidate(changes)
             sessions.evict(tokenHashes: changes.endedSessions)

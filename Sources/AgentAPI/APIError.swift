@@ -31,8 +31,16 @@ public struct APIError: Error, Sendable, HTTPResponseError {
     public func response(from request: Request, context: some RequestContext) throws -> Response {
         var response = JSONResponse.make(body, status: status)
         if let retryAfter { response.headers[.retryAfter] = String(retryAfter) }
+        if status == .serviceUnavailable, Self.clusterScopedCodes.contains(code) {
+            response.headers[.switchboardScope] = "cluster"
+        }
         return response
     }
+
+    /// 503s about the cluster, not the node that answers them (a leader change under way): the
+    /// answer carries `X-Switchboard-Scope: cluster`, so a balancer retries them elsewhere but
+    /// does not eject a live node for them.
+    static let clusterScopedCodes: Set<String> = ["no_leader", "outcome_unknown", "not_committed"]
 
     static func invalid(_ message: String, field: String) -> APIError { APIError(.unprocessableContent, "invalid_field", message, field: field) }
     static func malformed(_ message: String, field: String? = nil) -> APIError { APIError(.badRequest, "malformed_request", message, field: field) }

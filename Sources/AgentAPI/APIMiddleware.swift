@@ -20,6 +20,7 @@ public final class APIMetrics: Sendable {
     let raftCommitIndex: Prometheus.Gauge
     let raftSnapshotIndex: Prometheus.Gauge
     let forwardedWrites: Prometheus.Gauge
+    let keyedReproposals: Prometheus.Gauge
     let malformedPeerFrames: Prometheus.Gauge
     let unroutableMessages: Prometheus.Gauge
     let applyBatches: Prometheus.Gauge
@@ -44,6 +45,8 @@ public final class APIMetrics: Sendable {
         raftCommitIndex = registry.makeGauge(name: "switchboard_raft_commit_index", help: "Highest log index known committed")
         raftSnapshotIndex = registry.makeGauge(name: "switchboard_raft_snapshot_index", help: "Index of the latest snapshot; the log starts after it")
         forwardedWrites = registry.makeGauge(name: "switchboard_forwarded_writes", help: "Writes this node forwarded to the leader")
+        keyedReproposals = registry.makeGauge(
+            name: "switchboard_keyed_reproposals", help: "Writes with an Idempotency-Key proposed again after a leader change lost their fate")
         malformedPeerFrames = registry.makeGauge(name: "switchboard_peer_malformed_frames", help: "Peer payloads dropped as malformed")
         applyBatches = registry.makeGauge(
             name: "switchboard_apply_batches", help: "Apply batches run since start (a leader runs several in one transaction)")
@@ -93,6 +96,7 @@ public final class APIMetrics: Sendable {
         raftSnapshotIndex.set(Int64(status.snapshotIndex))
         let counters = node.peerCounters
         forwardedWrites.set(Int64(counters.forwardedWrites))
+        keyedReproposals.set(Int64(counters.keyedReproposals))
         malformedPeerFrames.set(Int64(counters.malformedFrames))
         unroutableMessages.set(Int64(counters.unroutableMessages))
         applyBatches.set(Int64(status.applyBatches))
@@ -160,4 +164,6 @@ extension APIMiddleware {
 extension HTTPField.Name {
     static let switchboardNode = Self("X-Switchboard-Node")!
     static let switchboardIndex = Self("X-Switchboard-Index")!
+    /// `cluster` on a 503 about the cluster rather than the answering node (see APIError).
+    static let switchboardScope = Self("X-Switchboard-Scope")!
 }

@@ -131,6 +131,7 @@ extension API {
             let proposal = try await node.propose(
                 .createSession(tokenHash: Secrets.tokenHash(token), agentId: agent.id, expiresAt: expiresAt), actor: .agent(id: agent.id))
             if case .rejected(let error) = proposal.outcome { throw APIError(error) }
+            await upgradePasswordHash(of: agent, password: body.password)
             let fresh = try await read { try $0.store.agent(id: agent.id) } ?? agent
             return JSONResponse.make(
                 .object(["token": .string(token), "agent": Render.agent(fresh), "expiresAt": .timestamp(expiresAt)]), status: .created)
@@ -142,6 +143,21 @@ extension API {
             let response = try await answer(.deleteSession(tokenHash: tokenHash), as: principal, context: context)
             sessions.evict(tokenHash: tokenHash)
             return response
+        }
+    }
+
+    /// After a login that verified `password` against a hash weaker than the node writes now
+    /// (`PasswordHasher.needsRehash`), stores a fresh hash. Best effort: the login stands either
+    /// way, and the next login tries again.
+    func upgradePasswordHash(of agent: Agent, password: String) async {
+        do {
+            guard let upgraded = try await node.rehashIfWeaker(password, stored: agent.passwordHash) else { return }
+            let proposal = try await node.propose(
+                .upgradePasswordHash(agentId: agent.id, from: agent.passwordHash, to: upgraded), actor: .agent(id: agent.id))
+            if case .rejected(let error) = proposal.outcome { throw APIError(error) }
+            logger.info("password hash upgraded", metadata: ["agent": "\(agent.id)", "scheme": "\(node.passwords.scheme.rawValue)"])
+        } catch {
+            logger.warning("password hash upgrade failed; the next login tries again", metadata: ["agent": "\(agent.id)", "error": "\(error)"])
         }
     }
 

@@ -339,7 +339,9 @@ final class ProxyHandler: ChannelInboundHandler, BackendExchange {
         guard let connection, let backend else { return }
         switch part {
         case .head(let head, let bytes):
-            if head.status >= 500 { failedStatus = head.status }
+            // A 5xx counts against the node, unless the node says it is about the cluster (no
+            // leader yet): ejecting a live node for an election only crowds the others.
+            if head.status >= 500, !head.aboutTheCluster { failedStatus = head.status }
             if head.status == 503, mayRetry() {
                 discarding = true  // read the rest of this answer, then retry
                 return

@@ -67,7 +67,11 @@ enum WebSocketPassThrough {
                 if let refused = error as? UpgradeRefused, refused.status.code < 500 {
                     return eventLoop.makeFailedFuture(error)
                 }
-                policy.failed(id: choice.backend, reason: "websocket upgrade: \(error)", unreachable: error is BackendUnreachable)
+                // A refusal about the cluster (no leader yet) leaves the node in; another node
+                // may still take the socket.
+                if (error as? UpgradeRefused)?.aboutTheCluster != true {
+                    policy.failed(id: choice.backend, reason: "websocket upgrade: \(error)", unreachable: error is BackendUnreachable)
+                }
                 if excluding.isEmpty, client.isActive {
                     return connect(client: client, policy: policy, request: request, excluding: [choice.backend])
                 }
@@ -81,6 +85,8 @@ enum WebSocketPassThrough {
 struct UpgradeRefused: Error, CustomStringConvertible {
     var status: HTTPResponseStatus
     var line: String
+    /// The node marked its refusal as about the cluster (`X-Switchboard-Scope: cluster`).
+    var aboutTheCluster = false
     var description: String { "the node refused the upgrade: \(line)" }
 }
 
@@ -145,7 +151,8 @@ final class BackendSplice: ChannelInboundHandler, @unchecked Sendable {
                 // A node that answers (401 for a bad token, 503 while it has no leader) is alive:
                 // its answer goes to the client; only a 5xx or no answer counts against it.
                 if (100..<600).contains(head.status) {
-                    handshake.fail(UpgradeRefused(status: HTTPResponseStatus(statusCode: head.status), line: statusLine))
+                    handshake.fail(
+                        UpgradeRefused(status: HTTPResponseStatus(statusCode: head.status), line: statusLine, aboutTheCluster: head.aboutTheCluster))
                 } else {
                     handshake.fail(BackendUnavailable(description: "backend answered the upgrade with: \(statusLine)"))
                 }

@@ -67,6 +67,9 @@ public enum HTTP1 {
         public var keepAlive: Bool
         /// The head has `Connection` or `Keep-Alive` fields (which `forwardedResponse` replaces).
         public var hasConnectionFields: Bool
+        /// `X-Switchboard-Scope: cluster`: the node says this answer (a 503 while a leader is
+        /// elected) is about the cluster, not about itself; it is alive and is not ejected.
+        public var aboutTheCluster = false
     }
 
     public enum Parsed<Head> {
@@ -181,6 +184,8 @@ public enum HTTP1 {
             } else if equalsLowercase(bytes, field.name, "connection") {
                 head.hasConnectionFields = true
                 head.keepAlive = keepAlive(after: bytes, connection: field.value, minor: version.minor, before: head.keepAlive)
+            } else if status >= 500, equalsLowercase(bytes, field.name, "x-switchboard-scope") {
+                head.aboutTheCluster = equalsLowercase(bytes, field.value, "cluster")
             }
         }
         if requestWasHEAD || (100..<200).contains(status) || status == 204 || status == 304 {

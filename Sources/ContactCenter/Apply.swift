@@ -226,6 +226,11 @@ struct ApplyContext<Store: StateStore> {
         case .expire(let warnThrough):
             guard actor == .system else { throw DomainError(.forbidden, "forbidden", "only the leader expires sessions") }
             return try expire(warnSessionsThrough: warnThrough)
+        case .upgradePasswordHash(let agentId, let from, let to):
+            guard actor == .agent(id: agentId) || actor == .system else {
+                throw DomainError(.forbidden, "forbidden", "only the agent's own login upgrades its password hash")
+            }
+            return try upgradePasswordHash(agentId: agentId, from: from, to: to)
         case .setMember(let member):
             guard actor == .system || actor == .admin else { throw DomainError(.forbidden, "forbidden", "only nodes register members") }
             try store.put(member)

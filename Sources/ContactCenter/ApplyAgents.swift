@@ -60,6 +60,18 @@ extension ApplyContext {
         return .agent(id: id)
     }
 
+    /// A stronger hash of the same password, stored only if the hash is still the one the login
+    /// verified. Nothing a client sees changes: no version, no event, no session ends.
+    mutating func upgradePasswordHash(agentId: String, from: String, to: String) throws -> Outcome {
+        guard to.utf8.count <= Limits.passwordHashBytesMax else {
+            throw Limits.exceeded("a password hash", value: to.utf8.count, bound: Limits.passwordHashBytesMax, name: "passwordHashBytesMax")
+        }
+        guard var agent = try store.agent(id: agentId), agent.passwordHash == from else { return .done }
+        agent.passwordHash = to
+        try store.update(agent)
+        return .done
+    }
+
     /// A login. Past `Limits.sessionsPerAgentMax` live sessions the agent's oldest ends.
     mutating func createSession(tokenHash: String, agentId: String, expiresAt: Timestamp) throws -> Outcome {
         guard let agent = try store.agent(id: agentId) else { throw DomainError.notFound("agent", agentId) }

@@ -64,6 +64,10 @@ public enum Command: Sendable, Equatable {
     /// `warnSessionsThrough` and not warned yet get `session.expiring`; idempotency keys older
     /// than `Limits.idempotencyKeyLifetimeMilliseconds` are forgotten.
     case expire(warnSessionsThrough: Timestamp)
+    /// A login found the agent's hash weaker than what the node writes now and hashed the same
+    /// password again: apply stores `to` only while the hash is still `from` (a password changed
+    /// in between wins). Not a password change: no session ends, the version does not move.
+    case upgradePasswordHash(agentId: String, from: String, to: String)
 }
 
 /// What travels in a log entry: the command, who asked, when, and the optional idempotency key.
@@ -176,6 +180,9 @@ extension Command {
         case .expire(let warnThrough):
             writer.write(UInt8(20))
             writer.write(warnThrough.milliseconds)
+        case .upgradePasswordHash(let agentId, let from, let to):
+            writer.write(UInt8(21))
+            writer.write(agentId); writer.write(from); writer.write(to)
         case .setPresence(let agentId, let status):
             writer.write(UInt8(3))
             writer.write(agentId); writer.write(status.rawValue)
@@ -257,6 +264,8 @@ extension Command {
                 passwordHash: passwordHash, disabled: disabled)
         case 20:
             return .expire(warnSessionsThrough: Timestamp(milliseconds: try reader.readInt64()))
+        case 21:
+            return .upgradePasswordHash(agentId: try reader.readString(), from: try reader.readString(), to: try reader.readString())
         case 3:
             return .setPresence(agentId: try reader.readString(), status: try decodeEnum(&reader, Presence.self))
         case 4:

@@ -27,8 +27,11 @@ public final class Recorder: Sendable {
         var reconnect = Histogram<UInt64>(highestTrackableValue: 3_600_000_000)
         var ok = 0
         var failed = 0
+        var shed = 0
         var sessions = 0
         var peakSessions = 0
+        var firstFullSecond: Int?
+        var agents = 0
         var drops = 0
         var timeline: [Second] = []
         /// One coarse histogram per second of the first `perSecondLatencyMax` seconds.
@@ -67,6 +70,14 @@ public final class Recorder: Sendable {
         }
     }
 
+    /// A request the cluster shed on purpose (429 with `Retry-After`, before any work): the
+    /// client was told when to come back, so it counts apart from answered and failed requests
+    /// (an agent application waits and retries, as the load tester does).
+    public func shed() { state.withLock { $0.shed += 1 } }
+
+    /// Agents the run starts: the second at which every one of them holds a session is recorded.
+    public func expect(agents: Int) { state.withLock { $0.agents = agents } }
+
     public func assignment(micros: UInt64) { state.withLock { _ = $0.assignment.record(max(1, micros)) } }
     public func reconnected(micros: UInt64) { state.withLock { _ = $0.reconnect.record(max(1, micros)) } }
 
@@ -74,6 +85,7 @@ public final class Recorder: Sendable {
         state.withLock { state in
             state.sessions += 1
             state.peakSessions = max(state.peakSessions, state.sessions)
+            if state.firstFullSecond == nil, state.agents > 0, state.sessions >= state.agents { state.firstFullSecond = second }
             let sessions = state.sessions
             bucket(&state, second) { $0.sessions = sessions }
         }
@@ -106,6 +118,8 @@ public final class Recorder: Sendable {
         }
     }
     public var sessions: Int { state.withLock { $0.sessions } }
+    /// Requests shed with `Retry-After` so far.
+    public var shedTotal: Int { state.withLock { $0.shed } }
     /// Failed requests so far.
     public var failedTotal: Int { state.withLock { $0.failed } }
 
@@ -122,6 +136,7 @@ public final class Recorder: Sendable {
     public var p99Ms: Double { state.withLock { $0.latency.totalCount == 0 ? 0 : Double($0.latency.valueAtPercentile(99)) / 1000 } }
 
     /// Fills the measured parts of `summary` (requests, availability, latencies, sessions).
+    /// Availability is answered requests over answered and failed ones; sheds are counted apart.
     public func fill(_ summary: inout Summary) {
         state.withLock { state in
             func ms(_ histogram: Histogram<UInt64>, _ percentile: Double) -> Double {
@@ -130,6 +145,7 @@ public final class Recorder: Sendable {
             summary.requests.total = state.ok + state.failed
             summary.requests.ok = state.ok
             summary.requests.failed = state.failed
+            summary.requests.shed = state.shed
             summary.availability = summary.requests.total == 0 ? 1 : Double(state.ok) / Double(summary.requests.total)
             summary.latencyMs.p50 = ms(state.latency, 50)
             summary.latencyMs.p90 = ms(state.latency, 90)
@@ -141,6 +157,8 @@ public final class Recorder: Sendable {
             summary.sessions.peak = state.peakSessions
             summary.sessions.drops = state.drops
             summary.sessions.reconnectMsP99 = ms(state.reconnect, 99)
+            summary.sessions.reconnectMsP50 = ms(state.reconnect, 50)
+            summary.sessions.allConnectedAtSeconds = state.firstFullSecond
         }
     }
 }

@@ -24,11 +24,13 @@ public enum Report {
         func row(_ name: String, _ value: String) { rows += "<tr><th>\(escape(name))</th><td>\(escape(value))</td></tr>\n" }
         row("agents", "\(summary.agents)")
         row("duration", "\(fmt(summary.durationSeconds)) s")
-        row("requests", "\(summary.requests.total) (ok \(summary.requests.ok), failed \(summary.requests.failed))")
+        row("requests", "\(summary.requests.total) (ok \(summary.requests.ok), failed \(summary.requests.failed)); shed with Retry-After \(summary.requests.shed)")
         row("availability", String(format4(summary.availability * 100)) + " %")
         row("latency ms", "p50 \(fmt(summary.latencyMs.p50)), p90 \(fmt(summary.latencyMs.p90)), p99 \(fmt(summary.latencyMs.p99)), p99.9 \(fmt(summary.latencyMs.p999)), max \(fmt(summary.latencyMs.max))")
         row("assignment ms", "p50 \(fmt(summary.assignmentLatencyMs.p50)), p99 \(fmt(summary.assignmentLatencyMs.p99))")
-        row("sessions", "peak \(summary.sessions.peak), drops \(summary.sessions.drops), reconnect p99 \(fmt(summary.sessions.reconnectMsP99)) ms")
+        row(
+            "sessions",
+            "peak \(summary.sessions.peak), every agent in at \(summary.sessions.allConnectedAtSeconds.map { "\($0) s" } ?? "never"), drops \(summary.sessions.drops), reconnect p50 \(fmt(summary.sessions.reconnectMsP50)) ms, p99 \(fmt(summary.sessions.reconnectMsP99)) ms")
         let integrity = summary.integrity
         row(
             "integrity",

@@ -6,6 +6,9 @@ public struct Summary: Codable, Sendable, Equatable {
         public var total = 0
         public var ok = 0
         public var failed = 0
+        /// 429 answers with `Retry-After` (logins and creations shed before any hashing): not in
+        /// `total`, not in the availability, not in the latencies.
+        public var shed = 0
         public init() {}
     }
 
@@ -28,6 +31,10 @@ public struct Summary: Codable, Sendable, Equatable {
         public var peak = 0
         public var drops = 0
         public var reconnectMsP99 = 0.0
+        public var reconnectMsP50 = 0.0
+        /// Seconds from the start until every agent held a session at once; nil if that never
+        /// happened.
+        public var allConnectedAtSeconds: Int?
         public init() {}
     }
 

@@ -133,6 +133,8 @@ public final class Node: Sendable {
         public var malformedFrames = 0
         public var unroutableMessages = 0
         public var forwardedWrites = 0
+        /// Keyed writes proposed again after a leader change lost their fate.
+        public var keyedReproposals = 0
     }
 
     public init(configuration: NodeConfiguration, logger: Logger) throws {
@@ -248,11 +250,30 @@ public final class Node: Sendable {
     /// once the command is executed, before the commit that shows it to this node's readers
     /// (`NodeConfiguration.leaderCommitHold`). Its outcome is final either way, and a read that
     /// follows on any node still sees it (reads wait for the index they need).
+    ///
+    /// A command with an idempotency key whose fate a leader change lost (the leader died with
+    /// the forwarded call, or the entry was not committed, or no leader answered yet) is proposed
+    /// again, the same bytes, until `writeWaitMax`: apply answers the first outcome if the first
+    /// copy was applied, or applies this one. So a keyed write fails across a leader kill only
+    /// when no leader emerges in time. A command without a key cannot be sent twice: its caller
+    /// hears the ambiguity (`unknownOutcome`).
     public func propose(_ command: Command, actor: Actor, idempotency: Idempotency? = nil, readsBack: Bool = true) async throws -> Proposal {
         let envelope = CommandEnvelope(at: now(), actor: actor, idempotency: idempotency, command: command)
         let bytes = envelope.encoded()
         let deadline = Date().addingTimeInterval(configuration.writeWaitMax.seconds)
-        let leaderDeadline = Date().addingTimeInterval(configuration.leaderWaitMax.seconds)
+        var leaderDeadline = Date().addingTimeInterval(configuration.leaderWaitMax.seconds)
+        /// Throws `error` unless the command is keyed, the error leaves its fate open (or says it
+        /// was not applied), and there is time for another attempt.
+        func proposeAgainOrThrow(_ error: NodeError) throws {
+            switch error {
+            case .unknownOutcome, .notCommitted, .noLeader:
+                guard idempotency != nil, Date() < deadline else { throw error }
+                counters.withLock { $0.keyedReproposals += 1 }
+                leaderDeadline = max(leaderDeadline, min(deadline, Date().addingTimeInterval(configuration.leaderWaitMax.seconds)))
+            default:
+                throw error
+            }
+        }
         while true {
             let status = loop.status
             if status.role == .leader {
@@ -263,7 +284,9 @@ public final class Node: Sendable {
                 } catch ReplicationError.raft(.transferInProgress) {
                     // Leadership is moving: wait for the new leader.
                 } catch let error as ReplicationError {
-                    throw nodeError(error)
+                    try proposeAgainOrThrow(nodeError(error))
+                } catch let error as NodeError {
+                    try proposeAgainOrThrow(error)
                 }
             } else if let leader = status.leader, let address = peerAddress(of: leader) {
                 counters.withLock { $0.forwardedWrites += 1 }
@@ -273,12 +296,14 @@ public final class Node: Sendable {
                     do {
                         return try proposal(try await loop.outcome(index: index, term: term, deadline: deadline))
                     } catch let error as ReplicationError {
-                        throw nodeError(error)
+                        try proposeAgainOrThrow(nodeError(error))
+                    } catch let error as NodeError {
+                        try proposeAgainOrThrow(error)
                     }
                 case .failed(.unavailable, _, _):
                     break  // the leader moved or is unreachable: look again
                 case .failed(.overloaded, let message, _): throw NodeError.overloaded(message)
-                case .failed(.noAnswer, let message, _): throw NodeError.unknownOutcome(message)
+                case .failed(.noAnswer, let message, _): try proposeAgainOrThrow(NodeError.unknownOutcome(message))
                 case .failed(.rejected, let message, _): throw NodeError.clusterRejected(message)
                 case .done: throw NodeError.unknownOutcome("the leader answered a proposal without its position")
                 }
@@ -340,7 +365,15 @@ public final class Node: Sendable {
 
     public func hashPassword(_ password: String) async throws -> String {
         let passwords = self.passwords
-        return try await kdf.run { passwords.hash(password) }
+        guard let hash = try await kdf.run({ try? passwords.hash(password) }) else { throw PasswordHasher.HashingFailed() }
+        return hash
+    }
+
+    /// A fresh hash of `password` when `stored` is weaker than what this node writes (an older
+    /// scheme or fewer rounds), for a login that just verified it; nil when it is current.
+    public func rehashIfWeaker(_ password: String, stored: String) async throws -> String? {
+        guard passwords.needsRehash(stored) else { return nil }
+        return try await hashPassword(password)
     }
 
     public func verifyPassword(_ password: String, against stored: String) async throws -> Bool {

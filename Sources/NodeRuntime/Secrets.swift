@@ -84,36 +84,83 @@ public enum Secrets {
     }
 }
 
-/// PBKDF2-HMAC-SHA256 password hashes stored as `pbkdf2-sha256$<rounds>$<salt hex>$<hash hex>`,
-/// so the round count can grow without invalidating old hashes.
+/// Password hashes as the OWASP Password Storage Cheat Sheet asks of PBKDF2: HMAC-SHA512 with
+/// 210,000 iterations (the cheapest of its PBKDF2 and scrypt settings on a CPU with SHA
+/// extensions: about 1.7 times HMAC-SHA256 at 210,000, where HMAC-SHA256 would need 600,000).
+/// Stored as `<scheme>$<rounds>$<salt hex>$<hash hex>`, so scheme and cost travel with each hash:
+/// `needsRehash` says when a login should store a fresh one (an older scheme, or fewer rounds than
+/// this node's), and `verify` still reads `pbkdf2-sha256` hashes written before.
 public struct PasswordHasher: Sendable {
-    /// The minimum swift-crypto accepts without `unsafeUncheckedRounds` (NIST SP 800-132 territory).
-    public static let productionRounds = 210_000
-    public let rounds: Int
+    public enum Scheme: String, Sendable, CaseIterable {
+        case pbkdf2SHA512 = "pbkdf2-sha512"
+        /// Written before OWASP's SHA-512 setting was adopted; verified, then upgraded at login.
+        case pbkdf2SHA256 = "pbkdf2-sha256"
 
-    public init(rounds: Int = PasswordHasher.productionRounds) {
-        precondition(rounds >= 1, "PBKDF2 rounds must be positive, got \(rounds)")
-        self.rounds = rounds
+        var function: KDF.Insecure.PBKDF2.HashFunction { self == .pbkdf2SHA512 ? .sha512 : .sha256 }
+        var outputBytes: Int { self == .pbkdf2SHA512 ? 64 : 32 }
     }
 
-    public func hash(_ password: String) -> String {
+    /// OWASP's iteration count for PBKDF2-HMAC-SHA512.
+    public static let productionRounds = 210_000
+    /// Rounds a stored hash may name; more is refused unread (a hash is data, and data can lie).
+    public static let storedRoundsMax = 10_000_000
+    public let scheme: Scheme
+    public let rounds: Int
+
+    public init(rounds: Int = PasswordHasher.productionRounds, scheme: Scheme = .pbkdf2SHA512) {
+        precondition(rounds >= 1, "PBKDF2 rounds must be positive, got \(rounds)")
+        self.rounds = rounds
+        self.scheme = scheme
+    }
+
+    public struct HashingFailed: Error {}
+
+    public func hash(_ password: String) throws -> String {
         var generator = SystemRandomNumberGenerator()
         let salt = (0..<16).map { _ in generator.next() as UInt8 }
-        return "pbkdf2-sha256$\(rounds)$\(Self.hex(salt))$\(Self.derive(password, salt: salt, rounds: rounds))"
+        guard let derived = Self.derive(password, salt: salt, scheme: scheme, rounds: rounds) else { throw HashingFailed() }
+        return "\(scheme.rawValue)$\(rounds)$\(Self.hex(salt))$\(derived)"
+    }
+
+    /// A well-formed hash of no password, for an unknown email: verifying against it costs what a
+    /// real check costs (so timing does not reveal which emails exist) and never succeeds.
+    public func decoy() -> String {
+        var generator = SystemRandomNumberGenerator()
+        let salt = (0..<16).map { _ in generator.next() as UInt8 }
+        let hash = (0..<scheme.outputBytes).map { _ in generator.next() as UInt8 }
+        return "\(scheme.rawValue)$\(rounds)$\(Self.hex(salt))$\(Self.hex(hash))"
     }
 
     public func verify(_ password: String, against stored: String) -> Bool {
-        let parts = stored.split(separator: "$")
-        guard parts.count == 4, parts[0] == "pbkdf2-sha256", let rounds = Int(parts[1]), rounds > 0, rounds <= 10_000_000,
-            let salt = Self.bytes(fromHex: String(parts[2]))
+        guard let parsed = Self.parse(stored), let derived = Self.derive(password, salt: parsed.salt, scheme: parsed.scheme, rounds: parsed.rounds)
         else { return false }
-        return Secrets.constantTimeEquals(Self.derive(password, salt: salt, rounds: rounds), String(parts[3]))
+        return Secrets.constantTimeEquals(derived, parsed.hash)
     }
 
-    private static func derive(_ password: String, salt: [UInt8], rounds: Int) -> String {
-        // `unsafeUncheckedRounds` lets tests use few rounds; production uses `productionRounds`.
-        let key = try! KDF.Insecure.PBKDF2.deriveKey(
-            from: Array(password.utf8), salt: salt, using: .sha256, outputByteCount: 32, unsafeUncheckedRounds: rounds)
+    /// True when `stored` is readable but weaker than what this hasher writes: another scheme or
+    /// fewer rounds. (A hash with more rounds than configured is kept: lowering the cost never
+    /// weakens stored hashes.) Unreadable hashes are not rehashed: they never verify.
+    public func needsRehash(_ stored: String) -> Bool {
+        guard let parsed = Self.parse(stored) else { return false }
+        return parsed.scheme != scheme || parsed.rounds < rounds
+    }
+
+    private static func parse(_ stored: String) -> (scheme: Scheme, rounds: Int, salt: [UInt8], hash: String)? {
+        let parts = stored.split(separator: "$", omittingEmptySubsequences: false)
+        guard parts.count == 4, let scheme = Scheme(rawValue: String(parts[0])), let rounds = Int(parts[1]),
+            (1...storedRoundsMax).contains(rounds), let salt = bytes(fromHex: String(parts[2])), (1...64).contains(salt.count),
+            parts[3].utf8.count == scheme.outputBytes * 2
+        else { return nil }
+        return (scheme, rounds, salt, String(parts[3]))
+    }
+
+    private static func derive(_ password: String, salt: [UInt8], scheme: Scheme, rounds: Int) -> String? {
+        // `unsafeUncheckedRounds` lets tests and load runs use few rounds; production uses
+        // `productionRounds`.
+        guard
+            let key = try? KDF.Insecure.PBKDF2.deriveKey(
+                from: Array(password.utf8), salt: salt, using: scheme.function, outputByteCount: scheme.outputBytes, unsafeUncheckedRounds: rounds)
+        else { return nil }
         return key.withUnsafeBytes { hex(Array($0)) }
     }
 

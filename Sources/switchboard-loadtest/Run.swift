@@ -76,6 +76,7 @@ final class Run: Sendable {
 
     func execute() async throws -> Summary {
         let total = settings.ramp + settings.duration
+        recorder.expect(agents: settings.agents)
         log("run \(runId): \(settings.agents) agents over \(settings.ramp), then \(settings.duration); customers \(settings.arrivals.rate)/s (\(settings.arrivals.kind)) against \(settings.target)")
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.progress(until: total) }
@@ -175,7 +176,9 @@ final class Run: Sendable {
         } catch {
             failure = "\(method.rawValue) \(Self.route(path)): \(type(of: error))"
         }
-        if measured {
+        if measured, reply.status == 429, reply.retryAfter != nil {
+            recorder.shed()
+        } else if measured {
             let micros = UInt64(max(0, (ContinuousClock.now - due) / .microseconds(1)))
             let dueSecond = Int((due - start).components.seconds)
             recorder.request(second: dueSecond, micros: micros, ok: reply.ok, failure: failure)
@@ -457,7 +460,7 @@ final class Run: Sendable {
             let phase = elapsed < settings.ramp ? "ramp" : "run"
             let fault = spawned?.currentFault.map { "  fault: \($0)" } ?? ""
             log(
-                "[\(now)s/\(end.components.seconds)s \(phase)] sessions \(recorder.sessions)/\(settings.agents)  req/s \(previous)  failed \(failed)  p99 \(String(format: "%.1f", recorder.p99Ms)) ms\(fault)"
+                "[\(now)s/\(end.components.seconds)s \(phase)] sessions \(recorder.sessions)/\(settings.agents)  req/s \(previous)  failed \(failed)  shed \(recorder.shedTotal)  p99 \(String(format: "%.1f", recorder.p99Ms)) ms\(fault)"
             )
             if now % 10 == 0 {
                 log("resources: \(UsageSampler.describe(sampler.sample(processes(), sessions: recorder.sessions, expected: expected)))")

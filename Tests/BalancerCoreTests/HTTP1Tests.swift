@@ -157,6 +157,20 @@ final class HTTP1Tests: XCTestCase {
         guard case .invalid = response("SSH-2.0-OpenSSH\r\n\r\n") else { return XCTFail("not an HTTP answer") }
     }
 
+    /// A node's 503 during an election says it is about the cluster; only then is a live node
+    /// spared ejection. Any other 5xx, or the field on a 2xx, counts as it always did.
+    func testA503AboutTheClusterIsToldApart() {
+        func aboutTheCluster(_ text: String) -> Bool? {
+            guard case .head(let parsed) = response(text) else { return nil }
+            return parsed.aboutTheCluster
+        }
+        XCTAssertEqual(aboutTheCluster("HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nX-Switchboard-Scope: cluster\r\nContent-Length: 0\r\n\r\n"), true)
+        XCTAssertEqual(aboutTheCluster("HTTP/1.1 503 Service Unavailable\r\nx-switchboard-scope: CLUSTER\r\nContent-Length: 0\r\n\r\n"), true)
+        XCTAssertEqual(aboutTheCluster("HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n"), false, "a plain 503 is the node's own")
+        XCTAssertEqual(aboutTheCluster("HTTP/1.1 503 Service Unavailable\r\nX-Switchboard-Scope: node\r\nContent-Length: 0\r\n\r\n"), false)
+        XCTAssertEqual(aboutTheCluster("HTTP/1.1 200 OK\r\nX-Switchboard-Scope: cluster\r\nContent-Length: 0\r\n\r\n"), false, "only a 5xx can be excused")
+    }
+
     func testTheForwardedResponseCarriesTheBalancersConnectionDecision() throws {
         let text = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nServer: n1\r\n\r\n"
         guard case .head(let parsed) = response(text) else { return XCTFail("a valid answer") }

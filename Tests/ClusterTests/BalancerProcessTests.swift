@@ -100,6 +100,68 @@ final class BalancerProcessTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(readmitted.count, 2, "n2 admitted, ejected, then readmitted after it restarted:\n\(log().suffix(3000))")
     }
 
+    /// Keyed writes through the balancer across a `kill -9` of the leader: none fails. A write
+    /// whose fate the dead leader took with it is proposed again by the follower that forwarded
+    /// it (the key answers the first outcome if it was applied), and the followers' 503s while
+    /// they elect (`X-Switchboard-Scope: cluster`) never eject them.
+    func testKeyedWritesNeverFailAcrossALeaderKill() async throws {
+        let cluster = ProcessCluster()
+        defer { cluster.tearDown() }
+        let ids = ["n1", "n2", "n3"]
+        for id in ids { cluster.describe(id) }
+        let gossip = Dictionary(uniqueKeysWithValues: ids.map { ($0, "127.0.0.1:\(ProcessCluster.freePort())") })
+        func flags(_ id: String) -> [String] { ["--gossip", gossip[id]!, "--seeds", ids.filter { $0 != id }.map { gossip[$0]! }.joined(separator: ",")] }
+        try cluster.start("n1", flags: flags("n1"))
+        try await cluster.waitUntil("n1 leads") { await cluster.leader(asking: "n1") == "n1" }
+        for id in ["n2", "n3"] { try cluster.start(id, flags: flags(id)) }
+        try await cluster.waitUntil("3 voters") { await cluster.voters(asking: "n1").count == 3 }
+        let front = try BalancerProcess(cluster: cluster, arguments: ["--gossip", "127.0.0.1:\(ProcessCluster.freePort())", "--seeds", ids.map { gossip[$0]! }.joined(separator: ","), "--secret", ProcessCluster.secret])
+        defer { front.stop() }
+        let log = front.log
+        try await cluster.waitUntil("the balancer admits all three nodes", seconds: 15) {
+            ids.allSatisfy { id in log().contains("balancer.backend=\(id) balancer.reason=2 good checks") }
+        }
+        let base = front.base
+        let writing = ManagedAtomicFlag()
+        let failures = Acknowledged()
+        let successes = Acknowledged()
+        let clients = Task {
+            await withTaskGroup(of: Void.self) { group in
+                for client in 0..<8 {
+                    group.addTask {
+                        var n = 0
+                        while writing.isSet {
+                            n += 1
+                            let id = "k\(client)-\(n)"
+                            var request = URLRequest(url: URL(string: base + "/v1/channels/webchat/messages")!)
+                            request.httpMethod = "POST"
+                            request.timeoutInterval = 10
+                            request.setValue("Bearer \(ProcessCluster.adminToken)", forHTTPHeaderField: "Authorization")
+                            request.setValue("key-\(id)", forHTTPHeaderField: "Idempotency-Key")
+                            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+                            request.httpBody = Data(#"{"from":"c-\#(id)","text":"hola","externalId":"\#(id)"}"#.utf8)
+                            let status = (try? await URLSession.shared.data(for: request)).flatMap { ($0.1 as? HTTPURLResponse)?.statusCode } ?? 0
+                            if (200..<300).contains(status) { successes.insert(id) } else { failures.insert("\(id): \(status)") }
+                        }
+                    }
+                }
+            }
+        }
+        try await Task.sleep(for: .seconds(1))
+        let before = successes.count
+        cluster.kill9("n1")
+        try await cluster.waitUntil("a new leader", seconds: 10) { await cluster.leader(asking: "n2").map { $0 != "n1" } ?? false }
+        try await Task.sleep(for: .seconds(2))
+        writing.clear()
+        await clients.value
+
+        XCTAssertGreaterThan(before, 20, "the clients wrote before the kill")
+        XCTAssertGreaterThan(successes.count, before + 20, "and after it")
+        XCTAssertEqual(failures.all, [], "a keyed write must not fail across a leader kill")
+        let survivorsEjectedFor503 = log().split(separator: "\n").filter { ($0.contains("backend=n2") || $0.contains("backend=n3")) && $0.contains("reason=status 503") }
+        XCTAssertEqual(survivorsEjectedFor503, [], "a live node's 503 about the election must not eject it")
+    }
+
     /// An events WebSocket through the balancer: its node is killed with `kill -9`, the client
     /// sees the socket close, reconnects through the balancer (to another node) with its last
     /// cursor, and ends up with every message event exactly once, in cursor order.

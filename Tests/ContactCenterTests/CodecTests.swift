@@ -27,6 +27,7 @@ final class CodecTests: XCTestCase {
         .updateAgent(id: "a", name: nil, role: nil, skills: nil, capacity: nil, expectedVersion: 2, passwordHash: "pbkdf2$x", disabled: true),
         .updateAgent(id: "a", name: nil, role: nil, skills: nil, capacity: nil, expectedVersion: nil, passwordHash: nil, disabled: false),
         .expire(warnSessionsThrough: Timestamp(milliseconds: 1_800_000_600_000)),
+        .upgradePasswordHash(agentId: "a", from: "pbkdf2-sha256$1000$00$00", to: "pbkdf2-sha512$210000$11$22"),
     ]
 
     func testEveryCommandRoundTrips() throws {

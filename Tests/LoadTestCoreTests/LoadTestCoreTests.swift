@@ -140,6 +140,24 @@ final class RecorderTests: XCTestCase {
         XCTAssertEqual(recorder.failures, ["GET /x: 503": 10])
         XCTAssertEqual(recorder.timeline[3].ok + recorder.timeline[3].failed, 100, "one bucket per second")
     }
+
+    /// A shed (429 with Retry-After) is the cluster saying "later", not failing: it is counted
+    /// apart and moves neither the availability nor the latencies.
+    func testShedRequestsAreCountedApart() {
+        let recorder = Recorder()
+        recorder.expect(agents: 2)
+        for _ in 0..<99 { recorder.request(second: 0, micros: 1000, ok: true) }
+        recorder.request(second: 0, micros: 1000, ok: false, failure: "POST /v1/sessions: 503")
+        for _ in 0..<500 { recorder.shed() }
+        recorder.sessionOpened(second: 3)
+        recorder.sessionOpened(second: 7)
+        var summary = Summary()
+        recorder.fill(&summary)
+        XCTAssertEqual(summary.requests.total, 100)
+        XCTAssertEqual(summary.requests.shed, 500)
+        XCTAssertEqual(summary.availability, 0.99, accuracy: 1e-12, "sheds must not count as failures")
+        XCTAssertEqual(summary.sessions.allConnectedAtSeconds, 7, "both agents held a session from second 7")
+    }
 }
 
 final class ChaosTests: XCTestCase {

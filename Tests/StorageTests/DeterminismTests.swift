@@ -80,6 +80,8 @@ final class DeterminismTests: XCTestCase {
                     add(.deleteSession(tokenHash: "t\(Int.random(in: 0..<max(1, step), using: &random))"), .agent(id: agent))
                 case 3:
                     add(.expire(warnSessionsThrough: Timestamp(milliseconds: clock + 60_000)), .system)
+                case 4 where Bool.random(using: &random):
+                    add(.upgradePasswordHash(agentId: agent, from: "x", to: "pbkdf2-sha512$\(step)$00$00"), .agent(id: agent))
                 default:
                     add(.updateAgent(id: agent, name: nil, role: nil, skills: nil, capacity: Int.random(in: 0...3, using: &random), expectedVersion: nil))
                 }

@@ -154,4 +154,28 @@ final class IdempotencyAndSessionTests: XCTestCase {
         XCTAssertEqual(try h.agent("a").status, .offline)
         XCTAssertEqual(try h.agent("b").status, .available)
     }
+
+    /// A login's hash upgrade lands only over the hash it verified, only from that agent's own
+    /// login, and changes nothing a client sees (no version, no event, sessions hold).
+    func testAPasswordHashUpgradeLandsOnlyOverTheHashItVerified() throws {
+        let h = try Harness()
+        try h.addAgent("a")
+        XCTAssertEqual(try h.apply(.createSession(tokenHash: "t1", agentId: "a", expiresAt: Timestamp(milliseconds: h.clock + 3_600_000)), actor: .agent(id: "a")), .session(agentId: "a"))
+        let before = try h.agent("a")
+        let eventsBefore = h.events.count
+        XCTAssertEqual(try h.apply(.upgradePasswordHash(agentId: "a", from: "x", to: "stronger"), actor: .agent(id: "a")), .done)
+        let after = try h.agent("a")
+        XCTAssertEqual(after.passwordHash, "stronger")
+        XCTAssertEqual(after.version, before.version, "an upgrade is not a change a client sees")
+        XCTAssertEqual(h.events.count, eventsBefore, "no event, so no socket closes")
+        XCTAssertNotNil(try h.state.pool.read { try String.fetchOne($0, sql: "SELECT agent_id FROM sessions WHERE token_hash = 't1'") })
+        // A password changed in between wins: an upgrade over another hash does nothing.
+        XCTAssertEqual(try h.apply(.upgradePasswordHash(agentId: "a", from: "x", to: "late"), actor: .agent(id: "a")), .done)
+        XCTAssertEqual(try h.agent("a").passwordHash, "stronger")
+        // Only the agent's own login (or the node) may upgrade; and the hash is bounded.
+        XCTAssertEqual(try h.apply(.upgradePasswordHash(agentId: "a", from: "stronger", to: "mine"), actor: .agent(id: "b")).rejectionCode, "forbidden")
+        let huge = String(repeating: "h", count: Limits.passwordHashBytesMax + 1)
+        XCTAssertEqual(try h.apply(.upgradePasswordHash(agentId: "a", from: "stronger", to: huge), actor: .agent(id: "a")).rejectionCode, "limit_exceeded")
+        XCTAssertEqual(try h.agent("a").passwordHash, "stronger")
+    }
 }
