@@ -155,7 +155,7 @@ extension API {
             let proposal = try await node.propose(
                 .upgradePasswordHash(agentId: agent.id, from: agent.passwordHash, to: upgraded), actor: .agent(id: agent.id))
             if case .rejected(let error) = proposal.outcome { throw APIError(error) }
-            logger.info("password hash upgraded", metadata: ["agent": "\(agent.id)", "scheme": "\(node.passwords.scheme.rawValue)"])
+            logger.info("password hash upgraded", metadata: ["agent": "\(agent.id)", "cost": "\(node.passwords.cost)"])
         } catch {
             logger.warning("password hash upgrade failed; the next login tries again", metadata: ["agent": "\(agent.id)", "error": "\(error)"])
         }

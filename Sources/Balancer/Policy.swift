@@ -60,7 +60,7 @@ public final class Policy: Sendable {
         core.withLockedValue { $0.onFailure(id: id, outcome: unreachable ? .unreachable(reason) : .failure(reason), now: Self.now()) }
     }
 
-    func mayRetry(method: String, hasIdempotencyKey: Bool) -> Bool {
-        core.withLockedValue { $0.mayRetry(method: method, hasIdempotencyKey: hasIdempotencyKey, now: Self.now()) }
+    func mayRetry(method: String, hasIdempotencyKey: Bool, neverSent: Bool = false) -> Bool {
+        core.withLockedValue { $0.mayRetry(method: method, hasIdempotencyKey: hasIdempotencyKey, neverSent: neverSent, now: Self.now()) }
     }
 }

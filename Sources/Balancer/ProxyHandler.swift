@@ -296,7 +296,8 @@ final class ProxyHandler: ChannelInboundHandler, BackendExchange {
             switch result {
             case .failure(let error):
                 policy.finished(id: choice.backend, outcome: .unreachable("connect: \(error)"))
-                retryOrFail("backend \(choice.backend) unreachable: \(error)")
+                // No connection, so no node saw a byte of it: any method may go elsewhere.
+                retryOrFail("backend \(choice.backend) unreachable: \(error)", neverSent: true)
             case .success(let connection):
                 send(over: connection, replaying: attempt > 1)
             }
@@ -318,9 +319,9 @@ final class ProxyHandler: ChannelInboundHandler, BackendExchange {
     }
 
     /// Retries on another backend when allowed, else answers 502.
-    private func retryOrFail(_ reason: String) {
+    private func retryOrFail(_ reason: String, neverSent: Bool = false) {
         connection = nil
-        if mayRetry() {
+        if mayRetry(neverSent: neverSent) {
             logger.debug("retrying on another backend", metadata: ["balancer.backend": "\(backend ?? "")", "balancer.reason": "\(reason)"])
             dispatch()
         } else {
@@ -328,11 +329,11 @@ final class ProxyHandler: ChannelInboundHandler, BackendExchange {
         }
     }
 
-    /// One retry, of a request whose body was kept whole, when the policy allows (safe method
-    /// or keyed POST, within the retry budget).
-    private func mayRetry() -> Bool {
+    /// One retry, of a request whose body was kept whole, when the policy allows (safe method,
+    /// keyed POST, or a request that never reached a node; within the retry budget).
+    private func mayRetry(neverSent: Bool = false) -> Bool {
         guard tried.count < 2, replay != nil, active else { return false }
-        return policy.mayRetry(method: method, hasIdempotencyKey: idempotencyKey)
+        return policy.mayRetry(method: method, hasIdempotencyKey: idempotencyKey, neverSent: neverSent)
     }
 
     func backendRead(_ part: BackendPart) {

@@ -315,10 +315,14 @@ public struct Balancer: Sendable {
 
     /// Whether a failed request may be tried again on another backend: only when nothing of the
     /// answer reached the client (or it was a 503), only for methods safe to repeat (GET, HEAD,
-    /// PUT, DELETE, or POST with an Idempotency-Key), and only within the retry budget.
-    public mutating func mayRetry(method: String, hasIdempotencyKey: Bool, now: Duration) -> Bool {
+    /// PUT, DELETE, or POST with an Idempotency-Key) or a request no node ever saw (the
+    /// connection to the node could not be made: nothing was sent), and only within the retry
+    /// budget.
+    public mutating func mayRetry(method: String, hasIdempotencyKey: Bool, neverSent: Bool = false, now: Duration) -> Bool {
         let method = method.uppercased()
-        guard ["GET", "HEAD", "PUT", "DELETE", "OPTIONS"].contains(method) || (method == "POST" && hasIdempotencyKey) else { return false }
+        guard neverSent || ["GET", "HEAD", "PUT", "DELETE", "OPTIONS"].contains(method) || (method == "POST" && hasIdempotencyKey) else {
+            return false
+        }
         refill(now)
         guard retryTokens >= 1 - 1e-9 else {  // 5 x 0.2 must buy a whole retry despite rounding
             retriesRefused += 1

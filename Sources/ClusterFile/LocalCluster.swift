@@ -30,9 +30,10 @@ public struct LocalCluster: Sendable {
     public var secret = ""
     public var adminToken = ""
     public var dataRoot = ".switchboard"
-    /// `password_rounds` of `[cluster]`: PBKDF2 rounds the nodes use (`--password-rounds`); unset,
-    /// the nodes' production default. Lowered only for load runs that log in thousands of agents.
-    public var passwordRounds: Int?
+    /// `password_memory_kib` of `[cluster]`: the Argon2id memory of the nodes' password hashing
+    /// (`--password-memory-kib`); unset, the nodes' production default (OWASP's 19 MiB). Lowered
+    /// only for load runs that log in thousands of agents.
+    public var passwordMemoryKiB: Int?
 
     /// The `switchboard` executable the nodes and the balancer run.
     public let executable: String
@@ -50,9 +51,14 @@ public struct LocalCluster: Sendable {
                 secret = values["secret"] ?? ""
                 adminToken = values["admin_token"] ?? ""
                 dataRoot = values["data"] ?? dataRoot
-                if let rounds = values["password_rounds"] {
-                    guard let value = Int(rounds), value > 0 else { throw LocalClusterError("\(file): password_rounds must be a positive number, got \(rounds)") }
-                    passwordRounds = value
+                if let memory = values["password_memory_kib"] {
+                    guard let value = Int(memory), (8...262_144).contains(value) else {
+                        throw LocalClusterError("\(file): password_memory_kib must be a number of KiB from 8 to 262144, got \(memory)")
+                    }
+                    passwordMemoryKiB = value
+                }
+                if values["password_rounds"] != nil {
+                    throw LocalClusterError("\(file): password_rounds (PBKDF2) is gone: passwords are hashed with Argon2id; set password_memory_kib instead")
                 }
             case "node":
                 guard let id = values["id"], let api = values["api"], let peer = values["peer"] else {
@@ -125,7 +131,7 @@ public struct LocalCluster: Sendable {
             let seeds = nodes.compactMap(\.gossip).filter { $0 != gossip }
             if !seeds.isEmpty { arguments += ["--seeds", seeds.joined(separator: ",")] }
         }
-        if !node.isBalancer, let passwordRounds { arguments += ["--password-rounds", "\(passwordRounds)"] }
+        if !node.isBalancer, let passwordMemoryKiB { arguments += ["--password-memory-kib", "\(passwordMemoryKiB)"] }
         if !node.isBalancer, !FileManager.default.fileExists(atPath: directory + "/raft-snapshot") {
             arguments += node.id == nodes[0].id ? ["--bootstrap"] : ["--join", nodes[0].peer]
         }

@@ -73,7 +73,14 @@ extension ApplyContext {
     }
 
     /// A login. Past `Limits.sessionsPerAgentMax` live sessions the agent's oldest ends.
+    /// The same login applied twice (a node proposed it again after a leader change lost its
+    /// fate) is applied once: the token hash is fresh and random, so a session already under it
+    /// is this login's.
     mutating func createSession(tokenHash: String, agentId: String, expiresAt: Timestamp) throws -> Outcome {
+        if let holder = try store.sessionAgentId(tokenHash: tokenHash) {
+            guard holder == agentId else { throw DomainError(.conflict, "session_exists", "another agent holds this session token") }
+            return .session(agentId: agentId)
+        }
         guard let agent = try store.agent(id: agentId) else { throw DomainError.notFound("agent", agentId) }
         guard !agent.disabled else { throw DomainError(.forbidden, "agent_disabled", "agent '\(agentId)' is disabled") }
         let existing = try store.sessionTokenHashes(agentId: agentId)

@@ -70,6 +70,16 @@ public enum Command: Sendable, Equatable {
     case upgradePasswordHash(agentId: String, from: String, to: String)
 }
 
+extension Command {
+    /// Applying this command twice is applying it once, without an idempotency key: a node may
+    /// propose it again when a leader change lost its fate. Only a login is: its token hash is
+    /// fresh and random, and apply takes a session already under it as this login's.
+    public var isRepeatable: Bool {
+        if case .createSession = self { return true }
+        return false
+    }
+}
+
 /// What travels in a log entry: the command, who asked, when, and the optional idempotency key.
 ///
 /// Encoding: `[version u8][at i64][actor][idempotency?][command tag u8][fields...]`. Version 2

@@ -1,6 +1,6 @@
 /// The run's verdict as `--json` writes it. The top-level fields are a contract (scripts and CI
 /// read them): `agents`, `durationSeconds`, `requests`, `availability`, `latencyMs`,
-/// `assignmentLatencyMs`, `sessions`, `integrity`, `faults`, `thresholds`, `passed`.
+/// `assignmentLatencyMs`, `sessions`, `integrity`, `faults`, `terms`, `thresholds`, `passed`.
 public struct Summary: Codable, Sendable, Equatable {
     public struct Requests: Codable, Sendable, Equatable {
         public var total = 0
@@ -66,6 +66,15 @@ public struct Summary: Codable, Sendable, Equatable {
         public var passed: Bool
     }
 
+    /// The Raft term before the run and after it settled: each leader kill costs at least one
+    /// election, and any rise beyond the kills is an election something else caused.
+    public struct Terms: Codable, Sendable, Equatable {
+        public var atStart: Int?
+        public var atEnd: Int?
+        public init() {}
+        public var elections: Int? { atStart.flatMap { start in atEnd.map { $0 - start } } }
+    }
+
     public var agents = 0
     public var durationSeconds = 0.0
     public var requests = Requests()
@@ -75,6 +84,7 @@ public struct Summary: Codable, Sendable, Equatable {
     public var sessions = Sessions()
     public var integrity = Integrity()
     public var faults: [Fault] = []
+    public var terms = Terms()
     public var thresholds: [ThresholdResult] = []
     public var passed = true
 

@@ -34,7 +34,8 @@ public struct NodeConfiguration: Sendable {
     public var adminTokenHash: String
     /// SHA-256 (hex) of the channel webhook token, if one is set.
     public var channelTokenHash: String?
-    public var passwordRounds: Int = PasswordHasher.productionRounds
+    /// Argon2id cost of new password hashes (OWASP's by default).
+    public var passwordCost: PasswordHasher.Cost = .owasp
     /// How long a session token stays valid after login.
     public var sessionLifetime: Duration = .seconds(12 * 3600)
     /// How long before a session expires its agent gets `session.expiring`.
@@ -173,7 +174,7 @@ public final class Node: Sendable {
         }
         let hub = EventHub()
         self.hub = hub
-        passwords = PasswordHasher(rounds: configuration.passwordRounds)
+        passwords = PasswordHasher(cost: configuration.passwordCost)
         let box = NodeBox()
         link = configuration.peerAddress.map { _ in
             PeerLink(localId: configuration.id, secret: configuration.secret ?? "", previousSecrets: configuration.previousSecrets, logger: logger) { peer, bytes in
@@ -256,7 +257,8 @@ public final class Node: Sendable {
     /// again, the same bytes, until `writeWaitMax`: apply answers the first outcome if the first
     /// copy was applied, or applies this one. So a keyed write fails across a leader kill only
     /// when no leader emerges in time. A command without a key cannot be sent twice: its caller
-    /// hears the ambiguity (`unknownOutcome`).
+    /// hears the ambiguity (`unknownOutcome`). A login (`Command.isRepeatable`) is treated as
+    /// keyed: its fresh token hash makes a second copy a no-op.
     public func propose(_ command: Command, actor: Actor, idempotency: Idempotency? = nil, readsBack: Bool = true) async throws -> Proposal {
         let envelope = CommandEnvelope(at: now(), actor: actor, idempotency: idempotency, command: command)
         let bytes = envelope.encoded()
@@ -267,7 +269,7 @@ public final class Node: Sendable {
         func proposeAgainOrThrow(_ error: NodeError) throws {
             switch error {
             case .unknownOutcome, .notCommitted, .noLeader:
-                guard idempotency != nil, Date() < deadline else { throw error }
+                guard idempotency != nil || command.isRepeatable, Date() < deadline else { throw error }
                 counters.withLock { $0.keyedReproposals += 1 }
                 leaderDeadline = max(leaderDeadline, min(deadline, Date().addingTimeInterval(configuration.leaderWaitMax.seconds)))
             default:

@@ -84,84 +84,147 @@ public enum Secrets {
     }
 }
 
-/// Password hashes as the OWASP Password Storage Cheat Sheet asks of PBKDF2: HMAC-SHA512 with
-/// 210,000 iterations (the cheapest of its PBKDF2 and scrypt settings on a CPU with SHA
-/// extensions: about 1.7 times HMAC-SHA256 at 210,000, where HMAC-SHA256 would need 600,000).
-/// Stored as `<scheme>$<rounds>$<salt hex>$<hash hex>`, so scheme and cost travel with each hash:
-/// `needsRehash` says when a login should store a fresh one (an older scheme, or fewer rounds than
-/// this node's), and `verify` still reads `pbkdf2-sha256` hashes written before.
+/// Password hashes as OWASP's Password Storage Cheat Sheet recommends first: Argon2id with 19 MiB
+/// of memory, 2 passes and 1 lane, stored in the PHC string format other libraries read
+/// (`$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>`, unpadded base64). Hashes written before, by
+/// PBKDF2 (`pbkdf2-sha256$<rounds>$<salt hex>$<hash hex>`, and `pbkdf2-sha512`), still verify;
+/// `needsRehash` says when a login should store a fresh hash (another scheme, or less memory or
+/// fewer passes than this node's cost).
 public struct PasswordHasher: Sendable {
-    public enum Scheme: String, Sendable, CaseIterable {
-        case pbkdf2SHA512 = "pbkdf2-sha512"
-        /// Written before OWASP's SHA-512 setting was adopted; verified, then upgraded at login.
+    /// Argon2id's cost.
+    public struct Cost: Sendable, Equatable, CustomStringConvertible {
+        public var memoryKiB: Int
+        public var passes: Int
+        public init(memoryKiB: Int, passes: Int) {
+            self.memoryKiB = memoryKiB
+            self.passes = passes
+        }
+        /// OWASP's first Argon2id setting: m = 19 MiB, t = 2, p = 1.
+        public static let owasp = Cost(memoryKiB: 19_456, passes: 2)
+        public var description: String { "Argon2id m=\(memoryKiB) KiB, t=\(passes), p=1" }
+        var parameters: Argon2id.Parameters { Argon2id.Parameters(memoryKiB: memoryKiB, passes: passes, lanes: 1, tagLength: 32) }
+        public var isValid: Bool { parameters.isValid }
+    }
+
+    /// PBKDF2 schemes of hashes written before Argon2id; verified, then upgraded at login.
+    public enum LegacyScheme: String, Sendable, CaseIterable {
         case pbkdf2SHA256 = "pbkdf2-sha256"
+        case pbkdf2SHA512 = "pbkdf2-sha512"
 
         var function: KDF.Insecure.PBKDF2.HashFunction { self == .pbkdf2SHA512 ? .sha512 : .sha256 }
         var outputBytes: Int { self == .pbkdf2SHA512 ? 64 : 32 }
     }
 
-    /// OWASP's iteration count for PBKDF2-HMAC-SHA512.
-    public static let productionRounds = 210_000
-    /// Rounds a stored hash may name; more is refused unread (a hash is data, and data can lie).
+    /// Rounds a stored PBKDF2 hash may name; more is refused unread (a hash is data).
     public static let storedRoundsMax = 10_000_000
-    public let scheme: Scheme
-    public let rounds: Int
+    public let cost: Cost
 
-    public init(rounds: Int = PasswordHasher.productionRounds, scheme: Scheme = .pbkdf2SHA512) {
-        precondition(rounds >= 1, "PBKDF2 rounds must be positive, got \(rounds)")
-        self.rounds = rounds
-        self.scheme = scheme
+    public init(cost: Cost = .owasp) {
+        precondition(cost.isValid, "invalid password hashing cost \(cost)")
+        self.cost = cost
     }
 
     public struct HashingFailed: Error {}
 
     public func hash(_ password: String) throws -> String {
-        var generator = SystemRandomNumberGenerator()
-        let salt = (0..<16).map { _ in generator.next() as UInt8 }
-        guard let derived = Self.derive(password, salt: salt, scheme: scheme, rounds: rounds) else { throw HashingFailed() }
-        return "\(scheme.rawValue)$\(rounds)$\(Self.hex(salt))$\(derived)"
+        let salt = Self.randomBytes(16)
+        let tag = try Argon2id.hash(password: Array(password.utf8), salt: salt, parameters: cost.parameters)
+        return Self.phc(cost: cost, salt: salt, tag: tag)
     }
 
     /// A well-formed hash of no password, for an unknown email: verifying against it costs what a
     /// real check costs (so timing does not reveal which emails exist) and never succeeds.
     public func decoy() -> String {
-        var generator = SystemRandomNumberGenerator()
-        let salt = (0..<16).map { _ in generator.next() as UInt8 }
-        let hash = (0..<scheme.outputBytes).map { _ in generator.next() as UInt8 }
-        return "\(scheme.rawValue)$\(rounds)$\(Self.hex(salt))$\(Self.hex(hash))"
+        Self.phc(cost: cost, salt: Self.randomBytes(16), tag: Self.randomBytes(32))
     }
 
     public func verify(_ password: String, against stored: String) -> Bool {
-        guard let parsed = Self.parse(stored), let derived = Self.derive(password, salt: parsed.salt, scheme: parsed.scheme, rounds: parsed.rounds)
+        if let parsed = Self.parseArgon2id(stored) {
+            guard let tag = try? Argon2id.hash(password: Array(password.utf8), salt: parsed.salt, parameters: parsed.parameters) else {
+                return false
+            }
+            return Secrets.constantTimeEquals(Self.hex(tag), Self.hex(parsed.tag))
+        }
+        guard let parsed = Self.parsePBKDF2(stored),
+            let derived = Self.derive(password, salt: parsed.salt, scheme: parsed.scheme, rounds: parsed.rounds)
         else { return false }
         return Secrets.constantTimeEquals(derived, parsed.hash)
     }
 
-    /// True when `stored` is readable but weaker than what this hasher writes: another scheme or
-    /// fewer rounds. (A hash with more rounds than configured is kept: lowering the cost never
+    /// True when `stored` is readable but weaker than what this hasher writes: PBKDF2, or Argon2id
+    /// with less memory or fewer passes. (A costlier hash is kept: lowering the cost never
     /// weakens stored hashes.) Unreadable hashes are not rehashed: they never verify.
     public func needsRehash(_ stored: String) -> Bool {
-        guard let parsed = Self.parse(stored) else { return false }
-        return parsed.scheme != scheme || parsed.rounds < rounds
+        if let parsed = Self.parseArgon2id(stored) {
+            return parsed.parameters.memoryKiB < cost.memoryKiB || parsed.parameters.passes < cost.passes
+        }
+        return Self.parsePBKDF2(stored) != nil
     }
 
-    private static func parse(_ stored: String) -> (scheme: Scheme, rounds: Int, salt: [UInt8], hash: String)? {
+    /// A PBKDF2 hash as written before Argon2id: for tests and for importing agents from systems
+    /// that store PBKDF2.
+    public static func legacyHash(_ password: String, scheme: LegacyScheme, rounds: Int) throws -> String {
+        let salt = randomBytes(16)
+        guard (1...storedRoundsMax).contains(rounds), let derived = derive(password, salt: salt, scheme: scheme, rounds: rounds) else {
+            throw HashingFailed()
+        }
+        return "\(scheme.rawValue)$\(rounds)$\(hex(salt))$\(derived)"
+    }
+
+    private static func phc(cost: Cost, salt: [UInt8], tag: [UInt8]) -> String {
+        "$argon2id$v=19$m=\(cost.memoryKiB),t=\(cost.passes),p=1$\(base64(salt))$\(base64(tag))"
+    }
+
+    private static func parseArgon2id(_ stored: String) -> (parameters: Argon2id.Parameters, salt: [UInt8], tag: [UInt8])? {
+        guard stored.utf8.count <= 512 else { return nil }
         let parts = stored.split(separator: "$", omittingEmptySubsequences: false)
-        guard parts.count == 4, let scheme = Scheme(rawValue: String(parts[0])), let rounds = Int(parts[1]),
+        guard parts.count == 6, parts[0].isEmpty, parts[1] == "argon2id", parts[2] == "v=19" else { return nil }
+        var values: [String: Int] = [:]
+        for pair in parts[3].split(separator: ",", omittingEmptySubsequences: false) {
+            let kv = pair.split(separator: "=", omittingEmptySubsequences: false)
+            guard kv.count == 2, let value = Int(kv[1]), values[String(kv[0])] == nil else { return nil }
+            values[String(kv[0])] = value
+        }
+        guard values.count == 3, let m = values["m"], let t = values["t"], let p = values["p"], let salt = unbase64(parts[4]),
+            let tag = unbase64(parts[5]), (8...64).contains(salt.count), (4...64).contains(tag.count)
+        else { return nil }
+        let parameters = Argon2id.Parameters(memoryKiB: m, passes: t, lanes: p, tagLength: tag.count)
+        guard parameters.isValid else { return nil }
+        return (parameters, salt, tag)
+    }
+
+    private static func parsePBKDF2(_ stored: String) -> (scheme: LegacyScheme, rounds: Int, salt: [UInt8], hash: String)? {
+        let parts = stored.split(separator: "$", omittingEmptySubsequences: false)
+        guard parts.count == 4, let scheme = LegacyScheme(rawValue: String(parts[0])), let rounds = Int(parts[1]),
             (1...storedRoundsMax).contains(rounds), let salt = bytes(fromHex: String(parts[2])), (1...64).contains(salt.count),
             parts[3].utf8.count == scheme.outputBytes * 2
         else { return nil }
         return (scheme, rounds, salt, String(parts[3]))
     }
 
-    private static func derive(_ password: String, salt: [UInt8], scheme: Scheme, rounds: Int) -> String? {
-        // `unsafeUncheckedRounds` lets tests and load runs use few rounds; production uses
-        // `productionRounds`.
+    private static func derive(_ password: String, salt: [UInt8], scheme: LegacyScheme, rounds: Int) -> String? {
         guard
             let key = try? KDF.Insecure.PBKDF2.deriveKey(
                 from: Array(password.utf8), salt: salt, using: scheme.function, outputByteCount: scheme.outputBytes, unsafeUncheckedRounds: rounds)
         else { return nil }
         return key.withUnsafeBytes { hex(Array($0)) }
+    }
+
+    private static func randomBytes(_ count: Int) -> [UInt8] {
+        var generator = SystemRandomNumberGenerator()
+        return (0..<count).map { _ in generator.next() as UInt8 }
+    }
+
+    private static func base64(_ bytes: [UInt8]) -> String {
+        var text = Data(bytes).base64EncodedString()
+        while text.hasSuffix("=") { text.removeLast() }
+        return text
+    }
+
+    private static func unbase64(_ text: Substring) -> [UInt8]? {
+        guard !text.isEmpty, text.utf8.count <= 128, !text.contains("=") else { return nil }
+        let padded = String(text) + String(repeating: "=", count: (4 - text.utf8.count % 4) % 4)
+        return Data(base64Encoded: padded).map { Array($0) }
     }
 
     private static func hex(_ bytes: [UInt8]) -> String { Secrets.hex(bytes) }

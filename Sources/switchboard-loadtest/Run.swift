@@ -77,6 +77,7 @@ final class Run: Sendable {
     func execute() async throws -> Summary {
         let total = settings.ramp + settings.duration
         recorder.expect(agents: settings.agents)
+        let termAtStart = await clusterTerm()
         log("run \(runId): \(settings.agents) agents over \(settings.ramp), then \(settings.duration); customers \(settings.arrivals.rate)/s (\(settings.arrivals.kind)) against \(settings.target)")
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.progress(until: total) }
@@ -108,6 +109,12 @@ final class Run: Sendable {
             summary.faults = spawned.recorded
             log("settling: every node running again")
             await spawned.heal()
+        }
+        summary.terms.atStart = termAtStart
+        summary.terms.atEnd = await clusterTerm()
+        if let elections = summary.terms.elections {
+            let kills = summary.faults.filter { $0.kind == "kill" }.count
+            log("terms: \(termAtStart ?? 0) -> \(summary.terms.atEnd ?? 0): \(elections) elections over \(kills) kills")
         }
         log("settling: checking every acknowledged message on every node")
         summary.integrity = await integrity()
@@ -184,6 +191,11 @@ final class Run: Sendable {
             recorder.request(second: dueSecond, micros: micros, ok: reply.ok, failure: failure)
         }
         return reply
+    }
+
+    /// The cluster's Raft term as `/v1/cluster` tells it (nil when it does not answer).
+    func clusterTerm() async -> Int? {
+        (await call(.GET, "/v1/cluster", token: settings.adminToken, measured: false)).json["term"] as? Int
     }
 
     /// A path with its ids replaced, for grouping failures.

@@ -91,8 +91,11 @@ struct NodeCommand: AsyncParsableCommand {
     @Option(help: "Token for channel webhooks (or SWITCHBOARD_CHANNEL_TOKEN). Without one, webhooks use the admin token.")
     var channelToken: String?
 
-    @Option(help: "PBKDF2-SHA256 rounds for new password hashes.")
-    var passwordRounds = PasswordHasher.productionRounds
+    @Option(help: "Argon2id memory in KiB for new password hashes (OWASP: 19456). Hashes stored with less are upgraded at the next login.")
+    var passwordMemoryKib = PasswordHasher.Cost.owasp.memoryKiB
+
+    @Option(help: "Argon2id passes for new password hashes (OWASP: 2).")
+    var passwordPasses = PasswordHasher.Cost.owasp.passes
 
     @Option(help: "Raft tick in milliseconds: the leader sends heartbeats every tick.")
     var tickMs = 25
@@ -123,7 +126,10 @@ struct NodeCommand: AsyncParsableCommand {
 
     func validate() throws {
         try validateLogLevel(logLevel)
-        guard (1...10_000_000).contains(passwordRounds) else { throw ValidationError("--password-rounds must be 1...10000000") }
+        guard PasswordHasher.Cost(memoryKiB: passwordMemoryKib, passes: passwordPasses).isValid else {
+            throw ValidationError(
+                "--password-memory-kib must be 8...\(Argon2id.Parameters.memoryKiBMax) and --password-passes 1...\(Argon2id.Parameters.passesMax)")
+        }
         _ = try HostPort(api, option: "--api")
         if let peer { _ = try HostPort(peer, option: "--peer") }
         if let join { _ = try HostPort(join, option: "--join") }
@@ -161,7 +167,7 @@ struct NodeCommand: AsyncParsableCommand {
             given: adminToken ?? environment["SWITCHBOARD_ADMIN_TOKEN"], dataDirectory: directory, logger: logger)
         var configuration = NodeConfiguration(id: id, dataDirectory: directory, adminTokenHash: adminHash)
         configuration.channelTokenHash = (channelToken ?? environment["SWITCHBOARD_CHANNEL_TOKEN"]).map(Secrets.tokenHash)
-        configuration.passwordRounds = passwordRounds
+        configuration.passwordCost = PasswordHasher.Cost(memoryKiB: passwordMemoryKib, passes: passwordPasses)
         configuration.apiAddress = api
         configuration.peerAddress = peer
         configuration.secret = secret ?? environment["SWITCHBOARD_SECRET"]

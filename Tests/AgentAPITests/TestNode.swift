@@ -16,10 +16,10 @@ final class TestNode: @unchecked Sendable {
     let api: API
     let metrics = APIMetrics(registry: PrometheusCollectorRegistry())
 
-    init(directory: String? = nil, passwordRounds: Int = 1000) throws {
+    init(directory: String? = nil, passwordCost: PasswordHasher.Cost = PasswordHasher.Cost(memoryKiB: 8, passes: 1)) throws {
         self.directory = directory ?? NSTemporaryDirectory() + "switchboard-api-" + UUID().uuidString
         var configuration = NodeConfiguration(id: "n1", dataDirectory: self.directory, adminTokenHash: Secrets.tokenHash(Self.adminToken))
-        configuration.passwordRounds = passwordRounds
+        configuration.passwordCost = passwordCost
         configuration.readWaitMax = .seconds(2)
         var logger = Logger(label: "test")
         logger.logLevel = .warning

@@ -162,6 +162,11 @@ final class BalancerTests: XCTestCase {
         XCTAssertEqual(balancer.retriesRefused, 80)
         for _ in 0..<10 { balancer.onRequestStarted(now: at(3)) }
         XCTAssertTrue(balancer.mayRetry(method: "post", hasIdempotencyKey: true, now: at(3)), "a keyed POST may be retried")
+        for _ in 0..<10 { balancer.onRequestStarted(now: at(4)) }
+        var neverSent = 0
+        for _ in 0..<10 where balancer.mayRetry(method: "POST", hasIdempotencyKey: false, neverSent: true, now: at(4)) { neverSent += 1 }
+        // One token left at 3 s, two more from 10 requests at 4 s.
+        XCTAssertEqual(neverSent, 3, "a POST no node ever saw (its connection could not be made) may go elsewhere, within the budget")
     }
 
     func testSettingsAreValidated() {

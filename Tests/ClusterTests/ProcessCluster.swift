@@ -53,7 +53,7 @@ final class ProcessCluster: @unchecked Sendable {
         let member = member(id)
         var arguments = [
             "node", "--id", id, "--data", member.directory, "--api", member.api, "--peer", member.peer, "--admin-token", Self.adminToken,
-            "--password-rounds", "1000", "--log-level", "info",
+            "--password-memory-kib", "8", "--log-level", "info",
         ] + extraArguments + flags
         if !FileManager.default.fileExists(atPath: member.directory + "/raft-snapshot") {
             arguments += id == members[0].id ? ["--bootstrap"] : ["--join", members[0].peer]

@@ -48,9 +48,13 @@ final class ThresholdTests: XCTestCase {
         let object = try JSONSerialization.jsonObject(with: JSONEncoder().encode(Summary())) as! [String: Any]
         XCTAssertEqual(
             Set(object.keys),
-            ["agents", "durationSeconds", "requests", "availability", "latencyMs", "assignmentLatencyMs", "sessions", "integrity", "faults", "thresholds", "passed"])
+            [
+                "agents", "durationSeconds", "requests", "availability", "latencyMs", "assignmentLatencyMs", "sessions", "integrity", "faults",
+                "terms", "thresholds", "passed",
+            ])
         XCTAssertEqual(Set((object["latencyMs"] as! [String: Any]).keys), ["p50", "p90", "p99", "p999", "max"])
-        XCTAssertEqual(Set((object["sessions"] as! [String: Any]).keys), ["peak", "drops", "reconnectMsP99"])
+        XCTAssertEqual(Set((object["requests"] as! [String: Any]).keys), ["total", "ok", "failed", "shed"])
+        XCTAssertEqual(Set((object["sessions"] as! [String: Any]).keys), ["peak", "drops", "reconnectMsP99", "reconnectMsP50"], "allConnectedAtSeconds only once it happened")
         XCTAssertEqual(
             Set((object["integrity"] as! [String: Any]).keys),
             ["lostMessages", "duplicateMessages", "doubleAssignments", "capacityViolations", "eventGaps"])

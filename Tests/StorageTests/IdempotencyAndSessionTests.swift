@@ -178,4 +178,23 @@ final class IdempotencyAndSessionTests: XCTestCase {
         XCTAssertEqual(try h.apply(.upgradePasswordHash(agentId: "a", from: "stronger", to: huge), actor: .agent(id: "a")).rejectionCode, "limit_exceeded")
         XCTAssertEqual(try h.agent("a").passwordHash, "stronger")
     }
+
+    /// A login proposed again after a leader change lost its fate is applied once: a session
+    /// under the same fresh token hash is that login's.
+    func testALoginAppliedTwiceIsAppliedOnce() throws {
+        let h = try Harness()
+        try h.addAgent("a")
+        try h.addAgent("b")
+        let login = Command.createSession(tokenHash: "t1", agentId: "a", expiresAt: Timestamp(milliseconds: h.clock + 3_600_000))
+        XCTAssertTrue(login.isRepeatable)
+        XCTAssertEqual(try h.apply(login, actor: .agent(id: "a")), .session(agentId: "a"))
+        let events = h.events.count
+        XCTAssertEqual(try h.apply(login, actor: .agent(id: "a")), .session(agentId: "a"), "the second copy answers like the first")
+        XCTAssertEqual(h.events.count, events, "and changes nothing")
+        let sessions = try h.state.pool.read { try Int.fetchOne($0, sql: "SELECT count(*) FROM sessions WHERE agent_id = 'a'") }
+        XCTAssertEqual(sessions, 1)
+        let other = Command.createSession(tokenHash: "t1", agentId: "b", expiresAt: Timestamp(milliseconds: h.clock + 3_600_000))
+        XCTAssertEqual(try h.apply(other, actor: .agent(id: "b")).rejectionCode, "session_exists")
+        XCTAssertFalse(Command.resolve(conversationId: "c").isRepeatable, "only a login repeats without a key")
+    }
 }
