@@ -13,7 +13,7 @@ public struct API: Sendable {
     /// take as long as for known ones.
     let decoyPasswordHash: String
     let sessions = SessionCache()
-    let loginGuard = LoginGuard()
+    let loginGuard: LoginGuard
     /// Rendered conversations, dropped by apply as it writes them (see `ConversationViews`).
     let conversationViews = ConversationViews()
 
@@ -21,6 +21,7 @@ public struct API: Sendable {
         self.node = node
         self.logger = logger
         decoyPasswordHash = node.passwords.decoy()
+        loginGuard = LoginGuard(perSecond: node.configuration.loginsPerSecondPerAddress)
         node.state.onCommit { [conversationViews, sessions] changes in
             conversationViews.invalidate(changes)
             sessions.evict(tokenHashes: changes.endedSessions)

@@ -6,10 +6,20 @@ import Synchronization
 /// every login time out. Kept per node, in memory (the balancer spreads a client over the nodes,
 /// so a cluster of N nodes grants up to N times these rates).
 final class LoginGuard: Sendable {
-    /// Logins one client address may start at once.
+    /// Logins one client address may start at once, by default (six seconds' worth).
     static let addressBurstMax = 60
-    /// Logins per second one client address earns back.
+    /// Logins per second one client address earns back, by default
+    /// (`NodeConfiguration.loginsPerSecondPerAddress`, `--logins-per-address`).
     static let addressRefillPerSecond = 10.0
+
+    let burst: Double
+    let refillPerSecond: Double
+
+    /// `perSecond` logins a second per address, with a burst of six seconds' worth.
+    init(perSecond: Double = LoginGuard.addressRefillPerSecond) {
+        refillPerSecond = perSecond
+        burst = (perSecond * 6).rounded(.up)
+    }
     /// Failed logins in a row that lock an account.
     static let failuresBeforeLock = 5
     /// How long a lock lasts.
@@ -44,12 +54,12 @@ final class LoginGuard: Sendable {
                 return .accountLocked(retryAfterSeconds: Int((failure.lockedUntil - now).rounded(.up)))
             }
             if state.buckets.count >= Self.entriesMax { state.buckets.removeAll(keepingCapacity: true) }
-            var bucket = state.buckets[address] ?? (Double(Self.addressBurstMax), now)
-            bucket.tokens = min(Double(Self.addressBurstMax), bucket.tokens + (now - bucket.at) * Self.addressRefillPerSecond)
+            var bucket = state.buckets[address] ?? (burst, now)
+            bucket.tokens = min(burst, bucket.tokens + (now - bucket.at) * refillPerSecond)
             bucket.at = now
             guard bucket.tokens >= 1 else {
                 state.buckets[address] = bucket
-                return .addressThrottled(retryAfterSeconds: Int(((1 - bucket.tokens) / Self.addressRefillPerSecond).rounded(.up)))
+                return .addressThrottled(retryAfterSeconds: Int(((1 - bucket.tokens) / refillPerSecond).rounded(.up)))
             }
             bucket.tokens -= 1
             state.buckets[address] = bucket

@@ -34,6 +34,9 @@ public struct LocalCluster: Sendable {
     /// (`--password-memory-kib`); unset, the nodes' production default (OWASP's 19 MiB). Lowered
     /// only for load runs that log in thousands of agents.
     public var passwordMemoryKiB: Int?
+    /// `logins_per_address` of `[cluster]`: `--logins-per-address` of the nodes; unset, their
+    /// default (10 a second). Raised for load runs, where one address stands for every agent.
+    public var loginsPerAddress: Double?
 
     /// The `switchboard` executable the nodes and the balancer run.
     public let executable: String
@@ -56,6 +59,12 @@ public struct LocalCluster: Sendable {
                         throw LocalClusterError("\(file): password_memory_kib must be a number of KiB from 8 to 262144, got \(memory)")
                     }
                     passwordMemoryKiB = value
+                }
+                if let rate = values["logins_per_address"] {
+                    guard let value = Double(rate), (0.1...100_000).contains(value) else {
+                        throw LocalClusterError("\(file): logins_per_address must be a number of logins a second from 0.1 to 100000, got \(rate)")
+                    }
+                    loginsPerAddress = value
                 }
                 if values["password_rounds"] != nil {
                     throw LocalClusterError("\(file): password_rounds (PBKDF2) is gone: passwords are hashed with Argon2id; set password_memory_kib instead")
@@ -132,6 +141,7 @@ public struct LocalCluster: Sendable {
             if !seeds.isEmpty { arguments += ["--seeds", seeds.joined(separator: ",")] }
         }
         if !node.isBalancer, let passwordMemoryKiB { arguments += ["--password-memory-kib", "\(passwordMemoryKiB)"] }
+        if !node.isBalancer, let loginsPerAddress { arguments += ["--logins-per-address", "\(loginsPerAddress)"] }
         if !node.isBalancer, !FileManager.default.fileExists(atPath: directory + "/raft-snapshot") {
             arguments += node.id == nodes[0].id ? ["--bootstrap"] : ["--join", nodes[0].peer]
         }

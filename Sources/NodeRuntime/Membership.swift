@@ -176,7 +176,7 @@ extension Node {
         }
         let isMember = status.configuration.members.contains(id)
         if isMember { memory.wasMember = true }
-        if removedNotice.withLock({ $0 }) || (memory.wasMember && !isMember && !status.configuration.members.isEmpty) {
+        if removedNotice.withLock({ $0.confirmed }) || (memory.wasMember && !isMember && !status.configuration.members.isEmpty) {
             logger.notice("this node was removed from the cluster; stopping", metadata: ["raft.configuration": "\(status.configuration)"])
             return false
         }

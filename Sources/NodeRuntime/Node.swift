@@ -36,6 +36,10 @@ public struct NodeConfiguration: Sendable {
     public var channelTokenHash: String?
     /// Argon2id cost of new password hashes (OWASP's by default).
     public var passwordCost: PasswordHasher.Cost = .owasp
+    /// Logins a second one client address may start on this node (a burst of six seconds'
+    /// worth); past it, 429 `too_many_logins` before any hashing. Raise it for many agents
+    /// behind one address (a contact center's NAT, a load tester).
+    public var loginsPerSecondPerAddress = 10.0
     /// How long a session token stays valid after login.
     public var sessionLifetime: Duration = .seconds(12 * 3600)
     /// How long before a session expires its agent gets `session.expiring`.
@@ -113,8 +117,9 @@ public final class Node: Sendable {
     private let book = Mutex<[String: ClusterMember]>([:])
     private let lastHeard = Mutex<[String: ContinuousClock.Instant]>([:])
     private let bookReload = Mutex<ContinuousClock.Instant?>(nil)
-    /// Set when the leader said this node was removed; housekeeping stops the node.
-    let removedNotice = Mutex(false)
+    /// The leader's notices that this node was removed; housekeeping stops the node once one
+    /// is confirmed (see `RemovedNotices`).
+    let removedNotice = Mutex(RemovedNotices())
     private let removedTold = Mutex<[String: ContinuousClock.Instant]>([:])
     /// Agents with an event WebSocket open on this node, with how many.
     private let connectedAgents = Mutex<[String: Int]>([:])
@@ -519,8 +524,10 @@ public final class Node: Sendable {
             if case .removed = request {
                 // Only the leader of our own cluster says so, and only if we are not in its view.
                 if loop.status.leader == peer || loop.status.leader == nil {
-                    removedNotice.withLock { $0 = true }
-                    logger.notice("the leader says this node is no longer a member", metadata: ["raft.leader": "\(peer)"])
+                    let confirmed = removedNotice.withLock { $0.record(at: ContinuousClock.now) }
+                    logger.notice(
+                        confirmed ? "the leader says again this node is no longer a member" : "the leader says this node is no longer a member",
+                        metadata: ["raft.leader": "\(peer)"])
                 }
                 return
             }
@@ -532,6 +539,28 @@ public final class Node: Sendable {
             calls.complete(requestId, response)
         case .snapshotChunk(let index, let term, let offset, let total, let chunk):
             snapshots.receive(index: index, term: term, offset: offset, total: total, bytes: chunk, logger: logger)
+        }
+    }
+
+    /// The leader's "you are not a member" notices. One alone proves nothing: a leader's view of
+    /// its configuration is published after its loop runs, so a node it has just added can hear
+    /// from it before that view includes it (seen at a cluster's start, where it stopped a new
+    /// voter for good). A node stops when a second notice comes at least `confirmAfter` after the
+    /// first, within `window`: a node really removed keeps hearing it, once a second.
+    struct RemovedNotices {
+        static let confirmAfter: Duration = .seconds(1)
+        static let window: Duration = .seconds(10)
+        var first: ContinuousClock.Instant?
+        var confirmed = false
+
+        /// Records a notice; true once it is confirmed.
+        mutating func record(at now: ContinuousClock.Instant) -> Bool {
+            if let first, now - first >= Self.confirmAfter, now - first <= Self.window {
+                confirmed = true
+            } else if first.map({ now - $0 > Self.window }) ?? true {
+                first = now
+            }
+            return confirmed
         }
     }
 

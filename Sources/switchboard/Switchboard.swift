@@ -97,6 +97,9 @@ struct NodeCommand: AsyncParsableCommand {
     @Option(help: "Argon2id passes for new password hashes (OWASP: 2).")
     var passwordPasses = PasswordHasher.Cost.owasp.passes
 
+    @Option(help: "Logins a second one client address may start on this node, with a burst of six seconds' worth; past it, 429 before any hashing. Raise it for many agents behind one address.")
+    var loginsPerAddress = 10.0
+
     @Option(help: "Raft tick in milliseconds: the leader sends heartbeats every tick.")
     var tickMs = 25
 
@@ -126,6 +129,7 @@ struct NodeCommand: AsyncParsableCommand {
 
     func validate() throws {
         try validateLogLevel(logLevel)
+        guard loginsPerAddress >= 0.1, loginsPerAddress <= 100_000 else { throw ValidationError("--logins-per-address must be 0.1...100000") }
         guard PasswordHasher.Cost(memoryKiB: passwordMemoryKib, passes: passwordPasses).isValid else {
             throw ValidationError(
                 "--password-memory-kib must be 8...\(Argon2id.Parameters.memoryKiBMax) and --password-passes 1...\(Argon2id.Parameters.passesMax)")
@@ -168,6 +172,7 @@ struct NodeCommand: AsyncParsableCommand {
         var configuration = NodeConfiguration(id: id, dataDirectory: directory, adminTokenHash: adminHash)
         configuration.channelTokenHash = (channelToken ?? environment["SWITCHBOARD_CHANNEL_TOKEN"]).map(Secrets.tokenHash)
         configuration.passwordCost = PasswordHasher.Cost(memoryKiB: passwordMemoryKib, passes: passwordPasses)
+        configuration.loginsPerSecondPerAddress = loginsPerAddress
         configuration.apiAddress = api
         configuration.peerAddress = peer
         configuration.secret = secret ?? environment["SWITCHBOARD_SECRET"]
