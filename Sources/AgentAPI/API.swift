@@ -17,6 +17,12 @@ public struct API: Sendable {
     /// Rendered conversations, dropped by apply as it writes them (see `ConversationViews`).
     let conversationViews = ConversationViews()
 
+    /// Connections the kernel queues for `accept` (capped by `net.core.somaxconn`). When a node
+    /// dies, a third of the cluster's event sockets reconnect at once through the balancer; at
+    /// Hummingbird's default (256) the queue overflowed, SYNs were dropped and each retried after
+    /// the kernel's one-second SYN timeout, which the balancer took for a dead node.
+    public static let listenBacklog = 4096
+
     public init(node: Node, logger: Logger) {
         self.node = node
         self.logger = logger

@@ -20,7 +20,7 @@ extension API {
                 configuration: .init(
                     http1: .init(idleTimeout: API.connectionIdleMax),
                     ws: .init(maxFrameSize: API.inboundMessageBytesMax, autoPing: .enabled(timePeriod: .seconds(30))))),
-            configuration: .init(address: .hostname(host, port: port), serverName: "switchboard"),
+            configuration: .init(address: .hostname(host, port: port), serverName: "switchboard", backlog: API.listenBacklog),
             logger: logger)
     }
 }

@@ -37,7 +37,7 @@ extension API {
                 return
             }
             defer { if let agentId = principal.agent?.id { node.agentDisconnected(agentId) } }
-            guard let subscription = node.hub.subscribe(accept: API.accepts(audience)) else {
+            guard let subscription = node.hub.subscribe(audience: audience) else {
                 try await outbound.close(.unknown(1013), reason: "too many event sessions")
                 return
             }
@@ -85,12 +85,6 @@ extension API {
         guard let fresh = current.1, !fresh.disabled else { return "agent disabled" }
         guard fresh.role == agent.role else { return "role changed; connect again" }
         return nil
-    }
-
-    /// Which live events a socket takes: an agent its own, a supervisor or the admin (`audience`
-    /// nil) every one. The store catch-up applies the same rule in its query.
-    static func accepts(_ audience: String?) -> @Sendable (Event) -> Bool {
-        { event in audience == nil || event.audienceAgentId == audience }
     }
 
     func parseSince(_ request: Request) throws -> EventCursor? {

@@ -44,11 +44,15 @@ public final class BalancerService: Service, Sendable {
         }
     }
 
+    /// Connections the kernel queues for `accept` (capped by `net.core.somaxconn`): a node's death
+    /// sends a third of every event socket back through here at once.
+    static let listenBacklog: Int32 = 4096
+
     /// Binds the listener; returns the bound port.
     @discardableResult
     public func start() async throws -> Int {
         let channel = try await ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.backlog, value: Self.listenBacklog)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { [self] channel in

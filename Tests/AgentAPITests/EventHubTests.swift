@@ -11,7 +11,7 @@ final class EventHubTests: XCTestCase {
 
     func testSlowSubscriberOverflowsInsteadOfGrowing() async {
         let hub = EventHub()
-        let subscription = hub.subscribe { _ in true }!
+        let subscription = hub.subscribe(audience: nil)!
         hub.publish(events(1...EventHub.bufferEventsMax))
         hub.publish(events((EventHub.bufferEventsMax + 1)...(EventHub.bufferEventsMax + 1)))
         guard case .overflowed = await subscription.next() else { return XCTFail("expected overflowed after \(EventHub.bufferEventsMax + 1) events") }
@@ -22,11 +22,21 @@ final class EventHubTests: XCTestCase {
 
     func testFilterAndCloseAndCount() async {
         let hub = EventHub()
-        let mine = hub.subscribe { $0.audienceAgentId == "a1" }!
-        XCTAssertEqual(hub.subscriptionCount, 1)
-        hub.publish(events(1...2, audience: "a2") + events(3...3))
+        let mine = hub.subscribe(audience: "a1")!
+        let again = hub.subscribe(audience: "a1")!
+        let supervisor = hub.subscribe(audience: nil)!
+        XCTAssertEqual(hub.subscriptionCount, 3)
+        hub.publish(events(1...2, audience: "a2") + events(3...3) + events(4...4, audience: nil) + events(5...5))
         guard case .events(let delivered) = await mine.next() else { return XCTFail("expected events") }
-        XCTAssertEqual(delivered.map(\.cursor.index), [3], "only a1's events")
+        XCTAssertEqual(delivered.map(\.cursor.index), [3, 5], "only a1's events, in order")
+        guard case .events(let second) = await again.next() else { return XCTFail("expected events") }
+        XCTAssertEqual(second.map(\.cursor.index), [3, 5], "every socket of a1 gets them")
+        guard case .events(let all) = await supervisor.next() else { return XCTFail("expected events") }
+        XCTAssertEqual(all.map(\.cursor.index), [1, 2, 3, 4, 5], "a supervisor gets every event, in order")
+        again.close()
+        supervisor.close()
+        supervisor.close()
+        XCTAssertEqual(hub.subscriptionCount, 1, "closing twice counts once")
         mine.requestPong()
         guard case .pong = await mine.next() else { return XCTFail("expected pong") }
         mine.close()
