@@ -63,7 +63,10 @@ def run_schemathesis(binary: str, max_examples: int, seed: str | None) -> int:
     data = tempfile.mkdtemp(prefix="switchboard-contract-")
     environment = dict(os.environ, SWITCHBOARD_ADMIN_TOKEN="contract-admin")
     log = open(os.path.join(data, "node.log"), "w")
-    node = subprocess.Popen([binary, "node", "--id", "n1", "--api", f"127.0.0.1:{port}", "--data", data + "/n1", "--bootstrap"],
+    # The contract does not depend on the hashing cost; a cheap one keeps thousands of agent
+    # creations from measuring Argon2id.
+    node = subprocess.Popen([binary, "node", "--id", "n1", "--api", f"127.0.0.1:{port}", "--data", data + "/n1", "--bootstrap",
+                             "--password-memory-kib", "64"],
                             env=environment, stdout=log, stderr=subprocess.STDOUT)
     try:
         base = f"http://127.0.0.1:{port}"

@@ -123,6 +123,9 @@ public final class Node: Sendable {
     private let removedTold = Mutex<[String: ContinuousClock.Instant]>([:])
     /// Agents with an event WebSocket open on this node, with how many.
     private let connectedAgents = Mutex<[String: Int]>([:])
+    /// Agents whose first socket opened here since the last coalesced renewal (see
+    /// `agentConnected`); nil while no renewal is scheduled.
+    private let pendingRenewals = Mutex<Set<String>?>(nil)
     let counters = Mutex(Counters())
     /// Password hashing: on every core but one (one at least), so a login storm leaves a core to
     /// the Raft loop and the API; at most `kdfQueuedMax` waiting, so a refused login is a quick
@@ -599,7 +602,7 @@ public final class Node: Sendable {
             return open == 0
         }
         guard let first = admitted else { return false }
-        if first { Task { await renewLeases([agentId]) } }
+        if first { renewSoon(agentId) }
         return true
     }
 
@@ -607,6 +610,33 @@ public final class Node: Sendable {
         connectedAgents.withLock { agents in
             agents[agentId, default: 1] -= 1
             if agents[agentId] == 0 { agents[agentId] = nil }
+        }
+    }
+
+    /// How long first connections are gathered into one lease renewal.
+    static let renewalCoalescing: Duration = .milliseconds(100)
+
+    /// Renews the agent's lease within `renewalCoalescing`, in one command with every other
+    /// agent that connected meanwhile. When a node dies, its agents reconnect to the others all
+    /// at once: one command per agent was thousands of proposals in a second, on the cores the
+    /// reconnections needed (and each failed, logged, while the cluster elected).
+    func renewSoon(_ agentId: String) {
+        let schedule = pendingRenewals.withLock { pending -> Bool in
+            if pending == nil {
+                pending = [agentId]
+                return true
+            }
+            pending?.insert(agentId)
+            return false
+        }
+        guard schedule else { return }
+        Task {
+            try? await Task.sleep(for: Self.renewalCoalescing)
+            let agents = pendingRenewals.withLock { pending -> [String] in
+                defer { pending = nil }
+                return (pending ?? []).sorted()
+            }
+            await renewLeases(agents)
         }
     }
 

@@ -55,6 +55,36 @@ final class EventsSocketTests: XCTestCase {
             conversationId: Secrets.id("cv"), messageId: Secrets.id("ms"))
     }
 
+    /// Agents whose sockets open together get their presence leases in one command, within a
+    /// moment: a node's death sends its agents to the others all at once, and one proposal
+    /// each was thousands of proposals in a second.
+    func testLeasesOfAgentsConnectingTogetherAreRenewedInOneCommand() async throws {
+        let testNode = try TestNode()
+        defer { testNode.close() }
+        let node = testNode.node
+        try await testNode.application().test(.live) { client in
+            var created: [(String, String)] = []
+            for n in 0..<5 { created.append(try await client.setUpAgent(email: "a\(n)@example.com")) }
+            let tokens = created
+            let before = node.appliedIndex
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for (_, token) in tokens {
+                    group.addTask {
+                        try await client.ws("/v1/events?token=\(token)") { _, outbound, _ in
+                            try await Task.sleep(for: .milliseconds(800))
+                            try await outbound.close(.normalClosure, reason: "done")
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            let leases = try await node.state.read { reader in try tokens.map { try reader.store.lease(agentId: $0.0) } }
+            XCTAssertTrue(leases.allSatisfy { $0 != nil }, "every connected agent holds a lease: \(leases)")
+            let entries = node.appliedIndex - before
+            XCTAssertLessThanOrEqual(entries, 2, "five agents connecting together took \(entries) log entries, not one renewal")
+        }
+    }
+
     func testStreamResumeExactlyOnceAndPing() async throws {
         let testNode = try TestNode()
         defer { testNode.close() }
