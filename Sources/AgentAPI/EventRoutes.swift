@@ -107,14 +107,19 @@ extension API {
     func stream(
         _ subscription: EventSubscription, since: EventCursor?, audience: String?, principal: Principal, outbound: WebSocketOutboundWriter
     ) async throws -> String? {
-        if let since {
-            // A cursor from a node that is ahead of this one: wait (bounded) until this node has
-            // applied that far, so the stream continues instead of resetting.
+        // A cursor from a node ahead of this one (the leader that just died, usually) needs no
+        // wait while this node's log holds its index: the entry that made the event is committed,
+        // so the same entry will be applied here, and its events, cursors at or below `since`,
+        // are skipped when they come live. Waiting for this node to apply that far was waiting
+        // for the next leader's first commit: an election's length added to every reconnection
+        // after a leader's death. Only a cursor beyond this node's log waits (bounded).
+        if let since, UInt64(max(0, since.index)) > node.loop.status.lastIndex {
             try? await node.waitApplied(since.index)
         }
         let (trimmedBefore, applied) = try await read { (try $0.eventsTrimmedBefore(), try $0.appliedIndex()) }
+        let reachable = max(applied, Int64(clamping: node.loop.status.lastIndex))
         var last: EventCursor
-        if let since, since.index >= trimmedBefore, since.index <= applied {
+        if let since, since.index >= trimmedBefore, since.index <= reachable {
             last = since
         } else {
             last = EventCursor(index: applied, seq: API.entryEndSeq)
