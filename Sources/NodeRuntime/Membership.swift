@@ -277,7 +277,16 @@ extension Node {
     public var readiness: (ready: Bool, reason: String?) {
         if let failure = failureReason { return (false, failure) }
         let status = loop.status
-        guard let leader = status.leader else { return (false, "no leader known") }
+        let now = ContinuousClock.now
+        guard let leader = status.leader else {
+            // An election under way after the leader died: this node is alive and will know the
+            // next leader within a few hundred milliseconds. Saying "not ready" at once made the
+            // balancer eject every survivor together, just as the dead leader's sockets came back.
+            let lastSeen = leaderLastSeen.withLock { $0 }
+            if let lastSeen, now - lastSeen < Self.leaderlessGrace { return (true, nil) }
+            return (false, "no leader known")
+        }
+        leaderLastSeen.withLock { $0 = now }
         guard status.appliedIndex + UInt64(RaftLoop.unappliedMax) >= status.commitIndex else {
             return (false, "applying the log: \(status.appliedIndex) of \(status.commitIndex) (leader \(leader))")
         }

@@ -123,6 +123,12 @@ public final class Node: Sendable {
     private let removedTold = Mutex<[String: ContinuousClock.Instant]>([:])
     /// Agents with an event WebSocket open on this node, with how many.
     private let connectedAgents = Mutex<[String: Int]>([:])
+    /// When `readiness` last saw a leader (nil until it first does).
+    let leaderLastSeen = Mutex<ContinuousClock.Instant?>(nil)
+    /// How long a node that knew a leader stays ready without one: longer than an election
+    /// takes here (about 0.3 s), short enough that a node cut off from the majority leaves the
+    /// balancer within a second and a half.
+    public static let leaderlessGrace: Duration = .seconds(1)
     /// Agents whose first socket opened here since the last coalesced renewal (see
     /// `agentConnected`); nil while no renewal is scheduled.
     private let pendingRenewals = Mutex<Set<String>?>(nil)

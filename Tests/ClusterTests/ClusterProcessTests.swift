@@ -280,6 +280,40 @@ final class ClusterProcessTests: XCTestCase {
         XCTAssertTrue(line.contains("result=done") && line.contains("raft.leader=\(third)"), "\(second) must hand over to \(third), still running: \(line)")
     }
 
+    /// A node that knew a leader a moment ago stays ready while an election runs
+    /// (`Node.leaderlessGrace`): under load an election after a leader's `kill -9` took long
+    /// enough that both survivors answered 503 and a balancer ejected them together, just as the
+    /// dead leader's sockets came back. Cut off from any quorum, it still leaves within the grace.
+    func testANodeStaysReadyThroughAnElectionButNotWithoutAQuorum() async throws {
+        let cluster = ProcessCluster()
+        defer { cluster.tearDown() }
+        for id in ["n1", "n2", "n3"] { cluster.describe(id) }
+        try await cluster.startAll()
+        let known = await cluster.leader(asking: "n1")
+        let leader = try XCTUnwrap(known)
+        let others = ["n1", "n2", "n3"].filter { $0 != leader }
+        let survivor = others[0]
+        let ready = try await cluster.request(survivor, "GET", "/readyz", token: nil)
+        XCTAssertEqual(ready.status, 200, "\(ready.json)")
+        cluster.kill9(leader)
+        cluster.kill9(others[1])
+        let started = Date()
+        var leaderless: Date?
+        var unready: Date?
+        while Date().timeIntervalSince(started) < 8, unready == nil {
+            let view = try? await cluster.request(survivor, "GET", "/v1/cluster", timeout: 1)
+            if leaderless == nil, let view, view.json["leader"] is NSNull || view.json["leader"] == nil { leaderless = Date() }
+            let status = (try? await cluster.request(survivor, "GET", "/readyz", token: nil, timeout: 1))?.status ?? 0
+            if status == 503 { unready = Date() }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        let lost = try XCTUnwrap(leaderless, "\(survivor) never said it had no leader")
+        let left = try XCTUnwrap(unready, "\(survivor) stayed ready without a quorum")
+        let waited = left.timeIntervalSince(lost)
+        XCTAssertGreaterThanOrEqual(waited, 0.7, "ready for the grace after the leader went (\(waited) s), as through an election")
+        XCTAssertLessThanOrEqual(waited, 2.5, "but not ready \(waited) s after: without a quorum it must leave the balancer")
+    }
+
     func testWithoutAQuorumRequestsGet503WithRetryAfterInBoundedTime() async throws {
         let cluster = ProcessCluster()
         defer { cluster.tearDown() }
