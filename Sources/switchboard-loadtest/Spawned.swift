@@ -38,6 +38,17 @@ final class Spawned: Sendable {
     /// Starts every node and the balancer; returns once there is a leader, every member votes,
     /// and the balancer answers `/readyz` through a node.
     func up(timeout: Duration = .seconds(90)) async throws {
+        // Something already listening where this cluster will (a previous run's processes, whose
+        // data directory may be gone) would answer the readiness checks, and the run would
+        // measure that stale cluster or hang. Refuse at once instead.
+        for member in cluster.nodes + [cluster.balancer!] {
+            for address in [member.api, member.peer] where !address.isEmpty && Self.accepts(address) {
+                let pid = cluster.runningPid(member).map { " (pid \($0))" } ?? ""
+                throw LoadTestError.usage(
+                    "\(address), where \(member.id) of this cluster listens, already takes connections\(pid): a cluster from an earlier run "
+                        + "is still up; stop it (switchboard cluster down <file>, or kill its processes) and run again")
+            }
+        }
         for node in cluster.nodes { try cluster.start(node) }
         let deadline = ContinuousClock.now + timeout
         _ = await cluster.waitForLeaderAndVoters(until: deadline)
@@ -51,6 +62,22 @@ final class Spawned: Sendable {
             try await Task.sleep(for: .milliseconds(250))
         }
         throw LoadTestError.usage("the spawned cluster did not become ready within \(timeout); see the logs under \(cluster.dataRoot)/")
+    }
+
+    /// True when something accepts a TCP connection at `address` (`host:port`, numeric IPv4).
+    static func accepts(_ address: String) -> Bool {
+        let parts = address.split(separator: ":")
+        guard parts.count == 2, let port = UInt16(parts[1]) else { return false }
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var target = sockaddr_in()
+        target.sin_family = sa_family_t(AF_INET)
+        target.sin_port = port.bigEndian
+        guard inet_pton(AF_INET, String(parts[0]), &target.sin_addr) == 1 else { return false }
+        return withUnsafePointer(to: &target) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
     }
 
     /// SIGTERM everything it started (nodes hand over leadership first).
