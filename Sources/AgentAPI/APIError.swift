@@ -13,6 +13,10 @@ public struct APIError: Error, Sendable, HTTPResponseError {
     public var field: String?
     /// Seconds, for 429 and 503.
     public var retryAfter: Int?
+    /// A 503 about the cluster, not the node that answers it (a leader change under way): the
+    /// answer carries `X-Switchboard-Scope: cluster`, so a balancer retries it elsewhere but does
+    /// not eject a live node for it.
+    public var aboutTheCluster = false
 
     public init(_ status: HTTPResponse.Status, _ code: String, _ message: String, field: String? = nil, retryAfter: Int? = nil) {
         self.status = status
@@ -31,16 +35,16 @@ public struct APIError: Error, Sendable, HTTPResponseError {
     public func response(from request: Request, context: some RequestContext) throws -> Response {
         var response = JSONResponse.make(body, status: status)
         if let retryAfter { response.headers[.retryAfter] = String(retryAfter) }
-        if status == .serviceUnavailable, Self.clusterScopedCodes.contains(code) {
-            response.headers[.switchboardScope] = "cluster"
-        }
+        if aboutTheCluster { response.headers[.switchboardScope] = "cluster" }
         return response
     }
 
-    /// 503s about the cluster, not the node that answers them (a leader change under way): the
-    /// answer carries `X-Switchboard-Scope: cluster`, so a balancer retries them elsewhere but
-    /// does not eject a live node for them.
-    static let clusterScopedCodes: Set<String> = ["no_leader", "outcome_unknown", "not_committed"]
+    /// A 503 about the cluster (see `aboutTheCluster`).
+    static func cluster(_ code: String, _ message: String) -> APIError {
+        var error = APIError(.serviceUnavailable, code, message, retryAfter: 1)
+        error.aboutTheCluster = true
+        return error
+    }
 
     static func invalid(_ message: String, field: String) -> APIError { APIError(.unprocessableContent, "invalid_field", message, field: field) }
     static func malformed(_ message: String, field: String? = nil) -> APIError { APIError(.badRequest, "malformed_request", message, field: field) }
@@ -72,13 +76,11 @@ public struct APIError: Error, Sendable, HTTPResponseError {
             case .timedOut(let index):
                 return APIError(.serviceUnavailable, "not_caught_up", "log index \(index) was not applied in time", retryAfter: 1)
             case .noLeader(let why):
-                return APIError(.serviceUnavailable, "no_leader", "the cluster has no reachable leader now (\(why)); retry", retryAfter: 1)
+                return .cluster("no_leader", "the cluster has no reachable leader now (\(why)); retry")
             case .unknownOutcome(let why):
-                return APIError(
-                    .serviceUnavailable, "outcome_unknown", "the write may or may not have been applied (\(why)); retry with the same Idempotency-Key",
-                    retryAfter: 1)
+                return .cluster("outcome_unknown", "the write may or may not have been applied (\(why)); retry with the same Idempotency-Key")
             case .notCommitted(let why):
-                return APIError(.serviceUnavailable, "not_committed", "the write was not applied (\(why)); retry", retryAfter: 1)
+                return .cluster("not_committed", "the write was not applied (\(why)); retry")
             case .clusterRejected(let why):
                 return APIError(.conflict, "cluster_rejected", why)
             }

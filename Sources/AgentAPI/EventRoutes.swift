@@ -113,11 +113,12 @@ extension API {
         // are skipped when they come live. Waiting for this node to apply that far was waiting
         // for the next leader's first commit: an election's length added to every reconnection
         // after a leader's death. Only a cursor beyond this node's log waits (bounded).
-        if let since, UInt64(max(0, since.index)) > node.loop.status.lastIndex {
+        let lastLogIndex = Int64(clamping: node.loop.status.lastIndex)
+        if let since, since.index > lastLogIndex {
             try? await node.waitApplied(since.index)
         }
         let (trimmedBefore, applied) = try await read { (try $0.eventsTrimmedBefore(), try $0.appliedIndex()) }
-        let reachable = max(applied, Int64(clamping: node.loop.status.lastIndex))
+        let reachable = max(applied, lastLogIndex)
         var last: EventCursor
         if let since, since.index >= trimmedBefore, since.index <= reachable {
             last = since

@@ -6,19 +6,21 @@ import Synchronization
 /// every login time out. Kept per node, in memory (the balancer spreads a client over the nodes,
 /// so a cluster of N nodes grants up to N times these rates).
 final class LoginGuard: Sendable {
-    /// Logins one client address may start at once, by default (six seconds' worth).
-    static let addressBurstMax = 60
     /// Logins per second one client address earns back, by default
     /// (`NodeConfiguration.loginsPerSecondPerAddress`, `--logins-per-address`).
     static let addressRefillPerSecond = 10.0
+    /// Seconds of logins one client address may start at once.
+    static let burstSeconds = 6.0
+    /// Logins one client address may start at once, by default.
+    static let addressBurstMax = Int(addressRefillPerSecond * burstSeconds)
 
     let burst: Double
     let refillPerSecond: Double
 
-    /// `perSecond` logins a second per address, with a burst of six seconds' worth.
+    /// `perSecond` logins a second per address, with a burst of `burstSeconds` worth.
     init(perSecond: Double = LoginGuard.addressRefillPerSecond) {
         refillPerSecond = perSecond
-        burst = (perSecond * 6).rounded(.up)
+        burst = (perSecond * Self.burstSeconds).rounded(.up)
     }
     /// Failed logins in a row that lock an account.
     static let failuresBeforeLock = 5

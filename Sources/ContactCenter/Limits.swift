@@ -35,7 +35,8 @@ public enum Limits {
     public static let ruleOrderRange = -100_000...100_000
     /// Bytes of an `Idempotency-Key`.
     public static let idempotencyKeyBytesMax = 200
-    /// A stored password hash (`<scheme>$<rounds>$<salt>$<hash>`: about 180 bytes today).
+    /// A stored password hash (an Argon2id PHC string is about 100 bytes; a PBKDF2 one from
+    /// before, up to about 180).
     public static let passwordHashBytesMax = 512
     /// How long an idempotency key is remembered (milliseconds of command time).
     public static let idempotencyKeyLifetimeMilliseconds: Int64 = 24 * 3600 * 1000

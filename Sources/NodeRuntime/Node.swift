@@ -381,8 +381,7 @@ public final class Node: Sendable {
 
     public func hashPassword(_ password: String) async throws -> String {
         let passwords = self.passwords
-        guard let hash = try await kdf.run({ try? passwords.hash(password) }) else { throw PasswordHasher.HashingFailed() }
-        return hash
+        return try await kdf.run { Result { try passwords.hash(password) } }.get()
     }
 
     /// A fresh hash of `password` when `stored` is weaker than what this node writes (an older

@@ -1,3 +1,4 @@
+import ContactCenter
 import Crypto
 import Foundation
 import Synchronization
@@ -51,8 +52,13 @@ public enum Secrets {
 
     /// A bearer token: 256 random bits, hex.
     public static func token() -> String {
+        hex(randomBytes(32))
+    }
+
+    /// `count` bytes from the system's secure generator.
+    public static func randomBytes(_ count: Int) -> [UInt8] {
         var generator = SystemRandomNumberGenerator()
-        return hex((0..<32).map { _ in generator.next() as UInt8 })
+        return (0..<count).map { _ in generator.next() as UInt8 }
     }
 
     /// SHA-256 of a token, hex: the only form in which tokens are stored or replicated.
@@ -127,7 +133,7 @@ public struct PasswordHasher: Sendable {
     public struct HashingFailed: Error {}
 
     public func hash(_ password: String) throws -> String {
-        let salt = Self.randomBytes(16)
+        let salt = Secrets.randomBytes(16)
         let tag = try Argon2id.hash(password: Array(password.utf8), salt: salt, parameters: cost.parameters)
         return Self.phc(cost: cost, salt: salt, tag: tag)
     }
@@ -135,7 +141,7 @@ public struct PasswordHasher: Sendable {
     /// A well-formed hash of no password, for an unknown email: verifying against it costs what a
     /// real check costs (so timing does not reveal which emails exist) and never succeeds.
     public func decoy() -> String {
-        Self.phc(cost: cost, salt: Self.randomBytes(16), tag: Self.randomBytes(32))
+        Self.phc(cost: cost, salt: Secrets.randomBytes(16), tag: Secrets.randomBytes(32))
     }
 
     public func verify(_ password: String, against stored: String) -> Bool {
@@ -164,7 +170,7 @@ public struct PasswordHasher: Sendable {
     /// A PBKDF2 hash as written before Argon2id: for tests and for importing agents from systems
     /// that store PBKDF2.
     public static func legacyHash(_ password: String, scheme: LegacyScheme, rounds: Int) throws -> String {
-        let salt = randomBytes(16)
+        let salt = Secrets.randomBytes(16)
         guard (1...storedRoundsMax).contains(rounds), let derived = derive(password, salt: salt, scheme: scheme, rounds: rounds) else {
             throw HashingFailed()
         }
@@ -176,7 +182,7 @@ public struct PasswordHasher: Sendable {
     }
 
     private static func parseArgon2id(_ stored: String) -> (parameters: Argon2id.Parameters, salt: [UInt8], tag: [UInt8])? {
-        guard stored.utf8.count <= 512 else { return nil }
+        guard stored.utf8.count <= Limits.passwordHashBytesMax else { return nil }
         let parts = stored.split(separator: "$", omittingEmptySubsequences: false)
         guard parts.count == 6, parts[0].isEmpty, parts[1] == "argon2id", parts[2] == "v=19" else { return nil }
         var values: [String: Int] = [:]
@@ -208,11 +214,6 @@ public struct PasswordHasher: Sendable {
                 from: Array(password.utf8), salt: salt, using: scheme.function, outputByteCount: scheme.outputBytes, unsafeUncheckedRounds: rounds)
         else { return nil }
         return key.withUnsafeBytes { hex(Array($0)) }
-    }
-
-    private static func randomBytes(_ count: Int) -> [UInt8] {
-        var generator = SystemRandomNumberGenerator()
-        return (0..<count).map { _ in generator.next() as UInt8 }
     }
 
     private static func base64(_ bytes: [UInt8]) -> String {

@@ -10,38 +10,63 @@ import XCTest
 /// GETs and keyed POSTs sees no failure while a node is killed with `kill -9` and restarted, then
 /// another is paused with `SIGSTOP`; the killed node is ejected, then readmitted.
 final class BalancerProcessTests: XCTestCase {
-    func testRequestsThroughTheBalancerSurviveKillPauseAndRestart() async throws {
-        let cluster = ProcessCluster()
-        defer { cluster.tearDown() }
+    /// Three gossiping nodes (n1 bootstraps, n2 and n3 join) and a balancer that learned them
+    /// from gossip and admitted all three; `flags` restarts a node with its gossip flags.
+    static func gossipingClusterBehindABalancer(
+        _ cluster: ProcessCluster
+    ) async throws -> (front: BalancerProcess, flags: @Sendable (String) -> [String]) {
         let ids = ["n1", "n2", "n3"]
         for id in ids { cluster.describe(id) }
         let gossip = Dictionary(uniqueKeysWithValues: ids.map { ($0, "127.0.0.1:\(ProcessCluster.freePort())") })
-        func flags(_ id: String) -> [String] { ["--gossip", gossip[id]!, "--seeds", ids.filter { $0 != id }.map { gossip[$0]! }.joined(separator: ",")] }
+        let flags: @Sendable (String) -> [String] = { id in
+            ["--gossip", gossip[id]!, "--seeds", ids.filter { $0 != id }.map { gossip[$0]! }.joined(separator: ",")]
+        }
         try cluster.start("n1", flags: flags("n1"))
         try await cluster.waitUntil("n1 leads") { await cluster.leader(asking: "n1") == "n1" }
         for id in ["n2", "n3"] { try cluster.start(id, flags: flags(id)) }
         try await cluster.waitUntil("3 voters") { await cluster.voters(asking: "n1").count == 3 }
+        let front = try BalancerProcess(
+            cluster: cluster,
+            arguments: ["--gossip", "127.0.0.1:\(ProcessCluster.freePort())", "--seeds", ids.map { gossip[$0]! }.joined(separator: ","), "--secret", ProcessCluster.secret])
+        let log = front.log
+        do {
+            try await cluster.waitUntil("the balancer admits all three nodes", seconds: 15) {
+                ids.allSatisfy { id in log().contains("balancer.backend=\(id) balancer.reason=2 good checks") }
+            }
+        } catch {
+            front.stop()
+            throw error
+        }
+        return (front, flags)
+    }
 
-        let front = try BalancerProcess(cluster: cluster, arguments: ["--gossip", "127.0.0.1:\(ProcessCluster.freePort())", "--seeds", ids.map { gossip[$0]! }.joined(separator: ","), "--secret", ProcessCluster.secret])
+    /// One request with the admin token through `base`; its status, 0 without an answer.
+    static func send(_ base: String, _ method: String, _ path: String, body: String? = nil, key: String? = nil) async -> Int {
+        var request = URLRequest(url: URL(string: base + path)!)
+        request.httpMethod = method
+        request.timeoutInterval = 10
+        request.setValue("Bearer \(ProcessCluster.adminToken)", forHTTPHeaderField: "Authorization")
+        if let key { request.setValue(key, forHTTPHeaderField: "Idempotency-Key") }
+        if let body {
+            request.httpBody = Data(body.utf8)
+            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        }
+        guard let (_, response) = try? await URLSession.shared.data(for: request) else { return 0 }
+        return (response as? HTTPURLResponse)?.statusCode ?? 0
+    }
+
+    func testRequestsThroughTheBalancerSurviveKillPauseAndRestart() async throws {
+        let cluster = ProcessCluster()
+        defer { cluster.tearDown() }
+        let started = try await Self.gossipingClusterBehindABalancer(cluster)
+        let front = started.front
+        let flags = started.flags
         defer { front.stop() }
         let log = front.log
         let base = front.base
         let adminPort = front.adminPort
         func send(_ method: String, _ path: String, body: String? = nil, key: String? = nil) async -> Int {
-            var request = URLRequest(url: URL(string: base + path)!)
-            request.httpMethod = method
-            request.timeoutInterval = 10
-            request.setValue("Bearer \(ProcessCluster.adminToken)", forHTTPHeaderField: "Authorization")
-            if let key { request.setValue(key, forHTTPHeaderField: "Idempotency-Key") }
-            if let body {
-                request.httpBody = Data(body.utf8)
-                request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-            }
-            guard let (_, response) = try? await URLSession.shared.data(for: request) else { return 0 }
-            return (response as? HTTPURLResponse)?.statusCode ?? 0
-        }
-        try await cluster.waitUntil("the balancer admits all three nodes", seconds: 15) {
-            ids.allSatisfy { id in log().contains("balancer.backend=\(id) balancer.reason=2 good checks") }
+            await BalancerProcessTests.send(base, method, path, body: body, key: key)
         }
 
         // Four clients: GETs and keyed POSTs (both retried kinds) through the whole fault sequence.
@@ -107,20 +132,9 @@ final class BalancerProcessTests: XCTestCase {
     func testKeyedWritesNeverFailAcrossALeaderKill() async throws {
         let cluster = ProcessCluster()
         defer { cluster.tearDown() }
-        let ids = ["n1", "n2", "n3"]
-        for id in ids { cluster.describe(id) }
-        let gossip = Dictionary(uniqueKeysWithValues: ids.map { ($0, "127.0.0.1:\(ProcessCluster.freePort())") })
-        func flags(_ id: String) -> [String] { ["--gossip", gossip[id]!, "--seeds", ids.filter { $0 != id }.map { gossip[$0]! }.joined(separator: ",")] }
-        try cluster.start("n1", flags: flags("n1"))
-        try await cluster.waitUntil("n1 leads") { await cluster.leader(asking: "n1") == "n1" }
-        for id in ["n2", "n3"] { try cluster.start(id, flags: flags(id)) }
-        try await cluster.waitUntil("3 voters") { await cluster.voters(asking: "n1").count == 3 }
-        let front = try BalancerProcess(cluster: cluster, arguments: ["--gossip", "127.0.0.1:\(ProcessCluster.freePort())", "--seeds", ids.map { gossip[$0]! }.joined(separator: ","), "--secret", ProcessCluster.secret])
+        let front = try await Self.gossipingClusterBehindABalancer(cluster).front
         defer { front.stop() }
         let log = front.log
-        try await cluster.waitUntil("the balancer admits all three nodes", seconds: 15) {
-            ids.allSatisfy { id in log().contains("balancer.backend=\(id) balancer.reason=2 good checks") }
-        }
         let base = front.base
         let writing = ManagedAtomicFlag()
         let failures = Acknowledged()
@@ -133,14 +147,9 @@ final class BalancerProcessTests: XCTestCase {
                         while writing.isSet {
                             n += 1
                             let id = "k\(client)-\(n)"
-                            var request = URLRequest(url: URL(string: base + "/v1/channels/webchat/messages")!)
-                            request.httpMethod = "POST"
-                            request.timeoutInterval = 10
-                            request.setValue("Bearer \(ProcessCluster.adminToken)", forHTTPHeaderField: "Authorization")
-                            request.setValue("key-\(id)", forHTTPHeaderField: "Idempotency-Key")
-                            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-                            request.httpBody = Data(#"{"from":"c-\#(id)","text":"hola","externalId":"\#(id)"}"#.utf8)
-                            let status = (try? await URLSession.shared.data(for: request)).flatMap { ($0.1 as? HTTPURLResponse)?.statusCode } ?? 0
+                            let status = await BalancerProcessTests.send(
+                                base, "POST", "/v1/channels/webchat/messages", body: #"{"from":"c-\#(id)","text":"hola","externalId":"\#(id)"}"#,
+                                key: "key-\(id)")
                             if (200..<300).contains(status) { successes.insert(id) } else { failures.insert("\(id): \(status)") }
                         }
                     }
