@@ -3,6 +3,7 @@ import Foundation
 import LoadTestCore
 import RaftCore
 import Synchronization
+import Wire
 
 /// The cluster a `--spawn` run started from its file: real processes, real signals. Faults
 /// from the `--chaos` rules act on them and are timestamped.
@@ -66,16 +67,15 @@ final class Spawned: Sendable {
 
     /// True when something accepts a TCP connection at `address` (`host:port`, numeric IPv4).
     static func accepts(_ address: String) -> Bool {
-        let parts = address.split(separator: ":")
-        guard parts.count == 2, let port = UInt16(parts[1]) else { return false }
+        guard let target = HostPort(address) else { return false }
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { return false }
         defer { close(fd) }
-        var target = sockaddr_in()
-        target.sin_family = sa_family_t(AF_INET)
-        target.sin_port = port.bigEndian
-        guard inet_pton(AF_INET, String(parts[0]), &target.sin_addr) == 1 else { return false }
-        return withUnsafePointer(to: &target) { pointer in
+        var socketAddress = sockaddr_in()
+        socketAddress.sin_family = sa_family_t(AF_INET)
+        socketAddress.sin_port = UInt16(target.port).bigEndian
+        guard inet_pton(AF_INET, target.host, &socketAddress.sin_addr) == 1 else { return false }
+        return withUnsafePointer(to: &socketAddress) { pointer in
             pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
         }
     }
