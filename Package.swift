@@ -139,10 +139,11 @@ let package = Package(
                 "LoadTestCore", "ClusterFile", "RaftCore", "Wire",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
             ], exclude: ["DESIGN.md"]
         ),
         .testTarget(name: "LoadTestCoreTests", dependencies: ["LoadTestCore"]),

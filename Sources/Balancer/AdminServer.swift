@@ -36,6 +36,7 @@ public enum AdminServer {
         family("switchboard_balancer_backend_ejections_total", "counter", "Times the backend was ejected.", backends.map { ($0.id, $0.ejections) })
         family("switchboard_balancer_retries_total", "counter", "Requests retried on another backend.", [(nil, snapshot.retries)])
         family("switchboard_balancer_retries_refused_total", "counter", "Retries the budget refused.", [(nil, snapshot.retriesRefused)])
+        family("switchboard_balancer_websockets_moved_total", "counter", "Event sockets closed to move their clients to a node holding fewer.", [(nil, snapshot.socketsMoved)])
         family("switchboard_balancer_panic", "gauge", "1 while no backend is eligible and every one takes requests.", [(nil, snapshot.panic ? 1 : 0)])
         family("switchboard_balancer_panic_routes_total", "counter", "Requests routed in panic mode.", [(nil, snapshot.panicRoutes)])
         return lines.joined(separator: "\n") + "\n"
@@ -62,7 +63,7 @@ public enum AdminServer {
             tr.up td:first-child{border-left:4px solid #2a2}tr.down td:first-child{border-left:4px solid #c22}.panic{color:#c22;font-weight:bold}</style></head><body>
             <h1>Switchboard balancer</h1>
             \(snapshot.panic ? "<p class=\"panic\">PANIC: no backend is healthy; every backend takes requests.</p>" : "")
-            <p>retries \(snapshot.retries), refused by the budget \(snapshot.retriesRefused), panic routes \(snapshot.panicRoutes)</p>
+            <p>retries \(snapshot.retries), refused by the budget \(snapshot.retriesRefused), panic routes \(snapshot.panicRoutes), event sockets moved \(snapshot.socketsMoved)</p>
             <table><tr><th>node</th><th>api</th><th>state</th><th>gossip</th><th>in flight</th><th>websockets</th><th>requests</th><th>failures</th><th>ejections</th></tr>
             \(rows)</table>
             <h2>Recent transitions</h2><table><tr><th>node</th><th>change</th><th>reason</th></tr>

@@ -299,13 +299,15 @@ final class BackendPool {
                     try channel.pipeline.syncOperations.addHandler(BackendResponseHandler())
                 }
             }
-            .connect(host: target.host, port: target.port)
+            .connect(target)
+            .assumeIsolated()  // connected on this pool's loop
             .flatMapThrowing { channel in
                 let connection = BackendConnection(channel: channel, address: address)
                 connection.pool = self
                 try channel.pipeline.syncOperations.handler(type: BackendResponseHandler.self).connection = connection
                 return connection
             }
+            .nonisolated()
     }
 
     /// Gives a connection back after an answer on it ended: it goes idle once nothing else is in
@@ -374,5 +376,19 @@ private final class HealthCheck: BackendExchange {
 
     func backendFailed(_ error: Error) {
         promise.fail(error)
+    }
+}
+
+extension ClientBootstrap {
+    /// Connects to a node's address. An IP literal (every address a cluster file or gossip
+    /// gives) is connected to as it is; only a name goes through the resolver. The resolver's
+    /// path (a getaddrinfo on another thread, then Happy Eyeballs) costs several times the
+    /// connect itself, paid again by each of the thousands of sockets that reconnect when a
+    /// node dies.
+    func connect(_ target: HostPort) -> EventLoopFuture<Channel> {
+        if let address = try? SocketAddress(ipAddress: target.host, port: target.port) {
+            return connect(to: address)
+        }
+        return connect(host: target.host, port: target.port)
     }
 }

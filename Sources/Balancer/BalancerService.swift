@@ -19,6 +19,7 @@ public final class BalancerService: Service, Sendable {
     let logger: Logger
     let timeouts: ClientTimeouts
     private let pools: NIOLockedValueBox<[ObjectIdentifier: NIOLoopBound<BackendPool>]> = NIOLockedValueBox([:])
+    private let rosters: NIOLockedValueBox<[ObjectIdentifier: NIOLoopBound<SocketRoster>]> = NIOLockedValueBox([:])
     private let server = NIOLockedValueBox<Channel?>(nil)
 
     public init(
@@ -44,6 +45,33 @@ public final class BalancerService: Service, Sendable {
         }
     }
 
+    /// The event sockets spliced on `eventLoop` (made on first use, on that loop).
+    func roster(on eventLoop: EventLoop) -> SocketRoster {
+        let key = ObjectIdentifier(eventLoop)
+        return rosters.withLockedValue { rosters in
+            if let roster = rosters[key] { return roster.value }
+            let roster = SocketRoster()
+            rosters[key] = NIOLoopBound(roster, eventLoop: eventLoop)
+            return roster
+        }
+    }
+
+    /// Closes the event sockets the policy moves (`Balancer.webSocketsToMove`), each loop its
+    /// share; their clients reconnect to the node holding the fewest.
+    private func moveWebSockets() {
+        let moves = policy.webSocketsToMove()
+        guard !moves.isEmpty else { return }
+        let rosters = rosters.withLockedValue { Array($0.values) }
+        guard !rosters.isEmpty else { return }
+        for (backend, count) in moves {
+            logger.debug("moving event sockets to nodes holding fewer", metadata: ["balancer.backend": "\(backend)", "balancer.sockets": "\(count)"])
+            let share = (count + rosters.count - 1) / rosters.count
+            for roster in rosters {
+                roster.eventLoop.execute { [policy] in policy.recordMoved(roster.value.move(share, of: backend)) }
+            }
+        }
+    }
+
     /// Connections the kernel queues for `accept` (capped by `net.core.somaxconn`): a node's death
     /// sends a third of every event socket back through here at once.
     static let listenBacklog: Int32 = 4096
@@ -59,7 +87,7 @@ public final class BalancerService: Service, Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(ClientGuard(timeouts: timeouts), name: ClientGuard.name)
                     try channel.pipeline.syncOperations.addHandler(
-                        ProxyHandler(policy: policy, pool: pool(on: channel.eventLoop), logger: logger), name: ProxyHandler.name)
+                        ProxyHandler(policy: policy, pool: pool(on: channel.eventLoop), roster: roster(on: channel.eventLoop), logger: logger), name: ProxyHandler.name)
                 }
             }
             .bind(host: listen.host, port: listen.port).get()
@@ -124,6 +152,7 @@ public final class BalancerService: Service, Sendable {
                 logger.info("backend \(backend.state)", metadata: ["balancer.backend": "\(backend.id)", "balancer.reason": "\(backend.transitions.last?.reason ?? "")"])
                 previous[backend.id] = "\(backend.state)"
             }
+            moveWebSockets()
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
         }
     }

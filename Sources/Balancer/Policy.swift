@@ -18,8 +18,8 @@ public final class Policy: Sendable {
     public var inPanic: Bool { core.withLockedValue { $0.inPanic } }
 
     /// Everything the admin port shows, read at once.
-    public var snapshot: (backends: [Backend], panic: Bool, panicRoutes: Int, retries: Int, retriesRefused: Int) {
-        core.withLockedValue { ($0.all, $0.inPanic, $0.panicRoutes, $0.retries, $0.retriesRefused) }
+    public var snapshot: (backends: [Backend], panic: Bool, panicRoutes: Int, retries: Int, retriesRefused: Int, socketsMoved: Int) {
+        core.withLockedValue { ($0.all, $0.inPanic, $0.panicRoutes, $0.retries, $0.retriesRefused, $0.socketsMoved) }
     }
 
     public func gossip(id: String, address: String, verdict: GossipVerdict) {
@@ -49,6 +49,15 @@ public final class Policy: Sendable {
 
     func chooseForWebSocket(excluding: [String] = []) -> BalancerCore.Balancer.Choice? {
         core.withLockedValue { $0.chooseForWebSocket(excluding: excluding, now: Self.now()) }
+    }
+
+    /// Event sockets each node should close now for their clients to reconnect elsewhere.
+    func webSocketsToMove() -> [String: Int] {
+        core.withLockedValue { $0.webSocketsToMove(now: Self.now()) }
+    }
+
+    func recordMoved(_ count: Int) {
+        core.withLockedValue { $0.recordMoved(count) }
     }
 
     func webSocketClosed(id: String) {

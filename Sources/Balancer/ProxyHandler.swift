@@ -48,6 +48,7 @@ final class ProxyHandler: ChannelInboundHandler, BackendExchange {
 
     private let policy: Policy
     private let pool: BackendPool
+    private let roster: SocketRoster
     private let logger: Logger
     private var context: ChannelHandlerContext?
     private var clientAddress = "unknown"
@@ -85,9 +86,10 @@ final class ProxyHandler: ChannelInboundHandler, BackendExchange {
     private var failedStatus: Int?
     private var rejected = false  // answered by the balancer itself (413, 400); the rest is ignored
 
-    init(policy: Policy, pool: BackendPool, logger: Logger) {
+    init(policy: Policy, pool: BackendPool, roster: SocketRoster, logger: Logger) {
         self.policy = policy
         self.pool = pool
+        self.roster = roster
         self.logger = logger
     }
 
@@ -490,7 +492,11 @@ final class ProxyHandler: ChannelInboundHandler, BackendExchange {
                 context.pipeline.removeHandler(name: ClientGuard.name).whenFailure { _ in }
                 if leftover.readableBytes > 0 { backend.writeAndFlush(leftover, promise: nil) }
                 do {
-                    try backend.pipeline.syncOperations.handler(type: BackendSplice.self).glue(to: client)
+                    let splice = try backend.pipeline.syncOperations.handler(type: BackendSplice.self)
+                    splice.glue(to: client)
+                    let roster = self.roster
+                    roster.add(splice, backend: opened.id)
+                    backend.closeFuture.assumeIsolated().whenComplete { _ in roster.remove(splice, backend: opened.id) }
                 } catch {
                     client.close(promise: nil)
                 }

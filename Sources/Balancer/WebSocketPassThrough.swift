@@ -46,7 +46,7 @@ enum WebSocketPassThrough {
             .connectTimeout(BackendPool.connectTimeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { backend in backend.eventLoop.makeCompletedFuture { try backend.pipeline.syncOperations.addHandler(splice) } }
-            .connect(host: target.host, port: target.port)
+            .connect(target)
             .flatMapError { error in
                 // The socket counted on this node never opened: uncount it (an opened one is
                 // uncounted when its backend channel closes).
@@ -100,8 +100,11 @@ final class BackendSplice: ChannelInboundHandler, @unchecked Sendable {
     private var buffered = ByteBuffer()
     private var answered = false
     private var client: Channel?
+    private var backend: Channel?
     /// Where the node's frames stand, so a close frame can be sent between two of them.
     private var frames = FrameBoundary()
+    /// Asked to move its client to another node (`move`), at the next frame boundary.
+    private var moving = false
 
     /// What the client hears when its node goes away between two frames: close 1012 (service
     /// restart), so any client reconnects, including one that keeps half-closed sockets open.
@@ -110,8 +113,35 @@ final class BackendSplice: ChannelInboundHandler, @unchecked Sendable {
         return [0x88, UInt8(2 + reason.count), 0x03, 0xF4] + reason
     }()
 
+    /// What the client hears when the balancer moves it to a node holding fewer sockets:
+    /// close 1012 like a node's death, with its own reason (a client may tell them apart).
+    static let movedCloseFrame: [UInt8] = {
+        let reason = Array("rebalancing; reconnect".utf8)
+        return [0x88, UInt8(2 + reason.count), 0x03, 0xF4] + reason
+    }()
+
     func handlerAdded(context: ChannelHandlerContext) {
         handshake = context.eventLoop.makePromise()
+        backend = context.channel
+    }
+
+    /// Ends this socket between two of the node's frames with `movedCloseFrame`, closing both
+    /// sides: its client reconnects through the balancer, which gives it the node with the
+    /// fewest sockets. Nothing happens to a socket not spliced yet or already moving; true when
+    /// this call started the move.
+    @discardableResult
+    func move() -> Bool {
+        guard client != nil, !moving else { return false }
+        moving = true
+        if frames.atBoundary { finishMove() }
+        return true
+    }
+
+    private func finishMove() {
+        guard let client else { return }
+        self.client = nil  // channelInactive then has no client to tell that the node went
+        client.writeAndFlush(ByteBuffer(bytes: Self.movedCloseFrame)).assumeIsolated().whenComplete { _ in client.close(promise: nil) }
+        backend?.close(promise: nil)
     }
 
     /// A connect that fails never makes the channel active (no `channelInactive`): the promise is
@@ -125,6 +155,7 @@ final class BackendSplice: ChannelInboundHandler, @unchecked Sendable {
         if let client {
             frames.advance(bytes.readableBytesView)
             client.writeAndFlush(bytes, promise: nil)
+            if moving, frames.atBoundary { finishMove() }
             return
         }
         buffered.writeBuffer(&bytes)
@@ -174,6 +205,7 @@ final class BackendSplice: ChannelInboundHandler, @unchecked Sendable {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        backend = nil
         handshake.fail(BackendUnavailable(description: "backend closed during the upgrade"))
         guard let client else { return }
         guard frames.atBoundary, client.isActive else {
@@ -225,5 +257,33 @@ struct FrameBoundary {
         case 127: return header[2...9].reduce(0) { $0 << 8 | UInt64($1) }
         case let length: return UInt64(length)
         }
+    }
+}
+
+/// The event sockets spliced on one event loop, by node: the ones the balancer may move
+/// (`BackendSplice.move`). Used on its loop only.
+final class SocketRoster {
+    private var byBackend: [String: [ObjectIdentifier: BackendSplice]] = [:]
+
+    func add(_ splice: BackendSplice, backend: String) {
+        byBackend[backend, default: [:]][ObjectIdentifier(splice)] = splice
+    }
+
+    func remove(_ splice: BackendSplice, backend: String) {
+        byBackend[backend]?[ObjectIdentifier(splice)] = nil
+        if byBackend[backend]?.isEmpty == true { byBackend[backend] = nil }
+    }
+
+    func count(of backend: String) -> Int { byBackend[backend]?.count ?? 0 }
+
+    /// Moves up to `count` of `backend`'s sockets (none already moving); returns how many.
+    @discardableResult
+    func move(_ count: Int, of backend: String) -> Int {
+        guard count > 0, let splices = byBackend[backend] else { return 0 }
+        var moved = 0
+        for splice in splices.values where moved < count {
+            if splice.move() { moved += 1 }
+        }
+        return moved
     }
 }

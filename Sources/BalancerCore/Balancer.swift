@@ -74,6 +74,14 @@ public struct BalancerSettings: Sendable, Hashable {
     public var transitionsKept = 20
     /// Backends the balancer tracks at most.
     public var backendsMax = 256
+    /// Event sockets a second moved off a node holding more than its share, to a node holding
+    /// less (0: never). A node that died and came back holds none of the sockets its death sent
+    /// elsewhere; without moving them, the next death sends half of every socket back through
+    /// the balancer at once instead of a third.
+    public var rebalanceSocketsPerSecond = 100.0
+    /// A node holds more than its share past `fair * (1 + tolerance) + 1`, less under
+    /// `fair * (1 - tolerance) - 1`, where `fair` is the eligible nodes' sockets over their number.
+    public var rebalanceTolerance = 0.2
 
     public init() {}
 
@@ -85,6 +93,9 @@ public struct BalancerSettings: Sendable, Hashable {
         }
         guard warmupWeightMin > 0, warmupWeightMin <= 1 else { throw .invalid("warmupWeightMin must be in (0, 1]") }
         guard transitionsKept >= 1, backendsMax >= 1 else { throw .invalid("bounds must be positive") }
+        guard rebalanceSocketsPerSecond >= 0, rebalanceSocketsPerSecond.isFinite, (0..<1).contains(rebalanceTolerance) else {
+            throw .invalid("rebalanceSocketsPerSecond must not be negative and rebalanceTolerance must be in [0, 1)")
+        }
     }
 }
 
@@ -143,6 +154,10 @@ public struct Balancer: Sendable {
     public private(set) var panicRoutes = 0
     public private(set) var retriesRefused = 0
     public private(set) var retries = 0
+    /// Event sockets closed to move them to another node since start (`recordMoved`).
+    public private(set) var socketsMoved = 0
+    private var moveTokens = 0.0
+    private var lastMoveRefill: Duration?
 
     public init(settings: BalancerSettings = BalancerSettings(), seed: UInt64) throws(BalancerError) {
         try settings.validate()
@@ -309,6 +324,48 @@ public struct Balancer: Sendable {
         guard case .warming(let since) = backend.state, settings.warmupDuration > .zero else { return 1 }
         let fraction = min(1, max(0, (now - since) / settings.warmupDuration))
         return settings.warmupWeightMin + (1 - settings.warmupWeightMin) * fraction
+    }
+
+    // MARK: Rebalancing event sockets
+
+    /// How many event sockets each node should close now so that their clients reconnect to a
+    /// node holding fewer. The shares are uneven when a node holds more than
+    /// `fair * (1 + rebalanceTolerance) + 1` or a warmed-up node less than
+    /// `fair * (1 - rebalanceTolerance) - 1` (`fair`: the eligible nodes' sockets over their
+    /// number). Then the nodes over `fair` give, fullest first, down to it, as many as the
+    /// warmed-up nodes under it lack (`healthy`, not `warming`: a node just back may go again),
+    /// at most `rebalanceSocketsPerSecond` on average (a bucket of one second's worth). The
+    /// shell reports what it moved (`recordMoved`); the sockets leave `webSockets` as they close.
+    public mutating func webSocketsToMove(now: Duration) -> [String: Int] {
+        let rate = settings.rebalanceSocketsPerSecond
+        if let last = lastMoveRefill, now > last {
+            moveTokens = min(max(rate, 1), moveTokens + rate * ((now - last) / .seconds(1)))
+        }
+        lastMoveRefill = now
+        let eligible = ids.compactMap { backends[$0]!.isEligible ? backends[$0]! : nil }
+        guard rate > 0, eligible.count >= 2, moveTokens >= 1 else { return [:] }
+        let fair = Double(eligible.reduce(0) { $0 + $1.webSockets }) / Double(eligible.count)
+        let tolerance = settings.rebalanceTolerance
+        let receivers = eligible.filter { $0.state == .healthy && Double($0.webSockets) < fair }
+        let uneven =
+            eligible.contains { Double($0.webSockets) > fair * (1 + tolerance) + 1 }
+            || receivers.contains { Double($0.webSockets) < fair * (1 - tolerance) - 1 }
+        guard uneven else { return [:] }
+        var room = receivers.reduce(0) { $0 + Int(fair.rounded(.down)) - $1.webSockets }
+        var moves: [String: Int] = [:]
+        for backend in eligible.sorted(by: { ($0.webSockets, $1.id) > ($1.webSockets, $0.id) }) {
+            let count = min(backend.webSockets - Int(fair.rounded(.up)), Int(moveTokens), room)
+            guard count > 0 else { break }
+            moves[backend.id] = count
+            moveTokens -= Double(count)
+            room -= count
+        }
+        return moves
+    }
+
+    /// Sockets the shell closed to move them (`webSocketsToMove`), for /metrics.
+    public mutating func recordMoved(_ count: Int) {
+        socketsMoved += count
     }
 
     // MARK: Retries

@@ -25,6 +25,7 @@ public final class Recorder: Sendable {
         var latency = Histogram<UInt64>(highestTrackableValue: 3_600_000_000)
         var assignment = Histogram<UInt64>(highestTrackableValue: 3_600_000_000)
         var reconnect = Histogram<UInt64>(highestTrackableValue: 3_600_000_000)
+        var reconnectAfterMove = Histogram<UInt64>(highestTrackableValue: 3_600_000_000)
         var ok = 0
         var failed = 0
         var shed = 0
@@ -33,6 +34,7 @@ public final class Recorder: Sendable {
         var firstFullSecond: Int?
         var agents = 0
         var drops = 0
+        var moves = 0
         var timeline: [Second] = []
         /// One coarse histogram per second of the first `perSecondLatencyMax` seconds.
         var perSecond: [Histogram<UInt64>] = []
@@ -79,7 +81,18 @@ public final class Recorder: Sendable {
     public func expect(agents: Int) { state.withLock { $0.agents = agents } }
 
     public func assignment(micros: UInt64) { state.withLock { _ = $0.assignment.record(max(1, micros)) } }
-    public func reconnected(micros: UInt64) { state.withLock { _ = $0.reconnect.record(max(1, micros)) } }
+    /// A session open again `micros` after it closed: after a drop (its node died, or the
+    /// connection broke), or after the balancer moved it to a node holding fewer sockets, a
+    /// planned close measured apart.
+    public func reconnected(micros: UInt64, afterMove: Bool = false) {
+        state.withLock { state in
+            if afterMove {
+                _ = state.reconnectAfterMove.record(max(1, micros))
+            } else {
+                _ = state.reconnect.record(max(1, micros))
+            }
+        }
+    }
 
     public func sessionOpened(second: Int) {
         state.withLock { state in
@@ -91,10 +104,16 @@ public final class Recorder: Sendable {
         }
     }
 
-    public func sessionClosed(second: Int, dropped: Bool) {
+    /// A session closed: `dropped` when the run did not end it, `moved` when the balancer did
+    /// to move it (not a drop).
+    public func sessionClosed(second: Int, dropped: Bool, moved: Bool = false) {
         state.withLock { state in
             state.sessions -= 1
-            if dropped { state.drops += 1 }
+            if moved {
+                state.moves += 1
+            } else if dropped {
+                state.drops += 1
+            }
             let sessions = state.sessions
             bucket(&state, second) { $0.sessions = sessions }
         }
@@ -158,6 +177,8 @@ public final class Recorder: Sendable {
             summary.sessions.drops = state.drops
             summary.sessions.reconnectMsP99 = ms(state.reconnect, 99)
             summary.sessions.reconnectMsP50 = ms(state.reconnect, 50)
+            summary.sessions.moves = state.moves
+            summary.sessions.movedReconnectMsP99 = ms(state.reconnectAfterMove, 99)
             summary.sessions.allConnectedAtSeconds = state.firstFullSecond
         }
     }

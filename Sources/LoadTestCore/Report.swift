@@ -30,7 +30,7 @@ public enum Report {
         row("assignment ms", "p50 \(fmt(summary.assignmentLatencyMs.p50)), p99 \(fmt(summary.assignmentLatencyMs.p99))")
         row(
             "sessions",
-            "peak \(summary.sessions.peak), every agent in at \(summary.sessions.allConnectedAtSeconds.map { "\($0) s" } ?? "never"), drops \(summary.sessions.drops), reconnect p50 \(fmt(summary.sessions.reconnectMsP50)) ms, p99 \(fmt(summary.sessions.reconnectMsP99)) ms")
+            "peak \(summary.sessions.peak), every agent in at \(summary.sessions.allConnectedAtSeconds.map { "\($0) s" } ?? "never"), drops \(summary.sessions.drops), reconnect p50 \(fmt(summary.sessions.reconnectMsP50)) ms, p99 \(fmt(summary.sessions.reconnectMsP99)) ms; moved by the balancer \(summary.sessions.moves), reconnect p99 \(fmt(summary.sessions.movedReconnectMsP99)) ms")
         row("elections", summary.terms.elections.map { "\($0) (term \(summary.terms.atStart ?? 0) to \(summary.terms.atEnd ?? 0))" } ?? "unknown")
         let integrity = summary.integrity
         row(

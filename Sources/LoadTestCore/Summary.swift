@@ -32,6 +32,10 @@ public struct Summary: Codable, Sendable, Equatable {
         public var drops = 0
         public var reconnectMsP99 = 0.0
         public var reconnectMsP50 = 0.0
+        /// Sessions the balancer closed to move them to a node holding fewer (not drops; their
+        /// reconnections are not in `reconnectMs*`), and their reconnection's p99.
+        public var moves = 0
+        public var movedReconnectMsP99 = 0.0
         /// Seconds from the start until every agent held a session at once; nil if that never
         /// happened.
         public var allConnectedAtSeconds: Int?

@@ -89,8 +89,8 @@ struct LoadTestCommand: AsyncParsableCommand {
             throw ValidationError("give --target URL (a running cluster) or --spawn FILE (start one), not both and not neither")
         }
         if let target {
-            guard let url = URL(string: target), ["http", "https"].contains(url.scheme ?? ""), url.host != nil else {
-                throw ValidationError("--target must be a URL such as http://127.0.0.1:8080, got '\(target)'")
+            guard let url = URL(string: target), url.scheme == "http", url.host != nil else {
+                throw ValidationError("--target must be an http URL such as http://127.0.0.1:8080 (the load tester speaks plain HTTP and WebSocket), got '\(target)'")
             }
             guard token != nil else { throw ValidationError("give --admin-token (or set SWITCHBOARD_ADMIN_TOKEN): the run creates its agents") }
         }

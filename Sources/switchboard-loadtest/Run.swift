@@ -1,10 +1,11 @@
 import AsyncHTTPClient
 import Foundation
-import HummingbirdWSClient
 import LoadTestCore
 import Logging
 import NIOCore
 import NIOHTTP1
+import NIOPosix
+import NIOWebSocket
 import Synchronization
 
 /// One load run against a live cluster: agents (closed population) and customers (open
@@ -36,6 +37,8 @@ final class Run: Sendable {
     static let silentSocketMillis = 35_000
     /// An events socket's handshake with no answer for this long is abandoned and retried.
     static let handshakeTimeout = Duration.seconds(10)
+    /// The reason of the close frame the balancer sends when it moves a socket to another node.
+    static let movedCloseReason = "rebalancing"
 
     let settings: Settings
     let recorder = Recorder()
@@ -53,16 +56,24 @@ final class Run: Sendable {
     /// Events-socket handshakes given up on after `handshakeTimeout` (their tasks are left behind).
     let abandonedHandshakes = Atomic<Int>(0)
     private let customersInFlight = Atomic<Int>(0)
+    /// Pings, silence and the end of the run for every open events socket.
+    private let keeper = SocketKeeper(silentAfterMillis: Run.silentSocketMillis)
     private let logger = Logger(label: "switchboard-loadtest")
 
     let spawned: Spawned?
     let chaos: [ChaosRule]
+    /// Where the events sockets connect (the target's address, resolved once) and its Host field.
+    let socketTarget: (address: SocketAddress, host: String)?
 
     init(settings: Settings, spawned: Spawned? = nil, chaos: [ChaosRule] = []) {
         self.settings = settings
         self.spawned = spawned
         self.chaos = chaos
         runId = String(UInt64.random(in: 0...UInt64(1 << 40)), radix: 36)
+        socketTarget = URL(string: settings.target).flatMap { url -> (SocketAddress, String)? in
+            guard let host = url.host, let address = try? SocketAddress.makeAddressResolvingHost(host, port: url.port ?? 80) else { return nil }
+            return (address, url.port.map { "\(host):\($0)" } ?? host)
+        }
         var configuration = HTTPClient.Configuration()
         configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 512)
         configuration.timeout = .init(connect: .seconds(2), read: Self.requestTimeout)
@@ -89,6 +100,7 @@ final class Run: Sendable {
                 }
             }
             group.addTask { await self.customers(from: self.settings.ramp, until: total) }
+            group.addTask { await self.keeper.run(nowMillis: { self.elapsedMillis }, stopped: { self.stopped }, log: { self.log($0) }) }
             if let spawned, !chaos.isEmpty {
                 group.addTask { await spawned.chaos(self.chaos, start: self.start, length: total, seed: self.settings.seed) }
             }
@@ -229,7 +241,7 @@ final class Run: Sendable {
             }
             // Available once the socket is up (or after a second without it).
             for _ in 0..<100 where recorder.sessions == 0 && !stopped { try? await Task.sleep(for: .milliseconds(10)) }
-            await retrying { await call(.PUT, "/v1/agents/me/status", token: token, body: ["status": "available"]) }
+            _ = await retrying { await call(.PUT, "/v1/agents/me/status", token: token, body: ["status": "available"]) }
             for await event in events {
                 guard !stopped else { break }
                 guard event.type == "conversation.assigned", event.data?.agent == agentId, let conversation = event.data?.conversation else { continue }
@@ -262,91 +274,65 @@ final class Run: Sendable {
     private func stream(token: String, into continuation: AsyncStream<EventFrame>.Continuation) async {
         let state = SocketState()
         var droppedAt: ContinuousClock.Instant?
-        let socketBase = settings.target.replacingOccurrences(of: "http://", with: "ws://").replacingOccurrences(of: "https://", with: "wss://")
+        var moved = false
         var attempts = 0
         while !stopped {
             attempts += 1
             let since = state.continuity.withLock { $0.lastCursor }.map { "&since=\($0)" } ?? ""
             let dropped = droppedAt
-            state.opened.store(false, ordering: .relaxed)
-            // A handshake that gets no answer (a connection closed under a client that keeps
-            // half-closed sockets) must not hold the agent: it is abandoned and counted.
-            let url = "\(socketBase)/v1/events?token=\(token)\(since)"
-            let abandoned = Flag()
-            let (finished, signal) = AsyncStream.makeStream(of: Error?.self)
-            let attempt = Task {
-                do { try await WebSocketClient.connect(url: url, logger: self.logger) { inbound, outbound, _ in
-                    // An attempt given up on (its handshake went unanswered) must not count.
-                    guard !abandoned.isSet else { return }
-                    state.opened.store(true, ordering: .relaxed)
-                    self.recorder.sessionOpened(second: self.second)
-                    if let dropped {
-                        self.recorder.reconnected(micros: UInt64(max(0, (ContinuousClock.now - dropped) / .microseconds(1))))
-                    }
+            let afterMove = moved
+            var outcome: Error?
+            var wasOpen = false
+            do {
+                guard let target = socketTarget else { throw EventsSocket.Failure.unreachable("the target's address does not resolve") }
+                let socket = try await EventsSocket.open(
+                    address: target.address, host: target.host, uri: "/v1/events?token=\(token)\(since)", maxMessageBytes: 1 << 20,
+                    connectTimeout: .seconds(2), handshakeTimeout: TimeAmount(Self.handshakeTimeout)
+                ) { text in
                     state.lastFrame.store(self.elapsedMillis, ordering: .relaxed)
-                    let keeper = Task {
-                        var tick = 0
-                        while !Task.isCancelled {
-                            if self.stopped {
-                                try? await outbound.close(.normalClosure, reason: "run over")
-                                return
-                            }
-                            // Pings every 15 s are answered: 35 s of silence is a dead socket
-                            // (a half-closed one stays open otherwise). Closing it errors it out.
-                            if self.elapsedMillis - state.lastFrame.load(ordering: .relaxed) > Self.silentSocketMillis {
-                                self.log("events socket silent for \(Self.silentSocketMillis / 1000) s: reconnecting")
-                                try? await outbound.close(.goingAway, reason: "silent")
-                                return
-                            }
-                            if tick % 15 == 0 { try? await outbound.write(.text(#"{"type":"ping"}"#)) }
-                            tick += 1
-                            try? await Task.sleep(for: .seconds(1))
-                        }
+                    guard let frame = try? JSONDecoder().decode(EventFrame.self, from: Data(text.utf8)) else { return }
+                    state.continuity.withLock { continuity in
+                        if frame.type == "reset" { continuity.reset() }
+                        if let cursor = frame.cursor { continuity.see(cursor: cursor) }
                     }
-                    defer { keeper.cancel() }
-                    for try await message in inbound.messages(maxSize: 1 << 20) {
-                        state.lastFrame.store(self.elapsedMillis, ordering: .relaxed)
-                        guard case .text(let text) = message, let frame = try? JSONDecoder().decode(EventFrame.self, from: Data(text.utf8)) else {
-                            continue
-                        }
-                        state.continuity.withLock { continuity in
-                            if frame.type == "reset" { continuity.reset() }
-                            if let cursor = frame.cursor { continuity.see(cursor: cursor) }
-                        }
-                        continuation.yield(frame)
+                    continuation.yield(frame)
+                }
+                .map { socket in
+                    // Timed on the event loop as the 101 arrives, not when this task next runs.
+                    if let dropped {
+                        self.recorder.reconnected(micros: UInt64(max(0, (ContinuousClock.now - dropped) / .microseconds(1))), afterMove: afterMove)
                     }
+                    return socket
                 }
-                    signal.yield(nil)
-                } catch {
-                    signal.yield(error)
+                .get()
+                wasOpen = true
+                recorder.sessionOpened(second: second)
+                state.lastFrame.store(elapsedMillis, ordering: .relaxed)
+                if let kept = keeper.add(socket, state: state, nowMillis: elapsedMillis) {
+                    let reason = try? await socket.closed.get()
+                    keeper.remove(kept)
+                    if reason?.hasPrefix(Self.movedCloseReason) == true { outcome = MovedByTheBalancer() }
+                } else {
+                    socket.close(code: .normalClosure, reason: "run over")
+                    _ = try? await socket.closed.get()
                 }
+            } catch {
+                outcome = error
             }
-            let watchdog = Task {
-                try? await Task.sleep(for: Self.handshakeTimeout)
-                if !Task.isCancelled, !state.opened.load(ordering: .relaxed) {
-                    abandoned.set()
-                    signal.yield(HandshakeUnanswered())
-                }
-            }
-            var outcomes = finished.makeAsyncIterator()
-            let outcome = await outcomes.next() ?? nil
-            watchdog.cancel()
             if let outcome {
-                if outcome is HandshakeUnanswered {
-                    abandonedHandshakes.add(1, ordering: .relaxed)
-                    attempt.cancel()
-                }
-                if attempts == 1 || attempts % 10 == 0 { log("events socket: \(outcome)") }
+                if case .unanswered? = outcome as? EventsSocket.Failure { abandonedHandshakes.add(1, ordering: .relaxed) }
+                if !(outcome is MovedByTheBalancer), attempts == 1 || attempts % 10 == 0 { log("events socket: \(outcome)") }
             }
-            if state.opened.load(ordering: .relaxed) {
-                recorder.sessionClosed(second: second, dropped: !stopped)
+            moved = outcome is MovedByTheBalancer
+            if wasOpen {
+                recorder.sessionClosed(second: second, dropped: !stopped, moved: moved)
                 droppedAt = .now
                 attempts = 0
             }
-            // A refused upgrade (503 with Retry-After: 1 while the cluster elects a leader) waits
-            // at least a second: the client library leaves a refused upgrade's socket open, so
-            // hammering a busy cluster would also spend this process's descriptors.
-            let refused = (outcome as? WebSocketClientError) == .webSocketUpgradeFailed
+            // A refused upgrade (503 with Retry-After: 1 while a node is full) waits at least a
+            // second.
+            var refused = false
+            if case .refused? = outcome as? EventsSocket.Failure { refused = true }
             let backoff = min(2000, 100 * (1 << min(attempts, 5)))
             if !stopped { try? await Task.sleep(for: .milliseconds(refused ? max(1000, backoff) : backoff)) }
         }
@@ -513,21 +499,15 @@ struct EventFrame: Decodable, Sendable {
     var data: Payload?
 }
 
-/// A one-way switch shared between tasks.
-final class Flag: Sendable {
-    private let value = Atomic<Bool>(false)
-    var isSet: Bool { value.load(ordering: .relaxed) }
-    func set() { value.store(true, ordering: .relaxed) }
-}
-
-struct HandshakeUnanswered: Error, CustomStringConvertible {
-    var description: String { "handshake unanswered for \(Run.handshakeTimeout); abandoned" }
+/// The balancer closed the socket to move it to a node holding fewer (close 1012 with
+/// `Run.movedCloseReason`): not a drop.
+struct MovedByTheBalancer: Error, CustomStringConvertible {
+    var description: String { "moved by the balancer" }
 }
 
 /// One agent's socket across reconnects, shared with the socket's handler.
 final class SocketState: Sendable {
     let continuity = Mutex(EventContinuity())
-    let opened = Atomic<Bool>(false)
     /// Milliseconds into the run of the last frame received.
     let lastFrame = Atomic<Int>(0)
 }

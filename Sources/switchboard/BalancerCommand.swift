@@ -65,6 +65,13 @@ struct BalancerCommand: AsyncParsableCommand {
     @Option(help: "Milliseconds a keep-alive client connection may sit idle between requests before it is closed.")
     var idleTimeoutMs = 60_000
 
+    @Option(
+        help: """
+            Event sockets a second the balancer moves off a node holding more than its share to one holding less (0: never). \
+            A node back from a restart holds none of the sockets its death sent elsewhere until some move.
+            """)
+    var rebalanceSocketsPerSecond = 100.0
+
     @Option(help: "Event-loop threads for the proxy (default: one per core).")
     var threads = System.coreCount
 
@@ -85,6 +92,7 @@ struct BalancerCommand: AsyncParsableCommand {
             guard parts.count == 2, !parts[0].isEmpty, HostPort(parts[1]) != nil else { throw ValidationError("--backend must be id=host:port, got '\(entry)'") }
         }
         guard (10...60_000).contains(checkMs) else { throw ValidationError("--check-ms must be 10...60000") }
+        guard (0...100_000).contains(rebalanceSocketsPerSecond) else { throw ValidationError("--rebalance-sockets-per-second must be 0...100000") }
         guard (1...256).contains(threads) else { throw ValidationError("--threads must be 1...256") }
         guard (100...3_600_000).contains(requestTimeoutMs) else { throw ValidationError("--request-timeout-ms must be 100...3600000") }
         guard (100...86_400_000).contains(idleTimeoutMs) else { throw ValidationError("--idle-timeout-ms must be 100...86400000") }
@@ -95,6 +103,7 @@ struct BalancerCommand: AsyncParsableCommand {
         let logger = Logger(label: "switchboard-balancer")
         var settings = BalancerSettings()
         settings.checkInterval = .milliseconds(checkMs)
+        settings.rebalanceSocketsPerSecond = rebalanceSocketsPerSecond
         let policy = try Policy(settings: settings)
         for entry in backend {
             let parts = entry.split(separator: "=", maxSplits: 1).map(String.init)

@@ -169,6 +169,61 @@ final class BalancerTests: XCTestCase {
         XCTAssertEqual(neverSent, 3, "a POST no node ever saw (its connection could not be made) may go elsewhere, within the budget")
     }
 
+    /// `count` sockets opened on `id` (the others excluded).
+    private func open(_ count: Int, on id: String, in balancer: inout Balancer, now: Duration) {
+        let others = balancer.all.map(\.id).filter { $0 != id }
+        for _ in 0..<count { XCTAssertEqual(balancer.chooseForWebSocket(excluding: others, now: now)?.backend, id) }
+    }
+
+    func testSocketsMoveFromNodesOverTheirShareToAWarmedUpNodeUnderIt() throws {
+        var balancer = try balancer()
+        // n1 died and came back: n2 and n3 hold every socket.
+        open(450, on: "n2", in: &balancer, now: at(10_000))
+        open(450, on: "n3", in: &balancer, now: at(10_000))
+        balancer.onCheck(id: "n1", outcome: .failure("connection refused"), now: at(10_000))
+        XCTAssertEqual(balancer.webSocketsToMove(now: at(10_000)), [:], "nowhere to go while n1 is out")
+        balancer.onCheck(id: "n1", outcome: .success, now: at(10_250))
+        balancer.onCheck(id: "n1", outcome: .success, now: at(10_500))
+        XCTAssertEqual(balancer.webSocketsToMove(now: at(11_500)), [:], "nothing moves toward a node still warming up: it may go again")
+        balancer.onCheck(id: "n1", outcome: .success, now: at(15_500))
+        XCTAssertEqual(balancer.backends["n1"]?.state, .healthy)
+        // 100 a second by default: one second's worth at most at once, then as time passes.
+        let first = balancer.webSocketsToMove(now: at(15_500))
+        XCTAssertEqual(first.values.reduce(0, +), 100, "a second's worth of tokens: \(first)")
+        XCTAssertEqual(Set(first.keys), ["n2"], "the fullest node gives first (n2 before n3 on a tie): \(first)")
+        var moved = 0
+        var now = 15_500
+        var moves = first
+        for _ in 0..<100 {
+            // The moved sockets close and their clients come back to the node holding the fewest.
+            for (id, count) in moves {
+                moved += count
+                for _ in 0..<count { balancer.onWebSocketClosed(id: id) }
+                for _ in 0..<count { XCTAssertEqual(balancer.chooseForWebSocket(now: at(now))?.backend, "n1") }
+            }
+            now += 250
+            moves = balancer.webSocketsToMove(now: at(now))
+        }
+        let counts = balancer.all.map(\.webSockets)
+        XCTAssertEqual(counts.reduce(0, +), 900, "sockets move, none is lost: \(counts)")
+        XCTAssertTrue(counts.allSatisfy { abs($0 - 300) <= 300 / 5 + 1 }, "each node within the tolerance of a third: \(counts)")
+        XCTAssertLessThanOrEqual(moved, 350, "only what the balance needs moves: \(moved)")
+        XCTAssertEqual(balancer.webSocketsToMove(now: at(now + 1000)), [:], "balanced: nothing more moves")
+    }
+
+    func testSocketsAreNotMovedWhenTheRateIsZeroOrTheCountsAreClose() throws {
+        var settings = BalancerSettings()
+        settings.rebalanceSocketsPerSecond = 0
+        var off = try balancer(settings: settings)
+        open(90, on: "n1", in: &off, now: at(10_000))
+        XCTAssertEqual(off.webSocketsToMove(now: at(20_000)), [:], "a rate of 0 turns moving off")
+        var balancer = try balancer()
+        open(2, on: "n1", in: &balancer, now: at(10_000))
+        open(1, on: "n2", in: &balancer, now: at(10_000))
+        XCTAssertEqual(balancer.webSocketsToMove(now: at(10_000)), [:])
+        XCTAssertEqual(balancer.webSocketsToMove(now: at(20_000)), [:], "2, 1, 0 is as balanced as three sockets get")
+    }
+
     func testSettingsAreValidated() {
         var settings = BalancerSettings()
         settings.readmitChecks = 0

@@ -269,6 +269,78 @@ final class BalancerProcessTests: XCTestCase {
             "the balancer closes the socket with close code 1012 when its node dies (so half-closing clients reconnect too): \(stream.notes)")
     }
 
+    /// A node back from a death holds none of the event sockets its death sent elsewhere; left
+    /// so, the next death sends half of every socket through the balancer at once. The balancer
+    /// moves sockets from the nodes over their share to it, each closed between two frames with
+    /// 1012 "rebalancing; reconnect", until each node holds about a third; every client is back
+    /// and nothing moves once the shares are even.
+    func testEventSocketsMoveToANodeThatCameBack() async throws {
+        let cluster = ProcessCluster()
+        defer { cluster.tearDown() }
+        for id in ["n1", "n2", "n3"] { cluster.describe(id) }
+        try await cluster.startAll()
+        let front = try BalancerProcess(cluster: cluster, arguments: cluster.members.flatMap { ["--backend", "\($0.id)=\($0.api)"] })
+        defer { front.stop() }
+        try await cluster.waitUntil("the balancer admits all three nodes", seconds: 15) { ["n1", "n2", "n3"].allSatisfy(front.admitted) }
+        cluster.kill9("n3")
+        try await cluster.waitUntil("the balancer ejects n3", seconds: 10) {
+            front.log().split(separator: "\n").contains { $0.contains("backend ejected") && $0.contains("balancer.backend=n3") }
+        }
+
+        // Thirty agents' sockets (the admin's token), each reconnecting 100 ms after a close.
+        let sockets = 30
+        let log = EventLog()
+        let clients = Task {
+            await withTaskGroup(of: Void.self) { group in
+                for _ in 0..<sockets {
+                    group.addTask {
+                        for _ in 0..<10 where !Task.isCancelled {
+                            do {
+                                let url = "ws://127.0.0.1:\(front.port)/v1/events?token=\(ProcessCluster.adminToken)"
+                                let closed = try await WebSocketClient.connect(url: url, logger: Logger(label: "test-ws")) { inbound, _, _ in
+                                    log.connected()
+                                    for try await _ in inbound.messages(maxSize: 1 << 20) where Task.isCancelled { break }
+                                }
+                                log.note("closed: \(closed.map { "\($0.closeCode) \($0.reason ?? "")" } ?? "no close frame")")
+                            } catch {
+                                log.note("connect failed: \(error)")
+                            }
+                            try? await Task.sleep(for: .milliseconds(100))
+                        }
+                    }
+                }
+            }
+        }
+        defer { clients.cancel() }
+        func held() async -> [Int] {
+            var counts: [Int] = []
+            for id in ["n1", "n2", "n3"] { counts.append(await front.metric("switchboard_balancer_backend_websockets", backend: id) ?? -1) }
+            return counts
+        }
+        try await cluster.waitUntil("every socket is open on n1 and n2", seconds: 15) { (await held()).prefix(2).reduce(0, +) == sockets }
+        XCTAssertEqual(log.connections, sockets, "one connection each so far: \(log.notes)")
+
+        try cluster.start("n3")
+        do {
+            // Readmitted after two good checks, then warmed up (5 s) before anything moves to it.
+            try await cluster.waitUntil("n3 holds a share of the sockets", seconds: 30) { (await held())[2] >= 7 }
+        } catch {
+            let counts = await held()
+            XCTFail("held \(counts); clients saw \(log.notes.suffix(10)); balancer log:\n\(front.log().suffix(3000))")
+            throw error
+        }
+        try await cluster.waitUntil("every client is back", seconds: 10) { (await held()).reduce(0, +) == sockets }
+        let counts = await held()
+        XCTAssertTrue(counts.allSatisfy { (7...13).contains($0) }, "each node holds about a third of 30: \(counts)")
+        let moved = log.notes.filter { $0.contains("1012") && $0.contains("rebalancing") }
+        XCTAssertEqual(moved.count, log.connections - sockets, "every reconnection was a move, told as one: \(log.notes)")
+        XCTAssertLessThanOrEqual(moved.count, 12, "only what the balance needs moves: \(moved.count)")
+        let metrics = await front.metrics()
+        XCTAssertTrue(metrics.contains("switchboard_balancer_websockets_moved_total \(moved.count)"), "the moves are counted on /metrics")
+        try await Task.sleep(for: .seconds(2))
+        XCTAssertEqual(log.connections - sockets, moved.count, "nothing moves once the shares are even")
+    }
+
     /// Bad input at the front door gets its own answer and never disturbs another client: a
     /// request that stalls mid-headers gets 408, oversize headers 431, an oversize body 413, and
     /// a body larger than the retry copy is streamed to the node.

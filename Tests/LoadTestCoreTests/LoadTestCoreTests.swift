@@ -54,7 +54,7 @@ final class ThresholdTests: XCTestCase {
             ])
         XCTAssertEqual(Set((object["latencyMs"] as! [String: Any]).keys), ["p50", "p90", "p99", "p999", "max"])
         XCTAssertEqual(Set((object["requests"] as! [String: Any]).keys), ["total", "ok", "failed", "shed"])
-        XCTAssertEqual(Set((object["sessions"] as! [String: Any]).keys), ["peak", "drops", "reconnectMsP99", "reconnectMsP50"], "allConnectedAtSeconds only once it happened")
+        XCTAssertEqual(Set((object["sessions"] as! [String: Any]).keys), ["peak", "drops", "reconnectMsP99", "reconnectMsP50", "moves", "movedReconnectMsP99"], "allConnectedAtSeconds only once it happened")
         XCTAssertEqual(
             Set((object["integrity"] as! [String: Any]).keys),
             ["lostMessages", "duplicateMessages", "doubleAssignments", "capacityViolations", "eventGaps"])
@@ -161,6 +161,21 @@ final class RecorderTests: XCTestCase {
         XCTAssertEqual(summary.requests.shed, 500)
         XCTAssertEqual(summary.availability, 0.99, accuracy: 1e-12, "sheds must not count as failures")
         XCTAssertEqual(summary.sessions.allConnectedAtSeconds, 7, "both agents held a session from second 7")
+    }
+
+    func testSocketsTheBalancerMovesAreNotDropsAndTheirReconnectionsAreMeasuredApart() {
+        let recorder = Recorder()
+        for _ in 0..<10 { recorder.sessionOpened(second: 0) }
+        for _ in 0..<3 { recorder.sessionClosed(second: 1, dropped: true) }
+        for _ in 0..<3 { recorder.reconnected(micros: 900_000) }
+        for _ in 0..<5 { recorder.sessionClosed(second: 2, dropped: true, moved: true) }
+        for _ in 0..<5 { recorder.reconnected(micros: 50_000, afterMove: true) }
+        var summary = Summary()
+        recorder.fill(&summary)
+        XCTAssertEqual(summary.sessions.drops, 3, "a move is not a drop")
+        XCTAssertEqual(summary.sessions.moves, 5)
+        XCTAssertEqual(summary.sessions.reconnectMsP99, 900, accuracy: 1, "the moves' quick reconnections do not dilute the drops'")
+        XCTAssertEqual(summary.sessions.movedReconnectMsP99, 50, accuracy: 0.1)
     }
 }
 
