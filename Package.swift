@@ -143,7 +143,6 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOWebSocket", package: "swift-nio"),
             ], exclude: ["DESIGN.md"]
         ),
         .testTarget(name: "LoadTestCoreTests", dependencies: ["LoadTestCore"]),

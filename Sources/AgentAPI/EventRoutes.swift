@@ -3,6 +3,7 @@ import Foundation
 import Hummingbird
 import HummingbirdWebSocket
 import NodeRuntime
+import Storage
 
 extension API {
     /// Events read from the store per catch-up query.
@@ -117,21 +118,22 @@ extension API {
         if let since, since.index > lastLogIndex {
             try? await node.waitApplied(since.index)
         }
-        let (trimmedBefore, applied) = try await read { (try $0.eventsTrimmedBefore(), try $0.appliedIndex()) }
-        let reachable = max(applied, lastLogIndex)
-        var last: EventCursor
-        if let since, since.index >= trimmedBefore, since.index <= reachable {
-            last = since
-        } else {
-            last = EventCursor(index: applied, seq: API.entryEndSeq)
-            if since != nil {
-                // The cursor is older than the kept window, or beyond anything this node could
-                // apply in time: the client must re-read its state.
-                try await outbound.write(.text("{\"cursor\":\"\(last)\",\"type\":\"reset\"}"))
+        // Where to start and the first page of the catch-up, in one read: a node's death sends
+        // thousands of sockets here at once, and each read is a trip to a reader connection.
+        let (start, reset, firstPage) = try await read { reader -> (EventCursor, Bool, [Event]) in
+            let trimmedBefore = try reader.eventsTrimmedBefore()
+            let applied = try reader.appliedIndex()
+            guard let since, since.index >= trimmedBefore, since.index <= max(applied, lastLogIndex) else {
+                // Without a cursor the stream starts at the present. A cursor older than the kept
+                // window, or beyond anything this node could apply in time: the client must
+                // re-read its state.
+                return (EventCursor(index: applied, seq: API.entryEndSeq), since != nil, [])
             }
+            return (since, false, try Self.catchUpPage(reader, after: since, audience: audience))
         }
+        if reset { try await outbound.write(.text("{\"cursor\":\"\(start)\",\"type\":\"reset\"}")) }
         var ended: String?
-        last = try await catchUp(after: last, audience: audience, principal: principal, outbound: outbound, ended: &ended)
+        var last = try await catchUp(after: start, firstPage: firstPage, audience: audience, principal: principal, outbound: outbound, ended: &ended)
         while ended == nil {
             switch await subscription.next() {
             case .closed: return nil
@@ -148,18 +150,30 @@ extension API {
         return ended
     }
 
-    /// Sends what the store holds after `start`: an agent's own events (read through their
-    /// index), or every event for a supervisor or the admin (`audience` nil).
+    /// One page of what the store holds after `cursor`: an agent's own events (read through
+    /// their index), or every event for a supervisor or the admin (`audience` nil).
+    static func catchUpPage(_ reader: StateReader, after cursor: EventCursor, audience: String?) throws -> [Event] {
+        if let audience { return try reader.events(after: cursor, forAgent: audience, limit: API.catchUpPageEvents) }
+        return try reader.events(after: cursor, limit: API.catchUpPageEvents)
+    }
+
+    /// Sends what the store holds after `start`, beginning with `firstPage` when it was read
+    /// already (nil: read it here).
     private func catchUp(
-        after start: EventCursor, audience: String?, principal: Principal, outbound: WebSocketOutboundWriter, ended: inout String?
+        after start: EventCursor, firstPage: [Event]? = nil, audience: String?, principal: Principal, outbound: WebSocketOutboundWriter,
+        ended: inout String?
     ) async throws -> EventCursor {
         var last = start
+        var prefetched = firstPage
         while true {
             let from = last
-            let page = try await read { reader in
-                if let audience { return try reader.events(after: from, forAgent: audience, limit: API.catchUpPageEvents) }
-                return try reader.events(after: from, limit: API.catchUpPageEvents)
+            let page: [Event]
+            if let prefetched {
+                page = prefetched
+            } else {
+                page = try await read { reader in try Self.catchUpPage(reader, after: from, audience: audience) }
             }
+            prefetched = nil
             // The agent's own query already filtered; a supervisor takes everything.
             for event in page {
                 try await outbound.write(.text(event.frame))

@@ -1,22 +1,25 @@
 import Foundation
 import NIOCore
-import NIOHTTP1
 import NIOPosix
-import NIOWebSocket
-import Synchronization
 
-/// One agent's events WebSocket, as cheap as the load tester can make it: SwiftNIO's own HTTP
-/// upgrader and frame codec, callbacks on the event loop, no task per socket. The generic
-/// client (HummingbirdWSClient) resolved the address on another thread, raced Happy Eyeballs and
-/// ran two tasks and an async stream per socket: when a node died, a third of the sessions
-/// reconnecting through it took more CPU in the load tester than in the balancer, on the
-/// same two cores as the cluster it measures.
+/// One agent's events WebSocket, as cheap as the load tester can make it: one channel handler
+/// that writes the upgrade request, reads the `101`, and then reads and writes RFC 6455 frames
+/// itself, with callbacks on the event loop and no task per socket.
+///
+/// Why by hand: the load tester shares two cores with the cluster it measures, and when a node
+/// dies a third of the sessions reconnect in the same second. The generic client
+/// (HummingbirdWSClient) resolved the address on another thread, raced Happy Eyeballs, and ran
+/// two tasks and an async stream per socket; SwiftNIO's upgrader rebuilds the pipeline of every
+/// connection (HTTP codec in, upgrade handler, HTTP codec out, frame codec in). Either way the
+/// load tester took a third of the CPU of a reconnection storm (perf, 6,000 and 9,000 agents).
+/// The frames a node sends are few and simple (text events, pongs, a close), so the whole
+/// protocol the load tester needs fits in `EventsSocketHandler`.
 final class EventsSocket: Sendable {
     /// Why a socket did not open.
     enum Failure: Error, CustomStringConvertible {
         /// The server answered the upgrade with another status (503 while a node is full, 401).
         case refused(status: Int)
-        /// No connection, or it closed before the answer.
+        /// No connection, or it closed before the answer, or the answer was not HTTP.
         case unreachable(String)
         /// Connected, but no answer to the upgrade within the handshake timeout (a connection
         /// closed under a client that keeps half-closed sockets): given up on.
@@ -40,22 +43,16 @@ final class EventsSocket: Sendable {
         self.closed = closed
     }
 
-    /// Sends a text frame (masked, as every client frame must be).
+    /// Sends a text message in one frame.
     func send(_ text: String) {
-        var buffer = channel.allocator.buffer(capacity: text.utf8.count)
-        buffer.writeString(text)
-        channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .text, maskKey: .random(), data: buffer), promise: nil)
+        channel.writeAndFlush(EventsSocketHandler.frame(opcode: 0x1, payload: Array(text.utf8)), promise: nil)
     }
 
     /// Sends a close frame and closes the connection.
-    func close(code: WebSocketErrorCode, reason: String) {
-        var buffer = channel.allocator.buffer(capacity: 2 + reason.utf8.count)
-        buffer.write(webSocketErrorCode: code)
-        buffer.writeString(reason)
+    func close(code: UInt16, reason: String) {
         let channel = self.channel
-        channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .connectionClose, maskKey: .random(), data: buffer)).whenComplete { _ in
-            channel.close(promise: nil)
-        }
+        let payload = [UInt8(code >> 8), UInt8(code & 0xFF)] + Array(reason.utf8.prefix(123))
+        channel.writeAndFlush(EventsSocketHandler.frame(opcode: 0x8, payload: payload)).whenComplete { _ in channel.close(promise: nil) }
     }
 
     /// Connects to `address` (already resolved), asks for `uri` with `host` as the Host field,
@@ -65,26 +62,16 @@ final class EventsSocket: Sendable {
         address: SocketAddress, host: String, uri: String, maxMessageBytes: Int, connectTimeout: TimeAmount, handshakeTimeout: TimeAmount,
         onText: @escaping @Sendable (String) -> Void
     ) -> EventLoopFuture<EventsSocket> {
-        let group = MultiThreadedEventLoopGroup.singleton
-        let eventLoop = group.next()
+        let eventLoop = MultiThreadedEventLoopGroup.singleton.next()
         let opened = eventLoop.makePromise(of: Void.self)
         let closed = eventLoop.makePromise(of: String?.self)
         return ClientBootstrap(group: eventLoop)
             .connectTimeout(connectTimeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
-                let upgrader = NIOWebSocketClientUpgrader(maxFrameSize: maxMessageBytes, automaticErrorHandling: true) { channel, _ in
-                    channel.eventLoop.makeCompletedFuture {
-                        // Frames from here on: the HTTP side's last handler leaves with the HTTP handlers.
-                        let request = try channel.pipeline.syncOperations.handler(type: UpgradeRequest.self)
-                        channel.pipeline.syncOperations.removeHandler(request, promise: nil)
-                        try channel.pipeline.syncOperations.addHandler(FrameReader(maxMessageBytes: maxMessageBytes, onText: onText, closed: closed))
-                    }
-                }
-                return channel.pipeline.addHTTPClientHandlers(
-                    withClientUpgrade: (upgraders: [upgrader], completionHandler: { _ in opened.succeed() })
-                ).flatMapThrowing {
-                    try channel.pipeline.syncOperations.addHandler(UpgradeRequest(host: host, uri: uri, opened: opened))
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        EventsSocketHandler(host: host, uri: uri, maxMessageBytes: maxMessageBytes, opened: opened, closed: closed, onText: onText))
                 }
             }
             .connect(to: address)
@@ -93,10 +80,6 @@ final class EventsSocket: Sendable {
                 return eventLoop.makeFailedFuture(Failure.unreachable("\(error)"))
             }
             .flatMap { channel in
-                channel.closeFuture.whenComplete { _ in
-                    opened.fail(Failure.unreachable("closed before the upgrade was answered"))
-                    closed.succeed(nil)  // a close frame already completed it
-                }
                 let silence = eventLoop.scheduleTask(in: handshakeTimeout) {
                     opened.fail(Failure.unanswered)
                     channel.close(promise: nil)
@@ -107,94 +90,158 @@ final class EventsSocket: Sendable {
     }
 }
 
-/// Sends the upgrade request once connected; sees the answer when it is not a `101` (the
-/// upgrade handler passes it on) and fails the opening with its status.
-private final class UpgradeRequest: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPClientResponsePart
-    typealias OutboundOut = HTTPClientRequestPart
+/// The whole client side of an events socket: the upgrade request, its answer, then frames.
+/// Server frames are unmasked; client frames are masked (RFC 6455 section 5.3).
+final class EventsSocketHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
 
-    let host: String
-    let uri: String
-    let opened: EventLoopPromise<Void>
+    /// Bytes of the server's handshake answer at most.
+    static let handshakeBytesMax = 16 * 1024
 
-    init(host: String, uri: String, opened: EventLoopPromise<Void>) {
+    private let host: String
+    private let uri: String
+    private let maxMessageBytes: Int
+    private let opened: EventLoopPromise<Void>
+    private let closed: EventLoopPromise<String?>
+    private let onText: @Sendable (String) -> Void
+    private var upgraded = false
+    private var buffer = ByteBuffer()
+    /// A text message arriving in several frames.
+    private var fragments: [UInt8]?
+
+    init(
+        host: String, uri: String, maxMessageBytes: Int, opened: EventLoopPromise<Void>, closed: EventLoopPromise<String?>,
+        onText: @escaping @Sendable (String) -> Void
+    ) {
         self.host = host
         self.uri = uri
+        self.maxMessageBytes = maxMessageBytes
         self.opened = opened
+        self.closed = closed
+        self.onText = onText
+    }
+
+    /// A masked client frame, unfragmented.
+    static func frame(opcode: UInt8, payload: [UInt8]) -> ByteBuffer {
+        var out = ByteBuffer()
+        out.reserveCapacity(payload.count + 14)
+        out.writeInteger(0x80 | opcode)
+        if payload.count < 126 {
+            out.writeInteger(0x80 | UInt8(payload.count))
+        } else if payload.count <= 0xFFFF {
+            out.writeInteger(UInt8(0x80 | 126))
+            out.writeInteger(UInt16(payload.count))
+        } else {
+            out.writeInteger(UInt8(0x80 | 127))
+            out.writeInteger(UInt64(payload.count))
+        }
+        let mask = (0..<4).map { _ in UInt8.random(in: 0...255) }
+        out.writeBytes(mask)
+        out.writeBytes(payload.enumerated().map { $0.element ^ mask[$0.offset & 3] })
+        return out
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        var head = HTTPRequestHead(version: .http1_1, method: .GET, uri: uri)
-        head.headers.add(name: "Host", value: host)
-        head.headers.add(name: "Content-Length", value: "0")
-        context.write(wrapOutboundOut(.head(head)), promise: nil)
-        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        let key = (0..<16).map { _ in UInt8.random(in: 0...255) }
+        let request =
+            "GET \(uri) HTTP/1.1\r\nHost: \(host)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            + "Sec-WebSocket-Key: \(Data(key).base64EncodedString())\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: request)), promise: nil)
         context.fireChannelActive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if case .head(let response) = unwrapInboundIn(data) {
-            opened.fail(EventsSocket.Failure.refused(status: Int(response.status.code)))
-            context.close(promise: nil)
-        }
+        var bytes = unwrapInboundIn(data)
+        buffer.writeBuffer(&bytes)
+        if !upgraded, !readAnswer(context: context) { return }
+        readFrames(context: context)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        opened.fail(EventsSocket.Failure.unreachable("closed before the upgrade was answered"))
+        closed.succeed(nil)  // a close frame already completed it
+        context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         opened.fail(EventsSocket.Failure.unreachable("\(error)"))
         context.close(promise: nil)
     }
-}
 
-/// The socket's frames after the upgrade: text messages (fragments joined) to `onText`, pings
-/// answered, the server's close answered and its reason kept.
-private final class FrameReader: ChannelInboundHandler {
-    typealias InboundIn = WebSocketFrame
-    typealias OutboundOut = WebSocketFrame
-
-    let maxMessageBytes: Int
-    let onText: @Sendable (String) -> Void
-    let closed: EventLoopPromise<String?>
-    private var fragments: ByteBuffer?
-
-    init(maxMessageBytes: Int, onText: @escaping @Sendable (String) -> Void, closed: EventLoopPromise<String?>) {
-        self.maxMessageBytes = maxMessageBytes
-        self.onText = onText
-        self.closed = closed
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let frame = unwrapInboundIn(data)
-        switch frame.opcode {
-        case .text where frame.fin && fragments == nil:
-            onText(String(buffer: frame.unmaskedData))
-        case .text, .continuation:
-            var data = frame.unmaskedData
-            fragments = fragments ?? context.channel.allocator.buffer(capacity: data.readableBytes)
-            fragments!.writeBuffer(&data)
-            if fragments!.readableBytes > maxMessageBytes {
+    /// True once the `101` was read; fails the opening on any other answer.
+    private func readAnswer(context: ChannelHandlerContext) -> Bool {
+        let view = buffer.readableBytesView
+        guard let end = view.firstRange(of: [13, 10, 13, 10]) else {
+            if view.count > Self.handshakeBytesMax {
+                opened.fail(EventsSocket.Failure.unreachable("handshake answer over \(Self.handshakeBytesMax) bytes"))
                 context.close(promise: nil)
-                return
             }
-            if frame.fin, let message = fragments {
-                fragments = nil
-                onText(String(buffer: message))
-            }
-        case .ping:
-            context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, maskKey: .random(), data: frame.unmaskedData)), promise: nil)
-        case .connectionClose:
-            var data = frame.unmaskedData
-            _ = data.readWebSocketErrorCode()
-            closed.succeed(data.readString(length: data.readableBytes))
-            var echo = context.channel.allocator.buffer(capacity: 2)
-            echo.write(webSocketErrorCode: .normalClosure)
-            context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, maskKey: .random(), data: echo)))
-                .assumeIsolated().whenComplete { _ in context.close(promise: nil) }
-        default:
-            break
+            return false
         }
+        let head = String(decoding: view[view.startIndex..<end.lowerBound], as: UTF8.self)
+        buffer.moveReaderIndex(forwardBy: end.upperBound - view.startIndex)
+        let statusLine = head.prefix { $0 != "\r" }.split(separator: " ")
+        guard statusLine.count >= 2, statusLine[0].hasPrefix("HTTP/1."), let status = Int(statusLine[1]) else {
+            opened.fail(EventsSocket.Failure.unreachable("the answer to the upgrade is not HTTP"))
+            context.close(promise: nil)
+            return false
+        }
+        guard status == 101, head.lowercased().contains("\r\nupgrade: websocket") else {
+            opened.fail(EventsSocket.Failure.refused(status: status))
+            context.close(promise: nil)
+            return false
+        }
+        upgraded = true
+        opened.succeed()
+        return true
     }
 
-    func errorCaught(context: ChannelHandlerContext, error: Error) {
-        context.close(promise: nil)
+    /// Reads every whole frame in `buffer`.
+    private func readFrames(context: ChannelHandlerContext) {
+        while let header = buffer.getBytes(at: buffer.readerIndex, length: min(buffer.readableBytes, 10)), header.count >= 2 {
+            let fin = header[0] & 0x80 != 0
+            let opcode = header[0] & 0x0F
+            guard header[1] & 0x80 == 0 else { return context.close(promise: nil) }  // a server never masks
+            var length = Int(header[1] & 0x7F)
+            var headerLength = 2
+            if length == 126 {
+                guard header.count >= 4 else { return }
+                length = Int(header[2]) << 8 | Int(header[3])
+                headerLength = 4
+            } else if length == 127 {
+                guard header.count >= 10 else { return }
+                let wide = header[2..<10].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+                guard wide <= UInt64(maxMessageBytes) else { return context.close(promise: nil) }
+                length = Int(wide)
+                headerLength = 10
+            }
+            guard length <= maxMessageBytes else { return context.close(promise: nil) }
+            guard buffer.readableBytes >= headerLength + length else { return }
+            buffer.moveReaderIndex(forwardBy: headerLength)
+            let payload = buffer.readBytes(length: length)!
+            switch opcode {
+            case 0x1 where fin && fragments == nil:
+                onText(String(decoding: payload, as: UTF8.self))
+            case 0x1, 0x0:
+                fragments = (fragments ?? []) + payload
+                guard fragments!.count <= maxMessageBytes else { return context.close(promise: nil) }
+                if fin, let message = fragments {
+                    fragments = nil
+                    onText(String(decoding: message, as: UTF8.self))
+                }
+            case 0x9:
+                context.writeAndFlush(wrapOutboundOut(Self.frame(opcode: 0xA, payload: payload)), promise: nil)
+            case 0x8:
+                closed.succeed(payload.count > 2 ? String(decoding: payload[2...], as: UTF8.self) : nil)
+                context.writeAndFlush(wrapOutboundOut(Self.frame(opcode: 0x8, payload: [0x03, 0xE8]))).assumeIsolated().whenComplete { _ in
+                    context.close(promise: nil)
+                }
+                return
+            default:
+                break  // pong, binary: nothing the load tester needs
+            }
+        }
+        buffer.discardReadBytes()
     }
 }

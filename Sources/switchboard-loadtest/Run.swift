@@ -5,7 +5,6 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
-import NIOWebSocket
 import Synchronization
 
 /// One load run against a live cluster: agents (closed population) and customers (open
@@ -313,7 +312,7 @@ final class Run: Sendable {
                     keeper.remove(kept)
                     if reason?.hasPrefix(Self.movedCloseReason) == true { outcome = MovedByTheBalancer() }
                 } else {
-                    socket.close(code: .normalClosure, reason: "run over")
+                    socket.close(code: 1000, reason: "run over")
                     _ = try? await socket.closed.get()
                 }
             } catch {

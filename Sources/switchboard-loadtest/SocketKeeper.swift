@@ -73,7 +73,7 @@ final class SocketKeeper: Sendable {
             try? await Task.sleep(for: Self.tick)
             let (ping, silent) = due(nowMillis: nowMillis())
             if !silent.isEmpty { log("events sockets silent for \(silentAfterMillis / 1000) s: \(silent.count), reconnecting them") }
-            for socket in silent { socket.close(code: .goingAway, reason: "silent") }
+            for socket in silent { socket.close(code: 1001, reason: "silent") }
             for socket in ping { socket.send(#"{"type":"ping"}"#) }
         }
         let open = over.withLock { over in
@@ -83,6 +83,6 @@ final class SocketKeeper: Sendable {
                 return entries.values.map(\.socket)
             }
         }
-        for socket in open { socket.close(code: .normalClosure, reason: "run over") }
+        for socket in open { socket.close(code: 1000, reason: "run over") }
     }
 }
