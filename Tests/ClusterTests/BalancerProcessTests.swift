@@ -317,7 +317,11 @@ final class BalancerProcessTests: XCTestCase {
             for id in ["n1", "n2", "n3"] { counts.append(await front.metric("switchboard_balancer_backend_websockets", backend: id) ?? -1) }
             return counts
         }
-        try await cluster.waitUntil("every socket is open on n1 and n2", seconds: 15) { (await held()).prefix(2).reduce(0, +) == sockets }
+        // The balancer counts a socket when it chooses its node, the client once the 101 is in.
+        try await cluster.waitUntil("every socket is open on n1 and n2", seconds: 15) {
+            let placed = await held().prefix(2).reduce(0, +)
+            return log.connections >= sockets && placed == sockets
+        }
         XCTAssertEqual(log.connections, sockets, "one connection each so far: \(log.notes)")
 
         try cluster.start("n3")
@@ -329,7 +333,11 @@ final class BalancerProcessTests: XCTestCase {
             XCTFail("held \(counts); clients saw \(log.notes.suffix(10)); balancer log:\n\(front.log().suffix(3000))")
             throw error
         }
-        try await cluster.waitUntil("every client is back", seconds: 10) { (await held()).reduce(0, +) == sockets }
+        try await cluster.waitUntil("every client is back", seconds: 10) {
+            let placed = await held().reduce(0, +)
+            let closes = log.notes.count
+            return placed == sockets && log.connections - sockets == closes
+        }
         let counts = await held()
         XCTAssertTrue(counts.allSatisfy { (7...13).contains($0) }, "each node holds about a third of 30: \(counts)")
         let moved = log.notes.filter { $0.contains("1012") && $0.contains("rebalancing") }
