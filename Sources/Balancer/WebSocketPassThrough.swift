@@ -274,8 +274,6 @@ final class SocketRoster {
         if byBackend[backend]?.isEmpty == true { byBackend[backend] = nil }
     }
 
-    func count(of backend: String) -> Int { byBackend[backend]?.count ?? 0 }
-
     /// Moves up to `count` of `backend`'s sockets (none already moving); returns how many.
     @discardableResult
     func move(_ count: Int, of backend: String) -> Int {

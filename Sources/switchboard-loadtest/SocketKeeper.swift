@@ -29,8 +29,6 @@ final class SocketKeeper: Sendable {
         self.silentAfterMillis = silentAfterMillis
     }
 
-    var count: Int { entries.withLock { $0.count } }
-
     /// Takes `socket` into care until `remove`; its first ping is due between half an interval
     /// and one and a half after `nowMillis`, spread by the socket's id so pings do not come in
     /// waves. Nil once the run is over: the caller closes the socket itself.

@@ -40,6 +40,21 @@ final class BalancerProcessTests: XCTestCase {
         return (front, flags)
     }
 
+    /// Three nodes started together behind a balancer given them by hand (`--backend`), once it
+    /// admitted all three.
+    static func threeNodesBehindABalancer(_ cluster: ProcessCluster) async throws -> BalancerProcess {
+        for id in ["n1", "n2", "n3"] { cluster.describe(id) }
+        try await cluster.startAll()
+        let front = try BalancerProcess(cluster: cluster, arguments: cluster.members.flatMap { ["--backend", "\($0.id)=\($0.api)"] })
+        do {
+            try await cluster.waitUntil("the balancer admits all three nodes", seconds: 15) { ["n1", "n2", "n3"].allSatisfy(front.admitted) }
+        } catch {
+            front.stop()
+            throw error
+        }
+        return front
+    }
+
     /// One request with the admin token through `base`; its status, 0 without an answer.
     static func send(_ base: String, _ method: String, _ path: String, body: String? = nil, key: String? = nil) async -> Int {
         var request = URLRequest(url: URL(string: base + path)!)
@@ -177,13 +192,8 @@ final class BalancerProcessTests: XCTestCase {
     func testEventsWebSocketReconnectsThroughTheBalancerWithoutAGap() async throws {
         let cluster = ProcessCluster()
         defer { cluster.tearDown() }
-        for id in ["n1", "n2", "n3"] { cluster.describe(id) }
-        try await cluster.startAll()
-        let front = try BalancerProcess(cluster: cluster, arguments: cluster.members.flatMap { ["--backend", "\($0.id)=\($0.api)"] })
+        let front = try await Self.threeNodesBehindABalancer(cluster)
         defer { front.stop() }
-        try await cluster.waitUntil("the balancer admits all three nodes", seconds: 15) {
-            ["n1", "n2", "n3"].allSatisfy(front.admitted)
-        }
 
         let stream = EventLog()
         let socketURL = "ws://127.0.0.1:\(front.port)/v1/events?token=\(ProcessCluster.adminToken)"
@@ -277,11 +287,8 @@ final class BalancerProcessTests: XCTestCase {
     func testEventSocketsMoveToANodeThatCameBack() async throws {
         let cluster = ProcessCluster()
         defer { cluster.tearDown() }
-        for id in ["n1", "n2", "n3"] { cluster.describe(id) }
-        try await cluster.startAll()
-        let front = try BalancerProcess(cluster: cluster, arguments: cluster.members.flatMap { ["--backend", "\($0.id)=\($0.api)"] })
+        let front = try await Self.threeNodesBehindABalancer(cluster)
         defer { front.stop() }
-        try await cluster.waitUntil("the balancer admits all three nodes", seconds: 15) { ["n1", "n2", "n3"].allSatisfy(front.admitted) }
         cluster.kill9("n3")
         try await cluster.waitUntil("the balancer ejects n3", seconds: 10) {
             front.log().split(separator: "\n").contains { $0.contains("backend ejected") && $0.contains("balancer.backend=n3") }
