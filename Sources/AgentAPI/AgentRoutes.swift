@@ -99,7 +99,8 @@ extension API {
 
         router.post("/v1/sessions") { request, context -> Response in
             let body = try await request.decodeJSON(LoginBody.self, context: context)
-            guard !body.email.isEmpty, !body.password.isEmpty, body.password.utf8.count <= 200, body.email.utf8.count <= 200 else {
+            guard !body.email.isEmpty, !body.password.isEmpty, body.password.unicodeScalars.count <= Validate.passwordCharactersRange.upperBound,
+                  body.email.utf8.count <= 200 else {
                 throw APIError.invalid("email and password are required", field: body.email.isEmpty ? "email" : "password")
             }
             let email = body.email.lowercased().trimmingCharacters(in: .whitespaces)

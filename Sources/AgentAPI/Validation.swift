@@ -8,13 +8,15 @@ enum Validate {
     static let keywordsCountMax = 50
     static let attributesCountMax = Limits.contactAttributesPerRequestMax
     static let attributeValueBytesMax = Limits.attributeValueBytesMax
-    static let passwordBytesRange = 8...200
+    /// Counted in Unicode code points, as JSON Schema's `minLength`/`maxLength` count (at most 800 bytes).
+    static let passwordCharactersRange = 8...200
 
-    /// A new password: 8 to 200 bytes.
+    /// A new password: 8 to 200 characters (code points).
     static func password(_ value: String) throws -> String {
-        guard passwordBytesRange.contains(value.utf8.count) else {
+        let count = value.unicodeScalars.count
+        guard passwordCharactersRange.contains(count) else {
             throw APIError.invalid(
-                "password must be \(passwordBytesRange.lowerBound) to \(passwordBytesRange.upperBound) bytes, got \(value.utf8.count)",
+                "password must be \(passwordCharactersRange.lowerBound) to \(passwordCharactersRange.upperBound) characters, got \(count)",
                 field: "password")
         }
         return value

@@ -33,6 +33,8 @@ final class BadInputTests: XCTestCase {
                 (.post, "/v1/queues", "not-a-token", #"{"name":"anon"}"#, .unauthorized, "unauthorized"),
                 (.post, "/v1/agents", TestNode.adminToken, #"{"name":"X","email":"nope","password":"longenough"}"#, .unprocessableContent, "invalid_field"),
                 (.post, "/v1/agents", TestNode.adminToken, #"{"name":"X","email":"x@example.com","password":"short"}"#, .unprocessableContent, "invalid_field"),
+                // Seven characters in 20 bytes: too short, counted as JSON Schema counts (code points).
+                (.post, "/v1/agents", TestNode.adminToken, #"{"name":"X","email":"x@example.com","password":"ñ😀😀😀😀😀ñ"}"#, .unprocessableContent, "invalid_field"),
                 (.post, "/v1/agents", TestNode.adminToken, #"{"name":"X","email":"x@example.com","password":"longenough","role":"boss"}"#, .unprocessableContent, "invalid_field"),
                 (.post, "/v1/agents", TestNode.adminToken, #"{"name":"X","email":"ana@example.com","password":"longenough"}"#, .conflict, "email_taken"),
                 (.post, "/v1/agents", TestNode.adminToken, #"{"name":"X","email":"y@example.com","password":"longenough","capacity":-1}"#, .unprocessableContent, "invalid_field"),
