@@ -52,6 +52,9 @@ public struct GossipBridge: Service {
         let dropped = Gauge(label: "switchboard_gossip_packets_dropped")
         let sent = Gauge(label: "switchboard_gossip_packets_sent")
         let received = Gauge(label: "switchboard_gossip_packets_received")
+        // The peer link's counts, refreshed with gossip's.
+        let peerFailures = Gauge(label: "switchboard_peer_link_failures")
+        let peerRefused = Gauge(label: "switchboard_peer_link_refused")
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             let role = "\(node.loop.status.role)"
             if role != published {
@@ -69,6 +72,11 @@ public struct GossipBridge: Service {
             dropped.record(counters.droppedMalformed + counters.droppedUnknownKey + counters.droppedForged + counters.droppedUndecodable)
             sent.record(counters.packetsSent)
             received.record(counters.packetsReceived)
+            if let link = node.link {
+                let linkCounters = link.counters
+                peerFailures.record(linkCounters.failures)
+                peerRefused.record(linkCounters.refused)
+            }
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: refreshInterval) }
         }
     }

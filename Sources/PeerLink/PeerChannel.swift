@@ -1,18 +1,27 @@
 import Logging
 import NIOCore
 
-/// `[u32 length][u8 type][body]` frames, at most `frameBytesMax` each.
+/// The largest frame the decoder accepts: `PeerLink.handshakeFrameBytesMax` until the peer has
+/// proved it holds the secret, `PeerLink.frameBytesMax` after. Shared by a connection's decoder
+/// and its session handler, on the channel's event loop only.
+final class PeerFrameLimit {
+    var bytesMax = PeerLink.handshakeFrameBytesMax
+}
+
+/// `[u32 length][u8 type][body]` frames, at most `limit.bytesMax` each: an unauthenticated
+/// peer that announces a larger frame is cut off before its body is buffered.
 struct PeerFrameDecoder: ByteToMessageDecoder {
     typealias InboundOut = PeerFrame
-    let frameBytesMax: Int
+    let limit: PeerFrameLimit
 
     mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
         guard let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self) else { return .needMoreData }
-        guard Int(length) <= frameBytesMax, length >= 1 else { throw PeerLinkError.frameTooLarge(bytes: Int(length), max: frameBytesMax) }
+        guard Int(length) <= limit.bytesMax, length >= 1 else { throw PeerLinkError.frameTooLarge(bytes: Int(length), max: limit.bytesMax) }
         guard buffer.readableBytes >= 4 + Int(length) else { return .needMoreData }
         buffer.moveReaderIndex(forwardBy: 4)
-        let type = buffer.readInteger(as: UInt8.self)!
-        let body = buffer.readBytes(length: Int(length) - 1)!
+        guard let type = buffer.readInteger(as: UInt8.self), let body = buffer.readBytes(length: Int(length) - 1) else {
+            throw PeerLinkError.protocolViolation("short frame")
+        }
         context.fireChannelRead(wrapInboundOut(PeerFrame(type: type, body: body)))
         return .continue
     }
@@ -42,19 +51,42 @@ final class PeerSessionHandler: ChannelInboundHandler {
     var handshake: PeerHandshake
     let expectedPeer: String?
     let events: PeerLinkEvents
+    let limit: PeerFrameLimit
+    /// Called once, when the peer proves itself or the connection closes before it does (an
+    /// inbound connection's slot among the unauthenticated ones).
+    var settle: (() -> Void)?
+    var deadline: Scheduled<Void>?
     var pending: [[UInt8]] = []
     var context: ChannelHandlerContext?
 
-    init(handshake: PeerHandshake, expectedPeer: String?, events: PeerLinkEvents) {
+    init(handshake: PeerHandshake, expectedPeer: String?, events: PeerLinkEvents, limit: PeerFrameLimit, settle: (() -> Void)? = nil) {
         self.handshake = handshake
         self.expectedPeer = expectedPeer
         self.events = events
+        self.limit = limit
+        self.settle = settle
     }
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
-    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+        deadline?.cancel()
+        settled()
+    }
+
+    private func settled() {
+        let settle = self.settle
+        self.settle = nil
+        settle?()
+    }
 
     func channelActive(context: ChannelHandlerContext) {
+        // A peer that has not proved itself within the deadline is cut off.
+        deadline = context.eventLoop.assumeIsolated().scheduleTask(in: PeerLink.handshakeTimeout) { [self] in
+            guard !handshake.isAuthenticated, let context = self.context else { return }
+            errorCaught(context: context, error: PeerLinkError.protocolViolation("no handshake within \(PeerLink.handshakeTimeout)"))
+        }
         var body = ByteBuffer()
         body.writeInteger(UInt16(handshake.localId.utf8.count))
         body.writeString(handshake.localId)
@@ -79,7 +111,10 @@ final class PeerSessionHandler: ChannelInboundHandler {
                 context.flush()
             case PeerFrame.proof:
                 try handshake.onProof(frame.body)
-                events.authenticated(handshake.peerId!)
+                deadline?.cancel()
+                limit.bytesMax = PeerLink.frameBytesMax
+                settled()
+                events.authenticated(handshake.peerId ?? "?")
                 for payload in pending { sendNow(payload, context: context) }
                 pending.removeAll()
                 context.flush()
@@ -87,7 +122,7 @@ final class PeerSessionHandler: ChannelInboundHandler {
                 guard frame.body.count >= PeerHandshake.macBytes else { throw PeerLinkError.protocolViolation("short data frame") }
                 let payload = Array(frame.body.dropLast(PeerHandshake.macBytes))
                 try handshake.open(payload, mac: Array(frame.body.suffix(PeerHandshake.macBytes)))
-                events.received(payload, handshake.peerId!)
+                events.received(payload, handshake.peerId ?? "?")
             default:
                 throw PeerLinkError.protocolViolation("unknown frame type \(frame.type)")
             }
@@ -97,7 +132,7 @@ final class PeerSessionHandler: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        events.failed(error, handshake.peerId ?? expectedPeer)
+        events.failed(error, handshake.peerId ?? expectedPeer, handshake.isAuthenticated)
         context.close(promise: nil)
     }
 
@@ -131,5 +166,6 @@ final class PeerSessionHandler: ChannelInboundHandler {
 struct PeerLinkEvents: Sendable {
     var authenticated: @Sendable (String) -> Void
     var received: @Sendable ([UInt8], String) -> Void
-    var failed: @Sendable (Error, String?) -> Void
+    /// The error, the peer's id when known, and whether it had proved itself.
+    var failed: @Sendable (Error, String?, Bool) -> Void
 }

@@ -8,12 +8,36 @@ import NIOPosix
 /// other members open to us, and one outbound connection per member we send to, reopened with
 /// exponential backoff. Sends are best effort and never block: Raft tolerates loss.
 public final class PeerLink: Sendable {
+    /// Largest frame from a peer that has proved itself (a snapshot chunk, a batch of entries).
     public static let frameBytesMax = 32 << 20
+    /// Largest frame before that: a hello (member id and nonce) or a proof. A connection that
+    /// announces more is closed before its body is read.
+    public static let handshakeFrameBytesMax = 1024
+    /// Time a connection has to complete the handshake.
+    public static let handshakeTimeout = TimeAmount.seconds(2)
+    /// Inbound connections still in their handshake, from one source address and in all. Past
+    /// either, a new connection is closed at accept and counted (`refused`).
+    public static let unauthenticatedPerAddressMax = 8
+    public static let unauthenticatedMax = 64
     public static let reconnectDelayMin = TimeAmount.milliseconds(50)
     public static let reconnectDelayMax = TimeAmount.seconds(2)
 
     public struct Counters: Sendable, Equatable {
         public var sent = 0, received = 0, dropped = 0, failures = 0, authenticated = 0
+        /// Inbound connections closed at accept: too many still unauthenticated.
+        public var refused = 0
+    }
+
+    private struct Unauthenticated {
+        var total = 0
+        var byAddress: [String: Int] = [:]
+    }
+
+    /// Failed handshakes are logged at most once per `unauthenticatedLogInterval`.
+    public static let unauthenticatedLogInterval = TimeAmount.seconds(10)
+    private struct Quiet {
+        var nextLogAt = NIODeadline.uptimeNanoseconds(0)
+        var unlogged = 0
     }
 
     let localId: String
@@ -33,7 +57,9 @@ public final class PeerLink: Sendable {
         var delay = PeerLink.reconnectDelayMin
     }
 
-    private let state = NIOLockedValueBox<(outbound: [String: Outbound], server: Channel?, counters: Counters)>(([:], nil, Counters()))
+    private let state = NIOLockedValueBox<
+        (outbound: [String: Outbound], server: Channel?, counters: Counters, unauthenticated: Unauthenticated, quiet: Quiet)
+    >(([:], nil, Counters(), Unauthenticated(), Quiet()))
 
     public init(localId: String, secret: String, previousSecrets: [String] = [], group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger,
                 onMessage: @escaping @Sendable (String, [UInt8]) -> Void) {
@@ -54,15 +80,61 @@ public final class PeerLink: Sendable {
                 state.withLockedValue { $0.counters.received += 1 }
                 onMessage(peer, payload)
             },
-            failed: { [state, logger] error, peer in
-                state.withLockedValue { $0.counters.failures += 1 }
-                logger.info("peer link closed", metadata: ["peer.id": "\(peer ?? "unknown")", "peer.error": "\(error)"])
+            failed: { [state, logger] error, peer, authenticated in
+                // Anyone can open connections that fail their handshake: those are logged at
+                // most once per `unauthenticatedLogInterval`, with how many went unlogged.
+                let unlogged = state.withLockedValue { state -> Int? in
+                    state.counters.failures += 1
+                    guard !authenticated else { return 0 }
+                    let now = NIODeadline.now()
+                    guard now >= state.quiet.nextLogAt else {
+                        state.quiet.unlogged += 1
+                        return nil
+                    }
+                    state.quiet.nextLogAt = now + Self.unauthenticatedLogInterval
+                    defer { state.quiet.unlogged = 0 }
+                    return state.quiet.unlogged
+                }
+                guard let unlogged else { return }
+                var metadata: Logger.Metadata = ["peer.id": "\(peer ?? "unknown")", "peer.error": "\(error)"]
+                if !authenticated {
+                    metadata["peer.authenticated"] = "false"
+                    metadata["peer.unlogged_since_last"] = "\(unlogged)"
+                }
+                logger.info("peer link closed", metadata: metadata)
             })
     }
 
-    private func session(expecting peer: String?) -> PeerSessionHandler {
+    /// A connection's frame decoder and session handler.
+    private func handlers(expecting peer: String?, settle: (() -> Void)? = nil) -> (ByteToMessageHandler<PeerFrameDecoder>, PeerSessionHandler) {
         let nonce = SymmetricKey(size: SymmetricKeySize(bitCount: PeerHandshake.nonceBytes * 8)).withUnsafeBytes { Array($0) }
-        return PeerSessionHandler(handshake: PeerHandshake(secret: secret, previousSecrets: previousSecrets, localId: localId, nonce: nonce), expectedPeer: peer, events: events)
+        let limit = PeerFrameLimit()
+        let session = PeerSessionHandler(
+            handshake: PeerHandshake(secret: secret, previousSecrets: previousSecrets, localId: localId, nonce: nonce), expectedPeer: peer, events: events,
+            limit: limit, settle: settle)
+        return (ByteToMessageHandler(PeerFrameDecoder(limit: limit)), session)
+    }
+
+    /// Takes a slot for an inbound connection still to prove itself; nil past the bounds.
+    private func admitUnauthenticated(from address: String) -> (() -> Void)? {
+        let admitted = state.withLockedValue { state -> Bool in
+            let fromAddress = state.unauthenticated.byAddress[address, default: 0]
+            guard state.unauthenticated.total < Self.unauthenticatedMax, fromAddress < Self.unauthenticatedPerAddressMax else {
+                state.counters.refused += 1
+                return false
+            }
+            state.unauthenticated.total += 1
+            state.unauthenticated.byAddress[address] = fromAddress + 1
+            return true
+        }
+        guard admitted else { return nil }
+        return { [state] in
+            state.withLockedValue { state in
+                state.unauthenticated.total -= 1
+                let left = state.unauthenticated.byAddress[address, default: 1] - 1
+                state.unauthenticated.byAddress[address] = left > 0 ? left : nil
+            }
+        }
     }
 
     /// Starts accepting members' connections; returns the bound port (useful with port 0).
@@ -72,9 +144,15 @@ public final class PeerLink: Sendable {
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { [self] channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(PeerFrameDecoder(frameBytesMax: Self.frameBytesMax)))
-                    try channel.pipeline.syncOperations.addHandler(session(expecting: nil))
+                // Nothing from a connection is buffered or kept past the bounds before its peer
+                // has proved it holds the secret.
+                guard let settle = admitUnauthenticated(from: channel.remoteAddress?.ipAddress ?? "?") else {
+                    return channel.eventLoop.makeFailedFuture(PeerLinkError.protocolViolation("too many unauthenticated connections"))
+                }
+                return channel.eventLoop.makeCompletedFuture {
+                    let (decoder, session) = handlers(expecting: nil, settle: settle)
+                    try channel.pipeline.syncOperations.addHandler(decoder)
+                    try channel.pipeline.syncOperations.addHandler(session)
                 }
             }
             .bind(host: host, port: port).get()
@@ -131,8 +209,9 @@ public final class PeerLink: Sendable {
             .connectTimeout(.seconds(1))
             .channelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(PeerFrameDecoder(frameBytesMax: Self.frameBytesMax)))
-                    try channel.pipeline.syncOperations.addHandler(session(expecting: expecting))
+                    let (decoder, session) = handlers(expecting: expecting)
+                    try channel.pipeline.syncOperations.addHandler(decoder)
+                    try channel.pipeline.syncOperations.addHandler(session)
                 }
             }
             .connect(host: host, port: port)

@@ -77,4 +77,71 @@ final class PeerLinkTests: XCTestCase {
         XCTAssertEqual(inbox.all.count, 0)
         await receiver.close()
     }
+
+    /// A raw TCP connection to the peer port, as an attacker without the secret opens one.
+    /// It closes itself after 5 s, so a test waiting for the link to hang up ends, and fails on
+    /// its timing, when the link never does.
+    func rawConnection(to port: Int) async throws -> Channel {
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connect(host: "127.0.0.1", port: port).get()
+        channel.eventLoop.scheduleTask(in: .seconds(5)) { channel.close(promise: nil) }
+        return channel
+    }
+
+    func testAnUnauthenticatedPeerAnnouncingABigFrameIsCutOffBeforeItsBodyIsRead() async throws {
+        let receiver = PeerLink(localId: "n2", secret: "cluster secret", logger: logger) { _, _ in }
+        let port = try await receiver.listen(host: "127.0.0.1", port: 0)
+        let channel = try await rawConnection(to: port)
+        // A hello-typed frame announcing 31 MiB, and its first 64 KiB: before the handshake the
+        // link takes frames of at most handshakeFrameBytesMax.
+        var buffer = ByteBuffer()
+        buffer.writeInteger(UInt32(31 << 20))
+        buffer.writeInteger(UInt8(1))
+        buffer.writeBytes([UInt8](repeating: 0x41, count: 64 << 10))
+        let started = ContinuousClock.now
+        try? await channel.writeAndFlush(buffer)
+        try await channel.closeFuture.get()
+        let waited = ContinuousClock.now - started
+        XCTAssertLessThan(waited, .seconds(1), "closed at the announced length (\(PeerLink.handshakeFrameBytesMax) bytes allowed), not after \(waited)")
+        try await waitUntil { receiver.counters.failures >= 1 }
+        XCTAssertEqual(receiver.counters.failures, 1, "the oversize frame is counted")
+        await receiver.close()
+    }
+
+    func testASilentConnectionIsClosedAtTheHandshakeDeadline() async throws {
+        let receiver = PeerLink(localId: "n2", secret: "cluster secret", logger: logger) { _, _ in }
+        let port = try await receiver.listen(host: "127.0.0.1", port: 0)
+        let started = ContinuousClock.now
+        let channel = try await rawConnection(to: port)
+        try await channel.closeFuture.get()
+        let waited = ContinuousClock.now - started
+        XCTAssertGreaterThanOrEqual(waited, .milliseconds(1900), "the handshake has \(PeerLink.handshakeTimeout); closed after \(waited)")
+        XCTAssertLessThan(waited, .seconds(3), "a silent connection is closed at the handshake deadline, not after \(waited)")
+        try await waitUntil { receiver.counters.failures >= 1 }
+        XCTAssertEqual(receiver.counters.failures, 1, "the timeout is counted")
+        await receiver.close()
+    }
+
+    func testUnauthenticatedConnectionsPastTheBoundAreRefusedAndMembersGetInOnceTheyGo() async throws {
+        let inbox = Inbox()
+        let receiver = PeerLink(localId: "n2", secret: "cluster secret", logger: logger) { inbox.add($0, $1) }
+        let port = try await receiver.listen(host: "127.0.0.1", port: 0)
+        var silent: [Channel] = []
+        for _ in 0..<PeerLink.unauthenticatedPerAddressMax { silent.append(try await rawConnection(to: port)) }
+        try await Task.sleep(for: .milliseconds(200))
+        XCTAssertTrue(silent.allSatisfy(\.isActive), "the first \(PeerLink.unauthenticatedPerAddressMax) connections from one address wait for their handshake")
+        let extra = try await rawConnection(to: port)
+        let started = ContinuousClock.now
+        try await extra.closeFuture.get()
+        XCTAssertLessThan(ContinuousClock.now - started, .milliseconds(500), "one more from the same address is closed at accept")
+        XCTAssertEqual(receiver.counters.refused, 1, "and counted")
+        // Once the silent ones reach their deadline, a member with the secret gets in.
+        for channel in silent { try await channel.closeFuture.get() }
+        let sender = PeerLink(localId: "n1", secret: "cluster secret", logger: logger) { _, _ in }
+        let heartbeat = Message(from: "n1", to: "n2", term: 1, kind: .heartbeat(commit: 1, round: 1))
+        sender.send(RaftCodec.encode(heartbeat), to: "n2", host: "127.0.0.1", port: port)
+        try await waitUntil { inbox.all.count == 1 }
+        XCTAssertEqual(inbox.all.map(\.1), [heartbeat], "a member connects once the slots are free")
+        await sender.close()
+        await receiver.close()
+    }
 }
