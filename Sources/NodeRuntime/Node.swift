@@ -178,6 +178,11 @@ public final class Node: Sendable {
         case .join: initial = Snapshot(index: 0, term: 0, configuration: Configuration(voters: []), data: [])
         }
         let storage = try RaftStorage(directory: directory, initial: initial)
+        if let repaired = storage.repairedLogTail {
+            logger.warning(
+                "raft.log ended in a torn record (a write cut by a crash, never acknowledged): cut it; the cut bytes are kept",
+                metadata: ["log.offset": "\(repaired.offset)", "log.cut_bytes": "\(repaired.bytes)", "log.copy": "\(repaired.copy)"])
+        }
         let state = try StateDatabase(path: directory + "/state.sqlite")
         self.state = state
         snapshots = SnapshotStore(directory: directory + "/snapshots")

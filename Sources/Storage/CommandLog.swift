@@ -39,8 +39,10 @@ public enum CommandLogError: Error, CustomStringConvertible {
 /// File layout: an 8-byte magic, then records `[u32 payloadLength][u32 crc32c][u64 index]
 /// [u64 term][payload]`, the checksum covering index, term and payload. `append` writes a whole
 /// batch and fsyncs once (group commit) before it returns: an entry is durable when `append`
-/// returns, never before. On open, a torn or checksum-failing tail (a write cut by a crash, so
-/// never acknowledged) is cut off; indexes must be contiguous.
+/// returns, never before. On open, a torn or checksum-failing last record (a write cut by a
+/// crash, so never acknowledged) is cut off, and a copy of the cut bytes kept beside the log
+/// (`<path>.broken-<offset>`); a failing record followed by an intact one is damage, not a torn
+/// write, and open throws without changing anything. Indexes must be contiguous.
 ///
 /// Preallocation: the file is extended with zeros `preallocationBytes` at a time, ahead of the
 /// records, so an append overwrites bytes the file already has and `fdatasync` flushes data
@@ -69,6 +71,9 @@ public final class CommandLog {
     public private(set) var lastTerm: UInt64 = 0
     /// Number of bytes cut from a torn tail when the log was opened.
     public private(set) var truncatedTailBytes: Int64 = 0
+    /// The torn tail cut when the log was opened: where, how many bytes, and the file that
+    /// keeps a copy of them (`<path>.broken-<offset>`), for the node to log.
+    public private(set) var repairedTail: (offset: Int64, bytes: Int64, copy: String)?
 
     public var lastIndex: Int64 { firstIndex + Int64(offsets.count) - 1 }
     public var sizeBytes: Int64 { endOffset }
@@ -127,11 +132,49 @@ public final class CommandLog {
         endOffset = offset
         allocatedEnd = fileSize
         if offset < fileSize, try !isZero(from: offset, to: fileSize) {
+            if let next = try validRecordAfter(badRecordAt: offset, fileSize: fileSize) {
+                // A whole record follows the bad one: not a write cut by a crash, but damage
+                // inside the log. Cutting here would drop acknowledged entries; refuse instead.
+                throw CommandLogError.corrupt(
+                    path: path, offset: offset,
+                    reason: """
+                        the record of entry \(lastIndex + 1) fails its checksum and entry \(next) follows it intact, so this is damage, \
+                        not a write cut by a crash. Nothing was changed. Rebuild this member from the others: stop it, move its data \
+                        directory aside, and start it again with --join to catch up from the leader (or restore a backup)
+                        """)
+            }
+            // A torn last record (a write a crash cut, never acknowledged): keep a copy of what
+            // is cut, as etcd's WAL repair does, then cut it.
+            let brokenPath = "\(path).broken-\(offset)"
+            try FileIO.copy(descriptor, from: offset, to: fileSize, into: brokenPath, path: path)
             truncatedTailBytes = fileSize - offset
             allocatedEnd = offset
             guard ftruncate(descriptor, off_t(offset)) == 0 else { throw CommandLogError.io(operation: "ftruncate", path: path, errno: errno) }
             try sync()
+            repairedTail = (offset: offset, bytes: truncatedTailBytes, copy: brokenPath)
         }
+    }
+
+    /// The index of an intact record right after the failing one at `offset`, if there is one:
+    /// the failing record's length is plausible and the record after it has a valid checksum and
+    /// the next index but one.
+    private func validRecordAfter(badRecordAt offset: Int64, fileSize: Int64) throws -> Int64? {
+        guard fileSize - offset >= Int64(Self.recordHeaderBytes) else { return nil }
+        var header = ByteReader(try readFully(count: Self.recordHeaderBytes, at: offset))
+        let length = Int64(try header.readUInt32())
+        let next = offset + Int64(Self.recordHeaderBytes) + length
+        guard length <= Int64(Self.entryBytesMax), fileSize - next >= Int64(Self.recordHeaderBytes) else { return nil }
+        var nextHeader = ByteReader(try readFully(count: Self.recordHeaderBytes, at: next))
+        let nextLength = Int(try nextHeader.readUInt32())
+        let checksum = try nextHeader.readUInt32()
+        let index = try nextHeader.readInt64()
+        let term = try nextHeader.readUInt64()
+        let expected = offsets.isEmpty ? nil : lastIndex + 2
+        guard nextLength <= Self.entryBytesMax, fileSize - next - Int64(Self.recordHeaderBytes) >= Int64(nextLength),
+              expected == nil || index == expected
+        else { return nil }
+        let payload = try readFully(count: nextLength, at: next + Int64(Self.recordHeaderBytes))
+        return Self.checksum(index: index, term: term, payload: payload) == checksum ? index : nil
     }
 
     static func checksum(index: Int64, term: UInt64, payload: [UInt8]) -> UInt32 {
@@ -308,6 +351,20 @@ enum FileIO {
             }
             written += result
         }
+    }
+
+    /// Copies `from..<to` of an open file into a new file at `copyPath` (0600), fsynced.
+    static func copy(_ descriptor: Int32, from: Int64, to: Int64, into copyPath: String, path: String) throws {
+        let target = open(copyPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard target >= 0 else { throw CommandLogError.io(operation: "open", path: copyPath, errno: errno) }
+        defer { close(target) }
+        var offset = from
+        while offset < to {
+            let count = Int(min(Int64(1 << 20), to - offset))
+            try writeFully(target, try readFully(descriptor, count: count, at: offset, path: path), at: offset - from, path: copyPath)
+            offset += Int64(count)
+        }
+        guard fsync(target) == 0 else { throw CommandLogError.io(operation: "fsync", path: copyPath, errno: errno) }
     }
 
     static func readFully(_ descriptor: Int32, count: Int, at offset: Int64, path: String) throws -> [UInt8] {

@@ -14,6 +14,8 @@ public final class RaftStorage {
     let snapshotPath: String
     private var savedTermAndVote: HardStateFile.Value
     public private(set) var snapshot: Snapshot
+    /// The torn tail the log cut at open (see `CommandLog.repairedTail`), for the node to log.
+    public var repairedLogTail: (offset: Int64, bytes: Int64, copy: String)? { log.repairedTail }
 
     /// Opens (or creates) the storage. `initial` is the snapshot a brand-new member starts from
     /// (index 0 with the bootstrap configuration, or an empty one for a joining member); an

@@ -48,6 +48,11 @@ final class CommandLogTests: XCTestCase {
         XCTAssertEqual(log.lastIndex, 5, "the torn record is not an entry")
         XCTAssertEqual(log.truncatedTailBytes, size - end, "everything after the last record is cut")
         XCTAssertEqual(try fileSize(), end)
+        let copy = "\(path).broken-\(end)"
+        XCTAssertEqual(log.repairedTail?.copy, copy)
+        let kept = try Data(contentsOf: URL(fileURLWithPath: copy))
+        XCTAssertEqual(Int64(kept.count), size - end, "the cut bytes are kept in \(copy)")
+        XCTAssertEqual(Array(kept.prefix(11)), [0, 0, 0, 40, 1, 2, 3, 4, 0, 0, 0])
         try log.append(entries(6...6))
         XCTAssertEqual(try CommandLog(path: path).entries(from: 1, maxCount: 10), entries(1...6))
     }
@@ -65,6 +70,27 @@ final class CommandLogTests: XCTestCase {
         try bytes.write(to: URL(fileURLWithPath: path))
         let log = try CommandLog(path: path)
         XCTAssertEqual(log.lastIndex, 2)
+    }
+
+    func testAChecksumMismatchBeforeTheLastRecordRefusesToOpenAndChangesNothing() throws {
+        do {
+            let log = try CommandLog(path: path)
+            try log.append(entries(1...5))
+        }
+        // Flip a byte inside entry 3's payload: entries 4 and 5 follow it intact. Records are
+        // 24 header bytes and 9 payload bytes ("command N") after the 8-byte magic.
+        let entry3 = 8 + 2 * 33
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+        bytes[entry3 + 24 + 2] ^= 0x01
+        try bytes.write(to: URL(fileURLWithPath: path))
+        XCTAssertThrowsError(try CommandLog(path: path)) { error in
+            guard case CommandLogError.corrupt(let failingPath, let offset, let reason) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(failingPath, path)
+            XCTAssertEqual(offset, Int64(entry3), "the error names the failing record's offset")
+            XCTAssertTrue(reason.contains("entry 3") && reason.contains("entry 4") && reason.contains("--join"), reason)
+        }
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: path)), bytes, "nothing is truncated")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "\(path).broken-\(entry3)"))
     }
 
     func fileSize() throws -> Int64 {
