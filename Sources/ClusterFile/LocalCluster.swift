@@ -128,10 +128,18 @@ public struct LocalCluster: Sendable {
             return
         }
         let directory = directory(node)
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        var arguments = ["node", "--id", node.id, "--data", directory, "--api", node.api, "--peer", node.peer, "--admin-token", adminToken]
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        // Secrets go to the members in files only their owner reads, never on the command line.
+        let secretFile = try writeSecret(secret, named: "cluster.secret")
+        var arguments = [
+            "node", "--id", node.id, "--data", directory, "--api", node.api, "--peer", node.peer,
+            "--admin-token-file", try writeSecret(adminToken, named: "admin.token"), "--secret-file", secretFile,
+        ]
         if node.isBalancer, let gossip = node.gossip {
-            arguments = ["balancer", "--id", node.id, "--listen", node.api, "--gossip", gossip, "--seeds", nodes.compactMap(\.gossip).joined(separator: ",")]
+            arguments = [
+                "balancer", "--id", node.id, "--listen", node.api, "--gossip", gossip, "--seeds", nodes.compactMap(\.gossip).joined(separator: ","),
+                "--secret-file", secretFile,
+            ]
             if let admin = node.admin { arguments += ["--admin", admin] }
         } else if let gossip = node.gossip {
             // Any reachable member is enough; every other member is listed so that a restart
@@ -146,14 +154,27 @@ public struct LocalCluster: Sendable {
             arguments += node.id == nodes[0].id ? ["--bootstrap"] : ["--join", nodes[0].peer]
         }
         let logPath = directory + (node.isBalancer ? "/balancer.log" : "/node.log")
-        var environment = ProcessInfo.processInfo.environment
-        environment["SWITCHBOARD_SECRET"] = secret
-        let pid = try Spawn.detached(executable: executable, arguments: arguments, environment: environment, log: logPath)
+        let pid = try Spawn.detached(executable: executable, arguments: arguments, environment: ProcessInfo.processInfo.environment, log: logPath)
         try "\(pid)\n".write(toFile: directory + "/pid", atomically: true, encoding: .utf8)
         print(
             node.isBalancer
                 ? "started balancer (pid \(pid)): http://\(node.api), gossip \(node.gossip ?? "-")"
                 : "started \(node.id) (pid \(pid)): api http://\(node.api), peer \(node.peer)\(node.gossip.map { ", gossip \($0)" } ?? "")")
+    }
+
+    /// Writes `value` to `<data>/<name>`, readable and writable by its owner only (0600), and
+    /// returns the path.
+    func writeSecret(_ value: String, named name: String) throws -> String {
+        let path = dataRoot + "/" + name
+        let descriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else { throw LocalClusterError("cannot write \(path): \(String(cString: strerror(errno)))") }
+        defer { close(descriptor) }
+        fchmod(descriptor, 0o600)
+        let bytes = Array((value + "\n").utf8)
+        guard bytes.withUnsafeBytes({ write(descriptor, $0.baseAddress, $0.count) }) == bytes.count else {
+            throw LocalClusterError("cannot write \(path): \(String(cString: strerror(errno)))")
+        }
+        return path
     }
 
     /// SIGTERM, then SIGKILL if it has not exited within 10 s.

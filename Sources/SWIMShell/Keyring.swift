@@ -23,7 +23,7 @@ public struct Keyring: Sendable {
     let accepted: [Key]
 
     public init(primary secret: String, previous: [String] = []) throws(GossipError) {
-        guard !secret.isEmpty else { throw .invalid("the gossip needs the cluster secret (--secret or SWITCHBOARD_SECRET)") }
+        guard !secret.isEmpty else { throw .invalid("the gossip needs the cluster secret (--secret-file or SWITCHBOARD_SECRET)") }
         primary = Self.key(secret)
         accepted = [primary] + previous.filter { !$0.isEmpty && $0 != secret }.map(Self.key)
         precondition(SWIMSettings.sealBytesMax >= Self.overheadBytes, "the core keeps \(SWIMSettings.sealBytesMax) bytes for a seal of \(Self.overheadBytes)")

@@ -80,7 +80,7 @@ public final class CommandLog {
 
     public init(path: String) throws {
         self.path = path
-        descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else { throw CommandLogError.io(operation: "open", path: path, errno: errno) }
         endOffset = 0
         do {

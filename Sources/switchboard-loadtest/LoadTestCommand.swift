@@ -25,7 +25,7 @@ struct LoadTestCommand: AsyncParsableCommand {
             violation, 2 a usage error.
 
               switchboard cluster up
-              switchboard-loadtest --target http://127.0.0.1:8080 --admin-token TOKEN \\
+              SWITCHBOARD_ADMIN_TOKEN=local-admin switchboard-loadtest --target http://127.0.0.1:8080 \\
                 --agents 200 --ramp 10s --duration 60s --arrival-rate 20/s \\
                 --threshold 'availability>=0.999' --threshold 'p99<250ms' --json run.json
             """)
@@ -33,8 +33,8 @@ struct LoadTestCommand: AsyncParsableCommand {
     @Option(help: "The balancer's (or a node's) URL of a running cluster.")
     var target: String?
 
-    @Option(help: "The cluster's admin token (or SWITCHBOARD_ADMIN_TOKEN); with --spawn it comes from the file.")
-    var adminToken: String?
+    @Option(help: "A file holding the cluster's admin token (or SWITCHBOARD_ADMIN_TOKEN; never on the command line); with --spawn it comes from the cluster file.")
+    var adminTokenFile: String?
 
     @Option(help: "Start the cluster of this file (nodes and balancer) for the run, and stop it after; needed for --chaos.")
     var spawn: String?
@@ -92,7 +92,10 @@ struct LoadTestCommand: AsyncParsableCommand {
             guard let url = URL(string: target), url.scheme == "http", url.host != nil else {
                 throw ValidationError("--target must be an http URL such as http://127.0.0.1:8080 (the load tester speaks plain HTTP and WebSocket), got '\(target)'")
             }
-            guard token != nil else { throw ValidationError("give --admin-token (or set SWITCHBOARD_ADMIN_TOKEN): the run creates its agents") }
+            if let adminTokenFile, (try? String(contentsOfFile: adminTokenFile, encoding: .utf8)) == nil {
+                throw ValidationError("--admin-token-file: cannot read \(adminTokenFile)")
+            }
+            guard token != nil else { throw ValidationError("give --admin-token-file (or set SWITCHBOARD_ADMIN_TOKEN): the run creates its agents") }
         }
         guard chaos.isEmpty || spawn != nil else { throw ValidationError("--chaos acts on processes: it needs --spawn FILE") }
         if let spawn, !FileManager.default.fileExists(atPath: spawn) { throw ValidationError("--spawn \(spawn): no such file") }
@@ -131,7 +134,13 @@ struct LoadTestCommand: AsyncParsableCommand {
         switchboard ?? URL(fileURLWithPath: LocalCluster.currentExecutable).deletingLastPathComponent().appendingPathComponent("switchboard").path
     }
 
-    var token: String? { adminToken ?? ProcessInfo.processInfo.environment["SWITCHBOARD_ADMIN_TOKEN"] }
+    var token: String? {
+        if let adminTokenFile {
+            let token = (try? String(contentsOfFile: adminTokenFile, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+            return token?.isEmpty == false ? token : nil
+        }
+        return ProcessInfo.processInfo.environment["SWITCHBOARD_ADMIN_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
+    }
 
     func run() async throws {
         // Each agent holds a WebSocket and shares HTTP connections: about two descriptors each.

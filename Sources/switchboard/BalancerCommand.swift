@@ -27,7 +27,7 @@ struct BalancerCommand: AsyncParsableCommand {
             retry budget of 20 % of requests.
 
               switchboard balancer --listen 127.0.0.1:8080 --gossip 127.0.0.1:7990 \\
-                --seeds 127.0.0.1:7091,127.0.0.1:7092 --secret S
+                --seeds 127.0.0.1:7091,127.0.0.1:7092 --secret-file cluster.secret
               switchboard balancer --listen 127.0.0.1:8080 \\
                 --backend n1=127.0.0.1:8081 --backend n2=127.0.0.1:8082
             """)
@@ -47,11 +47,11 @@ struct BalancerCommand: AsyncParsableCommand {
     @Option(help: "Gossip addresses of cluster members, comma-separated.")
     var seeds: String?
 
-    @Option(help: "The cluster secret (or SWITCHBOARD_SECRET): gossip packets are sealed with it.")
-    var secret: String?
+    @Option(help: "A file holding the cluster secret (or SWITCHBOARD_SECRET): gossip packets are sealed with it. Never on the command line.")
+    var secretFile: String?
 
-    @Option(help: "A previous cluster secret still accepted on gossip while the secret rotates (repeatable; or SWITCHBOARD_PREVIOUS_SECRETS, comma-separated).")
-    var previousSecret: [String] = []
+    @Option(help: "A file of previous cluster secrets, one per line, still accepted on gossip while the secret rotates (or SWITCHBOARD_PREVIOUS_SECRETS, comma-separated).")
+    var previousSecretsFile: String?
 
     @Option(help: "A node given by hand, id=host:port of its API (repeatable); used without gossip, e.g. in tests.")
     var backend: [String] = []
@@ -101,6 +101,7 @@ struct BalancerCommand: AsyncParsableCommand {
     func run() async throws {
         bootstrapLogging(logLevel)
         let logger = Logger(label: "switchboard-balancer")
+        SecretInput.restrictFiles(dataDirectory: nil)
         var settings = BalancerSettings()
         settings.checkInterval = .milliseconds(checkMs)
         settings.rebalanceSocketsPerSecond = rebalanceSocketsPerSecond
@@ -113,14 +114,14 @@ struct BalancerCommand: AsyncParsableCommand {
         // Gossip as an observer: the nodes and their API addresses come from the cluster.
         var member: Gossip?
         if let gossip {
-            guard let secret = secret ?? ProcessInfo.processInfo.environment["SWITCHBOARD_SECRET"], !secret.isEmpty else {
-                throw ValidationError("--gossip needs the cluster secret (--secret or SWITCHBOARD_SECRET)")
+            guard let secret = try SecretInput.resolve(file: secretFile, variable: "SWITCHBOARD_SECRET", option: "--secret-file", logger: logger) else {
+                throw ValidationError("--gossip needs the cluster secret (--secret-file or SWITCHBOARD_SECRET)")
             }
             let address = try HostPort(gossip, option: "--gossip")
             let seedList = (seeds ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
             let configuration = GossipConfiguration(
                 id: id, listen: address, seeds: seedList, metadata: Metadata(role: .balancer),
-                keyring: try Keyring(primary: secret, previous: withEnvironmentSecrets(previousSecret)))
+                keyring: try Keyring(primary: secret, previous: try SecretInput.previousSecrets(file: previousSecretsFile, logger: logger)))
             member = try Gossip(configuration: configuration, logger: logger)
             try await member!.start()
         }

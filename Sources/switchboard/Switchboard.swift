@@ -42,12 +42,17 @@ struct NodeCommand: AsyncParsableCommand {
             member. Any member takes any request: a follower forwards writes to the leader.
 
             A new cluster:
-              switchboard node --id n1 --peer 127.0.0.1:7081 --secret S --bootstrap
+              switchboard node --id n1 --peer 127.0.0.1:7081 --secret-file cluster.secret --bootstrap
             Join it:
               switchboard node --id n2 --api 127.0.0.1:8082 --peer 127.0.0.1:7082 \\
-                --secret S --join 127.0.0.1:7081
+                --secret-file cluster.secret --join 127.0.0.1:7081
             One node, no peers:
               switchboard node --bootstrap
+
+            Secrets never go on the command line (`ps` shows it to every user): they come from \
+            files readable by their owner only (--secret-file, --admin-token-file, ...) or from \
+            the environment (SWITCHBOARD_SECRET, SWITCHBOARD_ADMIN_TOKEN, ...). Files the node \
+            creates are its owner's alone (0600; directories 0700).
 
             Restart a member with the same command line: on a data directory that already belongs \
             to a cluster, --bootstrap and --join are ignored and the node rejoins as the member it \
@@ -67,8 +72,8 @@ struct NodeCommand: AsyncParsableCommand {
     @Option(help: "host:port the peer link (Raft and forwarded writes, TCP) listens on. Without it the node cannot have peers.")
     var peer: String?
 
-    @Option(help: "The cluster secret (or SWITCHBOARD_SECRET); every member needs the same one. Required with --peer.")
-    var secret: String?
+    @Option(help: "A file holding the cluster secret (or SWITCHBOARD_SECRET); every member needs the same one. Required with --peer.")
+    var secretFile: String?
 
     @Option(help: "host:port the SWIM gossip (UDP) listens on. Without it the node runs without a failure detector.")
     var gossip: String?
@@ -76,8 +81,8 @@ struct NodeCommand: AsyncParsableCommand {
     @Option(help: "Gossip addresses of other members, comma-separated (any reachable one is enough; the first node needs none).")
     var seeds: String?
 
-    @Option(help: "A previous cluster secret still accepted (peer link and gossip) while the secret rotates (repeatable; or SWITCHBOARD_PREVIOUS_SECRETS, comma-separated).")
-    var previousSecret: [String] = []
+    @Option(help: "A file of previous cluster secrets, one per line, still accepted (peer link and gossip) while the secret rotates (or SWITCHBOARD_PREVIOUS_SECRETS, comma-separated).")
+    var previousSecretsFile: String?
 
     @Flag(help: "Start a new cluster with this node as its first voter (only on an empty data directory).")
     var bootstrap = false
@@ -85,11 +90,11 @@ struct NodeCommand: AsyncParsableCommand {
     @Option(help: "Join the cluster through the member whose peer link listens at host:port (only on an empty data directory).")
     var join: String?
 
-    @Option(help: "Admin token (or SWITCHBOARD_ADMIN_TOKEN). If neither is set, one is generated on first start and printed once.")
-    var adminToken: String?
+    @Option(help: "A file holding the admin token (or SWITCHBOARD_ADMIN_TOKEN). If neither is set, one is generated on first start and printed once.")
+    var adminTokenFile: String?
 
-    @Option(help: "Token for channel webhooks (or SWITCHBOARD_CHANNEL_TOKEN). Without one, webhooks use the admin token.")
-    var channelToken: String?
+    @Option(help: "A file holding the token for channel webhooks (or SWITCHBOARD_CHANNEL_TOKEN). Without one, webhooks use the admin token.")
+    var channelTokenFile: String?
 
     @Option(help: "Argon2id memory in KiB for new password hashes (OWASP: 19456). Hashes stored with less are upgraded at the next login.")
     var passwordMemoryKib = PasswordHasher.Cost.owasp.memoryKiB
@@ -167,16 +172,20 @@ struct NodeCommand: AsyncParsableCommand {
         }
 
         // 2. Secrets: the admin token is known only by its hash.
+        SecretInput.restrictFiles(dataDirectory: directory)
         let adminHash = try AdminToken.resolve(
-            given: adminToken ?? environment["SWITCHBOARD_ADMIN_TOKEN"], dataDirectory: directory, logger: logger)
+            given: try SecretInput.resolve(file: adminTokenFile, variable: "SWITCHBOARD_ADMIN_TOKEN", option: "--admin-token-file", logger: logger),
+            dataDirectory: directory, logger: logger)
         var configuration = NodeConfiguration(id: id, dataDirectory: directory, adminTokenHash: adminHash)
-        configuration.channelTokenHash = (channelToken ?? environment["SWITCHBOARD_CHANNEL_TOKEN"]).map(Secrets.tokenHash)
+        configuration.channelTokenHash = try SecretInput.resolve(
+            file: channelTokenFile, variable: "SWITCHBOARD_CHANNEL_TOKEN", option: "--channel-token-file", logger: logger
+        ).map(Secrets.tokenHash)
         configuration.passwordCost = PasswordHasher.Cost(memoryKiB: passwordMemoryKib, passes: passwordPasses)
         configuration.loginsPerSecondPerAddress = loginsPerAddress
         configuration.apiAddress = api
         configuration.peerAddress = peer
-        configuration.secret = secret ?? environment["SWITCHBOARD_SECRET"]
-        configuration.previousSecrets = previousSecrets
+        configuration.secret = try SecretInput.resolve(file: secretFile, variable: "SWITCHBOARD_SECRET", option: "--secret-file", logger: logger)
+        configuration.previousSecrets = try SecretInput.previousSecrets(file: previousSecretsFile, logger: logger)
         configuration.start = join.map(ClusterStart.join) ?? .bootstrap
         configuration.tickInterval = .milliseconds(tickMs)
         configuration.raft.electionTicks = electionTicks
@@ -198,7 +207,8 @@ struct NodeCommand: AsyncParsableCommand {
         // 4. Gossip (SWIM over UDP, sealed with the cluster secret), when asked for.
         var gossipServices: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if let gossip {
-            let member = try await startGossip(listen: try HostPort(gossip, option: "--gossip"), secret: configuration.secret, logger: logger)
+            let member = try await startGossip(
+                listen: try HostPort(gossip, option: "--gossip"), secret: configuration.secret, previous: configuration.previousSecrets, logger: logger)
             gossipServices = [.init(service: GossipBridge(node: node, gossip: member)), .init(service: member)]
         }
 
@@ -220,16 +230,13 @@ struct NodeCommand: AsyncParsableCommand {
 }
 
 extension NodeCommand {
-    var previousSecrets: [String] { withEnvironmentSecrets(previousSecret) }
-
     var seedList: [String] {
         (seeds ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
     }
 
     /// Binds the gossip socket and joins through the seeds.
-    func startGossip(listen: HostPort, secret: String?, logger: Logger) async throws -> Gossip {
-        guard let secret, !secret.isEmpty else { throw ValidationError("--gossip needs the cluster secret (--secret or SWITCHBOARD_SECRET): it seals every packet") }
-        let previous = previousSecrets
+    func startGossip(listen: HostPort, secret: String?, previous: [String], logger: Logger) async throws -> Gossip {
+        guard let secret, !secret.isEmpty else { throw ValidationError("--gossip needs the cluster secret (--secret-file or SWITCHBOARD_SECRET): it seals every packet") }
         let configuration = GossipConfiguration(
             id: id, listen: listen, seeds: seedList,
             metadata: Metadata(role: .node, api: api, peer: peer), keyring: try Keyring(primary: secret, previous: previous))
@@ -282,11 +289,6 @@ struct StandardErrorLogHandler: LogHandler {
         if !metadata.isEmpty { event.metadata = metadata.merging(event.metadata ?? [:]) { _, explicit in explicit } }
         stream.log(event: event)
     }
-}
-
-/// `--previous-secret` values and the comma-separated SWITCHBOARD_PREVIOUS_SECRETS.
-func withEnvironmentSecrets(_ flags: [String]) -> [String] {
-    flags + (ProcessInfo.processInfo.environment["SWITCHBOARD_PREVIOUS_SECRETS"] ?? "").split(separator: ",").map(String.init)
 }
 
 extension HostPort {

@@ -68,7 +68,8 @@ final class CrashReplayTests: XCTestCase {
         func start() throws -> Process {
             let process = Process()
             process.executableURL = URL(fileURLWithPath: binary)
-            process.arguments = ["node", "--id", "n1", "--data", directory, "--api", "127.0.0.1:\(port)", "--admin-token", token, "--log-level", "warning", "--bootstrap"]
+            process.arguments = ["node", "--id", "n1", "--data", directory, "--api", "127.0.0.1:\(port)", "--log-level", "warning", "--bootstrap"]
+            process.environment = ProcessInfo.processInfo.environment.merging(["SWITCHBOARD_ADMIN_TOKEN": token]) { $1 }
             process.standardOutput = FileHandle.nullDevice
             try process.run()
             return process

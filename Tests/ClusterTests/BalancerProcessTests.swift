@@ -27,7 +27,7 @@ final class BalancerProcessTests: XCTestCase {
         try await cluster.waitUntil("3 voters") { await cluster.voters(asking: "n1").count == 3 }
         let front = try BalancerProcess(
             cluster: cluster,
-            arguments: ["--gossip", "127.0.0.1:\(ProcessCluster.freePort())", "--seeds", ids.map { gossip[$0]! }.joined(separator: ","), "--secret", ProcessCluster.secret])
+            arguments: ["--gossip", "127.0.0.1:\(ProcessCluster.freePort())", "--seeds", ids.map { gossip[$0]! }.joined(separator: ",")])
         let log = front.log
         do {
             try await cluster.waitUntil("the balancer admits all three nodes", seconds: 15) {
@@ -557,8 +557,8 @@ final class BalancerProcessTests: XCTestCase {
         defer { cluster.tearDown() }
         // Gossip with a seed where no member answers: the balancer runs and knows no node.
         let front = try BalancerProcess(cluster: cluster, arguments: [
-            "--gossip", "127.0.0.1:\(ProcessCluster.freePort())", "--seeds", "127.0.0.1:\(ProcessCluster.freePort())", "--secret", "no-node-secret",
-        ])
+            "--gossip", "127.0.0.1:\(ProcessCluster.freePort())", "--seeds", "127.0.0.1:\(ProcessCluster.freePort())",
+        ], secret: "no-node-secret")
         defer { front.stop() }
         try await cluster.waitUntil("the balancer listens", seconds: 15) { (try? RawClient(port: front.port)) != nil }
         let count = 3000

@@ -1,6 +1,9 @@
 import ClusterFile
 import Foundation
 import XCTest
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 
 /// `switchboard cluster status/down/kill` find a member's process from its pid file; the pid
 /// must be that member's process, whatever the executable is called.
@@ -64,6 +67,59 @@ final class LocalClusterTests: XCTestCase {
             XCTAssertThrowsError(try LocalCluster(file: try file(setting)), setting) { error in
                 XCTAssertTrue("\(error)".contains(expected), "\(setting): \(error)")
             }
+        }
+    }
+
+    /// `cluster up` hands the secrets to a member in files only their owner reads, not on the
+    /// command line where `ps` shows them; the member's own files are its owner's alone.
+    func testAMemberGetsItsSecretsFromOwnerOnlyFilesAndKeepsItsDataPrivate() async throws {
+        let binary = try XCTUnwrap(ProcessCluster.binary, "the switchboard executable is built beside the tests")
+        let root = NSTemporaryDirectory() + "local-cluster-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let api = "127.0.0.1:\(ProcessCluster.freePort())"
+        try """
+            [cluster]
+            secret = "the-cluster-secret-42"
+            admin_token = "the-admin-token-42"
+            data = "\(root)/data"
+            password_memory_kib = 8
+            [[node]]
+            id = "n1"
+            api = "\(api)"
+            peer = "127.0.0.1:\(ProcessCluster.freePort())"
+            """.write(toFile: root + "/cluster.toml", atomically: true, encoding: .utf8)
+        let cluster = try LocalCluster(file: root + "/cluster.toml", executable: binary)
+        let member = try cluster.node("n1")
+        try cluster.start(member)
+        let pid = try XCTUnwrap(cluster.runningPid(member))
+        defer { kill(pid, SIGKILL); _ = Spawn.reap(pid) }
+
+        let commandLine = try String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8).replacingOccurrences(of: "\0", with: " ")
+        XCTAssertFalse(commandLine.contains("the-cluster-secret-42") || commandLine.contains("the-admin-token-42"), "no secret in argv: \(commandLine)")
+        func mode(_ path: String) throws -> Int {
+            try XCTUnwrap(FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int, path)
+        }
+        XCTAssertEqual(try mode(root + "/data/cluster.secret"), 0o600)
+        XCTAssertEqual(try mode(root + "/data/admin.token"), 0o600)
+
+        // The admin token in the file is the one the node takes.
+        var answered = false
+        let deadline = Date().addingTimeInterval(20)
+        while !answered, Date() < deadline {
+            var request = URLRequest(url: URL(string: "http://\(api)/v1/cluster")!)
+            request.setValue("Bearer the-admin-token-42", forHTTPHeaderField: "Authorization")
+            if let (_, response) = try? await URLSession.shared.data(for: request), (response as? HTTPURLResponse)?.statusCode == 200 {
+                answered = true
+            } else {
+                try await Task.sleep(for: .milliseconds(100))
+            }
+        }
+        XCTAssertTrue(answered, "the node accepts the admin token from its file")
+        let directory = cluster.directory(member)
+        XCTAssertEqual(try mode(directory), 0o700, "the data directory is closed to others")
+        for file in ["raft.log", "state.sqlite", "raft-snapshot"] {
+            XCTAssertEqual(try mode(directory + "/" + file), 0o600, "\(file) holds customers' data: its owner's alone")
         }
     }
 }

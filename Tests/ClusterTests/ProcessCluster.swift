@@ -52,7 +52,7 @@ final class ProcessCluster: @unchecked Sendable {
         guard let binary = Self.binary else { throw XCTSkip("the switchboard executable is not built beside the tests") }
         let member = member(id)
         var arguments = [
-            "node", "--id", id, "--data", member.directory, "--api", member.api, "--peer", member.peer, "--admin-token", Self.adminToken,
+            "node", "--id", id, "--data", member.directory, "--api", member.api, "--peer", member.peer,
             "--password-memory-kib", "8", "--log-level", "info",
         ] + extraArguments + flags
         if !FileManager.default.fileExists(atPath: member.directory + "/raft-snapshot") {
@@ -66,7 +66,7 @@ final class ProcessCluster: @unchecked Sendable {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(["SWITCHBOARD_SECRET": secret]) { $1 }
+        process.environment = ProcessInfo.processInfo.environment.merging(["SWITCHBOARD_SECRET": secret, "SWITCHBOARD_ADMIN_TOKEN": Self.adminToken]) { $1 }
         process.standardOutput = log
         process.standardError = log
         try process.run()
@@ -206,11 +206,13 @@ final class BalancerProcess: @unchecked Sendable {
 
     var base: String { "http://127.0.0.1:\(port)" }
 
-    init(cluster: ProcessCluster, arguments: [String]) throws {
+    /// `secret` seals the balancer's gossip; it reaches the process in its environment.
+    init(cluster: ProcessCluster, arguments: [String], secret: String = ProcessCluster.secret) throws {
         let binary = try XCTUnwrap(ProcessCluster.binary)
         logPath = cluster.root + "/balancer.log"
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = ["balancer", "--listen", "127.0.0.1:\(port)", "--admin", "127.0.0.1:\(adminPort)"] + arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(["SWITCHBOARD_SECRET": secret]) { $1 }
         FileManager.default.createFile(atPath: logPath, contents: nil)
         process.standardError = FileHandle(forWritingAtPath: logPath)
         process.standardOutput = FileHandle.nullDevice
