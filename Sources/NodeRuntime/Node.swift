@@ -158,7 +158,7 @@ public final class Node: Sendable {
         let directory = configuration.dataDirectory
         try configuration.raft.validate()
         if configuration.peerAddress != nil, (configuration.secret ?? "").isEmpty {
-            throw NodeStartError.configuration("a node with a peer link needs the cluster secret (--secret or SWITCHBOARD_SECRET)")
+            throw NodeStartError.configuration("a node with a peer link needs the cluster secret (--secret-file or SWITCHBOARD_SECRET)")
         }
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -216,6 +216,10 @@ public final class Node: Sendable {
                 installSnapshot: { snapshot in
                     try snapshots.restore(snapshot, into: state, logger: logger)
                     box.node?.reloadBook()
+                },
+                storageFailed: { [waiters] reason in
+                    // Not ready from now on, with the reason: the balancer ejects this node.
+                    waiters.fail("storage failed (\(reason)); this node takes no writes until it is restarted")
                 }),
             send: { message in box.node?.route(message) })
         waiters.advance(to: try state.appliedIndex())
@@ -347,7 +351,8 @@ public final class Node: Sendable {
         case .raft(let refusal): .noLeader(refusal.description)
         case .lost: .notCommitted(error.description)
         case .outcomeForgotten, .timedOut: .unknownOutcome(error.description)
-        case .stopped: .stopped(error.description)
+        case .stopped, .storageFailed(_, inFlight: false): .stopped(error.description)
+        case .storageFailed(_, inFlight: true): .unknownOutcome(error.description)
         }
     }
 

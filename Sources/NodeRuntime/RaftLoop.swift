@@ -17,6 +17,10 @@ public enum ReplicationError: Error, Equatable, Sendable, CustomStringConvertibl
     case timedOut
     case overloaded
     case stopped
+    /// This node's storage failed (a full disk, an I/O error) and its loop stopped. `inFlight`:
+    /// the proposal was under way then and may still commit through the other members; else it
+    /// was refused and not applied.
+    case storageFailed(String, inFlight: Bool)
 
     public var description: String {
         switch self {
@@ -26,6 +30,9 @@ public enum ReplicationError: Error, Equatable, Sendable, CustomStringConvertibl
         case .timedOut: "no outcome before the deadline"
         case .overloaded: "the node's input queue is full (RaftLoop.inputsMax)"
         case .stopped: "the node is stopping"
+        case .storageFailed(let reason, true):
+            "this node's storage failed (\(reason)) while the write was under way: it may still be applied through the other members"
+        case .storageFailed(let reason, false): "this node's storage failed (\(reason)): it takes no writes until it is restarted"
         }
     }
 }
@@ -70,13 +77,17 @@ public final class RaftLoop: @unchecked Sendable {
     public struct Hooks: Sendable {
         public var applied: @Sendable (_ appliedIndex: UInt64, _ results: [ContactCenterMachine.Applied?]) -> Void
         public var installSnapshot: @Sendable (Snapshot) throws -> Void
+        /// The loop stopped because storage failed: the error, once, before waiters are failed.
+        public var storageFailed: @Sendable (String) -> Void
 
         public init(
             applied: @escaping @Sendable (UInt64, [ContactCenterMachine.Applied?]) -> Void,
-            installSnapshot: @escaping @Sendable (Snapshot) throws -> Void
+            installSnapshot: @escaping @Sendable (Snapshot) throws -> Void,
+            storageFailed: @escaping @Sendable (String) -> Void = { _ in }
         ) {
             self.applied = applied
             self.installSnapshot = installSnapshot
+            self.storageFailed = storageFailed
         }
     }
 
@@ -120,6 +131,8 @@ public final class RaftLoop: @unchecked Sendable {
     private let condition = NSCondition()
     private var inputs: [Input] = []
     private var stopping = false
+    /// Why the loop stopped on its own: storage failed.
+    private var storageFailure: String?
     private var statusValue: Status
     private let finished = DispatchSemaphore(value: 0)
     private var waiters: [UInt64: [Waiter]] = [:]
@@ -341,7 +354,7 @@ public final class RaftLoop: @unchecked Sendable {
     /// Queues an input for the loop thread; returns why not when stopping or full.
     private func enqueue(_ input: Input) -> ReplicationError? {
         condition.withLock {
-            if stopping { return .stopped }
+            if stopping { return storageFailure.map { .storageFailed($0, inFlight: false) } ?? .stopped }
             guard inputs.count < Self.inputsMax else { return .overloaded }
             inputs.append(input)
             condition.signal()
@@ -409,7 +422,15 @@ public final class RaftLoop: @unchecked Sendable {
                 if applyIsDue { try applyUnapplied() }
                 if commitIsDue { try commitExecuted() }
             } catch {
-                logger.critical("raft loop stopped: \(error)", metadata: ["raft.node": "\(id)"])
+                // Persisting or applying failed (ENOSPC, EIO): the loop cannot go on without
+                // lying about durability. It stops; the node reports not ready with the reason
+                // (the balancer ejects it) and a restart recovers from what reached the disk.
+                let reason = "\(error)"
+                condition.withLock { storageFailure = reason }
+                logger.critical(
+                    "storage failed: this node takes no writes until it is restarted; free space or fix the disk, then restart it",
+                    metadata: ["raft.node": "\(id)", "error": "\(reason)"])
+                hooks.storageFailed(reason)
                 break
             }
         }
@@ -424,9 +445,12 @@ public final class RaftLoop: @unchecked Sendable {
             return inputs
         }
         for input in left { if case .work(let body) = input { body(self) } }
-        for (_, list) in waiters { for waiter in list { waiter.completion(.failure(.stopped)) } }
-        for (_, read) in reads { read.completion(.failure(.stopped)) }
-        for ready in readsReady { ready.read.completion(.failure(.stopped)) }
+        let failure = condition.withLock { storageFailure }
+        let inFlight: ReplicationError = failure.map { .storageFailed($0, inFlight: true) } ?? .stopped
+        let refused: ReplicationError = failure.map { .storageFailed($0, inFlight: false) } ?? .stopped
+        for (_, list) in waiters { for waiter in list { waiter.completion(.failure(inFlight)) } }
+        for (_, read) in reads { read.completion(.failure(refused)) }
+        for ready in readsReady { ready.read.completion(.failure(refused)) }
         waiters = [:]
         reads = [:]
         readsReady = []
