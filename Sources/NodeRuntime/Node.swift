@@ -528,7 +528,7 @@ public final class Node: Sendable {
                 tellRemoved(peer)
                 return
             }
-            if case .installSnapshot(let snapshot) = message.kind, !snapshots.hasReceived(snapshot) {
+            if case .installSnapshot(let snapshot) = message.kind, !snapshots.hasReceived(snapshot, logger: logger) {
                 return  // its file did not arrive whole; the leader sends it again
             }
             loop.receive(message)

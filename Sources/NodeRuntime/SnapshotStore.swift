@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import Logging
 import PeerLink
@@ -12,8 +13,14 @@ import Wire
 /// Streaming: when the core sends InstallSnapshot to a member, the file goes first, in
 /// `ClusterFrame.chunkBytesMax` chunks on the same ordered link, then the InstallSnapshot
 /// message itself. The receiver writes the chunks to `incoming-<index>.part`, fsyncs and renames
-/// it when whole, and hands InstallSnapshot to its core only if that file is there; otherwise
-/// it drops the message and the leader sends both again.
+/// it when whole, and hands InstallSnapshot to its core only if that file is there and its
+/// SHA-256 is the one the message names; otherwise it drops the message (and a file that fails
+/// the check) and the leader sends both again.
+///
+/// Integrity: a snapshot's `data` names its file and the SHA-256 of its bytes
+/// (`state-<index>.sqlite sha256=<hex>`). A file is fsynced before its rename and the directory
+/// after; the checksum is verified before a received file is accepted and before any file is
+/// restored, so a damaged copy is refused, never installed.
 final class SnapshotStore: Sendable {
     let directory: String
     /// Snapshot files kept; older ones are deleted once a newer one is in place.
@@ -25,6 +32,8 @@ final class SnapshotStore: Sendable {
         var taking = false
         var streams: [String: (index: UInt64, at: Date)] = [:]
         var incoming: (index: UInt64, handle: FileHandle, size: UInt64)?
+        /// The last file whose checksum was verified (the leader repeats InstallSnapshot).
+        var verified: (index: UInt64, sha256: String)?
     }
 
     private let state = Mutex(State())
@@ -58,10 +67,12 @@ final class SnapshotStore: Sendable {
         }
         guard index > 0, index > loop.status.snapshotIndex else { return nil }
         let target = path(UInt64(index))
+        try Self.fsync(temporary)
+        let sha256 = try Self.sha256(ofFile: temporary)
         try? FileManager.default.removeItem(atPath: target)
         try FileManager.default.moveItem(atPath: temporary, toPath: target)
         try CommandLog.syncDirectory(of: directory + "/x")
-        let snapshot = try await loop.compact(through: UInt64(index), data: Array("state-\(index).sqlite".utf8))
+        let snapshot = try await loop.compact(through: UInt64(index), data: Self.reference(index: UInt64(index), sha256: sha256))
         prune(keeping: snapshot.index)
         let size = (try? FileManager.default.attributesOfItem(atPath: target)[.size] as? Int) ?? 0
         logger.info(
@@ -162,9 +173,51 @@ final class SnapshotStore: Sendable {
         }
     }
 
-    /// Whether the file for `snapshot` is here, whole.
-    func hasReceived(_ snapshot: Snapshot) -> Bool {
-        FileManager.default.fileExists(atPath: path(snapshot.index))
+    /// Whether the file for `snapshot` is here, whole, with the checksum `snapshot` names. A
+    /// file that fails the check is deleted (the leader sends it again).
+    func hasReceived(_ snapshot: Snapshot, logger: Logger) -> Bool {
+        let file = path(snapshot.index)
+        guard FileManager.default.fileExists(atPath: file) else { return false }
+        guard let expected = Self.sha256(named: snapshot.data) else { return true }
+        if let verified = state.withLock({ $0.verified }), verified.index == snapshot.index, verified.sha256 == expected { return true }
+        let actual = try? Self.sha256(ofFile: file)
+        guard actual == expected else {
+            logger.warning(
+                "a received snapshot fails its SHA-256 check: deleted, the leader sends it again",
+                metadata: ["snapshot.path": "\(file)", "snapshot.sha256.expected": "\(expected)", "snapshot.sha256.actual": "\(actual ?? "unreadable")"])
+            try? FileManager.default.removeItem(atPath: file)
+            return false
+        }
+        state.withLock { $0.verified = (snapshot.index, expected) }
+        return true
+    }
+
+    // MARK: Integrity
+
+    /// A snapshot's `data`: its file's name and the SHA-256 of the file.
+    static func reference(index: UInt64, sha256: String) -> [UInt8] { Array("state-\(index).sqlite sha256=\(sha256)".utf8) }
+
+    /// The SHA-256 a snapshot's `data` names; nil for snapshots taken before checksums.
+    static func sha256(named data: [UInt8]) -> String? {
+        guard let text = String(validating: data, as: UTF8.self), let range = text.range(of: " sha256=") else { return nil }
+        let hex = String(text[range.upperBound...])
+        return hex.count == 64 && hex.allSatisfy(\.isHexDigit) ? hex : nil
+    }
+
+    /// The SHA-256 of a file's bytes, read 1 MiB at a time, in lowercase hex.
+    static func sha256(ofFile path: String) throws -> String {
+        guard let handle = FileHandle(forReadingAtPath: path) else { throw CocoaError(.fileReadNoSuchFile, userInfo: [NSFilePathErrorKey: path]) }
+        defer { try? handle.close() }
+        var hasher = SHA256()
+        while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty { hasher.update(data: chunk) }
+        return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// fsync of a file, so its bytes are on disk before a rename makes it visible.
+    static func fsync(_ path: String) throws {
+        guard let handle = FileHandle(forUpdatingAtPath: path) else { throw CocoaError(.fileReadNoSuchFile, userInfo: [NSFilePathErrorKey: path]) }
+        defer { try? handle.close() }
+        try handle.synchronize()
     }
 
     /// Replaces `state.sqlite`'s content with the snapshot's file.
@@ -172,6 +225,17 @@ final class SnapshotStore: Sendable {
         let file = path(snapshot.index)
         guard FileManager.default.fileExists(atPath: file) else {
             throw NodeStartError.dataDirectory(directory, reason: "the snapshot file for index \(snapshot.index) is missing")
+        }
+        if let expected = Self.sha256(named: snapshot.data) {
+            let actual = try Self.sha256(ofFile: file)
+            guard actual == expected else {
+                throw NodeStartError.dataDirectory(
+                    directory,
+                    reason: """
+                        snapshot file \(file) fails its SHA-256 check (expected \(expected), got \(actual)); nothing was restored. \
+                        Rebuild this member from the others: stop it, move its data directory aside, and start it again with --join
+                        """)
+            }
         }
         let applied = try database.restore(from: file)
         guard applied == Int64(snapshot.index) else {
