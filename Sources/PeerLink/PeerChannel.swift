@@ -119,9 +119,7 @@ final class PeerSessionHandler: ChannelInboundHandler {
                 pending.removeAll()
                 context.flush()
             case PeerFrame.data:
-                guard frame.body.count >= PeerHandshake.macBytes else { throw PeerLinkError.protocolViolation("short data frame") }
-                let payload = Array(frame.body.dropLast(PeerHandshake.macBytes))
-                try handshake.open(payload, mac: Array(frame.body.suffix(PeerHandshake.macBytes)))
+                let payload = try handshake.open(frame.body)
                 events.received(payload, handshake.peerId ?? "?")
             default:
                 throw PeerLinkError.protocolViolation("unknown frame type \(frame.type)")
@@ -151,8 +149,11 @@ final class PeerSessionHandler: ChannelInboundHandler {
     }
 
     private func sendNow(_ payload: [UInt8], context: ChannelHandlerContext) {
-        let mac = handshake.seal(payload)
-        write(PeerFrame(type: PeerFrame.data, body: payload + mac), context: context)
+        do {
+            write(PeerFrame(type: PeerFrame.data, body: try handshake.seal(payload)), context: context)
+        } catch {
+            errorCaught(context: context, error: error)
+        }
     }
 
     private func write(_ frame: PeerFrame, context: ChannelHandlerContext) {

@@ -1,19 +1,22 @@
 import Crypto
 import Foundation
 
-/// Mutual authentication of two members with the cluster secret, and per-frame integrity
-/// after it (pure; the channel handler drives it).
+/// Mutual authentication of two members with the cluster secret, then encrypted and
+/// authenticated frames (pure; the channel handler drives it).
 ///
 /// Each side opens with `hello(id, nonce)`. Each answers the other's hello with
-/// `proof = HMAC(secret, "switchboard-peer-v1 proof" | theirNonce | ourNonce | ourId)`, which only
+/// `proof = HMAC(secret, "switchboard-peer-v2 proof" | theirNonce | ourNonce | ourId)`, which only
 /// a holder of the secret can compute for this pair of fresh nonces, so a recorded session
-/// cannot be replayed. After both proofs verify, every frame carries
-/// `HMAC(directionKey, sequence | payload)` (first 16 bytes), keyed per direction from both
-/// nonces: an altered, reordered, replayed or injected frame fails and closes the link.
+/// cannot be replayed. After both proofs verify, every payload is sealed with AES-256-GCM under a
+/// key per direction derived from both nonces, its GCM nonce the frame's sequence number: an
+/// altered, reordered, replayed or injected frame fails to open and closes the link, and what
+/// crosses the network (customers' messages, passwords' hashes, tokens' hashes, snapshots) is
+/// unreadable without the secret.
 public struct PeerHandshake: Sendable {
     public static let nonceBytes = 16
-    public static let macBytes = 16
-    static let label = Array("switchboard-peer-v1".utf8)
+    /// The GCM tag after each sealed payload.
+    public static let tagBytes = 16
+    static let label = Array("switchboard-peer-v2".utf8)
 
     /// Our proofs and our sending key use `secret`; a peer's proof may verify under `secret` or
     /// any of `previous` (the keyring of a secret rotation), and its frames are then checked
@@ -71,19 +74,37 @@ public struct PeerHandshake: Sendable {
         isAuthenticated = true
     }
 
-    /// The MAC to append to an outgoing payload.
-    public mutating func seal(_ payload: [UInt8]) -> [UInt8] {
-        precondition(isAuthenticated, "sealing before authentication")
-        defer { sendSequence += 1 }
-        return Self.mac(sendKey!, sequence: sendSequence, payload)
+    /// An outgoing payload, encrypted, with its tag: the body of a data frame.
+    public mutating func seal(_ payload: [UInt8]) throws(PeerLinkError) -> [UInt8] {
+        guard isAuthenticated, let sendKey else { throw .protocolViolation("sealing before authentication") }
+        guard sendSequence < UInt64.max else { throw .protocolViolation("the connection sent 2^64 - 1 frames: reconnect") }
+        let nonce = Self.nonce(sendSequence)
+        sendSequence += 1
+        guard let box = try? AES.GCM.seal(payload, using: sendKey, nonce: nonce) else { throw .protocolViolation("cannot seal a frame") }
+        return Array(box.ciphertext) + Array(box.tag)
     }
 
-    /// Checks an incoming payload's MAC.
-    public mutating func open(_ payload: [UInt8], mac: [UInt8]) throws(PeerLinkError) {
+    /// The payload of an incoming data frame's body; throws when it is not the next frame the
+    /// peer sealed, unaltered.
+    public mutating func open(_ body: [UInt8]) throws(PeerLinkError) -> [UInt8] {
         guard isAuthenticated, let receiveKey else { throw .protocolViolation("data before authentication") }
-        let expected = Self.mac(receiveKey, sequence: receiveSequence, payload)
-        guard mac.count == expected.count, Self.constantTimeEqual(mac, expected) else { throw .integrityFailed(peer: peerId ?? "?") }
+        guard body.count >= Self.tagBytes else { throw .protocolViolation("short data frame") }
+        guard receiveSequence < UInt64.max else { throw .protocolViolation("the connection received 2^64 - 1 frames") }
+        let split = body.count - Self.tagBytes
+        guard let box = try? AES.GCM.SealedBox(nonce: Self.nonce(receiveSequence), ciphertext: body[..<split], tag: body[split...]),
+              let payload = try? AES.GCM.open(box, using: receiveKey)
+        else { throw .integrityFailed(peer: peerId ?? "?") }
         receiveSequence += 1
+        return Array(payload)
+    }
+
+    /// The GCM nonce of frame `sequence`: unique per key, since each connection and direction
+    /// has its own key.
+    static func nonce(_ sequence: UInt64) -> AES.GCM.Nonce {
+        var bytes = [UInt8](repeating: 0, count: 12)
+        withUnsafeBytes(of: sequence.bigEndian) { for (offset, byte) in $0.enumerated() { bytes[4 + offset] = byte } }
+        // 12 bytes is a valid GCM nonce size: this cannot fail.
+        return (try? AES.GCM.Nonce(data: bytes)) ?? AES.GCM.Nonce()
     }
 
     static func proof(_ secret: SymmetricKey, theirNonce: [UInt8], ourNonce: [UInt8], ourId: String) -> [UInt8] {
@@ -95,13 +116,6 @@ public struct PeerHandshake: Sendable {
     static func directionKey(_ secret: SymmetricKey, from id: String, fromNonce: [UInt8], toNonce: [UInt8]) -> SymmetricKey {
         let input = label + Array(" frames".utf8) + fromNonce + toNonce + Array(id.utf8)
         return SymmetricKey(data: Array(HMAC<SHA256>.authenticationCode(for: input, using: secret)))
-    }
-
-    static func mac(_ key: SymmetricKey, sequence: UInt64, _ payload: [UInt8]) -> [UInt8] {
-        var hmac = HMAC<SHA256>(key: key)
-        withUnsafeBytes(of: sequence.bigEndian) { hmac.update(data: $0) }
-        hmac.update(data: payload)
-        return Array(Array(hmac.finalize()).prefix(macBytes))
     }
 
     static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
@@ -121,7 +135,7 @@ public enum PeerLinkError: Error, Equatable, Sendable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .protocolViolation(let what): "peer protocol violation: \(what)"
-        case .authenticationFailed(let peer): "peer '\(peer)' failed authentication (wrong cluster secret?)"
+        case .authenticationFailed(let peer): "peer '\(peer)' failed authentication (a different cluster secret, or a member older than the encrypted peer link)"
         case .integrityFailed(let peer): "a frame from '\(peer)' failed its integrity check"
         case .frameTooLarge(let bytes, let max): "peer frame of \(bytes) bytes exceeds \(max)"
         }
