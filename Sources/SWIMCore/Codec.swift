@@ -139,9 +139,9 @@ public enum SWIMCodec {
     private static func readUpdate(_ reader: inout ByteReader) throws(WireError) -> Update {
         switch try reader.readUInt8() {
         case 1:
-            return .alive(id: try readID(&reader), incarnation: try reader.readUInt64(), address: try readAddress(&reader), metadata: try readMetadata(&reader))
-        case 2: return .suspect(id: try readID(&reader), incarnation: try reader.readUInt64(), from: try readID(&reader))
-        case 3: return .dead(id: try readID(&reader), incarnation: try reader.readUInt64(), from: try readID(&reader))
+            return .alive(id: try readID(&reader), incarnation: try reader.readCounter("incarnation"), address: try readAddress(&reader), metadata: try readMetadata(&reader))
+        case 2: return .suspect(id: try readID(&reader), incarnation: try reader.readCounter("incarnation"), from: try readID(&reader))
+        case 3: return .dead(id: try readID(&reader), incarnation: try reader.readCounter("incarnation"), from: try readID(&reader))
         case let tag: throw .invalid("update tag \(tag)")
         }
     }
@@ -151,7 +151,7 @@ public enum SWIMCodec {
         let address = try readAddress(&reader)
         let rawStatus = try reader.readUInt8()
         guard let status = MemberStatus(rawValue: rawStatus) else { throw .invalid("member status \(rawStatus)") }
-        return Member(id: id, address: address, status: status, incarnation: try reader.readUInt64(), metadata: try readMetadata(&reader))
+        return Member(id: id, address: address, status: status, incarnation: try reader.readCounter("incarnation"), metadata: try readMetadata(&reader))
     }
 
     private static func readMetadata(_ reader: inout ByteReader) throws(WireError) -> Metadata {

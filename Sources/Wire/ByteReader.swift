@@ -61,6 +61,18 @@ public struct ByteReader: Sendable {
 
     public mutating func readInt64() throws(WireError) -> Int64 { Int64(bitPattern: try readUInt64()) }
 
+    /// Largest term, index, round or incarnation a peer may send (2^62). Real values are far
+    /// below it; bounding them here keeps every `+ 1`, sum and conversion to `Int64` done on
+    /// them afterwards from overflowing, whatever a peer sends.
+    public static let counterMax: UInt64 = 1 << 62
+
+    /// A term, index, round or incarnation: at most `counterMax`, else the frame is malformed.
+    public mutating func readCounter(_ what: String) throws(WireError) -> UInt64 {
+        let value = try readUInt64()
+        guard value <= Self.counterMax else { throw .invalid("\(what) \(value) exceeds \(Self.counterMax)") }
+        return value
+    }
+
     public mutating func readInt() throws(WireError) -> Int { Int(try readInt64()) }
 
     private mutating func readLength(_ what: String, max: Int) throws(WireError) -> Int {

@@ -16,6 +16,8 @@ public enum ClusterFrame: Equatable, Sendable {
 
     /// Largest snapshot chunk: well under `PeerLink.frameBytesMax`.
     public static let chunkBytesMax = 1 << 20
+    /// Largest snapshot file a chunk may announce (64 GiB).
+    public static let snapshotBytesMax: UInt64 = 1 << 36
 
     public static func encode(_ frame: ClusterFrame) -> [UInt8] {
         switch frame {
@@ -81,7 +83,7 @@ public enum ClusterFrame: Equatable, Sendable {
             let id = try reader.readUInt64()
             let response: ClusterResponse
             switch try reader.readUInt8() {
-            case 1: response = .proposed(index: try reader.readUInt64(), term: try reader.readUInt64())
+            case 1: response = .proposed(index: try reader.readCounter("index"), term: try reader.readCounter("term"))
             case 2: response = .done
             case 3:
                 let raw = try reader.readUInt8()
@@ -91,9 +93,11 @@ public enum ClusterFrame: Equatable, Sendable {
             }
             frame = .response(id: id, response)
         case 4:
-            let index = try reader.readUInt64(), term = try reader.readUInt64(), offset = try reader.readUInt64(), total = try reader.readUInt64()
+            let index = try reader.readCounter("snapshot index"), term = try reader.readCounter("snapshot term")
+            let offset = try reader.readUInt64(), total = try reader.readUInt64()
             let chunk = try RaftCodec.readBlob(&reader)
-            guard chunk.count <= chunkBytesMax, offset + UInt64(chunk.count) <= total else {
+            guard total <= snapshotBytesMax else { throw .tooLarge(what: "snapshot", size: Int(clamping: total), max: Int(clamping: snapshotBytesMax)) }
+            guard chunk.count <= chunkBytesMax, UInt64(chunk.count) <= total, offset <= total - UInt64(chunk.count) else {
                 throw .invalid("snapshot chunk \(offset)+\(chunk.count) of \(total) is out of bounds")
             }
             frame = .snapshotChunk(index: index, term: term, offset: offset, total: total, bytes: chunk)

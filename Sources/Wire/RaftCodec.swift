@@ -56,36 +56,48 @@ public enum RaftCodec {
         guard frameVersion == version else { throw .invalid("raft message version \(frameVersion), this node speaks \(version)") }
         let from = try reader.readString()
         let to = try reader.readString()
-        let term = try reader.readUInt64()
+        let term = try reader.readCounter("term")
         let tag = try reader.readUInt8()
         let kind: Message.Kind
         switch tag {
-        case 1: kind = .preVote(lastIndex: try reader.readUInt64(), lastTerm: try reader.readUInt64())
+        case 1: kind = .preVote(lastIndex: try reader.readCounter("last index"), lastTerm: try reader.readCounter("last term"))
         case 2: kind = .preVoteResponse(granted: try reader.readBool())
-        case 3: kind = .vote(lastIndex: try reader.readUInt64(), lastTerm: try reader.readUInt64(), transfer: try reader.readBool())
+        case 3: kind = .vote(lastIndex: try reader.readCounter("last index"), lastTerm: try reader.readCounter("last term"), transfer: try reader.readBool())
         case 4: kind = .voteResponse(granted: try reader.readBool())
         case 5:
-            let prevIndex = try reader.readUInt64(), prevTerm = try reader.readUInt64(), commit = try reader.readUInt64()
+            let prevIndex = try reader.readCounter("previous index"), prevTerm = try reader.readCounter("previous term")
+            let commit = try reader.readCounter("commit index")
             let count = Int(try reader.readUInt32())
             guard count <= entriesPerMessageMax else { throw .tooLarge(what: "entries in one append", size: count, max: entriesPerMessageMax) }
             var entries: [Entry] = []
             entries.reserveCapacity(min(count, reader.remaining / 17))
             for _ in 0..<count { entries.append(try readEntry(&reader)) }
-            for (offset, entry) in entries.enumerated() where entry.index != prevIndex + 1 + UInt64(offset) {
-                throw .invalid("append entries are not contiguous after \(prevIndex): entry \(offset) has index \(entry.index)")
+            // Indexes and terms are at most counterMax (2^62) and count at most 65,536: no sum overflows.
+            var previousTerm = prevTerm
+            for (offset, entry) in entries.enumerated() {
+                guard entry.index == prevIndex + 1 + UInt64(offset) else {
+                    throw .invalid("append entries are not contiguous after \(prevIndex): entry \(offset) has index \(entry.index)")
+                }
+                // A log's terms never decrease, and a leader sends no entry of a later term than its own.
+                guard entry.term >= previousTerm, entry.term <= term else {
+                    throw .invalid("append entry \(entry.index) has term \(entry.term): after term \(previousTerm), from a leader of term \(term)")
+                }
+                previousTerm = entry.term
             }
             kind = .append(prevIndex: prevIndex, prevTerm: prevTerm, entries: entries, commit: commit)
         case 6:
-            kind = .appendResponse(reject: try reader.readBool(), index: try reader.readUInt64(), hintIndex: try reader.readUInt64(), hintTerm: try reader.readUInt64())
-        case 7: kind = .heartbeat(commit: try reader.readUInt64(), round: try reader.readUInt64())
-        case 8: kind = .heartbeatResponse(round: try reader.readUInt64())
+            kind = .appendResponse(
+                reject: try reader.readBool(), index: try reader.readCounter("index"), hintIndex: try reader.readCounter("hint index"),
+                hintTerm: try reader.readCounter("hint term"))
+        case 7: kind = .heartbeat(commit: try reader.readCounter("commit index"), round: try reader.readCounter("round"))
+        case 8: kind = .heartbeatResponse(round: try reader.readCounter("round"))
         case 9:
-            let index = try reader.readUInt64(), snapshotTerm = try reader.readUInt64()
+            let index = try reader.readCounter("snapshot index"), snapshotTerm = try reader.readCounter("snapshot term")
             let configuration = try readConfiguration(&reader)
             kind = .installSnapshot(Snapshot(index: index, term: snapshotTerm, configuration: configuration, data: try readBlob(&reader)))
         case 10: kind = .timeoutNow
         case 11: kind = .readIndex(contexts: try readContexts(&reader))
-        case 12: kind = .readIndexResponse(contexts: try readContexts(&reader), index: try reader.readUInt64())
+        case 12: kind = .readIndexResponse(contexts: try readContexts(&reader), index: try reader.readCounter("read index"))
         default: throw .invalid("unknown raft message tag \(tag)")
         }
         try reader.expectEnd()
@@ -122,7 +134,7 @@ public enum RaftCodec {
         var reader = ByteReader(bytes)
         let frameVersion = try reader.readUInt8()
         guard frameVersion == version else { throw .invalid("snapshot version \(frameVersion), this node speaks \(version)") }
-        let index = try reader.readUInt64(), term = try reader.readUInt64()
+        let index = try reader.readCounter("snapshot index"), term = try reader.readCounter("snapshot term")
         let snapshot = Snapshot(index: index, term: term, configuration: try readConfiguration(&reader), data: try readBlob(&reader))
         try reader.expectEnd()
         return snapshot
@@ -143,7 +155,7 @@ public enum RaftCodec {
     }
 
     private static func readEntry(_ reader: inout ByteReader) throws(WireError) -> Entry {
-        let term = try reader.readUInt64(), index = try reader.readUInt64()
+        let term = try reader.readCounter("entry term"), index = try reader.readCounter("entry index")
         return Entry(term: term, index: index, payload: try readPayload(&reader))
     }
 

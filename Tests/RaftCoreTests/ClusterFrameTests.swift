@@ -41,6 +41,15 @@ final class ClusterFrameTests: XCTestCase {
         }
     }
 
+    func testAChunkAtTheTopOfUInt64IsRefusedNotATrap() {
+        for (offset, total) in [(UInt64.max, UInt64.max), (UInt64.max - 1, UInt64(10)), (0, ClusterFrame.snapshotBytesMax + 1)] {
+            let frame = ClusterFrame.snapshotChunk(index: 5, term: 1, offset: offset, total: total, bytes: [1, 2])
+            XCTAssertThrowsError(try ClusterFrame.decode(ClusterFrame.encode(frame)), "offset \(offset) of \(total)")
+        }
+        let hostileIndex = ClusterFrame.snapshotChunk(index: .max, term: 1, offset: 0, total: 2, bytes: [1, 2])
+        XCTAssertThrowsError(try ClusterFrame.decode(ClusterFrame.encode(hostileIndex)), "a snapshot index past 2^62")
+    }
+
     func testRandomAndFlippedBytesNeverCrash() {
         var random = SplitMix64(seed: 2027)
         var decoded = 0

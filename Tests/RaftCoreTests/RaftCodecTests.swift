@@ -56,6 +56,44 @@ final class RaftCodecTests: XCTestCase {
         XCTAssertThrowsError(try RaftCodec.decode(RaftCodec.encode(message)))
     }
 
+    /// Terms, indexes, rounds and hints above 2^62 are malformed: a peer's UInt64.max must never
+    /// reach the `+ 1`s and `Int64` conversions done on them.
+    func testCountersNearTheTopOfUInt64AreMalformed() {
+        let huge: UInt64 = .max
+        let hostile: [Message] = [
+            .init(from: "n1", to: "n2", term: huge, kind: .heartbeatResponse(round: 1)),
+            .init(from: "n1", to: "n2", term: 1, kind: .preVote(lastIndex: huge, lastTerm: 1)),
+            .init(from: "n1", to: "n2", term: 1, kind: .vote(lastIndex: 1, lastTerm: huge, transfer: false)),
+            .init(from: "n1", to: "n2", term: 1, kind: .append(prevIndex: huge, prevTerm: 1, entries: [Entry(term: 1, index: 0, payload: .noop)], commit: 0)),
+            .init(from: "n1", to: "n2", term: 1, kind: .append(prevIndex: 1, prevTerm: 1, entries: [], commit: huge)),
+            .init(from: "n2", to: "n1", term: 1, kind: .appendResponse(reject: false, index: huge, hintIndex: 0, hintTerm: 0)),
+            .init(from: "n2", to: "n1", term: 1, kind: .appendResponse(reject: true, index: 1, hintIndex: huge, hintTerm: 0)),
+            .init(from: "n1", to: "n2", term: 1, kind: .heartbeat(commit: 1, round: huge)),
+            .init(from: "n2", to: "n1", term: 1, kind: .heartbeatResponse(round: ByteReader.counterMax + 1)),
+            .init(from: "n1", to: "n4", term: 1, kind: .installSnapshot(Snapshot(index: 1 << 63, term: 1, configuration: Self.configuration, data: []))),
+            .init(from: "n1", to: "n2", term: 1, kind: .readIndexResponse(contexts: [1], index: huge)),
+        ]
+        for message in hostile {
+            XCTAssertThrowsError(try RaftCodec.decode(RaftCodec.encode(message)), "\(message.term) \(message.kind) decoded")
+        }
+        let highest = Message(from: "n1", to: "n2", term: ByteReader.counterMax, kind: .heartbeat(commit: ByteReader.counterMax, round: 0))
+        XCTAssertEqual(try RaftCodec.decode(RaftCodec.encode(highest)), highest, "2^62 itself is a value")
+    }
+
+    /// An append whose entry terms go down, or pass the leader's own term, could only come from a
+    /// broken or hostile peer: it is malformed, not appended.
+    func testAnAppendWithImpossibleEntryTermsIsMalformed() {
+        func append(term: UInt64, prevTerm: UInt64, entryTerms: [UInt64]) -> Message {
+            let entries = entryTerms.enumerated().map { Entry(term: $1, index: 11 + UInt64($0), payload: .noop) }
+            return Message(from: "n1", to: "n2", term: term, kind: .append(prevIndex: 10, prevTerm: prevTerm, entries: entries, commit: 9))
+        }
+        XCTAssertThrowsError(try RaftCodec.decode(RaftCodec.encode(append(term: 5, prevTerm: 3, entryTerms: [5, 0]))), "terms going down")
+        XCTAssertThrowsError(try RaftCodec.decode(RaftCodec.encode(append(term: 5, prevTerm: 4, entryTerms: [3]))), "below the previous entry's term")
+        XCTAssertThrowsError(try RaftCodec.decode(RaftCodec.encode(append(term: 5, prevTerm: 4, entryTerms: [5, 9]))), "past the leader's term")
+        let valid = append(term: 5, prevTerm: 3, entryTerms: [3, 4, 5, 5])
+        XCTAssertEqual(try RaftCodec.decode(RaftCodec.encode(valid)), valid)
+    }
+
     func testRandomAndFlippedBytesNeverCrash() {
         var random = SplitMix64(seed: 2026)
         var decoded = 0

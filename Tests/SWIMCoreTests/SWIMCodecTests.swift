@@ -19,6 +19,22 @@ final class SWIMCodecTests: XCTestCase {
         }
     }
 
+    /// An incarnation of UInt64.max about a member would make it trap refuting it (`+ 1`), then
+    /// again after every restart as push-pull brings it back: it is malformed.
+    func testAnIncarnationPastTwoToTheSixtySecondIsMalformed() {
+        let hostile: [Packet] = [
+            Packet(from: "n9", message: .gossip, updates: [.alive(id: "n1", incarnation: .max, address: "127.0.0.1:7946", metadata: Metadata(role: .node))]),
+            Packet(from: "n9", message: .gossip, updates: [.suspect(id: "n1", incarnation: .max, from: "n9")]),
+            Packet(from: "n9", message: .gossip, updates: [.dead(id: "n1", incarnation: ByteReader.counterMax + 1, from: "n9")]),
+            Packet(from: "n9", message: .pushPull(replyWanted: false, members: [
+                Member(id: "n1", address: "127.0.0.1:7946", status: .alive, incarnation: .max, metadata: Metadata(role: .node)),
+            ])),
+        ]
+        for packet in hostile {
+            XCTAssertThrowsError(try SWIMCodec.decode(SWIMCodec.encode(packet)), "\(packet.updates) \(packet.message)")
+        }
+    }
+
     func testRandomAndTruncatedBytesAreRejectedNeverCrash() {
         var rng = SplitMix64(seed: 99)
         var rejected = 0
