@@ -127,7 +127,7 @@ let package = Package(
             ]
         ),
         // Edge: a cluster file and the local processes it describes (switchboard cluster, loadtest --spawn).
-        .target(name: "ClusterFile", exclude: ["DESIGN.md"]),
+        .target(name: "ClusterFile", dependencies: ["SWIMShell"], exclude: ["DESIGN.md"]),
         // Pure: the load tester's thresholds, summary, arrivals, integrity ledger and recorder.
         .target(
             name: "LoadTestCore", dependencies: ["RaftCore", .product(name: "Histogram", package: "hdrhistogram-swift")],
@@ -156,7 +156,7 @@ let package = Package(
         .testTarget(
             name: "ClusterTests",
             dependencies: [
-                "NodeRuntime", "PeerLink", "RaftCore", "Storage", "Wire", "ContactCenter", "ClusterFile",
+                "NodeRuntime", "PeerLink", "RaftCore", "Storage", "Wire", "ContactCenter", "ClusterFile", "SWIMShell",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
                 .product(name: "Logging", package: "swift-log"),

@@ -1,4 +1,5 @@
 import Foundation
+import SWIMShell
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
@@ -136,9 +137,10 @@ public struct LocalCluster: Sendable {
             "--admin-token-file", try writeSecret(adminToken, named: "admin.token"), "--secret-file", secretFile,
         ]
         if node.isBalancer, let gossip = node.gossip {
+            // The balancer faces clients: it gets the gossip key, never the cluster secret.
             arguments = [
                 "balancer", "--id", node.id, "--listen", node.api, "--gossip", gossip, "--seeds", nodes.compactMap(\.gossip).joined(separator: ","),
-                "--secret-file", secretFile,
+                "--gossip-key-file", try writeSecret(Keyring.gossipKey(fromSecret: secret), named: "gossip.key"),
             ]
             if let admin = node.admin { arguments += ["--admin", admin] }
         } else if let gossip = node.gossip {

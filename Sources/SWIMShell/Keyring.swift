@@ -22,16 +22,54 @@ public struct Keyring: Sendable {
     let primary: Key
     let accepted: [Key]
 
+    /// A member's keyring, from the cluster secret (and previous ones during a rotation).
     public init(primary secret: String, previous: [String] = []) throws(GossipError) {
         guard !secret.isEmpty else { throw .invalid("the gossip needs the cluster secret (--secret-file or SWITCHBOARD_SECRET)") }
-        primary = Self.key(secret)
-        accepted = [primary] + previous.filter { !$0.isEmpty && $0 != secret }.map(Self.key)
+        primary = Self.key(Self.derive(secret))
+        accepted = [primary] + previous.filter { !$0.isEmpty && $0 != secret }.map { Self.key(Self.derive($0)) }
         precondition(SWIMSettings.sealBytesMax >= Self.overheadBytes, "the core keeps \(SWIMSettings.sealBytesMax) bytes for a seal of \(Self.overheadBytes)")
     }
 
-    /// The secret stretched to a 256-bit key (HKDF-SHA256) and its id (the key's hash, first 4 bytes).
-    static func key(_ secret: String) -> Key {
-        let key = HKDF<SHA256>.deriveKey(inputKeyMaterial: SymmetricKey(data: Array(secret.utf8)), info: label, outputByteCount: 32)
+    /// An observer's keyring (the balancer's), from gossip keys alone (`gossipKey(fromSecret:)`,
+    /// 64 hex digits each): it seals and opens gossip, and cannot derive the cluster secret or
+    /// the peer link's key from it (HKDF is one-way), so it can neither join, vote nor append.
+    public init(gossipKey: String, previousGossipKeys: [String] = []) throws(GossipError) {
+        guard let primaryKey = Self.parse(gossipKey) else {
+            throw .invalid("a gossip key is 64 hex digits (`switchboard gossip-key` prints the cluster's)")
+        }
+        var accepted = [Self.key(primaryKey)]
+        for previous in previousGossipKeys where !previous.isEmpty {
+            guard let key = Self.parse(previous) else { throw .invalid("a previous gossip key is 64 hex digits") }
+            accepted.append(Self.key(key))
+        }
+        primary = accepted[0]
+        self.accepted = accepted
+    }
+
+    /// The gossip key of a cluster secret, in hex: what an observer holds instead of the secret.
+    public static func gossipKey(fromSecret secret: String) -> String {
+        derive(secret).withUnsafeBytes { $0.map { String(format: "%02x", $0) }.joined() }
+    }
+
+    /// The secret stretched to a 256-bit key (HKDF-SHA256, info `switchboard-gossip-v1`; the
+    /// peer link derives its own key with another info).
+    static func derive(_ secret: String) -> SymmetricKey {
+        HKDF<SHA256>.deriveKey(inputKeyMaterial: SymmetricKey(data: Array(secret.utf8)), info: label, outputByteCount: 32)
+    }
+
+    static func parse(_ hex: String) -> SymmetricKey? {
+        let digits = Array(hex.trimmingCharacters(in: .whitespacesAndNewlines).utf8)
+        guard digits.count == 64 else { return nil }
+        var bytes: [UInt8] = []
+        for index in stride(from: 0, to: 64, by: 2) {
+            guard let byte = UInt8(String(decoding: digits[index..<index + 2], as: UTF8.self), radix: 16) else { return nil }
+            bytes.append(byte)
+        }
+        return SymmetricKey(data: bytes)
+    }
+
+    /// A key and its id (the key's hash, first 4 bytes).
+    static func key(_ key: SymmetricKey) -> Key {
         let id = key.withUnsafeBytes { Array(SHA256.hash(data: Array($0))).prefix(4) }
         return Key(id: Array(id), key: key)
     }

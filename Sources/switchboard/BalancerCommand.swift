@@ -27,7 +27,11 @@ struct BalancerCommand: AsyncParsableCommand {
             retry budget of 20 % of requests.
 
               switchboard balancer --listen 127.0.0.1:8080 --gossip 127.0.0.1:7990 \\
-                --seeds 127.0.0.1:7091,127.0.0.1:7092 --secret-file cluster.secret
+                --seeds 127.0.0.1:7091,127.0.0.1:7092 --gossip-key-file gossip.key
+
+            The balancer faces clients, so it holds the cluster's gossip key, not its secret \
+            (`switchboard gossip-key --secret-file cluster.secret > gossip.key`): with it the \
+            balancer observes membership and nothing more; it cannot join, vote or append.
               switchboard balancer --listen 127.0.0.1:8080 \\
                 --backend n1=127.0.0.1:8081 --backend n2=127.0.0.1:8082
             """)
@@ -47,11 +51,11 @@ struct BalancerCommand: AsyncParsableCommand {
     @Option(help: "Gossip addresses of cluster members, comma-separated.")
     var seeds: String?
 
-    @Option(help: "A file holding the cluster secret (or SWITCHBOARD_SECRET): gossip packets are sealed with it. Never on the command line.")
-    var secretFile: String?
+    @Option(help: "A file holding the cluster's gossip key (or SWITCHBOARD_GOSSIP_KEY; `switchboard gossip-key` derives it from the secret): gossip packets are sealed with it. Never on the command line.")
+    var gossipKeyFile: String?
 
-    @Option(help: "A file of previous cluster secrets, one per line, still accepted on gossip while the secret rotates (or SWITCHBOARD_PREVIOUS_SECRETS, comma-separated).")
-    var previousSecretsFile: String?
+    @Option(help: "A file of previous gossip keys, one per line, still accepted while the cluster secret rotates (or SWITCHBOARD_PREVIOUS_GOSSIP_KEYS, comma-separated).")
+    var previousGossipKeysFile: String?
 
     @Option(help: "A node given by hand, id=host:port of its API (repeatable); used without gossip, e.g. in tests.")
     var backend: [String] = []
@@ -114,14 +118,17 @@ struct BalancerCommand: AsyncParsableCommand {
         // Gossip as an observer: the nodes and their API addresses come from the cluster.
         var member: Gossip?
         if let gossip {
-            guard let secret = try SecretInput.resolve(file: secretFile, variable: "SWITCHBOARD_SECRET", option: "--secret-file", logger: logger) else {
-                throw ValidationError("--gossip needs the cluster secret (--secret-file or SWITCHBOARD_SECRET)")
+            guard let gossipKey = try SecretInput.resolve(file: gossipKeyFile, variable: "SWITCHBOARD_GOSSIP_KEY", option: "--gossip-key-file", logger: logger)
+            else {
+                throw ValidationError("--gossip needs the cluster's gossip key (--gossip-key-file or SWITCHBOARD_GOSSIP_KEY; `switchboard gossip-key` prints it)")
             }
+            let previousKeys = try SecretInput.previous(
+                file: previousGossipKeysFile, variable: "SWITCHBOARD_PREVIOUS_GOSSIP_KEYS", option: "--previous-gossip-keys-file", logger: logger)
             let address = try HostPort(gossip, option: "--gossip")
             let seedList = (seeds ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
             let configuration = GossipConfiguration(
                 id: id, listen: address, seeds: seedList, metadata: Metadata(role: .balancer),
-                keyring: try Keyring(primary: secret, previous: try SecretInput.previousSecrets(file: previousSecretsFile, logger: logger)))
+                keyring: try Keyring(gossipKey: gossipKey, previousGossipKeys: previousKeys))
             member = try Gossip(configuration: configuration, logger: logger)
             try await member!.start()
         }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import SWIMShell
 
 /// Secrets come from a file or the environment, never from the command line, where `ps` and
 /// `/proc/<pid>/cmdline` show them to every user of the machine.
@@ -29,9 +30,14 @@ enum SecretInput {
     /// Previous secrets during a rotation: one per line of `file`, then the comma-separated
     /// `SWITCHBOARD_PREVIOUS_SECRETS`.
     static func previousSecrets(file: String?, logger: Logger?) throws -> [String] {
-        let fromFile = try resolve(file: file, variable: "", option: "--previous-secrets-file", logger: logger)
+        try previous(file: file, variable: "SWITCHBOARD_PREVIOUS_SECRETS", option: "--previous-secrets-file", logger: logger)
+    }
+
+    /// One value per line of `file`, then the comma-separated `variable`.
+    static func previous(file: String?, variable: String, option: String, logger: Logger?) throws -> [String] {
+        let fromFile = try resolve(file: file, variable: "", option: option, logger: logger)
             .map { $0.split(whereSeparator: \.isNewline).map(String.init) } ?? []
-        let fromEnvironment = (ProcessInfo.processInfo.environment["SWITCHBOARD_PREVIOUS_SECRETS"] ?? "").split(separator: ",").map(String.init)
+        let fromEnvironment = (ProcessInfo.processInfo.environment[variable] ?? "").split(separator: ",").map(String.init)
         return (fromFile + fromEnvironment).filter { !$0.isEmpty }
     }
 
@@ -41,5 +47,29 @@ enum SecretInput {
     static func restrictFiles(dataDirectory: String?) {
         umask(0o077)
         if let dataDirectory { chmod(dataDirectory, 0o700) }
+    }
+}
+
+/// `switchboard gossip-key`: the cluster's gossip key, derived from its secret, for the balancer.
+struct GossipKeyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gossip-key",
+        abstract: "Print the cluster's gossip key (derived from the cluster secret) for a balancer.",
+        discussion: """
+            A balancer observes the gossip and needs nothing more: give it this key, not the \
+            secret. The key seals gossip packets only; the secret cannot be recovered from it, and \
+            the peer link (joining, voting, appending) needs the secret.
+
+              switchboard gossip-key --secret-file cluster.secret > gossip.key && chmod 600 gossip.key
+            """)
+
+    @Option(help: "A file holding the cluster secret (or SWITCHBOARD_SECRET).")
+    var secretFile: String?
+
+    func run() throws {
+        guard let secret = try SecretInput.resolve(file: secretFile, variable: "SWITCHBOARD_SECRET", option: "--secret-file", logger: nil) else {
+            throw ValidationError("give the cluster secret: --secret-file or SWITCHBOARD_SECRET")
+        }
+        print(Keyring.gossipKey(fromSecret: secret))
     }
 }

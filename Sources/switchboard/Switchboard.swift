@@ -29,7 +29,7 @@ struct Switchboard: AsyncParsableCommand {
             The first start prints an admin token (only its hash is kept); pass it as \
             `Authorization: Bearer <token>` to the admin endpoints.
             """,
-        subcommands: [NodeCommand.self, ClusterCommand.self, BalancerCommand.self, SimulateCommand.self, BenchApplyCommand.self])
+        subcommands: [NodeCommand.self, ClusterCommand.self, BalancerCommand.self, GossipKeyCommand.self, SimulateCommand.self, BenchApplyCommand.self])
 }
 
 struct NodeCommand: AsyncParsableCommand {

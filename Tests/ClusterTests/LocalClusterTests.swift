@@ -1,5 +1,6 @@
 import ClusterFile
 import Foundation
+import SWIMShell
 import XCTest
 #if canImport(FoundationNetworking)
 import FoundationNetworking
@@ -88,6 +89,10 @@ final class LocalClusterTests: XCTestCase {
             id = "n1"
             api = "\(api)"
             peer = "127.0.0.1:\(ProcessCluster.freePort())"
+            gossip = "127.0.0.1:\(ProcessCluster.freePort())"
+            [balancer]
+            listen = "127.0.0.1:\(ProcessCluster.freePort())"
+            gossip = "127.0.0.1:\(ProcessCluster.freePort())"
             """.write(toFile: root + "/cluster.toml", atomically: true, encoding: .utf8)
         let cluster = try LocalCluster(file: root + "/cluster.toml", executable: binary)
         let member = try cluster.node("n1")
@@ -102,6 +107,21 @@ final class LocalClusterTests: XCTestCase {
         }
         XCTAssertEqual(try mode(root + "/data/cluster.secret"), 0o600)
         XCTAssertEqual(try mode(root + "/data/admin.token"), 0o600)
+
+        // The balancer gets the gossip key alone: not the secret, in no argument, file or variable.
+        let front = try cluster.node("balancer")
+        try cluster.start(front)
+        let balancerPid = try XCTUnwrap(cluster.runningPid(front))
+        defer { kill(balancerPid, SIGKILL); _ = Spawn.reap(balancerPid) }
+        let balancerArguments = try String(contentsOfFile: "/proc/\(balancerPid)/cmdline", encoding: .utf8).replacingOccurrences(of: "\0", with: " ")
+        XCTAssertFalse(balancerArguments.contains("cluster.secret") || balancerArguments.contains("the-cluster-secret-42"), balancerArguments)
+        XCTAssertTrue(balancerArguments.contains("--gossip-key-file"), balancerArguments)
+        let environment = try String(contentsOfFile: "/proc/\(balancerPid)/environ", encoding: .utf8)
+        XCTAssertFalse(environment.contains("the-cluster-secret-42"), "the balancer's environment holds no cluster secret")
+        let gossipKey = try String(contentsOfFile: root + "/data/gossip.key", encoding: .utf8).trimmingCharacters(in: .newlines)
+        XCTAssertEqual(gossipKey, Keyring.gossipKey(fromSecret: "the-cluster-secret-42"))
+        XCTAssertFalse(gossipKey.contains("the-cluster-secret-42"))
+        XCTAssertEqual(try mode(root + "/data/gossip.key"), 0o600)
 
         // The admin token in the file is the one the node takes.
         var answered = false

@@ -1,4 +1,5 @@
 import Foundation
+import SWIMShell
 import XCTest
 #if canImport(FoundationNetworking)
 import FoundationNetworking
@@ -206,13 +207,14 @@ final class BalancerProcess: @unchecked Sendable {
 
     var base: String { "http://127.0.0.1:\(port)" }
 
-    /// `secret` seals the balancer's gossip; it reaches the process in its environment.
+    /// The gossip key of `secret` seals the balancer's gossip (the balancer never holds the
+    /// secret); it reaches the process in its environment.
     init(cluster: ProcessCluster, arguments: [String], secret: String = ProcessCluster.secret) throws {
         let binary = try XCTUnwrap(ProcessCluster.binary)
         logPath = cluster.root + "/balancer.log"
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = ["balancer", "--listen", "127.0.0.1:\(port)", "--admin", "127.0.0.1:\(adminPort)"] + arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(["SWITCHBOARD_SECRET": secret]) { $1 }
+        process.environment = ProcessInfo.processInfo.environment.merging(["SWITCHBOARD_GOSSIP_KEY": Keyring.gossipKey(fromSecret: secret)]) { $1 }
         FileManager.default.createFile(atPath: logPath, contents: nil)
         process.standardError = FileHandle(forWritingAtPath: logPath)
         process.standardOutput = FileHandle.nullDevice
