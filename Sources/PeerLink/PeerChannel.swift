@@ -56,6 +56,10 @@ final class PeerSessionHandler: ChannelInboundHandler {
     /// inbound connection's slot among the unauthenticated ones).
     var settle: (() -> Void)?
     var deadline: Scheduled<Void>?
+    /// After authentication: keepalives out, and the check that the peer is still heard.
+    var keepalive: Scheduled<Void>?
+    var lastReadAt = NIODeadline.now()
+    var lastWriteAt = NIODeadline.now()
     var pending: [[UInt8]] = []
     var context: ChannelHandlerContext?
 
@@ -72,6 +76,7 @@ final class PeerSessionHandler: ChannelInboundHandler {
     func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
         deadline?.cancel()
+        keepalive?.cancel()
         settled()
     }
 
@@ -98,6 +103,7 @@ final class PeerSessionHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
+        lastReadAt = .now()
         do {
             switch frame.type {
             case PeerFrame.hello:
@@ -112,6 +118,7 @@ final class PeerSessionHandler: ChannelInboundHandler {
             case PeerFrame.proof:
                 try handshake.onProof(frame.body)
                 deadline?.cancel()
+                startKeepalive(context: context)
                 limit.bytesMax = PeerLink.frameBytesMax
                 settled()
                 events.authenticated(handshake.peerId ?? "?")
@@ -120,7 +127,8 @@ final class PeerSessionHandler: ChannelInboundHandler {
                 context.flush()
             case PeerFrame.data:
                 let payload = try handshake.open(frame.body)
-                events.received(payload, handshake.peerId ?? "?")
+                // An empty payload is a keepalive: it only proves the peer is there.
+                if !payload.isEmpty { events.received(payload, handshake.peerId ?? "?") }
             default:
                 throw PeerLinkError.protocolViolation("unknown frame type \(frame.type)")
             }
@@ -156,7 +164,34 @@ final class PeerSessionHandler: ChannelInboundHandler {
         }
     }
 
+    /// Every `keepaliveInterval`: a sealed empty frame when nothing else went out, and the
+    /// connection closed when nothing came in for `silenceMax`. A partition drops packets
+    /// without a reset; TCP alone would keep the connection for minutes and retransmit with
+    /// growing backoff after the network heals (7-9 s measured), so the link closes it and
+    /// reconnects instead.
+    private func startKeepalive(context: ChannelHandlerContext) {
+        lastReadAt = .now()
+        scheduleKeepalive(on: context.eventLoop)
+    }
+
+    private func scheduleKeepalive(on eventLoop: EventLoop) {
+        keepalive = eventLoop.assumeIsolated().scheduleTask(in: PeerLink.keepaliveInterval) { [self] in
+            guard let context = self.context else { return }
+            let now = NIODeadline.now()
+            if now - lastReadAt > PeerLink.silenceMax {
+                errorCaught(context: context, error: PeerLinkError.protocolViolation("nothing heard for \(PeerLink.silenceMax)"))
+                return
+            }
+            if now - lastWriteAt >= PeerLink.keepaliveInterval {
+                sendNow([], context: context)
+                context.flush()
+            }
+            scheduleKeepalive(on: context.eventLoop)
+        }
+    }
+
     private func write(_ frame: PeerFrame, context: ChannelHandlerContext) {
+        lastWriteAt = .now()
         var buffer = context.channel.allocator.buffer(capacity: frame.body.count + 5)
         frame.encoded(into: &buffer)
         context.write(wrapOutboundOut(buffer), promise: nil)

@@ -20,7 +20,13 @@ public final class PeerLink: Sendable {
     public static let unauthenticatedPerAddressMax = 8
     public static let unauthenticatedMax = 64
     public static let reconnectDelayMin = TimeAmount.milliseconds(50)
-    public static let reconnectDelayMax = TimeAmount.seconds(2)
+    /// Reconnects back off to at most this, so a member cut off by a partition is reached
+    /// again within about half a second of the network healing.
+    public static let reconnectDelayMax = TimeAmount.milliseconds(500)
+    /// An authenticated connection sends a keepalive when it sent nothing for this long...
+    public static let keepaliveInterval = TimeAmount.milliseconds(250)
+    /// ...and is closed (then reopened) when it heard nothing for this long.
+    public static let silenceMax = TimeAmount.seconds(1)
 
     public struct Counters: Sendable, Equatable {
         public var sent = 0, received = 0, dropped = 0, failures = 0, authenticated = 0

@@ -144,4 +144,41 @@ final class PeerLinkTests: XCTestCase {
         await sender.close()
         await receiver.close()
     }
+
+    /// A peer that goes silent without closing (a partition drops packets, a paused process
+    /// reads nothing) is given up within about a second, and the link reopens once it is back.
+    func testASilentPeerIsGivenUpWithinASecondAndReachedAgainOnceBack() async throws {
+        let receiverLoop = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let inbox = Inbox()
+        let receiver = PeerLink(localId: "n2", secret: "cluster secret", group: receiverLoop, logger: logger) { inbox.add($0, $1) }
+        let sender = PeerLink(localId: "n1", secret: "cluster secret", logger: logger) { _, _ in }
+        let port = try await receiver.listen(host: "127.0.0.1", port: 0)
+        func heartbeat(_ round: UInt64) -> Message { Message(from: "n1", to: "n2", term: 1, kind: .heartbeat(commit: 1, round: round)) }
+        sender.send(RaftCodec.encode(heartbeat(1)), to: "n2", host: "127.0.0.1", port: port)
+        try await waitUntil { inbox.all.count == 1 }
+        XCTAssertEqual(sender.counters.failures, 0)
+
+        // The receiver's only event loop stops for 2.5 s: it sends and reads nothing, and its
+        // connections stay open, as a partitioned member's do.
+        let silentFrom = ContinuousClock.now
+        receiverLoop.next().execute { Thread.sleep(forTimeInterval: 2.5) }
+        try await waitUntil(3) { sender.counters.failures >= 1 }
+        let noticed = ContinuousClock.now - silentFrom
+        XCTAssertGreaterThanOrEqual(sender.counters.failures, 1, "the sender gives up the silent connection")
+        XCTAssertLessThan(noticed, .milliseconds(1800), "within silenceMax (\(PeerLink.silenceMax)) and a keepalive tick, not after \(noticed)")
+
+        // Back: a message sent after the receiver resumes arrives over a new connection.
+        try await Task.sleep(for: .milliseconds(2600))
+        var round: UInt64 = 2
+        let deadline = ContinuousClock.now + .seconds(3)
+        while !inbox.all.contains(where: { $0.1.kind == heartbeat(round).kind }), ContinuousClock.now < deadline {
+            round += 1
+            sender.send(RaftCodec.encode(heartbeat(round)), to: "n2", host: "127.0.0.1", port: port)
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        XCTAssertTrue(inbox.all.contains(where: { $0.1.kind == heartbeat(round).kind }), "messages flow again once the peer is back")
+        await sender.close()
+        await receiver.close()
+        try await receiverLoop.shutdownGracefully()
+    }
 }
