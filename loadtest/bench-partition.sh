@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # A real partition: three members, each in its own network namespace on a bridge, and n3 cut
-# off (every packet dropped by iptables inside its namespace, nothing refused) for 5 s while
+# off (every packet dropped by iptables inside its namespace, nothing refused) for a while
 # writes go on through the others. Then the network heals; prints how long n3 takes to follow
 # the leader again: ready, and applied as far as the leader had committed at the heal.
 #
-#   loadtest/bench-partition.sh [switchboard binary, default the release build] [rounds, default 3]
+#   loadtest/bench-partition.sh [switchboard binary, default the release build] [rounds, default 3] [seconds cut off, default 5]
 #
 # Needs root (ip netns, a bridge, iptables) and the iptables package; uses 10.77.0.0/24 and
 # namespaces sbp1-sbp3, removed at the end.
@@ -12,12 +12,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 binary="${1:-.build/release/switchboard}"
 rounds="${2:-3}"
+cut="${3:-5}"
 root="$(mktemp -d /tmp/switchboard-partition.XXXXXX)"
 
 cleanup() {
+  for i in 1 2 3; do ip netns pids "sbp$i" 2>/dev/null | xargs -r kill -9 2>/dev/null || true; done
+  sleep 0.5  # a namespace goes once its last process has exited
   for i in 1 2 3; do
-    ip netns pids "sbp$i" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
     ip netns del "sbp$i" 2>/dev/null || true
+    ip link del "sbv$i" 2>/dev/null || true
   done
   ip link del sbbr0 2>/dev/null || true
   rm -rf "$root"
@@ -58,12 +61,12 @@ for _ in $(seq 1 300); do
   sleep 0.1
 done
 [ "${voters:-0}" = 3 ] || { echo "the cluster did not form; logs in $root" >&2; trap - EXIT; exit 1; }
-echo "3 members on 10.77.0.1-3 (network namespaces sbp1-sbp3); n3 cut off for 5 s per round, writes through the others"
+echo "3 members on 10.77.0.1-3 (network namespaces sbp1-sbp3); n3 cut off for $cut s per round, writes through the others"
 
 for round in $(seq 1 "$rounds"); do
   ip netns exec sbp3 iptables -I INPUT -j DROP
   ip netns exec sbp3 iptables -I OUTPUT -j DROP
-  for n in $(seq 1 50); do
+  for n in $(seq 1 $((cut * 10))); do
     curl -sf -m 2 -X POST -H "$admin" "http://10.77.0.1:8081/v1/contacts" -d "{\"name\":\"round $round contact $n\"}" >/dev/null || true
     sleep 0.1
   done

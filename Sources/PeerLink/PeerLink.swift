@@ -20,9 +20,12 @@ public final class PeerLink: Sendable {
     public static let unauthenticatedPerAddressMax = 8
     public static let unauthenticatedMax = 64
     public static let reconnectDelayMin = TimeAmount.milliseconds(50)
-    /// Reconnects back off to at most this, so a member cut off by a partition is reached
-    /// again within about half a second of the network healing.
-    public static let reconnectDelayMax = TimeAmount.milliseconds(500)
+    /// Reconnects back off to at most this, and a connect that has no answer within
+    /// `connectTimeout` is given up, so a member cut off by a partition (its SYNs dropped) is
+    /// tried every 0.75 s at most and reached again within about that of the network healing.
+    /// The timeout must exceed the members' round trip (0.5 s: across continents is ~0.3 s).
+    public static let reconnectDelayMax = TimeAmount.milliseconds(250)
+    public static let connectTimeout = TimeAmount.milliseconds(500)
     /// An authenticated connection sends a keepalive when it sent nothing for this long...
     public static let keepaliveInterval = TimeAmount.milliseconds(250)
     /// ...and is closed (then reopened) when it heard nothing for this long.
@@ -212,7 +215,7 @@ public final class PeerLink: Sendable {
     private func connect(to peer: String, host: String, port: Int, expecting: String?) {
         let future = ClientBootstrap(group: group)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
-            .connectTimeout(.seconds(1))
+            .connectTimeout(Self.connectTimeout)
             .channelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
                     let (decoder, session) = handlers(expecting: expecting)
