@@ -96,6 +96,7 @@ final class PeerSessionHandler: ChannelInboundHandler {
         body.writeInteger(UInt16(handshake.localId.utf8.count))
         body.writeString(handshake.localId)
         body.writeBytes(handshake.hello.nonce)
+        body.writeInteger(PeerLink.protocolVersion)
         write(PeerFrame(type: PeerFrame.hello, body: Array(buffer: body)), context: context)
         context.flush()
         context.fireChannelActive()
@@ -109,8 +110,14 @@ final class PeerSessionHandler: ChannelInboundHandler {
             case PeerFrame.hello:
                 var body = ByteBuffer(bytes: frame.body)
                 guard let idLength = body.readInteger(as: UInt16.self), let id = body.readString(length: Int(idLength)),
-                      let nonce = body.readBytes(length: PeerHandshake.nonceBytes), body.readableBytes == 0
+                      let nonce = body.readBytes(length: PeerHandshake.nonceBytes)
                 else { throw PeerLinkError.protocolViolation("malformed hello") }
+                // The hello's version, then fields a later version may add (ignored here). A
+                // member speaks the lowest version both announce; this one speaks only its own.
+                guard let version = body.readInteger(as: UInt8.self), version >= PeerLink.protocolVersion else {
+                    throw PeerLinkError.protocolViolation(
+                        "'\(id)' speaks an older peer link (version 1, frames in clear); this member speaks \(PeerLink.protocolVersion): upgrade it")
+                }
                 if let expectedPeer, expectedPeer != id { throw PeerLinkError.protocolViolation("expected '\(expectedPeer)', '\(id)' answered") }
                 let proof = try handshake.onHello(id: id, nonce: nonce)
                 write(PeerFrame(type: PeerFrame.proof, body: proof), context: context)

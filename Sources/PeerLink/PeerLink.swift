@@ -8,6 +8,10 @@ import NIOPosix
 /// other members open to us, and one outbound connection per member we send to, reopened with
 /// exponential backoff. Sends are best effort and never block: Raft tolerates loss.
 public final class PeerLink: Sendable {
+    /// The peer link's version, announced in every hello (2: AES-256-GCM frames, keepalives).
+    /// A hello may carry more bytes after it; this version ignores them, so a later version can
+    /// add fields and still be understood.
+    public static let protocolVersion: UInt8 = 2
     /// Largest frame from a peer that has proved itself (a snapshot chunk, a batch of entries).
     public static let frameBytesMax = 32 << 20
     /// Largest frame before that: a hello (member id and nonce) or a proof. A connection that

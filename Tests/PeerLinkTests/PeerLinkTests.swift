@@ -181,4 +181,60 @@ final class PeerLinkTests: XCTestCase {
         await receiver.close()
         try await receiverLoop.shutdownGracefully()
     }
+
+    /// Frames the peer port sent back within `seconds` to a raw client that wrote `bytes`: their
+    /// types, in order (a blocking socket with a receive timeout).
+    func framesAnswering(_ bytes: [UInt8], port: Int, seconds: Int = 1) -> [UInt8] {
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(descriptor) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = UInt16(port).bigEndian
+        let connected = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        guard connected == 0 else { return [] }
+        var timeout = timeval(tv_sec: seconds, tv_usec: 0)
+        setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        _ = bytes.withUnsafeBytes { send(descriptor, $0.baseAddress, $0.count, 0) }
+        var received: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = buffer.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, $0.count, 0) }
+            if count <= 0 { break }
+            received += buffer[0..<count]
+        }
+        var types: [UInt8] = []
+        var offset = 0
+        while received.count - offset >= 5 {
+            let length = Int(received[offset]) << 24 | Int(received[offset + 1]) << 16 | Int(received[offset + 2]) << 8 | Int(received[offset + 3])
+            types.append(received[offset + 4])
+            offset += 4 + length
+        }
+        return types
+    }
+
+    func hello(id: String, version: UInt8?, extra: [UInt8] = []) -> [UInt8] {
+        var body: [UInt8] = [UInt8(id.utf8.count >> 8), UInt8(id.utf8.count & 0xFF)] + Array(id.utf8) + [UInt8](repeating: 7, count: PeerHandshake.nonceBytes)
+        if let version { body.append(version) }
+        body += extra
+        let length = UInt32(body.count + 1)
+        return [UInt8(length >> 24), UInt8(length >> 16 & 0xFF), UInt8(length >> 8 & 0xFF), UInt8(length & 0xFF), 1] + body
+    }
+
+    /// The hello says which peer link a member speaks: an older member is told so (not "wrong
+    /// secret"), and a newer one's extra hello fields do not stop the handshake.
+    func testTheHelloCarriesTheLinkVersionAndLaterFieldsAreIgnored() async throws {
+        let receiver = PeerLink(localId: "n2", secret: "cluster secret", logger: logger) { _, _ in }
+        let port = try await receiver.listen(host: "127.0.0.1", port: 0)
+        // A newer member: version 3 and fields this version does not know. It gets our hello
+        // and our proof of the secret.
+        XCTAssertEqual(framesAnswering(hello(id: "n7", version: 3, extra: [1, 2, 3, 4, 5]), port: port), [1, 2], "hello, then proof")
+        XCTAssertEqual(receiver.counters.failures, 0)
+        // A member of the first link (no version): hello, then closed, counted.
+        XCTAssertEqual(framesAnswering(hello(id: "n8", version: nil), port: port), [1], "our hello, then the connection closes")
+        try await waitUntil { receiver.counters.failures >= 1 }
+        XCTAssertEqual(receiver.counters.failures, 1)
+        XCTAssertEqual(framesAnswering(hello(id: "n9", version: 1), port: port), [1])
+        await receiver.close()
+    }
 }
