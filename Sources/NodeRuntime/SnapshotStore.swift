@@ -210,7 +210,7 @@ final class SnapshotStore: Sendable {
         defer { try? handle.close() }
         var hasher = SHA256()
         while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty { hasher.update(data: chunk) }
-        return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+        return Secrets.hex(Array(hasher.finalize()))
     }
 
     /// fsync of a file, so its bytes are on disk before a rename makes it visible.

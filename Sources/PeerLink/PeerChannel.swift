@@ -125,7 +125,7 @@ final class PeerSessionHandler: ChannelInboundHandler {
             case PeerFrame.proof:
                 try handshake.onProof(frame.body)
                 deadline?.cancel()
-                startKeepalive(context: context)
+                scheduleKeepalive(on: context.eventLoop)
                 limit.bytesMax = PeerLink.frameBytesMax
                 settled()
                 events.authenticated(handshake.peerId ?? "?")
@@ -176,11 +176,6 @@ final class PeerSessionHandler: ChannelInboundHandler {
     /// without a reset; TCP alone would keep the connection for minutes and retransmit with
     /// growing backoff after the network heals (7-9 s measured), so the link closes it and
     /// reconnects instead.
-    private func startKeepalive(context: ChannelHandlerContext) {
-        lastReadAt = .now()
-        scheduleKeepalive(on: context.eventLoop)
-    }
-
     private func scheduleKeepalive(on eventLoop: EventLoop) {
         keepalive = eventLoop.assumeIsolated().scheduleTask(in: PeerLink.keepaliveInterval) { [self] in
             guard let context = self.context else { return }

@@ -9,22 +9,26 @@ enum SecretInput {
     /// The secret in `file` (its content, trailing newlines trimmed), else the environment
     /// variable `variable`, else nil. A file others may read is used, with a warning.
     static func resolve(file: String?, variable: String, option: String, logger: Logger?) throws -> String? {
-        if let file {
-            guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
-                throw ValidationError("\(option): cannot read \(file)")
-            }
-            let secret = text.trimmingCharacters(in: .newlines)
-            guard !secret.isEmpty else { throw ValidationError("\(option): \(file) is empty") }
-            var status = stat()
-            if stat(file, &status) == 0, status.st_mode & 0o077 != 0 {
-                logger?.warning(
-                    "a secret file is readable by others than its owner; `chmod 600` it",
-                    metadata: ["file": "\(file)", "file.mode": "\(String(status.st_mode & 0o777, radix: 8))"])
-            }
-            return secret
-        }
+        if let file { return try read(file, option: option, logger: logger) }
         let value = ProcessInfo.processInfo.environment[variable]
         return value?.isEmpty == false ? value : nil
+    }
+
+    /// A secret file's content, trailing newlines trimmed; a file others may read is used,
+    /// with a warning.
+    static func read(_ file: String, option: String, logger: Logger?) throws -> String {
+        guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+            throw ValidationError("\(option): cannot read \(file)")
+        }
+        let secret = text.trimmingCharacters(in: .newlines)
+        guard !secret.isEmpty else { throw ValidationError("\(option): \(file) is empty") }
+        var status = stat()
+        if stat(file, &status) == 0, status.st_mode & 0o077 != 0 {
+            logger?.warning(
+                "a secret file is readable by others than its owner; `chmod 600` it",
+                metadata: ["file": "\(file)", "file.mode": "\(String(status.st_mode & 0o777, radix: 8))"])
+        }
+        return secret
     }
 
     /// Previous secrets during a rotation: one per line of `file`, then the comma-separated
@@ -35,8 +39,7 @@ enum SecretInput {
 
     /// One value per line of `file`, then the comma-separated `variable`.
     static func previous(file: String?, variable: String, option: String, logger: Logger?) throws -> [String] {
-        let fromFile = try resolve(file: file, variable: "", option: option, logger: logger)
-            .map { $0.split(whereSeparator: \.isNewline).map(String.init) } ?? []
+        let fromFile = try file.map { try read($0, option: option, logger: logger).split(whereSeparator: \.isNewline).map(String.init) } ?? []
         let fromEnvironment = (ProcessInfo.processInfo.environment[variable] ?? "").split(separator: ",").map(String.init)
         return (fromFile + fromEnvironment).filter { !$0.isEmpty }
     }
