@@ -4,7 +4,8 @@ import PackageDescription
 // Module layout (see ../shared/DESIGN.md and each module's DESIGN.md):
 //   cores (pure, deterministic): Wire, ContactCenter, RaftCore, SWIMCore
 //   test support:                ClusterTestKit (seeded simulator)
-//   edges (I/O):                 Storage, NodeRuntime, AgentAPI
+//   edges (I/O):                 Storage, NodeRuntime, AgentAPI, PeerLink, SWIMShell, Balancer,
+//                                ServerTLS, ClusterFile
 //   executables (wiring only):   switchboard, switchboard-loadtest (on LoadTestCore)
 let package = Package(
     name: "switchboard",
@@ -26,6 +27,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
+        .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
     ],
     targets: [
         // Pure: length-prefixed binary encoding primitives, checksums, the Raft message codec.
@@ -80,8 +85,9 @@ let package = Package(
         .target(
             name: "Balancer",
             dependencies: [
-                "BalancerCore", "SWIMCore", "SWIMShell", "Wire",
+                "BalancerCore", "SWIMCore", "SWIMShell", "Wire", "ServerTLS",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -100,6 +106,21 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ], exclude: ["DESIGN.md"]
         ),
+        // Edge: TLS for the client-facing listeners (reloaded certificate files), clients' trust,
+        // and the local CA of `cluster up` with `tls = true`.
+        .target(
+            name: "ServerTLS",
+            dependencies: [
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOCertificateReloading", package: "swift-nio-extras"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ], exclude: ["DESIGN.md"]
+        ),
         // Edge: HTTP + WebSocket API (Hummingbird).
         .target(
             name: "AgentAPI",
@@ -108,6 +129,7 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -116,8 +138,9 @@ let package = Package(
         .executableTarget(
             name: "switchboard",
             dependencies: [
-                "AgentAPI", "NodeRuntime", "Storage", "ClusterTestKit", "SWIMCore", "SWIMShell", "Balancer", "BalancerCore", "ClusterFile",
+                "AgentAPI", "NodeRuntime", "Storage", "ClusterTestKit", "SWIMCore", "SWIMShell", "Balancer", "BalancerCore", "ClusterFile", "ServerTLS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -127,7 +150,10 @@ let package = Package(
             ]
         ),
         // Edge: a cluster file and the local processes it describes (switchboard cluster, loadtest --spawn).
-        .target(name: "ClusterFile", dependencies: ["SWIMShell"], exclude: ["DESIGN.md"]),
+        .target(
+            name: "ClusterFile",
+            dependencies: ["SWIMShell", "ServerTLS", "Wire", .product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "NIOCore", package: "swift-nio")],
+            exclude: ["DESIGN.md"]),
         // Pure: the load tester's thresholds, summary, arrivals, integrity ledger and recorder.
         .target(
             name: "LoadTestCore", dependencies: ["RaftCore", .product(name: "Histogram", package: "hdrhistogram-swift")],
@@ -136,8 +162,9 @@ let package = Package(
         .executableTarget(
             name: "switchboard-loadtest",
             dependencies: [
-                "LoadTestCore", "ClusterFile", "RaftCore", "Wire",
+                "LoadTestCore", "ClusterFile", "RaftCore", "Wire", "ServerTLS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -156,8 +183,12 @@ let package = Package(
         .testTarget(
             name: "ClusterTests",
             dependencies: [
-                "NodeRuntime", "PeerLink", "RaftCore", "Storage", "Wire", "ContactCenter", "ClusterFile", "SWIMShell",
+                "NodeRuntime", "PeerLink", "RaftCore", "Storage", "Wire", "ContactCenter", "ClusterFile", "SWIMShell", "ServerTLS",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "X509", package: "swift-certificates"),
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
                 .product(name: "Logging", package: "swift-log"),
             ]),

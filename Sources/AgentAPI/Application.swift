@@ -1,4 +1,6 @@
 import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
 import HummingbirdWebSocket
 import Logging
 import NIOCore
@@ -10,16 +12,18 @@ extension API {
     public static let connectionIdleMax: TimeAmount = .seconds(75)
 
     /// The node's HTTP + WebSocket server as a `Service` (Hummingbird `Application`).
-    /// WebSockets are pinged every 30 s and closed when the peer stops answering.
-    public func application(host: String, port: Int, metrics: APIMetrics) -> some ApplicationProtocol {
+    /// WebSockets are pinged every 30 s and closed when the peer stops answering. With `tls`,
+    /// HTTPS and WSS only (the certificate comes from `ServerTLS.CertificateFiles`).
+    public func application(host: String, port: Int, metrics: APIMetrics, tls: TLSConfiguration? = nil) throws -> some ApplicationProtocol {
         let router = router(metrics: metrics)
+        let plain: HTTPServerBuilder = .http1WebSocketUpgrade(
+            webSocketRouter: router,
+            configuration: .init(
+                http1: .init(idleTimeout: API.connectionIdleMax),
+                ws: .init(maxFrameSize: API.inboundMessageBytesMax, autoPing: .enabled(timePeriod: .seconds(30)))))
         return Application(
             router: router,
-            server: .http1WebSocketUpgrade(
-                webSocketRouter: router,
-                configuration: .init(
-                    http1: .init(idleTimeout: API.connectionIdleMax),
-                    ws: .init(maxFrameSize: API.inboundMessageBytesMax, autoPing: .enabled(timePeriod: .seconds(30))))),
+            server: try tls.map { try .tls(plain, tlsConfiguration: $0) } ?? plain,
             configuration: .init(address: .hostname(host, port: port), serverName: "switchboard", backlog: API.listenBacklog),
             logger: logger)
     }

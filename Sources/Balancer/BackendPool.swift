@@ -1,6 +1,7 @@
 import NIOCore
 import BalancerCore
 import NIOPosix
+import NIOSSL
 import Wire
 
 struct BackendUnavailable: Error, CustomStringConvertible {
@@ -237,8 +238,13 @@ final class BackendPool {
         return idle.count - 1
     }
 
-    init(eventLoop: EventLoop) {
+    /// TLS toward the nodes (`--backend-ca`): every connection, health checks included,
+    /// is HTTPS and the node's certificate must chain to the CA and name its address.
+    let tls: NIOSSLContext?
+
+    init(eventLoop: EventLoop, tls: NIOSSLContext? = nil) {
         self.eventLoop = eventLoop
+        self.tls = tls
     }
 
     private var unflushed: [Channel] = []
@@ -293,8 +299,9 @@ final class BackendPool {
         return ClientBootstrap(group: eventLoop)
             .connectTimeout(Self.connectTimeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
-            .channelInitializer { channel in
+            .channelInitializer { [tls] channel in
                 channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addBackendTLS(tls, host: target.host)
                     try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: Self.answerTimeout))
                     try channel.pipeline.syncOperations.addHandler(BackendResponseHandler())
                 }
@@ -376,6 +383,17 @@ private final class HealthCheck: BackendExchange {
 
     func backendFailed(_ error: Error) {
         promise.fail(error)
+    }
+}
+
+extension ChannelPipeline.SynchronousOperations {
+    /// With `context`, TLS first in the pipeline: every byte the proxy writes is encrypted and
+    /// every byte it reads was decrypted. A name is sent for SNI and checked; an IP literal is
+    /// checked against the certificate's IP addresses.
+    func addBackendTLS(_ context: NIOSSLContext?, host: String) throws {
+        guard let context else { return }
+        let isAddress = (try? SocketAddress(ipAddress: host, port: 0)) != nil
+        try addHandler(NIOSSLClientHandler(context: context, serverHostname: isAddress ? nil : host))
     }
 }
 

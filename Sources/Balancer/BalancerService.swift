@@ -4,6 +4,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import SWIMCore
 import SWIMShell
 import Wire
@@ -18,15 +19,21 @@ public final class BalancerService: Service, Sendable {
     let group: EventLoopGroup
     let logger: Logger
     let timeouts: ClientTimeouts
+    /// Clients' TLS (`--tls-cert`/`--tls-key`): the listener speaks HTTPS and WSS only.
+    let clientTLS: NIOSSLContext?
+    /// TLS toward the nodes (`--backend-ca`).
+    let backendTLS: NIOSSLContext?
     private let pools: NIOLockedValueBox<[ObjectIdentifier: NIOLoopBound<BackendPool>]> = NIOLockedValueBox([:])
     private let rosters: NIOLockedValueBox<[ObjectIdentifier: NIOLoopBound<SocketRoster>]> = NIOLockedValueBox([:])
     private let server = NIOLockedValueBox<Channel?>(nil)
 
     public init(
         policy: Policy, listen: HostPort, gossip: Gossip?, group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-        timeouts: ClientTimeouts = ClientTimeouts(), logger: Logger
+        timeouts: ClientTimeouts = ClientTimeouts(), clientTLS: NIOSSLContext? = nil, backendTLS: NIOSSLContext? = nil, logger: Logger
     ) {
         self.policy = policy
+        self.clientTLS = clientTLS
+        self.backendTLS = backendTLS
         self.timeouts = timeouts
         self.listen = listen
         self.gossip = gossip
@@ -39,7 +46,7 @@ public final class BalancerService: Service, Sendable {
         let key = ObjectIdentifier(eventLoop)
         return pools.withLockedValue { pools in
             if let pool = pools[key] { return pool.value }
-            let pool = BackendPool(eventLoop: eventLoop)
+            let pool = BackendPool(eventLoop: eventLoop, tls: backendTLS)
             pools[key] = NIOLoopBound(pool, eventLoop: eventLoop)
             return pool
         }
@@ -85,6 +92,7 @@ public final class BalancerService: Service, Sendable {
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let clientTLS { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: clientTLS)) }
                     try channel.pipeline.syncOperations.addHandler(ClientGuard(timeouts: timeouts), name: ClientGuard.name)
                     try channel.pipeline.syncOperations.addHandler(
                         ProxyHandler(policy: policy, pool: pool(on: channel.eventLoop), roster: roster(on: channel.eventLoop), logger: logger), name: ProxyHandler.name)
@@ -93,7 +101,7 @@ public final class BalancerService: Service, Sendable {
             .bind(host: listen.host, port: listen.port).get()
         server.withLockedValue { $0 = channel }
         let port = channel.localAddress?.port ?? listen.port
-        logger.info("balancer listening", metadata: ["balancer.address": "\(listen.host):\(port)"])
+        logger.info("balancer listening", metadata: ["balancer.address": "\(clientTLS == nil ? "http" : "https")://\(listen.host):\(port)"])
         return port
     }
 

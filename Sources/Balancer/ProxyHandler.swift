@@ -477,7 +477,7 @@ final class ProxyHandler: ChannelInboundHandler, BackendExchange {
         let leftover = inbound  // frames a client sent right behind its upgrade
         inbound = ByteBuffer()
         let client = context.channel
-        WebSocketPassThrough.connect(client: client, policy: policy, request: request).assumeIsolated().whenComplete { [self] result in
+        WebSocketPassThrough.connect(client: client, policy: policy, request: request, tls: pool.tls).assumeIsolated().whenComplete { [self] result in
             switch result {
             case .success(let opened):
                 let backend = opened.backend

@@ -2,6 +2,7 @@ import BalancerCore
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import Wire
 
 /// WebSocket upgrades through the balancer: the node with the fewest open sockets is chosen, the
@@ -30,7 +31,7 @@ enum WebSocketPassThrough {
     /// never be left without an answer (one that keeps half-closed sockets would wait forever).
     /// On success: the backend channel (its `BackendSplice` holds what followed the `101`), the
     /// node's id, and the node's `101` head.
-    static func connect(client: Channel, policy: Policy, request: ByteBuffer, excluding: [String] = [])
+    static func connect(client: Channel, policy: Policy, request: ByteBuffer, tls: NIOSSLContext?, excluding: [String] = [])
         -> EventLoopFuture<(backend: Channel, id: String, answer: ByteBuffer)>
     {
         let eventLoop = client.eventLoop
@@ -45,7 +46,12 @@ enum WebSocketPassThrough {
         return ClientBootstrap(group: eventLoop)
             .connectTimeout(BackendPool.connectTimeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
-            .channelInitializer { backend in backend.eventLoop.makeCompletedFuture { try backend.pipeline.syncOperations.addHandler(splice) } }
+            .channelInitializer { backend in
+                backend.eventLoop.makeCompletedFuture {
+                    try backend.pipeline.syncOperations.addBackendTLS(tls, host: target.host)
+                    try backend.pipeline.syncOperations.addHandler(splice)
+                }
+            }
             .connect(target)
             .flatMapError { error in
                 // The socket counted on this node never opened: uncount it (an opened one is
@@ -73,7 +79,7 @@ enum WebSocketPassThrough {
                     policy.failed(id: choice.backend, reason: "websocket upgrade: \(error)", unreachable: error is BackendUnreachable)
                 }
                 if excluding.isEmpty, client.isActive {
-                    return connect(client: client, policy: policy, request: request, excluding: [choice.backend])
+                    return connect(client: client, policy: policy, request: request, tls: tls, excluding: [choice.backend])
                 }
                 if error is UpgradeRefused { return eventLoop.makeFailedFuture(error) }
                 return eventLoop.makeFailedFuture(BackendUnavailable(description: "websocket upgrade: \(error)"))

@@ -1,8 +1,10 @@
+import AsyncHTTPClient
 import Foundation
+import NIOCore
+import Wire
 import SWIMShell
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
+import ServerTLS
+import Synchronization
 
 /// A cluster file's mistake, said plainly (`switchboard cluster` and `switchboard-loadtest
 /// --spawn` print it).
@@ -38,6 +40,14 @@ public struct LocalCluster: Sendable {
     /// `logins_per_address` of `[cluster]`: `--logins-per-address` of the nodes; unset, their
     /// default (10 a second). Raised for load runs, where one address stands for every agent.
     public var loginsPerAddress: Double?
+    /// `tls = true` in `[cluster]`: the members' APIs and the balancer speak HTTPS and WSS only,
+    /// with certificates from a local CA kept in `<data>/tls` (`LocalCA`).
+    public var tls = false
+
+    /// `https` with `tls = true`, else `http`.
+    public var scheme: String { tls ? "https" : "http" }
+    /// The local CA's certificate, which clients trust (`curl --cacert`, the load tester).
+    public var caCertificatePath: String? { tls ? dataRoot + "/tls/ca.pem" : nil }
 
     /// The `switchboard` executable the nodes and the balancer run.
     public let executable: String
@@ -66,6 +76,10 @@ public struct LocalCluster: Sendable {
                         throw LocalClusterError("\(file): logins_per_address must be a number of logins a second from 0.1 to 100000, got \(rate)")
                     }
                     loginsPerAddress = value
+                }
+                if let value = values["tls"] {
+                    guard value == "true" || value == "false" else { throw LocalClusterError("\(file): tls must be true or false, got \(value)") }
+                    tls = value == "true"
                 }
                 if values["password_rounds"] != nil {
                     throw LocalClusterError("\(file): password_rounds (PBKDF2) is gone: passwords are hashed with Argon2id; set password_memory_kib instead")
@@ -150,6 +164,13 @@ public struct LocalCluster: Sendable {
             let seeds = nodes.compactMap(\.gossip).filter { $0 != gossip }
             if !seeds.isEmpty { arguments += ["--seeds", seeds.joined(separator: ",")] }
         }
+        if tls {
+            // Certificates from the cluster's local CA, naming the address the member serves on.
+            let ca = try LocalCA(directory: dataRoot + "/tls")
+            try ca.ensureCertificate(member: node.id, hosts: [HostPort(node.api)?.host].compactMap { $0 })
+            arguments += ["--tls-cert", ca.certificatePath(node.id), "--tls-key", ca.keyPath(node.id)]
+            if node.isBalancer { arguments += ["--backend-ca", ca.caCertificatePath] }
+        }
         if !node.isBalancer, let passwordMemoryKiB { arguments += ["--password-memory-kib", "\(passwordMemoryKiB)"] }
         if !node.isBalancer, let loginsPerAddress { arguments += ["--logins-per-address", "\(loginsPerAddress)"] }
         if !node.isBalancer, !FileManager.default.fileExists(atPath: directory + "/raft-snapshot") {
@@ -160,8 +181,8 @@ public struct LocalCluster: Sendable {
         try "\(pid)\n".write(toFile: directory + "/pid", atomically: true, encoding: .utf8)
         print(
             node.isBalancer
-                ? "started balancer (pid \(pid)): http://\(node.api), gossip \(node.gossip ?? "-")"
-                : "started \(node.id) (pid \(pid)): api http://\(node.api), peer \(node.peer)\(node.gossip.map { ", gossip \($0)" } ?? "")")
+                ? "started balancer (pid \(pid)): \(scheme)://\(node.api), gossip \(node.gossip ?? "-")"
+                : "started \(node.id) (pid \(pid)): api \(scheme)://\(node.api), peer \(node.peer)\(node.gossip.map { ", gossip \($0)" } ?? "")")
     }
 
     /// Writes `value` to `<data>/<name>`, readable and writable by its owner only (0600), and
@@ -216,17 +237,35 @@ public struct LocalCluster: Sendable {
 
     public func clusterView() async -> [String: Any]? {
         for node in nodes {
-            if let view = await get("http://\(node.api)/v1/cluster", admin: true) { return view }
+            if let view = await get("\(scheme)://\(node.api)/v1/cluster", admin: true) { return view }
         }
         return nil
     }
 
+    /// `GET url` (2 s at most), its JSON answer; nil when unreachable or not JSON.
     public func get(_ url: String, admin: Bool) async -> [String: Any]? {
-        guard let url = URL(string: url) else { return nil }
-        var request = URLRequest(url: url, timeoutInterval: 2)
-        if admin { request.setValue("Bearer \(adminToken)", forHTTPHeaderField: "Authorization") }
-        guard let (data, _) = try? await URLSession.shared.data(for: request) else { return nil }
-        return (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
+        var request = HTTPClientRequest(url: url)
+        if admin { request.headers.add(name: "Authorization", value: "Bearer \(adminToken)") }
+        guard let client = try? Self.client(trusting: caCertificatePath),
+            let response = try? await client.execute(request, timeout: .seconds(2)),
+            let body = try? await response.body.collect(upTo: 4 << 20)
+        else { return nil }
+        return (try? JSONSerialization.jsonObject(with: Data(body.readableBytesView))) as? [String: Any]
+    }
+
+    /// One HTTP client per CA file for the life of the process (they are few and long-lived).
+    private static let clients = Mutex<[String: HTTPClient]>([:])
+
+    static func client(trusting caPath: String?) throws -> HTTPClient {
+        guard let caPath else { return HTTPClient.shared }
+        return try clients.withLock { clients in
+            if let client = clients[caPath] { return client }
+            var configuration = HTTPClient.Configuration()
+            configuration.tlsConfiguration = try ClientTrust.configuration(trustingCA: caPath)
+            let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+            clients[caPath] = client
+            return client
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 /// One agent's events WebSocket, as cheap as the load tester can make it: one channel handler
 /// that writes the upgrade request, reads the `101`, and then reads and writes RFC 6455 frames
@@ -59,7 +60,7 @@ final class EventsSocket: Sendable {
     /// and succeeds once the server's `101` arrived. Each text message goes to `onText` on the
     /// socket's event loop, in order.
     static func open(
-        address: SocketAddress, host: String, uri: String, maxMessageBytes: Int, connectTimeout: TimeAmount, handshakeTimeout: TimeAmount,
+        address: SocketAddress, host: String, tls: (context: NIOSSLContext, serverName: String?)? = nil, uri: String, maxMessageBytes: Int, connectTimeout: TimeAmount, handshakeTimeout: TimeAmount,
         onText: @escaping @Sendable (String) -> Void
     ) -> EventLoopFuture<EventsSocket> {
         let eventLoop = MultiThreadedEventLoopGroup.singleton.next()
@@ -70,6 +71,9 @@ final class EventsSocket: Sendable {
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tls {
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: tls.context, serverHostname: tls.serverName))
+                    }
                     try channel.pipeline.syncOperations.addHandler(
                         EventsSocketHandler(host: host, uri: uri, maxMessageBytes: maxMessageBytes, opened: opened, closed: closed, onText: onText))
                 }

@@ -33,6 +33,9 @@ struct LoadTestCommand: AsyncParsableCommand {
     @Option(help: "The balancer's (or a node's) URL of a running cluster.")
     var target: String?
 
+    @Option(help: "PEM file of the CA to trust for an https --target (with --spawn of a cluster file with tls = true, its local CA).")
+    var caFile: String?
+
     @Option(help: "A file holding the cluster's admin token (or SWITCHBOARD_ADMIN_TOKEN; never on the command line); with --spawn it comes from the cluster file.")
     var adminTokenFile: String?
 
@@ -89,8 +92,11 @@ struct LoadTestCommand: AsyncParsableCommand {
             throw ValidationError("give --target URL (a running cluster) or --spawn FILE (start one), not both and not neither")
         }
         if let target {
-            guard let url = URL(string: target), url.scheme == "http", url.host != nil else {
-                throw ValidationError("--target must be an http URL such as http://127.0.0.1:8080 (the load tester speaks plain HTTP and WebSocket), got '\(target)'")
+            guard let url = URL(string: target), url.scheme == "http" || url.scheme == "https", url.host != nil else {
+                throw ValidationError("--target must be an http or https URL such as http://127.0.0.1:8080, got '\(target)'")
+            }
+            if url.scheme == "https", caFile == nil {
+                throw ValidationError("an https --target needs --ca-file: the PEM certificate of the CA its certificate comes from (a cluster with tls = true keeps it in <data>/tls/ca.pem)")
             }
             if let adminTokenFile, (try? String(contentsOfFile: adminTokenFile, encoding: .utf8)) == nil {
                 throw ValidationError("--admin-token-file: cannot read \(adminTokenFile)")
@@ -161,10 +167,11 @@ struct LoadTestCommand: AsyncParsableCommand {
         let base = spawned?.target ?? target!
         let options = try parsed()
         let settings = Run.Settings(
-            target: base.hasSuffix("/") ? String(base.dropLast()) : base, adminToken: spawned?.cluster.adminToken ?? token!, agents: agents,
+            target: base.hasSuffix("/") ? String(base.dropLast()) : base, caFile: spawned?.cluster.caCertificatePath ?? caFile,
+            adminToken: spawned?.cluster.adminToken ?? token!, agents: agents,
             ramp: options.ramp, duration: options.duration, arrivals: options.arrivals, think: options.think, exchanges: exchanges,
             capacity: capacity, seed: seed)
-        let run = Run(settings: settings, spawned: spawned, chaos: options.chaos)
+        let run = try Run(settings: settings, spawned: spawned, chaos: options.chaos)
         var summary: Summary
         do {
             summary = try await run.execute()

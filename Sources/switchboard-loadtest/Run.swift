@@ -5,6 +5,8 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
+import ServerTLS
 import Synchronization
 
 /// One load run against a live cluster: agents (closed population) and customers (open
@@ -12,6 +14,8 @@ import Synchronization
 final class Run: Sendable {
     struct Settings: Sendable {
         var target: String
+        /// The CA an https target's certificate comes from.
+        var caFile: String?
         var adminToken: String
         var agents: Int
         var ramp: Duration
@@ -63,17 +67,28 @@ final class Run: Sendable {
     let chaos: [ChaosRule]
     /// Where the events sockets connect (the target's address, resolved once) and its Host field.
     let socketTarget: (address: SocketAddress, host: String)?
+    /// TLS of the events sockets, for an https target.
+    let socketTLS: (context: NIOSSLContext, serverName: String?)?
 
-    init(settings: Settings, spawned: Spawned? = nil, chaos: [ChaosRule] = []) {
+    init(settings: Settings, spawned: Spawned? = nil, chaos: [ChaosRule] = []) throws {
         self.settings = settings
         self.spawned = spawned
         self.chaos = chaos
         runId = String(UInt64.random(in: 0...UInt64(1 << 40)), radix: 36)
-        socketTarget = URL(string: settings.target).flatMap { url -> (SocketAddress, String)? in
-            guard let host = url.host, let address = try? SocketAddress.makeAddressResolvingHost(host, port: url.port ?? 80) else { return nil }
+        let url = URL(string: settings.target)
+        let secure = url?.scheme == "https"
+        socketTarget = url.flatMap { url -> (SocketAddress, String)? in
+            guard let host = url.host, let address = try? SocketAddress.makeAddressResolvingHost(host, port: url.port ?? (secure ? 443 : 80)) else { return nil }
             return (address, url.port.map { "\(host):\($0)" } ?? host)
         }
         var configuration = HTTPClient.Configuration()
+        if secure, let caFile = settings.caFile {
+            configuration.tlsConfiguration = try ClientTrust.configuration(trustingCA: caFile)
+            let host = url?.host ?? ""
+            socketTLS = (try ClientTrust.context(trustingCA: caFile), (try? SocketAddress(ipAddress: host, port: 0)) == nil ? host : nil)
+        } else {
+            socketTLS = nil
+        }
         configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 512)
         configuration.timeout = .init(connect: .seconds(2), read: Self.requestTimeout)
         http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
@@ -285,7 +300,7 @@ final class Run: Sendable {
             do {
                 guard let target = socketTarget else { throw EventsSocket.Failure.unreachable("the target's address does not resolve") }
                 let socket = try await EventsSocket.open(
-                    address: target.address, host: target.host, uri: "/v1/events?token=\(token)\(since)", maxMessageBytes: 1 << 20,
+                    address: target.address, host: target.host, tls: socketTLS, uri: "/v1/events?token=\(token)\(since)", maxMessageBytes: 1 << 20,
                     connectTimeout: .seconds(2), handshakeTimeout: TimeAmount(Self.handshakeTimeout)
                 ) { text in
                     state.lastFrame.store(self.elapsedMillis, ordering: .relaxed)
@@ -414,7 +429,7 @@ final class Run: Sendable {
                         group.addTask {
                             let reply = await self.call(
                                 .GET, "/v1/conversations/\(conversation)?consistency=local&minIndex=\(index)", token: self.settings.adminToken,
-                                base: "http://\(node)", measured: false)
+                                base: "\(URL(string: self.settings.target)?.scheme ?? "http")://\(node)", measured: false)
                             guard reply.ok else { return nil }
                             return ((reply.json["messages"] as? [[String: Any]]) ?? []).compactMap { $0["id"] as? String }
                         }

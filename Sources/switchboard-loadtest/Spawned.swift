@@ -33,7 +33,7 @@ final class Spawned: Sendable {
         self.log = log
     }
 
-    var target: String { "http://\(cluster.balancer!.api)" }
+    var target: String { "\(cluster.scheme)://\(cluster.balancer!.api)" }
     var recorded: [Summary.Fault] { faults.withLock { $0 }.sorted { $0.atSeconds < $1.atSeconds } }
 
     /// Starts every node and the balancer; returns once there is a leader, every member votes,
@@ -164,7 +164,7 @@ final class Spawned: Sendable {
         await cluster.stop(node)
         try? cluster.start(node)
         for _ in 0..<120 {
-            if await cluster.get("http://\(node.api)/readyz", admin: false)?["ready"] as? Bool == true { return }
+            if await cluster.get("\(cluster.scheme)://\(node.api)/readyz", admin: false)?["ready"] as? Bool == true { return }
             try? await Task.sleep(for: .milliseconds(250))
         }
         log("chaos: \(node.id) was not ready 30 s after its restart")
@@ -180,7 +180,7 @@ final class Spawned: Sendable {
         case .leader, .follower:
             var leader: String?
             for node in running {
-                if let view = await cluster.get("http://\(node.api)/v1/cluster", admin: true), let id = view["leader"] as? String {
+                if let view = await cluster.get("\(cluster.scheme)://\(node.api)/v1/cluster", admin: true), let id = view["leader"] as? String {
                     leader = id
                     break
                 }

@@ -8,6 +8,7 @@ import NIOPosix
 import NodeRuntime
 import SWIMCore
 import SWIMShell
+import ServerTLS
 import ServiceLifecycle
 
 /// `switchboard balancer`: the front door. Wiring only; the policy is BalancerCore, the proxy
@@ -79,11 +80,21 @@ struct BalancerCommand: AsyncParsableCommand {
     @Option(help: "Event-loop threads for the proxy (default: one per core).")
     var threads = System.coreCount
 
+    @Option(help: "PEM certificate chain: with --tls-key the balancer serves HTTPS and WSS only. Read again every 5 s, so a renewed certificate needs no restart.")
+    var tlsCert: String?
+
+    @Option(help: "PEM private key of --tls-cert (keep it 0600).")
+    var tlsKey: String?
+
+    @Option(help: "PEM file of the CA the nodes' certificates come from: the balancer then reaches the nodes over HTTPS and checks each certificate names the node's address.")
+    var backendCa: String?
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel = "info"
 
     func validate() throws {
         try validateLogLevel(logLevel)
+        guard (tlsCert == nil) == (tlsKey == nil) else { throw ValidationError("--tls-cert and --tls-key go together: the certificate and its private key") }
         _ = try HostPort(listen, option: "--listen")
         if let admin { _ = try HostPort(admin, option: "--admin") }
         if let gossip { _ = try HostPort(gossip, option: "--gossip") }
@@ -134,9 +145,12 @@ struct BalancerCommand: AsyncParsableCommand {
         }
 
         let address = try HostPort(listen, option: "--listen")
+        var certificateFiles: CertificateFiles?
+        if let tlsCert, let tlsKey { certificateFiles = try CertificateFiles(certificatePath: tlsCert, keyPath: tlsKey, logger: logger) }
         let service = BalancerService(
             policy: policy, listen: address, gossip: member, group: MultiThreadedEventLoopGroup(numberOfThreads: threads),
-            timeouts: ClientTimeouts(request: .milliseconds(Int64(requestTimeoutMs)), idle: .milliseconds(Int64(idleTimeoutMs))), logger: logger)
+            timeouts: ClientTimeouts(request: .milliseconds(Int64(requestTimeoutMs)), idle: .milliseconds(Int64(idleTimeoutMs))),
+            clientTLS: try certificateFiles?.serverContext(), backendTLS: try backendCa.map(ClientTrust.context(trustingCA:)), logger: logger)
         do {
             try await service.start()
         } catch {
@@ -154,7 +168,8 @@ struct BalancerCommand: AsyncParsableCommand {
         // Gossip stops last (it says it leaves after the proxy stopped taking requests).
         let group = ServiceGroup(
             configuration: .init(
-                services: (member.map { [ServiceGroupConfiguration.ServiceConfiguration(service: $0)] } ?? []) + [.init(service: service)],
+                services: (member.map { [ServiceGroupConfiguration.ServiceConfiguration(service: $0)] } ?? []) + [.init(service: service)]
+                    + (certificateFiles.map { [.init(service: $0)] } ?? []),
                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }

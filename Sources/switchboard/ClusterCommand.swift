@@ -54,14 +54,18 @@ struct ClusterCommand: AsyncParsableCommand {
                 throw ValidationError("no leader within \(Int(timeout)) s; see \(cluster.dataRoot)/<id>/node.log")
             }
             print("cluster is up; leader \(leader)")
-            for node in cluster.nodes { print("  \(node.id)  http://\(node.api)   peer \(node.peer)   log \(cluster.directory(node))/node.log") }
+            for node in cluster.nodes { print("  \(node.id)  \(cluster.scheme)://\(node.api)   peer \(node.peer)   log \(cluster.directory(node))/node.log") }
             if let balancer = cluster.balancer {
                 try cluster.start(balancer)
-                print("  balancer  http://\(balancer.api)   (point agents and webhooks here)   log \(cluster.directory(balancer))/balancer.log")
+                print("  balancer  \(cluster.scheme)://\(balancer.api)   (point agents and webhooks here)   log \(cluster.directory(balancer))/balancer.log")
                 if let admin = balancer.admin { print("  balancer status page http://\(admin)/   metrics http://\(admin)/metrics") }
             }
             print("admin token: \(cluster.adminToken)")
-            print("try: curl -H 'Authorization: Bearer \(cluster.adminToken)' http://\((cluster.balancer ?? cluster.nodes[0]).api)/v1/cluster")
+            let cacert = cluster.caCertificatePath.map { "--cacert \($0) " } ?? ""
+            print("try: curl \(cacert)-H 'Authorization: Bearer \(cluster.adminToken)' \(cluster.scheme)://\((cluster.balancer ?? cluster.nodes[0]).api)/v1/cluster")
+            if let ca = cluster.caCertificatePath {
+                print("TLS: certificates from the cluster's own CA, \(ca); trust it in clients (curl --cacert, switchboard-loadtest --ca-file, or your system's trust store)")
+            }
         }
     }
 
@@ -73,17 +77,17 @@ struct ClusterCommand: AsyncParsableCommand {
             let cluster = try LocalCluster(file: options.file)
             for node in cluster.nodes {
                 let pid = cluster.runningPid(node)
-                let ready = await cluster.get("http://\(node.api)/readyz", admin: false)
-                let role = await cluster.get("http://\(node.api)/v1/cluster", admin: true).flatMap { view -> String? in
+                let ready = await cluster.get("\(cluster.scheme)://\(node.api)/readyz", admin: false)
+                let role = await cluster.get("\(cluster.scheme)://\(node.api)/v1/cluster", admin: true).flatMap { view -> String? in
                     guard let nodes = view["nodes"] as? [[String: Any]], let me = nodes.first(where: { $0["id"] as? String == node.id }) else { return nil }
                     return (me["raft"] as? [String: Any])?["role"] as? String
                 }
                 let state = pid.map { "running (pid \($0))" } ?? "stopped"
                 let readiness = ready.map { ($0["ready"] as? Bool ?? false) ? "ready, applied \($0["appliedIndex"] ?? "?")" : "not ready" } ?? "no answer"
-                print("\(node.id)  \(state)  \(readiness)  role \(role ?? "-")  http://\(node.api)")
+                print("\(node.id)  \(state)  \(readiness)  role \(role ?? "-")  \(cluster.scheme)://\(node.api)")
             }
             if let balancer = cluster.balancer {
-                print("balancer  \(cluster.runningPid(balancer).map { "running (pid \($0))" } ?? "stopped")  http://\(balancer.api)")
+                print("balancer  \(cluster.runningPid(balancer).map { "running (pid \($0))" } ?? "stopped")  \(cluster.scheme)://\(balancer.api)")
             }
         }
     }

@@ -5,7 +5,9 @@ import Foundation
 import Logging
 import Metrics
 import NodeRuntime
+import NIOSSL
 import Prometheus
+import ServerTLS
 import SWIMCore
 import SWIMShell
 import ServiceLifecycle
@@ -129,11 +131,18 @@ struct NodeCommand: AsyncParsableCommand {
         """)
     var leaderCommitMs = 10
 
+    @Option(help: "PEM certificate chain for the API: with --tls-key it serves HTTPS and WSS only. Both files are read again every 5 s, so a renewed certificate needs no restart.")
+    var tlsCert: String?
+
+    @Option(help: "PEM private key of --tls-cert (keep it 0600).")
+    var tlsKey: String?
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel = "info"
 
     func validate() throws {
         try validateLogLevel(logLevel)
+        guard (tlsCert == nil) == (tlsKey == nil) else { throw ValidationError("--tls-cert and --tls-key go together: the certificate and its private key") }
         guard loginsPerAddress >= 0.1, loginsPerAddress <= 100_000 else { throw ValidationError("--logins-per-address must be 0.1...100000") }
         guard PasswordHasher.Cost(memoryKiB: passwordMemoryKib, passes: passwordPasses).isValid else {
             throw ValidationError(
@@ -215,14 +224,21 @@ struct NodeCommand: AsyncParsableCommand {
         // 5. The API, then the service group. Services stop in reverse order: gossip says it
         //    leaves, the API drains its in-flight requests, then the node stops.
         let api = API(node: node, logger: logger)
-        let application = api.application(host: address.host, port: address.port, metrics: APIMetrics(registry: registry))
-        logger.info("api listening", metadata: ["node.id": "\(id)", "http.address": "\(address)"])
+        var tlsServices: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        var tls: TLSConfiguration?
+        if let tlsCert, let tlsKey {
+            let files = try CertificateFiles(certificatePath: tlsCert, keyPath: tlsKey, logger: logger)
+            tls = try files.serverConfiguration()
+            tlsServices = [.init(service: files)]
+        }
+        let application = try api.application(host: address.host, port: address.port, metrics: APIMetrics(registry: registry), tls: tls)
+        logger.info("api listening", metadata: ["node.id": "\(id)", "http.address": "\(tls == nil ? "http" : "https")://\(address)"])
         let group = ServiceGroup(
             configuration: .init(
                 services: [
                     .init(service: NodeService(node: node), successTerminationBehavior: .gracefullyShutdownGroup),
                     .init(service: application),
-                ] + gossipServices,
+                ] + tlsServices + gossipServices,
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
         try await group.run()

@@ -41,7 +41,7 @@ final class TestNode: @unchecked Sendable {
     }
 
     func application() -> some ApplicationProtocol {
-        api.application(host: "127.0.0.1", port: 0, metrics: metrics)
+        try! api.application(host: "127.0.0.1", port: 0, metrics: metrics)
     }
 }
 
