@@ -2,7 +2,8 @@
 import PackageDescription
 
 // Module layout (see ../shared/DESIGN.md and each module's DESIGN.md):
-//   cores (pure, deterministic): Wire, ContactCenter, RaftCore, SWIMCore
+//   cores (pure, deterministic): Wire, ContactCenter, RaftCore, SWIMCore, BalancerCore,
+//                                LoadTestCore, FuzzTargets
 //   test support:                ClusterTestKit (seeded simulator)
 //   edges (I/O):                 Storage, NodeRuntime, AgentAPI, PeerLink, SWIMShell, Balancer,
 //                                ServerTLS, ClusterFile
@@ -99,6 +100,8 @@ let package = Package(
         .target(
             name: "PeerLink",
             dependencies: [
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -138,7 +141,7 @@ let package = Package(
         .executableTarget(
             name: "switchboard",
             dependencies: [
-                "AgentAPI", "NodeRuntime", "Storage", "ClusterTestKit", "SWIMCore", "SWIMShell", "Balancer", "BalancerCore", "ClusterFile", "ServerTLS",
+                "AgentAPI", "NodeRuntime", "Storage", "ClusterTestKit", "SWIMCore", "SWIMShell", "Balancer", "BalancerCore", "ClusterFile", "ServerTLS", "PeerLink",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -154,6 +157,9 @@ let package = Package(
             name: "ClusterFile",
             dependencies: ["SWIMShell", "ServerTLS", "Wire", .product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "NIOCore", package: "swift-nio")],
             exclude: ["DESIGN.md"]),
+        // Pure: every decoder of network and disk bytes as a fuzz target (libFuzzer: fuzz/run.sh;
+        // seeded mutations in FuzzTargetsTests).
+        .target(name: "FuzzTargets", dependencies: ["Wire", "RaftCore", "SWIMCore", "ContactCenter"], exclude: ["DESIGN.md"]),
         // Pure: the load tester's thresholds, summary, arrivals, integrity ledger and recorder.
         .target(
             name: "LoadTestCore", dependencies: ["RaftCore", .product(name: "Histogram", package: "hdrhistogram-swift")],
@@ -173,6 +179,7 @@ let package = Package(
             ], exclude: ["DESIGN.md"]
         ),
         .testTarget(name: "LoadTestCoreTests", dependencies: ["LoadTestCore"]),
+        .testTarget(name: "FuzzTargetsTests", dependencies: ["FuzzTargets"], exclude: ["corpus"]),
         .testTarget(name: "ContactCenterTests", dependencies: ["ContactCenter", "Wire"]),
         .testTarget(name: "BalancerCoreTests", dependencies: ["BalancerCore", "RaftCore"]),
         .testTarget(name: "SWIMCoreTests", dependencies: ["SWIMCore", "ClusterTestKit", "Wire"]),
@@ -194,7 +201,7 @@ let package = Package(
             ]),
         .testTarget(
             name: "PeerLinkTests",
-            dependencies: ["PeerLink", "RaftCore", "Wire", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]),
+            dependencies: ["PeerLink", "RaftCore", "Wire", "ServerTLS", .product(name: "X509", package: "swift-certificates"), .product(name: "Crypto", package: "swift-crypto"), .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "ContactCenter", "RaftCore", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(
             name: "AgentAPITests",

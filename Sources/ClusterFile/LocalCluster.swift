@@ -169,7 +169,12 @@ public struct LocalCluster: Sendable {
             let ca = try LocalCA(directory: dataRoot + "/tls")
             try ca.ensureCertificate(member: node.id, hosts: [HostPort(node.api)?.host].compactMap { $0 })
             arguments += ["--tls-cert", ca.certificatePath(node.id), "--tls-key", ca.keyPath(node.id)]
-            if node.isBalancer { arguments += ["--backend-ca", ca.caCertificatePath] }
+            if node.isBalancer {
+                arguments += ["--backend-ca", ca.caCertificatePath]
+            } else {
+                // The same certificate proves the member's id on the peer link.
+                arguments += ["--peer-cert", ca.certificatePath(node.id), "--peer-key", ca.keyPath(node.id), "--peer-ca", ca.caCertificatePath]
+            }
         }
         if !node.isBalancer, let passwordMemoryKiB { arguments += ["--password-memory-kib", "\(passwordMemoryKiB)"] }
         if !node.isBalancer, let loginsPerAddress { arguments += ["--logins-per-address", "\(loginsPerAddress)"] }

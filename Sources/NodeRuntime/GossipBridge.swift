@@ -69,7 +69,7 @@ public struct GossipBridge: Service {
             for (status, gauge) in zip(statuses, gauges) { gauge.record(members.filter { $0.status == status }.count) }
             let counters = gossip.counters
             health.record(gossip.localHealth)
-            dropped.record(counters.droppedMalformed + counters.droppedUnknownKey + counters.droppedForged + counters.droppedUndecodable)
+            dropped.record(counters.dropped)
             sent.record(counters.packetsSent)
             received.record(counters.packetsReceived)
             if let link = node.link {

@@ -29,6 +29,9 @@ public struct NodeConfiguration: Sendable {
     public var secret: String?
     /// Earlier cluster secrets still accepted from peers while the secret rotates.
     public var previousSecrets: [String] = []
+    /// This member's certificate and key and the members' authority: peers must prove their id
+    /// with a certificate from it (`PeerIdentity`).
+    public var peerIdentity: PeerIdentity?
     public var start: ClusterStart = .bootstrap
     /// SHA-256 (hex) of the admin token.
     public var adminTokenHash: String
@@ -196,7 +199,9 @@ public final class Node: Sendable {
         passwords = PasswordHasher(cost: configuration.passwordCost)
         let box = NodeBox()
         link = configuration.peerAddress.map { _ in
-            PeerLink(localId: configuration.id, secret: configuration.secret ?? "", previousSecrets: configuration.previousSecrets, logger: logger) { peer, bytes in
+            PeerLink(
+                localId: configuration.id, secret: configuration.secret ?? "", previousSecrets: configuration.previousSecrets,
+                identity: configuration.peerIdentity, logger: logger) { peer, bytes in
                 box.node?.received(bytes, from: peer)
             }
         }

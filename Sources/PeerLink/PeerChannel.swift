@@ -28,7 +28,7 @@ struct PeerFrameDecoder: ByteToMessageDecoder {
 }
 
 struct PeerFrame {
-    static let hello: UInt8 = 1, proof: UInt8 = 2, data: UInt8 = 3
+    static let hello: UInt8 = 1, proof: UInt8 = 2, data: UInt8 = 3, identity: UInt8 = 4
     var type: UInt8
     var body: [UInt8]
 
@@ -121,17 +121,19 @@ final class PeerSessionHandler: ChannelInboundHandler {
                 if let expectedPeer, expectedPeer != id { throw PeerLinkError.protocolViolation("expected '\(expectedPeer)', '\(id)' answered") }
                 let proof = try handshake.onHello(id: id, nonce: nonce)
                 write(PeerFrame(type: PeerFrame.proof, body: proof), context: context)
+                if let statement = try handshake.identityStatement() {
+                    write(PeerFrame(type: PeerFrame.identity, body: statement), context: context)
+                }
                 context.flush()
             case PeerFrame.proof:
                 try handshake.onProof(frame.body)
-                deadline?.cancel()
-                scheduleKeepalive(on: context.eventLoop)
-                limit.bytesMax = PeerLink.frameBytesMax
-                settled()
-                events.authenticated(handshake.peerId ?? "?")
-                for payload in pending { sendNow(payload, context: context) }
-                pending.removeAll()
-                context.flush()
+                if handshake.isAuthenticated { authenticated(context: context) }
+            case PeerFrame.identity:
+                try handshake.onIdentity(frame.body)
+                authenticated(context: context)
+            case PeerFrame.data where handshake.awaitsIdentity:
+                throw PeerLinkError.identityRefused(
+                    "'\(handshake.peerId ?? "?")' proved the cluster secret but sent no member certificate; with --peer-ca every member needs --peer-cert and --peer-key")
             case PeerFrame.data:
                 let payload = try handshake.open(frame.body)
                 // An empty payload is a keepalive: it only proves the peer is there.
@@ -142,6 +144,19 @@ final class PeerSessionHandler: ChannelInboundHandler {
         } catch {
             errorCaught(context: context, error: error)
         }
+    }
+
+    /// The peer proved itself: the handshake deadline ends, frames may be as large as data
+    /// frames, and what waited goes out.
+    private func authenticated(context: ChannelHandlerContext) {
+        deadline?.cancel()
+        scheduleKeepalive(on: context.eventLoop)
+        limit.bytesMax = PeerLink.frameBytesMax
+        settled()
+        events.authenticated(handshake.peerId ?? "?")
+        for payload in pending { sendNow(payload, context: context) }
+        pending.removeAll()
+        context.flush()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {

@@ -28,13 +28,18 @@ public struct PeerHandshake: Sendable {
     public private(set) var peerId: String?
     var peerNonce: [UInt8]?
     public private(set) var isAuthenticated = false
+    /// With an identity, a peer is authenticated once its proof and then its certificate and
+    /// signature verified (`PeerIdentity`).
+    let identity: PeerIdentity?
+    var proven: SymmetricKey?
     var sendKey: SymmetricKey?
     var receiveKey: SymmetricKey?
     var sendSequence: UInt64 = 0
     var receiveSequence: UInt64 = 0
 
-    public init(secret: String, previousSecrets: [String] = [], localId: String, nonce: [UInt8]) {
+    public init(secret: String, previousSecrets: [String] = [], localId: String, nonce: [UInt8], identity: PeerIdentity? = nil) {
         precondition(nonce.count == Self.nonceBytes, "nonce of \(nonce.count) bytes")
+        self.identity = identity
         self.secret = Self.key(fromSecret: secret)
         previous = previousSecrets.filter { !$0.isEmpty && $0 != secret }.map(Self.key(fromSecret:))
         self.localId = localId
@@ -59,9 +64,29 @@ public struct PeerHandshake: Sendable {
         return Self.proof(secret, theirNonce: nonce, ourNonce: localNonce, ourId: localId)
     }
 
-    /// The peer's proof: verifies it and derives the frame keys.
+    /// What we send after our proof when we have an identity: our certificate and our signature
+    /// of this session.
+    public func identityStatement() throws(PeerLinkError) -> [UInt8]? {
+        guard let identity, let peerNonce else { return nil }
+        return try identity.statement(theirNonce: peerNonce, ourNonce: localNonce)
+    }
+
+    /// Whether the peer proved the secret and we still wait for its certificate.
+    public var awaitsIdentity: Bool { proven != nil && !isAuthenticated }
+
+    /// The peer's certificate and signature (after its proof): verifies them and derives the
+    /// frame keys.
+    public mutating func onIdentity(_ statement: [UInt8]) throws(PeerLinkError) {
+        guard let identity, let peerId, let peerNonce, let proven, !isAuthenticated else {
+            throw .protocolViolation("a member certificate out of turn")
+        }
+        try identity.verify(statement, peerId: peerId, ourNonce: localNonce, peerNonce: peerNonce)
+        authenticate(proven, peerId: peerId, peerNonce: peerNonce)
+    }
+
+    /// The peer's proof: verifies it; derives the frame keys unless a certificate must follow.
     public mutating func onProof(_ proof: [UInt8]) throws(PeerLinkError) {
-        guard let peerId, let peerNonce, !isAuthenticated else { throw .protocolViolation("proof before hello") }
+        guard let peerId, let peerNonce, !isAuthenticated, self.proven == nil else { throw .protocolViolation("proof before hello") }
         // Every candidate key is tried (no early exit), so timing does not tell which one matched.
         var proven: SymmetricKey?
         for candidate in [secret] + previous {
@@ -69,6 +94,14 @@ public struct PeerHandshake: Sendable {
             if proof.count == expected.count, Self.constantTimeEqual(proof, expected), proven == nil { proven = candidate }
         }
         guard let proven else { throw .authenticationFailed(peer: peerId) }
+        if identity != nil {
+            self.proven = proven
+        } else {
+            authenticate(proven, peerId: peerId, peerNonce: peerNonce)
+        }
+    }
+
+    private mutating func authenticate(_ proven: SymmetricKey, peerId: String, peerNonce: [UInt8]) {
         sendKey = Self.directionKey(secret, from: localId, fromNonce: localNonce, toNonce: peerNonce)
         receiveKey = Self.directionKey(proven, from: peerId, fromNonce: peerNonce, toNonce: localNonce)
         isAuthenticated = true
@@ -131,6 +164,7 @@ public enum PeerLinkError: Error, Equatable, Sendable, CustomStringConvertible {
     case authenticationFailed(peer: String)
     case integrityFailed(peer: String)
     case frameTooLarge(bytes: Int, max: Int)
+    case identityRefused(String)
 
     public var description: String {
         switch self {
@@ -138,6 +172,7 @@ public enum PeerLinkError: Error, Equatable, Sendable, CustomStringConvertible {
         case .authenticationFailed(let peer): "peer '\(peer)' failed authentication (a different cluster secret, or a member older than the encrypted peer link)"
         case .integrityFailed(let peer): "a frame from '\(peer)' failed its integrity check"
         case .frameTooLarge(let bytes, let max): "peer frame of \(bytes) bytes exceeds \(max)"
+        case .identityRefused(let why): "member identity refused: \(why)"
         }
     }
 }

@@ -14,9 +14,10 @@ public final class PeerLink: Sendable {
     public static let protocolVersion: UInt8 = 2
     /// Largest frame from a peer that has proved itself (a snapshot chunk, a batch of entries).
     public static let frameBytesMax = 32 << 20
-    /// Largest frame before that: a hello (member id and nonce) or a proof. A connection that
+    /// Largest frame before that: a hello (member id and nonce), a proof, or a member
+    /// certificate with its signature (about 600 bytes from the local CA). A connection that
     /// announces more is closed before its body is read.
-    public static let handshakeFrameBytesMax = 1024
+    public static let handshakeFrameBytesMax = 4096
     /// Time a connection has to complete the handshake.
     public static let handshakeTimeout = TimeAmount.seconds(2)
     /// Inbound connections still in their handshake, from one source address and in all. Past
@@ -56,6 +57,8 @@ public final class PeerLink: Sendable {
     let localId: String
     let secret: String
     let previousSecrets: [String]
+    /// This member's certificate and key, and the members' authority (`PeerIdentity`).
+    let identity: PeerIdentity?
     let group: EventLoopGroup
     let logger: Logger
     let onMessage: @Sendable (String, [UInt8]) -> Void
@@ -74,9 +77,11 @@ public final class PeerLink: Sendable {
         (outbound: [String: Outbound], server: Channel?, counters: Counters, unauthenticated: Unauthenticated, quiet: Quiet)
     >(([:], nil, Counters(), Unauthenticated(), Quiet()))
 
-    public init(localId: String, secret: String, previousSecrets: [String] = [], group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger,
+    public init(localId: String, secret: String, previousSecrets: [String] = [], identity: PeerIdentity? = nil,
+                group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger,
                 onMessage: @escaping @Sendable (String, [UInt8]) -> Void) {
         self.localId = localId
+        self.identity = identity
         self.secret = secret
         self.previousSecrets = previousSecrets
         self.group = group
@@ -123,7 +128,7 @@ public final class PeerLink: Sendable {
         let nonce = SymmetricKey(size: SymmetricKeySize(bitCount: PeerHandshake.nonceBytes * 8)).withUnsafeBytes { Array($0) }
         let limit = PeerFrameLimit()
         let session = PeerSessionHandler(
-            handshake: PeerHandshake(secret: secret, previousSecrets: previousSecrets, localId: localId, nonce: nonce), expectedPeer: peer, events: events,
+            handshake: PeerHandshake(secret: secret, previousSecrets: previousSecrets, localId: localId, nonce: nonce, identity: identity), expectedPeer: peer, events: events,
             limit: limit, settle: settle)
         return (ByteToMessageHandler(PeerFrameDecoder(limit: limit)), session)
     }

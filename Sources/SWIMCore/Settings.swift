@@ -56,9 +56,10 @@ public struct SWIMSettings: Sendable, Hashable {
     /// Indirect probes this node runs for others at once.
     public var relaysMax = 256
 
-    /// Bytes the shell adds around an encoded packet (key id, nonce, tag); the core keeps
+    /// Bytes the shell adds around an encoded packet (version, key id, nonce, tag and the
+    /// replay header: 57 today); the core keeps
     /// `gossipPacketBytesMax - sealBytesMax` for the packet itself.
-    public static let sealBytesMax = 40
+    public static let sealBytesMax = 64
 
     public init() {}
 

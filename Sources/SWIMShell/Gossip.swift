@@ -48,7 +48,14 @@ public final class Gossip: Service, Sendable {
         public var droppedUnknownKey = 0
         public var droppedForged = 0
         public var droppedUndecodable = 0
+        /// Authentic packets taken before (`replayed`) or sent too far from our clock (`stale`,
+        /// see `ReplayGuard`).
+        public var droppedReplayed = 0
+        public var droppedStale = 0
         public var sendFailures = 0
+
+        /// Every packet dropped, whatever the reason.
+        public var dropped: Int { droppedMalformed + droppedUnknownKey + droppedForged + droppedUndecodable + droppedReplayed + droppedStale }
     }
 
     private struct Shared {
@@ -192,6 +199,11 @@ final class GossipHandler: ChannelInboundHandler {
     private var timer: Scheduled<Void>?
     private var stopped = false
     private var resolved: [String: SocketAddress] = [:]
+    /// This process's boot id and its packets' numbers (ReplayGuard).
+    private let boot = UInt64.random(in: 1...UInt64.max)
+    private var sequence: UInt64 = 0
+    private var replay = ReplayGuard()
+    private var staleLoggedAt: Int64?
 
     init(core: SWIM, gossip: Gossip) {
         self.core = core
@@ -246,8 +258,32 @@ final class GossipHandler: ChannelInboundHandler {
             }
             return
         case .success(let plain):
+            guard let header = ReplayGuard.parse(plain) else {
+                gossip.publish(core: core, changes: []) { $0.droppedUndecodable += 1 }
+                return
+            }
+            let nowMillis = Self.wallMillis()
+            switch replay.admit(boot: header.boot, sequence: header.sequence, sentAtMillis: header.sentAtMillis, nowMillis: nowMillis) {
+            case .fresh:
+                break
+            case .replayed:
+                gossip.publish(core: core, changes: []) { $0.droppedReplayed += 1 }
+                return
+            case .stale:
+                gossip.publish(core: core, changes: []) { $0.droppedStale += 1 }
+                if staleLoggedAt.map({ nowMillis &- $0 >= 10_000 }) ?? true {
+                    staleLoggedAt = nowMillis
+                    gossip.logger.warning(
+                        "gossip packet dropped: sent too far from this member's clock (clocks out of step, or a replay)",
+                        metadata: [
+                            "swim.from": "\(envelope.remoteAddress)", "swim.skew_ms": "\(nowMillis &- header.sentAtMillis)",
+                            "swim.skew_max_ms": "\(ReplayGuard.ageMaxMillis)",
+                        ])
+                }
+                return
+            }
             do {
-                packet = try SWIMCodec.decode(plain)
+                packet = try SWIMCodec.decode(Array(plain[ReplayGuard.headerBytes...]))
             } catch {
                 gossip.publish(core: core, changes: []) { $0.droppedUndecodable += 1 }
                 return
@@ -267,7 +303,9 @@ final class GossipHandler: ChannelInboundHandler {
             switch directive {
             case .send(let packet, let address):
                 guard let context, let remote = resolve(address) else { failed += 1; continue }
-                let sealed = gossip.configuration.keyring.seal(SWIMCodec.encode(packet))
+                sequence += 1
+                let sealed = gossip.configuration.keyring.seal(
+                    ReplayGuard.header(boot: boot, sequence: sequence, sentAtMillis: Self.wallMillis()) + SWIMCodec.encode(packet))
                 var buffer = context.channel.allocator.buffer(capacity: sealed.count)
                 buffer.writeBytes(sealed)
                 context.write(wrapOutboundOut(AddressedEnvelope(remoteAddress: remote, data: buffer)), promise: nil)
@@ -282,6 +320,14 @@ final class GossipHandler: ChannelInboundHandler {
             counters.packetsSent += sent
             counters.sendFailures += failed
         }
+    }
+
+    /// The wall clock in ms since 1970: what members compare packets' sent times with (members'
+    /// clocks agree within `ReplayGuard.ageMaxMillis`; timers use the monotonic clock).
+    static func wallMillis() -> Int64 {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000
     }
 
     /// `host:port` to a socket address (numeric hosts at once; names resolved once and cached).

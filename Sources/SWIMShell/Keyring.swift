@@ -8,9 +8,10 @@ import SWIMCore
 ///
 /// A sealed packet: `version (1) | key id (4) | nonce (12) | AES-256-GCM ciphertext | tag (16)`.
 /// The version and key id are authenticated too. Forged, altered, truncated or foreign packets
-/// fail to open and are dropped.
+/// fail to open and are dropped. Version 2: the plaintext starts with `ReplayGuard`'s header
+/// (version 1 had none; its packets are dropped as malformed).
 public struct Keyring: Sendable {
-    public static let version: UInt8 = 1
+    public static let version: UInt8 = 2
     public static let overheadBytes = 1 + 4 + 12 + 16
     static let label = Array("switchboard-gossip-v1".utf8)
 
@@ -27,7 +28,7 @@ public struct Keyring: Sendable {
         guard !secret.isEmpty else { throw .invalid("the gossip needs the cluster secret (--secret-file or SWITCHBOARD_SECRET)") }
         primary = Self.key(Self.derive(secret))
         accepted = [primary] + previous.filter { !$0.isEmpty && $0 != secret }.map { Self.key(Self.derive($0)) }
-        precondition(SWIMSettings.sealBytesMax >= Self.overheadBytes, "the core keeps \(SWIMSettings.sealBytesMax) bytes for a seal of \(Self.overheadBytes)")
+        precondition(SWIMSettings.sealBytesMax >= Self.overheadBytes + ReplayGuard.headerBytes, "the core keeps \(SWIMSettings.sealBytesMax) bytes for a seal of \(Self.overheadBytes + ReplayGuard.headerBytes)")
     }
 
     /// An observer's keyring (the balancer's), from gossip keys alone (`gossipKey(fromSecret:)`,

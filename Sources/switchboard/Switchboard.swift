@@ -5,6 +5,7 @@ import Foundation
 import Logging
 import Metrics
 import NodeRuntime
+import PeerLink
 import NIOSSL
 import Prometheus
 import ServerTLS
@@ -131,6 +132,15 @@ struct NodeCommand: AsyncParsableCommand {
         """)
     var leaderCommitMs = 10
 
+    @Option(help: "PEM certificate of this member, its common name this node's --id, from the --peer-ca authority: peers then know it is this member, not merely a holder of the secret.")
+    var peerCert: String?
+
+    @Option(help: "PEM P-256 private key of --peer-cert (keep it 0600).")
+    var peerKey: String?
+
+    @Option(help: "PEM certificate of the authority members' certificates come from: with it, every peer must prove its id with a certificate from it (all members alike).")
+    var peerCa: String?
+
     @Option(help: "PEM certificate chain for the API: with --tls-key it serves HTTPS and WSS only. Both files are read again every 5 s, so a renewed certificate needs no restart.")
     var tlsCert: String?
 
@@ -143,6 +153,9 @@ struct NodeCommand: AsyncParsableCommand {
     func validate() throws {
         try validateLogLevel(logLevel)
         guard (tlsCert == nil) == (tlsKey == nil) else { throw ValidationError("--tls-cert and --tls-key go together: the certificate and its private key") }
+        guard [peerCert, peerKey, peerCa].allSatisfy({ $0 == nil }) || [peerCert, peerKey, peerCa].allSatisfy({ $0 != nil }) else {
+            throw ValidationError("--peer-cert, --peer-key and --peer-ca go together: this member's certificate, its key, and the members' authority")
+        }
         guard loginsPerAddress >= 0.1, loginsPerAddress <= 100_000 else { throw ValidationError("--logins-per-address must be 0.1...100000") }
         guard PasswordHasher.Cost(memoryKiB: passwordMemoryKib, passes: passwordPasses).isValid else {
             throw ValidationError(
@@ -195,6 +208,13 @@ struct NodeCommand: AsyncParsableCommand {
         configuration.peerAddress = peer
         configuration.secret = try SecretInput.resolve(file: secretFile, variable: "SWITCHBOARD_SECRET", option: "--secret-file", logger: logger)
         configuration.previousSecrets = try SecretInput.previousSecrets(file: previousSecretsFile, logger: logger)
+        if let peerCert, let peerKey, let peerCa {
+            do {
+                configuration.peerIdentity = try PeerIdentity(id: id, certificatePath: peerCert, keyPath: peerKey, authorityPath: peerCa)
+            } catch {
+                throw ValidationError("\(error)")
+            }
+        }
         configuration.start = join.map(ClusterStart.join) ?? .bootstrap
         configuration.tickInterval = .milliseconds(tickMs)
         configuration.raft.electionTicks = electionTicks

@@ -85,4 +85,50 @@ final class DiskFullTests: XCTestCase {
             XCTAssertEqual(reply.status, 200, "acknowledged contact \(contact) is on n3 after the restart")
         }
     }
+
+    /// The leader's disk fills: it hands leadership to the most caught-up voter, the other two
+    /// go on taking writes, and after a restart with space back it has every acknowledged write.
+    func testALeaderWhoseDiskFillsHandsLeadershipOver() async throws {
+        let cluster = ProcessCluster()
+        defer { cluster.tearDown() }
+        for id in ["n1", "n2", "n3"] { cluster.describe(id) }
+        let full = cluster.member("n1").directory
+        guard try mountTmpfs(at: full, megabytes: 48) else { throw XCTSkip("mounting a tmpfs needs root") }
+        defer { unmount(full) }
+        try await cluster.startAll()
+        try await cluster.waitUntil("n1 leads") { await cluster.leader(asking: "n1") == "n1" }
+
+        var acknowledged: [String] = []
+        func write(through id: String, _ n: Int) async -> Int {
+            let reply = try? await cluster.request(id, "POST", "/v1/contacts", body: #"{"name":"Contact \#(n)"}"#, timeout: 5)
+            if reply?.status == 201, let contact = reply?.json["id"] as? String { acknowledged.append(contact) }
+            return reply?.status ?? 0
+        }
+        for n in 0..<10 { _ = await write(through: "n2", n) }
+        fill(full + "/filler")
+        var n = 10
+        try await cluster.waitUntil("n2 or n3 leads after n1's disk filled", seconds: 20) {
+            n += 1
+            _ = await write(through: "n2", n)
+            let leader = await cluster.leader(asking: "n2")
+            return leader == "n2" || leader == "n3"
+        }
+        XCTAssertTrue(cluster.log("n1").contains("handing leadership to the most caught-up voter"), "the failed leader handed over")
+        for _ in 0..<10 {
+            n += 1
+            let status = await write(through: "n2", n)
+            XCTAssertEqual(status, 201, "the two others keep taking writes")
+        }
+
+        try FileManager.default.removeItem(atPath: full + "/filler")
+        cluster.kill9("n1")
+        try cluster.start("n1")
+        let applied = await cluster.appliedIndex("n2")
+        let commit = try XCTUnwrap(applied)
+        try await cluster.waitUntil("n1 caught up to \(commit)", seconds: 30) { (await cluster.appliedIndex("n1") ?? 0) >= commit }
+        for contact in acknowledged {
+            let reply = try await cluster.request("n1", "GET", "/v1/contacts/\(contact)")
+            XCTAssertEqual(reply.status, 200, "acknowledged contact \(contact) is on n1 after the restart")
+        }
+    }
 }

@@ -73,6 +73,28 @@ final class GossipUDPTests: XCTestCase {
         await a.leave()
     }
 
+    /// A genuine packet (right key, right format) sent twice is taken once; one sent ten minutes
+    /// ago by its own clock is dropped as stale. Both are counted, and neither is answered.
+    func testAReplayedOrStalePacketIsDroppedAndCounted() async throws {
+        let a = try await member("a", host: "127.0.0.47", seeds: [])
+        let channel = try await DatagramBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.48", port: 0).get()
+        let target = try SocketAddress(ipAddress: "127.0.0.47", port: a.me!.address.split(separator: ":").last.flatMap { Int($0) }!)
+        let keyring = try Keyring(primary: "udp-test-secret")
+        let ping = SWIMCodec.encode(Packet(from: "z", message: .ping(sequence: 1, target: "a")))
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        let genuine = keyring.seal(ReplayGuard.header(boot: 42, sequence: 1, sentAtMillis: now) + ping)
+        let old = keyring.seal(ReplayGuard.header(boot: 43, sequence: 1, sentAtMillis: now - 600_000) + ping)
+        let before = a.counters
+        for bytes in [genuine, genuine, genuine, old] {
+            try await channel.writeAndFlush(AddressedEnvelope(remoteAddress: target, data: ByteBuffer(bytes: bytes))).get()
+        }
+        let counted = await waitUntil(2) { a.counters.droppedReplayed >= 2 && a.counters.droppedStale >= 1 }
+        XCTAssertTrue(counted, "two replays and one stale packet counted: \(a.counters)")
+        XCTAssertEqual(a.counters.packetsReceived - before.packetsReceived, 1, "the genuine packet is taken once: \(a.counters)")
+        try await channel.close()
+        await a.leave()
+    }
+
     func testSecretRotatesWithoutDowntime() async throws {
         // Step 1 of a rotation: b already seals with the new secret and still accepts the old one.
         let a = try await member("a", host: "127.0.0.47", seeds: [], secret: "old-secret", previous: ["new-secret"])
