@@ -34,8 +34,10 @@ if [ ! -x "$out/switchboard-fuzz" ] || [ -n "$(find Sources/RaftCore Sources/Wir
   build_module ContactCenter
   build_module FuzzTargets
   echo "fuzz: linking" >&2
+  # (gold warns about every sanitizer helper it cannot export; the warnings go to a log)
   swiftc -parse-as-library -O -g -sanitize=fuzzer,address -I "$out/modules" scripts/fuzz/main.swift \
-    "$out"/RaftCore.o "$out"/Wire.o "$out"/SWIMCore.o "$out"/ContactCenter.o "$out"/FuzzTargets.o -o "$out/switchboard-fuzz"
+    "$out"/RaftCore.o "$out"/Wire.o "$out"/SWIMCore.o "$out"/ContactCenter.o "$out"/FuzzTargets.o -o "$out/switchboard-fuzz" 2>"$out/link.log" \
+    || { cat "$out/link.log" >&2; exit 1; }
 fi
 
 for target in "${targets[@]}"; do
