@@ -155,7 +155,7 @@ public final class RaftLoop: @unchecked Sendable {
     private var uncommitted: [(entry: Entry, result: ContactCenterMachine.Applied?)] = []
     /// What the leader executed in its open apply transaction (see `leaderCommitHold`).
     private var executedThrough: UInt64 { uncommitted.last?.entry.index ?? appliedThrough }
-    private var uncommittedSince: Date?
+    private var uncommittedSince: ContinuousClock.Instant?
     /// Someone waits to see an executed entry (a proposal that reads back, a read): commit now.
     private var visibilityWanted = false
     /// How long a leader may keep executed entries uncommitted so that more batches share one
@@ -168,7 +168,7 @@ public final class RaftLoop: @unchecked Sendable {
     private let executedIndexValue = Atomic<UInt64>(0)
     /// Committed entries a follower has not applied yet, oldest first (see `followerApplyDelay`).
     private var unapplied: [Entry] = []
-    private var unappliedSince: Date?
+    private var unappliedSince: ContinuousClock.Instant?
     /// How long a follower may hold committed entries before it applies them.
     private let followerApplyDelay: TimeInterval
     /// A `?minIndex=` read on this node waits for `index` (until `until`): committed entries are
@@ -393,12 +393,20 @@ public final class RaftLoop: @unchecked Sendable {
     }
 
     private func run() {
-        var nextTick = Date().addingTimeInterval(tickInterval)
+        // Ticks, the follower's apply delay and the leader's commit hold run on the monotonic
+        // clock: a wall-clock step (NTP, an operator) neither stalls elections nor fires them
+        // early. NSCondition waits until a wall-clock date, so each wait is at most one tick
+        // and the monotonic clock decides when the time is up.
+        let clock = ContinuousClock()
+        let tick = Duration.seconds(tickInterval)
+        var nextTick = clock.now + tick
         while true {
-            var wake = unappliedSince.map { min(nextTick, $0.addingTimeInterval(followerApplyDelay)) } ?? nextTick
-            if let since = uncommittedSince { wake = min(wake, since.addingTimeInterval(leaderCommitHold)) }
+            var wake = unappliedSince.map { min(nextTick, $0 + .seconds(followerApplyDelay)) } ?? nextTick
+            if let since = uncommittedSince { wake = min(wake, since + .seconds(leaderCommitHold)) }
             let batch: [Input]? = condition.withLock {
-                while inputs.isEmpty, !stopping, Date() < wake { _ = condition.wait(until: wake) }
+                while inputs.isEmpty, !stopping, clock.now < wake {
+                    _ = condition.wait(until: Date().addingTimeInterval(min(tickInterval, (wake - clock.now) / .seconds(1))))
+                }
                 if stopping { return nil }
                 defer { inputs.removeAll(keepingCapacity: true) }
                 return inputs
@@ -410,11 +418,11 @@ public final class RaftLoop: @unchecked Sendable {
                 case .work(let body): body(self)
                 }
             }
-            let now = Date()
+            let now = clock.now
             if now >= nextTick {
                 core.tick()
-                nextTick = now.addingTimeInterval(tickInterval)
-                expire(now: now)
+                nextTick = now + tick
+                expire(now: Date())
             }
             do {
                 try processReady()
@@ -530,7 +538,7 @@ public final class RaftLoop: @unchecked Sendable {
                     hooks.applied(snapshot.index, [])
                 }
                 if !ready.committed.isEmpty {
-                    if unapplied.isEmpty { unappliedSince = Date() }
+                    if unapplied.isEmpty { unappliedSince = .now }
                     unapplied.append(contentsOf: ready.committed)
                 }
             }
@@ -565,7 +573,7 @@ public final class RaftLoop: @unchecked Sendable {
     /// a `?minIndex=` read).
     private var applyIsDue: Bool {
         guard let since = unappliedSince else { return false }
-        return core.role != .follower || unapplied.count >= Self.unappliedMax || Date().timeIntervalSince(since) >= followerApplyDelay
+        return core.role != .follower || unapplied.count >= Self.unappliedMax || ContinuousClock.now - since >= .seconds(followerApplyDelay)
             || !waiters.isEmpty || !readsReady.isEmpty || promptIsWanted
     }
 
@@ -575,7 +583,7 @@ public final class RaftLoop: @unchecked Sendable {
     private var commitIsDue: Bool {
         guard let since = uncommittedSince else { return false }
         return visibilityWanted || !readsReady.isEmpty || promptIsWanted || core.role != .leader
-            || uncommitted.count >= Self.uncommittedMax || Date().timeIntervalSince(since) >= leaderCommitHold
+            || uncommitted.count >= Self.uncommittedMax || ContinuousClock.now - since >= .seconds(leaderCommitHold)
     }
 
     private func applyUnapplied() throws {
@@ -594,7 +602,7 @@ public final class RaftLoop: @unchecked Sendable {
         applyBatches += 1
         appliedEntries += UInt64(committed.count)
         let results = try state.execute(committed)
-        if uncommitted.isEmpty { uncommittedSince = Date() }
+        if uncommitted.isEmpty { uncommittedSince = .now }
         executedIndexValue.store(last.index, ordering: .relaxed)
         for (entry, result) in zip(committed, results) {
             uncommitted.append((entry, result))
