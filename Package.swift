@@ -1,13 +1,17 @@
 // swift-tools-version:6.1
 import PackageDescription
 
-// Module layout (see ../shared/DESIGN.md and each module's DESIGN.md):
-//   cores (pure, deterministic): Wire, ContactCenter, RaftCore, SWIMCore, BalancerCore,
-//                                LoadTestCore, FuzzTargets
-//   test support:                ClusterTestKit (seeded simulator)
-//   edges (I/O):                 Storage, NodeRuntime, AgentAPI, PeerLink, SWIMShell, Balancer,
-//                                ServerTLS, ClusterFile
-//   executables (wiring only):   switchboard, switchboard-loadtest (on LoadTestCore)
+// Module layout (see ../shared/DESIGN.md and each module's DESIGN.md), each layer depending only
+// on the ones above it:
+//   leaf (pure):                 Seeded (SplitMix64), Wire (byte codecs, CRC-32C, HostPort)
+//   cores (pure, deterministic): RaftCore, RaftWire (its codecs), SWIMCore, ContactCenter,
+//                                BalancerCore, LoadTestCore, FuzzTargets (every decoder as a target)
+//   test support:                ClusterTestKit (seeded simulator, also `switchboard simulate`)
+//   edges (I/O):                 Storage (raft.log, SQLite), PeerLink (members' TCP link),
+//                                SWIMShell (gossip over UDP), ServerTLS (certificates, local CA),
+//                                NodeRuntime (the node), AgentAPI (HTTP + WebSocket),
+//                                Balancer (the proxy), ClusterFile (local clusters)
+//   executables (wiring only):   switchboard, switchboard-loadtest
 let package = Package(
     name: "switchboard",
     platforms: [.macOS(.v15)],
@@ -34,23 +38,27 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
     ],
     targets: [
-        // Pure: length-prefixed binary encoding primitives, checksums, the Raft message codec.
-        .target(name: "Wire", dependencies: ["RaftCore"], exclude: ["DESIGN.md"]),
+        // Pure: length-prefixed binary encoding primitives, checksums, addresses.
+        .target(name: "Wire", exclude: ["DESIGN.md"]),
+        // Pure: Raft messages and the peer link's payloads as bytes (RaftCodec, ClusterFrame).
+        .target(name: "RaftWire", dependencies: ["Wire", "RaftCore"], exclude: ["DESIGN.md"]),
         // Pure: the Raft consensus core (elections, replication, reads, membership, snapshots).
-        .target(name: "RaftCore", exclude: ["DESIGN.md"]),
+        .target(name: "RaftCore", dependencies: ["Seeded"], exclude: ["DESIGN.md"]),
+        // Pure leaf: seeded randomness (SplitMix64) for every core and the simulator.
+        .target(name: "Seeded", exclude: ["DESIGN.md"]),
         // Pure: the SWIM failure detector with Lifeguard, and its packet codec.
-        .target(name: "SWIMCore", dependencies: ["Wire", "RaftCore"], exclude: ["DESIGN.md"]),
+        .target(name: "SWIMCore", dependencies: ["Wire", "Seeded"], exclude: ["DESIGN.md"]),
         // Pure: the balancer's policy (choosing, ejection, readmission, warm-up, retry budget).
-        .target(name: "BalancerCore", dependencies: ["RaftCore"], exclude: ["DESIGN.md"]),
+        .target(name: "BalancerCore", dependencies: ["Seeded"], exclude: ["DESIGN.md"]),
         // Test support (also behind `switchboard simulate`): seeded cluster simulator for RaftCore.
-        .target(name: "ClusterTestKit", dependencies: ["RaftCore", "Wire", "SWIMCore"], exclude: ["DESIGN.md"]),
+        .target(name: "ClusterTestKit", dependencies: ["RaftCore", "RaftWire", "Wire", "SWIMCore", "Seeded"], exclude: ["DESIGN.md"]),
         // Pure: commands, validation, deterministic apply rules, events.
         .target(name: "ContactCenter", dependencies: ["Wire"], exclude: ["DESIGN.md"]),
         // Edge: the durable command log and the SQLite state database.
         .target(
             name: "Storage",
             dependencies: [
-                "Wire", "ContactCenter", "RaftCore",
+                "Wire", "RaftWire", "ContactCenter", "RaftCore",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
@@ -61,7 +69,7 @@ let package = Package(
         .target(
             name: "NodeRuntime",
             dependencies: [
-                "ContactCenter", "Storage", "RaftCore", "PeerLink", "Wire", "SWIMCore", "SWIMShell",
+                "ContactCenter", "Storage", "RaftCore", "RaftWire", "PeerLink", "Wire", "SWIMCore", "SWIMShell",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -159,16 +167,16 @@ let package = Package(
             exclude: ["DESIGN.md"]),
         // Pure: every decoder of network and disk bytes as a fuzz target (libFuzzer: fuzz/run.sh;
         // seeded mutations in FuzzTargetsTests).
-        .target(name: "FuzzTargets", dependencies: ["Wire", "RaftCore", "SWIMCore", "ContactCenter"], exclude: ["DESIGN.md"]),
+        .target(name: "FuzzTargets", dependencies: ["Wire", "RaftWire", "RaftCore", "SWIMCore", "ContactCenter", "Seeded"], exclude: ["DESIGN.md"]),
         // Pure: the load tester's thresholds, summary, arrivals, integrity ledger and recorder.
         .target(
-            name: "LoadTestCore", dependencies: ["RaftCore", .product(name: "Histogram", package: "hdrhistogram-swift")],
+            name: "LoadTestCore", dependencies: ["Seeded", .product(name: "Histogram", package: "hdrhistogram-swift")],
             exclude: ["DESIGN.md"]),
         // The load tester: agents and customers against a running cluster, and the verdict.
         .executableTarget(
             name: "switchboard-loadtest",
             dependencies: [
-                "LoadTestCore", "ClusterFile", "RaftCore", "Wire", "ServerTLS",
+                "LoadTestCore", "ClusterFile", "RaftCore", "Wire", "ServerTLS", "Seeded",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -181,16 +189,16 @@ let package = Package(
         .testTarget(name: "LoadTestCoreTests", dependencies: ["LoadTestCore"]),
         .testTarget(name: "FuzzTargetsTests", dependencies: ["FuzzTargets"], exclude: ["corpus"]),
         .testTarget(name: "ContactCenterTests", dependencies: ["ContactCenter", "Wire"]),
-        .testTarget(name: "BalancerCoreTests", dependencies: ["BalancerCore", "RaftCore"]),
-        .testTarget(name: "SWIMCoreTests", dependencies: ["SWIMCore", "ClusterTestKit", "Wire"]),
+        .testTarget(name: "BalancerCoreTests", dependencies: ["BalancerCore", "Seeded"]),
+        .testTarget(name: "SWIMCoreTests", dependencies: ["SWIMCore", "ClusterTestKit", "Wire", "Seeded"]),
         .testTarget(
             name: "SWIMShellTests",
             dependencies: ["SWIMShell", "SWIMCore", "Wire", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]),
-        .testTarget(name: "RaftCoreTests", dependencies: ["RaftCore", "ClusterTestKit", "Wire"]),
+        .testTarget(name: "RaftCoreTests", dependencies: ["RaftCore", "RaftWire", "ClusterTestKit", "Wire", "Seeded"]),
         .testTarget(
             name: "ClusterTests",
             dependencies: [
-                "NodeRuntime", "PeerLink", "RaftCore", "Storage", "Wire", "ContactCenter", "ClusterFile", "SWIMShell", "ServerTLS",
+                "NodeRuntime", "PeerLink", "RaftCore", "RaftWire", "Storage", "Wire", "ContactCenter", "ClusterFile", "SWIMShell", "ServerTLS",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -201,12 +209,12 @@ let package = Package(
             ]),
         .testTarget(
             name: "PeerLinkTests",
-            dependencies: ["PeerLink", "RaftCore", "Wire", "ServerTLS", .product(name: "X509", package: "swift-certificates"), .product(name: "Crypto", package: "swift-crypto"), .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]),
-        .testTarget(name: "StorageTests", dependencies: ["Storage", "ContactCenter", "RaftCore", .product(name: "GRDB", package: "GRDB.swift")]),
+            dependencies: ["PeerLink", "RaftCore", "RaftWire", "Wire", "ServerTLS", .product(name: "X509", package: "swift-certificates"), .product(name: "Crypto", package: "swift-crypto"), .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]),
+        .testTarget(name: "StorageTests", dependencies: ["Storage", "ContactCenter", "RaftCore", "Seeded", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(
             name: "AgentAPITests",
             dependencies: [
-                "AgentAPI", "NodeRuntime", "Storage", "ContactCenter", "RaftCore", "Wire",
+                "AgentAPI", "NodeRuntime", "Storage", "ContactCenter", "RaftCore", "RaftWire", "Wire", "Seeded",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HummingbirdWSTesting", package: "hummingbird-websocket"),
                 .product(name: "GRDB", package: "GRDB.swift"),

@@ -27,16 +27,18 @@ build_module() { # name dependencies...
     -I "$out/modules" -emit-module -emit-module-path "$out/modules/$name.swiftmodule" \
     -c -o "$out/$name.o" Sources/"$name"/*.swift
 }
-if [ ! -x "$out/switchboard-fuzz" ] || [ -n "$(find Sources/RaftCore Sources/Wire Sources/SWIMCore Sources/ContactCenter Sources/FuzzTargets scripts/fuzz -newer "$out/switchboard-fuzz" -name '*.swift' | head -1)" ]; then
+if [ ! -x "$out/switchboard-fuzz" ] || [ -n "$(find Sources/Seeded Sources/RaftCore Sources/Wire Sources/RaftWire Sources/SWIMCore Sources/ContactCenter Sources/FuzzTargets scripts/fuzz -newer "$out/switchboard-fuzz" -name '*.swift' | head -1)" ]; then
+  build_module Seeded
   build_module RaftCore
   build_module Wire
+  build_module RaftWire
   build_module SWIMCore
   build_module ContactCenter
   build_module FuzzTargets
   echo "fuzz: linking" >&2
   # (gold warns about every sanitizer helper it cannot export; the warnings go to a log)
   swiftc -parse-as-library -O -g -sanitize=fuzzer,address -I "$out/modules" scripts/fuzz/main.swift \
-    "$out"/RaftCore.o "$out"/Wire.o "$out"/SWIMCore.o "$out"/ContactCenter.o "$out"/FuzzTargets.o -o "$out/switchboard-fuzz" 2>"$out/link.log" \
+    "$out"/RaftCore.o "$out"/Wire.o "$out"/SWIMCore.o "$out"/ContactCenter.o "$out"/FuzzTargets.o "$out"/RaftWire.o "$out"/Seeded.o -o "$out/switchboard-fuzz" 2>"$out/link.log" \
     || { cat "$out/link.log" >&2; exit 1; }
 fi
 

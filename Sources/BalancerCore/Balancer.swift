@@ -1,4 +1,4 @@
-import RaftCore
+import Seeded
 
 /// A backend's standing with the balancer. Only `healthy` and `warming` backends take new
 /// requests (unless every backend is out: panic mode).

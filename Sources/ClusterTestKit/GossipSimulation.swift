@@ -1,5 +1,6 @@
 import RaftCore
 import SWIMCore
+import Seeded
 import Wire
 
 /// A seeded simulation of SWIM cores on a virtual clock: every packet goes through the codec,

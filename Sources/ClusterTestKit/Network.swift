@@ -1,4 +1,5 @@
 import RaftCore
+import Seeded
 
 /// The simulated network between members: per-seed loss, duplication and delay (delays
 /// reorder), partitions that drop, and clogged links that hold messages until released.

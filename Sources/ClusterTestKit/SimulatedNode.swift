@@ -1,4 +1,6 @@
 import RaftCore
+import RaftWire
+import Seeded
 import Wire
 
 /// One member in the simulator: its core while it runs, and what survives a crash (the hard

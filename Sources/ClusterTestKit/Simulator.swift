@@ -1,4 +1,5 @@
 import RaftCore
+import Seeded
 
 /// What one seed does. Everything else (loss, delays, which faults, when) is drawn from the seed.
 public struct SimulationSettings: Sendable {

@@ -1,6 +1,8 @@
 import ContactCenter
 import RaftCore
+import RaftWire
 import SWIMCore
+import Seeded
 import Wire
 
 /// One decoder of bytes from the network or the disk, as a fuzz target: any input must either

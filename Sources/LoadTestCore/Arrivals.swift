@@ -1,4 +1,4 @@
-import RaftCore
+import Seeded
 
 /// When customers arrive: an open process at `rate` per second, constant (evenly spaced) or
 /// Poisson (exponential gaps from a seeded generator, so a run can be repeated). Sends are

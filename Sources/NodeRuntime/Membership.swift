@@ -1,6 +1,7 @@
 import ContactCenter
 import Foundation
 import RaftCore
+import RaftWire
 import Wire
 
 /// Cluster life: requests members make of each other (forwarded to the leader when this node

@@ -1,4 +1,5 @@
 import Foundation
+import RaftWire
 import Synchronization
 import Wire
 

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import PeerLink
 import RaftCore
+import RaftWire
 import Storage
 import Synchronization
 import Wire

@@ -1,3 +1,4 @@
+import Seeded
 /// One member's Raft state machine (Ongaro's dissertation), pure and deterministic: no I/O, no
 /// clock, no system randomness. The shell drives it with `tick()`, `step(_:)`, `propose(_:)`,
 /// `readIndex(context:)`, `transferLeadership(to:)` and `proposeConfigurationChange(_:)`, then

@@ -1,4 +1,4 @@
-import RaftCore
+import Seeded
 
 #if canImport(Glibc)
 import Glibc

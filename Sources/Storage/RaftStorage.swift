@@ -1,4 +1,5 @@
 import RaftCore
+import RaftWire
 import Wire
 
 /// A member's durable Raft state in its data directory: the entry log (`raft.log`, a

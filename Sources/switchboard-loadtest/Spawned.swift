@@ -2,6 +2,7 @@ import ClusterFile
 import Foundation
 import LoadTestCore
 import RaftCore
+import Seeded
 import Synchronization
 import Wire
 

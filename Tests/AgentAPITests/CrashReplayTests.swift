@@ -2,6 +2,7 @@ import ContactCenter
 import Foundation
 import NodeRuntime
 import RaftCore
+import RaftWire
 import Wire
 import Storage
 import XCTest

@@ -1,6 +1,7 @@
 @testable import AgentAPI
 import Foundation
 import RaftCore
+import Seeded
 import XCTest
 
 /// `JSONObjectFields` replaced `JSONDecoder` on the webhook path: it must accept exactly the

@@ -1,5 +1,6 @@
 import BalancerCore
 import RaftCore
+import Seeded
 import XCTest
 
 final class HTTP1Tests: XCTestCase {

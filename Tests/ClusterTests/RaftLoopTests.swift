@@ -4,6 +4,7 @@ import Logging
 import NodeRuntime
 import PeerLink
 import RaftCore
+import RaftWire
 import Synchronization
 @testable import Storage
 import Wire

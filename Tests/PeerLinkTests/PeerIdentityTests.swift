@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import PeerLink
 import RaftCore
+import RaftWire
 import Wire
 import ServerTLS
 import X509

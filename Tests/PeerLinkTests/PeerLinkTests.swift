@@ -4,6 +4,7 @@ import NIOCore
 import NIOPosix
 import PeerLink
 import RaftCore
+import RaftWire
 import Wire
 import XCTest
 

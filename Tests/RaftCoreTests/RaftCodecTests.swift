@@ -1,4 +1,6 @@
 import RaftCore
+import RaftWire
+import Seeded
 import Wire
 import XCTest
 

@@ -1,5 +1,6 @@
 import RaftCore
 import SWIMCore
+import Seeded
 import Wire
 import XCTest
 

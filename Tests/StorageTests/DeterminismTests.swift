@@ -1,4 +1,5 @@
 import ContactCenter
+import Seeded
 import Storage
 import XCTest
 

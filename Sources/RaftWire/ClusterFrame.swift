@@ -1,4 +1,5 @@
 import RaftCore
+import Wire
 
 /// One payload on the peer link (DESIGN.md): a Raft message, a request a member makes of
 /// another (forward a proposal, add or remove a member, move leadership), the answer to one,

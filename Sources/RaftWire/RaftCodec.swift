@@ -1,4 +1,5 @@
 import RaftCore
+import Wire
 
 /// Raft messages as bytes for the peer link: `[version][from][to][term][kind tag][fields]`.
 /// Decoding checks every length against what remains and a named bound, and rejects unknown
