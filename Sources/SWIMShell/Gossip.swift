@@ -147,11 +147,14 @@ public final class Gossip: Service, Sendable {
         try? await channel.eventLoop.submit { handler.value.leave() }.get()
         try? await Task.sleep(for: .milliseconds(50))  // let the datagrams leave
         try? await channel.close()
-        shared.withLockedValue { shared in
+        // Finished outside the lock: a stream's termination handler takes the lock itself
+        // (finishing inside it deadlocked a release build and trapped a debug one at SIGTERM).
+        let subscribers = shared.withLockedValue { shared in
             shared.channel = nil
-            for continuation in shared.subscribers.values { continuation.finish() }
-            shared.subscribers = [:]
+            defer { shared.subscribers = [:] }
+            return Array(shared.subscribers.values)
         }
+        for continuation in subscribers { continuation.finish() }
         logger.info("gossip left", metadata: ["swim.member": "\(configuration.id)"])
     }
 

@@ -238,7 +238,8 @@ struct NodeCommand: AsyncParsableCommand {
         if let gossip {
             let member = try await startGossip(
                 listen: try HostPort(gossip, option: "--gossip"), secret: configuration.secret, previous: configuration.previousSecrets, logger: logger)
-            gossipServices = [.init(service: GossipBridge(node: node, gossip: member)), .init(service: member)]
+            // The bridge stops before gossip leaves (services stop in reverse order).
+            gossipServices = [.init(service: member), .init(service: GossipBridge(node: node, gossip: member))]
         }
 
         // 5. The API, then the service group. Services stop in reverse order: gossip says it

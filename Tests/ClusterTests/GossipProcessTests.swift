@@ -72,4 +72,42 @@ final class GossipProcessTests: XCTestCase {
         XCTAssertEqual(own["n1"]?.status, "alive", "the resumed node did not blame others for its own pause: \(own)")
         XCTAssertEqual(own["n3"]?.status, "alive", "the resumed node did not blame others for its own pause: \(own)")
     }
+
+    /// SIGTERM on a gossiping leader: it hands leadership over, gossip says it leaves, and the
+    /// process exits cleanly within 2 s. (Gossip once finished its subscribers' streams under its
+    /// own lock: the release build deadlocked until `cluster down`'s SIGKILL 10 s later, the
+    /// debug build trapped.)
+    func testSIGTERMStopsAGossipingLeaderWithinTwoSeconds() async throws {
+        let cluster = ProcessCluster()
+        defer { cluster.tearDown() }
+        let ids = ["n1", "n2", "n3"]
+        for id in ids { cluster.describe(id) }
+        let gossipAddress = Dictionary(uniqueKeysWithValues: ids.map { ($0, "127.0.0.1:\(ProcessCluster.freePort())") })
+        func flags(_ id: String) -> [String] {
+            ["--gossip", gossipAddress[id]!, "--seeds", ids.filter { $0 != id }.map { gossipAddress[$0]! }.joined(separator: ",")]
+        }
+        try cluster.start("n1", flags: flags("n1"))
+        try await cluster.waitUntil("n1 leads") { await cluster.leader(asking: "n1") == "n1" }
+        for id in ["n2", "n3"] { try cluster.start(id, flags: flags(id)) }
+        try await cluster.waitUntil("every node sees every node alive in gossip", seconds: 30) {
+            for observer in ids {
+                let view = await Self.gossip(cluster, asking: observer)
+                guard ids.allSatisfy({ view[$0]?.status == "alive" }) else { return false }
+            }
+            return true
+        }
+        try await cluster.waitUntil("3 voters") { await cluster.voters(asking: "n1").count == 3 }
+        let pid = try XCTUnwrap(cluster.pid("n1"))
+        let started = ContinuousClock.now
+        kill(pid, SIGTERM)
+        var status: Int32 = 0
+        while waitpid(pid, &status, WNOHANG) == 0, ContinuousClock.now - started < .seconds(10) { try await Task.sleep(for: .milliseconds(10)) }
+        let took = ContinuousClock.now - started
+        XCTAssertLessThan(took, .seconds(2), "n1 exits within 2 s of SIGTERM, took \(took)")
+        let log = cluster.log("n1")
+        XCTAssertTrue(log.contains("handed over leadership before stopping") && log.contains("result=done"), "it handed over first: \(log.suffix(2000))")
+        XCTAssertTrue(log.contains("gossip left"), "gossip said it leaves")
+        XCTAssertFalse(log.contains("ServiceGroupError") || log.contains("Fatal error"), "it stopped cleanly: \(log.suffix(2000))")
+        try await cluster.waitUntil("n2 or n3 leads") { ["n2", "n3"].contains(await cluster.leader(asking: "n2") ?? "") }
+    }
 }
