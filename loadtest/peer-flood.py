@@ -143,8 +143,8 @@ async def main():
         "writes": {"ok": ok, "failed": len(results) - ok, "p99Ms": round(p99, 1)},
     }
     if args.metrics:
-        summary["node"] = {"peerLinkRefused": metric(args.metrics, "switchboard_peer_link_refused"),
-                           "peerLinkFailures": metric(args.metrics, "switchboard_peer_link_failures")}
+        summary["node"] = {"peerLinkRefused": metric(args.metrics, "switchboard_peer_link_refused_total"),
+                           "peerLinkFailures": metric(args.metrics, "switchboard_peer_link_failures_total")}
     print(json.dumps(summary, indent=2))
 
 

@@ -1,5 +1,6 @@
 import Logging
 import Metrics
+import PeerLink
 import SWIMCore
 import SWIMShell
 import ServiceLifecycle
@@ -49,12 +50,15 @@ public struct GossipBridge: Service {
         let statuses: [MemberStatus] = [.alive, .suspect, .dead, .left]
         let gauges = statuses.map { Gauge(label: "switchboard_gossip_members", dimensions: [("status", "\($0)")]) }
         let health = Gauge(label: "switchboard_gossip_local_health")
-        let dropped = Gauge(label: "switchboard_gossip_packets_dropped")
-        let sent = Gauge(label: "switchboard_gossip_packets_sent")
-        let received = Gauge(label: "switchboard_gossip_packets_received")
+        // Growing counts are Prometheus counters (`_total`), advanced by what grew since the
+        // last refresh.
+        var counted = CountedSoFar()
+        let dropped = CountedSoFar.Reason.allCases.map { Metrics.Counter(label: "switchboard_gossip_packets_dropped_total", dimensions: [("reason", $0.rawValue)]) }
+        let sent = Metrics.Counter(label: "switchboard_gossip_packets_sent_total")
+        let received = Metrics.Counter(label: "switchboard_gossip_packets_received_total")
         // The peer link's counts, refreshed with gossip's.
-        let peerFailures = Gauge(label: "switchboard_peer_link_failures")
-        let peerRefused = Gauge(label: "switchboard_peer_link_refused")
+        let peerFailures = Metrics.Counter(label: "switchboard_peer_link_failures_total")
+        let peerRefused = Metrics.Counter(label: "switchboard_peer_link_refused_total")
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             let role = "\(node.loop.status.role)"
             if role != published {
@@ -69,15 +73,44 @@ public struct GossipBridge: Service {
             for (status, gauge) in zip(statuses, gauges) { gauge.record(members.filter { $0.status == status }.count) }
             let counters = gossip.counters
             health.record(gossip.localHealth)
-            dropped.record(counters.dropped)
-            sent.record(counters.packetsSent)
-            received.record(counters.packetsReceived)
-            if let link = node.link {
-                let linkCounters = link.counters
-                peerFailures.record(linkCounters.failures)
-                peerRefused.record(linkCounters.refused)
+            let now = CountedSoFar(gossip: counters, link: node.link?.counters)
+            for (index, reason) in CountedSoFar.Reason.allCases.enumerated() {
+                dropped[index].increment(by: now.dropped(reason) - counted.dropped(reason))
             }
+            sent.increment(by: now.sent - counted.sent)
+            received.increment(by: now.received - counted.received)
+            peerFailures.increment(by: now.peerFailures - counted.peerFailures)
+            peerRefused.increment(by: now.peerRefused - counted.peerRefused)
+            counted = now
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: refreshInterval) }
         }
     }
+}
+
+/// The gossip's and the peer link's running counts at one refresh.
+struct CountedSoFar {
+    enum Reason: String, CaseIterable {
+        case malformed, unknownKey = "unknown_key", forged, undecodable, replayed, stale
+    }
+
+    var droppedBy: [Reason: Int] = [:]
+    var sent = 0
+    var received = 0
+    var peerFailures = 0
+    var peerRefused = 0
+
+    init() {}
+
+    init(gossip: Gossip.Counters, link: PeerLink.Counters?) {
+        droppedBy = [
+            .malformed: gossip.droppedMalformed, .unknownKey: gossip.droppedUnknownKey, .forged: gossip.droppedForged,
+            .undecodable: gossip.droppedUndecodable, .replayed: gossip.droppedReplayed, .stale: gossip.droppedStale,
+        ]
+        sent = gossip.packetsSent
+        received = gossip.packetsReceived
+        peerFailures = link?.failures ?? 0
+        peerRefused = link?.refused ?? 0
+    }
+
+    func dropped(_ reason: Reason) -> Int { droppedBy[reason] ?? 0 }
 }
