@@ -118,10 +118,9 @@ public struct LocalCluster: Sendable {
         guard let text = try? String(contentsOfFile: directory(node) + "/pid", encoding: .utf8),
             let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines))
         else { return nil }
-        // A child of this process that exited is a zombie until reaped, and a zombie still
-        // answers kill(pid, 0): reap it first (harmless for a pid that is not our child).
-        Spawn.reap(pid)
-        guard kill(pid, 0) == 0 else { return nil }
+        // An exited member is a zombie until its parent reaps it, and a zombie still answers
+        // kill(pid, 0): our own children are reaped, anyone's zombie counts as stopped.
+        guard Spawn.isAlive(pid) else { return nil }
         // A recycled pid belongs to another program: check the process runs this member (its
         // own arguments, as `start` gave them), whatever the executable is called: a copied or
         // renamed binary is still ours, another program is not.
@@ -210,8 +209,8 @@ public struct LocalCluster: Sendable {
         guard let pid = runningPid(node) else { return }
         kill(pid, SIGTERM)
         let deadline = Date().addingTimeInterval(10)
-        while Spawn.reap(pid) == false, kill(pid, 0) == 0, Date() < deadline { try? await Task.sleep(for: .milliseconds(50)) }
-        if kill(pid, 0) == 0 {
+        while Spawn.isAlive(pid), Date() < deadline { try? await Task.sleep(for: .milliseconds(10)) }
+        if Spawn.isAlive(pid) {
             kill(pid, SIGKILL)
             print("\(node.id) did not stop within 10 s; killed it")
         } else {

@@ -63,6 +63,19 @@ public enum Spawn {
         return waitpid(pid, &status, WNOHANG) == pid
     }
 
+    /// Whether `pid` is a live process: it exists and is not a zombie. An exited member that is
+    /// not our child stays a zombie until its parent (often init, which may take seconds)
+    /// reaps it, and a zombie still answers `kill(pid, 0)`.
+    public static func isAlive(_ pid: pid_t) -> Bool {
+        reap(pid)
+        guard kill(pid, 0) == 0 else { return false }
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")")
+        else { return true }
+        // `pid (comm) S ...`: the state follows the command name, which may hold spaces.
+        return stat[stat.index(after: close)...].split(separator: " ").first != "Z"
+    }
+
     /// glibc 2.34's `posix_spawn_file_actions_addclosefrom_np`, looked up at run time because
     /// the Glibc module does not export it; without it, children rely on descriptors being
     /// close-on-exec (NIO's are).
