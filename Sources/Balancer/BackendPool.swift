@@ -2,6 +2,7 @@ import NIOCore
 import BalancerCore
 import NIOPosix
 import NIOSSL
+import ServerTLS
 import Wire
 
 struct BackendUnavailable: Error, CustomStringConvertible {
@@ -392,8 +393,7 @@ extension ChannelPipeline.SynchronousOperations {
     /// checked against the certificate's IP addresses.
     func addBackendTLS(_ context: NIOSSLContext?, host: String) throws {
         guard let context else { return }
-        let isAddress = (try? SocketAddress(ipAddress: host, port: 0)) != nil
-        try addHandler(NIOSSLClientHandler(context: context, serverHostname: isAddress ? nil : host))
+        try addHandler(NIOSSLClientHandler(context: context, serverHostname: ClientTrust.serverName(for: host)))
     }
 }
 

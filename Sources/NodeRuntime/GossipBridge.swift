@@ -50,15 +50,17 @@ public struct GossipBridge: Service {
         let statuses: [MemberStatus] = [.alive, .suspect, .dead, .left]
         let gauges = statuses.map { Gauge(label: "switchboard_gossip_members", dimensions: [("status", "\($0)")]) }
         let health = Gauge(label: "switchboard_gossip_local_health")
-        // Growing counts are Prometheus counters (`_total`), advanced by what grew since the
-        // last refresh.
-        var counted = CountedSoFar()
-        let dropped = CountedSoFar.Reason.allCases.map { Metrics.Counter(label: "switchboard_gossip_packets_dropped_total", dimensions: [("reason", $0.rawValue)]) }
-        let sent = Metrics.Counter(label: "switchboard_gossip_packets_sent_total")
-        let received = Metrics.Counter(label: "switchboard_gossip_packets_received_total")
+        // Growing counts are Prometheus counters (`_total`).
+        func dropped(_ reason: String) -> RunningTotal {
+            RunningTotal(Metrics.Counter(label: "switchboard_gossip_packets_dropped_total", dimensions: [("reason", reason)]))
+        }
+        let malformed = dropped("malformed"), unknownKey = dropped("unknown_key"), forged = dropped("forged")
+        let undecodable = dropped("undecodable"), replayed = dropped("replayed"), stale = dropped("stale")
+        let sent = RunningTotal(Metrics.Counter(label: "switchboard_gossip_packets_sent_total"))
+        let received = RunningTotal(Metrics.Counter(label: "switchboard_gossip_packets_received_total"))
         // The peer link's counts, refreshed with gossip's.
-        let peerFailures = Metrics.Counter(label: "switchboard_peer_link_failures_total")
-        let peerRefused = Metrics.Counter(label: "switchboard_peer_link_refused_total")
+        let peerFailures = RunningTotal(Metrics.Counter(label: "switchboard_peer_link_failures_total"))
+        let peerRefused = RunningTotal(Metrics.Counter(label: "switchboard_peer_link_refused_total"))
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             let role = "\(node.loop.status.role)"
             if role != published {
@@ -73,44 +75,32 @@ public struct GossipBridge: Service {
             for (status, gauge) in zip(statuses, gauges) { gauge.record(members.filter { $0.status == status }.count) }
             let counters = gossip.counters
             health.record(gossip.localHealth)
-            let now = CountedSoFar(gossip: counters, link: node.link?.counters)
-            for (index, reason) in CountedSoFar.Reason.allCases.enumerated() {
-                dropped[index].increment(by: now.dropped(reason) - counted.dropped(reason))
+            malformed.record(counters.droppedMalformed)
+            unknownKey.record(counters.droppedUnknownKey)
+            forged.record(counters.droppedForged)
+            undecodable.record(counters.droppedUndecodable)
+            replayed.record(counters.droppedReplayed)
+            stale.record(counters.droppedStale)
+            sent.record(counters.packetsSent)
+            received.record(counters.packetsReceived)
+            if let link = node.link?.counters {
+                peerFailures.record(link.failures)
+                peerRefused.record(link.refused)
             }
-            sent.increment(by: now.sent - counted.sent)
-            received.increment(by: now.received - counted.received)
-            peerFailures.increment(by: now.peerFailures - counted.peerFailures)
-            peerRefused.increment(by: now.peerRefused - counted.peerRefused)
-            counted = now
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: refreshInterval) }
         }
     }
 }
 
-/// The gossip's and the peer link's running counts at one refresh.
-struct CountedSoFar {
-    enum Reason: String, CaseIterable {
-        case malformed, unknownKey = "unknown_key", forged, undecodable, replayed, stale
+/// A Prometheus counter fed from a running count: each `record` adds what the count grew by.
+final class RunningTotal {
+    private let counter: Metrics.Counter
+    private var last = 0
+
+    init(_ counter: Metrics.Counter) { self.counter = counter }
+
+    func record(_ count: Int) {
+        counter.increment(by: max(0, count - last))
+        last = count
     }
-
-    var droppedBy: [Reason: Int] = [:]
-    var sent = 0
-    var received = 0
-    var peerFailures = 0
-    var peerRefused = 0
-
-    init() {}
-
-    init(gossip: Gossip.Counters, link: PeerLink.Counters?) {
-        droppedBy = [
-            .malformed: gossip.droppedMalformed, .unknownKey: gossip.droppedUnknownKey, .forged: gossip.droppedForged,
-            .undecodable: gossip.droppedUndecodable, .replayed: gossip.droppedReplayed, .stale: gossip.droppedStale,
-        ]
-        sent = gossip.packetsSent
-        received = gossip.packetsReceived
-        peerFailures = link?.failures ?? 0
-        peerRefused = link?.refused ?? 0
-    }
-
-    func dropped(_ reason: Reason) -> Int { droppedBy[reason] ?? 0 }
 }

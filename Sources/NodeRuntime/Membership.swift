@@ -132,6 +132,20 @@ extension Node {
         }
     }
 
+    /// The loop stopped on a storage failure. A leader tells its best successor
+    /// (`handOverCandidates`) to campaign at once (Raft §3.10's TimeoutNow): the cluster has a
+    /// leader again after one round trip, not an election timeout. Safe whatever that voter
+    /// holds: it still needs a majority's votes, which only an up-to-date log wins, and this
+    /// node, stopped, neither votes nor acknowledges again.
+    func handOverAfterStorageFailure() {
+        let status = loop.status
+        guard status.role == .leader, let successor = handOverCandidates(status).first else { return }
+        route(RaftCore.Message(from: id, to: successor, term: status.term, kind: .timeoutNow))
+        logger.warning(
+            "storage failed on the leader: handing leadership to the most caught-up voter",
+            metadata: ["raft.node": "\(id)", "raft.successor": "\(successor)", "raft.term": "\(status.term)"])
+    }
+
     /// The voters a leader hands over to, best first: only those the peer link heard from within
     /// an election timeout (a live follower answers every heartbeat; one silent that long cannot
     /// take over in time), those heard within four heartbeats first, then the most caught-up.

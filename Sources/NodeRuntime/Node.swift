@@ -226,6 +226,7 @@ public final class Node: Sendable {
                 storageFailed: { [waiters] reason in
                     // Not ready from now on, with the reason: the balancer ejects this node.
                     waiters.fail("storage failed (\(reason)); this node takes no writes until it is restarted")
+                    box.node?.handOverAfterStorageFailure()
                 }),
             send: { message in box.node?.route(message) })
         waiters.advance(to: try state.appliedIndex())

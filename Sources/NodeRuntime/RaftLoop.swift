@@ -77,7 +77,8 @@ public final class RaftLoop: @unchecked Sendable {
     public struct Hooks: Sendable {
         public var applied: @Sendable (_ appliedIndex: UInt64, _ results: [ContactCenterMachine.Applied?]) -> Void
         public var installSnapshot: @Sendable (Snapshot) throws -> Void
-        /// The loop stopped because storage failed: the error, once, before waiters are failed.
+        /// The loop stopped because storage failed: the error, once, with `status` current and
+        /// before waiters are failed.
         public var storageFailed: @Sendable (String) -> Void
 
         public init(
@@ -438,7 +439,7 @@ public final class RaftLoop: @unchecked Sendable {
                 logger.critical(
                     "storage failed: this node takes no writes until it is restarted; free space or fix the disk, then restart it",
                     metadata: ["raft.node": "\(id)", "error": "\(reason)"])
-                handOverLeadership()
+                publishStatus()
                 hooks.storageFailed(reason)
                 break
             }
@@ -464,20 +465,6 @@ public final class RaftLoop: @unchecked Sendable {
         reads = [:]
         readsReady = []
         finished.signal()
-    }
-
-    /// A leader whose storage failed tells the most caught-up voter to campaign at once (Raft
-    /// §3.10's TimeoutNow), so the cluster has a leader again in one round trip instead of an
-    /// election timeout. Safe whatever that voter holds: it still needs a majority's votes, which
-    /// only an up-to-date log wins; this node, stopped, neither votes nor acknowledges again.
-    private func handOverLeadership() {
-        guard core.role == .leader else { return }
-        let matches = core.matchIndexes
-        guard let successor = core.configuration.voters.filter({ $0 != id }).max(by: { (matches[$0] ?? 0, $1) < (matches[$1] ?? 0, $0) }) else { return }
-        send(RaftCore.Message(from: id, to: successor, term: core.term, kind: .timeoutNow))
-        logger.warning(
-            "storage failed on the leader: handing leadership to the most caught-up voter",
-            metadata: ["raft.node": "\(id)", "raft.successor": "\(successor)", "raft.term": "\(core.term)"])
     }
 
     /// Fails waits whose deadline passed.

@@ -83,6 +83,14 @@ public enum ClientTrust {
         try NIOSSLContext(configuration: configuration(trustingCA: path))
     }
 
+    /// What a client puts in SNI and checks the certificate against: a name as it is; nil for
+    /// an IP literal (invalid in SNI), which is then checked against the certificate's IP
+    /// addresses.
+    public static func serverName(for host: String) -> String? {
+        var v4 = in_addr(), v6 = in6_addr()
+        return inet_pton(AF_INET, host, &v4) == 1 || inet_pton(AF_INET6, host, &v6) == 1 ? nil : host
+    }
+
     public static func configuration(trustingCA path: String) throws -> TLSConfiguration {
         let roots: [NIOSSLCertificate]
         do {

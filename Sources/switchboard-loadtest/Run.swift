@@ -83,9 +83,9 @@ final class Run: Sendable {
         }
         var configuration = HTTPClient.Configuration()
         if secure, let caFile = settings.caFile {
-            configuration.tlsConfiguration = try ClientTrust.configuration(trustingCA: caFile)
-            let host = url?.host ?? ""
-            socketTLS = (try ClientTrust.context(trustingCA: caFile), (try? SocketAddress(ipAddress: host, port: 0)) == nil ? host : nil)
+            let trust = try ClientTrust.configuration(trustingCA: caFile)
+            configuration.tlsConfiguration = trust
+            socketTLS = (try NIOSSLContext(configuration: trust), ClientTrust.serverName(for: url?.host ?? ""))
         } else {
             socketTLS = nil
         }

@@ -16,18 +16,25 @@ final class GossipProcessTests: XCTestCase {
         return view
     }
 
-    func testKilledNodeIsSeenDeadAndAPausedOneRefutesWhenItResumes() async throws {
-        let cluster = ProcessCluster()
-        defer { cluster.tearDown() }
+    /// n1, n2 and n3 with gossip, each seeded with the others; n1 bootstraps and leads. Returns
+    /// the ids and each one's gossip flags (for a restart).
+    static func startGossiping(_ cluster: ProcessCluster) async throws -> ([String], (String) -> [String]) {
         let ids = ["n1", "n2", "n3"]
         for id in ids { cluster.describe(id) }
         let gossipAddress = Dictionary(uniqueKeysWithValues: ids.map { ($0, "127.0.0.1:\(ProcessCluster.freePort())") })
-        func flags(_ id: String) -> [String] {
+        let flags = { (id: String) -> [String] in
             ["--gossip", gossipAddress[id]!, "--seeds", ids.filter { $0 != id }.map { gossipAddress[$0]! }.joined(separator: ",")]
         }
         try cluster.start("n1", flags: flags("n1"))
         try await cluster.waitUntil("n1 leads") { await cluster.leader(asking: "n1") == "n1" }
         for id in ["n2", "n3"] { try cluster.start(id, flags: flags(id)) }
+        return (ids, flags)
+    }
+
+    func testKilledNodeIsSeenDeadAndAPausedOneRefutesWhenItResumes() async throws {
+        let cluster = ProcessCluster()
+        defer { cluster.tearDown() }
+        let (ids, flags) = try await Self.startGossiping(cluster)
         func everyone(_ status: String, of subject: String, asking: [String], _ incarnationAbove: Int = -1) async -> Bool {
             for observer in asking {
                 guard let seen = await Self.gossip(cluster, asking: observer)[subject], seen.status == status, seen.incarnation > incarnationAbove else { return false }
@@ -80,15 +87,7 @@ final class GossipProcessTests: XCTestCase {
     func testSIGTERMStopsAGossipingLeaderWithinTwoSeconds() async throws {
         let cluster = ProcessCluster()
         defer { cluster.tearDown() }
-        let ids = ["n1", "n2", "n3"]
-        for id in ids { cluster.describe(id) }
-        let gossipAddress = Dictionary(uniqueKeysWithValues: ids.map { ($0, "127.0.0.1:\(ProcessCluster.freePort())") })
-        func flags(_ id: String) -> [String] {
-            ["--gossip", gossipAddress[id]!, "--seeds", ids.filter { $0 != id }.map { gossipAddress[$0]! }.joined(separator: ",")]
-        }
-        try cluster.start("n1", flags: flags("n1"))
-        try await cluster.waitUntil("n1 leads") { await cluster.leader(asking: "n1") == "n1" }
-        for id in ["n2", "n3"] { try cluster.start(id, flags: flags(id)) }
+        let (ids, flags) = try await Self.startGossiping(cluster)
         try await cluster.waitUntil("every node sees every node alive in gossip", seconds: 30) {
             for observer in ids {
                 let view = await Self.gossip(cluster, asking: observer)

@@ -20,15 +20,12 @@ final class FuzzTargetsTests: XCTestCase {
             var inputs = seeds + corpus
             for input in inputs { target.run(input) }
             var mutator = Mutator(seed: seed &+ UInt64(index))
-            var decoded = 0
             for round in 0..<Self.mutationsPerTarget {
-                let base = inputs[mutatorPick(&mutator, inputs.count, round)]
-                let input = mutator.mutate(base)
+                // Inputs taken in turn (a golden-ratio stride), so every seed and corpus file is mutated.
+                let input = mutator.mutate(inputs[Int(truncatingIfNeeded: UInt64(round) &* 0x9E37_79B9 % UInt64(inputs.count))])
                 target.run(input)
                 if round % 64 == 0 { inputs.append(input) }  // mutations of mutations, bounded
-                decoded += 1
             }
-            XCTAssertEqual(decoded, Self.mutationsPerTarget)
             print("\(target.name): \(seeds.count) seeds, \(corpus.count) corpus files, \(Self.mutationsPerTarget) mutations, no trap")
         }
     }
@@ -38,10 +35,6 @@ final class FuzzTargetsTests: XCTestCase {
         for target in FuzzTargets.all {
             for seed in target.seeds() { target.run(seed) }
         }
-    }
-
-    private func mutatorPick(_ mutator: inout Mutator, _ count: Int, _ round: Int) -> Int {
-        Int(truncatingIfNeeded: UInt64(round) &* 0x9E37_79B9 % UInt64(count))
     }
 
     static func corpusFiles(_ name: String) throws -> [[UInt8]] {
