@@ -4,7 +4,8 @@ import PackageDescription
 // Module layout (see ../shared/DESIGN.md and each module's DESIGN.md), each layer depending only
 // on the ones above it:
 //   leaf (pure):                 Seeded (SplitMix64), Wire (byte codecs, CRC-32C, HostPort)
-//   cores (pure, deterministic): RaftCore, RaftWire (its codecs), SWIMCore, ContactCenter,
+//   cores (pure, deterministic): RaftCore, RaftWire (its codecs), RaftDriver (carries a Ready
+//                                out for the node and the simulator), SWIMCore, ContactCenter,
 //                                BalancerCore, LoadTestCore, FuzzTargets (every decoder as a target)
 //   test support:                ClusterTestKit (seeded simulator, also `switchboard simulate`)
 //   edges (I/O):                 Storage (raft.log, SQLite), PeerLink (members' TCP link),
@@ -44,6 +45,9 @@ let package = Package(
         .target(name: "RaftWire", dependencies: ["Wire", "RaftCore"], exclude: ["DESIGN.md"]),
         // Pure: the Raft consensus core (elections, replication, reads, membership, snapshots).
         .target(name: "RaftCore", dependencies: ["Seeded"], exclude: ["DESIGN.md"]),
+        // Pure: carries a core's Ready out (persist, send, apply, holds, waiters) over small
+        // protocols; the node and the simulator both run it.
+        .target(name: "RaftDriver", dependencies: ["RaftCore"], exclude: ["DESIGN.md"]),
         // Pure leaf: seeded randomness (SplitMix64) for every core and the simulator.
         .target(name: "Seeded", exclude: ["DESIGN.md"]),
         // Pure: the SWIM failure detector with Lifeguard, and its packet codec.
@@ -51,14 +55,14 @@ let package = Package(
         // Pure: the balancer's policy (choosing, ejection, readmission, warm-up, retry budget).
         .target(name: "BalancerCore", dependencies: ["Seeded"], exclude: ["DESIGN.md"]),
         // Test support (also behind `switchboard simulate`): seeded cluster simulator for RaftCore.
-        .target(name: "ClusterTestKit", dependencies: ["RaftCore", "RaftWire", "Wire", "SWIMCore", "Seeded"], exclude: ["DESIGN.md"]),
+        .target(name: "ClusterTestKit", dependencies: ["RaftCore", "RaftDriver", "RaftWire", "Wire", "SWIMCore", "Seeded"], exclude: ["DESIGN.md"]),
         // Pure: commands, validation, deterministic apply rules, events.
         .target(name: "ContactCenter", dependencies: ["Wire"], exclude: ["DESIGN.md"]),
         // Edge: the durable command log and the SQLite state database.
         .target(
             name: "Storage",
             dependencies: [
-                "Wire", "RaftWire", "ContactCenter", "RaftCore",
+                "Wire", "RaftWire", "ContactCenter", "RaftCore", "RaftDriver",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
@@ -69,7 +73,7 @@ let package = Package(
         .target(
             name: "NodeRuntime",
             dependencies: [
-                "ContactCenter", "Storage", "RaftCore", "RaftWire", "PeerLink", "Wire", "SWIMCore", "SWIMShell",
+                "ContactCenter", "Storage", "RaftCore", "RaftDriver", "RaftWire", "PeerLink", "Wire", "SWIMCore", "SWIMShell",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

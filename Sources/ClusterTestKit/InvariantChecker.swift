@@ -2,7 +2,7 @@ import RaftCore
 
 /// The safety properties of Raft (§3.2, Figure 3.2) and of the clients, checked as the
 /// simulation runs.
-struct InvariantChecker {
+final class InvariantChecker {
     /// Election safety: at most one leader per term.
     private var leaders: [Term: NodeID] = [:]
     /// Log matching: an (index, term) pair names one entry, and one predecessor term.
@@ -14,7 +14,7 @@ struct InvariantChecker {
     private(set) var acknowledgedIndexes: [UInt64: LogIndex] = [:]
     private(set) var maxAcknowledgedIndex: LogIndex = 0
 
-    mutating func checkElectionSafety(_ nodes: [SimulatedNode]) throws {
+    func checkElectionSafety(_ nodes: [SimulatedNode]) throws {
         for node in nodes {
             guard let core = node.core, core.role == .leader else { continue }
             if let other = leaders[core.term], other != core.id {
@@ -24,7 +24,7 @@ struct InvariantChecker {
         }
     }
 
-    mutating func checkAppended(_ new: [Entry], node: SimulatedNode) throws {
+    func checkAppended(_ new: [Entry], log node: SimulatedLog) throws {
         var previousTerm = node.durableTerm(at: new[0].index - 1)
         for entry in new {
             let payload = StateMachine.hash(entry.payload)
@@ -42,7 +42,7 @@ struct InvariantChecker {
         }
     }
 
-    mutating func checkCommit(_ core: Raft, previous: LogIndex) throws {
+    func checkCommit(_ core: Raft, previous: LogIndex) throws {
         guard core.commitIndex >= previous else {
             throw SimulationFailure(description: "commit went back on \(core.id): \(previous) -> \(core.commitIndex)")
         }
@@ -67,7 +67,7 @@ struct InvariantChecker {
         }
     }
 
-    mutating func checkApplied(_ entry: Entry, machine: StateMachine, node: NodeID) throws {
+    func checkApplied(_ entry: Entry, machine: StateMachine, node: NodeID) throws {
         let payload = StateMachine.hash(entry.payload)
         if let known = applied[entry.index] {
             guard known.payload == payload else {
@@ -90,7 +90,7 @@ struct InvariantChecker {
         }
     }
 
-    mutating func acknowledged(_ id: UInt64, index: LogIndex) {
+    func acknowledged(_ id: UInt64, index: LogIndex) {
         acknowledgedIndexes[id] = index
         maxAcknowledgedIndex = max(maxAcknowledgedIndex, index)
     }

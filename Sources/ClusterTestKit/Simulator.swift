@@ -1,4 +1,5 @@
 import RaftCore
+import RaftDriver
 import Seeded
 
 /// What one seed does. Everything else (loss, delays, which faults, when) is drawn from the seed.
@@ -52,21 +53,23 @@ public struct Simulation {
     var indexOf: [NodeID: Int] = [:]
     var now: UInt64 = 0
     var result: SimulationResult
-    var checker = InvariantChecker()
+    let checker = InvariantChecker()
     var raftSettings: RaftSettings
+    var timings: ReplicaTimings
+    let clock = SimulatedClock()
     let traceLines: TraceLines?
     /// Also trace every delivered message (replays only; long).
     public var traceMessages = false
 
     // Clients.
     var nextCommandId: UInt64 = 1
-    /// Commands proposed, by id: where, at which index and term.
-    var proposals: [UInt64: (node: Int, index: LogIndex, term: Term)] = [:]
     /// Calm-phase commands that must all be acknowledged by the end.
     var calmCommands: [UInt64: UInt64] = [:]  // id -> last proposal tick
     var nextReadContext: UInt64 = 1
     /// Reads waiting: context -> (node, index every acknowledged write before the request reached).
-    var reads: [UInt64: (node: Int, required: LogIndex, readIndex: LogIndex?)] = [:]
+    var reads: [UInt64: (node: Int, required: LogIndex)] = [:]
+    /// How long a client waits for an answer before giving up (the write may still commit).
+    static let waitTicks: UInt64 = 40
 
     // Faults.
     var restartAt: [Int: UInt64] = [:]
@@ -99,6 +102,10 @@ public struct Simulation {
         raft.leaseReads = raft.checkQuorum && random.next() % 3 == 0
         raftSettings = raft
         snapshotEvery = [10, 30, 100, 1_000_000][Int(random.next() % 4)]
+        // The node's holds, in ticks of 10 ms: none, one tick, several.
+        timings = ReplicaTimings(
+            tick: SimulatedClock.tick, followerApplyDelay: SimulatedClock.tick * [0, 1, 4][Int(random.next() % 3)],
+            leaderCommitHold: SimulatedClock.tick * [0, 1, 3][Int(random.next() % 3)])
         result = SimulationResult(seed: seed)
         self.random = random
 
@@ -110,10 +117,10 @@ public struct Simulation {
         let initial = Configuration(voters: Set(startsOutside ? ids.dropLast() : ids[...]))
         for (number, id) in ids.enumerated() {
             let configuration = number == joiner ? Configuration(voters: []) : initial
-            nodes.append(SimulatedNode(id: id, bootstrap: Snapshot(index: 0, term: 0, configuration: configuration, data: StateMachine().encoded)))
-            start(number)
+            nodes.append(SimulatedNode(id: id, bootstrap: Snapshot(index: 0, term: 0, configuration: configuration, data: StateMachine().encoded), checker: checker))
+            try! start(number)
         }
-        trace("settings loss=\(loss)% dup=\(network.duplicatePercent)% delay<=\(network.delayTicksMax) hb=\(raft.heartbeatTicks) inflight=\(raft.inflightAppendsMax) bytes=\(raft.appendBytesMax) preVote=\(raft.preVote) checkQuorum=\(raft.checkQuorum) lease=\(raft.leaseReads) snapshotEvery=\(snapshotEvery) joiner=\(joiner.map { ids[$0] } ?? "none")")
+        trace("settings loss=\(loss)% dup=\(network.duplicatePercent)% delay<=\(network.delayTicksMax) hb=\(raft.heartbeatTicks) inflight=\(raft.inflightAppendsMax) bytes=\(raft.appendBytesMax) preVote=\(raft.preVote) checkQuorum=\(raft.checkQuorum) lease=\(raft.leaseReads) snapshotEvery=\(snapshotEvery) applyDelay=\(timings.followerApplyDelay) commitHold=\(timings.leaderCommitHold) joiner=\(joiner.map { ids[$0] } ?? "none")")
     }
 
     /// Runs the fault phase and the calm phase; returns the first broken invariant, if any.
@@ -150,18 +157,22 @@ public struct Simulation {
 
     mutating func step(faults: Bool) throws {
         now += 1
+        clock.ticks = now
         for message in network.arrivals(at: now, random: &random) {
-            guard let to = indexOf[message.to], nodes[to].core != nil else { continue }
+            guard let to = indexOf[message.to], let driver = nodes[to].driver else { continue }
             if traceMessages { trace("\(message.from)->\(message.to) t\(message.term) \(Self.brief(message.kind))") }
-            nodes[to].core!.step(message)
+            driver.step(message)
             try process(to)
         }
-        for number in nodes.indices where nodes[number].core != nil {
-            nodes[number].core!.tick()
+        // As the node's loop does when it wakes: tick if a tick passed (the driver fails the waits
+        // whose deadline passed), then carry out what is due (the holds end on the clock too).
+        for number in nodes.indices {
+            guard let driver = nodes[number].driver else { continue }
+            driver.advanceClock()
             try process(number)
         }
         try clients(faults: faults)
-        if faults { injectFaults() } else { restartDue() }
+        if faults { try injectFaults() } else { try restartDue() }
         unclogDue()
         try checker.checkElectionSafety(nodes)
     }
@@ -173,94 +184,93 @@ public struct Simulation {
         healAt = nil
         unclogAt = [:]
         for number in nodes.indices where nodes[number].core == nil { restartAt[number] = now + 1 }
+        for node in nodes { node.crashPoints.armed = nil }
         trace("calm phase")
     }
 
-    // MARK: Ready
+    // MARK: The driver
 
-    /// Carries out a member's `Ready` as a node would: persist, send, apply, serve reads, advance.
+    /// Lets a member's driver carry out everything due (the node's own cycle), then checks what
+    /// came out: messages go to the network, answers to the clients, and a crash armed inside
+    /// the cycle takes the member down.
     mutating func process(_ number: Int) throws {
-        guard var core = nodes[number].core else { return }
-        while true {
-            let ready = core.ready()
-            if ready.isEmpty {
-                core.advance(ready)
-                break
-            }
-            // (A new leader is checked below, once its first Ready is carried out.)
-            // 1. persist
-            if let snapshot = ready.snapshot { nodes[number].persist(snapshot: snapshot) }
-            if !ready.entries.isEmpty {
-                try checker.checkAppended(ready.entries, node: nodes[number])
-                nodes[number].persist(entries: ready.entries)
-            }
-            if let hardState = ready.hardState { nodes[number].hardState = hardState }
-            // 2. send
-            for message in ready.messages {
-                if case .installSnapshot = message.kind { result.snapshotsSent += 1 }
-                network.send(message, from: number, to: indexOf[message.to]!, now: now, random: &random)
-            }
-            // 3. apply
-            if let snapshot = ready.snapshot {
-                let machine = StateMachine(decoding: snapshot.data)
-                try checker.checkInstalled(machine, at: snapshot.index, node: nodes[number].id)
-                nodes[number].machine = machine
-            }
-            for entry in ready.committed {
-                try apply(entry, at: number)
-            }
-            // 4. reads
-            for state in ready.readStates {
-                guard var read = reads[state.context] else { continue }
-                read.readIndex = state.index
-                reads[state.context] = read
-            }
-            core.advance(ready)
-            if core.role == .leader, nodes[number].ledTerm != core.term {
-                nodes[number].ledTerm = core.term
-                result.elections += 1
-                trace("\(core.id) leader of term \(core.term)")
-                try checker.checkLeaderCompleteness(core)
-            }
-            try checker.checkCommit(core, previous: nodes[number].commitSeen)
-            nodes[number].commitSeen = core.commitIndex
-            nodes[number].core = core
-            try serveReads(at: number)
-            maybeSnapshot(number, &core)
+        guard let driver = nodes[number].driver else { return }
+        let wasLeader = driver.core.role == .leader
+        do {
+            try driver.process()
+        } catch let crash as SimulatedCrash {
+            settle(number)
+            try settleAnswers(number)
+            crashMember(number, reason: "at \(crash.point) (\(wasLeader ? "leader" : "\(driver.core.role)"))")
+            return
         }
-        nodes[number].core = core
+        settle(number)
+        let core = driver.core
+        if core.role == .leader, nodes[number].ledTerm != core.term {
+            nodes[number].ledTerm = core.term
+            result.elections += 1
+            trace("\(core.id) leader of term \(core.term)")
+            try checker.checkLeaderCompleteness(core)
+        }
+        try checker.checkCommit(core, previous: nodes[number].commitSeen)
+        nodes[number].commitSeen = core.commitIndex
+        try settleAnswers(number)
+        try maybeSnapshot(number)
     }
 
-    mutating func apply(_ entry: Entry, at number: Int) throws {
-        precondition(entry.index == nodes[number].machine.applied + 1, "\(nodes[number].id) applies \(entry.index) after \(nodes[number].machine.applied)")
-        nodes[number].machine.apply(entry)
-        try checker.checkApplied(entry, machine: nodes[number].machine, node: nodes[number].id)
-        if case .command(let bytes) = entry.payload, let id = StateMachine.commandId(bytes),
-           let proposal = proposals[id], proposal.node == number, proposal.index == entry.index, proposal.term == entry.term {
-            checker.acknowledged(id, index: entry.index)
+    /// Hands what a member sent to the network.
+    mutating func settle(_ number: Int) {
+        let transport = nodes[number].transport
+        for message in transport.outbox {
+            if case .installSnapshot = message.kind { result.snapshotsSent += 1 }
+            network.send(message, from: number, to: indexOf[message.to]!, now: now, random: &random)
+        }
+        transport.outbox.removeAll()
+    }
+
+    /// Checks the answers a member's clients got: a write acknowledged is recorded (and, unless
+    /// answered early, must be visible on that member: read-your-writes); a read served must
+    /// see every write acknowledged before it was requested (linearizability).
+    mutating func settleAnswers(_ number: Int) throws {
+        guard let clients = nodes[number].clients else { return }
+        let answers = clients.answers
+        let readAnswers = clients.readAnswers
+        clients.answers.removeAll()
+        clients.readAnswers.removeAll()
+        for answer in answers {
+            guard case .success(let index) = answer.result, let id = answer.wait.command else { continue }
+            if !answer.wait.early, answer.visible < index {
+                throw SimulationFailure(description: "read-your-writes: \(nodes[number].id) answered command \(id) at index \(index) while showing readers only \(answer.visible)")
+            }
+            guard checker.acknowledgedIndexes[id] == nil else { continue }
+            checker.acknowledged(id, index: index)
             result.acknowledgedWrites += 1
             calmCommands[id] = nil
         }
-    }
-
-    mutating func serveReads(at number: Int) throws {
-        let applied = nodes[number].machine.applied
-        for (context, read) in reads where read.node == number {
-            guard let index = read.readIndex, applied >= index else { continue }
-            guard applied >= read.required else {
-                throw SimulationFailure(description: "linearizability: read \(context) on \(nodes[number].id) served at applied \(applied) (read index \(index)) but a write at \(read.required) was acknowledged before the read was requested")
+        for answer in readAnswers {
+            guard let read = reads.removeValue(forKey: answer.context), case .success = answer.result else { continue }
+            guard answer.visible >= read.required else {
+                throw SimulationFailure(description: "linearizability: read \(answer.context) on \(nodes[number].id) served showing \(answer.visible), but a write at \(read.required) was acknowledged before the read was requested")
             }
-            reads[context] = nil
             result.servedReads += 1
         }
     }
 
-    mutating func maybeSnapshot(_ number: Int, _ core: inout Raft) {
-        let applied = nodes[number].machine.applied
-        guard applied >= core.snapshotIndex + snapshotEvery, applied <= nodes[number].stableIndex else { return }
-        let snapshot = core.compact(through: applied, data: nodes[number].machine.encoded)
-        nodes[number].persist(snapshot: snapshot)
-        nodes[number].core = core
+    mutating func maybeSnapshot(_ number: Int) throws {
+        guard let driver = nodes[number].driver else { return }
+        let state = nodes[number].machine.committed
+        guard state.applied >= driver.core.snapshotIndex + snapshotEvery else { return }
+        _ = try driver.compact(through: state.applied, data: state.encoded)
+    }
+
+    /// Takes a member down: the driver, its waits and the open transaction are lost; the log and
+    /// the committed state survive.
+    mutating func crashMember(_ number: Int, reason: String) {
+        nodes[number].crash()
+        for (context, read) in reads where read.node == number { reads[context] = nil }
+        restartAt[number] = now + 5 + random.next() % 60
+        result.crashes += 1
+        trace("crash \(nodes[number].id) \(reason)")
     }
 
     // MARK: Clients
@@ -268,37 +278,37 @@ public struct Simulation {
     mutating func clients(faults: Bool) throws {
         // The last `drainTicks` of the calm phase take no new requests: what was asked must finish.
         let draining = now + settings.drainTicks > settings.faultTicks + settings.calmTicks
-        // Writes: the client tries a random member; a follower refuses (the node would forward).
+        // Writes: the client tries a random member. The leader proposes; a follower forwards to
+        // the leader and waits for the entry on its own copy, as the node does. Some writes ask
+        // for an early answer (once executed on the leader).
         if !draining, random.next() % 2 == 0 {
             let number = Int(random.next() % UInt64(nodes.count))
-            if nodes[number].core?.role == .leader {
-                let id = nextCommandId
+            let id = nextCommandId
+            // Recorded before the write: a single member answers within the call.
+            if !faults { calmCommands[id] = now }
+            if try write(id, at: number, early: random.next() % 2 == 0) {
                 nextCommandId += 1
-                if let (index, term) = try? nodes[number].core!.propose(StateMachine.command(id)) {
-                    proposals[id] = (number, index, term)
-                    if !faults { calmCommands[id] = now }
-                    try process(number)
-                }
+            } else {
+                calmCommands[id] = nil
             }
         }
         // Calm phase: retry commands not acknowledged for a while, as a client would.
         if !faults, let leader = currentLeader() {
-            for (id, at) in calmCommands where now - at > UInt64(3 * settings.electionTicks) {
-                if let (index, term) = try? nodes[leader].core!.propose(StateMachine.command(id)) {
-                    proposals[id] = (leader, index, term)
-                    calmCommands[id] = now
-                }
+            for (id, at) in calmCommands.sorted(by: { $0.key < $1.key }) where now - at > UInt64(3 * settings.electionTicks) {
+                guard calmCommands[id] != nil else { continue }  // answered by an earlier retry's cycle
+                let previous = calmCommands[id]
+                calmCommands[id] = now
+                if try !write(id, at: leader, early: false), calmCommands[id] != nil { calmCommands[id] = previous }
             }
-            try process(leader)
         }
         // Linearizable reads on any member.
         if !draining, random.next() % 4 == 0 {
             let number = Int(random.next() % UInt64(nodes.count))
-            if nodes[number].core != nil {
+            if let driver = nodes[number].driver {
                 let context = nextReadContext
                 nextReadContext += 1
-                if (try? nodes[number].core!.readIndex(context: context)) != nil {
-                    reads[context] = (number, checker.maxAcknowledgedIndex, nil)
+                if (try? driver.read(deadline: waitDeadline, token: context)) != nil {
+                    reads[context] = (number, checker.maxAcknowledgedIndex)
                     try process(number)
                 }
             }
@@ -308,7 +318,7 @@ public struct Simulation {
         if random.next() % 150 == 0, let leader = currentLeader() {
             let voters = nodes[leader].core!.configuration.voters.sorted()
             let target = voters[Int(random.next() % UInt64(voters.count))]
-            if (try? nodes[leader].core!.transferLeadership(to: target)) != nil {
+            if (try? nodes[leader].driver!.transferLeadership(to: target)) != nil {
                 trace("transfer \(nodes[leader].id) -> \(target)")
                 try process(leader)
             }
@@ -320,7 +330,7 @@ public struct Simulation {
             let change: ConfigurationChange? =
                 configuration.members.contains(joinerId)
                 ? (configuration.learners.contains(joinerId) ? .promote(joinerId) : nil) : .addLearner(joinerId)
-            if let change, (try? nodes[leader].core!.proposeConfigurationChange(change)) != nil {
+            if let change, (try? nodes[leader].driver!.proposeConfigurationChange(change, deadline: waitDeadline, token: SimulatedWait(command: nil, early: false))) != nil {
                 trace("\(nodes[leader].id) proposes \(change)")
                 try process(leader)
             }
@@ -332,7 +342,7 @@ public struct Simulation {
             let voters = nodes[leader].core!.configuration.voters.filter { $0 != nodes[leader].id }.sorted()
             if voters.count >= 3 {
                 let victim = voters[Int(random.next() % UInt64(voters.count))]
-                if (try? nodes[leader].core!.proposeConfigurationChange(.remove(victim))) != nil {
+                if (try? nodes[leader].driver!.proposeConfigurationChange(.remove(victim), deadline: waitDeadline, token: SimulatedWait(command: nil, early: false))) != nil {
                     removed = indexOf[victim]
                     trace("\(nodes[leader].id) proposes remove(\(victim))")
                     try process(leader)
@@ -341,14 +351,38 @@ public struct Simulation {
         }
     }
 
+    var waitDeadline: Duration { clock.now + SimulatedClock.tick * Int(Self.waitTicks) }
+
+    /// Client command `id` sent to member `number`: proposed there if it leads, else forwarded
+    /// to the leader (when one is known) and waited for on `number`'s own copy. Whether it was
+    /// taken (the answer comes later, through the driver).
+    mutating func write(_ id: UInt64, at number: Int, early: Bool) throws -> Bool {
+        guard let driver = nodes[number].driver else { return false }
+        let command = StateMachine.command(id)
+        if driver.core.role == .leader {
+            guard (try? driver.propose(command, deadline: waitDeadline, early: early, token: SimulatedWait(command: id, early: early))) != nil else { return false }
+            try process(number)
+            return true
+        }
+        guard let leader = currentLeader(), leader != number, let leaderDriver = nodes[leader].driver,
+              let (index, term) = try? leaderDriver.proposeForwarded(command) else { return false }
+        try process(leader)
+        // The wait registers after the leader's cycle, as the forwarded answer comes back over
+        // the link; the entry may already be applied here (then it is answered from memory).
+        guard let driver = nodes[number].driver else { return true }
+        driver.wait(index: index, term: term, deadline: waitDeadline, early: false, token: SimulatedWait(command: id, early: false))
+        try process(number)
+        return true
+    }
+
     func currentLeader() -> Int? {
         nodes.indices.filter { nodes[$0].core?.role == .leader }.max { nodes[$0].core!.term < nodes[$1].core!.term }
     }
 
     // MARK: Faults
 
-    mutating func injectFaults() {
-        restartDue()
+    mutating func injectFaults() throws {
+        try restartDue()
         if let at = healAt, now >= at {
             network.cut.removeAll()
             healAt = nil
@@ -360,10 +394,7 @@ public struct Simulation {
         case 0..<8:  // crash a member (all state not persisted is lost)
             let number = Int(random.next() % UInt64(count))
             guard nodes[number].core != nil else { return }
-            nodes[number].crash()
-            restartAt[number] = now + 5 + random.next() % 60
-            result.crashes += 1
-            trace("crash \(nodes[number].id)")
+            crashMember(number, reason: "between steps")
         case 8..<12 where healAt == nil && count > 1:  // partition
             let groups = partition(kind: Int(random.next() % 4))
             network.cut = groups
@@ -375,6 +406,10 @@ public struct Simulation {
             network.clogged.insert(pair)
             unclogAt[pair] = now + 5 + random.next() % 50
             trace("clog \(nodes[from].id)->\(nodes[to].id)")
+        case 16..<24:  // arm a crash inside a member's cycle (strikes when the driver gets there)
+            let number = Int(random.next() % UInt64(count))
+            guard nodes[number].core != nil, nodes[number].crashPoints.armed == nil else { return }
+            nodes[number].crashPoints.armed = CrashPoint.allCases[Int(random.next() % UInt64(CrashPoint.allCases.count))]
         default:
             break
         }
@@ -414,10 +449,10 @@ public struct Simulation {
         return cut
     }
 
-    mutating func restartDue() {
-        for (number, at) in restartAt where now >= at {
+    mutating func restartDue() throws {
+        for (number, at) in restartAt.sorted(by: { $0.key < $1.key }) where now >= at {
             restartAt[number] = nil
-            start(number)
+            try start(number)
             trace("restart \(nodes[number].id)")
         }
     }
@@ -429,13 +464,25 @@ public struct Simulation {
         }
     }
 
-    mutating func start(_ number: Int) {
+    /// Starts (or restarts) a member the way a node starts: a snapshot whose state was not
+    /// installed is installed first, and the core starts from the log with the state machine's
+    /// committed index.
+    mutating func start(_ number: Int) throws {
         let node = nodes[number]
+        node.machine.restore(from: node.log.snapshot)
+        let applied = node.machine.committed.applied
+        guard applied <= node.log.stableIndex else {
+            throw SimulationFailure(description: "durability: \(node.id) restarts with its state machine at \(applied), past its durable log (\(node.log.stableIndex))")
+        }
+        let loaded = node.log.load(applied: applied)
         let core = Raft(
             id: node.id, settings: raftSettings, seed: seed &+ UInt64(number) &* 7919 &+ now,
-            hardState: node.hardState, snapshot: node.snapshot, entries: node.entries, applied: node.snapshot.index)
-        nodes[number].core = core
-        nodes[number].machine = StateMachine(decoding: node.snapshot.data)
+            hardState: loaded.hardState, snapshot: loaded.snapshot, entries: loaded.entries, applied: applied)
+        let clients = SimulatedClients(machine: node.machine)
+        nodes[number].clients = clients
+        nodes[number].driver = ReplicaDriver(
+            core: core, applied: applied, log: node.log, machine: node.machine, transport: node.transport, clock: clock, clients: clients,
+            timings: timings)
         nodes[number].commitSeen = core.commitIndex
     }
 
@@ -450,8 +497,8 @@ public struct Simulation {
         let members = nodes[leader].core!.configuration.members
         for node in nodes where members.contains(node.id) {
             guard let core = node.core else { throw SimulationFailure(description: "\(node.id) is down at the end") }
-            guard node.machine.applied >= target else {
-                throw SimulationFailure(description: "durability: \(node.id) applied \(node.machine.applied), but index \(target) was acknowledged (commit \(core.commitIndex), last \(core.lastIndex), role \(core.role), term \(core.term))")
+            guard node.machine.committed.applied >= target else {
+                throw SimulationFailure(description: "durability: \(node.id) applied \(node.machine.committed.applied), but index \(target) was acknowledged (commit \(core.commitIndex), last \(core.lastIndex), role \(core.role), term \(core.term))")
             }
         }
         try checker.checkAcknowledgedApplied()
@@ -470,7 +517,7 @@ public struct Simulation {
     func describe() -> String {
         nodes.map { node in
             guard let core = node.core else { return "\(node.id) down" }
-            var line = "\(node.id) \(core.role) term \(core.term) leader \(core.leader ?? "-") commit \(core.commitIndex) applied \(node.machine.applied) last \(core.lastIndex) snapshot \(core.snapshotIndex) config \(core.configuration)"
+            var line = "\(node.id) \(core.role) term \(core.term) leader \(core.leader ?? "-") commit \(core.commitIndex) applied \(node.machine.committed.applied) last \(core.lastIndex) snapshot \(core.snapshotIndex) config \(core.configuration)"
             if core.role == .leader { line += " progress " + core.progressDescription }
             return line
         }.joined(separator: "; ")

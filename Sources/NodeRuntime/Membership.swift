@@ -288,7 +288,7 @@ extension Node {
 
     /// Ready: a leader is known and this node is not catching up: it applied everything it knows
     /// to be committed, but for the batch a follower holds back on purpose (at most
-    /// `RaftLoop.unappliedMax` entries, see `RaftLoop.followerApplyDelay`).
+    /// `ReplicaLimits.unappliedMax` entries, see `RaftLoop.followerApplyDelay`).
     public var readiness: (ready: Bool, reason: String?) {
         if let failure = failureReason { return (false, failure) }
         let status = loop.status
@@ -302,7 +302,7 @@ extension Node {
             return (false, "no leader known")
         }
         leaderLastSeen.withLock { $0 = now }
-        guard status.appliedIndex + UInt64(RaftLoop.unappliedMax) >= status.commitIndex else {
+        guard status.appliedIndex + UInt64(ReplicaLimits.unappliedMax) >= status.commitIndex else {
             return (false, "applying the log: \(status.appliedIndex) of \(status.commitIndex) (leader \(leader))")
         }
         return (true, nil)

@@ -10,6 +10,16 @@
 ///    hands out again what follows the `applied` index it was given).
 /// 4. Serve `readStates` once the applied index reaches each one's index.
 /// 5. Call `advance(_:)` with this `Ready` before feeding the core anything else.
+///
+/// **The leader's exception** (Raft thesis §10.2.1, as etcd-io/raft documents it): a leader may
+/// send `messages` and apply `committed` *before* persisting `entries`, so that its followers'
+/// fsyncs overlap its own and its clients do not wait for the fsync of newer entries. It is safe
+/// because a leader's `Ready` carries no new term or vote (those changed before it could lead),
+/// its `committed` entries were persisted in an earlier `Ready` (the core counts the leader's own
+/// entries toward a commit only once `advance` marks them persisted), and the shell steps no
+/// acknowledgement before this `Ready`'s persist completes. A `Ready` holding a `snapshot`, and
+/// any `Ready` of a follower or candidate, keeps the order above. `RaftDriver.ReplicaDriver`
+/// carries out both orders, for the node and the simulator alike.
 public struct Ready: Sendable {
     public var snapshot: Snapshot?
     public var entries: [Entry]

@@ -1,4 +1,5 @@
 import RaftCore
+import RaftDriver
 import RaftWire
 import Wire
 
@@ -95,3 +96,6 @@ public final class RaftStorage {
         snapshot = new
     }
 }
+
+/// The driver persists each `Ready` here and saves the snapshots the node takes.
+extension RaftStorage: ReplicaLogStore {}

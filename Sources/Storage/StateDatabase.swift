@@ -167,7 +167,7 @@ public final class StateDatabase: Sendable {
 
     /// What the open apply transaction holds: its entries, kept to run them again should a
     /// later command in it need the transaction redone, and what they wrote. Bounded by the
-    /// caller, which commits (`RaftLoop.uncommittedMax`).
+    /// caller, which commits (`ReplicaLimits.uncommittedMax`).
     private struct Uncommitted {
         var entries: [(index: Int64, command: [UInt8]?)] = []
         var changes = StateChanges()
