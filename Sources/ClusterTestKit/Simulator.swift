@@ -233,6 +233,7 @@ public struct Simulation {
     /// see every write acknowledged before it was requested (linearizability).
     mutating func settleAnswers(_ number: Int) throws {
         guard let clients = nodes[number].clients else { return }
+        if let violation = clients.violation { throw SimulationFailure(description: violation) }
         let answers = clients.answers
         let readAnswers = clients.readAnswers
         clients.answers.removeAll()
@@ -241,6 +242,12 @@ public struct Simulation {
             guard case .success(let index) = answer.result, let id = answer.wait.command else { continue }
             if !answer.wait.early, answer.visible < index {
                 throw SimulationFailure(description: "read-your-writes: \(nodes[number].id) answered command \(id) at index \(index) while showing readers only \(answer.visible)")
+            }
+            // Someone else asks the answering member for the outcome of a write answered early
+            // (a second reader of the same write, who must see it): the entry is often executed
+            // and still inside the leader's commit hold.
+            if answer.wait.early, random.next() % 2 == 0, let driver = nodes[number].driver, let term = driver.core.term(at: index) {
+                driver.wait(index: index, term: term, deadline: waitDeadline, early: false, token: SimulatedWait(command: id, early: false))
             }
             guard checker.acknowledgedIndexes[id] == nil else { continue }
             checker.acknowledged(id, index: index)
