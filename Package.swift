@@ -203,7 +203,7 @@ let package = Package(
         .testTarget(
             name: "SWIMShellTests",
             dependencies: ["SWIMShell", "SWIMCore", "Wire", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]),
-        .testTarget(name: "RaftCoreTests", dependencies: ["RaftCore", "RaftWire", "ClusterTestKit", "Wire", "Seeded"]),
+        .testTarget(name: "RaftCoreTests", dependencies: ["RaftCore", "RaftDriver", "RaftWire", "ClusterTestKit", "Wire", "Seeded"]),
         .testTarget(
             name: "ClusterTests",
             dependencies: [

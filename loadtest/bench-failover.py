@@ -2,7 +2,10 @@
 """Failover figure for BENCHMARKS.md: kill -9 of the leader of a 3-node cluster to the first
 successful write through a surviving node, over N trials (release build, loopback).
 
-    python3 loadtest/bench-failover.py [trials, default 20]
+    python3 loadtest/bench-failover.py [trials, default 20] [switchboard binary]
+
+Without a binary it builds and uses this checkout's release build (an older build, given as
+the binary, measures a change before and after).
 
 Each trial: four writers post inbound messages through one survivor without pause; the leader is
 killed with SIGKILL; the figure is the time from the kill to the first 202 of a request that was
@@ -12,11 +15,15 @@ restarted and the next trial waits until all three nodes are ready and caught up
 import json, os, signal, statistics, subprocess, sys, tempfile, threading, time, urllib.request
 
 trials = int(sys.argv[1]) if len(sys.argv) > 1 else 20
+given = os.path.abspath(sys.argv[2]) if len(sys.argv) > 2 else None
 root = tempfile.mkdtemp(prefix="switchboard-failover.")
 token = f"failover-admin-{os.getpid()}"
 os.chdir(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-subprocess.run(["swift", "build", "-c", "release", "--product", "switchboard"], check=True, stdout=subprocess.DEVNULL)
-binary = os.path.join(subprocess.check_output(["swift", "build", "-c", "release", "--show-bin-path"], text=True).strip(), "switchboard")
+if given:
+    binary = given
+else:
+    subprocess.run(["swift", "build", "-c", "release", "--product", "switchboard"], check=True, stdout=subprocess.DEVNULL)
+    binary = os.path.join(subprocess.check_output(["swift", "build", "-c", "release", "--show-bin-path"], text=True).strip(), "switchboard")
 nodes = {f"n{i}": (f"127.0.0.1:1828{i}", f"127.0.0.1:1728{i}") for i in (1, 2, 3)}
 toml = os.path.join(root, "cluster.toml")
 with open(toml, "w") as f:

@@ -485,14 +485,15 @@ public struct Simulation {
             throw SimulationFailure(description: "durability: \(node.id) restarts with its state machine at \(applied), past its durable log (\(node.log.stableIndex))")
         }
         let loaded = node.log.load(applied: applied)
+        let coreSeed = seed &+ UInt64(number) &* 7919 &+ now
         let core = Raft(
-            id: node.id, settings: raftSettings, seed: seed &+ UInt64(number) &* 7919 &+ now,
+            id: node.id, settings: raftSettings, seed: coreSeed,
             hardState: loaded.hardState, snapshot: loaded.snapshot, entries: loaded.entries, applied: applied)
         let clients = SimulatedClients(machine: node.machine)
         nodes[number].clients = clients
         nodes[number].driver = ReplicaDriver(
             core: core, applied: applied, log: node.log, machine: node.machine, transport: node.transport, clock: clock, clients: clients,
-            timings: timings)
+            timings: timings, firstReadContext: StateMachine.mix(coreSeed))
         nodes[number].commitSeen = core.commitIndex
     }
 

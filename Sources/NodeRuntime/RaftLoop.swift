@@ -106,7 +106,8 @@ public final class RaftLoop: @unchecked Sendable {
         let machine = NodeStateMachine(state: state, installSnapshot: hooks.installSnapshot, executed: { executedIndexValue.store($0) })
         driver = ReplicaDriver(
             core: core, applied: applied, log: storage, machine: machine, transport: NodeTransport(send: send), clock: clock, clients: clients,
-            timings: ReplicaTimings(tick: .seconds(tickInterval), followerApplyDelay: .seconds(followerApplyDelay), leaderCommitHold: .seconds(leaderCommitHold)))
+            timings: ReplicaTimings(tick: .seconds(tickInterval), followerApplyDelay: .seconds(followerApplyDelay), leaderCommitHold: .seconds(leaderCommitHold)),
+            firstReadContext: UInt64.random(in: 0...UInt64.max))
         // Whoever is woken by a commit sees it in `status` too.
         clients.beforeFanOut = { [weak self] in self?.publishStatus() }
     }

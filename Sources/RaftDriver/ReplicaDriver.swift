@@ -91,7 +91,11 @@ public final class ReplicaDriver<Machine: ReplicaStateMachine, Clients: ReplicaC
     private var recentHead = 0
     private var reads: [UInt64: PendingRead] = [:]
     private var readsReady: [(index: LogIndex, read: PendingRead)] = []
-    private var nextReadContext: UInt64 = 1
+    /// Read contexts name this driver's reads in the leader's answers. They start from a value
+    /// the owner draws per start, so that an answer to a read sent before a crash, delivered to
+    /// the restarted replica, matches none of its reads (counting from 1 again, it would, and a
+    /// stale read index would serve a read).
+    private var nextReadContext: UInt64
     private var leaderSeen: NodeID?
 
     /// What the state machine shows readers: what was executed and committed.
@@ -117,11 +121,13 @@ public final class ReplicaDriver<Machine: ReplicaStateMachine, Clients: ReplicaC
     public private(set) var readies: UInt64 = 0
 
     /// `core` must have been built from what `log` holds, with `applied` the state machine's
-    /// committed index.
+    /// committed index. `firstReadContext` must differ per start (random on a node, drawn from
+    /// the seed in the simulator).
     public init(
         core: Raft, applied: LogIndex, log: any ReplicaLogStore, machine: Machine, transport: any ReplicaTransport,
-        clock: any ReplicaClock, clients: Clients, timings: ReplicaTimings
+        clock: any ReplicaClock, clients: Clients, timings: ReplicaTimings, firstReadContext: UInt64
     ) {
+        nextReadContext = firstReadContext
         self.core = core
         self.log = log
         self.machine = machine
@@ -201,7 +207,7 @@ public final class ReplicaDriver<Machine: ReplicaStateMachine, Clients: ReplicaC
     /// everything committed when it was asked.
     public func read(deadline: Duration, token: Clients.ReadToken) throws(RaftError) {
         let context = nextReadContext
-        nextReadContext += 1
+        nextReadContext &+= 1
         try core.readIndex(context: context)
         reads[context] = PendingRead(deadline: deadline, token: token)
     }

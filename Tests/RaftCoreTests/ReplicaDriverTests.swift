@@ -1,0 +1,190 @@
+import RaftCore
+import RaftDriver
+import XCTest
+
+/// The driver's order, read off a journal that its log store, state machine, transport and
+/// clients write to: what the node does and what every simulated seed does.
+final class ReplicaDriverTests: XCTestCase {
+    final class Journal { var lines: [String] = [] }
+
+    final class Log: ReplicaLogStore {
+        let id: String, journal: Journal
+        init(_ id: String, _ journal: Journal) { (self.id, self.journal) = (id, journal) }
+        func persist(_ ready: Ready) throws {
+            if let first = ready.entries.first, let last = ready.entries.last { journal.lines.append("\(id) persist \(first.index)-\(last.index)") }
+        }
+        func save(snapshot: Snapshot) throws {}
+    }
+
+    final class Machine: ReplicaStateMachine {
+        let id: String, journal: Journal
+        init(_ id: String, _ journal: Journal) { (self.id, self.journal) = (id, journal) }
+        func execute(_ entries: [Entry]) throws -> [LogIndex] {
+            journal.lines.append("\(id) execute \(entries[0].index)-\(entries.last!.index)")
+            return entries.map(\.index)
+        }
+        func commitExecuted() throws { journal.lines.append("\(id) commit") }
+        func installSnapshot(_ snapshot: Snapshot) throws {}
+        func remembered(_ outcome: LogIndex) -> LogIndex { outcome }
+    }
+
+    final class Transport: ReplicaTransport {
+        let id: String, journal: Journal
+        var outbox: [Message] = []
+        init(_ id: String, _ journal: Journal) { (self.id, self.journal) = (id, journal) }
+        func send(_ message: Message) {
+            if case .append(_, _, let entries, _) = message.kind, !entries.isEmpty { journal.lines.append("\(id) send append") }
+            if case .appendResponse = message.kind { journal.lines.append("\(id) send ack") }
+            outbox.append(message)
+        }
+    }
+
+    final class Clock: ReplicaClock { var now: Duration = .zero }
+
+    final class Clients: ReplicaClients {
+        let id: String, journal: Journal
+        init(_ id: String, _ journal: Journal) { (self.id, self.journal) = (id, journal) }
+        func committed(through index: LogIndex, outcomes: [LogIndex]) { journal.lines.append("\(id) committed through \(index)") }
+        func answer(_ token: String, _ result: Result<LogIndex, ReplicationError>) {
+            switch result {
+            case .success(let index): journal.lines.append("\(id) answer \(token) success(\(index))")
+            case .failure(let error): journal.lines.append("\(id) answer \(token) failure(\(error.description))")
+            }
+        }
+        func answer(read token: String, _ result: Result<Void, ReplicationError>) { journal.lines.append("\(id) answer \(token)") }
+    }
+
+    typealias Driver = ReplicaDriver<Machine, Clients>
+
+    let journal = Journal()
+    let clock = Clock()
+    let tick = Duration.milliseconds(10)
+    let hold = Duration.milliseconds(30)
+    var drivers: [String: Driver] = [:]
+    var transports: [String: Transport] = [:]
+
+    override func setUp() {
+        let ids = ["n1", "n2", "n3"]
+        for (number, id) in ids.enumerated() {
+            let core = Raft(id: id, settings: RaftSettings(), seed: UInt64(number + 1), snapshot: Snapshot(index: 0, term: 0, configuration: Configuration(voters: Set(ids)), data: []))
+            let transport = Transport(id, journal)
+            transports[id] = transport
+            drivers[id] = Driver(
+                core: core, applied: 0, log: Log(id, journal), machine: Machine(id, journal), transport: transport, clock: clock,
+                clients: Clients(id, journal), timings: ReplicaTimings(tick: tick, followerApplyDelay: .zero, leaderCommitHold: hold),
+                firstReadContext: UInt64(number) << 32)
+        }
+    }
+
+    /// Delivers what `from` sent, to whom it was sent, letting each receiver run its cycle.
+    func deliver(from: String) throws {
+        let messages = transports[from]!.outbox
+        transports[from]!.outbox = []
+        for message in messages {
+            drivers[message.to]!.step(message)
+            try drivers[message.to]!.process()
+        }
+    }
+
+    func settle() throws {
+        while transports.values.contains(where: { !$0.outbox.isEmpty }) {
+            for id in transports.keys.sorted() { try deliver(from: id) }
+        }
+    }
+
+    /// n1 is elected: the others' restart hold-off passes first, then n1's timer fires alone.
+    func electN1() throws {
+        for _ in 0..<RaftSettings().electionTicks {
+            clock.now += tick
+            for id in ["n2", "n3"] { drivers[id]!.advanceClock(); try drivers[id]!.process() }
+        }
+        while drivers["n1"]!.core.role != .leader {
+            clock.now += tick
+            drivers["n1"]!.advanceClock()
+            try drivers["n1"]!.process()
+            try settle()
+        }
+        try settle()
+        clock.now += hold
+        for driver in drivers.values { try driver.process() }
+        try settle()
+        journal.lines.removeAll()
+    }
+
+    func position(_ line: String, file: StaticString = #filePath, lineNumber: UInt = #line) -> Int {
+        guard let index = journal.lines.firstIndex(of: line) else {
+            XCTFail("'\(line)' is not in the journal: \(journal.lines)", file: file, line: lineNumber)
+            return -1
+        }
+        return index
+    }
+
+    func testALeaderSendsAndAppliesBeforeItPersistsAndAFollowerPersistsBeforeItAcknowledges() throws {
+        try electN1()
+        let n1 = drivers["n1"]!
+        let first = n1.core.lastIndex + 1
+        try n1.propose([1], deadline: clock.now + .seconds(5), early: true, token: "A")
+        try n1.process()
+        // The followers persist A, then acknowledge; the acknowledgements wait while B is proposed.
+        try deliver(from: "n1")
+        XCTAssertLessThan(position("n2 persist \(first)-\(first)"), position("n2 send ack"), "a follower acknowledges only what it persisted: \(journal.lines)")
+        try n1.propose([2], deadline: clock.now + .seconds(5), early: true, token: "B")
+        journal.lines.removeAll()
+        for id in ["n2", "n3"] { try deliver(from: id) }
+        // One cycle of n1 carries B's append out and commits A.
+        let send = position("n1 send append")
+        let execute = position("n1 execute \(first)-\(first)")
+        let answer = position("n1 answer A success(\(first))")
+        let persist = position("n1 persist \(first + 1)-\(first + 1)")
+        XCTAssertTrue(send < execute && execute < answer && answer < persist,
+                      "the leader sends, applies A and answers its early waiter, then persists B (Raft thesis 10.2.1): \(journal.lines)")
+        XCTAssertFalse(journal.lines.contains("n1 commit"), "A stays in the open transaction during the hold: \(journal.lines)")
+    }
+
+    func testAWaiterThatMustSeeItsEntryIsAnsweredAfterTheCommitAndItsFanOut() throws {
+        try electN1()
+        let n1 = drivers["n1"]!
+        let index = n1.core.lastIndex + 1
+        try n1.propose([1], deadline: clock.now + .seconds(5), early: false, token: "reader")
+        try n1.process()
+        try settle()
+        let commit = position("n1 commit")
+        let fanOut = position("n1 committed through \(index)")
+        let answer = position("n1 answer reader success(\(index))")
+        XCTAssertTrue(commit < fanOut && fanOut < answer, "commit, then the fan-out, then the waiter: \(journal.lines)")
+        XCTAssertEqual(n1.appliedThrough, index)
+    }
+
+    func testTheLeadersHoldEndsOnTheClockAndAnEarlyWriteIsAnsweredBeforeIt() throws {
+        try electN1()
+        let n1 = drivers["n1"]!
+        let index = n1.core.lastIndex + 1
+        try n1.propose([1], deadline: clock.now + .seconds(5), early: true, token: "early")
+        try n1.process()
+        try settle()
+        XCTAssertNotNil(journal.lines.firstIndex(of: "n1 answer early success(\(index))"), "\(journal.lines)")
+        XCTAssertEqual(n1.executedThrough, index)
+        XCTAssertEqual(n1.appliedThrough, index - 1, "readers do not see the entry inside the hold")
+        XCTAssertEqual(n1.nextWake, min(clock.now + tick, n1.nextWake), "the loop wakes by the next tick at the latest")
+        clock.now += hold
+        try n1.process()
+        XCTAssertEqual(n1.appliedThrough, index, "the hold ran out: the entry is committed to the state machine")
+        XCTAssertLessThan(position("n1 answer early success(\(index))"), position("n1 commit"))
+    }
+
+    func testAWaitForAnotherLeadersEntryIsLostAndADeadlineTimesOut() throws {
+        try electN1()
+        let n1 = drivers["n1"]!
+        let index = n1.core.lastIndex + 1
+        try n1.propose([1], deadline: clock.now + .seconds(5), early: false, token: "mine")
+        n1.wait(index: index, term: n1.core.term + 7, deadline: clock.now + .seconds(5), early: false, token: "theirs")
+        n1.wait(index: index + 50, term: n1.core.term, deadline: clock.now + tick, early: false, token: "late")
+        try n1.process()
+        try settle()
+        _ = position("n1 answer mine success(\(index))")
+        _ = position("n1 answer theirs failure(the proposal at index \(index) was replaced by another leader's entry)")
+        clock.now += tick * 2
+        n1.advanceClock()
+        _ = position("n1 answer late failure(no outcome before the deadline)")
+    }
+}
