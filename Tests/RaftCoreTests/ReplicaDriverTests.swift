@@ -187,4 +187,49 @@ final class ReplicaDriverTests: XCTestCase {
         n1.advanceClock()
         _ = position("n1 answer late failure(no outcome before the deadline)")
     }
+
+    /// A leader's answer to a read sent before a restart must serve no read after it: the
+    /// restarted member has not seen a write the leader acknowledged since (simulator seed
+    /// 27557 found the node counting its read contexts from 1 again after every start).
+    func testAnAnswerToAReadSentBeforeARestartServesNoReadAfterIt() throws {
+        try electN1()
+        let n1 = drivers["n1"]!
+        let voters = Configuration(voters: ["n1", "n2", "n3"])
+        // n2 asks for a read, then crashes before the leader's answer arrives.
+        try drivers["n2"]!.read(deadline: clock.now + .seconds(5), token: "before")
+        try drivers["n2"]!.process()
+        let asked = transports["n2"]!.outbox.flatMap { message -> [UInt64] in
+            if case .readIndex(let contexts) = message.kind { return contexts }
+            return []
+        }
+        XCTAssertEqual(asked.count, 1, "n2 forwards its read to the leader")
+        transports["n2"]!.outbox = []
+        let staleIndex = n1.core.commitIndex
+        let staleAnswer = Message(from: "n1", to: "n2", term: n1.core.term, kind: .readIndexResponse(contexts: asked, index: staleIndex))
+        // n2 restarts with everything through that index applied, under a new start's contexts.
+        let core = Raft(
+            id: "n2", settings: RaftSettings(), seed: 99, hardState: HardState(term: n1.core.term, vote: nil, commit: staleIndex),
+            snapshot: Snapshot(index: staleIndex, term: n1.core.term, configuration: voters, data: []), entries: [], applied: staleIndex)
+        let restarted = Driver(
+            core: core, applied: staleIndex, log: Log("n2", journal), machine: Machine("n2", journal), transport: transports["n2"]!, clock: clock,
+            clients: Clients("n2", journal), timings: ReplicaTimings(tick: tick, followerApplyDelay: .zero, leaderCommitHold: hold),
+            firstReadContext: 7 << 32)
+        drivers["n2"] = restarted
+        // A write commits through n1 and n3 and is acknowledged; n2 holds it uncommitted.
+        try n1.propose([9], deadline: clock.now + .seconds(5), early: false, token: "write")
+        try n1.process()
+        try deliver(from: "n1")
+        transports["n2"]!.outbox = []
+        try deliver(from: "n3")
+        _ = position("n1 answer write success(\(staleIndex + 1))")
+        transports["n1"]!.outbox = []
+        // The restarted n2 reads; the answer to its read from before the crash arrives first.
+        try restarted.read(deadline: clock.now + .seconds(5), token: "after")
+        try restarted.process()
+        restarted.step(staleAnswer)
+        try restarted.process()
+        XCTAssertFalse(
+            journal.lines.contains("n2 answer after"),
+            "a read after the restart was served by an answer to a read from before it, at \(staleIndex), after a write at \(staleIndex + 1) was acknowledged: \(journal.lines)")
+    }
 }
