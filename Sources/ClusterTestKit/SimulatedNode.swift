@@ -225,11 +225,9 @@ final class SimulatedClients: ReplicaClients {
     private let machine: SimulatedMachine
     var answers: [Answer] = []
     var readAnswers: [ReadAnswer] = []
-    private(set) var committedThrough: LogIndex
 
     init(machine: SimulatedMachine) {
         self.machine = machine
-        committedThrough = machine.committed.applied
     }
 
     /// A fan-out that came before the state it announces was committed (checked by the
@@ -240,7 +238,6 @@ final class SimulatedClients: ReplicaClients {
         if index != machine.committed.applied || (!outcomes.isEmpty && outcomes.last != index) {
             violation = violation ?? "commit fan-out: \(machine.id) announces entries through \(index) (outcomes through \(outcomes.last.map(String.init) ?? "-")) while its state machine has committed \(machine.committed.applied)"
         }
-        committedThrough = index
     }
 
     func answer(_ token: SimulatedWait, _ result: Result<LogIndex, ReplicationError>) {

@@ -111,6 +111,18 @@ final class ReplicaDriverTests: XCTestCase {
         journal.lines.removeAll()
     }
 
+    /// n1 is elected, and one command proposed on it is replicated everywhere; returns n1 and
+    /// the command's index.
+    func electN1AndWrite(early: Bool, token: String) throws -> (Driver, LogIndex) {
+        try electN1()
+        let n1 = drivers["n1"]!
+        let index = n1.core.lastIndex + 1
+        try n1.propose([1], deadline: clock.now + .seconds(5), early: early, token: token)
+        try n1.process()
+        try settle()
+        return (n1, index)
+    }
+
     func position(_ line: String, file: StaticString = #filePath, lineNumber: UInt = #line) -> Int {
         guard let index = journal.lines.firstIndex(of: line) else {
             XCTFail("'\(line)' is not in the journal: \(journal.lines)", file: file, line: lineNumber)
@@ -142,12 +154,7 @@ final class ReplicaDriverTests: XCTestCase {
     }
 
     func testAWaiterThatMustSeeItsEntryIsAnsweredAfterTheCommitAndItsFanOut() throws {
-        try electN1()
-        let n1 = drivers["n1"]!
-        let index = n1.core.lastIndex + 1
-        try n1.propose([1], deadline: clock.now + .seconds(5), early: false, token: "reader")
-        try n1.process()
-        try settle()
+        let (n1, index) = try electN1AndWrite(early: false, token: "reader")
         let commit = position("n1 commit")
         let fanOut = position("n1 committed through \(index)")
         let answer = position("n1 answer reader success(\(index))")
@@ -156,12 +163,7 @@ final class ReplicaDriverTests: XCTestCase {
     }
 
     func testTheLeadersHoldEndsOnTheClockAndAnEarlyWriteIsAnsweredBeforeIt() throws {
-        try electN1()
-        let n1 = drivers["n1"]!
-        let index = n1.core.lastIndex + 1
-        try n1.propose([1], deadline: clock.now + .seconds(5), early: true, token: "early")
-        try n1.process()
-        try settle()
+        let (n1, index) = try electN1AndWrite(early: true, token: "early")
         XCTAssertNotNil(journal.lines.firstIndex(of: "n1 answer early success(\(index))"), "\(journal.lines)")
         XCTAssertEqual(n1.executedThrough, index)
         XCTAssertEqual(n1.appliedThrough, index - 1, "readers do not see the entry inside the hold")
