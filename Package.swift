@@ -3,7 +3,7 @@ import PackageDescription
 
 // Module layout (see ../shared/DESIGN.md and each module's DESIGN.md), each layer depending only
 // on the ones above it:
-//   leaf (pure):                 Seeded (SplitMix64), Wire (byte codecs, CRC-32C, HostPort)
+//   leaf (pure):                 Seeded (SplitMix64, the monotonic clock), Wire (byte codecs, CRC-32C, HostPort)
 //   cores (pure, deterministic): RaftCore, RaftWire (its codecs), RaftDriver (carries a Ready
 //                                out for the node and the simulator), SWIMCore, ContactCenter,
 //                                BalancerCore, LoadTestCore, FuzzTargets (every decoder as a target)
@@ -78,7 +78,7 @@ let package = Package(
         .target(
             name: "NodeRuntime",
             dependencies: [
-                "ContactCenter", "Storage", "RaftCore", "RaftDriver", "RaftWire", "PeerLink", "Wire", "SWIMCore", "SWIMShell",
+                "ContactCenter", "Storage", "RaftCore", "RaftDriver", "RaftWire", "PeerLink", "Wire", "Seeded", "SWIMCore", "SWIMShell",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -90,7 +90,7 @@ let package = Package(
         .target(
             name: "SWIMShell",
             dependencies: [
-                "SWIMCore", "Wire",
+                "SWIMCore", "Wire", "Seeded",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -103,7 +103,7 @@ let package = Package(
         .target(
             name: "Balancer",
             dependencies: [
-                "BalancerCore", "SWIMCore", "SWIMShell", "Wire", "ServerTLS",
+                "BalancerCore", "SWIMCore", "SWIMShell", "Wire", "Seeded", "ServerTLS",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -117,6 +117,7 @@ let package = Package(
         .target(
             name: "PeerLink",
             dependencies: [
+                "Seeded",
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -207,7 +208,7 @@ let package = Package(
         .testTarget(
             name: "ClusterTests",
             dependencies: [
-                "NodeRuntime", "PeerLink", "RaftCore", "RaftWire", "Storage", "Wire", "ContactCenter", "ClusterFile", "SWIMShell", "ServerTLS",
+                "NodeRuntime", "PeerLink", "RaftCore", "RaftWire", "Storage", "Wire", "Seeded", "ContactCenter", "ClusterFile", "SWIMShell", "ServerTLS",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

@@ -53,13 +53,13 @@ final class ClientGuard: ChannelDuplexHandler, RemovableChannelHandler {
     static let name = "switchboard-client-guard"
 
     private enum State {
-        case idle(since: NIODeadline)
-        case reading(since: NIODeadline)
+        case idle(since: ContinuousClock.Instant)
+        case reading(since: ContinuousClock.Instant)
         case waitingForBackend
     }
 
     private let timeouts: ClientTimeouts
-    private var state = State.idle(since: .now())
+    private var state = State.idle(since: ContinuousClock.now)
     private var timer: Scheduled<Void>?
 
     init(timeouts: ClientTimeouts) {
@@ -67,7 +67,7 @@ final class ClientGuard: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
-        state = .idle(since: .now())
+        state = .idle(since: ContinuousClock.now)
         arm(context: context)
     }
 
@@ -83,7 +83,7 @@ final class ClientGuard: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if case .idle = state { state = .reading(since: .now()) }
+        if case .idle = state { state = .reading(since: ContinuousClock.now) }
         context.fireChannelRead(data)
     }
 
@@ -93,9 +93,9 @@ final class ClientGuard: ChannelDuplexHandler, RemovableChannelHandler {
             return
         }
         switch progress {
-        case .requestStarted: state = .reading(since: .now())
+        case .requestStarted: state = .reading(since: ContinuousClock.now)
         case .requestRead: state = .waitingForBackend
-        case .responded: state = .idle(since: .now())
+        case .responded: state = .idle(since: ContinuousClock.now)
         }
         promise?.succeed(())
     }
@@ -104,12 +104,12 @@ final class ClientGuard: ChannelDuplexHandler, RemovableChannelHandler {
         let period = TimeAmount.nanoseconds(max(timeouts.request.nanoseconds / 2, 1_000_000))
         timer = context.eventLoop.assumeIsolated().scheduleTask(in: period) { [self] in
             guard context.channel.isActive else { return }
-            let now = NIODeadline.now()
+            let now = ContinuousClock.now
             switch state {
-            case .idle(let since) where now - since >= timeouts.idle:
+            case .idle(let since) where now - since >= Duration(timeouts.idle):
                 context.close(promise: nil)
                 return
-            case .reading(let since) where now - since >= timeouts.request:
+            case .reading(let since) where now - since >= Duration(timeouts.request):
                 let response = balancerErrorAnswer(
                     .requestTimeout, code: "request_timeout",
                     message: "the request was not received within \(timeouts.request.nanoseconds / 1_000_000) ms", keepAlive: false)

@@ -1,6 +1,7 @@
 import BalancerCore
 import NIOConcurrencyHelpers
 import NIOCore
+import Seeded
 
 /// `BalancerCore.Balancer` behind a lock, with the shell's clock: every proxy connection and
 /// the health checker share one policy.
@@ -11,7 +12,7 @@ public final class Policy: Sendable {
         core = NIOLockedValueBox(try BalancerCore.Balancer(settings: settings, seed: UInt64.random(in: .min ... .max)))
     }
 
-    static func now() -> Duration { .nanoseconds(Int64(NIODeadline.now().uptimeNanoseconds)) }
+    static func now() -> Duration { Monotonic.now() }
 
     public var settings: BalancerSettings { core.withLockedValue { $0.settings } }
     public var backends: [Backend] { core.withLockedValue { $0.all } }

@@ -1,6 +1,7 @@
 import ContactCenter
 import Foundation
 import RaftCore
+import Seeded
 import RaftWire
 import Wire
 
@@ -37,19 +38,19 @@ extension Node {
     /// Carries out `request` if this node leads, else passes it to the leader, waiting up to
     /// `leaderWaitMax` for one to be known.
     func serve(_ request: ClusterRequest) async -> ClusterResponse {
-        let leaderDeadline = Date().addingTimeInterval(configuration.leaderWaitMax.seconds)
+        let leaderDeadline = Monotonic.after(configuration.leaderWaitMax)
         while true {
             let status = loop.status
             if status.role == .leader { return await lead(request) }
             if let leader = status.leader, leader != id, let address = peerAddress(of: leader) {
                 let response = await call(request, to: leader, address: address, timeout: configuration.writeWaitMax)
-                if case .failed(.unavailable, _, _) = response, Date() < leaderDeadline {
+                if case .failed(.unavailable, _, _) = response, ContinuousClock.now < leaderDeadline {
                     try? await Task.sleep(for: .milliseconds(20))
                     continue
                 }
                 return response
             }
-            guard Date() < leaderDeadline else {
+            guard ContinuousClock.now < leaderDeadline else {
                 return .failed(.unavailable, message: "no leader known to \(id) within \(configuration.leaderWaitMax)", leader: nil)
             }
             try? await Task.sleep(for: .milliseconds(20))
@@ -58,7 +59,7 @@ extension Node {
 
     /// The leader's side of a request.
     private func lead(_ request: ClusterRequest) async -> ClusterResponse {
-        let deadline = Date().addingTimeInterval(configuration.writeWaitMax.seconds)
+        let deadline = Monotonic.after(configuration.writeWaitMax)
         do {
             switch request {
             case .propose(let command):
@@ -105,8 +106,8 @@ extension Node {
                 for target in targets {
                     if target == id { return .done }
                     try await loop.transferLeadership(to: target)
-                    let until = requested == nil ? min(deadline, Date().addingTimeInterval(electionTimeoutMax.seconds)) : deadline
-                    while Date() < until {
+                    let until = requested == nil ? min(deadline, Monotonic.after(electionTimeoutMax)) : deadline
+                    while ContinuousClock.now < until {
                         let now = loop.status
                         if now.leader == target { return .done }
                         if now.role != .leader, now.leader != nil, now.leader != id { return .done }
@@ -162,13 +163,13 @@ extension Node {
     }
 
     /// Proposes a membership change, waiting (until `deadline`) while another one is pending.
-    private func changeConfiguration(_ change: ConfigurationChange, deadline: Date) async throws {
+    private func changeConfiguration(_ change: ConfigurationChange, deadline: Monotonic.Instant) async throws {
         while true {
             do {
                 try await loop.changeConfiguration(change, deadline: deadline)
                 return
             } catch ReplicationError.raft(.configurationChangePending), ReplicationError.raft(.noEntryCommittedInTerm) {
-                guard Date() < deadline else { throw ReplicationError.timedOut }
+                guard ContinuousClock.now < deadline else { throw ReplicationError.timedOut }
                 try await Task.sleep(for: .milliseconds(20))
             }
         }
@@ -195,23 +196,23 @@ extension Node {
             logger.notice("this node was removed from the cluster; stopping", metadata: ["raft.configuration": "\(status.configuration)"])
             return false
         }
-        let now = Date()
+        let now = ContinuousClock.now
         // A member whose registered addresses are not its own (first start, or new flags). A
         // node without a peer link registers "-" as its peer address.
-        if isMember, status.leader != nil, let api = configuration.apiAddress, now >= memory.nextRegistration {
+        if isMember, status.leader != nil, let api = configuration.apiAddress, memory.nextRegistration.map { now >= $0 } ?? true {
             let registered = members[id]
             let wanted = ClusterMember(
                 id: id, peer: configuration.peerAddress ?? "-", api: api, voter: registered?.voter ?? status.configuration.voters.contains(id))
             if registered != wanted {
-                memory.nextRegistration = now.addingTimeInterval(2)
+                memory.nextRegistration = now + .seconds(2)
                 _ = try? await propose(.setMember(wanted), actor: .system)
             }
         }
         // A joining node asks until it is in the configuration.
         if !isMember, !memory.wasMember, case .join(let address) = configuration.start, freshStart || status.lastIndex == 0,
-            let peer = configuration.peerAddress, now >= memory.nextJoin
+            let peer = configuration.peerAddress, memory.nextJoin.map { now >= $0 } ?? true
         {
-            memory.nextJoin = now.addingTimeInterval(1)
+            memory.nextJoin = now + .seconds(1)
             let response = await call(
                 .addMember(id: id, peer: peer, api: configuration.apiAddress ?? "", voter: true), to: "@" + address, address: address,
                 timeout: .seconds(2), verifyingIdentity: false)
@@ -228,7 +229,7 @@ extension Node {
             let match = status.matchIndexes[learner] ?? 0
             guard match > 0, match + configuration.raft.promotionLagMax >= status.lastIndex else { continue }
             do {
-                try await loop.changeConfiguration(.promote(learner), deadline: now.addingTimeInterval(2))
+                try await loop.changeConfiguration(.promote(learner), deadline: now + .seconds(2))
                 logger.notice("promoted a learner to voter", metadata: ["member.id": "\(learner)", "raft.match_index": "\(match)"])
             } catch {
                 logger.debug("promotion deferred", metadata: ["member.id": "\(learner)", "error": "\(error)"])
@@ -313,8 +314,8 @@ extension Node {
 struct HousekeepingMemory {
     var bookApplied: UInt64 = .max
     var wasMember = false
-    var nextRegistration = Date.distantPast
-    var nextJoin = Date.distantPast
+    var nextRegistration: Monotonic.Instant?
+    var nextJoin: Monotonic.Instant?
 }
 
 public struct ClusterView: Sendable {

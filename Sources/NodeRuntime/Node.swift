@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import PeerLink
 import RaftCore
+import Seeded
 import RaftWire
 import Storage
 import Synchronization
@@ -292,16 +293,16 @@ public final class Node: Sendable {
     public func propose(_ command: Command, actor: Actor, idempotency: Idempotency? = nil, readsBack: Bool = true) async throws -> Proposal {
         let envelope = CommandEnvelope(at: now(), actor: actor, idempotency: idempotency, command: command)
         let bytes = envelope.encoded()
-        let deadline = Date().addingTimeInterval(configuration.writeWaitMax.seconds)
-        var leaderDeadline = Date().addingTimeInterval(configuration.leaderWaitMax.seconds)
+        let deadline = Monotonic.after(configuration.writeWaitMax)
+        var leaderDeadline = Monotonic.after(configuration.leaderWaitMax)
         /// Throws `error` unless the command is keyed, the error leaves its fate open (or says it
         /// was not applied), and there is time for another attempt.
         func proposeAgainOrThrow(_ error: NodeError) throws {
             switch error {
             case .unknownOutcome, .notCommitted, .noLeader:
-                guard idempotency != nil || command.isRepeatable, Date() < deadline else { throw error }
+                guard idempotency != nil || command.isRepeatable, ContinuousClock.now < deadline else { throw error }
                 counters.withLock { $0.keyedReproposals += 1 }
-                leaderDeadline = max(leaderDeadline, min(deadline, Date().addingTimeInterval(configuration.leaderWaitMax.seconds)))
+                leaderDeadline = max(leaderDeadline, min(deadline, Monotonic.after(configuration.leaderWaitMax)))
             default:
                 throw error
             }
@@ -340,7 +341,7 @@ public final class Node: Sendable {
                 case .done: throw NodeError.unknownOutcome("the leader answered a proposal without its position")
                 }
             }
-            guard Date() < leaderDeadline else {
+            guard ContinuousClock.now < leaderDeadline else {
                 throw NodeError.noLeader("none known to \(id) within \(configuration.leaderWaitMax)")
             }
             try await Task.sleep(for: .milliseconds(10))
@@ -369,7 +370,7 @@ public final class Node: Sendable {
     /// entries for a bigger batch applies them at once for it.
     public func waitApplied(_ index: Int64) async throws {
         if waiters.applied < index {
-            loop.applyPromptly(through: UInt64(max(0, index)), deadline: Date().addingTimeInterval(configuration.readWaitMax.seconds))
+            loop.applyPromptly(through: UInt64(max(0, index)), deadline: Monotonic.after(configuration.readWaitMax))
         }
         try await waiters.wait(for: index, timeout: configuration.readWaitMax)
     }
@@ -377,14 +378,14 @@ public final class Node: Sendable {
     /// A linearizable read point (ReadIndex, Raft §6.4): every write acknowledged anywhere
     /// before this call is applied here when it returns.
     public func linearizableBarrier() async throws {
-        let deadline = Date().addingTimeInterval(configuration.readWaitMax.seconds)
-        let leaderDeadline = Date().addingTimeInterval(configuration.leaderWaitMax.seconds)
+        let deadline = Monotonic.after(configuration.readWaitMax)
+        let leaderDeadline = Monotonic.after(configuration.leaderWaitMax)
         while true {
             do {
                 try await loop.linearizableBarrier(deadline: deadline)
                 return
             } catch ReplicationError.raft(.notLeader), ReplicationError.raft(.noEntryCommittedInTerm) {
-                guard Date() < leaderDeadline else { throw NodeError.noLeader("none known to \(id) within \(configuration.leaderWaitMax)") }
+                guard ContinuousClock.now < leaderDeadline else { throw NodeError.noLeader("none known to \(id) within \(configuration.leaderWaitMax)") }
                 try await Task.sleep(for: .milliseconds(10))
             } catch ReplicationError.timedOut {
                 throw NodeError.noLeader("the leader did not confirm a read within \(configuration.readWaitMax)")

@@ -3,14 +3,15 @@ import ContactCenter
 import Foundation
 import Logging
 import RaftCore
+import Seeded
 import Storage
 import Synchronization
 
 /// The node's Raft thread: inputs (peer messages, proposals, reads, work) are queued and
 /// handled by one thread, which hands them to a `ReplicaDriver` and lets it carry out each
 /// `Ready` (its order is documented there, and is the one the simulator runs). This type adds
-/// only what a process needs around the driver: the queue and its bound, the thread, wall-clock
-/// deadlines turned into the monotonic clock, the published `status`, and stopping.
+/// only what a process needs around the driver: the queue and its bound, the thread, callers'
+/// deadlines put on the driver's clock, the published `status`, and stopping.
 public final class RaftLoop: @unchecked Sendable {
     // @unchecked: `driver` is touched only by the loop thread; `inputs`, `stopping`,
     // `storageFailure` and `statusValue` are guarded by `condition`.
@@ -146,7 +147,7 @@ public final class RaftLoop: @unchecked Sendable {
     ///
     /// With `early`, it returns as soon as the leader has executed the entry, before readers on
     /// this node can see it: for a caller that reads nothing back.
-    public func propose(_ command: [UInt8], deadline: Date, early: Bool = false) async throws -> ContactCenterMachine.Applied? {
+    public func propose(_ command: [UInt8], deadline: Monotonic.Instant, early: Bool = false) async throws -> ContactCenterMachine.Applied? {
         try await waitFor { loop, driver, completion in
             do throws(RaftError) {
                 try driver.propose(command, deadline: loop.monotonic(deadline), early: early, token: completion)
@@ -173,14 +174,14 @@ public final class RaftLoop: @unchecked Sendable {
 
     /// Returns the outcome of the entry at `index` once it is applied here, if it has `term`;
     /// throws `.lost` if another entry took that index.
-    public func outcome(index: UInt64, term: UInt64, deadline: Date) async throws -> ContactCenterMachine.Applied? {
+    public func outcome(index: UInt64, term: UInt64, deadline: Monotonic.Instant) async throws -> ContactCenterMachine.Applied? {
         try await waitFor { loop, driver, completion in
             driver.wait(index: index, term: term, deadline: loop.monotonic(deadline), early: false, token: completion)
         }
     }
 
     /// Proposes a membership change; returns once it is applied here.
-    public func changeConfiguration(_ change: ConfigurationChange, deadline: Date) async throws {
+    public func changeConfiguration(_ change: ConfigurationChange, deadline: Monotonic.Instant) async throws {
         _ = try await waitFor { loop, driver, completion in
             do throws(RaftError) {
                 try driver.proposeConfigurationChange(change, deadline: loop.monotonic(deadline), token: completion)
@@ -204,7 +205,7 @@ public final class RaftLoop: @unchecked Sendable {
 
     /// Returns once this node has applied everything committed when the call was made
     /// (ReadIndex, Raft §6.4): a read after it is linearizable.
-    public func linearizableBarrier(deadline: Date) async throws {
+    public func linearizableBarrier(deadline: Monotonic.Instant) async throws {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             let completion: NodeReplicaClients.ReadToken = { continuation.resume(with: $0.mapError { $0 }) }
             if let refusal = enqueue(.work({ [self] driver in
@@ -222,7 +223,7 @@ public final class RaftLoop: @unchecked Sendable {
     /// Someone on this node waits for `index` to be applied (a `?minIndex=` read): until it is,
     /// or until `deadline`, a follower applies committed entries at once instead of holding
     /// them for `followerApplyDelay`.
-    public func applyPromptly(through index: UInt64, deadline: Date) {
+    public func applyPromptly(through index: UInt64, deadline: Monotonic.Instant) {
         _ = enqueue(.work({ [self] driver in driver.applyPromptly(through: index, until: monotonic(deadline)) }))
     }
 
@@ -262,9 +263,9 @@ public final class RaftLoop: @unchecked Sendable {
         }
     }
 
-    /// A caller's wall-clock deadline on the loop's monotonic clock.
-    private func monotonic(_ deadline: Date) -> Duration {
-        clock.now + .seconds(deadline.timeIntervalSinceNow)
+    /// A caller's deadline on the driver's clock.
+    private func monotonic(_ deadline: Monotonic.Instant) -> Duration {
+        Monotonic.duration(of: deadline)
     }
 
     // MARK: The loop thread
@@ -397,10 +398,9 @@ final class NodeTransport: ReplicaTransport {
     func send(_ message: RaftCore.Message) { deliver(message) }
 }
 
-/// The process's monotonic clock, from the loop's creation.
+/// The driver's view of the process's one monotonic clock.
 final class MonotonicClock: ReplicaClock {
-    private let origin = ContinuousClock.now
-    var now: Duration { ContinuousClock.now - origin }
+    var now: Duration { Monotonic.now() }
 }
 
 /// An index written by the loop thread and read by request handlers.

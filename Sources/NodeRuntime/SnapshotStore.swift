@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import PeerLink
 import RaftCore
+import Seeded
 import RaftWire
 import Storage
 import Synchronization
@@ -27,11 +28,11 @@ final class SnapshotStore: Sendable {
     /// Snapshot files kept; older ones are deleted once a newer one is in place.
     static let filesKept = 2
     /// A stream of the same snapshot to the same member is not restarted within this time.
-    static let restreamInterval: TimeInterval = 5
+    static let restreamInterval: Duration = .seconds(5)
 
     private struct State {
         var taking = false
-        var streams: [String: (index: UInt64, at: Date)] = [:]
+        var streams: [String: (index: UInt64, at: Monotonic.Instant)] = [:]
         var incoming: (index: UInt64, handle: FileHandle, size: UInt64)?
         /// The last file whose checksum was verified (the leader repeats InstallSnapshot).
         var verified: (index: UInt64, sha256: String)?
@@ -101,9 +102,9 @@ final class SnapshotStore: Sendable {
 
     /// Streams the snapshot file to `member`, then the InstallSnapshot `message`.
     func stream(_ snapshot: Snapshot, message: RaftCore.Message, to member: String, host: String, port: Int, link: PeerLink, logger: Logger) {
-        let now = Date()
+        let now = ContinuousClock.now
         let start = state.withLock { state -> Bool in
-            if let last = state.streams[member], last.index == snapshot.index, now.timeIntervalSince(last.at) < Self.restreamInterval { return false }
+            if let last = state.streams[member], last.index == snapshot.index, now - last.at < Self.restreamInterval { return false }
             state.streams[member] = (snapshot.index, now)
             return true
         }

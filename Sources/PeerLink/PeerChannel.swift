@@ -58,8 +58,8 @@ final class PeerSessionHandler: ChannelInboundHandler {
     var deadline: Scheduled<Void>?
     /// After authentication: keepalives out, and the check that the peer is still heard.
     var keepalive: Scheduled<Void>?
-    var lastReadAt = NIODeadline.now()
-    var lastWriteAt = NIODeadline.now()
+    var lastReadAt = ContinuousClock.now
+    var lastWriteAt = ContinuousClock.now
     var pending: [[UInt8]] = []
     var context: ChannelHandlerContext?
 
@@ -104,7 +104,7 @@ final class PeerSessionHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
-        lastReadAt = .now()
+        lastReadAt = ContinuousClock.now
         do {
             switch frame.type {
             case PeerFrame.hello:
@@ -192,9 +192,9 @@ final class PeerSessionHandler: ChannelInboundHandler {
     /// growing backoff after the network heals (7-9 s measured), so the link closes it and
     /// reconnects instead.
     private func scheduleKeepalive(on eventLoop: EventLoop) {
-        keepalive = eventLoop.assumeIsolated().scheduleTask(in: PeerLink.keepaliveInterval) { [self] in
+        keepalive = eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(PeerLink.keepaliveInterval)) { [self] in
             guard let context = self.context else { return }
-            let now = NIODeadline.now()
+            let now = ContinuousClock.now
             if now - lastReadAt > PeerLink.silenceMax {
                 errorCaught(context: context, error: PeerLinkError.protocolViolation("nothing heard for \(PeerLink.silenceMax)"))
                 return
@@ -208,7 +208,7 @@ final class PeerSessionHandler: ChannelInboundHandler {
     }
 
     private func write(_ frame: PeerFrame, context: ChannelHandlerContext) {
-        lastWriteAt = .now()
+        lastWriteAt = ContinuousClock.now
         var buffer = context.channel.allocator.buffer(capacity: frame.body.count + 5)
         frame.encoded(into: &buffer)
         context.write(wrapOutboundOut(buffer), promise: nil)

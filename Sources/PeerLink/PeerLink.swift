@@ -3,6 +3,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import Seeded
 
 /// The authenticated TCP link between members (DESIGN.md): a listener for the connections
 /// other members open to us, and one outbound connection per member we send to, reopened with
@@ -24,17 +25,17 @@ public final class PeerLink: Sendable {
     /// either, a new connection is closed at accept and counted (`refused`).
     public static let unauthenticatedPerAddressMax = 8
     public static let unauthenticatedMax = 64
-    public static let reconnectDelayMin = TimeAmount.milliseconds(50)
+    public static let reconnectDelayMin: Duration = .milliseconds(50)
     /// Reconnects back off to at most this, and a connect that has no answer within
     /// `connectTimeout` is given up, so a member cut off by a partition (its SYNs dropped) is
     /// tried every 0.75 s at most and reached again within about that of the network healing.
     /// The timeout must exceed the members' round trip (0.5 s: across continents is ~0.3 s).
-    public static let reconnectDelayMax = TimeAmount.milliseconds(250)
+    public static let reconnectDelayMax: Duration = .milliseconds(250)
     public static let connectTimeout = TimeAmount.milliseconds(500)
     /// An authenticated connection sends a keepalive when it sent nothing for this long...
-    public static let keepaliveInterval = TimeAmount.milliseconds(250)
+    public static let keepaliveInterval: Duration = .milliseconds(250)
     /// ...and is closed (then reopened) when it heard nothing for this long.
-    public static let silenceMax = TimeAmount.seconds(1)
+    public static let silenceMax: Duration = .seconds(1)
 
     public struct Counters: Sendable, Equatable {
         public var sent = 0, received = 0, dropped = 0, failures = 0, authenticated = 0
@@ -48,9 +49,9 @@ public final class PeerLink: Sendable {
     }
 
     /// Failed handshakes are logged at most once per `unauthenticatedLogInterval`.
-    public static let unauthenticatedLogInterval = TimeAmount.seconds(10)
+    public static let unauthenticatedLogInterval: Duration = .seconds(10)
     private struct Quiet {
-        var nextLogAt = NIODeadline.uptimeNanoseconds(0)
+        var nextLogAt: Monotonic.Instant?
         var unlogged = 0
     }
 
@@ -69,7 +70,7 @@ public final class PeerLink: Sendable {
         var connecting = false
         /// Payloads waiting for the connection (at most `PeerSessionHandler.pendingPayloadsMax`).
         var queued: [[UInt8]] = []
-        var retryAt = NIODeadline.uptimeNanoseconds(0)
+        var retryAt: Monotonic.Instant = ContinuousClock.now
         var delay = PeerLink.reconnectDelayMin
     }
 
@@ -104,8 +105,8 @@ public final class PeerLink: Sendable {
                 let unlogged = state.withLockedValue { state -> Int? in
                     state.counters.failures += 1
                     guard !authenticated else { return 0 }
-                    let now = NIODeadline.now()
-                    guard now >= state.quiet.nextLogAt else {
+                    let now = ContinuousClock.now
+                    guard state.quiet.nextLogAt.map({ now >= $0 }) ?? true else {
                         state.quiet.unlogged += 1
                         return nil
                     }
@@ -198,7 +199,7 @@ public final class PeerLink: Sendable {
                 outbound.queued.append(payload)
                 return .queued
             }
-            guard NIODeadline.now() >= outbound.retryAt else {
+            guard ContinuousClock.now >= outbound.retryAt else {
                 state.counters.dropped += 1
                 return .dropped
             }
@@ -254,7 +255,7 @@ public final class PeerLink: Sendable {
         state.withLockedValue { state in
             let delay = state.outbound[peer]?.delay ?? Self.reconnectDelayMin
             state.counters.dropped += state.outbound[peer]?.queued.count ?? 0
-            state.outbound[peer] = Outbound(retryAt: .now() + delay, delay: min(delay * 2, Self.reconnectDelayMax))
+            state.outbound[peer] = Outbound(retryAt: ContinuousClock.now + delay, delay: min(delay * 2, Self.reconnectDelayMax))
         }
     }
 

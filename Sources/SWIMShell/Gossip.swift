@@ -3,6 +3,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import SWIMCore
+import Seeded
 import ServiceLifecycle
 import Wire
 
@@ -166,7 +167,7 @@ public final class Gossip: Service, Sendable {
 
     // MARK: Called by the handler on the event loop
 
-    static func now() -> Duration { .nanoseconds(Int64(NIODeadline.now().uptimeNanoseconds)) }
+    static func now() -> Duration { Monotonic.now() }
 
     func publish(core: SWIM, changes: [MemberChange], counters update: (inout Counters) -> Void) {
         let subscribers = shared.withLockedValue { shared in

@@ -4,6 +4,7 @@ import Logging
 import NodeRuntime
 import PeerLink
 import RaftCore
+import Seeded
 import RaftWire
 import Synchronization
 @testable import Storage
@@ -99,7 +100,7 @@ final class RaftLoopTests: XCTestCase {
         ).encoded()
     }
 
-    var soon: Date { Date().addingTimeInterval(10) }
+    var soon: Monotonic.Instant { Monotonic.after(.seconds(10)) }
 
     func dump(_ member: Member) throws -> String {
         try StateDatabase(path: member.directory + "/state.sqlite").dump()
