@@ -9,7 +9,8 @@ import PackageDescription
 //                                BalancerCore, LoadTestCore, FuzzTargets (every decoder as a target)
 //   test support:                ClusterTestKit (seeded simulator, also `switchboard simulate`)
 //   edges (I/O):                 Storage (raft.log, SQLite), PeerLink (members' TCP link),
-//                                SWIMShell (gossip over UDP), ServerTLS (certificates, local CA),
+//                                Telemetry (the one metrics path), SWIMShell (gossip over UDP),
+//                                ServerTLS (certificates, local CA),
 //                                NodeRuntime (the node), AgentAPI (HTTP + WebSocket),
 //                                Balancer (the proxy), ClusterFile (local clusters)
 //   executables (wiring only):   switchboard, switchboard-loadtest
@@ -78,12 +79,20 @@ let package = Package(
         .target(
             name: "NodeRuntime",
             dependencies: [
-                "ContactCenter", "Storage", "RaftCore", "RaftDriver", "RaftWire", "PeerLink", "Wire", "Seeded", "SWIMCore", "SWIMShell",
+                "ContactCenter", "Storage", "RaftCore", "RaftDriver", "RaftWire", "PeerLink", "Wire", "Seeded", "SWIMCore", "SWIMShell", "Telemetry",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
+            ], exclude: ["DESIGN.md"]
+        ),
+        // Edge: the one metrics path (swift-metrics over a Prometheus registry) and its helpers.
+        .target(
+            name: "Telemetry",
+            dependencies: [
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ], exclude: ["DESIGN.md"]
         ),
         // Edge: the SWIM shell: one UDP socket (SwiftNIO), packets sealed with AES-GCM (keyring).
@@ -103,7 +112,9 @@ let package = Package(
         .target(
             name: "Balancer",
             dependencies: [
-                "BalancerCore", "SWIMCore", "SWIMShell", "Wire", "Seeded", "ServerTLS",
+                "BalancerCore", "SWIMCore", "SWIMShell", "Wire", "Seeded", "ServerTLS", "Telemetry",
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -146,7 +157,7 @@ let package = Package(
         .target(
             name: "AgentAPI",
             dependencies: [
-                "ContactCenter", "NodeRuntime", "Storage", "RaftCore",
+                "ContactCenter", "NodeRuntime", "Storage", "RaftCore", "Telemetry",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
@@ -159,7 +170,7 @@ let package = Package(
         .executableTarget(
             name: "switchboard",
             dependencies: [
-                "AgentAPI", "NodeRuntime", "Storage", "ClusterTestKit", "SWIMCore", "SWIMShell", "Balancer", "BalancerCore", "ClusterFile", "ServerTLS", "PeerLink",
+                "AgentAPI", "NodeRuntime", "Storage", "Telemetry", "ClusterTestKit", "SWIMCore", "SWIMShell", "Balancer", "BalancerCore", "ClusterFile", "ServerTLS", "PeerLink",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),

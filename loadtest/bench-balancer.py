@@ -33,7 +33,7 @@ def up(node):
         return None
     for line in text.splitlines():
         if line.startswith(f'switchboard_balancer_backend_up{{backend="n{node}"}}'):
-            return line.split()[-1] == "1"
+            return float(line.split()[-1]) == 1
     return False
 
 def wait(condition, seconds):

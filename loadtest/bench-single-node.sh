@@ -42,7 +42,7 @@ export READS_FILE="$data/reads-agents.txt"
 write_agent_reads "$base" "$READS_FILE"
 echo "== agent reads (GET /v1/conversations/{id}, linearizable, 20 agents x 5 conversations), wrk -t2 -c64 -d${duration}s"
 wrk -t2 -c64 -d"${duration}s" --latency -s loadtest/read.lua "$base"
-curl -sf "$base/metrics" | grep -E "^switchboard_conversation_view_(hits|misses|evictions) "
+curl -sf "$base/metrics" | grep -E "^switchboard_conversation_view_(hits|misses|evictions)_total "
 
 # Cold reads: 40,000 distinct conversations in turn, twice what the rendered-copy cache holds
 # (20,000), so (nearly) every read runs the read transaction, the queries and the JSON rendering.
@@ -56,7 +56,7 @@ for _ in $(seq 80); do
 done
 echo "== cold reads (GET /v1/conversations/{id}, linearizable, $(wc -l < "$READS_FILE") distinct conversations, cache misses), wrk -t2 -c64 -d${duration}s"
 wrk -t2 -c64 -d"${duration}s" --latency -s loadtest/read.lua "$base"
-curl -sf "$base/metrics" | grep -E "^switchboard_conversation_view_(hits|misses|evictions) "
+curl -sf "$base/metrics" | grep -E "^switchboard_conversation_view_(hits|misses|evictions)_total "
 
 echo "== 1,000 event WebSockets"
 python3 loadtest/event_sockets.py "$base" "$first_token" "$node_pid" 1000 5

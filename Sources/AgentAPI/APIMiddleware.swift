@@ -1,110 +1,120 @@
 import HTTPTypes
 import Hummingbird
 import Logging
+import Metrics
 import NodeRuntime
 import Prometheus
 import RaftCore
+import Telemetry
 import Synchronization
 
-/// The node's metrics, kept in a Prometheus registry the executable (or a test) owns. Labels
-/// come from small fixed sets (route template, status code), never from ids.
+/// The node's metrics. One path: every metric is a swift-metrics `Counter`, `Gauge` or `Timer`
+/// made by a `PrometheusMetricsFactory` over the node's registry (the executable bootstraps the
+/// same factory for the modules below, so gossip's and the Raft loop's metrics land there too);
+/// the registry only renders. Growing counts are counters (`_total`); latencies are histograms.
+/// Labels come from small fixed sets (route template, status code), never from ids.
 public final class APIMetrics: Sendable {
     public let registry: PrometheusCollectorRegistry
-    private let counters = Mutex<[String: Prometheus.Counter]>([:])
-    let webSocketSessions: Prometheus.Gauge
-    let appliedIndex: Prometheus.Gauge
-    let lastLogIndex: Prometheus.Gauge
-    let applyLag: Prometheus.Gauge
-    let raftTerm: Prometheus.Gauge
-    let raftIsLeader: Prometheus.Gauge
-    let raftCommitIndex: Prometheus.Gauge
-    let raftSnapshotIndex: Prometheus.Gauge
-    let forwardedWrites: Prometheus.Gauge
-    let keyedReproposals: Prometheus.Gauge
-    let malformedPeerFrames: Prometheus.Gauge
-    let unroutableMessages: Prometheus.Gauge
-    let applyBatches: Prometheus.Gauge
-    let applyCommits: Prometheus.Gauge
-    let applyRedone: Prometheus.Gauge
-    let appliedEntries: Prometheus.Gauge
-    let readies: Prometheus.Gauge
-    let viewCacheHits: Prometheus.Gauge
-    let viewCacheMisses: Prometheus.Gauge
-    let viewCacheEntries: Prometheus.Gauge
-    let viewCacheBytes: Prometheus.Gauge
-    let viewCacheEvictions: Prometheus.Gauge
+    let factory: PrometheusMetricsFactory
+    private let requests = Mutex<[String: (count: Metrics.Counter, duration: Metrics.Timer?)]>([:])
+    let webSocketSessions: Metrics.Gauge
+    let appliedIndex: Metrics.Gauge
+    let lastLogIndex: Metrics.Gauge
+    let applyLag: Metrics.Gauge
+    let raftTerm: Metrics.Gauge
+    let raftIsLeader: Metrics.Gauge
+    let raftCommitIndex: Metrics.Gauge
+    let raftSnapshotIndex: Metrics.Gauge
+    let viewCacheEntries: Metrics.Gauge
+    let viewCacheBytes: Metrics.Gauge
+    let forwardedWrites: RunningTotal
+    let keyedReproposals: RunningTotal
+    let malformedPeerFrames: RunningTotal
+    let unroutableMessages: RunningTotal
+    let applyBatches: RunningTotal
+    let applyCommits: RunningTotal
+    let applyRedone: RunningTotal
+    let appliedEntries: RunningTotal
+    let readies: RunningTotal
+    let viewCacheHits: RunningTotal
+    let viewCacheMisses: RunningTotal
+    let viewCacheEvictions: RunningTotal
 
     public init(registry: PrometheusCollectorRegistry) {
         self.registry = registry
-        webSocketSessions = registry.makeGauge(name: "switchboard_websocket_sessions", help: "Event WebSockets connected to this node")
-        appliedIndex = registry.makeGauge(name: "switchboard_applied_index", help: "Last log index applied to state.sqlite")
-        lastLogIndex = registry.makeGauge(name: "switchboard_log_last_index", help: "Last index in this node's Raft log")
-        applyLag = registry.makeGauge(name: "switchboard_apply_lag_entries", help: "Committed log entries not yet applied here")
-        raftTerm = registry.makeGauge(name: "switchboard_raft_term", help: "Current Raft term")
-        raftIsLeader = registry.makeGauge(name: "switchboard_raft_is_leader", help: "1 while this node leads")
-        raftCommitIndex = registry.makeGauge(name: "switchboard_raft_commit_index", help: "Highest log index known committed")
-        raftSnapshotIndex = registry.makeGauge(name: "switchboard_raft_snapshot_index", help: "Index of the latest snapshot; the log starts after it")
-        forwardedWrites = registry.makeGauge(name: "switchboard_forwarded_writes", help: "Writes this node forwarded to the leader")
-        keyedReproposals = registry.makeGauge(
-            name: "switchboard_keyed_reproposals", help: "Writes with an Idempotency-Key proposed again after a leader change lost their fate")
-        malformedPeerFrames = registry.makeGauge(name: "switchboard_peer_malformed_frames", help: "Peer payloads dropped as malformed")
-        applyBatches = registry.makeGauge(
-            name: "switchboard_apply_batches", help: "Apply batches run since start (a leader runs several in one transaction)")
-        applyCommits = registry.makeGauge(
-            name: "switchboard_apply_commits", help: "Apply transactions committed since start (divided into applied entries: entries per commit)")
-        applyRedone = registry.makeGauge(
-            name: "switchboard_apply_redone_transactions",
-            help: "Apply transactions run again with a savepoint per command, because a command failed after writing")
-        appliedEntries = registry.makeGauge(name: "switchboard_applied_entries", help: "Log entries applied since start (divided by batches: the mean batch)")
-        readies = registry.makeGauge(name: "switchboard_raft_readies", help: "Raft Ready cycles carried out since start (persist, send, apply)")
-        unroutableMessages = registry.makeGauge(name: "switchboard_raft_unroutable_messages", help: "Raft messages dropped: no address known for the member")
-        viewCacheHits = registry.makeGauge(name: "switchboard_conversation_view_hits", help: "Conversation reads served from rendered copies")
-        viewCacheMisses = registry.makeGauge(name: "switchboard_conversation_view_misses", help: "Conversation reads rendered from state.sqlite")
-        viewCacheEntries = registry.makeGauge(name: "switchboard_conversation_view_entries", help: "Rendered conversations held")
-        viewCacheBytes = registry.makeGauge(name: "switchboard_conversation_view_bytes", help: "Bytes of rendered conversations held")
-        viewCacheEvictions = registry.makeGauge(name: "switchboard_conversation_view_evictions", help: "Times the rendered-conversation cache was full and started over")
+        let factory = Telemetry.factory(registry: registry)
+        self.factory = factory
+        func gauge(_ name: String) -> Metrics.Gauge { Metrics.Gauge(label: name, factory: factory) }
+        func total(_ name: String) -> RunningTotal { RunningTotal(Metrics.Counter(label: name, factory: factory)) }
+        webSocketSessions = gauge("switchboard_websocket_sessions")
+        appliedIndex = gauge("switchboard_applied_index")
+        lastLogIndex = gauge("switchboard_log_last_index")
+        applyLag = gauge("switchboard_apply_lag_entries")
+        raftTerm = gauge("switchboard_raft_term")
+        raftIsLeader = gauge("switchboard_raft_is_leader")
+        raftCommitIndex = gauge("switchboard_raft_commit_index")
+        raftSnapshotIndex = gauge("switchboard_raft_snapshot_index")
+        viewCacheEntries = gauge("switchboard_conversation_view_entries")
+        viewCacheBytes = gauge("switchboard_conversation_view_bytes")
+        forwardedWrites = total("switchboard_forwarded_writes_total")
+        keyedReproposals = total("switchboard_keyed_reproposals_total")
+        malformedPeerFrames = total("switchboard_peer_malformed_frames_total")
+        unroutableMessages = total("switchboard_raft_unroutable_messages_total")
+        applyBatches = total("switchboard_apply_batches_total")
+        applyCommits = total("switchboard_apply_commits_total")
+        applyRedone = total("switchboard_apply_redone_transactions_total")
+        appliedEntries = total("switchboard_applied_entries_total")
+        readies = total("switchboard_raft_readies_total")
+        viewCacheHits = total("switchboard_conversation_view_hits_total")
+        viewCacheMisses = total("switchboard_conversation_view_misses_total")
+        viewCacheEvictions = total("switchboard_conversation_view_evictions_total")
     }
 
-    func count(route: String, status: Int) {
+    /// Counts a request by route template and status, and its duration by route template
+    /// (`switchboard_http_request_duration_seconds`; an event socket's upgrade is counted, not
+    /// timed: its duration is the session's).
+    func record(route: String, status: Int, started: ContinuousClock.Instant) {
         let key = "\(route) \(status)"
-        let counter = counters.withLock { counters in
-            if let counter = counters[key] { return counter }
-            let counter = registry.makeCounter(
-                name: "switchboard_http_requests_total", labels: [("route", route), ("status", String(status))],
-                help: "HTTP requests by route template and status")
-            counters[key] = counter
-            return counter
+        let metrics = requests.withLock { requests in
+            if let known = requests[key] { return known }
+            let made = (
+                count: Metrics.Counter(label: "switchboard_http_requests_total", dimensions: [("route", route), ("status", String(status))], factory: factory),
+                duration: status == 101 ? nil : Metrics.Timer(label: "switchboard_http_request_duration_seconds", dimensions: [("route", route)], factory: factory)
+            )
+            requests[key] = made
+            return made
         }
-        counter.increment()
+        metrics.count.increment()
+        metrics.duration?.record(ContinuousClock.now - started)
     }
 
-    /// Refreshes the node gauges and renders the text exposition format.
+    /// Refreshes the node's gauges and counters and renders the text exposition format.
     func render(node: Node, webSockets: Int, views: ConversationViews.Stats) -> [UInt8] {
-        viewCacheHits.set(Int64(views.hits))
-        viewCacheMisses.set(Int64(views.misses))
-        viewCacheEntries.set(Int64(views.entries))
-        viewCacheBytes.set(Int64(views.bytes))
-        viewCacheEvictions.set(Int64(views.evictions))
+        viewCacheHits.record(views.hits)
+        viewCacheMisses.record(views.misses)
+        viewCacheEntries.record(views.entries)
+        viewCacheBytes.record(views.bytes)
+        viewCacheEvictions.record(views.evictions)
         let status = node.loop.status
         let applied = node.appliedIndex, last = Int64(status.lastIndex)
-        appliedIndex.set(applied)
-        lastLogIndex.set(last)
-        applyLag.set(max(0, Int64(status.commitIndex) - applied))
-        raftTerm.set(Int64(status.term))
-        raftIsLeader.set(Int64(status.role == .leader ? 1 : 0))
-        raftCommitIndex.set(Int64(status.commitIndex))
-        raftSnapshotIndex.set(Int64(status.snapshotIndex))
+        appliedIndex.record(applied)
+        lastLogIndex.record(last)
+        applyLag.record(max(0, Int64(status.commitIndex) - applied))
+        raftTerm.record(Int64(status.term))
+        raftIsLeader.record(status.role == .leader ? 1 : 0)
+        raftCommitIndex.record(Int64(status.commitIndex))
+        raftSnapshotIndex.record(Int64(status.snapshotIndex))
         let counters = node.peerCounters
-        forwardedWrites.set(Int64(counters.forwardedWrites))
-        keyedReproposals.set(Int64(counters.keyedReproposals))
-        malformedPeerFrames.set(Int64(counters.malformedFrames))
-        unroutableMessages.set(Int64(counters.unroutableMessages))
-        applyBatches.set(Int64(status.applyBatches))
-        applyCommits.set(Int64(status.applyCommits))
-        applyRedone.set(Int64(node.state.redoneTransactionCount))
-        appliedEntries.set(Int64(status.appliedEntries))
-        readies.set(Int64(status.readies))
-        webSocketSessions.set(Int64(webSockets))
+        forwardedWrites.record(counters.forwardedWrites)
+        keyedReproposals.record(counters.keyedReproposals)
+        malformedPeerFrames.record(counters.malformedFrames)
+        unroutableMessages.record(counters.unroutableMessages)
+        applyBatches.record(Int(status.applyBatches))
+        applyCommits.record(Int(status.applyCommits))
+        applyRedone.record(node.state.redoneTransactionCount)
+        appliedEntries.record(Int(status.appliedEntries))
+        readies.record(Int(status.readies))
+        webSocketSessions.record(webSockets)
         return registry.emitToBuffer()
     }
 }
@@ -118,6 +128,7 @@ struct APIMiddleware: RouterMiddleware {
     let logger: Logger
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let started = ContinuousClock.now
         var response: Response
         do {
             var request = request, context = context
@@ -144,7 +155,7 @@ struct APIMiddleware: RouterMiddleware {
         }
         response.headers[.switchboardNode] = node.id
         response.headers[.switchboardIndex] = String(node.responseIndex)
-        metrics.count(route: context.endpointPath ?? "unmatched", status: response.status.code)
+        metrics.record(route: context.endpointPath ?? "unmatched", status: response.status.code, started: started)
         return response
     }
 }

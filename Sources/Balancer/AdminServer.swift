@@ -1,45 +1,27 @@
 import BalancerCore
+import Metrics
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import Prometheus
+import Synchronization
+import Telemetry
 
 /// The balancer's admin port: `GET /metrics` (Prometheus text: per-backend state, requests,
 /// failures, ejections, in-flight and open WebSockets; retries and panic routing) and `GET /`
 /// (an HTML status page with no external assets: each backend's state and recent transitions).
 public enum AdminServer {
     public static func start(policy: Policy, host: String, port: Int, group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws -> Channel {
-        try await ServerBootstrap(group: group)
+        let metrics = BalancerMetrics()
+        return try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-                    try channel.pipeline.syncOperations.addHandler(AdminHandler(policy: policy))
+                    try channel.pipeline.syncOperations.addHandler(AdminHandler(policy: policy, metrics: metrics))
                 }
             }
             .bind(host: host, port: port).get()
-    }
-
-    static func metrics(_ policy: Policy) -> String {
-        let snapshot = policy.snapshot
-        var lines: [String] = []
-        func family(_ name: String, _ type: String, _ help: String, _ values: [(String?, Int)]) {
-            lines.append("# HELP \(name) \(help)")
-            lines.append("# TYPE \(name) \(type)")
-            for (backend, value) in values { lines.append(backend.map { "\(name){backend=\"\($0)\"} \(value)" } ?? "\(name) \(value)") }
-        }
-        let backends = snapshot.backends
-        family("switchboard_balancer_backend_up", "gauge", "1 when the backend takes new requests.", backends.map { ($0.id, $0.state.takesRequests && $0.gossip == .alive ? 1 : 0) })
-        family("switchboard_balancer_backend_in_flight", "gauge", "Requests in flight to the backend.", backends.map { ($0.id, $0.inFlight) })
-        family("switchboard_balancer_backend_websockets", "gauge", "WebSockets open through the backend.", backends.map { ($0.id, $0.webSockets) })
-        family("switchboard_balancer_backend_requests_total", "counter", "Requests sent to the backend.", backends.map { ($0.id, $0.requests) })
-        family("switchboard_balancer_backend_failures_total", "counter", "Requests that failed on the backend (refused, reset, timeout, 5xx).", backends.map { ($0.id, $0.failures) })
-        family("switchboard_balancer_backend_ejections_total", "counter", "Times the backend was ejected.", backends.map { ($0.id, $0.ejections) })
-        family("switchboard_balancer_retries_total", "counter", "Requests retried on another backend.", [(nil, snapshot.retries)])
-        family("switchboard_balancer_retries_refused_total", "counter", "Retries the budget refused.", [(nil, snapshot.retriesRefused)])
-        family("switchboard_balancer_websockets_moved_total", "counter", "Event sockets closed to move their clients to a node holding fewer.", [(nil, snapshot.socketsMoved)])
-        family("switchboard_balancer_panic", "gauge", "1 while no backend is eligible and every one takes requests.", [(nil, snapshot.panic ? 1 : 0)])
-        family("switchboard_balancer_panic_routes_total", "counter", "Requests routed in panic mode.", [(nil, snapshot.panicRoutes)])
-        return lines.joined(separator: "\n") + "\n"
     }
 
     static func statusPage(_ policy: Policy) -> String {
@@ -76,9 +58,13 @@ final class AdminHandler: ChannelInboundHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
     let policy: Policy
+    let metrics: BalancerMetrics
     private var head: HTTPRequestHead?
 
-    init(policy: Policy) { self.policy = policy }
+    init(policy: Policy, metrics: BalancerMetrics) {
+        self.policy = policy
+        self.metrics = metrics
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
@@ -89,7 +75,7 @@ final class AdminHandler: ChannelInboundHandler {
             let path = head.uri.split(separator: "?").first.map(String.init) ?? head.uri
             let (status, type, body): (HTTPResponseStatus, String, String) =
                 switch (head.method, path) {
-                case (.GET, "/metrics"): (.ok, "text/plain; version=0.0.4", AdminServer.metrics(policy))
+                case (.GET, "/metrics"): (.ok, "text/plain; version=0.0.4", metrics.render(policy.snapshot))
                 case (.GET, "/"): (.ok, "text/html; charset=utf-8", AdminServer.statusPage(policy))
                 default: (.notFound, "text/plain", "not found: the admin port serves / and /metrics\n")
                 }
@@ -105,5 +91,86 @@ final class AdminHandler: ChannelInboundHandler {
             }
             self.head = nil
         }
+    }
+}
+
+/// The balancer's metrics on the one metrics path (`Telemetry`): swift-metrics gauges and
+/// counters (`_total`) over the balancer's own registry, refreshed from the policy at each
+/// scrape. A backend's series go when the policy forgets it.
+final class BalancerMetrics: Sendable {
+    private struct PerBackend {
+        let up, inFlight, webSockets: Metrics.Gauge
+        let requests, failures, ejections: RunningTotal
+        let counters: [Metrics.Counter]
+
+        init(_ backend: String, factory: PrometheusMetricsFactory) {
+            let dimensions = [("backend", backend)]
+            func gauge(_ name: String) -> Metrics.Gauge { Metrics.Gauge(label: name, dimensions: dimensions, factory: factory) }
+            let counters = ["requests", "failures", "ejections"].map {
+                Metrics.Counter(label: "switchboard_balancer_backend_\($0)_total", dimensions: dimensions, factory: factory)
+            }
+            up = gauge("switchboard_balancer_backend_up")
+            inFlight = gauge("switchboard_balancer_backend_in_flight")
+            webSockets = gauge("switchboard_balancer_backend_websockets")
+            requests = RunningTotal(counters[0])
+            failures = RunningTotal(counters[1])
+            ejections = RunningTotal(counters[2])
+            self.counters = counters
+        }
+
+        func destroy() {
+            up.destroy()
+            inFlight.destroy()
+            webSockets.destroy()
+            for counter in counters { counter.destroy() }
+        }
+    }
+
+    private let registry: PrometheusCollectorRegistry
+    private let factory: PrometheusMetricsFactory
+    private let backends = Mutex<[String: PerBackend]>([:])
+    private let retries, retriesRefused, socketsMoved, panicRoutes: RunningTotal
+    private let panic: Metrics.Gauge
+
+    init() {
+        let registry = PrometheusCollectorRegistry()
+        self.registry = registry
+        let factory = Telemetry.factory(registry: registry)
+        self.factory = factory
+        func total(_ name: String) -> RunningTotal { RunningTotal(Metrics.Counter(label: name, factory: factory)) }
+        retries = total("switchboard_balancer_retries_total")
+        retriesRefused = total("switchboard_balancer_retries_refused_total")
+        socketsMoved = total("switchboard_balancer_websockets_moved_total")
+        panicRoutes = total("switchboard_balancer_panic_routes_total")
+        panic = Metrics.Gauge(label: "switchboard_balancer_panic", factory: factory)
+    }
+
+    /// Per backend: up (takes new requests), in flight, WebSockets open, and requests, failures
+    /// (refused, reset, timeout, 5xx) and ejections; retries, retries the budget refused, event
+    /// sockets moved, panic mode and the requests it routed.
+    func render(_ snapshot: (backends: [Backend], panic: Bool, panicRoutes: Int, retries: Int, retriesRefused: Int, socketsMoved: Int)) -> String {
+        backends.withLock { known in
+            for backend in snapshot.backends {
+                let metrics = known[backend.id] ?? PerBackend(backend.id, factory: factory)
+                known[backend.id] = metrics
+                metrics.up.record(backend.state.takesRequests && backend.gossip == .alive ? 1 : 0)
+                metrics.inFlight.record(backend.inFlight)
+                metrics.webSockets.record(backend.webSockets)
+                metrics.requests.record(backend.requests)
+                metrics.failures.record(backend.failures)
+                metrics.ejections.record(backend.ejections)
+            }
+            let current = Set(snapshot.backends.map(\.id))
+            for (id, metrics) in known where !current.contains(id) {
+                metrics.destroy()
+                known[id] = nil
+            }
+        }
+        retries.record(snapshot.retries)
+        retriesRefused.record(snapshot.retriesRefused)
+        socketsMoved.record(snapshot.socketsMoved)
+        panicRoutes.record(snapshot.panicRoutes)
+        panic.record(snapshot.panic ? 1 : 0)
+        return String(decoding: registry.emitToBuffer(), as: UTF8.self)
     }
 }

@@ -1,5 +1,6 @@
 import Logging
 import Metrics
+import Telemetry
 import PeerLink
 import SWIMCore
 import SWIMShell
@@ -89,18 +90,5 @@ public struct GossipBridge: Service {
             }
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: refreshInterval) }
         }
-    }
-}
-
-/// A Prometheus counter fed from a running count: each `record` adds what the count grew by.
-final class RunningTotal {
-    private let counter: Metrics.Counter
-    private var last = 0
-
-    init(_ counter: Metrics.Counter) { self.counter = counter }
-
-    func record(_ count: Int) {
-        counter.increment(by: max(0, count - last))
-        last = count
     }
 }

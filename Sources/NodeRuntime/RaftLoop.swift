@@ -2,6 +2,8 @@
 import ContactCenter
 import Foundation
 import Logging
+import Metrics
+import Telemetry
 import RaftCore
 import Seeded
 import Storage
@@ -72,6 +74,10 @@ public final class RaftLoop: @unchecked Sendable {
     private let hooks: Hooks
     private let logger: Logger
     private let clock: MonotonicClock
+    /// `switchboard_commit_duration_seconds`: from a proposal on this leader to its answer
+    /// (replicated to a quorum and executed here; `answer="early"` before readers see it).
+    private let commitDuration = Metrics.Timer(label: "switchboard_commit_duration_seconds", dimensions: [("answer", "applied")])
+    private let commitDurationEarly = Metrics.Timer(label: "switchboard_commit_duration_seconds", dimensions: [("answer", "early")])
     private let driver: Driver
     private let condition = NSCondition()
     private var inputs: [Input] = []
@@ -148,13 +154,16 @@ public final class RaftLoop: @unchecked Sendable {
     /// With `early`, it returns as soon as the leader has executed the entry, before readers on
     /// this node can see it: for a caller that reads nothing back.
     public func propose(_ command: [UInt8], deadline: Monotonic.Instant, early: Bool = false) async throws -> ContactCenterMachine.Applied? {
-        try await waitFor { loop, driver, completion in
+        let started = ContinuousClock.now
+        let outcome = try await waitFor { loop, driver, completion in
             do throws(RaftError) {
                 try driver.propose(command, deadline: loop.monotonic(deadline), early: early, token: completion)
             } catch {
                 completion(.failure(.raft(error)))
             }
         }
+        (early ? commitDurationEarly : commitDuration).record(ContinuousClock.now - started)
+        return outcome
     }
 
     /// Proposes a command a follower forwarded; `reply` gets the index and term it was appended
@@ -339,6 +348,9 @@ public final class RaftLoop: @unchecked Sendable {
 /// `state.sqlite` as the driver's state machine.
 final class NodeStateMachine: ReplicaStateMachine {
     private let state: StateDatabase
+    /// `switchboard_apply_duration_seconds`: executing a batch, and committing what was executed.
+    private let executing = Metrics.Timer(label: "switchboard_apply_duration_seconds", dimensions: [("phase", "execute")])
+    private let committing = Metrics.Timer(label: "switchboard_apply_duration_seconds", dimensions: [("phase", "commit")])
     private let install: @Sendable (Snapshot) throws -> Void
     private let executed: (UInt64) -> Void
 
@@ -349,14 +361,20 @@ final class NodeStateMachine: ReplicaStateMachine {
     }
 
     func execute(_ entries: [Entry]) throws -> [ContactCenterMachine.Applied?] {
+        let started = ContinuousClock.now
         let outcomes = try state.execute(entries)
+        executing.record(ContinuousClock.now - started)
         // Before any early answer leaves the driver: a response stamped with it names an index
         // this node executed.
         if let last = entries.last { executed(last.index) }
         return outcomes
     }
 
-    func commitExecuted() throws { try state.commitExecuted() }
+    func commitExecuted() throws {
+        let started = ContinuousClock.now
+        try state.commitExecuted()
+        committing.record(ContinuousClock.now - started)
+    }
 
     func installSnapshot(_ snapshot: Snapshot) throws { try install(snapshot) }
 

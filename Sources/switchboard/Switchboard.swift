@@ -11,6 +11,7 @@ import Prometheus
 import ServerTLS
 import SWIMCore
 import SWIMShell
+import Telemetry
 import ServiceLifecycle
 
 /// `switchboard`: the contact-center node and its tools. Wiring only; the behaviour lives in
@@ -179,7 +180,7 @@ struct NodeCommand: AsyncParsableCommand {
     func run() async throws {
         bootstrapLogging(logLevel)
         let registry = PrometheusCollectorRegistry()
-        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        MetricsSystem.bootstrap(Telemetry.factory(registry: registry))
         let logger = Logger(label: "switchboard")
         FileLimit.raise(logger: logger)
         let directory = data ?? ".switchboard/\(id)"

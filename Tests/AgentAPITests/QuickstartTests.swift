@@ -97,8 +97,18 @@ final class QuickstartTests: XCTestCase {
             let forbidden = try await client.call(.get, "/v1/cluster", token: "wrong")
             XCTAssertEqual(forbidden.status, .unauthorized)
             let metrics = try await client.execute(uri: "/metrics", method: .get) { String(buffer: $0.body) }
-            for name in ["switchboard_http_requests_total", "switchboard_apply_lag_entries", "switchboard_raft_term", "switchboard_raft_is_leader", "switchboard_websocket_sessions"] {
-                XCTAssertTrue(metrics.contains(name), "/metrics lacks \(name)")
+            for name in [
+                "switchboard_http_requests_total", "switchboard_apply_lag_entries", "switchboard_raft_term", "switchboard_raft_is_leader",
+                "switchboard_websocket_sessions", "# TYPE switchboard_http_request_duration_seconds histogram",
+                "switchboard_http_request_duration_seconds_bucket{route=\"/v1/cluster\",le=\"0.0005\"}",
+                "# TYPE switchboard_applied_entries_total counter", "# TYPE switchboard_raft_readies_total counter",
+            ] {
+                XCTAssertTrue(metrics.contains(name), "/metrics lacks \(name):\n\(metrics)")
+            }
+            // A growing count is a counter named `_total`, never a gauge.
+            let families = metrics.split(separator: "\n").filter { $0.hasPrefix("# TYPE ") }.map { $0.split(separator: " ") }
+            for family in families where family.count == 4 {
+                XCTAssertEqual(family[2].hasSuffix("_total"), family[3] == "counter", "\(family[2]) is a \(family[3])")
             }
         }
     }

@@ -235,7 +235,7 @@ final class BalancerProcess: @unchecked Sendable {
     /// The value of `family{backend="id"}` on /metrics.
     func metric(_ family: String, backend: String) async -> Int? {
         let prefix = "\(family){backend=\"\(backend)\"} "
-        return await metrics().split(separator: "\n").first { $0.hasPrefix(prefix) }.flatMap { Int($0.dropFirst(prefix.count)) }
+        return await metrics().split(separator: "\n").first { $0.hasPrefix(prefix) }.flatMap { Double($0.dropFirst(prefix.count)) }.map { Int($0) }
     }
 
     func stop() {
