@@ -3,6 +3,7 @@ import Foundation
 import Hummingbird
 import HummingbirdWebSocket
 import NodeRuntime
+import ServiceLifecycle
 import Storage
 
 extension API {
@@ -43,7 +44,7 @@ extension API {
                 return
             }
             defer { subscription.close() }
-            let ended = try await withThrowingTaskGroup(of: String?.self) { group in
+            let end = try await withThrowingTaskGroup(of: SocketEnd?.self) { group in
                 group.addTask {
                     for try await message in inbound.messages(maxSize: API.inboundMessageBytesMax) {
                         if case .text(let text) = message, API.isPing(text) { subscription.requestPong() }
@@ -52,18 +53,40 @@ extension API {
                     return nil
                 }
                 group.addTask {
-                    try await stream(subscription, since: since, audience: audience, principal: principal, outbound: outbound)
+                    try await stream(subscription, since: since, audience: audience, principal: principal, outbound: outbound).map(SocketEnd.sessionEnded)
+                }
+                group.addTask {
+                    // The node is stopping: the socket closes at once instead of holding the
+                    // API's drain (and the node's stop) until its client leaves.
+                    try await gracefulShutdown()
+                    return .nodeStopping
                 }
                 let first = try await group.next() ?? nil
+                subscription.close()
                 group.cancelAll()
                 return first
             }
-            if let ended {
+            switch end {
+            case .sessionEnded(let reason):
                 // The session ended (logout, password change, disabled, role change): 4401, as
                 // an HTTP 401, with the reason; the client logs in again.
-                try await outbound.close(.unknown(API.sessionEndedCloseCode), reason: ended)
+                try await outbound.close(.unknown(API.sessionEndedCloseCode), reason: reason)
+            case .nodeStopping:
+                // The WebSocket library closes the socket on graceful shutdown too, with 1000,
+                // and its handler usually runs first; 1001 is what this node means. Either way
+                // the client reconnects (through the balancer, to another node) and resumes
+                // from its last cursor: only 4401 ends a session.
+                try await outbound.close(.goingAway, reason: "this node is stopping; reconnect and resume from your last cursor")
+            case nil:
+                break
             }
         }
+    }
+
+    /// Why the node ends an events socket.
+    enum SocketEnd: Sendable {
+        case sessionEnded(String)
+        case nodeStopping
     }
 
     /// The close code of an events socket whose session ended.

@@ -147,8 +147,17 @@ public final class EventSubscription: Sendable {
         waiter?.resume()
     }
 
-    /// Waits for the next delivery.
+    /// Waits for the next delivery. A cancelled consumer closes the subscription (and gets
+    /// `.closed`): a waiting socket's task ends when its group is cancelled.
     public func next() async -> Delivery {
+        await withTaskCancellationHandler {
+            await waitForDelivery()
+        } onCancel: {
+            close()
+        }
+    }
+
+    private func waitForDelivery() async -> Delivery {
         while true {
             let ready: Delivery? = state.withLock { state in
                 if state.closed { return .closed }

@@ -54,7 +54,7 @@ public struct NodeService: Service {
                 }
             }
         } onGracefulShutdown: {
-            node.logger.info("graceful shutdown: the node stops after the API drains", metadata: ["node.id": "\(node.id)"])
+            node.logger.info("graceful shutdown: the API has stopped; a leader hands over, then the node stops", metadata: ["node.id": "\(node.id)"])
         }
         // The API has drained (it stops first); a leader hands over before the loop stops.
         await node.handOverLeadership()
@@ -77,5 +77,22 @@ public struct NodeService: Service {
         } catch {
             node.logger.warning("events trim failed", metadata: ["error": "\(error)"])
         }
+    }
+}
+
+/// Placed last in the `ServiceGroup`, so it is told of a graceful shutdown first: logs the
+/// signal's first step (the API closes its event sockets with 1001 and drains its requests)
+/// before any service stops.
+public struct ShutdownNotice: Service {
+    let node: Node
+
+    public init(node: Node) { self.node = node }
+
+    public func run() async throws {
+        try? await gracefulShutdown()
+        guard Task.isShuttingDownGracefully else { return }
+        node.logger.notice(
+            "graceful shutdown: closing event sockets (1001, clients resume elsewhere) and draining requests",
+            metadata: ["node.id": "\(node.id)", "events.sockets": "\(node.hub.subscriptionCount)", "raft.role": "\(node.loop.status.role)"])
     }
 }

@@ -260,7 +260,7 @@ struct NodeCommand: AsyncParsableCommand {
                 services: [
                     .init(service: NodeService(node: node), successTerminationBehavior: .gracefullyShutdownGroup),
                     .init(service: application),
-                ] + tlsServices + gossipServices,
+                ] + tlsServices + gossipServices + [.init(service: ShutdownNotice(node: node))],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
         try await group.run()

@@ -2,7 +2,12 @@ import ContactCenter
 import Foundation
 import GRDB
 import Storage
+import Wire
 import XCTest
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Three (or four) real `switchboard node` processes on loopback, real fsync, real SQLite,
 /// real `kill -9`, `SIGSTOP` and restarts.
@@ -228,6 +233,70 @@ final class ClusterProcessTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(counts["n4"] ?? 0, acknowledged.count, "n4 holds every acknowledged conversation")
         XCTAssertEqual(counts["n4"], counts[leader], "n4 holds what the leader holds")
         print("join: loaded \(conversations) conversations in \(Int(loaded)) s; n4 caught up in \(String(format: "%.1f", caughtUp)) s")
+    }
+
+    /// SIGTERM on a leader holding 1,000 event sockets whose clients never answer the close
+    /// frame (gone silent, or hostile): it hands over and exits within 5 s, each step logged.
+    /// (Before, the sockets held the API's drain: 30 s, then `cluster down`'s SIGKILL.)
+    func testSIGTERMOnALeaderHoldingSilentEventSocketsStopsWithinFiveSeconds() async throws {
+        let cluster = ProcessCluster()
+        defer { cluster.tearDown() }
+        for id in ["n1", "n2", "n3"] { cluster.describe(id) }
+        try await cluster.startAll()
+        let leader = try unwrap(await cluster.leader(asking: "n1"))
+        let api = try unwrap(HostPort(cluster.member(leader).api))
+        var sockets: [Int32] = []
+        defer { for socket in sockets { close(socket) } }
+        for number in 0..<1000 {
+            let socket = try Self.openEventSocket(host: api.host, port: api.port, token: ProcessCluster.adminToken)
+            XCTAssertGreaterThanOrEqual(socket, 0, "event socket \(number + 1) was not upgraded")
+            guard socket >= 0 else { return }
+            sockets.append(socket)
+        }
+        let pid = try unwrap(cluster.pid(leader))
+        let started = ContinuousClock.now
+        kill(pid, SIGTERM)
+        var status: Int32 = 0
+        while waitpid(pid, &status, WNOHANG) == 0, ContinuousClock.now - started < .seconds(15) { try await Task.sleep(for: .milliseconds(10)) }
+        let took = ContinuousClock.now - started
+        XCTAssertLessThan(took, .seconds(5), "\(leader) exits within 5 s of SIGTERM with 1,000 silent event sockets, took \(took)")
+        let log = cluster.log(leader)
+        for step in ["closing event sockets", "events.sockets=1000", "the API has stopped", "handed over leadership before stopping", "node stopped"] {
+            XCTAssertTrue(log.contains(step), "the log shows the step '\(step)': \(log.suffix(1500))")
+        }
+        let others = cluster.members.map(\.id).filter { $0 != leader }
+        try await cluster.waitUntil("a survivor leads") { others.contains(await cluster.leader(asking: others[0]) ?? "") }
+    }
+
+    /// A blocking TCP socket upgraded to an events WebSocket (101), or -1.
+    static func openEventSocket(host: String, port: Int, token: String) throws -> Int32 {
+        let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard socket >= 0 else { return -1 }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        inet_pton(AF_INET, host, &address.sin_addr)
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        let request = "GET /v1/events HTTP/1.1\r\nHost: \(host):\(port)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nAuthorization: Bearer \(token)\r\n\r\n"
+        guard connected == 0, Array(request.utf8).withUnsafeBytes({ send(socket, $0.baseAddress, $0.count, 0) }) == request.utf8.count else {
+            close(socket)
+            return -1
+        }
+        var answer: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 1024)
+        while !answer.suffix(4).elementsEqual([13, 10, 13, 10]) {
+            let count = recv(socket, &buffer, 1, 0)
+            guard count > 0 else { break }
+            answer.append(buffer[0])
+        }
+        guard String(decoding: answer, as: UTF8.self).hasPrefix("HTTP/1.1 101") else {
+            close(socket)
+            return -1
+        }
+        return socket
     }
 
     func testSIGTERMOnTheLeaderHandsOverAndARemovedMemberStops() async throws {
