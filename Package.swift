@@ -79,7 +79,7 @@ let package = Package(
         .target(
             name: "NodeRuntime",
             dependencies: [
-                "ContactCenter", "Storage", "RaftCore", "RaftDriver", "RaftWire", "PeerLink", "Wire", "Seeded", "SWIMCore", "SWIMShell", "Telemetry",
+                "ContactCenter", "Storage", "RaftCore", "RaftDriver", "RaftWire", "PeerLink", "Wire", "Seeded", "Telemetry",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -147,7 +147,7 @@ public final class Node: Sendable {
     private let lockDescriptor: Int32
     /// True when this start created the cluster state (no earlier `raft-snapshot`).
     public let freshStart: Bool
-    let logger: Logger
+    public let logger: Logger
 
     public struct Counters: Sendable, Equatable {
         public var malformedFrames = 0
@@ -256,6 +256,8 @@ public final class Node: Sendable {
     public var responseIndex: Int64 { max(waiters.applied, Int64(loop.executedIndex)) }
     public var lastIndex: Int64 { Int64(loop.status.lastIndex) }
     public var peerCounters: Counters { counters.withLock { $0 } }
+    /// The peer link's counts (nil without a peer link).
+    public var peerLinkCounters: PeerLink.Counters? { link?.counters }
     /// Non-nil once the node can no longer apply (log or database failure).
     public var failureReason: String? { waiters.failure }
 

@@ -1,27 +1,28 @@
 import Logging
 import Metrics
-import Telemetry
+import NodeRuntime
 import PeerLink
 import SWIMCore
 import SWIMShell
 import ServiceLifecycle
+import Telemetry
 
 /// Connects a node to its gossip member: `/v1/cluster` shows the gossip view, peer addresses seen
 /// in gossip are address hints for Raft (gossip never decides Raft membership), the node's Raft
 /// role is published in its gossip tags, and the gossip counters become metrics.
-public struct GossipBridge: Service {
+struct GossipBridge: Service {
     let node: Node
     let gossip: Gossip
     /// How often the Raft role tag and the metrics are refreshed.
     let refreshInterval: Duration
 
-    public init(node: Node, gossip: Gossip, refreshInterval: Duration = .milliseconds(500)) {
+    init(node: Node, gossip: Gossip, refreshInterval: Duration = .milliseconds(500)) {
         self.node = node
         self.gossip = gossip
         self.refreshInterval = refreshInterval
     }
 
-    public func run() async throws {
+    func run() async throws {
         node.attachGossip { [gossip] in
             gossip.members.map { member in
                 Node.GossipMember(
@@ -84,7 +85,7 @@ public struct GossipBridge: Service {
             stale.record(counters.droppedStale)
             sent.record(counters.packetsSent)
             received.record(counters.packetsReceived)
-            if let link = node.link?.counters {
+            if let link = node.peerLinkCounters {
                 peerFailures.record(link.failures)
                 peerRefused.record(link.refused)
             }
