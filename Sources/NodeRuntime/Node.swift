@@ -116,7 +116,10 @@ public final class Node: Sendable {
     public let loop: RaftLoop
     let link: PeerLink?
     let snapshots: SnapshotStore
-    let calls = PeerCalls()
+    /// Owns every task the node starts; `shutdown` cancels them.
+    let tasks = BackgroundTasks()
+    private let started = Atomic(false)
+    let calls: PeerCalls
     let waiters = AppliedWaiters()
     /// Members' addresses, from `state.sqlite` (replicated) plus what requests told us.
     private let book = Mutex<[String: ClusterMember]>([:])
@@ -144,7 +147,8 @@ public final class Node: Sendable {
     private let kdf = Offload(label: "switchboard.kdf", lanes: Node.kdfLanes, queuedMax: Node.kdfQueuedMax)
     public static let kdfLanes = max(1, ProcessInfo.processInfo.activeProcessorCount - 1)
     public static let kdfQueuedMax = 32
-    private let lockDescriptor: Int32
+    /// The lock, the log and the state database (see `DataDirectory`).
+    let data: DataDirectory
     /// True when this start created the cluster state (no earlier `raft-snapshot`).
     public let freshStart: Bool
     public let logger: Logger
@@ -160,42 +164,17 @@ public final class Node: Sendable {
     public init(configuration: NodeConfiguration, logger: Logger) throws {
         self.configuration = configuration
         self.logger = logger
-        let directory = configuration.dataDirectory
+        calls = PeerCalls(tasks: tasks)
         try configuration.raft.validate()
         if configuration.peerAddress != nil, (configuration.secret ?? "").isEmpty {
             throw NodeStartError.configuration("a node with a peer link needs the cluster secret (--secret-file or SWITCHBOARD_SECRET)")
         }
-        do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        } catch {
-            throw NodeStartError.dataDirectory(directory, reason: "\(error)")
-        }
-        lockDescriptor = open(directory + "/LOCK", O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-        guard lockDescriptor >= 0 else { throw NodeStartError.dataDirectory(directory, reason: "cannot open LOCK") }
-        guard flock(lockDescriptor, LOCK_EX | LOCK_NB) == 0 else {
-            close(lockDescriptor)
-            throw NodeStartError.locked(directory)
-        }
-        freshStart = !FileManager.default.fileExists(atPath: directory + "/raft-snapshot")
-        let initial: Snapshot
-        switch configuration.start {
-        case .bootstrap: initial = Snapshot(index: 0, term: 0, configuration: Configuration(voters: [configuration.id]), data: [])
-        case .join: initial = Snapshot(index: 0, term: 0, configuration: Configuration(voters: []), data: [])
-        }
-        let storage = try RaftStorage(directory: directory, initial: initial)
-        if let repaired = storage.repairedLogTail {
-            logger.warning(
-                "raft.log ended in a torn record (a write cut by a crash, never acknowledged): cut it; the cut bytes are kept",
-                metadata: ["log.offset": "\(repaired.offset)", "log.cut_bytes": "\(repaired.bytes)", "log.copy": "\(repaired.copy)"])
-        }
-        let state = try StateDatabase(path: directory + "/state.sqlite")
+        let (data, storage) = try DataDirectory.open(configuration: configuration, logger: logger)
+        self.data = data
+        freshStart = data.freshStart
+        let state = data.state
         self.state = state
-        snapshots = SnapshotStore(directory: directory + "/snapshots")
-        // A crash between saving a received snapshot's metadata and restoring state.sqlite from
-        // it: finish the restore before anything reads the state.
-        if try UInt64(state.appliedIndex()) < storage.snapshot.index {
-            try snapshots.restore(storage.snapshot, into: state, logger: logger)
-        }
+        snapshots = data.snapshots
         let hub = EventHub()
         self.hub = hub
         passwords = PasswordHasher(cost: configuration.passwordCost)
@@ -237,16 +216,20 @@ public final class Node: Sendable {
             logger.info("the data directory belongs to a cluster: restarting as the member it was (--bootstrap and --join do not apply)",
                         metadata: ["node.id": "\(configuration.id)"])
         }
+    }
+
+    /// Starts the Raft loop's thread (once; `NodeService.run` calls it, so the node runs under
+    /// the service group). Until then, members' messages wait in the loop's queue.
+    public func start() {
+        guard started.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged else { return }
         loop.start()
         logger.info(
             "node started",
             metadata: [
-                "node.id": "\(configuration.id)", "node.data": "\(directory)", "raft.applied_index": "\(loop.status.appliedIndex)",
+                "node.id": "\(configuration.id)", "node.data": "\(data.path)", "raft.applied_index": "\(loop.status.appliedIndex)",
                 "raft.configuration": "\(loop.status.configuration)",
             ])
     }
-
-    deinit { close(lockDescriptor) }
 
     public var id: String { configuration.id }
     public var appliedIndex: Int64 { waiters.applied }
@@ -559,7 +542,7 @@ public final class Node: Sendable {
                 }
                 return
             }
-            Task {
+            tasks.spawn { [self] in
                 let response = await serve(request)
                 _ = send(.response(id: requestId, response), to: peer, address: from)
             }
@@ -655,8 +638,8 @@ public final class Node: Sendable {
             return false
         }
         guard schedule else { return }
-        Task {
-            try? await Task.sleep(for: Self.renewalCoalescing)
+        tasks.spawn { [self] in
+            guard (try? await Task.sleep(for: Self.renewalCoalescing)) != nil else { return }
             let agents = pendingRenewals.withLock { pending -> [String] in
                 defer { pending = nil }
                 return (pending ?? []).sorted()
@@ -725,12 +708,20 @@ public final class Node: Sendable {
 
     // MARK: Lifecycle
 
-    /// Stops the loop, closes the peer link and releases the data directory. Idempotent.
+    /// Stops the node: its tasks, the loop, the peer link, and releases the data directory.
+    /// Idempotent.
+    public func stop() async {
+        shutdown()
+        await link?.close()
+    }
+
+    /// `stop` without waiting for the peer link's connections to close (the process is about
+    /// to exit, or the node never listened).
     public func shutdown() {
+        tasks.cancelAll()
         loop.stop()
         waiters.fail("the node stopped")
-        if let link { Task { await link.close() } }
-        flock(lockDescriptor, LOCK_UN)
+        data.release()
         logger.info("node stopped", metadata: ["node.id": "\(configuration.id)", "raft.applied_index": "\(appliedIndex)"])
     }
 }

@@ -21,7 +21,7 @@ public struct NodeService: Service {
     }
 
     public func run() async throws {
-        defer { node.shutdown() }
+        node.start()
         var memory = HousekeepingMemory()
         var nextTrim = ContinuousClock.now + trimInterval
         var nextRenewal = ContinuousClock.now + node.configuration.leaseRenewInterval
@@ -58,6 +58,7 @@ public struct NodeService: Service {
         }
         // The API has drained (it stops first); a leader hands over before the loop stops.
         await node.handOverLeadership()
+        await node.stop()
     }
 
     /// The leader proposes `trimEvents` when the kept window has grown past

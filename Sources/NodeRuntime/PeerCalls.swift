@@ -14,6 +14,10 @@ final class PeerCalls: Sendable {
     }
 
     private let state = Mutex(State())
+    /// Owns each call's deadline task.
+    private let tasks: BackgroundTasks
+
+    init(tasks: BackgroundTasks) { self.tasks = tasks }
 
     /// Sends a request with a fresh id through `send` (false: it could not be sent) and returns
     /// the answer, or `.failed(.noAnswer)` after `timeout` or as soon as `abandon` (polled every
@@ -34,11 +38,15 @@ final class PeerCalls: Sendable {
                 complete(id, .failed(.unavailable, message: "the peer link could not send the request", leader: nil))
                 return
             }
-            Task {
+            let watched = tasks.spawn {
                 let deadline = ContinuousClock.now + timeout
                 while ContinuousClock.now < deadline {
                     try? await Task.sleep(for: .milliseconds(10))
                     if !self.isPending(id) { return }
+                    if Task.isCancelled {
+                        self.complete(id, .failed(.unavailable, message: "this node is stopping", leader: nil))
+                        return
+                    }
                     if abandon() {
                         self.complete(id, .failed(.noAnswer, message: "the member asked stopped leading before it answered", leader: nil))
                         return
@@ -46,6 +54,7 @@ final class PeerCalls: Sendable {
                 }
                 self.complete(id, .failed(.noAnswer, message: "no answer within \(timeout)", leader: nil))
             }
+            if !watched { complete(id, .failed(.unavailable, message: "this node is stopping", leader: nil)) }
         }
     }
 

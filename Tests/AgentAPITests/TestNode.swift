@@ -24,6 +24,7 @@ final class TestNode: @unchecked Sendable {
         var logger = Logger(label: "test")
         logger.logLevel = .warning
         node = try Node(configuration: configuration, logger: logger)
+        node.start()
         api = API(node: node, logger: logger)
     }
 
