@@ -22,10 +22,10 @@ extension API {
             guard node.hub.subscriptionCount < EventHub.subscriptionsMax else {
                 throw APIError(.serviceUnavailable, "too_many_sessions", "this node holds \(EventHub.subscriptionsMax) event sessions", retryAfter: 1)
             }
-            if let agentId = principal.agent?.id, node.eventSockets(of: agentId) >= Node.eventSocketsPerAgentMax {
+            if let agentId = principal.agent?.id, node.presence.eventSockets(of: agentId) >= Presence.eventSocketsPerAgentMax {
                 throw APIError(
                     .tooManyRequests, "too_many_sockets",
-                    "this agent holds \(Node.eventSocketsPerAgentMax) event sockets on this node (eventSocketsPerAgentMax); close one first",
+                    "this agent holds \(Presence.eventSocketsPerAgentMax) event sockets on this node (eventSocketsPerAgentMax); close one first",
                     retryAfter: 5)
             }
             return .upgrade([:])
@@ -34,11 +34,11 @@ extension API {
             let since = try parseSince(context.request)
             let audience = principal.supervises ? nil : principal.agent?.id
             // While the socket is open this node renews the agent's presence lease.
-            if let agentId = principal.agent?.id, !node.agentConnected(agentId) {
+            if let agentId = principal.agent?.id, !node.presence.agentConnected(agentId) {
                 try await outbound.close(.unknown(1008), reason: "too many event sockets for this agent")
                 return
             }
-            defer { if let agentId = principal.agent?.id { node.agentDisconnected(agentId) } }
+            defer { if let agentId = principal.agent?.id { node.presence.agentDisconnected(agentId) } }
             guard let subscription = node.hub.subscribe(audience: audience) else {
                 try await outbound.close(.unknown(1013), reason: "too many event sessions")
                 return

@@ -120,7 +120,6 @@ public final class Node: Sendable {
     let tasks = BackgroundTasks()
     private let started = Atomic(false)
     let calls: PeerCalls
-    let waiters = AppliedWaiters()
     /// Members' addresses, from `state.sqlite` (replicated) plus what requests told us.
     private let book = Mutex<[String: ClusterMember]>([:])
     private let lastHeard = Mutex<[String: ContinuousClock.Instant]>([:])
@@ -129,17 +128,14 @@ public final class Node: Sendable {
     /// is confirmed (see `RemovedNotices`).
     let removedNotice = Mutex(RemovedNotices())
     private let removedTold = Mutex<[String: ContinuousClock.Instant]>([:])
-    /// Agents with an event WebSocket open on this node, with how many.
-    private let connectedAgents = Mutex<[String: Int]>([:])
     /// When `readiness` last saw a leader (nil until it first does).
     let leaderLastSeen = Mutex<ContinuousClock.Instant?>(nil)
     /// How long a node that knew a leader stays ready without one: longer than an election
     /// takes here (about 0.3 s), short enough that a node cut off from the majority leaves the
     /// balancer within a second and a half.
     public static let leaderlessGrace: Duration = .seconds(1)
-    /// Agents whose first socket opened here since the last coalesced renewal (see
-    /// `agentConnected`); nil while no renewal is scheduled.
-    private let pendingRenewals = Mutex<Set<String>?>(nil)
+    /// Which agents hold event sockets here, and their presence leases (see `Presence`).
+    public let presence: Presence
     let counters = Mutex(Counters())
     /// Password hashing: on every core but one (one at least), so a login storm leaves a core to
     /// the Raft loop and the API; at most `kdfQueuedMax` waiting, so a refused login is a quick
@@ -186,7 +182,6 @@ public final class Node: Sendable {
                 box.node?.received(bytes, from: peer)
             }
         }
-        let waiters = self.waiters
         let snapshots = self.snapshots
         loop = try RaftLoop(
             id: configuration.id, settings: configuration.raft, storage: storage, state: state,
@@ -196,20 +191,24 @@ public final class Node: Sendable {
             hooks: RaftLoop.Hooks(
                 applied: { index, results in
                     let events = results.compactMap { $0?.events }.flatMap { $0 }
-                    waiters.advance(to: Int64(index))
                     if !events.isEmpty { hub.publish(events) }
                 },
                 installSnapshot: { snapshot in
                     try snapshots.restore(snapshot, into: state, logger: logger)
                     box.node?.reloadBook()
                 },
-                storageFailed: { [waiters] reason in
-                    // Not ready from now on, with the reason: the balancer ejects this node.
-                    waiters.fail("storage failed (\(reason)); this node takes no writes until it is restarted")
+                storageFailed: { _ in
+                    // Not ready from now on (`failureReason`): the balancer ejects this node.
                     box.node?.handOverAfterStorageFailure()
                 }),
             send: { message in box.node?.route(message) })
-        waiters.advance(to: try state.appliedIndex())
+        presence = Presence(
+            leaseDuration: configuration.leaseDuration, state: state, tasks: tasks, logger: logger, now: { Node.wallClock() },
+            isLeader: { box.node?.loop.status.role == .leader },
+            propose: { command in
+                guard let node = box.node else { return }
+                _ = try await node.propose(command, actor: .system)
+            })
         box.node = self
         reloadBook()
         if !freshStart {
@@ -232,17 +231,17 @@ public final class Node: Sendable {
     }
 
     public var id: String { configuration.id }
-    public var appliedIndex: Int64 { waiters.applied }
+    public var appliedIndex: Int64 { Int64(loop.appliedIndex) }
     /// The index a response stamps (`X-Switchboard-Index`): what this node applied, or executed
     /// and will show readers within `leaderCommitHold`. A `?minIndex=` read of it on any node
     /// sees every write this node answered before.
-    public var responseIndex: Int64 { max(waiters.applied, Int64(loop.executedIndex)) }
+    public var responseIndex: Int64 { Int64(max(loop.appliedIndex, loop.executedIndex)) }
     public var lastIndex: Int64 { Int64(loop.status.lastIndex) }
     public var peerCounters: Counters { counters.withLock { $0 } }
     /// The peer link's counts (nil without a peer link).
     public var peerLinkCounters: PeerLink.Counters? { link?.counters }
     /// Non-nil once the node can no longer apply (log or database failure).
-    public var failureReason: String? { waiters.failure }
+    public var failureReason: String? { loop.failure }
 
     /// Starts accepting members' connections; returns the bound port.
     @discardableResult
@@ -253,7 +252,9 @@ public final class Node: Sendable {
     }
 
     /// The node's clock reading, carried by commands. Apply never reads a clock itself.
-    public func now() -> Timestamp {
+    public func now() -> Timestamp { Self.wallClock() }
+
+    static func wallClock() -> Timestamp {
         Timestamp(milliseconds: Int64((Date().timeIntervalSince1970 * 1000).rounded(.down)))
     }
 
@@ -354,10 +355,12 @@ public final class Node: Sendable {
     /// Waits until `index` is applied here, at most `readWaitMax`; a follower holding committed
     /// entries for a bigger batch applies them at once for it.
     public func waitApplied(_ index: Int64) async throws {
-        if waiters.applied < index {
-            loop.applyPromptly(through: UInt64(max(0, index)), deadline: Monotonic.after(configuration.readWaitMax))
+        do {
+            try await loop.waitApplied(through: UInt64(max(0, index)), deadline: Monotonic.after(configuration.readWaitMax))
+        } catch let error as ReplicationError {
+            if case .timedOut = error { throw NodeError.timedOut(waitingFor: index) }
+            throw nodeError(error)
         }
-        try await waiters.wait(for: index, timeout: configuration.readWaitMax)
     }
 
     /// A linearizable read point (ReadIndex, Raft §6.4): every write acknowledged anywhere
@@ -588,78 +591,6 @@ public final class Node: Sendable {
         _ = send(.request(id: 0, from: from, .removed), to: member, address: address)
     }
 
-    // MARK: Presence leases
-
-    /// An agent opened an event WebSocket here: its lease is renewed at once and then every
-    /// `leaseRenewInterval` while one stays open.
-    /// Event sockets one agent may hold open on one node.
-    public static let eventSocketsPerAgentMax = 8
-
-    /// The agent's event sockets open on this node.
-    public func eventSockets(of agentId: String) -> Int {
-        connectedAgents.withLock { $0[agentId] ?? 0 }
-    }
-
-    /// Counts a new event socket of the agent; false (nothing counted) when the agent already
-    /// holds `eventSocketsPerAgentMax` here.
-    public func agentConnected(_ agentId: String) -> Bool {
-        let admitted = connectedAgents.withLock { agents -> Bool? in
-            let open = agents[agentId] ?? 0
-            guard open < Self.eventSocketsPerAgentMax else { return nil }
-            agents[agentId] = open + 1
-            return open == 0
-        }
-        guard let first = admitted else { return false }
-        if first { renewSoon(agentId) }
-        return true
-    }
-
-    public func agentDisconnected(_ agentId: String) {
-        connectedAgents.withLock { agents in
-            agents[agentId, default: 1] -= 1
-            if agents[agentId] == 0 { agents[agentId] = nil }
-        }
-    }
-
-    /// How long first connections are gathered into one lease renewal.
-    static let renewalCoalescing: Duration = .milliseconds(100)
-
-    /// Renews the agent's lease within `renewalCoalescing`, in one command with every other
-    /// agent that connected meanwhile. When a node dies, its agents reconnect to the others all
-    /// at once: one command per agent was thousands of proposals in a second, on the cores the
-    /// reconnections needed (and each failed, logged, while the cluster elected).
-    func renewSoon(_ agentId: String) {
-        let schedule = pendingRenewals.withLock { pending -> Bool in
-            if pending == nil {
-                pending = [agentId]
-                return true
-            }
-            pending?.insert(agentId)
-            return false
-        }
-        guard schedule else { return }
-        tasks.spawn { [self] in
-            guard (try? await Task.sleep(for: Self.renewalCoalescing)) != nil else { return }
-            let agents = pendingRenewals.withLock { pending -> [String] in
-                defer { pending = nil }
-                return (pending ?? []).sorted()
-            }
-            await renewLeases(agents)
-        }
-    }
-
-    /// Proposes one command renewing the leases of `agentIds` (default: every agent connected here).
-    func renewLeases(_ agentIds: [String]? = nil) async {
-        let ids = agentIds ?? connectedAgents.withLock { Array($0.keys) }.sorted()
-        guard !ids.isEmpty else { return }
-        let until = now().adding(milliseconds: Int64(configuration.leaseDuration.seconds * 1000))
-        do {
-            _ = try await propose(.renewLeases(agentIds: ids, until: until), actor: .system)
-        } catch {
-            logger.warning("presence lease renewal failed", metadata: ["agents": "\(ids.count)", "error": "\(error)"])
-        }
-    }
-
     /// The leader's timer: agents whose lease ended (nobody renewed it) go offline and their
     /// conversations back to their queues.
     /// The leader proposes `Command.expire` when sessions expired, sessions are to be warned
@@ -676,19 +607,6 @@ public final class Node: Sendable {
             _ = try await propose(.expire(warnSessionsThrough: warnThrough), actor: .system)
         } catch {
             logger.warning("session and idempotency key expiry failed", metadata: ["error": "\(error)"])
-        }
-    }
-
-    func expireLeases() async {
-        guard loop.status.role == .leader else { return }
-        do {
-            let time = now()
-            let expired = try await state.read { try $0.expiredLeases(before: time, limit: 500) }
-            guard !expired.isEmpty else { return }
-            _ = try await propose(.expireLeases(agentIds: expired), actor: .system)
-            logger.notice("presence leases ended: agents set offline, their conversations re-queued", metadata: ["agents": "\(expired)"])
-        } catch {
-            logger.warning("presence lease expiry failed", metadata: ["error": "\(error)"])
         }
     }
 
@@ -720,7 +638,6 @@ public final class Node: Sendable {
     public func shutdown() {
         tasks.cancelAll()
         loop.stop()
-        waiters.fail("the node stopped")
         data.release()
         logger.info("node stopped", metadata: ["node.id": "\(configuration.id)", "raft.applied_index": "\(appliedIndex)"])
     }

@@ -38,11 +38,11 @@ public struct NodeService: Service {
                 await node.snapshotIfDue()
                 if ContinuousClock.now >= nextRenewal {
                     nextRenewal = ContinuousClock.now + node.configuration.leaseRenewInterval
-                    await node.renewLeases()
+                    await node.presence.renewLeases()
                 }
                 if ContinuousClock.now >= nextExpiry {
                     nextExpiry = ContinuousClock.now + .seconds(1)
-                    await node.expireLeases()
+                    await node.presence.expireLeases()
                 }
                 if ContinuousClock.now >= nextSessionExpiry {
                     nextSessionExpiry = ContinuousClock.now + .seconds(5)

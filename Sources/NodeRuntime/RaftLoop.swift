@@ -90,6 +90,7 @@ public final class RaftLoop: @unchecked Sendable {
     /// `driver.executedThrough`, for `X-Switchboard-Index` stamps read off the loop thread:
     /// stored before an early answer leaves the driver, and with every status.
     private let executedIndexValue: SharedIndex
+    private let appliedIndexValue: SharedIndex
 
     public init(
         id: NodeID, settings: RaftSettings, storage: RaftStorage, state: StateDatabase, tickInterval: TimeInterval = 0.05,
@@ -102,6 +103,7 @@ public final class RaftLoop: @unchecked Sendable {
         let applied = UInt64(try state.appliedIndex())
         let executedIndexValue = SharedIndex(applied)
         self.executedIndexValue = executedIndexValue
+        appliedIndexValue = SharedIndex(applied)
         let loaded = try storage.load(applied: applied)
         let core = Raft(id: id, settings: settings, seed: seed, hardState: loaded.hardState, snapshot: loaded.snapshot, entries: loaded.entries, applied: applied)
         statusValue = Status(
@@ -229,11 +231,35 @@ public final class RaftLoop: @unchecked Sendable {
         }
     }
 
-    /// Someone on this node waits for `index` to be applied (a `?minIndex=` read): until it is,
-    /// or until `deadline`, a follower applies committed entries at once instead of holding
-    /// them for `followerApplyDelay`.
+    /// Returns once `index` is applied here (a `?minIndex=` read); meanwhile a follower applies
+    /// committed entries at once instead of holding them for `followerApplyDelay`. The driver
+    /// keeps the wait with every other (one registry).
+    public func waitApplied(through index: UInt64, deadline: Monotonic.Instant) async throws {
+        if appliedIndex >= index { return }
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            let completion: NodeReplicaClients.ReadToken = { continuation.resume(with: $0.mapError { $0 }) }
+            if let refusal = enqueue(.work({ [self] driver in driver.waitApplied(through: index, deadline: monotonic(deadline), token: completion) })) {
+                completion(.failure(refusal))
+            }
+        }
+    }
+
+    /// Someone on this node waits for `index` to be applied: until it is, or until `deadline`,
+    /// a follower applies committed entries at once instead of holding them for
+    /// `followerApplyDelay`.
     public func applyPromptly(through index: UInt64, deadline: Monotonic.Instant) {
         _ = enqueue(.work({ [self] driver in driver.applyPromptly(through: index, until: monotonic(deadline)) }))
+    }
+
+    /// The last index applied (committed to `state.sqlite`) here, published before anyone is
+    /// told of the commit.
+    public var appliedIndex: UInt64 { appliedIndexValue.load() }
+
+    /// Why the loop stopped taking work (a storage failure, or a stop), nil while it runs.
+    public var failure: String? {
+        condition.withLock {
+            storageFailure.map { "storage failed (\($0)); this node takes no writes until it is restarted" } ?? (stopping ? "the node stopped" : nil)
+        }
     }
 
     /// Takes a snapshot at `index` (at most the applied index) with `data` describing it, and
@@ -341,6 +367,7 @@ public final class RaftLoop: @unchecked Sendable {
             matchIndexes: core.role == .leader ? core.matchIndexes : [:], applyBatches: driver.applyBatches,
             appliedEntries: driver.appliedEntries, applyCommits: driver.applyCommits, readies: driver.readies)
         executedIndexValue.store(driver.executedThrough)
+        appliedIndexValue.store(driver.appliedThrough)
         condition.withLock { statusValue = status }
     }
 }

@@ -27,6 +27,9 @@ public enum ReplicaLimits {
     /// Outcomes of the most recently applied entries kept for waiters that ask late (only
     /// `ReplicaStateMachine.remembered` of each is kept).
     public static let recentOutcomesMax = 8192
+    /// Most reads waiting here for an index to be applied (`waitApplied` and ReadIndex reads
+    /// whose index came back).
+    public static let appliedWaitsMax = 100_000
 }
 
 /// Carries a Raft core's `Ready` out, the same way on a node (a thread and a queue around it)
@@ -210,6 +213,23 @@ public final class ReplicaDriver<Machine: ReplicaStateMachine, Clients: ReplicaC
         nextReadContext &+= 1
         try core.readIndex(context: context)
         reads[context] = PendingRead(deadline: deadline, token: token)
+    }
+
+    /// Answers `token` once `index` is applied here (a `?minIndex=` read, read-your-writes
+    /// after a write on another member), with the reads ready, or fails it at `deadline`;
+    /// meanwhile a follower applies committed entries at once. At most
+    /// `ReplicaLimits.appliedWaitsMax` wait.
+    public func waitApplied(through index: LogIndex, deadline: Duration, token: Clients.ReadToken) {
+        if index <= appliedThrough {
+            clients.answer(read: token, .success(()))
+            return
+        }
+        guard readsReady.count < ReplicaLimits.appliedWaitsMax else {
+            clients.answer(read: token, .failure(.overloaded))
+            return
+        }
+        applyPromptly(through: index, until: deadline)
+        readsReady.append((index, PendingRead(deadline: deadline, token: token)))
     }
 
     /// Someone here waits for `index` to be applied (a `?minIndex=` read): until it is, or

@@ -51,7 +51,12 @@ final class ReplicaDriverTests: XCTestCase {
             case .failure(let error): journal.lines.append("\(id) answer \(token) failure(\(error.description))")
             }
         }
-        func answer(read token: String, _ result: Result<Void, ReplicationError>) { journal.lines.append("\(id) answer \(token)") }
+        func answer(read token: String, _ result: Result<Void, ReplicationError>) {
+            switch result {
+            case .success: journal.lines.append("\(id) answer \(token)")
+            case .failure(let error): journal.lines.append("\(id) answer \(token) failure(\(error.description))")
+            }
+        }
     }
 
     typealias Driver = ReplicaDriver<Machine, Clients>
@@ -172,6 +177,32 @@ final class ReplicaDriverTests: XCTestCase {
         try n1.process()
         XCTAssertEqual(n1.appliedThrough, index, "the hold ran out: the entry is committed to the state machine")
         XCTAssertLessThan(position("n1 answer early success(\(index))"), position("n1 commit"))
+    }
+
+    /// A wait for an index (a `?minIndex=` read) lives with every other wait in the driver:
+    /// answered after the commit and its fan-out, at once when already applied, or failed at
+    /// its deadline.
+    func testAWaitForAnIndexIsAnsweredAfterItsCommitOrAtItsDeadline() throws {
+        try electN1()
+        let n2 = drivers["n2"]!
+        let applied = n2.appliedThrough
+        n2.waitApplied(through: applied, deadline: clock.now + .seconds(5), token: "now")
+        XCTAssertEqual(journal.lines, ["n2 answer now"], "an applied index is answered at once")
+        let index = drivers["n1"]!.core.lastIndex + 1
+        n2.waitApplied(through: index, deadline: clock.now + .seconds(5), token: "next")
+        n2.waitApplied(through: index + 50, deadline: clock.now + tick, token: "never")
+        try n2.process()
+        XCTAssertNil(journal.lines.firstIndex(of: "n2 answer next"), "nothing applied yet: \(journal.lines)")
+        try drivers["n1"]!.propose([1], deadline: clock.now + .seconds(5), early: false, token: "write")
+        try drivers["n1"]!.process()
+        try settle()
+        clock.now += hold
+        for id in ["n1", "n2", "n3"] { try drivers[id]!.process() }
+        try settle()
+        XCTAssertLessThan(position("n2 committed through \(index)"), position("n2 answer next"), "the fan-out, then the wait: \(journal.lines)")
+        clock.now += tick * 2
+        n2.advanceClock()
+        _ = position("n2 answer never failure(no outcome before the deadline)")
     }
 
     func testAWaitForAnotherLeadersEntryIsLostAndADeadlineTimesOut() throws {
