@@ -239,6 +239,17 @@ public struct LocalCluster: Sendable {
         return leader
     }
 
+    /// Waits until the balancer forwards requests to a node (its `/readyz` answers through it),
+    /// so the first request after `cluster up` is not refused; false at the deadline.
+    public func waitForBalancer(until deadline: ContinuousClock.Instant) async -> Bool {
+        guard let balancer else { return true }
+        while ContinuousClock.now < deadline {
+            if let ready = await get("\(scheme)://\(balancer.api)/readyz", admin: false), ready["ready"] as? Bool == true { return true }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        return false
+    }
+
     public func clusterView() async -> [String: Any]? {
         for node in nodes {
             if let view = await get("\(scheme)://\(node.api)/v1/cluster", admin: true) { return view }

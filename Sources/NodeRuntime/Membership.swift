@@ -74,7 +74,7 @@ extension Node {
                 let registration = ClusterMember(id: member, peer: peer, api: api, voter: voter)
                 if members[member] != registration {
                     _ = try await propose(.setMember(registration), actor: .system)
-                    reloadBook()
+                    book.reload()
                 }
                 if loop.status.configuration.members.contains(member) { return .done }
                 try await changeConfiguration(.addLearner(member), deadline: deadline)
@@ -155,7 +155,7 @@ extension Node {
         let alive = configuration.tickInterval * configuration.raft.electionTicks
         let now = ContinuousClock.now
         let ranked = status.configuration.voters.subtracting([id]).compactMap { member -> (id: String, fresh: Int, match: UInt64)? in
-            guard let heard = lastContact(member), now - heard <= alive else { return nil }
+            guard let heard = book.lastContact(member), now - heard <= alive else { return nil }
             return (member, now - heard <= fresh ? 1 : 0, status.matchIndexes[member] ?? 0)
         }
         // Fresh first, then the highest match; ties go to the lowest id, so the choice is stable.
@@ -187,7 +187,7 @@ extension Node {
     func housekeep(_ memory: inout HousekeepingMemory) async -> Bool {
         let status = loop.status
         if status.appliedIndex != memory.bookApplied {
-            reloadBook()
+            book.reload()
             memory.bookApplied = status.appliedIndex
         }
         let isMember = status.configuration.members.contains(id)
@@ -261,15 +261,15 @@ extension Node {
     /// `GET /v1/cluster` from this node's view.
     public func clusterView() -> ClusterView {
         let status = loop.status
-        let book = members
-        let gossip = Dictionary(gossipView().map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
-        let ids = status.configuration.members.union(book.keys).union([id]).union(gossip.keys).sorted()
+        let registered = members
+        let gossip = Dictionary(self.book.gossipView().map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+        let ids = status.configuration.members.union(registered.keys).union([id]).union(gossip.keys).sorted()
         let nodes = ids.map { member -> ClusterView.Member in
             let contact: Int64? =
-                member == id ? 0 : lastContact(member).map { $0.duration(to: .now).milliseconds }
+                member == id ? 0 : self.book.lastContact(member).map { $0.duration(to: .now).milliseconds }
             return ClusterView.Member(
-                id: member, api: book[member]?.api ?? (member == id ? configuration.apiAddress : gossip[member]?.api),
-                peer: book[member]?.peer ?? (member == id ? configuration.peerAddress : nil), role: role(of: member, in: status),
+                id: member, api: registered[member]?.api ?? (member == id ? configuration.apiAddress : gossip[member]?.api),
+                peer: registered[member]?.peer ?? (member == id ? configuration.peerAddress : nil), role: role(of: member, in: status),
                 voter: status.configuration.voters.contains(member), matchIndex: status.matchIndexes[member].map { Int64($0) },
                 appliedIndex: member == id ? Int64(status.appliedIndex) : nil, lastContactMs: contact,
                 gossip: gossip[member])

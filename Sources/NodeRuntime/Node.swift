@@ -121,9 +121,8 @@ public final class Node: Sendable {
     private let started = Atomic(false)
     let calls: PeerCalls
     /// Members' addresses, from `state.sqlite` (replicated) plus what requests told us.
-    private let book = Mutex<[String: ClusterMember]>([:])
-    private let lastHeard = Mutex<[String: ContinuousClock.Instant]>([:])
-    private let bookReload = Mutex<ContinuousClock.Instant?>(nil)
+    /// Where the other members are (see `AddressBook`).
+    let book: AddressBook
     /// The leader's notices that this node was removed; housekeeping stops the node once one
     /// is confirmed (see `RemovedNotices`).
     let removedNotice = Mutex(RemovedNotices())
@@ -171,6 +170,7 @@ public final class Node: Sendable {
         let state = data.state
         self.state = state
         snapshots = data.snapshots
+        book = AddressBook(ownId: configuration.id, state: state)
         let hub = EventHub()
         self.hub = hub
         passwords = PasswordHasher(cost: configuration.passwordCost)
@@ -195,7 +195,7 @@ public final class Node: Sendable {
                 },
                 installSnapshot: { snapshot in
                     try snapshots.restore(snapshot, into: state, logger: logger)
-                    box.node?.reloadBook()
+                    box.node?.book.reload()
                 },
                 storageFailed: { _ in
                     // Not ready from now on (`failureReason`): the balancer ejects this node.
@@ -210,7 +210,7 @@ public final class Node: Sendable {
                 _ = try await node.propose(command, actor: .system)
             })
         box.node = self
-        reloadBook()
+        book.reload()
         if !freshStart {
             logger.info("the data directory belongs to a cluster: restarting as the member it was (--bootstrap and --join do not apply)",
                         metadata: ["node.id": "\(configuration.id)"])
@@ -404,12 +404,9 @@ public final class Node: Sendable {
 
     // MARK: Peers
 
-    /// The peer address of `member`, if known.
-    func peerAddress(of member: String) -> String? {
-        book.withLock { $0[member]?.peer }
-    }
+    func peerAddress(of member: String) -> String? { book.peerAddress(of: member) }
 
-    var members: [String: ClusterMember] { book.withLock { $0 } }
+    var members: [String: ClusterMember] { book.all }
 
     /// One member as gossip sees it (what `/v1/cluster` shows and Raft takes as address hints).
     public struct GossipMember: Sendable {
@@ -430,49 +427,16 @@ public final class Node: Sendable {
         }
     }
 
-    private let gossipSource = Mutex<(@Sendable () -> [GossipMember])?>(nil)
-
     /// Connects the gossip view (set once gossip runs; `/v1/cluster` shows `gossip: null` before).
-    public func attachGossip(_ view: @escaping @Sendable () -> [GossipMember]) {
-        gossipSource.withLock { $0 = view }
-    }
-
-    func gossipView() -> [GossipMember] { gossipSource.withLock { $0 }?() ?? [] }
+    public func attachGossip(_ view: @escaping @Sendable () -> [GossipMember]) { book.attachGossip(view) }
 
     /// Gossip saw `member` with its peer address: a hint for a member whose address this node
     /// has not registered yet (gossip never adds or removes Raft members).
-    public func hintPeerAddress(_ peer: String, of member: String) {
-        guard member != id, HostPort(peer) != nil else { return }
-        book.withLock { book in
-            if book[member] == nil { book[member] = ClusterMember(id: member, peer: peer, api: "", voter: false) }
-        }
-    }
-
-    func reloadBook() {
-        guard let registered = try? state.readNow({ try $0.clusterMembers() }) else { return }
-        book.withLock { book in
-            for member in registered { book[member.id] = member }
-        }
-    }
-
-    /// When this node last heard from `member` over the peer link.
-    func lastContact(_ member: String) -> ContinuousClock.Instant? { lastHeard.withLock { $0[member] } }
+    public func hintPeerAddress(_ peer: String, of member: String) { book.hint(peer: peer, of: member) }
 
     /// Sends a Raft message to its member (dropped and counted when its address is unknown).
     func route(_ message: RaftCore.Message) {
-        var address = peerAddress(of: message.to)
-        if address == nil, bookReload.withLock({ last in
-            // A member registered by an entry applied moments ago: read the book again, at most
-            // every 20 ms.
-            let now = ContinuousClock.now
-            guard last.map({ now - $0 > .milliseconds(20) }) ?? true else { return false }
-            last = now
-            return true
-        }) {
-            reloadBook()
-            address = peerAddress(of: message.to)
-        }
-        guard let link, let address = address.flatMap(HostPort.init) else {
+        guard let link, let address = book.peerAddressReloading(of: message.to).flatMap(HostPort.init) else {
             counters.withLock { $0.unroutableMessages += 1 }
             return
         }
@@ -512,7 +476,7 @@ public final class Node: Sendable {
             logger.warning("dropped a malformed peer frame", metadata: ["peer.id": "\(peer)", "peer.error": "\(error)"])
             return
         }
-        lastHeard.withLock { $0[peer] = .now }
+        book.heard(from: peer)
         switch frame {
         case .raft(let message):
             guard message.from == peer else {

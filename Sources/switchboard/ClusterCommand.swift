@@ -57,6 +57,9 @@ struct ClusterCommand: AsyncParsableCommand {
             for node in cluster.nodes { print("  \(node.id)  \(cluster.scheme)://\(node.api)   peer \(node.peer)   log \(cluster.directory(node))/node.log") }
             if let balancer = cluster.balancer {
                 try cluster.start(balancer)
+                guard await cluster.waitForBalancer(until: .now + .seconds(timeout)) else {
+                    throw ValidationError("the balancer took no request within \(Int(timeout)) s; see \(cluster.directory(balancer))/balancer.log")
+                }
                 print("  balancer  \(cluster.scheme)://\(balancer.api)   (point agents and webhooks here)   log \(cluster.directory(balancer))/balancer.log")
                 if let admin = balancer.admin { print("  balancer status page http://\(admin)/   metrics http://\(admin)/metrics") }
             }
