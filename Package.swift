@@ -58,7 +58,8 @@ let package = Package(
         .target(name: "Seeded", exclude: ["DESIGN.md"]),
         // Pure: the SWIM failure detector with Lifeguard, and its packet codec.
         .target(name: "SWIMCore", dependencies: ["Wire", "Seeded"], exclude: ["DESIGN.md"]),
-        // Pure: the balancer's policy (choosing, ejection, readmission, warm-up, retry budget).
+        // Pure: the balancer's policy (choosing, ejection, readmission, warm-up, retry budget), HTTP/1.1
+        // framing, and one client connection of the proxy as a state machine (ProxyExchange).
         .target(name: "BalancerCore", dependencies: ["Seeded"], exclude: ["DESIGN.md"]),
         // Test support (also behind `switchboard simulate`): seeded cluster simulator for RaftCore.
         .target(name: "ClusterTestKit", dependencies: ["RaftCore", "RaftDriver", "RaftWire", "Wire", "SWIMCore", "Seeded"], exclude: ["DESIGN.md"]),

@@ -685,7 +685,7 @@ final class BalancerProcessTests: XCTestCase {
     }
 }
 
-/// The balancer's request body limit, as the tests know it (`ProxyHandler.requestBodyBytesMax`).
+/// The balancer's request body limit, as the tests know it (`ProxyExchange.requestBodyBytesMax`).
 enum ProxyLimits {
     static let requestBodyBytesMax = 16 << 20
 }
