@@ -177,7 +177,8 @@ final class ProxyHandler: ChannelInboundHandler, BackendExchange {
                 if inbound.readableBytes > 0 { context?.triggerUserOutboundEvent(ClientProgress.requestStarted, promise: nil) }
             case .upgrade(let head):
                 upgrade(head)
-            case .retry(let excluding, let reason):
+            case .retry(let excluding, let reason, let ended):
+                if let ended { endAttempt(ended) }
                 logger.debug("retrying on another backend", metadata: ["balancer.backend": "\(excluding.last ?? "")", "balancer.reason": "\(reason)"])
                 next = choose(excluding: excluding)
             case .consultRetryPolicy(let question, let ended):

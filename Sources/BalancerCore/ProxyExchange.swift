@@ -134,7 +134,7 @@ public struct ProxyExchange: Sendable {
 
         // Questions for the policy.
         /// Choose another backend, none of `excluding` (after `reason`).
-        case retry(excluding: [String], reason: String)
+        case retry(excluding: [String], reason: String, ended: AttemptEnd?)
         /// Ask the policy whether this request may be sent again (`onRetryPolicy`).
         case consultRetryPolicy(RetryQuestion, ended: AttemptEnd?)
 
@@ -180,7 +180,7 @@ public struct ProxyExchange: Sendable {
             case .requestRead: "requestRead"
             case .finishRequest(let resumeReading): "finishRequest\(resumeReading ? "(resumeReading)" : "")"
             case .upgrade(let head): "upgrade(\(head.method))"
-            case .retry(let excluding, let reason): "retry(excluding: \(excluding), \(reason))"
+            case .retry(let excluding, let reason, let ended): "retry(\(ended.map { "\($0), " } ?? "")excluding: \(excluding), \(reason))"
             case .consultRetryPolicy(let question, let ended): "consultRetryPolicy(\(question)\(ended.map { ", \($0)" } ?? ""))"
             case .acquireConnection(let address, let serial, let mayJoin): "acquireConnection(\(address), serial: \(serial)\(mayJoin ? ", mayJoin" : ""))"
             case .releaseConnection: "releaseConnection"
@@ -462,7 +462,7 @@ public struct ProxyExchange: Sendable {
         case .exchanging(let client, .deciding(.retry(let reason))):
             guard allows else { return refuse(502, reason, close: false) }
             state = .exchanging(client, .choosing)
-            return .retry(excluding: tried, reason: reason)
+            return .retry(excluding: tried, reason: reason, ended: nil)
         case .exchanging(let client, .deciding(.answer503(let head, let forwarding, let keepAlive, let failedStatus))):
             if allows {
                 state = .exchanging(client, .discarding(failedStatus: failedStatus))  // read it to its end, then retry
@@ -559,8 +559,10 @@ public struct ProxyExchange: Sendable {
             state = .exchanging(client, .answered)
             return .endAnswer(ended, .keepAlive)
         case .discarding(let failedStatus):
+            // The policy allowed this retry at the 503's head (and charged its budget then).
             let ended = AttemptEnd(backend: self.backend, outcome: Self.outcome(failedStatus), connection: .release(reusable: requestRead))
-            return retryOrFail(client, "503 from \(ended.backend)", neverSent: false, ended)
+            state = .exchanging(client, .choosing)
+            return .retry(excluding: tried, reason: "503 from \(ended.backend)", ended: ended)
         default:
             preconditionFailure("onAnswerEnd in \(state)")
         }

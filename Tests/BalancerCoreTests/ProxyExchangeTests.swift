@@ -173,7 +173,8 @@ private struct Shell {
                 unread.removeFirst(head.length)
                 leftover = unread  // goes to the node behind the head
                 unread = []
-            case .retry(let excluding, _):
+            case .retry(let excluding, _, let ended):
+                if let ended { endAttempt(ended) }
                 next = choose(excluding: excluding)
             case .consultRetryPolicy(let question, let ended):
                 if let ended { endAttempt(ended) }
@@ -365,14 +366,15 @@ final class ProxyExchangeTests: XCTestCase {
         XCTAssertEqual(shell.answer("HTTP/1.1 503 Service Unavailable\r\nContent-Length: 5\r\n\r\n"), ["consultRetryPolicy(GET)"], "the 503 is held back")
         XCTAssertEqual(shell.answerBody(), [], "its body is dropped, nothing flushed")
         XCTAssertEqual(shell.answerEnd(), [
-            "consultRetryPolicy(GET, n1 failed (status 503), release)", "retry(excluding: [\"n1\"], 503 from n1)",
+            "retry(n1 failed (status 503), release, excluding: [\"n1\"], 503 from n1)",
             "acquireConnection(n2:8080, serial: 2, mayJoin)",
-        ], "read to its end (its connection goes back), then retried")
+        ], "read to its end (its connection goes back), then retried without asking the budget again")
         _ = shell.connected()
         XCTAssertEqual(shell.answer(ok), ["forwardAnswerHead(200, asItCame)"], "the client sees only n2's answer")
         XCTAssertEqual(shell.answerEnd(), ["endAnswer(n2 ok, release, keepAlive)", "finishRequest"])
         XCTAssertEqual(shell.connectionEnds, ["n1: release", "n2: release"])
         XCTAssertEqual(shell.policy.backends["n1"]?.state, .ejected(reason: "status 503"), "the 503 ejected n1")
+        XCTAssertEqual(shell.policy.retries, 1, "one retry, charged to the budget once")
         assertNothingInFlight(shell)
     }
 
@@ -381,7 +383,7 @@ final class ProxyExchangeTests: XCTestCase {
         _ = shell.client(get())
         _ = shell.connected()
         _ = shell.answer("HTTP/1.1 503 Service Unavailable\r\nX-Switchboard-Scope: cluster\r\nContent-Length: 0\r\n\r\n")
-        XCTAssertEqual(shell.answerEnd().first, "consultRetryPolicy(GET, n1 ok, release)", "no leader yet: the node is alive")
+        XCTAssertEqual(shell.answerEnd().first, "retry(n1 ok, release, excluding: [\"n1\"], 503 from n1)", "no leader yet: the node is alive")
         XCTAssertEqual(shell.policy.backends["n1"]?.state, .healthy)
     }
 
