@@ -43,7 +43,7 @@ extension Node {
             let status = loop.status
             if status.role == .leader { return await lead(request) }
             if let leader = status.leader, leader != id, let address = peerAddress(of: leader) {
-                let response = await call(request, to: leader, address: address, timeout: configuration.writeWaitMax)
+                let response = await peers.call(request, to: leader, address: address, timeout: configuration.writeWaitMax)
                 if case .failed(.unavailable, _, _) = response, ContinuousClock.now < leaderDeadline {
                     try? await Task.sleep(for: .milliseconds(20))
                     continue
@@ -63,7 +63,7 @@ extension Node {
         do {
             switch request {
             case .propose(let command):
-                return await withCheckedContinuation { continuation in appendForwarded(command) { continuation.resume(returning: $0) } }
+                return await withCheckedContinuation { continuation in peers.appendForwarded(command) { continuation.resume(returning: $0) } }
             case .addMember(let member, let peer, let api, let voter):
                 guard Self.validMemberId(member) else {
                     return .failed(.rejected, message: "member id must be 1-64 letters, digits, '-', '_' or '.'; got '\(member)'", leader: nil)
@@ -88,7 +88,7 @@ extension Node {
                 }
                 try await changeConfiguration(.remove(member), deadline: deadline)
                 logger.notice("removed a member", metadata: ["member.id": "\(member)"])
-                tellRemoved(member)
+                peers.tellRemoved(member)
                 return .done
             case .transferLeadership(let requested):
                 let status = loop.status
@@ -141,7 +141,7 @@ extension Node {
     func handOverAfterStorageFailure() {
         let status = loop.status
         guard status.role == .leader, let successor = handOverCandidates(status).first else { return }
-        route(RaftCore.Message(from: id, to: successor, term: status.term, kind: .timeoutNow))
+        peers.route(RaftCore.Message(from: id, to: successor, term: status.term, kind: .timeoutNow))
         logger.warning(
             "storage failed on the leader: handing leadership to the most caught-up voter",
             metadata: ["raft.node": "\(id)", "raft.successor": "\(successor)", "raft.term": "\(status.term)"])
@@ -192,7 +192,7 @@ extension Node {
         }
         let isMember = status.configuration.members.contains(id)
         if isMember { memory.wasMember = true }
-        if removedNotice.withLock({ $0.confirmed }) || (memory.wasMember && !isMember && !status.configuration.members.isEmpty) {
+        if peers.removedNotice.withLock({ $0.confirmed }) || (memory.wasMember && !isMember && !status.configuration.members.isEmpty) {
             logger.notice("this node was removed from the cluster; stopping", metadata: ["raft.configuration": "\(status.configuration)"])
             return false
         }
@@ -213,7 +213,7 @@ extension Node {
             let peer = configuration.peerAddress, memory.nextJoin.map { now >= $0 } ?? true
         {
             memory.nextJoin = now + .seconds(1)
-            let response = await call(
+            let response = await peers.call(
                 .addMember(id: id, peer: peer, api: configuration.apiAddress ?? "", voter: true), to: "@" + address, address: address,
                 timeout: .seconds(2), verifyingIdentity: false)
             switch response {

@@ -119,14 +119,11 @@ public final class Node: Sendable {
     /// Owns every task the node starts; `shutdown` cancels them.
     let tasks = BackgroundTasks()
     private let started = Atomic(false)
-    let calls: PeerCalls
+    /// Frames in and out over the peer link (see `PeerService`).
+    let peers: PeerService
     /// Members' addresses, from `state.sqlite` (replicated) plus what requests told us.
     /// Where the other members are (see `AddressBook`).
     let book: AddressBook
-    /// The leader's notices that this node was removed; housekeeping stops the node once one
-    /// is confirmed (see `RemovedNotices`).
-    let removedNotice = Mutex(RemovedNotices())
-    private let removedTold = Mutex<[String: ContinuousClock.Instant]>([:])
     /// When `readiness` last saw a leader (nil until it first does).
     let leaderLastSeen = Mutex<ContinuousClock.Instant?>(nil)
     /// How long a node that knew a leader stays ready without one: longer than an election
@@ -159,7 +156,6 @@ public final class Node: Sendable {
     public init(configuration: NodeConfiguration, logger: Logger) throws {
         self.configuration = configuration
         self.logger = logger
-        calls = PeerCalls(tasks: tasks)
         try configuration.raft.validate()
         if configuration.peerAddress != nil, (configuration.secret ?? "").isEmpty {
             throw NodeStartError.configuration("a node with a peer link needs the cluster secret (--secret-file or SWITCHBOARD_SECRET)")
@@ -179,7 +175,7 @@ public final class Node: Sendable {
             PeerLink(
                 localId: configuration.id, secret: configuration.secret ?? "", previousSecrets: configuration.previousSecrets,
                 identity: configuration.peerIdentity, logger: logger) { peer, bytes in
-                box.node?.received(bytes, from: peer)
+                box.node?.peers.received(bytes, from: peer)
             }
         }
         let snapshots = self.snapshots
@@ -201,7 +197,10 @@ public final class Node: Sendable {
                     // Not ready from now on (`failureReason`): the balancer ejects this node.
                     box.node?.handOverAfterStorageFailure()
                 }),
-            send: { message in box.node?.route(message) })
+            send: { message in box.node?.peers.route(message) })
+        peers = PeerService(
+            link: link, book: book, loop: loop, snapshots: snapshots, tasks: tasks, logger: logger, ownPeerAddress: configuration.peerAddress,
+            serve: { request in await box.node?.serve(request) ?? .failed(.unavailable, message: "the node is stopping", leader: nil) })
         presence = Presence(
             leaseDuration: configuration.leaseDuration, state: state, tasks: tasks, logger: logger, now: { Node.wallClock() },
             isLeader: { box.node?.loop.status.role == .leader },
@@ -237,7 +236,13 @@ public final class Node: Sendable {
     /// sees every write this node answered before.
     public var responseIndex: Int64 { Int64(max(loop.appliedIndex, loop.executedIndex)) }
     public var lastIndex: Int64 { Int64(loop.status.lastIndex) }
-    public var peerCounters: Counters { counters.withLock { $0 } }
+    public var peerCounters: Counters {
+        var counts = counters.withLock { $0 }
+        let peer = peers.counts.withLock { $0 }
+        counts.malformedFrames = peer.malformedFrames
+        counts.unroutableMessages = peer.unroutableMessages
+        return counts
+    }
     /// The peer link's counts (nil without a peer link).
     public var peerLinkCounters: PeerLink.Counters? { link?.counters }
     /// Non-nil once the node can no longer apply (log or database failure).
@@ -309,7 +314,7 @@ public final class Node: Sendable {
                 }
             } else if let leader = status.leader, let address = peerAddress(of: leader) {
                 counters.withLock { $0.forwardedWrites += 1 }
-                let response = await call(.propose(bytes), to: leader, address: address, timeout: configuration.writeWaitMax, whileLeading: true)
+                let response = await peers.call(.propose(bytes), to: leader, address: address, timeout: configuration.writeWaitMax, whileLeading: true)
                 switch response {
                 case .proposed(let index, let term):
                     do {
@@ -434,127 +439,6 @@ public final class Node: Sendable {
     /// has not registered yet (gossip never adds or removes Raft members).
     public func hintPeerAddress(_ peer: String, of member: String) { book.hint(peer: peer, of: member) }
 
-    /// Sends a Raft message to its member (dropped and counted when its address is unknown).
-    func route(_ message: RaftCore.Message) {
-        guard let link, let address = book.peerAddressReloading(of: message.to).flatMap(HostPort.init) else {
-            counters.withLock { $0.unroutableMessages += 1 }
-            return
-        }
-        if case .installSnapshot(let snapshot) = message.kind {
-            snapshots.stream(snapshot, message: message, to: message.to, host: address.host, port: address.port, link: link, logger: logger)
-            return
-        }
-        link.send(ClusterFrame.encode(.raft(message)), to: message.to, host: address.host, port: address.port)
-    }
-
-    func send(_ frame: ClusterFrame, to member: String, address: String, verifyingIdentity: Bool = true) -> Bool {
-        guard let link, let target = HostPort(address) else { return false }
-        return link.send(ClusterFrame.encode(frame), to: member, host: target.host, port: target.port, verifyingIdentity: verifyingIdentity)
-    }
-
-    /// Asks `member` (at `address`) to carry out `request`.
-    /// With `whileLeading`, the wait ends early when this node learns `member` no longer leads.
-    func call(_ request: ClusterRequest, to member: String, address: String, timeout: Duration, verifyingIdentity: Bool = true,
-              whileLeading: Bool = false) async -> ClusterResponse {
-        guard let from = configuration.peerAddress else {
-            return .failed(.unavailable, message: "this node has no peer link", leader: nil)
-        }
-        let loop = self.loop
-        let abandon: @Sendable () -> Bool = { whileLeading && loop.status.leader != member }
-        return await calls.call(timeout: timeout, abandon: abandon) { [self] requestId in
-            send(.request(id: requestId, from: from, request), to: member, address: address, verifyingIdentity: verifyingIdentity)
-        }
-    }
-
-    /// A payload from an authenticated member.
-    func received(_ bytes: [UInt8], from peer: String) {
-        let frame: ClusterFrame
-        do {
-            frame = try ClusterFrame.decode(bytes)
-        } catch {
-            counters.withLock { $0.malformedFrames += 1 }
-            logger.warning("dropped a malformed peer frame", metadata: ["peer.id": "\(peer)", "peer.error": "\(error)"])
-            return
-        }
-        book.heard(from: peer)
-        switch frame {
-        case .raft(let message):
-            guard message.from == peer else {
-                counters.withLock { $0.malformedFrames += 1 }
-                return
-            }
-            let status = loop.status
-            if status.role == .leader, !status.configuration.members.contains(peer) {
-                tellRemoved(peer)
-                return
-            }
-            if case .installSnapshot(let snapshot) = message.kind, !snapshots.hasReceived(snapshot, logger: logger) {
-                return  // its file did not arrive whole; the leader sends it again
-            }
-            loop.receive(message)
-        case .request(let requestId, let from, let request):
-            if case .propose(let command) = request, loop.status.role == .leader {
-                // Answered from the loop thread before the entry is sent anywhere, so on our one
-                // link to the asker the answer arrives before the entry does.
-                appendForwarded(command) { [self] response in _ = send(.response(id: requestId, response), to: peer, address: from) }
-                return
-            }
-            if case .removed = request {
-                // Only the leader of our own cluster says so, and only if we are not in its view.
-                if loop.status.leader == peer || loop.status.leader == nil {
-                    let confirmed = removedNotice.withLock { $0.record(at: ContinuousClock.now) }
-                    logger.notice(
-                        confirmed ? "the leader says again this node is no longer a member" : "the leader says this node is no longer a member",
-                        metadata: ["raft.leader": "\(peer)"])
-                }
-                return
-            }
-            tasks.spawn { [self] in
-                let response = await serve(request)
-                _ = send(.response(id: requestId, response), to: peer, address: from)
-            }
-        case .response(let requestId, let response):
-            calls.complete(requestId, response)
-        case .snapshotChunk(let index, let term, let offset, let total, let chunk):
-            snapshots.receive(index: index, term: term, offset: offset, total: total, bytes: chunk, logger: logger)
-        }
-    }
-
-    /// The leader's "you are not a member" notices. One alone proves nothing: a leader's view of
-    /// its configuration is published after its loop runs, so a node it has just added can hear
-    /// from it before that view includes it (seen at a cluster's start, where it stopped a new
-    /// voter for good). A node stops when a second notice comes at least `confirmAfter` after the
-    /// first, within `window`: a node really removed keeps hearing it, once a second.
-    struct RemovedNotices {
-        static let confirmAfter: Duration = .seconds(1)
-        static let window: Duration = .seconds(10)
-        var first: ContinuousClock.Instant?
-        var confirmed = false
-
-        /// Records a notice; true once it is confirmed.
-        mutating func record(at now: ContinuousClock.Instant) -> Bool {
-            if let first, now - first >= Self.confirmAfter, now - first <= Self.window {
-                confirmed = true
-            } else if first.map({ now - $0 > Self.window }) ?? true {
-                first = now
-            }
-            return confirmed
-        }
-    }
-
-    /// Tells a node that is not in the configuration (it missed the entry removing it, or was
-    /// down) to stop; at most once a second per node.
-    func tellRemoved(_ member: String) {
-        let now = ContinuousClock.now
-        let due = removedTold.withLock { told in
-            guard told[member].map({ now - $0 > .seconds(1) }) ?? true else { return false }
-            told[member] = now
-            return true
-        }
-        guard due, let address = peerAddress(of: member), let from = configuration.peerAddress else { return }
-        _ = send(.request(id: 0, from: from, .removed), to: member, address: address)
-    }
-
     /// The leader's timer: agents whose lease ended (nobody renewed it) go offline and their
     /// conversations back to their queues.
     /// The leader proposes `Command.expire` when sessions expired, sessions are to be warned
@@ -571,20 +455,6 @@ public final class Node: Sendable {
             _ = try await propose(.expire(warnSessionsThrough: warnThrough), actor: .system)
         } catch {
             logger.warning("session and idempotency key expiry failed", metadata: ["error": "\(error)"])
-        }
-    }
-
-    /// The leader appends a command another member forwarded and answers with its position
-    /// (from the loop thread, before the entry is sent anywhere).
-    func appendForwarded(_ command: [UInt8], reply: @escaping @Sendable (ClusterResponse) -> Void) {
-        let loop = self.loop
-        loop.proposeForwarded(command) { result in
-            let response: ClusterResponse = switch result {
-            case .success(let position): .proposed(index: position.index, term: position.term)
-            case .failure(.overloaded), .failure(.raft(.proposalQueueFull)): .failed(.overloaded, message: "\(result)", leader: nil)
-            case .failure(let error): .failed(.unavailable, message: error.description, leader: loop.status.leader)
-            }
-            reply(response)
         }
     }
 
