@@ -25,7 +25,7 @@ extension API {
             JSONResponse.make(.object(["ok": .bool(true)]))
         }
         router.get("/readyz") { _, _ -> Response in
-            let (ready, reason) = node.readiness
+            let (ready, reason) = node.membership.readiness
             guard ready else {
                 return JSONResponse.make(
                     .object(["ready": .bool(false), "reason": .string(reason ?? "not ready")]), status: .serviceUnavailable,
@@ -43,30 +43,30 @@ extension API {
         }
         router.get("/v1/cluster") { request, _ -> Response in
             try requireAdmin(try await authenticate(request))
-            return JSONResponse.make(Self.render(node.clusterView()))
+            return JSONResponse.make(Self.render(node.membership.clusterView()))
         }
         router.post("/v1/cluster/nodes") { request, context -> Response in
             try requireAdmin(try await authenticate(request))
             let body = try await request.decodeJSON(AddNodeBody.self, context: context)
-            guard Node.validMemberId(body.id) else {
+            guard Membership.validMemberId(body.id) else {
                 throw APIError.invalid("id must be 1-64 letters, digits, '-', '_' or '.'", field: "id")
             }
             guard HostPort.isValidMemberAddress(body.peer) else { throw APIError.invalid("peer must be host:port", field: "peer") }
             if let api = body.api, !HostPort.isValidMemberAddress(api) { throw APIError.invalid("api must be host:port", field: "api") }
-            try await node.addMember(id: body.id, peer: body.peer, api: body.api ?? "", voter: body.voter ?? true)
-            return JSONResponse.make(Self.render(node.clusterView()), status: .created)
+            try await node.membership.addMember(id: body.id, peer: body.peer, api: body.api ?? "", voter: body.voter ?? true)
+            return JSONResponse.make(Self.render(node.membership.clusterView()), status: .created)
         }
         router.delete("/v1/cluster/nodes/:id") { request, context -> Response in
             try requireAdmin(try await authenticate(request))
             let id = try context.parameters.require("id")
-            try await node.removeMember(id: id)
-            return JSONResponse.make(Self.render(node.clusterView()))
+            try await node.membership.removeMember(id: id)
+            return JSONResponse.make(Self.render(node.membership.clusterView()))
         }
         router.post("/v1/cluster/leader") { request, context -> Response in
             try requireAdmin(try await authenticate(request))
             let body = try await request.decodeJSON(TransferBody.self, context: context)
-            try await node.transferLeadership(to: body.to)
-            return JSONResponse.make(Self.render(node.clusterView()))
+            try await node.membership.transferLeadership(to: body.to)
+            return JSONResponse.make(Self.render(node.membership.clusterView()))
         }
     }
 

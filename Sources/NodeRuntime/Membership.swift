@@ -1,13 +1,53 @@
 import ContactCenter
 import Foundation
+import Logging
 import RaftCore
 import Seeded
 import RaftWire
+import Storage
+import Synchronization
 import Wire
 
 /// Cluster life: requests members make of each other (forwarded to the leader when this node
-/// is not it), the leader carrying them out, and the view `/v1/cluster` shows.
-extension Node {
+/// is not it), the leader carrying them out (join, promotion, removal, hand-over), this node's
+/// own upkeep (registration, joining, stopping when removed, snapshots), readiness and the view
+/// `/v1/cluster` shows.
+public final class Membership: Sendable {
+    /// How long a node that knew a leader stays ready without one: longer than an election
+    /// takes here (about 0.3 s), short enough that a node cut off from the majority leaves the
+    /// balancer within a second and a half.
+    public static let leaderlessGrace: Duration = .seconds(1)
+
+    let id: String
+    let configuration: NodeConfiguration
+    private let loop: RaftLoop
+    private let book: AddressBook
+    private let peers: PeerService
+    private let state: StateDatabase
+    private let snapshots: SnapshotStore
+    private let logger: Logger
+    /// True when this start created the cluster state (no earlier `raft-snapshot`).
+    private let freshStart: Bool
+    private let propose: @Sendable (Command) async throws -> Void
+    /// When `readiness` last saw a leader (nil until it first does).
+    private let leaderLastSeen = Mutex<ContinuousClock.Instant?>(nil)
+
+    init(
+        configuration: NodeConfiguration, loop: RaftLoop, book: AddressBook, peers: PeerService, state: StateDatabase, snapshots: SnapshotStore,
+        logger: Logger, freshStart: Bool, propose: @escaping @Sendable (Command) async throws -> Void
+    ) {
+        id = configuration.id
+        self.configuration = configuration
+        self.loop = loop
+        self.book = book
+        self.peers = peers
+        self.state = state
+        self.snapshots = snapshots
+        self.logger = logger
+        self.freshStart = freshStart
+        self.propose = propose
+    }
+
     // MARK: Admin operations (any node)
 
     /// Registers `id`'s addresses and adds it as a learner; it is promoted to voter once caught
@@ -42,7 +82,7 @@ extension Node {
         while true {
             let status = loop.status
             if status.role == .leader { return await lead(request) }
-            if let leader = status.leader, leader != id, let address = peerAddress(of: leader) {
+            if let leader = status.leader, leader != id, let address = book.peerAddress(of: leader) {
                 let response = await peers.call(request, to: leader, address: address, timeout: configuration.writeWaitMax)
                 if case .failed(.unavailable, _, _) = response, ContinuousClock.now < leaderDeadline {
                     try? await Task.sleep(for: .milliseconds(20))
@@ -72,8 +112,8 @@ extension Node {
                     return .failed(.rejected, message: "peer and api must be host:port", leader: nil)
                 }
                 let registration = ClusterMember(id: member, peer: peer, api: api, voter: voter)
-                if members[member] != registration {
-                    _ = try await propose(.setMember(registration), actor: .system)
+                if book.all[member] != registration {
+                    try await propose(.setMember(registration))
                     book.reload()
                 }
                 if loop.status.configuration.members.contains(member) { return .done }
@@ -200,12 +240,12 @@ extension Node {
         // A member whose registered addresses are not its own (first start, or new flags). A
         // node without a peer link registers "-" as its peer address.
         if isMember, status.leader != nil, let api = configuration.apiAddress, memory.nextRegistration.map { now >= $0 } ?? true {
-            let registered = members[id]
+            let registered = book.all[id]
             let wanted = ClusterMember(
                 id: id, peer: configuration.peerAddress ?? "-", api: api, voter: registered?.voter ?? status.configuration.voters.contains(id))
             if registered != wanted {
                 memory.nextRegistration = now + .seconds(2)
-                _ = try? await propose(.setMember(wanted), actor: .system)
+                try? await propose(.setMember(wanted))
             }
         }
         // A joining node asks until it is in the configuration.
@@ -225,7 +265,7 @@ extension Node {
         }
         guard status.role == .leader else { return true }
         // The leader promotes learners that are to vote once they have caught up.
-        for learner in status.configuration.learners where members[learner]?.voter ?? false {
+        for learner in status.configuration.learners where book.all[learner]?.voter ?? false {
             let match = status.matchIndexes[learner] ?? 0
             guard match > 0, match + configuration.raft.promotionLagMax >= status.lastIndex else { continue }
             do {
@@ -261,12 +301,12 @@ extension Node {
     /// `GET /v1/cluster` from this node's view.
     public func clusterView() -> ClusterView {
         let status = loop.status
-        let registered = members
-        let gossip = Dictionary(self.book.gossipView().map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+        let registered = book.all
+        let gossip = Dictionary(book.gossipView().map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
         let ids = status.configuration.members.union(registered.keys).union([id]).union(gossip.keys).sorted()
         let nodes = ids.map { member -> ClusterView.Member in
             let contact: Int64? =
-                member == id ? 0 : self.book.lastContact(member).map { $0.duration(to: .now).milliseconds }
+                member == id ? 0 : book.lastContact(member).map { $0.duration(to: .now).milliseconds }
             return ClusterView.Member(
                 id: member, api: registered[member]?.api ?? (member == id ? configuration.apiAddress : gossip[member]?.api),
                 peer: registered[member]?.peer ?? (member == id ? configuration.peerAddress : nil), role: role(of: member, in: status),
@@ -291,7 +331,7 @@ extension Node {
     /// to be committed, but for the batch a follower holds back on purpose (at most
     /// `ReplicaLimits.unappliedMax` entries, see `RaftLoop.followerApplyDelay`).
     public var readiness: (ready: Bool, reason: String?) {
-        if let failure = failureReason { return (false, failure) }
+        if let failure = loop.failure { return (false, failure) }
         let status = loop.status
         let now = ContinuousClock.now
         guard let leader = status.leader else {

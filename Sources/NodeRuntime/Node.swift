@@ -104,10 +104,10 @@ public struct Proposal: Sendable {
     public var replayed: Bool = false
 }
 
-/// A running node: the Raft loop over the durable log and `state.sqlite`, the peer link to the
-/// other members, and the event hub. Requests turn into commands here; everything
-/// non-deterministic is resolved here. A write taken by a follower is forwarded to the leader
-/// over the peer link and answered once it is applied here.
+/// A running node, put together from its roles: the data directory, replication (the Raft
+/// loop), the peer service and address book, membership, presence, and the event hub.
+/// Requests turn into commands here, everything non-deterministic resolved here; a write taken
+/// by a follower is forwarded to the leader and answered once it is applied here.
 public final class Node: Sendable {
     public let configuration: NodeConfiguration
     public let state: StateDatabase
@@ -121,15 +121,10 @@ public final class Node: Sendable {
     private let started = Atomic(false)
     /// Frames in and out over the peer link (see `PeerService`).
     let peers: PeerService
-    /// Members' addresses, from `state.sqlite` (replicated) plus what requests told us.
     /// Where the other members are (see `AddressBook`).
     let book: AddressBook
-    /// When `readiness` last saw a leader (nil until it first does).
-    let leaderLastSeen = Mutex<ContinuousClock.Instant?>(nil)
-    /// How long a node that knew a leader stays ready without one: longer than an election
-    /// takes here (about 0.3 s), short enough that a node cut off from the majority leaves the
-    /// balancer within a second and a half.
-    public static let leaderlessGrace: Duration = .seconds(1)
+    /// Join, promotion, removal, hand-over, upkeep, readiness, `/v1/cluster` (see `Membership`).
+    public let membership: Membership
     /// Which agents hold event sockets here, and their presence leases (see `Presence`).
     public let presence: Presence
     let counters = Mutex(Counters())
@@ -195,12 +190,19 @@ public final class Node: Sendable {
                 },
                 storageFailed: { _ in
                     // Not ready from now on (`failureReason`): the balancer ejects this node.
-                    box.node?.handOverAfterStorageFailure()
+                    box.node?.membership.handOverAfterStorageFailure()
                 }),
             send: { message in box.node?.peers.route(message) })
         peers = PeerService(
             link: link, book: book, loop: loop, snapshots: snapshots, tasks: tasks, logger: logger, ownPeerAddress: configuration.peerAddress,
-            serve: { request in await box.node?.serve(request) ?? .failed(.unavailable, message: "the node is stopping", leader: nil) })
+            serve: { request in await box.node?.membership.serve(request) ?? .failed(.unavailable, message: "the node is stopping", leader: nil) })
+        membership = Membership(
+            configuration: configuration, loop: loop, book: book, peers: peers, state: state, snapshots: snapshots, logger: logger,
+            freshStart: data.freshStart,
+            propose: { command in
+                guard let node = box.node else { return }
+                _ = try await node.propose(command, actor: .system)
+            })
         presence = Presence(
             leaseDuration: configuration.leaseDuration, state: state, tasks: tasks, logger: logger, now: { Node.wallClock() },
             isLeader: { box.node?.loop.status.role == .leader },

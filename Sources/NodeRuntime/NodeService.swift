@@ -34,8 +34,8 @@ public struct NodeService: Service {
                 } catch {
                     break
                 }
-                guard await node.housekeep(&memory) else { break }
-                await node.snapshotIfDue()
+                guard await node.membership.housekeep(&memory) else { break }
+                await node.membership.snapshotIfDue()
                 if ContinuousClock.now >= nextRenewal {
                     nextRenewal = ContinuousClock.now + node.configuration.leaseRenewInterval
                     await node.presence.renewLeases()
@@ -57,7 +57,7 @@ public struct NodeService: Service {
             node.logger.info("graceful shutdown: the API has stopped; a leader hands over, then the node stops", metadata: ["node.id": "\(node.id)"])
         }
         // The API has drained (it stops first); a leader hands over before the loop stops.
-        await node.handOverLeadership()
+        await node.membership.handOverLeadership()
         await node.stop()
     }
 

@@ -350,7 +350,7 @@ final class ClusterProcessTests: XCTestCase {
     }
 
     /// A node that knew a leader a moment ago stays ready while an election runs
-    /// (`Node.leaderlessGrace`): under load an election after a leader's `kill -9` took long
+    /// (`Membership.leaderlessGrace`): under load an election after a leader's `kill -9` took long
     /// enough that both survivors answered 503 and a balancer ejected them together, just as the
     /// dead leader's sockets came back. Cut off from any quorum, it still leaves within the grace.
     func testANodeStaysReadyThroughAnElectionButNotWithoutAQuorum() async throws {
