@@ -2,7 +2,9 @@
 """Graceful-stop figure for BENCHMARKS.md: SIGTERM on a node of a 3-node cluster (release build,
 loopback), idle and holding N event WebSockets, over a few trials each.
 
-    python3 loadtest/bench-shutdown.py [sockets, default 5000] [trials, default 3] [switchboard binary]
+    python3 loadtest/bench-shutdown.py [sockets, default 5000] [trials, default 3] [switchboard binary] [silent]
+
+With `silent` the clients never answer the node's close frame (gone quiet, or hostile).
 
 Without a binary it builds and uses this checkout's release build.
 
@@ -17,7 +19,8 @@ import base64, json, os, resource, selectors, signal, socket, statistics, subpro
 
 sockets_wanted = int(sys.argv[1]) if len(sys.argv) > 1 else 5000
 trials = int(sys.argv[2]) if len(sys.argv) > 2 else 3
-given = os.path.abspath(sys.argv[3]) if len(sys.argv) > 3 else None
+given = os.path.abspath(sys.argv[3]) if len(sys.argv) > 3 and sys.argv[3] else None
+silent = len(sys.argv) > 4 and sys.argv[4] == "silent"
 root = tempfile.mkdtemp(prefix="switchboard-shutdown.")
 token = f"shutdown-admin-{os.getpid()}"
 os.chdir(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
@@ -145,6 +148,8 @@ class Clients:
                 if opcode == 0x8:
                     code = int.from_bytes(payload[:2], "big") if length >= 2 else 1005
                     self.codes[code] = self.codes.get(code, 0) + 1
+                    if silent:
+                        continue
                     try:
                         connection.sendall(bytes([0x88, 0x80]) + os.urandom(4))
                     except OSError:
@@ -189,7 +194,7 @@ try:
         results["idle"].append(trial("idle", show_log=number == 0))
         results["sockets"].append(trial("sockets", show_log=number == 0))
     for kind, times in results.items():
-        label = "idle" if kind == "idle" else f"{sockets_wanted} event sockets"
+        label = "idle" if kind == "idle" else f"{sockets_wanted} event sockets" + (" (silent clients)" if silent else "")
         print(f"SIGTERM to exit, {label}: median {statistics.median(times) * 1000:.0f} ms, worst {max(times) * 1000:.0f} ms over {len(times)} trials")
 finally:
     subprocess.run([binary, "cluster", "down", toml], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
