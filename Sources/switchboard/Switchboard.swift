@@ -223,7 +223,8 @@ struct NodeCommand: AsyncParsableCommand {
         configuration.followerApplyDelay = .milliseconds(followerApplyMs)
         configuration.leaderCommitHold = .milliseconds(leaderCommitMs)
 
-        // 3. The node: opens the Raft log and state.sqlite, starts its loop, then its peer link.
+        // 3. The node: opens its data directory, then binds its peer link (a bad address fails the
+        //    start with a clear message); its loop and upkeep start under the service group.
         let node = try Node(configuration: configuration, logger: logger)
         do {
             if let port = try await node.listen() {

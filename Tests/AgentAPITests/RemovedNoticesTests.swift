@@ -7,7 +7,7 @@ import XCTest
 final class RemovedNoticesTests: XCTestCase {
     func testOneNoticeIsNotEnoughASecondOneLaterIs() {
         let start = ContinuousClock.now
-        var notices = Node.RemovedNotices()
+        var notices = PeerService.RemovedNotices()
         XCTAssertFalse(notices.record(at: start), "a single notice may come from a leader's stale view")
         XCTAssertFalse(notices.record(at: start + .milliseconds(300)), "a burst of notices is still one view")
         XCTAssertFalse(notices.confirmed)
@@ -17,7 +17,7 @@ final class RemovedNoticesTests: XCTestCase {
 
     func testNoticesFarApartDoNotConfirmEachOther() {
         let start = ContinuousClock.now
-        var notices = Node.RemovedNotices()
+        var notices = PeerService.RemovedNotices()
         XCTAssertFalse(notices.record(at: start))
         XCTAssertFalse(notices.record(at: start + .seconds(30)), "30 s later it is a new first notice")
         XCTAssertTrue(notices.record(at: start + .seconds(32)), "confirmed by the next one within the window")
