@@ -6,7 +6,8 @@ import PackageDescription
 //   leaf (pure):                 Seeded (SplitMix64, the monotonic clock), Wire (byte codecs, CRC-32C, HostPort)
 //   cores (pure, deterministic): RaftCore, RaftWire (its codecs), RaftDriver (carries a Ready
 //                                out for the node and the simulator), SWIMCore, ContactCenter,
-//                                BalancerCore, LoadTestCore, FuzzTargets (every decoder as a target)
+//                                BalancerCore, LoadTestCore, FuzzTargets (every decoder as a target),
+//                                Channels (the providers' webhook formats and signatures)
 //   test support:                ClusterTestKit (seeded simulator, also `switchboard simulate`)
 //   edges (I/O):                 Storage (raft.log, SQLite), PeerLink (members' TCP link),
 //                                Telemetry (the one metrics path), SWIMShell (gossip over UDP),
@@ -58,6 +59,8 @@ let package = Package(
         .target(name: "Seeded", exclude: ["DESIGN.md"]),
         // Pure: the SWIM failure detector with Lifeguard, and its packet codec.
         .target(name: "SWIMCore", dependencies: ["Wire", "Seeded"], exclude: ["DESIGN.md"]),
+        // Pure: the providers' formats (WhatsApp Cloud API webhooks and signatures, E.164 numbers).
+        .target(name: "Channels", dependencies: [.product(name: "Crypto", package: "swift-crypto")], exclude: ["DESIGN.md"]),
         // Pure: the balancer's policy (choosing, ejection, readmission, warm-up, retry budget), HTTP/1.1
         // framing, and one client connection of the proxy as a state machine (ProxyExchange).
         .target(name: "BalancerCore", dependencies: ["Seeded"], exclude: ["DESIGN.md"]),
@@ -209,6 +212,7 @@ let package = Package(
             ], exclude: ["DESIGN.md"]
         ),
         .testTarget(name: "LoadTestCoreTests", dependencies: ["LoadTestCore"]),
+        .testTarget(name: "ChannelsTests", dependencies: ["Channels"]),
         .testTarget(name: "FuzzTargetsTests", dependencies: ["FuzzTargets"], exclude: ["corpus"]),
         .testTarget(name: "ContactCenterTests", dependencies: ["ContactCenter", "Wire"]),
         .testTarget(name: "BalancerCoreTests", dependencies: ["BalancerCore", "Seeded"]),
