@@ -3,7 +3,7 @@ import PackageDescription
 
 // Module layout (see ../shared/DESIGN.md and each module's DESIGN.md), each layer depending only
 // on the ones above it:
-//   leaf (pure):                 Seeded (SplitMix64, the monotonic clock), Wire (byte codecs, CRC-32C, HostPort)
+//   leaf (pure):                 Seeded (SplitMix64, the monotonic clock), Wire (byte codecs, CRC-32C, hex, HostPort)
 //   cores (pure, deterministic): RaftCore, RaftWire (its codecs), RaftDriver (carries a Ready
 //                                out for the node and the simulator), SWIMCore, ContactCenter,
 //                                BalancerCore, LoadTestCore, FuzzTargets (every decoder as a target),
@@ -60,7 +60,7 @@ let package = Package(
         // Pure: the SWIM failure detector with Lifeguard, and its packet codec.
         .target(name: "SWIMCore", dependencies: ["Wire", "Seeded"], exclude: ["DESIGN.md"]),
         // Pure: the providers' formats (WhatsApp Cloud API webhooks and signatures, E.164 numbers).
-        .target(name: "Channels", dependencies: [.product(name: "Crypto", package: "swift-crypto")], exclude: ["DESIGN.md"]),
+        .target(name: "Channels", dependencies: ["Wire", .product(name: "Crypto", package: "swift-crypto")], exclude: ["DESIGN.md"]),
         // Pure: the balancer's policy (choosing, ejection, readmission, warm-up, retry budget), HTTP/1.1
         // framing, and one client connection of the proxy as a state machine (ProxyExchange).
         .target(name: "BalancerCore", dependencies: ["Seeded"], exclude: ["DESIGN.md"]),

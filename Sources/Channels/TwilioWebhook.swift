@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import Wire
 
 /// What Twilio posts to an SMS webhook (`application/x-www-form-urlencoded`): an inbound message
 /// (`From`, `To`, `Body`, `MessageSid`, `NumMedia`, `MediaUrl<N>`, `MediaContentType<N>`) or the
@@ -117,7 +118,7 @@ public enum TwilioWebhook {
             if byte == UInt8(ascii: "+") {
                 out.append(UInt8(ascii: " "))
             } else if byte == UInt8(ascii: "%") {
-                guard bytes.distance(from: index, to: bytes.endIndex) >= 3, let high = hexValue(bytes[index + 1]), let low = hexValue(bytes[index + 2])
+                guard bytes.distance(from: index, to: bytes.endIndex) >= 3, let high = Hex.value(of: bytes[index + 1]), let low = Hex.value(of: bytes[index + 2])
                 else { throw DecodeError("a malformed percent escape") }
                 out.append(high << 4 | low)
                 index += 2
@@ -128,14 +129,5 @@ public enum TwilioWebhook {
         }
         guard let text = String(validating: out, as: UTF8.self) else { throw DecodeError("a field is not UTF-8") }
         return text
-    }
-
-    private static func hexValue(_ byte: UInt8) -> UInt8? {
-        switch byte {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
-        default: nil
-        }
     }
 }

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import Wire
 
 /// What Meta's WhatsApp Cloud API posts to a webhook, read into what Switchboard keeps: the
 /// customers' messages (text, media with its id, MIME type and caption, locations, interactive
@@ -19,7 +20,7 @@ public enum WhatsAppWebhook {
     /// True when `header` is `sha256=<hex of HMAC-SHA256(appSecret, body)>`, compared in
     /// constant time. A missing, malformed or wrong header is false.
     public static func signatureIsValid(_ header: String?, body: [UInt8], appSecret: String) -> Bool {
-        guard let header, header.hasPrefix("sha256="), let mac = hexBytes(header.dropFirst(7)), mac.count == SHA256.byteCount else { return false }
+        guard let header, header.hasPrefix("sha256="), let mac = Hex.decode(header.dropFirst(7)), mac.count == SHA256.byteCount else { return false }
         let key = SymmetricKey(data: Array(appSecret.utf8))
         return HMAC<SHA256>.isValidAuthenticationCode(mac, authenticating: body, using: key)
     }
@@ -27,10 +28,7 @@ public enum WhatsAppWebhook {
     /// `sha256=<hex>` for `body`: what Meta sends (for simulators and tests).
     public static func signature(of body: [UInt8], appSecret: String) -> String {
         let mac = HMAC<SHA256>.authenticationCode(for: body, using: SymmetricKey(data: Array(appSecret.utf8)))
-        return "sha256=" + mac.map { byte in
-            let hex = Array("0123456789abcdef".utf8)
-            return String(decoding: [hex[Int(byte >> 4)], hex[Int(byte & 0x0F)]], as: UTF8.self)
-        }.joined()
+        return "sha256=" + Hex.encode(Array(mac))
     }
 
     /// The subscription handshake (`GET ?hub.mode=subscribe&hub.verify_token=T&hub.challenge=C`):
@@ -245,29 +243,6 @@ public enum WhatsAppWebhook {
     }
 
     // MARK: Helpers
-
-    private static func hexBytes(_ text: Substring) -> [UInt8]? {
-        let utf8 = Array(text.utf8)
-        guard utf8.count % 2 == 0 else { return nil }
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(utf8.count / 2)
-        var index = 0
-        while index < utf8.count {
-            guard let high = nibble(utf8[index]), let low = nibble(utf8[index + 1]) else { return nil }
-            bytes.append(high << 4 | low)
-            index += 2
-        }
-        return bytes
-    }
-
-    private static func nibble(_ byte: UInt8) -> UInt8? {
-        switch byte {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
-        default: nil
-        }
-    }
 
     /// Equal bytes, in time that depends only on the lengths.
     static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {

@@ -22,8 +22,11 @@ final class AddressBook: Sendable {
 
     var all: [String: ClusterMember] { members.withLock { $0 } }
 
+    /// `id`'s registration (or gossip's hint), if known.
+    func member(_ id: String) -> ClusterMember? { members.withLock { $0[id] } }
+
     /// The peer address of `member`, if known.
-    func peerAddress(of member: String) -> String? { members.withLock { $0[member]?.peer } }
+    func peerAddress(of member: String) -> String? { self.member(member)?.peer }
 
     /// The peer address of `member`; when unknown, the registrations are read again first (a
     /// member registered by an entry applied moments ago), at most every 20 ms.

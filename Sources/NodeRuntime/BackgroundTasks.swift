@@ -28,9 +28,6 @@ final class BackgroundTasks: Sendable {
         }
     }
 
-    /// Tasks still running.
-    var count: Int { state.withLock { $0.running.count } }
-
     /// Cancels every running task; later `spawn`s run nothing.
     func cancelAll() {
         let running = state.withLock { state in

@@ -18,16 +18,17 @@ final class DataDirectory: Sendable {
     let freshStart: Bool
     private let lockDescriptor: Int32
 
-    /// Opens the directory; the Raft log goes to the loop that will own it.
-    static func open(configuration: NodeConfiguration, logger: Logger) throws -> (DataDirectory, RaftStorage) {
-        var storage: RaftStorage?
-        let directory = try DataDirectory(configuration: configuration, logger: logger, storage: &storage)
-        return (directory, storage!)
+    private init(path: String, state: StateDatabase, snapshots: SnapshotStore, freshStart: Bool, lockDescriptor: Int32) {
+        self.path = path
+        self.state = state
+        self.snapshots = snapshots
+        self.freshStart = freshStart
+        self.lockDescriptor = lockDescriptor
     }
 
-    private init(configuration: NodeConfiguration, logger: Logger, storage storageOut: inout RaftStorage?) throws {
+    /// Opens the directory; the Raft log goes to the loop that will own it.
+    static func open(configuration: NodeConfiguration, logger: Logger) throws -> (DataDirectory, RaftStorage) {
         let directory = configuration.dataDirectory
-        path = directory
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         } catch {
@@ -39,28 +40,28 @@ final class DataDirectory: Sendable {
             close(lock)
             throw NodeStartError.locked(directory)
         }
-        lockDescriptor = lock
         do {
-            freshStart = !FileManager.default.fileExists(atPath: directory + "/raft-snapshot")
+            let freshStart = !FileManager.default.fileExists(atPath: directory + "/raft-snapshot")
             let initial: Snapshot
             switch configuration.start {
             case .bootstrap: initial = Snapshot(index: 0, term: 0, configuration: Configuration(voters: [configuration.id]), data: [])
             case .join: initial = Snapshot(index: 0, term: 0, configuration: Configuration(voters: []), data: [])
             }
             let storage = try RaftStorage(directory: directory, initial: initial)
-            storageOut = storage
             if let repaired = storage.repairedLogTail {
                 logger.warning(
                     "raft.log ended in a torn record (a write cut by a crash, never acknowledged): cut it; the cut bytes are kept",
                     metadata: ["log.offset": "\(repaired.offset)", "log.cut_bytes": "\(repaired.bytes)", "log.copy": "\(repaired.copy)"])
             }
-            state = try StateDatabase(path: directory + "/state.sqlite")
-            snapshots = SnapshotStore(directory: directory + "/snapshots")
+            let state = try StateDatabase(path: directory + "/state.sqlite")
+            let snapshots = SnapshotStore(directory: directory + "/snapshots")
             // A crash between saving a received snapshot's metadata and restoring state.sqlite
             // from it: finish the restore before anything reads the state.
             if try UInt64(state.appliedIndex()) < storage.snapshot.index {
                 try snapshots.restore(storage.snapshot, into: state, logger: logger)
             }
+            let opened = DataDirectory(path: directory, state: state, snapshots: snapshots, freshStart: freshStart, lockDescriptor: lock)
+            return (opened, storage)
         } catch {
             close(lock)
             throw error

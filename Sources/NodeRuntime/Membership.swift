@@ -112,7 +112,7 @@ public final class Membership: Sendable {
                     return .failed(.rejected, message: "peer and api must be host:port", leader: nil)
                 }
                 let registration = ClusterMember(id: member, peer: peer, api: api, voter: voter)
-                if book.all[member] != registration {
+                if book.member(member) != registration {
                     try await propose(.setMember(registration))
                     book.reload()
                 }
@@ -240,7 +240,7 @@ public final class Membership: Sendable {
         // A member whose registered addresses are not its own (first start, or new flags). A
         // node without a peer link registers "-" as its peer address.
         if isMember, status.leader != nil, let api = configuration.apiAddress, memory.nextRegistration.map { now >= $0 } ?? true {
-            let registered = book.all[id]
+            let registered = book.member(id)
             let wanted = ClusterMember(
                 id: id, peer: configuration.peerAddress ?? "-", api: api, voter: registered?.voter ?? status.configuration.voters.contains(id))
             if registered != wanted {
@@ -265,7 +265,7 @@ public final class Membership: Sendable {
         }
         guard status.role == .leader else { return true }
         // The leader promotes learners that are to vote once they have caught up.
-        for learner in status.configuration.learners where book.all[learner]?.voter ?? false {
+        for learner in status.configuration.learners where book.member(learner)?.voter ?? false {
             let match = status.matchIndexes[learner] ?? 0
             guard match > 0, match + configuration.raft.promotionLagMax >= status.lastIndex else { continue }
             do {

@@ -413,8 +413,6 @@ public final class Node: Sendable {
 
     func peerAddress(of member: String) -> String? { book.peerAddress(of: member) }
 
-    var members: [String: ClusterMember] { book.all }
-
     /// One member as gossip sees it (what `/v1/cluster` shows and Raft takes as address hints).
     public struct GossipMember: Sendable {
         public var id: String

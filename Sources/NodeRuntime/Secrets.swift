@@ -1,6 +1,7 @@
 import ContactCenter
 import Crypto
 import Foundation
+import Wire
 import Synchronization
 import _CryptoExtras
 
@@ -70,18 +71,8 @@ public enum Secrets {
         }
     }
 
-    private static let hexDigits = Array("0123456789abcdef".utf8)
-
-    /// Lowercase hex; on the request path (every token check), so no `String(format:)`.
-    public static func hex(_ bytes: some Collection<UInt8>) -> String {
-        String(unsafeUninitializedCapacity: bytes.count * 2) { out in
-            for (position, byte) in bytes.enumerated() {
-                out[2 * position] = hexDigits[Int(byte >> 4)]
-                out[2 * position + 1] = hexDigits[Int(byte & 0x0F)]
-            }
-            return bytes.count * 2
-        }
-    }
+    /// Lowercase hex; on the request path (every token check).
+    public static func hex(_ bytes: some Collection<UInt8>) -> String { Hex.encode(bytes) }
 
     /// Compares two strings in time independent of where they differ.
     public static func constantTimeEquals(_ lhs: String, _ rhs: String) -> Bool {

@@ -253,12 +253,7 @@ final class ClusterProcessTests: XCTestCase {
             guard socket >= 0 else { return }
             sockets.append(socket)
         }
-        let pid = try unwrap(cluster.pid(leader))
-        let started = ContinuousClock.now
-        kill(pid, SIGTERM)
-        var status: Int32 = 0
-        while waitpid(pid, &status, WNOHANG) == 0, ContinuousClock.now - started < .seconds(15) { try await Task.sleep(for: .milliseconds(10)) }
-        let took = ContinuousClock.now - started
+        let took = try await cluster.terminateAndTime(leader, limit: .seconds(15))
         XCTAssertLessThan(took, .seconds(5), "\(leader) exits within 5 s of SIGTERM with 1,000 silent event sockets, took \(took)")
         let log = cluster.log(leader)
         for step in ["closing event sockets", "events.sockets=1000", "the API has stopped", "handed over leadership before stopping", "node stopped"] {

@@ -96,12 +96,7 @@ final class GossipProcessTests: XCTestCase {
             return true
         }
         try await cluster.waitUntil("3 voters") { await cluster.voters(asking: "n1").count == 3 }
-        let pid = try XCTUnwrap(cluster.pid("n1"))
-        let started = ContinuousClock.now
-        kill(pid, SIGTERM)
-        var status: Int32 = 0
-        while waitpid(pid, &status, WNOHANG) == 0, ContinuousClock.now - started < .seconds(10) { try await Task.sleep(for: .milliseconds(10)) }
-        let took = ContinuousClock.now - started
+        let took = try await cluster.terminateAndTime("n1", limit: .seconds(10))
         XCTAssertLessThan(took, .seconds(2), "n1 exits within 2 s of SIGTERM, took \(took)")
         let log = cluster.log("n1")
         XCTAssertTrue(log.contains("handed over leadership before stopping") && log.contains("result=done"), "it handed over first: \(log.suffix(2000))")

@@ -93,6 +93,17 @@ final class ProcessCluster: @unchecked Sendable {
         process.waitUntilExit()
     }
 
+    /// Sends SIGTERM to `id` and returns how long it took to exit (at most `limit`, then it is
+    /// left running for `tearDown`).
+    func terminateAndTime(_ id: String, limit: Duration) async throws -> Duration {
+        guard let pid = pid(id) else { throw XCTSkip("\(id) is not running") }
+        let started = ContinuousClock.now
+        kill(pid, SIGTERM)
+        var status: Int32 = 0
+        while waitpid(pid, &status, WNOHANG) == 0, ContinuousClock.now - started < limit { try await Task.sleep(for: .milliseconds(10)) }
+        return ContinuousClock.now - started
+    }
+
     func stopAll() { for member in members { stop(member.id) } }
 
     func tearDown() {
