@@ -253,6 +253,11 @@ final class ClusterProcessTests: XCTestCase {
             guard socket >= 0 else { return }
             sockets.append(socket)
         }
+        // The 101 leaves before the hub counts the socket: wait until the node counts all of them.
+        try await cluster.waitUntil("the leader counts 1,000 event sockets") {
+            let line = await cluster.text(leader, "/metrics").split(separator: "\n").first { $0.hasPrefix("switchboard_websocket_sessions ") }
+            return line.flatMap { Double($0.dropFirst("switchboard_websocket_sessions ".count)) } == 1000
+        }
         let took = try await cluster.terminateAndTime(leader, limit: .seconds(15))
         XCTAssertLessThan(took, .seconds(5), "\(leader) exits within 5 s of SIGTERM with 1,000 silent event sockets, took \(took)")
         let log = cluster.log(leader)

@@ -121,6 +121,12 @@ final class ProcessCluster: @unchecked Sendable {
         var headers: [AnyHashable: Any]
     }
 
+    /// The body of `GET path` on a member's API as text, or "" when it does not answer.
+    func text(_ id: String, _ path: String) async -> String {
+        guard let (data, _) = try? await URLSession.shared.data(from: URL(string: "http://\(member(id).api)\(path)")!) else { return "" }
+        return String(decoding: data, as: UTF8.self)
+    }
+
     func request(_ id: String, _ method: String, _ path: String, body: String? = nil, token: String? = ProcessCluster.adminToken,
                  headers: [String: String] = [:], timeout: TimeInterval = 10) async throws -> Reply {
         var request = URLRequest(url: URL(string: "http://\(member(id).api)\(path)")!)
