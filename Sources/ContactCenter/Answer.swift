@@ -85,8 +85,13 @@ public enum Answer {
         case .conversation(let id):
             guard let conversation = try store.conversation(id: id) else { throw missing("conversation", id) }
             return RecordedAnswer(status: 200, body: Render.conversation(conversation).serialized, etag: conversation.version)
+        case .inbox(let id):
+            guard let inbox = try store.inbox(id: id) else { throw missing("inbox", id) }
+            let status = if case .createInbox = command { 201 } else { 200 }
+            return RecordedAnswer(status: status, body: Render.inbox(inbox).serialized, etag: inbox.version)
         case .done:
             if case .deleteSession = command { return RecordedAnswer(status: 204, body: "") }
+            if case .deleteInbox = command { return RecordedAnswer(status: 204, body: "") }
             return nil
         }
     }

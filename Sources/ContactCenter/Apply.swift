@@ -199,12 +199,25 @@ struct ApplyContext<Store: StateStore> {
             return try createContact(id: id, name: name, identifiers: identifiers, attributes: attributes)
         case .updateContact(let id, let name, let attributes, let expectedVersion):
             return try updateContact(id: id, name: name, attributes: attributes, expectedVersion: expectedVersion)
-        case .inboundMessage(let channel, let from, let text, let externalId, let name, let contactId, let conversationId, let messageId):
+        case .inboundMessage(let channel, let from, let text, let externalId, let name, let contactId, let conversationId, let messageId,
+                             let inboxId, let attachments):
             return try inboundMessage(
                 channel: channel, from: from, text: text, externalId: externalId, name: name, newContactId: contactId,
-                newConversationId: conversationId, messageId: messageId)
-        case .postMessage(let conversationId, let messageId, let text, let isPrivate):
-            return try postMessage(conversationId: conversationId, messageId: messageId, text: text, isPrivate: isPrivate)
+                newConversationId: conversationId, messageId: messageId, inboxId: inboxId, attachments: attachments)
+        case .postMessage(let conversationId, let messageId, let text, let isPrivate, let template):
+            return try postMessage(conversationId: conversationId, messageId: messageId, text: text, isPrivate: isPrivate, template: template)
+        case .createInbox(let id, let name, let channel, let queueId, let settings, let tokenHash):
+            return try createInbox(id: id, name: name, channel: channel, queueId: queueId, settings: settings, tokenHash: tokenHash)
+        case .updateInbox(let id, let name, let queueId, let settings, let expectedVersion):
+            return try updateInbox(id: id, name: name, queueId: queueId, settings: settings, expectedVersion: expectedVersion)
+        case .deleteInbox(let id):
+            return try deleteInbox(id: id)
+        case .outboxAttempt(let messageId, let attempt):
+            return try outboxAttempt(messageId: messageId, attempt: attempt)
+        case .outboxResult(let messageId, let attempt, let result):
+            return try outboxResult(messageId: messageId, attempt: attempt, result: result)
+        case .deliveryStatus(let inboxId, let providerId, let status, let reason):
+            return try deliveryStatus(inboxId: inboxId, providerId: providerId, status: status, reason: reason)
         case .assign(let conversationId, let agentId, let queueId):
             return try assign(conversationId: conversationId, agentId: agentId, queueId: queueId)
         case .resolve(let conversationId):

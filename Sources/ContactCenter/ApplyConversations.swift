@@ -2,11 +2,19 @@
 extension ApplyContext {
     mutating func inboundMessage(
         channel: Channel, from: String, text: String, externalId: String, name: String?, newContactId: String,
-        newConversationId: String, messageId: String
+        newConversationId: String, messageId: String, inboxId: String? = nil, attachments: String? = nil
     ) throws -> Outcome {
         switch actor {
         case .channel, .admin, .system: break
         case .agent: try requireAdmin()
+        }
+        var inbox: Inbox?
+        if let inboxId {
+            guard let found = try store.inbox(id: inboxId) else { throw DomainError.notFound("inbox", inboxId) }
+            guard found.channel == channel else {
+                throw DomainError(.invalid, "wrong_channel", "inbox '\(inboxId)' is a \(found.channel.rawValue) inbox, not \(channel.rawValue)")
+            }
+            inbox = found
         }
         if let existing = try store.externalMessage(channel: channel, externalId: externalId) {
             // A redelivered webhook: stored once.
@@ -47,9 +55,13 @@ extension ApplyContext {
         }
         let message = Message(
             id: messageId, conversationId: conversation.id, author: .customer, agentId: nil, text: text, isPrivate: false,
-            externalId: externalId, createdAt: at, logIndex: index, ordinal: nextMessagePosition())
+            externalId: externalId, createdAt: at, logIndex: index, ordinal: nextMessagePosition(), attachments: attachments)
         try store.insert(message)
         conversation.messageCount += 1
+        // Replies leave through the inbox the customer last wrote in; WhatsApp's window counts
+        // from now.
+        if let inbox { conversation.inboxId = inbox.id }
+        conversation.customerAt = at
         try store.insertExternalMessage(channel: channel, externalId: externalId, conversationId: conversation.id, messageId: messageId)
         emit(.messageCreated, audience: conversation.assigneeId, .members(["message": Render.message(message)]))
 
@@ -71,9 +83,10 @@ extension ApplyContext {
         let textWords = rules.isEmpty ? [] : Keywords.words(text)
         let rule = rules.first { Keywords.matches(textWords: textWords, keywords: $0.keywords) }
         if let rule, rule.action != .route, let reply = rule.reply {
-            let botMessage = Message(
+            var botMessage = Message(
                 id: replyIdBase + "-bot", conversationId: conversation.id, author: .bot, agentId: nil, text: reply,
                 isPrivate: false, externalId: nil, createdAt: at, logIndex: index, ordinal: nextMessagePosition())
+            try queueForDelivery(&botMessage, in: conversation, template: nil)
             try store.insert(botMessage)
             conversation.messageCount += 1
             emit(.messageCreated, audience: nil, .members(["message": Render.message(botMessage)]))
@@ -85,8 +98,13 @@ extension ApplyContext {
             emitConversationUpdated(conversation)
             return
         }
-        let queue = try rule?.queueId.flatMap(store.queue(id:)) ?? defaultQueue(for: conversation.channel)
+        let queue = try rule?.queueId.flatMap(store.queue(id:)) ?? inboxQueue(conversation) ?? defaultQueue(for: conversation.channel)
         try enqueue(&conversation, in: queue)
+    }
+
+    /// The queue of the conversation's inbox, if it names one that exists.
+    func inboxQueue(_ conversation: Conversation) throws -> Queue? {
+        try conversation.inboxId.flatMap(store.inbox(id:))?.queueId.flatMap(store.queue(id:))
     }
 
     /// The queue that takes a channel's conversations when no rule says otherwise: a queue that
@@ -98,7 +116,7 @@ extension ApplyContext {
         return queues.first
     }
 
-    mutating func postMessage(conversationId: String, messageId: String, text: String, isPrivate: Bool) throws -> Outcome {
+    mutating func postMessage(conversationId: String, messageId: String, text: String, isPrivate: Bool, template: String? = nil) throws -> Outcome {
         guard var conversation = try store.conversation(id: conversationId) else { throw DomainError.notFound("conversation", conversationId) }
         let agent = try actingAgent()
         if let agent, !agent.role.supervises, conversation.assigneeId != agent.id {
@@ -113,9 +131,11 @@ extension ApplyContext {
                 .conflict, "conversation_full",
                 "conversation '\(conversationId)' holds \(conversation.messageCount) messages, the bound (conversationMessagesMax); the customer's next message starts a new one")
         }
-        let message = Message(
+        try checkWindow(conversation, isPrivate: isPrivate, template: template)
+        var message = Message(
             id: messageId, conversationId: conversationId, author: agent == nil ? .system : .agent, agentId: agent?.id, text: text,
             isPrivate: isPrivate, externalId: nil, createdAt: at, logIndex: index, ordinal: nextMessagePosition())
+        try queueForDelivery(&message, in: conversation, template: template)
         try store.insert(message)
         conversation.messageCount += 1
         emit(.messageCreated, audience: conversation.assigneeId, .members(["message": Render.message(message)]))

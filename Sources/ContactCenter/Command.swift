@@ -41,10 +41,25 @@ public enum Command: Sendable, Equatable {
     case updateContact(id: String, name: String?, attributes: [String: String?], expectedVersion: Int64?)
     /// A customer's message from a channel webhook. `contactId`, `conversationId` and
     /// `messageId` are fresh ids, used only if apply needs to create those things.
+    /// `inboxId`: the inbox it came through (replies leave through it); `attachments`: a JSON
+    /// array the node rendered from the provider's payload.
     case inboundMessage(
         channel: Channel, from: String, text: String, externalId: String, name: String?,
-        contactId: String, conversationId: String, messageId: String)
-    case postMessage(conversationId: String, messageId: String, text: String, isPrivate: Bool)
+        contactId: String, conversationId: String, messageId: String, inboxId: String? = nil, attachments: String? = nil)
+    /// `template`: a WhatsApp template (JSON `{"name", "language", "components"}`) sent instead
+    /// of free text, allowed outside the 24-hour window.
+    case postMessage(conversationId: String, messageId: String, text: String, isPrivate: Bool, template: String? = nil)
+    /// `settings` holds the channel's keys (`InboxSettings`), defaults filled in by the node.
+    case createInbox(id: String, name: String, channel: Channel, queueId: String?, settings: [String: String], tokenHash: String?)
+    /// `settings`: keys to set (a value) or remove (nil); `queueId` "" clears the queue.
+    case updateInbox(id: String, name: String?, queueId: String?, settings: [String: String?], expectedVersion: Int64?)
+    case deleteInbox(id: String)
+    /// The leader's dispatcher starts attempt `attempt` (1, 2, ...) of sending a reply.
+    case outboxAttempt(messageId: String, attempt: Int)
+    /// The result of that attempt.
+    case outboxResult(messageId: String, attempt: Int, result: OutboxResult)
+    /// A provider's status callback about a reply it took under `providerId`.
+    case deliveryStatus(inboxId: String, providerId: String, status: DeliveryStatus, reason: String?)
     case assign(conversationId: String, agentId: String?, queueId: String?)
     case resolve(conversationId: String)
     case reopen(conversationId: String)
@@ -216,13 +231,42 @@ extension Command {
         case .updateContact(let id, let name, let attributes, let expectedVersion):
             writer.write(UInt8(9))
             writer.write(id); writer.write(name); writer.write(attributes); writer.write(expectedVersion)
-        case .inboundMessage(let channel, let from, let text, let externalId, let name, let contactId, let conversationId, let messageId):
-            writer.write(UInt8(10))
+        case .inboundMessage(let channel, let from, let text, let externalId, let name, let contactId, let conversationId, let messageId,
+                             let inboxId, let attachments):
+            // Tag 10 was the layout without `inboxId` and `attachments` (still decoded).
+            writer.write(UInt8(22))
             writer.write(channel.rawValue); writer.write(from); writer.write(text); writer.write(externalId)
             writer.write(name); writer.write(contactId); writer.write(conversationId); writer.write(messageId)
-        case .postMessage(let conversationId, let messageId, let text, let isPrivate):
-            writer.write(UInt8(11))
+            writer.write(inboxId); writer.write(attachments)
+        case .postMessage(let conversationId, let messageId, let text, let isPrivate, let template):
+            // Tag 11 was the layout without `template` (still decoded).
+            writer.write(UInt8(23))
             writer.write(conversationId); writer.write(messageId); writer.write(text); writer.write(isPrivate)
+            writer.write(template)
+        case .createInbox(let id, let name, let channel, let queueId, let settings, let tokenHash):
+            writer.write(UInt8(24))
+            writer.write(id); writer.write(name); writer.write(channel.rawValue); writer.write(queueId)
+            writer.write(settings); writer.write(tokenHash)
+        case .updateInbox(let id, let name, let queueId, let settings, let expectedVersion):
+            writer.write(UInt8(25))
+            writer.write(id); writer.write(name); writer.write(queueId); writer.write(settings); writer.write(expectedVersion)
+        case .deleteInbox(let id):
+            writer.write(UInt8(26))
+            writer.write(id)
+        case .outboxAttempt(let messageId, let attempt):
+            writer.write(UInt8(27))
+            writer.write(messageId); writer.write(attempt)
+        case .outboxResult(let messageId, let attempt, let result):
+            writer.write(UInt8(28))
+            writer.write(messageId); writer.write(attempt)
+            switch result {
+            case .sent(let providerId): writer.write(UInt8(1)); writer.write(providerId)
+            case .retry(let reason, let notBefore): writer.write(UInt8(2)); writer.write(reason); writer.write(notBefore.milliseconds)
+            case .failed(let reason): writer.write(UInt8(3)); writer.write(reason)
+            }
+        case .deliveryStatus(let inboxId, let providerId, let status, let reason):
+            writer.write(UInt8(29))
+            writer.write(inboxId); writer.write(providerId); writer.write(status.rawValue); writer.write(reason)
         case .assign(let conversationId, let agentId, let queueId):
             writer.write(UInt8(12))
             writer.write(conversationId); writer.write(agentId); writer.write(queueId)
@@ -306,15 +350,46 @@ extension Command {
             return .updateContact(
                 id: try reader.readString(), name: try reader.readOptionalString(),
                 attributes: try reader.readOptionalStringMap(), expectedVersion: try reader.readOptionalInt64())
-        case 10:
+        case let tag where tag == 10 || tag == 22:
+            let channel = try decodeEnum(&reader, Channel.self), from = try reader.readString(), text = try reader.readString()
+            let externalId = try reader.readString(), name = try reader.readOptionalString(), contactId = try reader.readString()
+            let conversationId = try reader.readString(), messageId = try reader.readString()
+            let inboxId = tag == 22 ? try reader.readOptionalString() : nil
+            let attachments = tag == 22 ? try reader.readOptionalString() : nil
             return .inboundMessage(
-                channel: try decodeEnum(&reader, Channel.self), from: try reader.readString(), text: try reader.readString(),
-                externalId: try reader.readString(), name: try reader.readOptionalString(), contactId: try reader.readString(),
-                conversationId: try reader.readString(), messageId: try reader.readString())
-        case 11:
-            return .postMessage(
-                conversationId: try reader.readString(), messageId: try reader.readString(), text: try reader.readString(),
-                isPrivate: try reader.readBool())
+                channel: channel, from: from, text: text, externalId: externalId, name: name, contactId: contactId,
+                conversationId: conversationId, messageId: messageId, inboxId: inboxId, attachments: attachments)
+        case let tag where tag == 11 || tag == 23:
+            let conversationId = try reader.readString(), messageId = try reader.readString(), text = try reader.readString()
+            let isPrivate = try reader.readBool()
+            let template = tag == 23 ? try reader.readOptionalString() : nil
+            return .postMessage(conversationId: conversationId, messageId: messageId, text: text, isPrivate: isPrivate, template: template)
+        case 24:
+            return .createInbox(
+                id: try reader.readString(), name: try reader.readString(), channel: try decodeEnum(&reader, Channel.self),
+                queueId: try reader.readOptionalString(), settings: try reader.readStringMap(), tokenHash: try reader.readOptionalString())
+        case 25:
+            return .updateInbox(
+                id: try reader.readString(), name: try reader.readOptionalString(), queueId: try reader.readOptionalString(),
+                settings: try reader.readOptionalStringMap(), expectedVersion: try reader.readOptionalInt64())
+        case 26:
+            return .deleteInbox(id: try reader.readString())
+        case 27:
+            return .outboxAttempt(messageId: try reader.readString(), attempt: try reader.readInt())
+        case 28:
+            let messageId = try reader.readString(), attempt = try reader.readInt()
+            let result: OutboxResult
+            switch try reader.readUInt8() {
+            case 1: result = .sent(providerId: try reader.readString())
+            case 2: result = .retry(reason: try reader.readString(), notBefore: Timestamp(milliseconds: try reader.readInt64()))
+            case 3: result = .failed(reason: try reader.readString())
+            case let tag: throw .invalid("outbox result tag \(tag)")
+            }
+            return .outboxResult(messageId: messageId, attempt: attempt, result: result)
+        case 29:
+            return .deliveryStatus(
+                inboxId: try reader.readString(), providerId: try reader.readString(), status: try decodeEnum(&reader, DeliveryStatus.self),
+                reason: try reader.readOptionalString())
         case 12:
             return .assign(conversationId: try reader.readString(), agentId: try reader.readOptionalString(), queueId: try reader.readOptionalString())
         case 13:

@@ -13,6 +13,9 @@ public enum JSONValue: Sendable, Equatable {
     case sortedObject([Member])
     /// A string holding the timestamp in RFC 3339, written without an intermediate `String`.
     case time(Timestamp)
+    /// JSON text this process rendered before (an attachment list kept with its message),
+    /// written as it is.
+    case raw(String)
 
     public struct Member: Sendable, Equatable {
         public let key: String
@@ -72,6 +75,7 @@ public enum JSONValue: Sendable, Equatable {
             out.append(UInt8(ascii: "]"))
         case .object(let members): Self.writeObject(members.sorted(by: { $0.key < $1.key }), into: &out)
         case .sortedObject(let members): Self.writeObject(members.lazy.map { (key: $0.key, value: $0.value) }, into: &out)
+        case .raw(let text): out.append(contentsOf: text.utf8)
         }
     }
 

@@ -38,6 +38,11 @@ public enum Limits {
     /// A stored password hash (an Argon2id PHC string is about 100 bytes; a PBKDF2 one from
     /// before, up to about 180).
     public static let passwordHashBytesMax = 512
+    /// Inboxes in the cluster.
+    public static let inboxesMax = 1_000
+    /// WhatsApp's customer-service window: free text only this long after the customer's last
+    /// message (milliseconds of command time); templates after it.
+    public static let whatsAppWindowMilliseconds: Int64 = 24 * 3600 * 1000
     /// How long an idempotency key is remembered (milliseconds of command time).
     public static let idempotencyKeyLifetimeMilliseconds: Int64 = 24 * 3600 * 1000
 

@@ -176,12 +176,19 @@ public struct Conversation: Sendable, Equatable {
     /// Messages in the conversation, notes and bot replies included (at most
     /// `Limits.conversationMessagesMax`).
     public var messageCount: Int
+    /// The inbox the customer wrote in: replies leave through it. Nil for conversations from
+    /// before inboxes, which only listen.
+    public var inboxId: String?
+    /// When the customer last wrote (WhatsApp's 24-hour window counts from it).
+    public var customerAt: Timestamp?
 
     public init(
         id: String, contactId: String, channel: Channel, status: ConversationStatus, queueId: String?, assigneeId: String?,
         priority: Int, enqueuedIndex: Int64, createdAt: Timestamp, firstResponseAt: Timestamp?, resolvedAt: Timestamp?,
-        updatedAt: Timestamp, version: Int64, messageCount: Int = 0
+        updatedAt: Timestamp, version: Int64, messageCount: Int = 0, inboxId: String? = nil, customerAt: Timestamp? = nil
     ) {
+        self.inboxId = inboxId
+        self.customerAt = customerAt
         self.id = id
         self.contactId = contactId
         self.channel = channel
@@ -213,11 +220,19 @@ public struct Message: Sendable, Equatable {
     /// Position in the conversation: the log index and the order within that entry.
     public var logIndex: Int64
     public var ordinal: Int
+    /// What came with a customer's message (media, a location, a button reply), as a JSON array
+    /// rendered by the node that took the webhook.
+    public var attachments: String?
+    /// For a reply that leaves through a provider: where its delivery stands.
+    public var delivery: Delivery?
 
     public init(
         id: String, conversationId: String, author: Author, agentId: String?, text: String, isPrivate: Bool,
-        externalId: String?, createdAt: Timestamp, logIndex: Int64, ordinal: Int
+        externalId: String?, createdAt: Timestamp, logIndex: Int64, ordinal: Int, attachments: String? = nil,
+        delivery: Delivery? = nil
     ) {
+        self.attachments = attachments
+        self.delivery = delivery
         self.id = id
         self.conversationId = conversationId
         self.author = author
@@ -235,6 +250,8 @@ public enum EventType: String, Sendable, CaseIterable {
     case conversationAssigned = "conversation.assigned"
     case conversationUpdated = "conversation.updated"
     case messageCreated = "message.created"
+    /// A reply's delivery moved (sent, delivered, read, failed).
+    case messageUpdated = "message.updated"
     case agentUpdated = "agent.updated"
     case sessionExpiring = "session.expiring"
     /// Sessions of the agent ended (logout, password change, disabled, role change, expiry):

@@ -37,6 +37,7 @@ public enum Outcome: Sendable, Equatable {
     case inbound(conversationId: String, messageId: String, duplicate: Bool)
     case message(conversationId: String, messageId: String)
     case conversation(id: String)
+    case inbox(id: String)
     case done
     case rejected(DomainError)
     /// The answer recorded for a request with an idempotency key: stored under the key, and what
@@ -56,6 +57,7 @@ public enum Outcome: Sendable, Equatable {
         case .message(let conversationId, let messageId):
             writer.write(UInt8(7)); writer.write(conversationId); writer.write(messageId)
         case .conversation(let id): writer.write(UInt8(8)); writer.write(id)
+        case .inbox(let id): writer.write(UInt8(12)); writer.write(id)
         case .done: writer.write(UInt8(9))
         case .rejected(let error):
             writer.write(UInt8(10)); writer.write(error.kind.rawValue); writer.write(error.code)
@@ -80,6 +82,7 @@ public enum Outcome: Sendable, Equatable {
         case 7: outcome = .message(conversationId: try reader.readString(), messageId: try reader.readString())
         case 8: outcome = .conversation(id: try reader.readString())
         case 9: outcome = .done
+        case 12: outcome = .inbox(id: try reader.readString())
         case 10:
             let rawKind = try reader.readUInt8()
             guard let kind = DomainError.Kind(rawValue: rawKind) else { throw .invalid("error kind \(rawKind)") }

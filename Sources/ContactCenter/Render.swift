@@ -54,8 +54,9 @@ public enum Render {
             .init("assignee", .optional(conversation.assigneeId)), .init("channel", .string(conversation.channel.rawValue)),
             .init("contact", contact ?? .string(conversation.contactId)), .init("createdAt", .timestamp(conversation.createdAt)),
             .init("firstResponseAt", .timestamp(conversation.firstResponseAt)), .init("id", .string(conversation.id)),
+            .init("inbox", .optional(conversation.inboxId)),
         ]
-        members.reserveCapacity(11)
+        members.reserveCapacity(12)
         if let messages {
             members.append(.init("messages", .array(messages.map(message))))
             members.append(.init("olderMessages", .optional(olderMessages)))
@@ -69,10 +70,36 @@ public enum Render {
 
     public static func message(_ message: Message) -> JSONValue {
         .members([
-            "agent": .optional(message.agentId), "author": .string(message.author.rawValue),
+            "agent": .optional(message.agentId), "attachments": message.attachments.map(JSONValue.raw) ?? .array([]),
+            "author": .string(message.author.rawValue),
             "conversationId": .string(message.conversationId), "createdAt": .timestamp(message.createdAt),
+            "delivery": message.delivery.map(delivery) ?? .null,
             "externalId": .optional(message.externalId), "id": .string(message.id), "private": .bool(message.isPrivate),
             "text": .string(message.text),
         ])
+    }
+
+    public static func delivery(_ delivery: Delivery) -> JSONValue {
+        .members([
+            "possibleDuplicate": .bool(delivery.possibleDuplicate), "reason": .optional(delivery.reason),
+            "status": .string(delivery.status.rawValue),
+        ])
+    }
+
+    /// An inbox, its secrets left out: `secrets` names those that are set.
+    public static func inbox(_ inbox: Inbox) -> JSONValue {
+        var members: [String: JSONValue] = [
+            "id": .string(inbox.id), "name": .string(inbox.name), "channel": .string(inbox.channel.rawValue),
+            "queue": .optional(inbox.queueId), "webhookUrl": .string("/v1/inboxes/\(inbox.id)/webhook"),
+            "version": .int(inbox.version), "createdAt": .timestamp(inbox.createdAt), "updatedAt": .timestamp(inbox.updatedAt),
+        ]
+        let keys = InboxSettings.keys(inbox.channel)
+        if let member = InboxSettings.member(inbox.channel) {
+            var settings: [String: JSONValue] = [:]
+            for key in keys where !key.secret { settings[key.name] = .optional(inbox.settings[key.name]) }
+            members[member] = .object(settings)
+        }
+        members["secrets"] = .strings(keys.filter { $0.secret && inbox.settings[$0.name] != nil }.map(\.name))
+        return .object(members)
     }
 }

@@ -62,6 +62,21 @@ public protocol StateStore {
     func externalMessage(channel: Channel, externalId: String) throws -> (conversationId: String, messageId: String)?
     func insertExternalMessage(channel: Channel, externalId: String, conversationId: String, messageId: String) throws
 
+    /// Sets a reply's delivery (the message exists).
+    func setDelivery(messageId: String, _ delivery: Delivery) throws
+
+    func inbox(id: String) throws -> Inbox?
+    func inbox(name: String) throws -> Inbox?
+    func inboxCount() throws -> Int
+    /// Inserts or replaces an inbox.
+    func put(_ inbox: Inbox) throws
+    func deleteInbox(id: String) throws
+    func outboxEntry(messageId: String) throws -> OutboxEntry?
+    /// The reply a provider took under `providerId` through this inbox.
+    func outboxMessageId(inboxId: String, providerId: String) throws -> String?
+    /// Inserts or replaces an outbox entry.
+    func put(_ entry: OutboxEntry) throws
+
     func insert(_ event: Event) throws
     /// Deletes events from before `index`; records the new window start.
     func trimEvents(before index: Int64) throws

@@ -51,7 +51,7 @@ enum Rows {
     /// `conversations` columns in the order `conversation(_ columns:)` reads them.
     static let conversationColumns = """
         id, contact_id, channel, status, queue_id, assignee_id, priority, enqueued_index, created_at, first_response_at, \
-        resolved_at, updated_at, version, message_count
+        resolved_at, updated_at, version, message_count, inbox_id, customer_at
         """
 
     static func conversation(_ c: some ColumnReader) throws -> Conversation {
@@ -60,7 +60,8 @@ enum Rows {
             status: try enumValue(c.string(3), ConversationStatus.self), queueId: c.optionalString(4), assigneeId: c.optionalString(5),
             priority: c.int(6), enqueuedIndex: c.int64(7), createdAt: Timestamp(milliseconds: c.int64(8)),
             firstResponseAt: timestamp(c.optionalInt64(9)), resolvedAt: timestamp(c.optionalInt64(10)),
-            updatedAt: Timestamp(milliseconds: c.int64(11)), version: c.int64(12), messageCount: c.int(13))
+            updatedAt: Timestamp(milliseconds: c.int64(11)), version: c.int64(12), messageCount: c.int(13),
+            inboxId: c.optionalString(14), customerAt: timestamp(c.optionalInt64(15)))
     }
 
     static func queue(_ row: Row) throws -> Queue {
@@ -87,7 +88,30 @@ enum Rows {
         Message(
             id: row["id"], conversationId: row["conversation_id"], author: try enumValue(row["author"], Author.self),
             agentId: row["agent_id"], text: row["text"], isPrivate: row["private"], externalId: row["external_id"],
-            createdAt: Timestamp(milliseconds: row["created_at"]), logIndex: row["log_index"], ordinal: row["ordinal"])
+            createdAt: Timestamp(milliseconds: row["created_at"]), logIndex: row["log_index"], ordinal: row["ordinal"],
+            attachments: row["attachments"], delivery: try delivery(row))
+    }
+
+    static func delivery(_ row: Row) throws -> Delivery? {
+        guard let raw: String = row["delivery"] else { return nil }
+        return Delivery(
+            status: try enumValue(raw, DeliveryStatus.self), reason: row["delivery_reason"],
+            possibleDuplicate: (row["possible_duplicate"] as Int64? ?? 0) != 0)
+    }
+
+    static func inbox(_ row: Row) throws -> Inbox {
+        Inbox(
+            id: row["id"], name: row["name"], channel: try enumValue(row["channel"], Channel.self), queueId: row["queue_id"],
+            settings: try map([UInt8](row["settings"] as Data)), tokenHash: row["token_hash"], version: row["version"],
+            createdAt: Timestamp(milliseconds: row["created_at"]), updatedAt: Timestamp(milliseconds: row["updated_at"]))
+    }
+
+    static func outbox(_ row: Row) -> OutboxEntry {
+        OutboxEntry(
+            messageId: row["message_id"], inboxId: row["inbox_id"], conversationId: row["conversation_id"], recipient: row["recipient"],
+            text: row["text"], template: row["template"], attempts: row["attempts"], inFlight: row["in_flight"],
+            notBefore: Timestamp(milliseconds: row["not_before"]), done: row["done"], providerId: row["provider_id"],
+            createdIndex: row["created_index"])
     }
 
     static func event(_ row: Row) throws -> Event {

@@ -255,13 +255,15 @@ public struct SQLiteStore: StateStore {
         cache.changes.conversationIds.insert(conversation.id)
         try RawStatement(db, """
                 INSERT INTO conversations (id, contact_id, channel, status, queue_id, assignee_id, priority, enqueued_index,
-                    created_at, first_response_at, resolved_at, updated_at, version, message_count) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+                    created_at, first_response_at, resolved_at, updated_at, version, message_count, inbox_id, customer_at)
+                    VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
                 """).execute {
             $0.add(conversation.id); $0.add(conversation.contactId); $0.add(conversation.channel.rawValue)
             $0.add(conversation.status.rawValue); $0.add(conversation.queueId); $0.add(conversation.assigneeId)
             $0.add(conversation.priority); $0.add(conversation.enqueuedIndex); $0.add(conversation.createdAt.milliseconds)
             $0.add(conversation.firstResponseAt?.milliseconds); $0.add(conversation.resolvedAt?.milliseconds)
             $0.add(conversation.updatedAt.milliseconds); $0.add(conversation.version); $0.add(conversation.messageCount)
+            $0.add(conversation.inboxId); $0.add(conversation.customerAt?.milliseconds)
         }
     }
 
@@ -269,12 +271,14 @@ public struct SQLiteStore: StateStore {
         cache.changes.conversationIds.insert(conversation.id)
         try RawStatement(db, """
                 UPDATE conversations SET status = ?, queue_id = ?, assignee_id = ?, priority = ?, enqueued_index = ?,
-                    first_response_at = ?, resolved_at = ?, updated_at = ?, version = ?, message_count = ? WHERE id = ?
+                    first_response_at = ?, resolved_at = ?, updated_at = ?, version = ?, message_count = ?, inbox_id = ?,
+                    customer_at = ? WHERE id = ?
                 """).execute {
             $0.add(conversation.status.rawValue); $0.add(conversation.queueId); $0.add(conversation.assigneeId)
             $0.add(conversation.priority); $0.add(conversation.enqueuedIndex); $0.add(conversation.firstResponseAt?.milliseconds)
             $0.add(conversation.resolvedAt?.milliseconds); $0.add(conversation.updatedAt.milliseconds); $0.add(conversation.version)
-            $0.add(conversation.messageCount); $0.add(conversation.id)
+            $0.add(conversation.messageCount); $0.add(conversation.inboxId); $0.add(conversation.customerAt?.milliseconds)
+            $0.add(conversation.id)
         }
     }
 
@@ -292,13 +296,69 @@ public struct SQLiteStore: StateStore {
     public func insert(_ message: Message) throws {
         cache.changes.conversationIds.insert(message.conversationId)
         try RawStatement(db, """
-                INSERT INTO messages (id, conversation_id, author, agent_id, text, private, external_id, created_at, log_index, ordinal)
-                VALUES (?,?,?,?,?,?,?,?,?,?)
+                INSERT INTO messages (id, conversation_id, author, agent_id, text, private, external_id, created_at, log_index, ordinal,
+                    attachments, delivery, delivery_reason, possible_duplicate)
+                VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)
                 """).execute {
             $0.add(message.id); $0.add(message.conversationId); $0.add(message.author.rawValue); $0.add(message.agentId)
             $0.add(message.text); $0.add(message.isPrivate); $0.add(message.externalId); $0.add(message.createdAt.milliseconds)
-            $0.add(message.logIndex); $0.add(message.ordinal)
+            $0.add(message.logIndex); $0.add(message.ordinal); $0.add(message.attachments); $0.add(message.delivery?.status.rawValue)
+            $0.add(message.delivery?.reason); $0.add(message.delivery?.possibleDuplicate == true)
         }
+    }
+
+    public func setDelivery(messageId: String, _ delivery: Delivery) throws {
+        cache.changes.conversationIds.formUnion(try message(id: messageId).map { [$0.conversationId] } ?? [])
+        try db.cachedStatement(sql: "UPDATE messages SET delivery = ?, delivery_reason = ?, possible_duplicate = ? WHERE id = ?")
+            .execute(arguments: [delivery.status.rawValue, delivery.reason, delivery.possibleDuplicate, messageId])
+    }
+
+    // MARK: Inboxes and the outbox
+
+    public func inbox(id: String) throws -> Inbox? {
+        try Row.fetchOne(try db.cachedStatement(sql: "SELECT * FROM inboxes WHERE id = ?"), arguments: [id]).map(Rows.inbox)
+    }
+
+    public func inbox(name: String) throws -> Inbox? {
+        try Row.fetchOne(try db.cachedStatement(sql: "SELECT * FROM inboxes WHERE name = ?"), arguments: [name]).map(Rows.inbox)
+    }
+
+    public func inboxCount() throws -> Int {
+        try Int.fetchOne(try db.cachedStatement(sql: "SELECT COUNT(*) FROM inboxes")) ?? 0
+    }
+
+    public func put(_ inbox: Inbox) throws {
+        try db.cachedStatement(sql: """
+            INSERT OR REPLACE INTO inboxes (id, name, channel, queue_id, settings, token_hash, version, created_at, updated_at)
+            VALUES (?,?,?,?,?,?,?,?,?)
+            """).execute(arguments: [
+                inbox.id, inbox.name, inbox.channel.rawValue, inbox.queueId, Data(Rows.map(inbox.settings)), inbox.tokenHash,
+                inbox.version, inbox.createdAt.milliseconds, inbox.updatedAt.milliseconds,
+            ])
+    }
+
+    public func deleteInbox(id: String) throws {
+        try db.cachedStatement(sql: "DELETE FROM inboxes WHERE id = ?").execute(arguments: [id])
+    }
+
+    public func outboxEntry(messageId: String) throws -> OutboxEntry? {
+        try Row.fetchOne(try db.cachedStatement(sql: "SELECT * FROM outbox WHERE message_id = ?"), arguments: [messageId]).map(Rows.outbox)
+    }
+
+    public func outboxMessageId(inboxId: String, providerId: String) throws -> String? {
+        try String.fetchOne(
+            try db.cachedStatement(sql: "SELECT message_id FROM outbox WHERE inbox_id = ? AND provider_id = ? ORDER BY message_id LIMIT 1"),
+            arguments: [inboxId, providerId])
+    }
+
+    public func put(_ entry: OutboxEntry) throws {
+        try db.cachedStatement(sql: """
+            INSERT OR REPLACE INTO outbox (message_id, inbox_id, conversation_id, recipient, text, template, attempts, in_flight,
+                not_before, done, provider_id, created_index) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
+            """).execute(arguments: [
+                entry.messageId, entry.inboxId, entry.conversationId, entry.recipient, entry.text, entry.template, entry.attempts,
+                entry.inFlight, entry.notBefore.milliseconds, entry.done, entry.providerId, entry.createdIndex,
+            ])
     }
 
     public func message(id: String) throws -> Message? {

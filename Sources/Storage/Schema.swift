@@ -123,6 +123,27 @@ enum Schema {
                 CREATE INDEX idempotency_at ON idempotency (at);
                 """)
         }
+        migrator.registerMigration("v8") { db in
+            // Inboxes, the replies that leave through their providers (the outbox, which the
+            // leader's dispatcher works through), and each reply's delivery.
+            try db.execute(sql: """
+                CREATE TABLE inboxes (
+                    id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, channel TEXT NOT NULL, queue_id TEXT, settings BLOB NOT NULL,
+                    token_hash TEXT, version INTEGER NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL) WITHOUT ROWID;
+                CREATE TABLE outbox (
+                    message_id TEXT PRIMARY KEY, inbox_id TEXT NOT NULL, conversation_id TEXT NOT NULL, recipient TEXT NOT NULL,
+                    text TEXT NOT NULL, template TEXT, attempts INTEGER NOT NULL, in_flight INTEGER NOT NULL,
+                    not_before INTEGER NOT NULL, done INTEGER NOT NULL, provider_id TEXT, created_index INTEGER NOT NULL) WITHOUT ROWID;
+                CREATE INDEX outbox_due ON outbox (not_before, created_index) WHERE done = 0;
+                CREATE INDEX outbox_provider ON outbox (inbox_id, provider_id) WHERE provider_id IS NOT NULL;
+                ALTER TABLE conversations ADD COLUMN inbox_id TEXT;
+                ALTER TABLE conversations ADD COLUMN customer_at INTEGER;
+                ALTER TABLE messages ADD COLUMN attachments TEXT;
+                ALTER TABLE messages ADD COLUMN delivery TEXT;
+                ALTER TABLE messages ADD COLUMN delivery_reason TEXT;
+                ALTER TABLE messages ADD COLUMN possible_duplicate INTEGER NOT NULL DEFAULT 0;
+                """)
+        }
         return migrator
     }
 
@@ -131,6 +152,6 @@ enum Schema {
         ("meta", "key"), ("agents", "id"), ("sessions", "token_hash"), ("queues", "id"), ("rules", "id"),
         ("contacts", "id"), ("contact_identifiers", "channel, value"), ("conversations", "id"), ("messages", "id"),
         ("external_messages", "channel, external_id"), ("events", "position"), ("idempotency", "scope, key"),
-        ("cluster_members", "id"), ("agent_leases", "agent_id"),
+        ("cluster_members", "id"), ("agent_leases", "agent_id"), ("inboxes", "id"), ("outbox", "message_id"),
     ]
 }

@@ -28,6 +28,19 @@ final class CodecTests: XCTestCase {
         .updateAgent(id: "a", name: nil, role: nil, skills: nil, capacity: nil, expectedVersion: nil, passwordHash: nil, disabled: false),
         .expire(warnSessionsThrough: Timestamp(milliseconds: 1_800_000_600_000)),
         .upgradePasswordHash(agentId: "a", from: "pbkdf2-sha256$1000$00$00", to: "pbkdf2-sha512$210000$11$22"),
+        .inboundMessage(
+            channel: .whatsapp, from: "+5491155550000", text: "", externalId: "wamid.1", name: nil, contactId: "c", conversationId: "v",
+            messageId: "m", inboxId: "ib_1", attachments: #"[{"kind":"image"}]"#),
+        .postMessage(conversationId: "v", messageId: "m", text: "t", isPrivate: false, template: #"{"name":"hello"}"#),
+        .createInbox(id: "ib_1", name: "Ventas", channel: .whatsapp, queueId: "q", settings: ["phoneNumberId": "1", "appSecret": "s"], tokenHash: nil),
+        .createInbox(id: "ib_2", name: "API", channel: .api, queueId: nil, settings: [:], tokenHash: "ab"),
+        .updateInbox(id: "ib_1", name: "V", queueId: "", settings: ["apiBase": nil, "accessToken": "t"], expectedVersion: 2),
+        .deleteInbox(id: "ib_1"),
+        .outboxAttempt(messageId: "m", attempt: 3),
+        .outboxResult(messageId: "m", attempt: 1, result: .sent(providerId: "wamid.x")),
+        .outboxResult(messageId: "m", attempt: 2, result: .retry(reason: "HTTP 503", notBefore: Timestamp(milliseconds: 5))),
+        .outboxResult(messageId: "m", attempt: 3, result: .failed(reason: "131026: undeliverable")),
+        .deliveryStatus(inboxId: "ib_1", providerId: "wamid.x", status: .read, reason: nil),
     ]
 
     func testEveryCommandRoundTrips() throws {
@@ -88,7 +101,7 @@ final class CodecTests: XCTestCase {
         let outcomes: [Outcome] = [
             .agent(id: "a"), .session(agentId: "a"), .queue(id: "q"), .rule(id: "r"), .contact(id: "c"),
             .inbound(conversationId: "v", messageId: "m", duplicate: true), .message(conversationId: "v", messageId: "m"),
-            .conversation(id: "v"), .done, .rejected(DomainError(.conflict, "already_resolved", "msg", field: "f")),
+            .conversation(id: "v"), .inbox(id: "ib_1"), .done, .rejected(DomainError(.conflict, "already_resolved", "msg", field: "f")),
         ]
         for outcome in outcomes { XCTAssertEqual(try Outcome.decode(outcome.encoded()), outcome) }
     }
@@ -145,7 +158,7 @@ final class JSONValueTests: XCTestCase {
         case .object(let members): return .object(members.mapValues(sortedObjects))
         case .array(let values): return .array(values.map(sortedObjects))
         case .time(let time): return .string(time.rfc3339)
-        case .null, .bool, .int, .string: return value
+        case .null, .bool, .int, .string, .raw: return value
         }
     }
 }
