@@ -13,6 +13,7 @@ import PackageDescription
 //                                Telemetry (the one metrics path), SWIMShell (gossip over UDP),
 //                                ServerTLS (certificates, local CA),
 //                                NodeRuntime (the node), AgentAPI (HTTP + WebSocket),
+//                                Outbound (the leader's sender of replies),
 //                                Balancer (the proxy), ClusterFile (local clusters)
 //   executables (wiring only):   switchboard, switchboard-loadtest
 let package = Package(
@@ -161,7 +162,7 @@ let package = Package(
         .target(
             name: "AgentAPI",
             dependencies: [
-                "ContactCenter", "NodeRuntime", "Storage", "RaftCore", "Telemetry",
+                "Channels", "ContactCenter", "NodeRuntime", "Storage", "RaftCore", "Telemetry",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
@@ -171,10 +172,22 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ], exclude: ["DESIGN.md"]
         ),
+        // Edge: the leader's sender of replies through the providers' APIs (async-http-client).
+        .target(
+            name: "Outbound",
+            dependencies: [
+                "Channels", "ContactCenter", "NodeRuntime", "Storage",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ], exclude: ["DESIGN.md"]
+        ),
         .executableTarget(
             name: "switchboard",
             dependencies: [
-                "AgentAPI", "NodeRuntime", "Storage", "Telemetry", "ClusterTestKit", "SWIMCore", "SWIMShell", "Balancer", "BalancerCore", "ClusterFile", "ServerTLS", "PeerLink",
+                "AgentAPI", "Outbound", "NodeRuntime", "Storage", "Telemetry", "ClusterTestKit", "SWIMCore", "SWIMShell", "Balancer", "BalancerCore", "ClusterFile", "ServerTLS", "PeerLink",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -225,6 +238,7 @@ let package = Package(
             name: "ClusterTests",
             dependencies: [
                 "NodeRuntime", "PeerLink", "RaftCore", "RaftWire", "Storage", "Wire", "Seeded", "ContactCenter", "ClusterFile", "SWIMShell", "ServerTLS",
+                "Channels",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

@@ -126,6 +126,7 @@ public struct API: Sendable {
         addHealthRoutes(to: router, metrics: metrics)
         addAgentRoutes(to: router)
         addDirectoryRoutes(to: router)
+        addInboxRoutes(to: router)
         addConversationRoutes(to: router)
         addEventRoutes(to: router, metrics: metrics)
         return router

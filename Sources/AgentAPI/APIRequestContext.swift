@@ -9,8 +9,9 @@ import NIOCore
 
 /// The request context of every route: Hummingbird's core storage plus the WebSocket handler slot.
 public struct APIRequestContext: RequestContext, WebSocketRequestContext, RemoteAddressRequestContext {
-    /// Largest request body any endpoint accepts.
-    public static let requestBodyBytesMax = 64 * 1024
+    /// Largest request body any endpoint accepts: a provider's webhook (WhatsApp's bound) and a
+    /// message of `Limits.textBytesMax` with its JSON escapes fit.
+    public static let requestBodyBytesMax = 1 << 20
 
     public var coreContext: CoreRequestContextStorage
     public let webSocket: WebSocketHandlerReference<Self>

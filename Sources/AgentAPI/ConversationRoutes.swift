@@ -4,8 +4,65 @@ import NodeRuntime
 import Storage
 
 private struct PostMessageBody: Decodable {
-    var text: String
+    var text: String?
     var `private`: Bool?
+    /// A WhatsApp template, sent instead of free text (also outside the 24-hour window).
+    var template: TemplateBody?
+}
+
+/// WhatsApp's template message, as the Cloud API takes it: `language` is its code (`es_AR`),
+/// `components` the body, header and button parameters.
+private struct TemplateBody: Decodable {
+    struct Component: Decodable {
+        var type: String
+        var subType: String?
+        var parameters: [Parameter]?
+
+        enum CodingKeys: String, CodingKey {
+            case type, parameters
+            case subType = "sub_type"
+        }
+    }
+
+    struct Parameter: Decodable {
+        var type: String
+        var text: String?
+    }
+
+    var name: String
+    var language: String
+    var components: [Component]?
+
+    /// The template as the Cloud API's `template` member, serialized with sorted keys.
+    func validated() throws -> (name: String, json: String) {
+        let name = try Validate.name(self.name, field: "template.name")
+        let language = try Validate.name(self.language, field: "template.language")
+        let components = components ?? []
+        guard components.count <= Validate.listCountMax else {
+            throw APIError.invalid("template.components holds at most \(Validate.listCountMax)", field: "template.components")
+        }
+        var rendered: [JSONValue] = []
+        for (position, component) in components.enumerated() {
+            let field = "template.components[\(position)]"
+            var members: [String: JSONValue] = ["type": .string(try Validate.name(component.type, field: "\(field).type"))]
+            if let subType = component.subType { members["sub_type"] = .string(try Validate.name(subType, field: "\(field).sub_type")) }
+            let parameters = component.parameters ?? []
+            guard parameters.count <= Validate.listCountMax else {
+                throw APIError.invalid("\(field).parameters holds at most \(Validate.listCountMax)", field: "\(field).parameters")
+            }
+            members["parameters"] = .array(try parameters.enumerated().map { index, parameter in
+                let parameterField = "\(field).parameters[\(index)]"
+                var value: [String: JSONValue] = ["type": .string(try Validate.name(parameter.type, field: "\(parameterField).type"))]
+                if let text = parameter.text { value["text"] = .string(try Validate.name(text, field: "\(parameterField).text")) }
+                return .object(value)
+            })
+            rendered.append(.object(members))
+        }
+        let template: JSONValue = .object([
+            "name": .string(name), "language": .object(["code": .string(language)]), "components": .array(rendered),
+        ])
+        return (name, template.serialized)
+    }
 }
 
 private struct AssignBody: Decodable {
@@ -79,9 +136,14 @@ extension API {
             try requireAgentOrAdmin(principal)
             let id = try context.parameters.require("id")
             let body = try await request.decodeJSON(PostMessageBody.self, context: context)
+            let template = try body.template?.validated()
+            if template != nil, body.private == true { throw APIError.invalid("a private note cannot be a template", field: "template") }
+            guard let text = body.text ?? template.map({ "[template \($0.name)]" }) else {
+                throw APIError.malformed("missing field 'text'", field: "text")
+            }
             return try await answer(
-                .postMessage(conversationId: id, messageId: Secrets.id("ms"), text: try Validate.text(body.text, field: "text"),
-                             isPrivate: body.private ?? false),
+                .postMessage(conversationId: id, messageId: Secrets.id("ms"), text: try Validate.text(text, field: "text"),
+                             isPrivate: body.private ?? false, template: template?.json),
                 as: principal, context: context)
         }
 

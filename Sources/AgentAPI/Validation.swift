@@ -33,6 +33,21 @@ enum Validate {
         return trimmed
     }
 
+    /// An inbox setting: one line, no control characters, at most `attributeValueBytesMax`
+    /// bytes; `apiBase` and `webhookBase` an http or https URL without a trailing slash.
+    static func setting(_ value: String, key: String, field: String) throws -> String {
+        let trimmed = trimming(value, where: isSpace)
+        guard !trimmed.isEmpty, trimmed.utf8.count <= attributeValueBytesMax, !trimmed.unicodeScalars.contains(where: isControl) else {
+            throw APIError.invalid("\(field) must be 1 to \(attributeValueBytesMax) bytes on one line", field: field)
+        }
+        if key == "apiBase" || key == "webhookBase" {
+            guard trimmed.hasPrefix("http://") || trimmed.hasPrefix("https://"), !trimmed.hasSuffix("/") else {
+                throw APIError.invalid("\(field) must be an http:// or https:// URL without a trailing slash", field: field)
+            }
+        }
+        return trimmed
+    }
+
     /// Message text: non-blank, bounded; newlines allowed.
     static func text(_ value: String, field: String) throws -> String {
         guard !value.unicodeScalars.allSatisfy(isSpaceOrNewline) else {

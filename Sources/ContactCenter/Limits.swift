@@ -11,8 +11,8 @@ public enum Limits {
     public static let attributeValueBytesMax = 1000
     /// Bytes of a name, an identifier, an attribute key or an external id (UTF-8).
     public static let nameBytesMax = 200
-    /// Bytes of one message's text (UTF-8).
-    public static let textBytesMax = 4096
+    /// Bytes of one message's text (UTF-8): a long e-mail fits.
+    public static let textBytesMax = 256 << 10
     /// Identifiers one contact holds: one per channel.
     public static let contactIdentifiersMax = Channel.allCases.count
     /// Messages one conversation holds (customer, bot, agent and notes). An agent's reply past it

@@ -54,6 +54,24 @@ public struct StateReader {
 
     public func rules() throws -> [Rule] { try store.rules() }
 
+    /// Every inbox, oldest first.
+    public func inboxes() throws -> [Inbox] {
+        try Row.fetchAll(try db.cachedStatement(sql: "SELECT * FROM inboxes ORDER BY created_at, id")).map(Rows.inbox)
+    }
+
+    /// Replies the dispatcher may send at `now`: not done, due, oldest first, at most `limit`.
+    public func dueOutbox(now: Timestamp, limit: Int) throws -> [OutboxEntry] {
+        try Row.fetchAll(
+            try db.cachedStatement(sql: "SELECT * FROM outbox WHERE done = 0 AND not_before <= ? ORDER BY not_before, created_index LIMIT ?"),
+            arguments: [now.milliseconds, limit]
+        ).map(Rows.outbox)
+    }
+
+    /// Replies not sent yet and not given up, counted by whether an attempt is under way.
+    public func pendingOutboxCount() throws -> Int {
+        try Int.fetchOne(try db.cachedStatement(sql: "SELECT count(*) FROM outbox WHERE done = 0")) ?? 0
+    }
+
     public struct ConversationFilter: Sendable {
         public var status: ConversationStatus?
         /// `.some(nil)` means unassigned.

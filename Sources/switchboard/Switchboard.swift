@@ -5,6 +5,7 @@ import Foundation
 import Logging
 import Metrics
 import NodeRuntime
+import Outbound
 import PeerLink
 import NIOSSL
 import Prometheus
@@ -261,6 +262,8 @@ struct NodeCommand: AsyncParsableCommand {
                 services: [
                     .init(service: NodeService(node: node), successTerminationBehavior: .gracefullyShutdownGroup),
                     .init(service: application),
+                    // Stops before the node: sends under way commit their results first.
+                    .init(service: OutboxDispatcher(node: node, logger: logger)),
                 ] + tlsServices + gossipServices + [.init(service: ShutdownNotice(node: node))],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))

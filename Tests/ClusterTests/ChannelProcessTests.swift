@@ -1,0 +1,293 @@
+import Channels
+import Foundation
+import XCTest
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// Replies that reach the customer: a three-node cluster of real processes takes WhatsApp and
+/// Twilio webhooks as the providers send them (signed) and sends agents' replies to a provider
+/// simulator that speaks the providers' documented HTTP (`loadtest/provider-sim.py`).
+final class ChannelProcessTests: XCTestCase {
+    static let appSecret = "meta-app-secret"
+    static let verifyToken = "verify-me"
+    static let customer = "5491155550000"
+
+    /// `loadtest/provider-sim.py` as a process on a free port.
+    final class ProviderSimulator {
+        let process = Process()
+        let port: Int
+
+        init() throws {
+            let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+                .appendingPathComponent("loadtest/provider-sim.py").path
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = ["python3", script, "--port", "0"]
+            let output = Pipe()
+            process.standardOutput = output
+            try process.run()
+            var line = Data()
+            var byte: UInt8 = 0
+            let descriptor = output.fileHandleForReading.fileDescriptor
+            while !line.contains(UInt8(ascii: "\n")), read(descriptor, &byte, 1) == 1 { line.append(byte) }
+            let text = String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            guard text.hasPrefix("listening "), let port = Int(text.dropFirst("listening ".count)) else {
+                process.terminate()
+                throw XCTSkip("the provider simulator did not start: '\(text)'")
+            }
+            self.port = port
+        }
+
+        deinit {
+            // SIGKILL: a child of the test process may inherit a mask that blocks SIGTERM.
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+
+        var base: String { "http://127.0.0.1:\(port)" }
+
+        func list(_ path: String) async -> [[String: Any]] {
+            guard let (data, _) = try? await URLSession.shared.data(from: URL(string: base + path)!) else { return [] }
+            return ((try? JSONSerialization.jsonObject(with: data)) as? [[String: Any]]) ?? []
+        }
+
+        func sent() async -> [[String: Any]] { await list("/_sim/sent") }
+        func requests() async -> [[String: Any]] { await list("/_sim/requests") }
+
+        func mode(_ json: String) async throws {
+            var request = URLRequest(url: URL(string: base + "/_sim/mode")!)
+            request.httpMethod = "POST"
+            request.httpBody = Data(json.utf8)
+            _ = try await URLSession.shared.data(for: request)
+        }
+    }
+
+    /// A cluster with a queue, an available agent (its session token returned) and a WhatsApp
+    /// inbox whose API base is the simulator.
+    private func setUp(_ cluster: ProcessCluster, simulator: ProviderSimulator) async throws -> (agentToken: String, inbox: String) {
+        for id in ["n1", "n2", "n3"] { cluster.describe(id) }
+        try await cluster.startAll()
+        let queue = try await cluster.request("n1", "POST", "/v1/queues", body: #"{"name":"Ventas"}"#)
+        XCTAssertEqual(queue.status, 201, "\(queue.json)")
+        let agent = try await cluster.request(
+            "n1", "POST", "/v1/agents", body: #"{"name":"Ana","email":"ana@example.com","password":"ana-password","role":"agent"}"#)
+        XCTAssertEqual(agent.status, 201, "\(agent.json)")
+        let session = try await cluster.request("n2", "POST", "/v1/sessions", body: #"{"email":"ana@example.com","password":"ana-password"}"#, token: nil)
+        let token = try XCTUnwrap(session.json["token"] as? String, "login: \(session.json)")
+        let available = try await cluster.request("n2", "PUT", "/v1/agents/me/status", body: #"{"status":"available"}"#, token: token)
+        XCTAssertEqual(available.status, 200, "\(available.json)")
+        let created = try await cluster.request("n1", "POST", "/v1/inboxes", body: """
+            {"name":"WhatsApp Ventas","channel":"whatsapp","queue":"\(queue.json["id"] as? String ?? "")","whatsapp":{
+            "phoneNumberId":"106540352242922","accessToken":"sim-access-token","appSecret":"\(Self.appSecret)",
+            "verifyToken":"\(Self.verifyToken)","apiBase":"\(simulator.base)/v21.0"}}
+            """)
+        XCTAssertEqual(created.status, 201, "\(created.json)")
+        let inbox = try XCTUnwrap(created.json["id"] as? String)
+        XCTAssertEqual(created.json["webhookUrl"] as? String, "/v1/inboxes/\(inbox)/webhook")
+        XCTAssertEqual(created.json["secrets"] as? [String], ["accessToken", "appSecret", "verifyToken"])
+        let answer = try JSONSerialization.data(withJSONObject: created.json)
+        for secret in ["sim-access-token", Self.appSecret, Self.verifyToken] {
+            XCTAssertFalse(String(decoding: answer, as: UTF8.self).contains(secret), "the answer never holds a secret: \(created.json)")
+        }
+        return (token, inbox)
+    }
+
+    private static func whatsAppMessage(id: String, text: String) -> String {
+        """
+        {"object":"whatsapp_business_account","entry":[{"id":"102290129340398","changes":[{"value":{
+        "messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},
+        "contacts":[{"profile":{"name":"Lucía"},"wa_id":"\(customer)"}],
+        "messages":[{"from":"\(customer)","id":"\(id)","timestamp":"1749416383","type":"text","text":{"body":"\(text)"}}]},
+        "field":"messages"}]}]}
+        """
+    }
+
+    private static func whatsAppStatus(wamid: String, status: String) -> String {
+        """
+        {"object":"whatsapp_business_account","entry":[{"id":"102290129340398","changes":[{"value":{
+        "messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},
+        "statuses":[{"id":"\(wamid)","status":"\(status)","timestamp":"1749416390","recipient_id":"\(customer)"}]},
+        "field":"messages"}]}]}
+        """
+    }
+
+    private func postSigned(_ cluster: ProcessCluster, _ node: String, _ path: String, _ body: String, signature: String? = nil) async throws -> ProcessCluster.Reply {
+        let signed = signature ?? WhatsAppWebhook.signature(of: Array(body.utf8), appSecret: Self.appSecret)
+        return try await cluster.request(node, "POST", path, body: body, token: nil, headers: ["X-Hub-Signature-256": signed])
+    }
+
+    /// The conversation's messages, oldest first.
+    private func messages(_ cluster: ProcessCluster, _ node: String, _ conversation: String) async throws -> [[String: Any]] {
+        let page = try await cluster.request(node, "GET", "/v1/conversations/\(conversation)/messages")
+        return (page.json["items"] as? [[String: Any]]) ?? []
+    }
+
+    func testWhatsAppAndSMSBothWaysThroughAThreeNodeCluster() async throws {
+        let simulator = try ProviderSimulator()
+        let cluster = ProcessCluster()
+        defer { cluster.tearDown() }
+        let (agentToken, inbox) = try await setUp(cluster, simulator: simulator)
+        let webhook = "/v1/inboxes/\(inbox)/webhook"
+
+        // Meta's verification handshake, on any node.
+        let challenge = await cluster.text("n3", webhook + "?hub.mode=subscribe&hub.verify_token=\(Self.verifyToken)&hub.challenge=1158201444")
+        XCTAssertEqual(challenge, "1158201444")
+        let refused = try await cluster.request("n3", "GET", webhook + "?hub.mode=subscribe&hub.verify_token=wrong&hub.challenge=1", token: nil)
+        XCTAssertEqual(refused.status, 403, "a wrong verify token: \(refused.json)")
+
+        // Unsigned or wrongly signed bodies change nothing.
+        let body = Self.whatsAppMessage(id: "wamid.HBgLNTQ5MTE1NTU1MDAwMBUCABIYFjNFQjBDMEEzN0Y4", text: "Hola, ¿tienen envíos a Córdoba?")
+        let unsigned = try await cluster.request("n2", "POST", webhook, body: body, token: nil)
+        XCTAssertEqual([unsigned.status, (unsigned.json["error"] as? [String: Any])?["code"] as? String ?? ""] as [AnyHashable], [401, "invalid_signature"])
+        let forged = try await postSigned(cluster, "n2", webhook, body, signature: WhatsAppWebhook.signature(of: Array(body.utf8), appSecret: "guess"))
+        XCTAssertEqual(forged.status, 401)
+        let none = try await cluster.request("n1", "GET", "/v1/conversations")
+        XCTAssertEqual((none.json["items"] as? [Any])?.count, 0, "nothing was stored: \(none.json)")
+
+        let first = try await postSigned(cluster, "n2", webhook, body)
+        XCTAssertEqual(first.status, 200, "\(first.json)")
+        XCTAssertEqual(first.json["received"] as? Int, 1)
+        let again = try await postSigned(cluster, "n3", webhook, body)
+        XCTAssertEqual(again.json["duplicates"] as? Int, 1, "Meta's redelivery is stored once: \(again.json)")
+
+        let list = try await cluster.request("n1", "GET", "/v1/conversations")
+        let conversation = try XCTUnwrap((list.json["items"] as? [[String: Any]])?.first, "\(list.json)")
+        let conversationId = try XCTUnwrap(conversation["id"] as? String)
+        XCTAssertEqual(conversation["inbox"] as? String, inbox)
+        XCTAssertEqual(conversation["status"] as? String, "assigned", "routed through the inbox's queue: \(conversation)")
+        let contact = try await cluster.request("n1", "GET", "/v1/contacts/\(conversation["contact"] as? String ?? "")")
+        XCTAssertEqual(contact.json["name"] as? String, "Lucía")
+        XCTAssertEqual((contact.json["identifiers"] as? [String: String])?["whatsapp"], "+\(Self.customer)", "E.164: \(contact.json)")
+
+        // Ana replies; the leader's dispatcher sends it to the Cloud API.
+        let reply = try await cluster.request(
+            "n3", "POST", "/v1/conversations/\(conversationId)/messages", body: #"{"text":"¡Hola Lucía! Sí, enviamos a todo el país."}"#,
+            token: agentToken)
+        XCTAssertEqual(reply.status, 201, "\(reply.json)")
+        XCTAssertEqual((reply.json["delivery"] as? [String: Any])?["status"] as? String, "queued")
+        let replyId = try XCTUnwrap(reply.json["id"] as? String)
+        try await cluster.waitUntil("the simulator got the reply", seconds: 10) { await !simulator.sent().isEmpty }
+        let sent = await simulator.sent()
+        XCTAssertEqual(sent.count, 1, "one send: \(sent)")
+        XCTAssertEqual(sent.first?["to"] as? String, Self.customer)
+        XCTAssertEqual(sent.first?["text"] as? String, "¡Hola Lucía! Sí, enviamos a todo el país.")
+        XCTAssertEqual(sent.first?["phoneNumberId"] as? String, "106540352242922")
+        let wamid = try XCTUnwrap(sent.first?["id"] as? String)
+        try await cluster.waitUntil("the reply is sent") {
+            let message = try? await self.messages(cluster, "n1", conversationId).first { $0["id"] as? String == replyId }
+            return (message?["delivery"] as? [String: Any])?["status"] as? String == "sent"
+        }
+
+        // Meta's status callbacks move it on: delivered, then read; an older one never moves it back.
+        for status in ["delivered", "read", "delivered"] {
+            let answer = try await postSigned(cluster, "n1", webhook, Self.whatsAppStatus(wamid: wamid, status: status))
+            XCTAssertEqual(answer.json["statuses"] as? Int, 1, "\(status): \(answer.json)")
+        }
+        let read = try await messages(cluster, "n2", conversationId).first { $0["id"] as? String == replyId }
+        XCTAssertEqual((read?["delivery"] as? [String: Any])?["status"] as? String, "read", "\(read ?? [:])")
+
+        // A private note stays in the cluster.
+        let note = try await cluster.request(
+            "n1", "POST", "/v1/conversations/\(conversationId)/messages", body: #"{"text":"cliente VIP","private":true}"#, token: agentToken)
+        XCTAssertEqual(note.status, 201)
+        XCTAssertTrue(note.json["delivery"] is NSNull, "a note has no delivery: \(note.json)")
+
+        // SMS through Twilio: a signed inbound form, a reply sent with basic auth, a status callback.
+        let sms = try await cluster.request("n1", "POST", "/v1/inboxes", body: """
+            {"name":"SMS","channel":"sms","twilio":{"accountSid":"ACsim","authToken":"sim-auth-token","from":"+15557654321",
+            "apiBase":"\(simulator.base)"}}
+            """)
+        XCTAssertEqual(sms.status, 201, "\(sms.json)")
+        let smsHook = "/v1/inboxes/\(sms.json["id"] as? String ?? "")/webhook"
+        let form: [(String, String)] = [
+            ("ToCountry", "US"), ("From", "+15551234567"), ("To", "+15557654321"), ("Body", "Necesito ayuda con mi pedido"),
+            ("MessageSid", "SM0a1b2c3d4e5f60718293a4b5c6d7e8f9"), ("NumMedia", "0"), ("AccountSid", "ACsim"),
+        ]
+        let encoded = form.map { "\($0.0)=\($0.1.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? "")" }.joined(separator: "&")
+        let smsURL = "http://\(cluster.member("n2").api)\(smsHook)"
+        let formHeaders = ["Content-Type": "application/x-www-form-urlencoded"]
+        let wrong = try await cluster.request(
+            "n2", "POST", smsHook, body: encoded, token: nil,
+            headers: formHeaders.merging(["X-Twilio-Signature": TwilioWebhook.signature(url: smsURL, parameters: form, authToken: "nope")]) { $1 })
+        XCTAssertEqual(wrong.status, 401)
+        let inbound = try await cluster.request(
+            "n2", "POST", smsHook, body: encoded, token: nil,
+            headers: formHeaders.merging(["X-Twilio-Signature": TwilioWebhook.signature(url: smsURL, parameters: form, authToken: "sim-auth-token")]) { $1 })
+        XCTAssertEqual(inbound.status, 200, "a signed Twilio webhook: \(inbound.json)")
+        let smsConversation = try await cluster.request("n1", "GET", "/v1/conversations").json["items"] as? [[String: Any]]
+        let smsId = try XCTUnwrap(smsConversation?.first { $0["channel"] as? String == "sms" }?["id"] as? String)
+        let smsReply = try await cluster.request(
+            "n1", "POST", "/v1/conversations/\(smsId)/messages", body: #"{"text":"Hola, soy Ana. ¿Cuál es tu número de pedido?"}"#)
+        XCTAssertEqual(smsReply.status, 201, "\(smsReply.json)")
+        try await cluster.waitUntil("Twilio got the SMS reply", seconds: 10) { await simulator.sent().count == 2 }
+        let allSent = await simulator.sent()
+        let twilio = try XCTUnwrap(allSent.last)
+        XCTAssertEqual(twilio["provider"] as? String, "twilio")
+        XCTAssertEqual([twilio["to"] as? String, twilio["from"] as? String], ["+15551234567", "+15557654321"])
+        let status: [(String, String)] = [("MessageSid", twilio["id"] as? String ?? ""), ("MessageStatus", "delivered"), ("AccountSid", "ACsim")]
+        let statusBody = status.map { "\($0.0)=\($0.1)" }.joined(separator: "&")
+        try await cluster.waitUntil("the SMS reply is sent") {
+            let message = try? await self.messages(cluster, "n1", smsId).last
+            return (message?["delivery"] as? [String: Any])?["status"] as? String == "sent"
+        }
+        let callback = try await cluster.request(
+            "n2", "POST", smsHook, body: statusBody, token: nil,
+            headers: formHeaders.merging(["X-Twilio-Signature": TwilioWebhook.signature(url: smsURL, parameters: status, authToken: "sim-auth-token")]) { $1 })
+        XCTAssertEqual(callback.status, 200)
+        let delivered = try await messages(cluster, "n3", smsId).last
+        XCTAssertEqual((delivered?["delivery"] as? [String: Any])?["status"] as? String, "delivered", "\(delivered ?? [:])")
+    }
+
+    func testRepliesSurviveTheLeaderBeingKilledAndAResumedSendIsCounted() async throws {
+        let simulator = try ProviderSimulator()
+        let cluster = ProcessCluster()
+        defer { cluster.tearDown() }
+        let (agentToken, inbox) = try await setUp(cluster, simulator: simulator)
+        let webhook = "/v1/inboxes/\(inbox)/webhook"
+        let hello = try await postSigned(cluster, "n1", webhook, Self.whatsAppMessage(id: "wamid.first", text: "hola"))
+        XCTAssertEqual(hello.status, 200)
+        let list = try await cluster.request("n1", "GET", "/v1/conversations")
+        let conversationId = try XCTUnwrap((list.json["items"] as? [[String: Any]])?.first?["id"] as? String)
+
+        // The provider holds the send; the leader dies while it waits for the answer.
+        try await simulator.mode(#"{"hold": true}"#)
+        let reply = try await cluster.request(
+            "n1", "POST", "/v1/conversations/\(conversationId)/messages", body: #"{"text":"primera respuesta"}"#, token: agentToken)
+        XCTAssertEqual(reply.status, 201, "\(reply.json)")
+        try await cluster.waitUntil("the provider holds the send", seconds: 10) { await simulator.requests().count == 1 }
+        let leaderNow = await cluster.leader(asking: "n1")
+        let leader = try XCTUnwrap(leaderNow)
+        cluster.kill9(leader)
+        let survivors = cluster.members.map(\.id).filter { $0 != leader }
+        try await simulator.mode(#"{"hold": false}"#)
+
+        // While the cluster elects, more replies queue; the provider fails the first sends.
+        try await simulator.mode(#"{"fail": 2, "status": 503}"#)
+        var replies = 0
+        try await cluster.waitUntil("a survivor leads") { survivors.contains(await cluster.leader(asking: survivors[0]) ?? "") }
+        for number in 1...10 {
+            let answer = try await cluster.request(
+                survivors[number % 2], "POST", "/v1/conversations/\(conversationId)/messages", body: #"{"text":"respuesta \#(number)"}"#,
+                token: agentToken)
+            if answer.status == 201 { replies += 1 } else { XCTFail("reply \(number): \(answer.status) \(answer.json)") }
+        }
+        try await cluster.waitUntil("every reply is sent", seconds: 30) {
+            let items = (try? await self.messages(cluster, survivors[0], conversationId)) ?? []
+            let delivered = items.filter { ($0["delivery"] as? [String: Any])?["status"] as? String == "sent" }
+            return delivered.count == 1 + replies
+        }
+        let texts = await simulator.sent().compactMap { $0["text"] as? String }
+        for expected in ["primera respuesta"] + (1...10).map({ "respuesta \($0)" }) {
+            XCTAssertGreaterThanOrEqual(texts.filter { $0 == expected }.count, 1, "'\(expected)' reached the provider: \(texts)")
+        }
+        XCTAssertEqual(texts.filter { $0 == "primera respuesta" }.count, 2, "the held send went out again from the new leader: \(texts)")
+        XCTAssertEqual(texts.count, 12, "only the held send went twice: \(texts)")
+        let first = try await messages(cluster, survivors[0], conversationId).first { $0["text"] as? String == "primera respuesta" }
+        XCTAssertEqual((first?["delivery"] as? [String: Any])?["possibleDuplicate"] as? Bool, true, "visible on the message: \(first ?? [:])")
+        let leaderAfter = await cluster.leader(asking: survivors[0])
+        let newLeader = try XCTUnwrap(leaderAfter)
+        let metrics = await cluster.text(newLeader, "/metrics")
+        XCTAssertTrue(metrics.contains("switchboard_outbox_possible_duplicates_total 1"), "counted on the new leader: \(metrics.split(separator: "\n").filter { $0.contains("outbox") })")
+    }
+}
