@@ -205,7 +205,7 @@ let package = Package(
             exclude: ["DESIGN.md"]),
         // Pure: every decoder of network and disk bytes as a fuzz target (libFuzzer: fuzz/run.sh;
         // seeded mutations in FuzzTargetsTests).
-        .target(name: "FuzzTargets", dependencies: ["Wire", "RaftWire", "RaftCore", "SWIMCore", "ContactCenter", "Seeded"], exclude: ["DESIGN.md"]),
+        .target(name: "FuzzTargets", dependencies: ["Wire", "RaftWire", "RaftCore", "SWIMCore", "ContactCenter", "Channels", "Seeded"], exclude: ["DESIGN.md"]),
         // Pure: the load tester's thresholds, summary, arrivals, integrity ledger and recorder.
         .target(
             name: "LoadTestCore", dependencies: ["Seeded", .product(name: "Histogram", package: "hdrhistogram-swift")],

@@ -1,3 +1,6 @@
+#if canImport(Channels)
+import Channels
+#endif
 import ContactCenter
 import RaftCore
 import RaftWire
@@ -18,7 +21,7 @@ public struct FuzzTarget: Sendable {
 }
 
 public enum FuzzTargets {
-    public static let all: [FuzzTarget] = [raftMessage, raftPayload, raftSnapshot, clusterFrame, swimPacket, command, outcome]
+    public static let all: [FuzzTarget] = [raftMessage, raftPayload, raftSnapshot, clusterFrame, swimPacket, command, outcome] + providerTargets
 
     public static func named(_ name: String) -> FuzzTarget? { all.first { $0.name == name } }
 
@@ -113,6 +116,10 @@ public enum FuzzTargets {
                 CommandEnvelope(at: Timestamp(milliseconds: 2), actor: .agent(id: "a1"), idempotencyKey: "k", command: .setPresence(agentId: "a1", status: .available)),
                 CommandEnvelope(at: Timestamp(milliseconds: 3), actor: .system, command: .deleteSession(tokenHash: "x")),
                 CommandEnvelope(at: Timestamp(milliseconds: 4), actor: .admin, command: .createQueue(id: "q", name: "Ventas", skills: ["es"], priority: 2, channels: [.whatsapp, .sms])),
+                CommandEnvelope(at: Timestamp(milliseconds: 5), actor: .admin, command: .createInbox(id: "ib", name: "WA", channel: .whatsapp, queueId: "q", settings: ["phoneNumberId": "1", "appSecret": "s"], tokenHash: nil)),
+                CommandEnvelope(at: Timestamp(milliseconds: 6), actor: .channel, command: .inboundMessage(channel: .whatsapp, from: "+5491155550000", text: "hola", externalId: "wamid.1", name: "Lucía", contactId: "c", conversationId: "v", messageId: "m", inboxId: "ib", attachments: #"[{"kind":"image"}]"#)),
+                CommandEnvelope(at: Timestamp(milliseconds: 7), actor: .system, command: .outboxResult(messageId: "m", attempt: 2, result: .retry(reason: "HTTP 503", notBefore: Timestamp(milliseconds: 9)))),
+                CommandEnvelope(at: Timestamp(milliseconds: 8), actor: .channel, command: .deliveryStatus(inboxId: "ib", providerId: "wamid.2", status: .read, reason: nil)),
             ]
             return commands.map { $0.encoded() }
         })
@@ -127,6 +134,56 @@ public enum FuzzTargets {
             return outcomes.map { $0.encoded() }
         })
 }
+
+#if !canImport(Channels)
+extension FuzzTargets {
+    /// `scripts/fuzz.sh` compiles the pure modules alone; Channels needs swift-crypto, which it
+    /// does not build. The SwiftPM build (the test command) has them.
+    static let providerTargets: [FuzzTarget] = []
+}
+#else
+extension FuzzTargets {
+    static let providerTargets = [whatsAppWebhook, twilioWebhook, providerAnswer]
+
+    /// A WhatsApp Cloud API webhook body: decodes to events or throws (no encoder to round-trip).
+    public static let whatsAppWebhook = FuzzTarget(
+        name: "whatsapp-webhook", run: { _ = try? WhatsAppWebhook.decode($0) },
+        seeds: {
+            let message = #"{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},"contacts":[{"profile":{"name":"Lucía"},"wa_id":"5491155550000"}],"messages":[{"from":"5491155550000","id":"wamid.A","timestamp":"1749416383","type":"image","image":{"id":"m1","mime_type":"image/jpeg","caption":"foto"}}]},"field":"messages"}]}]}"#
+            let status = #"{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"1","phone_number_id":"1"},"statuses":[{"id":"wamid.B","status":"failed","timestamp":"1","recipient_id":"5491155550000","errors":[{"code":131026,"title":"Message undeliverable"}]}]},"field":"messages"}]}]}"#
+            return [Array(message.utf8), Array(status.utf8)]
+        })
+
+    /// A Twilio form body: read, then turned into an inbound message or a status, or refused.
+    public static let twilioWebhook = FuzzTarget(
+        name: "twilio-webhook",
+        run: { bytes in
+            guard let fields = try? TwilioWebhook.form(bytes) else { return }
+            _ = try? TwilioWebhook.event(fields)
+        },
+        seeds: {
+            [
+                Array("From=%2B15551234567&To=%2B15557654321&Body=Hola+%C2%BFc%C3%B3mo%3F&MessageSid=SM1&NumMedia=1&MediaUrl0=https%3A%2F%2Fapi.twilio.com%2Fm&MediaContentType0=image%2Fjpeg".utf8),
+                Array("MessageSid=SM1&MessageStatus=undelivered&ErrorCode=30003&AccountSid=AC1".utf8),
+            ]
+        })
+
+    /// A provider's answer to a send: sent, retry or failed, never a trap.
+    public static let providerAnswer = FuzzTarget(
+        name: "provider-answer",
+        run: { bytes in
+            let status = bytes.first.map { 200 + Int($0) * 2 } ?? 200
+            _ = WhatsAppSend.answer(status: status, body: Array(bytes.dropFirst()))
+            _ = TwilioSend.answer(status: status, body: Array(bytes.dropFirst()))
+        },
+        seeds: {
+            [
+                [0] + Array(#"{"messages":[{"id":"wamid.X"}]}"#.utf8), [0] + Array(#"{"sid":"SM1"}"#.utf8),
+                [100] + Array(#"{"error":{"message":"Invalid","code":190}}"#.utf8), [150] + Array(#"{"code":20500,"message":"x"}"#.utf8),
+            ]
+        })
+}
+#endif
 
 /// Deterministic mutation of seeds (SplitMix64): what the test command runs on every decoder,
 /// and a corpus generator for libFuzzer.
