@@ -176,8 +176,10 @@ let package = Package(
         .target(
             name: "Outbound",
             dependencies: [
-                "Channels", "ContactCenter", "NodeRuntime", "Storage",
+                "Channels", "ContactCenter", "NodeRuntime", "Storage", "ServerTLS",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "NIOCore", package: "swift-nio"),

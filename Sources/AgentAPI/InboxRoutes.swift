@@ -45,20 +45,28 @@ extension API {
             try requireAdmin(principal)
             let body = try await request.decodeJSON(CreateInboxBody.self, context: context)
             let channel = try Validate.enumValue(body.channel, Channel.self, field: "channel")
-            guard channel != .email, channel != .webchat else {
+            guard channel != .webchat else {
                 throw APIError(
                     .unprocessableContent, "channel_not_available",
-                    "\(channel.rawValue) inboxes are not available yet: whatsapp, sms and api inboxes are", field: "channel")
+                    "webchat inboxes are not available yet: whatsapp, sms, email and api inboxes are", field: "channel")
             }
             let member = InboxSettings.member(channel)
             let given: [String: String] =
                 switch member {
                 case "whatsapp": body.whatsapp ?? [:]
                 case "twilio": body.twilio ?? [:]
+                case "email": body.email ?? [:]
                 default: [:]
                 }
             if member == nil || member != "whatsapp", body.whatsapp != nil { throw APIError.invalid("whatsapp settings need a whatsapp inbox", field: "whatsapp") }
             if member != "twilio", body.twilio != nil { throw APIError.invalid("twilio settings need an sms inbox", field: "twilio") }
+            if member != "email", body.email != nil { throw APIError.invalid("email settings need an email inbox", field: "email") }
+            if let smtpPort = body.email?["smtpPort"], Int(smtpPort).map({ (1...65535).contains($0) }) != true {
+                throw APIError.invalid("email.smtpPort must be a port number, 1 to 65535", field: "email.smtpPort")
+            }
+            if let address = body.email?["address"], EmailInbound.mailbox(address)?.address != address.lowercased() {
+                throw APIError.invalid("email.address must be an e-mail address", field: "email.address")
+            }
             var settings: [String: String] = [:]
             for key in InboxSettings.keys(channel) {
                 if let value = given[key.name] {
@@ -72,8 +80,9 @@ extension API {
             for key in given.keys.sorted() where !InboxSettings.keys(channel).contains(where: { $0.name == key }) {
                 throw APIError.invalid("a \(channel.rawValue) inbox has no setting '\(key)'", field: "\(member ?? "settings").\(key)")
             }
-            // The api inbox's token is shown once, in this answer; only its hash is kept.
-            let token = channel == .api ? Secrets.token() : nil
+            // The token of an api or email inbox's webhook is shown once, in this answer; only its
+            // hash is kept.
+            let token = channel == .api || channel == .email ? Secrets.token() : nil
             let proposal = try await propose(
                 .createInbox(
                     id: Secrets.id("ib"), name: try Validate.name(body.name, field: "name"), channel: channel,
@@ -175,7 +184,8 @@ extension API {
             case .whatsapp: return try await whatsAppWebhook(request, inbox: inbox)
             case .sms: return try await twilioWebhook(request, inbox: inbox)
             case .api: return try await apiInboxWebhook(request, context: context, inbox: inbox)
-            case .email, .webchat:
+            case .email: return try await emailWebhook(request, inbox: inbox)
+            case .webchat:
                 throw APIError(.conflict, "channel_not_available", "\(inbox.channel.rawValue) inboxes do not take webhooks yet")
             }
         }
@@ -282,15 +292,73 @@ extension API {
         return JSONResponse.make(.object(["duplicate": .bool(duplicate)]), status: .accepted)
     }
 
+    /// SendGrid's Inbound Parse (`multipart/form-data`), authenticated with the inbox's token as
+    /// the password of HTTP basic auth (how SendGrid calls a URL with credentials) or as a bearer
+    /// token.
+    private func emailWebhook(_ request: Request, inbox: Inbox) async throws -> Response {
+        guard let expected = inbox.tokenHash, let token = Self.basicPassword(request) ?? bearerToken(request, allowQuery: false),
+            Secrets.constantTimeEquals(Secrets.tokenHash(token), expected)
+        else { throw APIError.unauthorized }
+        guard let boundary = EmailInbound.boundary(contentType: request.headers[.contentType]) else {
+            throw APIError(.badRequest, "malformed_webhook", "an inbound e-mail is multipart/form-data with a boundary")
+        }
+        let body = try await rawBody(request, max: EmailInbound.bodyBytesMax)
+        let email: EmailInbound.Message
+        do {
+            email = try EmailInbound.message(try EmailInbound.parts(body, boundary: boundary))
+        } catch {
+            throw APIError(.badRequest, "malformed_webhook", "not an inbound-parse e-mail: \(error.description)")
+        }
+        var metadata: [String: JSONValue] = [
+            "kind": .string("email"), "subject": .string(String(email.subject.prefix(998))), "messageId": .string(email.messageId),
+            "references": .strings(email.references + (email.inReplyTo.map { email.references.contains($0) ? [] : [$0] } ?? [])),
+        ]
+        if let name = email.fromName { metadata["fromName"] = .string(String(name.prefix(200))) }
+        var attachments: [JSONValue] = [.object(metadata)]
+        for file in email.attachments.prefix(20) {
+            attachments.append(.object([
+                "kind": .string(ChannelContent.kind(of: file.contentType)), "filename": .string(String(file.filename.prefix(200))),
+                "mimeType": .optional(file.contentType), "bytes": .int(file.bytes),
+            ]))
+        }
+        var text = email.text
+        if text.utf8.count > Limits.textBytesMax {
+            // Longer than a message holds: kept up to the bound, cut at a character.
+            var cut = ""
+            for character in text {
+                if cut.utf8.count + character.utf8.count > Limits.textBytesMax - 32 { break }
+                cut.append(character)
+            }
+            text = cut + "\n[truncated]"
+        }
+        let threads = (email.inReplyTo.map { [$0] } ?? []) + email.references.reversed()
+        let duplicate = try await deliverInbound(
+            inbox: inbox, from: email.fromAddress, text: text, externalId: email.messageId, name: email.fromName,
+            attachments: JSONValue.array(attachments).serialized, references: Array(threads.prefix(Limits.referencesMax)))
+        return JSONResponse.make(.object(["received": .int(duplicate ? 0 : 1), "duplicates": .int(duplicate ? 1 : 0)]))
+    }
+
+    /// The password of `Authorization: Basic`, if that is how the request authenticates.
+    static func basicPassword(_ request: Request) -> String? {
+        guard let header = request.headers[.authorization], header.hasPrefix("Basic "),
+            let decoded = Data(base64Encoded: String(header.dropFirst(6)).trimmingCharacters(in: .whitespaces)),
+            let text = String(data: decoded, encoding: .utf8), let colon = text.firstIndex(of: ":")
+        else { return nil }
+        return String(text[text.index(after: colon)...])
+    }
+
     /// Proposes a customer's message through `inbox`; true when it was a redelivery.
-    private func deliverInbound(inbox: Inbox, from: String, text: String, externalId: String, name: String?, attachments: String?) async throws -> Bool {
+    private func deliverInbound(
+        inbox: Inbox, from: String, text: String, externalId: String, name: String?, attachments: String?, references: [String] = []
+    ) async throws -> Bool {
         guard text.utf8.count <= Limits.textBytesMax, externalId.utf8.count <= Limits.nameBytesMax, from.utf8.count <= Limits.nameBytesMax else {
             throw APIError(.contentTooLarge, "message_too_large", "a message's text is over \(Limits.textBytesMax) bytes or its ids over \(Limits.nameBytesMax)")
         }
         let outcome = try await proposeChannel(.inboundMessage(
             channel: inbox.channel, from: from, text: text, externalId: externalId,
             name: name.map { String($0.utf8.prefix(Limits.nameBytesMax)) ?? "" }, contactId: Secrets.id("ct"),
-            conversationId: Secrets.id("cv"), messageId: Secrets.id("ms"), inboxId: inbox.id, attachments: attachments))
+            conversationId: Secrets.id("cv"), messageId: Secrets.id("ms"), inboxId: inbox.id, attachments: attachments,
+            references: references))
         guard case .inbound(_, _, let duplicate) = outcome else { throw APIError.from(outcome) }
         return duplicate
     }
@@ -342,12 +410,14 @@ enum ChannelContent {
     static func twilio(_ message: TwilioWebhook.InboundMessage) -> (text: String, attachments: String?) {
         guard !message.media.isEmpty else { return (message.body, nil) }
         let attachments = message.media.map { media -> JSONValue in
-            let kind = media.contentType.map { type in
-                ["image", "audio", "video"].first { type.hasPrefix($0 + "/") } ?? "document"
-            } ?? "document"
-            return .object(["kind": .string(kind), "url": .string(media.url), "mimeType": .optional(media.contentType)])
+            .object(["kind": .string(kind(of: media.contentType)), "url": .string(media.url), "mimeType": .optional(media.contentType)])
         }
         return (message.body, JSONValue.array(attachments).serialized)
+    }
+
+    /// image, audio or video by the MIME type's top level; anything else is a document.
+    static func kind(of contentType: String?) -> String {
+        contentType.flatMap { type in ["image", "audio", "video"].first { type.hasPrefix($0 + "/") } } ?? "document"
     }
 
     /// Twilio's message statuses: queued, accepted, scheduled and sending say nothing new.

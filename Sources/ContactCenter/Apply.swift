@@ -200,10 +200,11 @@ struct ApplyContext<Store: StateStore> {
         case .updateContact(let id, let name, let attributes, let expectedVersion):
             return try updateContact(id: id, name: name, attributes: attributes, expectedVersion: expectedVersion)
         case .inboundMessage(let channel, let from, let text, let externalId, let name, let contactId, let conversationId, let messageId,
-                             let inboxId, let attachments):
+                             let inboxId, let attachments, let references):
             return try inboundMessage(
                 channel: channel, from: from, text: text, externalId: externalId, name: name, newContactId: contactId,
-                newConversationId: conversationId, messageId: messageId, inboxId: inboxId, attachments: attachments)
+                newConversationId: conversationId, messageId: messageId, inboxId: inboxId, attachments: attachments,
+                references: references)
         case .postMessage(let conversationId, let messageId, let text, let isPrivate, let template):
             return try postMessage(conversationId: conversationId, messageId: messageId, text: text, isPrivate: isPrivate, template: template)
         case .createInbox(let id, let name, let channel, let queueId, let settings, let tokenHash):

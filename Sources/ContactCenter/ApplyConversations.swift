@@ -2,7 +2,7 @@
 extension ApplyContext {
     mutating func inboundMessage(
         channel: Channel, from: String, text: String, externalId: String, name: String?, newContactId: String,
-        newConversationId: String, messageId: String, inboxId: String? = nil, attachments: String? = nil
+        newConversationId: String, messageId: String, inboxId: String? = nil, attachments: String? = nil, references: [String] = []
     ) throws -> Outcome {
         switch actor {
         case .channel, .admin, .system: break
@@ -33,8 +33,19 @@ extension ApplyContext {
         }
         var conversation: Conversation
         let isNew: Bool
+        // An answer to a message of an open conversation joins it (an e-mail's In-Reply-To and
+        // References), whoever sends it; else the contact's open conversation on the channel.
+        var open: Conversation?
+        for reference in references.prefix(Limits.referencesMax) {
+            if let known = try store.externalMessage(channel: channel, externalId: reference),
+                let conversation = try store.conversation(id: known.conversationId), conversation.isOpen
+            {
+                open = conversation
+                break
+            }
+        }
         // A contact created just now has no conversation yet.
-        var open = contactIsNew ? nil : try store.openConversation(contactId: contactId, channel: channel)
+        if open == nil, !contactIsNew { open = try store.openConversation(contactId: contactId, channel: channel) }
         if let full = open, full.messageCount + 2 > Limits.conversationMessagesMax {
             // The customer's message and a bot reply would not fit: the full conversation is
             // resolved and the message starts a new one (a customer's message is never refused).

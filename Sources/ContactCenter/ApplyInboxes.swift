@@ -83,6 +83,9 @@ extension ApplyContext {
             let recipient = try store.contact(id: conversation.contactId)?.identifiers[inbox.channel.rawValue]
         else { return }
         message.delivery = Delivery(status: .queued)
+        if let emailId = inbox.emailMessageId(of: message.id) {
+            try store.insertExternalMessage(channel: .email, externalId: emailId, conversationId: conversation.id, messageId: message.id)
+        }
         try store.put(OutboxEntry(
             messageId: message.id, inboxId: inboxId, conversationId: conversation.id, recipient: recipient, text: message.text,
             template: template, attempts: 0, inFlight: false, notBefore: at, done: false, providerId: nil, createdIndex: index))

@@ -42,10 +42,13 @@ public enum Command: Sendable, Equatable {
     /// A customer's message from a channel webhook. `contactId`, `conversationId` and
     /// `messageId` are fresh ids, used only if apply needs to create those things.
     /// `inboxId`: the inbox it came through (replies leave through it); `attachments`: a JSON
-    /// array the node rendered from the provider's payload.
+    /// array the node rendered from the provider's payload; `references`: the ids of the
+    /// messages it answers (an e-mail's `In-Reply-To` and `References`, newest first), which
+    /// thread it into their open conversation.
     case inboundMessage(
         channel: Channel, from: String, text: String, externalId: String, name: String?,
-        contactId: String, conversationId: String, messageId: String, inboxId: String? = nil, attachments: String? = nil)
+        contactId: String, conversationId: String, messageId: String, inboxId: String? = nil, attachments: String? = nil,
+        references: [String] = [])
     /// `template`: a WhatsApp template (JSON `{"name", "language", "components"}`) sent instead
     /// of free text, allowed outside the 24-hour window.
     case postMessage(conversationId: String, messageId: String, text: String, isPrivate: Bool, template: String? = nil)
@@ -232,12 +235,12 @@ extension Command {
             writer.write(UInt8(9))
             writer.write(id); writer.write(name); writer.write(attributes); writer.write(expectedVersion)
         case .inboundMessage(let channel, let from, let text, let externalId, let name, let contactId, let conversationId, let messageId,
-                             let inboxId, let attachments):
+                             let inboxId, let attachments, let references):
             // Tag 10 was the layout without `inboxId` and `attachments` (still decoded).
             writer.write(UInt8(22))
             writer.write(channel.rawValue); writer.write(from); writer.write(text); writer.write(externalId)
             writer.write(name); writer.write(contactId); writer.write(conversationId); writer.write(messageId)
-            writer.write(inboxId); writer.write(attachments)
+            writer.write(inboxId); writer.write(attachments); writer.write(references)
         case .postMessage(let conversationId, let messageId, let text, let isPrivate, let template):
             // Tag 11 was the layout without `template` (still decoded).
             writer.write(UInt8(23))
@@ -356,9 +359,10 @@ extension Command {
             let conversationId = try reader.readString(), messageId = try reader.readString()
             let inboxId = tag == 22 ? try reader.readOptionalString() : nil
             let attachments = tag == 22 ? try reader.readOptionalString() : nil
+            let references = tag == 22 ? try reader.readStrings() : []
             return .inboundMessage(
                 channel: channel, from: from, text: text, externalId: externalId, name: name, contactId: contactId,
-                conversationId: conversationId, messageId: messageId, inboxId: inboxId, attachments: attachments)
+                conversationId: conversationId, messageId: messageId, inboxId: inboxId, attachments: attachments, references: references)
         case let tag where tag == 11 || tag == 23:
             let conversationId = try reader.readString(), messageId = try reader.readString(), text = try reader.readString()
             let isPrivate = try reader.readBool()

@@ -32,8 +32,16 @@ public struct Inbox: Sendable, Equatable {
         self.updatedAt = updatedAt
     }
 
-    /// Replies written in this inbox's conversations leave through a provider.
-    public var sendsReplies: Bool { InboxSettings.sendsReplies(channel) }
+    /// Replies written in this inbox's conversations leave through a provider (an e-mail inbox
+    /// once it names its SMTP relay).
+    public var sendsReplies: Bool { InboxSettings.sendsReplies(channel) || (channel == .email && settings["smtpHost"] != nil) }
+
+    /// The `Message-ID` of a reply sent from this e-mail inbox: fixed by the message id, so
+    /// every attempt sends the same one, and the customer's answer threads back by it.
+    public func emailMessageId(of messageId: String) -> String? {
+        guard channel == .email, let address = settings["address"], let at = address.lastIndex(of: "@") else { return nil }
+        return "<\(messageId)@\(address[address.index(after: at)...])>"
+    }
 }
 
 /// The settings each channel's inbox takes: every key, which are required, which are secret,
@@ -84,6 +92,8 @@ public enum InboxSettings {
                 Key(name: "smtpPort", required: false, secret: false, defaultValue: "587"),
                 Key(name: "smtpUsername", required: false, secret: false),
                 Key(name: "smtpPassword", required: false, secret: true),
+                // A PEM file of CA certificates on each node, to trust a private relay.
+                Key(name: "smtpCaFile", required: false, secret: false),
             ]
         case .webchat:
             [Key(name: "title", required: false, secret: false, defaultValue: "Chat")]

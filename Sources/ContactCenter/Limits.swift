@@ -38,6 +38,8 @@ public enum Limits {
     /// A stored password hash (an Argon2id PHC string is about 100 bytes; a PBKDF2 one from
     /// before, up to about 180).
     public static let passwordHashBytesMax = 512
+    /// Message ids an inbound message may name as the ones it answers.
+    public static let referencesMax = 20
     /// Inboxes in the cluster.
     public static let inboxesMax = 1_000
     /// WhatsApp's customer-service window: free text only this long after the customer's last

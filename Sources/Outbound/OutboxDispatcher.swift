@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Channels
 import ContactCenter
+import Foundation
 import Logging
 import Metrics
 import NIOCore
@@ -117,8 +118,10 @@ public final class OutboxDispatcher: Service, Sendable {
                 possibleDuplicates.increment()
                 logger.warning("resuming a reply whose last attempt has no result: the customer may get it twice", metadata: metadata)
             }
-            let answer: ProviderAnswer
-            if let inbox, let request = Self.request(for: entry, inbox: inbox) {
+            var answer: ProviderAnswer
+            if let inbox, inbox.channel == .email {
+                answer = await sendEmail(entry, inbox: inbox)
+            } else if let inbox, let request = Self.request(for: entry, inbox: inbox) {
                 answer = await send(request)
             } else {
                 answer = .failed(reason: inbox == nil ? "inbox_deleted: the inbox was deleted" : "the inbox lacks a setting its provider needs")
@@ -175,6 +178,33 @@ public final class OutboxDispatcher: Service, Sendable {
         }
     }
 
+    /// An e-mail reply, threaded under the customer's newest e-mail in the conversation, through
+    /// the inbox's SMTP relay. Its provider id is its `Message-ID`, the same on every attempt.
+    private func sendEmail(_ entry: OutboxEntry, inbox: Inbox) async -> ProviderAnswer {
+        let settings = inbox.settings
+        guard let address = settings["address"], let host = settings["smtpHost"], let messageId = inbox.emailMessageId(of: entry.messageId) else {
+            return .failed(reason: "the e-mail inbox names no SMTP relay")
+        }
+        let thread: EmailThread
+        do {
+            thread = try await node.state.read { reader in
+                let page = try reader.messages(conversationId: entry.conversationId, before: nil, limit: 200)?.messages ?? []
+                return EmailThread(page.reversed().first { $0.author == .customer && $0.attachments?.contains(#""kind":"email""#) == true })
+            }
+        } catch {
+            return .retry(reason: "cannot read the conversation: \(error)")
+        }
+        let message = EmailMessage.render(
+            from: address, fromName: inbox.name, to: entry.recipient, subject: thread.subject, text: entry.text, messageId: messageId,
+            inReplyTo: thread.messageId, references: thread.references, date: Date(timeIntervalSince1970: Double(node.now().milliseconds) / 1000))
+        let relay = SMTPRelay(
+            host: host, port: settings["smtpPort"].flatMap { Int($0) } ?? 587, username: settings["smtpUsername"],
+            password: settings["smtpPassword"], caFile: settings["smtpCaFile"], heloName: node.id)
+        let answer = await SMTPClient.send(relay: relay, from: address, to: entry.recipient, message: message, timeout: configuration.sendTimeout)
+        if case .sent = answer { return .sent(id: messageId) }
+        return answer
+    }
+
     private func send(_ provider: ProviderRequest) async -> ProviderAnswer {
         var request = HTTPClientRequest(url: provider.url)
         request.method = .POST
@@ -218,4 +248,21 @@ struct TokenBucket {
 extension Duration {
     var milliseconds: Int64 { components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000 }
     var nanoseconds: Int64 { components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000 }
+}
+
+/// What a reply threads under: the subject, `Message-ID` and `References` of the customer's
+/// newest e-mail, as the webhook kept them with the message.
+struct EmailThread: Sendable {
+    var subject = ""
+    var messageId: String?
+    var references: [String] = []
+
+    init(_ message: Message?) {
+        guard let text = message?.attachments, let list = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [[String: Any]],
+            let email = list.first(where: { $0["kind"] as? String == "email" })
+        else { return }
+        subject = email["subject"] as? String ?? ""
+        messageId = email["messageId"] as? String
+        references = email["references"] as? [String] ?? []
+    }
 }

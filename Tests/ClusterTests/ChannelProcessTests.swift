@@ -1,5 +1,6 @@
 import Channels
 import Foundation
+import ServerTLS
 import XCTest
 
 #if canImport(FoundationNetworking)
@@ -19,11 +20,11 @@ final class ChannelProcessTests: XCTestCase {
         let process = Process()
         let port: Int
 
-        init() throws {
+        init(script name: String = "provider-sim.py", arguments: [String] = []) throws {
             let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-                .appendingPathComponent("loadtest/provider-sim.py").path
+                .appendingPathComponent("loadtest/\(name)").path
             process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = ["python3", script, "--port", "0"]
+            process.arguments = ["python3", script, "--port", "0"] + arguments
             let output = Pipe()
             process.standardOutput = output
             try process.run()
@@ -34,7 +35,7 @@ final class ChannelProcessTests: XCTestCase {
             let text = String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
             guard text.hasPrefix("listening "), let port = Int(text.dropFirst("listening ".count)) else {
                 process.terminate()
-                throw XCTSkip("the provider simulator did not start: '\(text)'")
+                throw XCTSkip("\(name) did not start: '\(text)'")
             }
             self.port = port
         }
@@ -289,5 +290,112 @@ final class ChannelProcessTests: XCTestCase {
         let newLeader = try XCTUnwrap(leaderAfter)
         let metrics = await cluster.text(newLeader, "/metrics")
         XCTAssertTrue(metrics.contains("switchboard_outbox_possible_duplicates_total 1"), "counted on the new leader: \(metrics.split(separator: "\n").filter { $0.contains("outbox") })")
+    }
+
+    /// A multipart/form-data body as SendGrid's Inbound Parse posts it.
+    private static func inboundParse(boundary: String, fields: [(String, String)], file: (String, String, String)?) -> String {
+        var body = ""
+        for (name, value) in fields {
+            body += "--\(boundary)\r\nContent-Disposition: form-data; name=\"\(name)\"\r\n\r\n\(value)\r\n"
+        }
+        if let (name, filename, content) = file {
+            body += "--\(boundary)\r\nContent-Disposition: form-data; name=\"\(name)\"; filename=\"\(filename)\"\r\nContent-Type: application/pdf\r\n\r\n\(content)\r\n"
+        }
+        return body + "--\(boundary)--\r\n"
+    }
+
+    func testEmailInThreadsAndRepliesLeaveThroughAnSMTPRelayOverSTARTTLS() async throws {
+        let directory = NSTemporaryDirectory() + "switchboard-smtp-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let ca = try LocalCA(directory: directory)
+        _ = try ca.ensureCertificate(member: "relay", hosts: ["127.0.0.1"])
+        let sink = directory + "/messages.jsonl"
+        let relay = try ProviderSimulator(script: "smtp-sink.py", arguments: [
+            "--out", sink, "--cert", ca.certificatePath("relay"), "--key", ca.keyPath("relay"), "--user", "relay-user", "--password", "relay-pass",
+        ])
+        let simulator = try ProviderSimulator()
+        let cluster = ProcessCluster()
+        defer { cluster.tearDown() }
+        let (agentToken, _) = try await setUp(cluster, simulator: simulator)
+        let created = try await cluster.request("n1", "POST", "/v1/inboxes", body: """
+            {"name":"Soporte","channel":"email","email":{"address":"soporte@tienda.example","smtpHost":"127.0.0.1",
+            "smtpPort":"\(relay.port)","smtpUsername":"relay-user","smtpPassword":"relay-pass","smtpCaFile":"\(ca.caCertificatePath)"}}
+            """)
+        XCTAssertEqual(created.status, 201, "\(created.json)")
+        XCTAssertEqual(created.json["secrets"] as? [String], ["smtpPassword"])
+        let token = try XCTUnwrap(created.json["token"] as? String, "the webhook's token is in the first answer: \(created.json)")
+        let webhook = "/v1/inboxes/\(created.json["id"] as? String ?? "")/webhook"
+        let shown = try await cluster.request("n2", "GET", "/v1/inboxes/\(created.json["id"] as? String ?? "")")
+        XCTAssertNil(shown.json["token"], "never shown again")
+
+        // A long e-mail (250,000 bytes of text) with an attachment, as Inbound Parse posts it.
+        let long = String(repeating: "Detalle del pedido, línea larga. ", count: 7_600).prefix(249_990) + " FIN"
+        let boundary = "xYzZY"
+        let body = Self.inboundParse(
+            boundary: boundary,
+            fields: [
+                ("headers", "Received: by mx.example\nMessage-ID: <CA+lucia-1@mail.example.com>\nSubject: Pedido 1234\nFrom: Lucía Pérez <lucia@example.com>"),
+                ("from", "Lucía Pérez <Lucia@Example.com>"), ("to", "soporte@tienda.example"), ("subject", "Pedido 1234"),
+                ("text", String(long)), ("attachments", "1"),
+            ],
+            file: ("attachment1", "factura.pdf", "%PDF-1.4 fake"))
+        let headers = ["Content-Type": "multipart/form-data; boundary=\(boundary)"]
+        let basic = { (password: String) in "Basic " + Data("sendgrid:\(password)".utf8).base64EncodedString() }
+        let refused = try await cluster.request("n3", "POST", webhook, body: body, token: nil, headers: headers.merging(["Authorization": basic("wrong")]) { $1 })
+        XCTAssertEqual(refused.status, 401)
+        let accepted = try await cluster.request("n3", "POST", webhook, body: body, token: nil, headers: headers.merging(["Authorization": basic(token)]) { $1 })
+        XCTAssertEqual(accepted.status, 200, "\(accepted.json)")
+        XCTAssertEqual(accepted.json["received"] as? Int, 1)
+
+        let list = try await cluster.request("n1", "GET", "/v1/conversations")
+        let conversation = try XCTUnwrap((list.json["items"] as? [[String: Any]])?.first { $0["channel"] as? String == "email" }, "\(list.json)")
+        let conversationId = try XCTUnwrap(conversation["id"] as? String)
+        let stored = try await messages(cluster, "n2", conversationId)
+        XCTAssertEqual((stored.first?["text"] as? String)?.utf8.count, long.utf8.count, "a long e-mail is kept whole")
+        let kinds = (stored.first?["attachments"] as? [[String: Any]])?.compactMap { $0["kind"] as? String }
+        XCTAssertEqual(kinds, ["email", "document"], "\(stored.first?["attachments"] ?? "none")")
+
+        let reply = try await cluster.request(
+            "n1", "POST", "/v1/conversations/\(conversationId)/messages", body: #"{"text":"Hola Lucía, tu pedido 1234 sale mañana."}"#,
+            token: agentToken)
+        XCTAssertEqual(reply.status, 201, "\(reply.json)")
+        let replyId = try XCTUnwrap(reply.json["id"] as? String)
+        try await cluster.waitUntil("the relay got the reply", seconds: 15) {
+            ((try? String(contentsOfFile: sink, encoding: .utf8)) ?? "").contains("\n")
+        }
+        let line = try XCTUnwrap(try String(contentsOfFile: sink, encoding: .utf8).split(separator: "\n").first)
+        let mail = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        XCTAssertEqual(mail["to"] as? [String], ["lucia@example.com"])
+        XCTAssertEqual(mail["from"] as? String, "soporte@tienda.example")
+        XCTAssertEqual(mail["tls"] as? Bool, true, "STARTTLS was used")
+        XCTAssertEqual(mail["login"] as? String, "relay-user", "AUTH over TLS")
+        let data = mail["data"] as? String ?? ""
+        for header in ["In-Reply-To: <CA+lucia-1@mail.example.com>", "References: <CA+lucia-1@mail.example.com>", "Subject: Re: Pedido 1234",
+                       "Message-ID: <\(replyId)@tienda.example>", "To: lucia@example.com"] {
+            XCTAssertTrue(data.contains(header), "the reply carries '\(header)': \(data.prefix(800))")
+        }
+        let encodedBody = data.components(separatedBy: "\r\n\r\n").dropFirst().joined().replacingOccurrences(of: "\r\n", with: "")
+        XCTAssertEqual(Data(base64Encoded: encodedBody).map { String(decoding: $0, as: UTF8.self) }, "Hola Lucía, tu pedido 1234 sale mañana.")
+        try await cluster.waitUntil("the e-mail reply is sent") {
+            let message = try? await self.messages(cluster, "n1", conversationId).first { $0["id"] as? String == replyId }
+            return (message?["delivery"] as? [String: Any])?["status"] as? String == "sent"
+        }
+
+        // Lucía answers from her work address, In-Reply-To our reply: the same conversation.
+        let answer = Self.inboundParse(
+            boundary: boundary,
+            fields: [
+                ("headers", "Message-ID: <CA+lucia-2@work.example>\nIn-Reply-To: <\(replyId)@tienda.example>\nReferences: <CA+lucia-1@mail.example.com> <\(replyId)@tienda.example>"),
+                ("from", "Lucía <lucia.perez@work.example>"), ("to", "soporte@tienda.example"), ("subject", "Re: Pedido 1234"), ("text", "¡Gracias!"),
+            ],
+            file: nil)
+        let threaded = try await cluster.request("n2", "POST", webhook, body: answer, token: nil, headers: headers.merging(["Authorization": basic(token)]) { $1 })
+        XCTAssertEqual(threaded.status, 200, "\(threaded.json)")
+        let after = try await cluster.request("n1", "GET", "/v1/conversations")
+        let emailConversations = (after.json["items"] as? [[String: Any]])?.filter { $0["channel"] as? String == "email" } ?? []
+        XCTAssertEqual(emailConversations.count, 1, "threaded by In-Reply-To into the open conversation: \(emailConversations)")
+        let last = try await messages(cluster, "n3", conversationId).last
+        XCTAssertEqual(last?["text"] as? String, "¡Gracias!")
     }
 }
