@@ -335,7 +335,7 @@ extension API {
         let duplicate = try await deliverInbound(
             inbox: inbox, from: email.fromAddress, text: text, externalId: email.messageId, name: email.fromName,
             attachments: JSONValue.array(attachments).serialized, references: Array(threads.prefix(Limits.referencesMax)))
-        return JSONResponse.make(.object(["received": .int(duplicate ? 0 : 1), "duplicates": .int(duplicate ? 1 : 0)]))
+        return JSONResponse.make(.object(["received": .int(duplicate ? 0 : 1), "duplicates": .int(duplicate ? 1 : 0), "statuses": .int(0)]))
     }
 
     /// The password of `Authorization: Basic`, if that is how the request authenticates.
