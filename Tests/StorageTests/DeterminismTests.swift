@@ -36,6 +36,11 @@ final class DeterminismTests: XCTestCase {
         }
         add(.createQueue(id: "qany", name: "any", skills: [], priority: 0, channels: [.api]))
         add(.createRule(id: "r1", name: "bill", keywords: ["factura"], action: .route, reply: nil, queueId: "q0", order: 1))
+        add(.createRule(id: "r2", name: "hours", keywords: ["ayuda"], action: .handoff, reply: "9 a 18", queueId: nil, order: 2))
+        // Inboxes that send replies: their conversations' public replies go to the outbox.
+        add(.createInbox(id: "ib_whatsapp", name: "wa", channel: .whatsapp, queueId: "q1", settings: ["phoneNumberId": "1", "accessToken": "t", "appSecret": "s", "verifyToken": "v"], tokenHash: nil))
+        add(.createInbox(id: "ib_sms", name: "sms", channel: .sms, queueId: nil, settings: ["accountSid": "AC", "authToken": "t", "from": "+1"], tokenHash: nil))
+        var replies: [String] = []
         for agent in agents {
             add(.createAgent(
                 id: agent, name: agent, email: "\(agent)@x.io", passwordHash: "h", role: .agent,
@@ -53,7 +58,8 @@ final class DeterminismTests: XCTestCase {
                 add(.inboundMessage(
                     channel: channel, from: "+\(Int.random(in: 0..<15, using: &random))", text: text,
                     externalId: "e\(Int.random(in: 0..<(count / 2), using: &random))", name: nil, contactId: "ct\(step)",
-                    conversationId: "cv\(step)", messageId: "ms\(step)"), .channel)
+                    conversationId: "cv\(step)", messageId: "ms\(step)",
+                    inboxId: channel == .whatsapp || channel == .sms ? "ib_\(channel.rawValue)" : nil), .channel)
             case 3:
                 add(.setPresence(agentId: agent, status: Presence.allCases.randomElement(using: &random)!), .agent(id: agent))
             case 4:
@@ -67,9 +73,10 @@ final class DeterminismTests: XCTestCase {
             case 7:
                 if let conversation = conversations.randomElement(using: &random) {
                     add(.postMessage(conversationId: conversation, messageId: "pm\(step)", text: "ok", isPrivate: false), .agent(id: agent), key: key)
+                    replies.append("pm\(step)")
                 }
             case 8:
-                switch Int.random(in: 0..<6, using: &random) {
+                switch Int.random(in: 0..<8, using: &random) {
                 case 0:
                     // Disabled and enabled again: sessions end, conversations go back to queues.
                     add(.updateAgent(
@@ -81,6 +88,21 @@ final class DeterminismTests: XCTestCase {
                     add(.deleteSession(tokenHash: "t\(Int.random(in: 0..<max(1, step), using: &random))"), .agent(id: agent))
                 case 3:
                     add(.expire(warnSessionsThrough: Timestamp(milliseconds: clock + 60_000)), .system)
+                case 6, 7:
+                    // The leader's dispatcher and the providers' statuses, stale ones included.
+                    guard let reply = replies.randomElement(using: &random) else { break }
+                    let attempt = Int.random(in: 1...3, using: &random)
+                    switch Int.random(in: 0..<4, using: &random) {
+                    case 0: add(.outboxAttempt(messageId: reply, attempt: attempt), .system)
+                    case 1: add(.outboxResult(messageId: reply, attempt: attempt, result: .sent(providerId: "p-\(reply)")), .system)
+                    case 2:
+                        add(.outboxResult(
+                            messageId: reply, attempt: attempt, result: .retry(reason: "503", notBefore: Timestamp(milliseconds: clock + 1000))), .system)
+                    default:
+                        add(.deliveryStatus(
+                            inboxId: ["ib_whatsapp", "ib_sms"].randomElement(using: &random)!, providerId: "p-\(reply)",
+                            status: DeliveryStatus.allCases.randomElement(using: &random)!, reason: nil), .channel)
+                    }
                 case 4 where Bool.random(using: &random):
                     add(.upgradePasswordHash(agentId: agent, from: "x", to: "pbkdf2-sha512$\(step)$00$00"), .agent(id: agent))
                 default:
