@@ -128,7 +128,7 @@ class Handler(BaseHTTPRequestHandler):
             return self.answer(400, {"error": {"message": "(#100) " + "; ".join(problems), "type": "OAuthException", "code": 100}})
         wamid = next_id("wamid.")
         with lock:
-            sent.append({"provider": "whatsapp", "id": wamid, "phoneNumberId": phone_number_id, "to": to, "type": kind,
+            sent.append({"provider": "whatsapp", "id": wamid, "receivedAt": time.time(), "phoneNumberId": phone_number_id, "to": to, "type": kind,
                          "text": (message.get("text") or {}).get("body"), "template": message.get("template")})
         self.answer(200, {"messaging_product": "whatsapp", "contacts": [{"input": to, "wa_id": to}], "messages": [{"id": wamid}]})
 
@@ -143,7 +143,7 @@ class Handler(BaseHTTPRequestHandler):
                                          "more_info": "https://www.twilio.com/docs/errors/21602", "status": 400})
         sid = next_id("SM")
         with lock:
-            sent.append({"provider": "twilio", "id": sid, "to": form["To"], "from": form["From"], "text": form["Body"],
+            sent.append({"provider": "twilio", "id": sid, "receivedAt": time.time(), "to": form["To"], "from": form["From"], "text": form["Body"],
                          "statusCallback": form.get("StatusCallback")})
         self.answer(201, {"sid": sid, "account_sid": account_sid, "to": form["To"], "from": form["From"], "body": form["Body"],
                           "status": "queued", "num_segments": "1", "direction": "outbound-api", "api_version": "2010-04-01",

@@ -122,11 +122,13 @@ public struct API: Sendable {
     /// renders errors and counts requests.
     public func router(metrics: APIMetrics) -> Router<APIRequestContext> {
         let router = Router(context: APIRequestContext.self)
+        router.add(middleware: WebChatCORSMiddleware())
         router.add(middleware: APIMiddleware(node: node, metrics: metrics, logger: logger))
         addHealthRoutes(to: router, metrics: metrics)
         addAgentRoutes(to: router)
         addDirectoryRoutes(to: router)
         addInboxRoutes(to: router)
+        addWebChatRoutes(to: router)
         addConversationRoutes(to: router)
         addEventRoutes(to: router, metrics: metrics)
         return router

@@ -45,22 +45,19 @@ extension API {
             try requireAdmin(principal)
             let body = try await request.decodeJSON(CreateInboxBody.self, context: context)
             let channel = try Validate.enumValue(body.channel, Channel.self, field: "channel")
-            guard channel != .webchat else {
-                throw APIError(
-                    .unprocessableContent, "channel_not_available",
-                    "webchat inboxes are not available yet: whatsapp, sms, email and api inboxes are", field: "channel")
-            }
             let member = InboxSettings.member(channel)
             let given: [String: String] =
                 switch member {
                 case "whatsapp": body.whatsapp ?? [:]
                 case "twilio": body.twilio ?? [:]
                 case "email": body.email ?? [:]
+                case "webchat": body.webchat ?? [:]
                 default: [:]
                 }
             if member == nil || member != "whatsapp", body.whatsapp != nil { throw APIError.invalid("whatsapp settings need a whatsapp inbox", field: "whatsapp") }
             if member != "twilio", body.twilio != nil { throw APIError.invalid("twilio settings need an sms inbox", field: "twilio") }
             if member != "email", body.email != nil { throw APIError.invalid("email settings need an email inbox", field: "email") }
+            if member != "webchat", body.webchat != nil { throw APIError.invalid("webchat settings need a webchat inbox", field: "webchat") }
             if let smtpPort = body.email?["smtpPort"], Int(smtpPort).map({ (1...65535).contains($0) }) != true {
                 throw APIError.invalid("email.smtpPort must be a port number, 1 to 65535", field: "email.smtpPort")
             }
@@ -186,7 +183,7 @@ extension API {
             case .api: return try await apiInboxWebhook(request, context: context, inbox: inbox)
             case .email: return try await emailWebhook(request, inbox: inbox)
             case .webchat:
-                throw APIError(.conflict, "channel_not_available", "\(inbox.channel.rawValue) inboxes do not take webhooks yet")
+                throw APIError(.conflict, "channel_not_available", "a webchat inbox's visitors write through /v1/webchat/\(inbox.id)/messages")
             }
         }
     }

@@ -22,7 +22,13 @@ public final class EventHub: Sendable {
         var byAudience: [String: [Int: EventSubscription]] = [:]
         var everyone: [Int: EventSubscription] = [:]
         var count = 0
+        /// Subscriptions to one conversation's messages (web chat visitors), under the audience
+        /// key `conversation:<id>`.
+        var conversations = 0
     }
+
+    /// The audience key of a conversation's message events (a web chat visitor's socket).
+    public static func conversationAudience(_ conversationId: String) -> String { "conversation:" + conversationId }
 
     private let state = Mutex(State())
 
@@ -40,6 +46,7 @@ public final class EventHub: Sendable {
             let subscription = EventSubscription(id: state.nextId, audience: audience, hub: self)
             if let audience {
                 state.byAudience[audience, default: [:]][state.nextId] = subscription
+                if audience.hasPrefix("conversation:") { state.conversations += 1 }
             } else {
                 state.everyone[state.nextId] = subscription
             }
@@ -53,6 +60,7 @@ public final class EventHub: Sendable {
             if let audience = subscription.audience {
                 guard state.byAudience[audience]?.removeValue(forKey: subscription.id) != nil else { return }
                 if state.byAudience[audience]?.isEmpty == true { state.byAudience[audience] = nil }
+                if audience.hasPrefix("conversation:") { state.conversations -= 1 }
             } else {
                 guard state.everyone.removeValue(forKey: subscription.id) != nil else { return }
             }
@@ -67,6 +75,14 @@ public final class EventHub: Sendable {
         for event in events {
             if let audience = event.audienceAgentId { byAudience[audience, default: []].append(event) }
         }
+        if state.withLock({ $0.conversations }) > 0 {
+            // Message events also go to the sockets watching their conversation.
+            for event in events where event.type == .messageCreated || event.type == .messageUpdated {
+                if let conversationId = Self.conversationId(inMessageEvent: event.data) {
+                    byAudience[Self.conversationAudience(conversationId), default: []].append(event)
+                }
+            }
+        }
         let (targets, everyone) = state.withLock { state in
             (
                 byAudience.compactMap { audience, events in state.byAudience[audience].map { (Array($0.values), events) } },
@@ -77,6 +93,16 @@ public final class EventHub: Sendable {
             for subscription in subscriptions { subscription.deliver(events) }
         }
         for subscription in everyone { subscription.deliver(events) }
+    }
+}
+
+extension EventHub {
+    /// The `conversationId` of a message event's data (`{"message":{...,"conversationId":"cv_..."}}`,
+    /// rendered by apply with its keys in order), found without parsing the JSON.
+    static func conversationId(inMessageEvent data: String) -> String? {
+        let marker = #""conversationId":""#
+        guard let start = data.range(of: marker)?.upperBound, let end = data[start...].firstIndex(of: "\"") else { return nil }
+        return String(data[start..<end])
     }
 }
 

@@ -1,7 +1,14 @@
 import Channels
 import Foundation
+import HummingbirdWSClient
+import Logging
 import ServerTLS
+import Wire
 import XCTest
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 #if canImport(FoundationNetworking)
 import FoundationNetworking
@@ -398,4 +405,111 @@ final class ChannelProcessTests: XCTestCase {
         let last = try await messages(cluster, "n3", conversationId).last
         XCTAssertEqual(last?["text"] as? String, "¡Gracias!")
     }
+
+    func testAWebChatVisitorTalksWithAnAgentLiveAndSeesOnlyTheirOwnConversation() async throws {
+        let simulator = try ProviderSimulator()
+        let cluster = ProcessCluster()
+        defer { cluster.tearDown() }
+        let (agentToken, _) = try await setUp(cluster, simulator: simulator)
+        let created = try await cluster.request("n1", "POST", "/v1/inboxes", body: #"{"name":"Web","channel":"webchat","webchat":{"title":"Tienda"}}"#)
+        XCTAssertEqual(created.status, 201, "\(created.json)")
+        let inbox = try XCTUnwrap(created.json["id"] as? String)
+
+        // The widget: one file from any node, callable from the business's own site.
+        let widget = await cluster.text("n2", "/widget.js")
+        XCTAssertTrue(widget.contains("data-inbox") && widget.contains("/v1/webchat/"), "the widget script: \(widget.prefix(200))")
+        XCTAssertLessThan(widget.utf8.count, 32 << 10, "one small file")
+        XCTAssertFalse(widget.contains("https://cdn") || widget.contains("<link"), "no external assets")
+        let preflight = try await cluster.request(
+            "n2", "OPTIONS", "/v1/webchat/\(inbox)/messages", token: nil,
+            headers: ["Origin": "https://tienda.example", "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization,content-type"])
+        XCTAssertEqual(preflight.status, 204)
+        XCTAssertEqual(preflight.headers["Access-Control-Allow-Origin"] as? String, "*")
+
+        let visitor = try await cluster.request("n2", "POST", "/v1/webchat/\(inbox)/visitors", token: nil)
+        XCTAssertEqual(visitor.status, 201, "\(visitor.json)")
+        XCTAssertEqual(visitor.json["title"] as? String, "Tienda")
+        let token = try XCTUnwrap(visitor.json["token"] as? String)
+        let first = try await cluster.request("n3", "POST", "/v1/webchat/\(inbox)/messages", body: #"{"text":"Hola, ¿tienen stock?","id":"w-1"}"#, token: token)
+        XCTAssertEqual(first.status, 202, "\(first.json)")
+        let conversationId = try XCTUnwrap(first.json["conversationId"] as? String)
+        let retried = try await cluster.request("n1", "POST", "/v1/webchat/\(inbox)/messages", body: #"{"text":"Hola, ¿tienen stock?","id":"w-1"}"#, token: token)
+        XCTAssertEqual(retried.json["duplicate"] as? Bool, true, "the widget's retry is stored once: \(retried.json)")
+
+        // The visitor's socket, on another node than the agent's reply.
+        let frames = EventTexts()
+        let url = "ws://\(cluster.member("n3").api)/v1/webchat/\(inbox)/events?token=\(token)&conversation=\(conversationId)"
+        let socket = Task {
+            _ = try? await WebSocketClient.connect(url: url, logger: Logger(label: "visitor")) { inbound, _, _ in
+                frames.opened()
+                for try await message in inbound.messages(maxSize: 1 << 20) {
+                    if case .text(let text) = message { frames.add(text) }
+                }
+            }
+        }
+        defer { socket.cancel() }
+        try await cluster.waitUntil("the visitor's socket is open", seconds: 10) { frames.isOpen }
+        let note = try await cluster.request(
+            "n1", "POST", "/v1/conversations/\(conversationId)/messages", body: #"{"text":"nota interna: cliente nuevo","private":true}"#, token: agentToken)
+        XCTAssertEqual(note.status, 201, "\(note.json)")
+        let reply = try await cluster.request(
+            "n1", "POST", "/v1/conversations/\(conversationId)/messages", body: #"{"text":"¡Hola! Sí, hay stock."}"#, token: agentToken)
+        XCTAssertEqual(reply.status, 201, "\(reply.json)")
+        try await cluster.waitUntil("the reply reaches the visitor live", seconds: 5) { frames.all.contains { $0.contains("Sí, hay stock") } }
+        let live = frames.all.joined(separator: "\n")
+        XCTAssertTrue(live.contains(#""agentName":"Ana""#), "the visitor sees the agent's name: \(live)")
+        XCTAssertFalse(live.contains("nota interna"), "a private note never reaches the visitor: \(live)")
+        XCTAssertFalse(live.contains("ag_"), "no agent id: \(live)")
+
+        // Reading the conversation again (the widget's resume) gives every public message once.
+        let read = try await cluster.request("n2", "GET", "/v1/webchat/\(inbox)/conversation", token: token)
+        let texts = (read.json["messages"] as? [[String: Any]])?.compactMap { $0["text"] as? String }
+        XCTAssertEqual(texts, ["Hola, ¿tienen stock?", "¡Hola! Sí, hay stock."], "\(read.json)")
+
+        // Another visitor sees none of it.
+        let stranger = try await cluster.request("n1", "POST", "/v1/webchat/\(inbox)/visitors", token: nil)
+        let strangerToken = try XCTUnwrap(stranger.json["token"] as? String)
+        let nothing = try await cluster.request("n1", "GET", "/v1/webchat/\(inbox)/conversation", token: strangerToken)
+        XCTAssertTrue(nothing.json["conversation"] is NSNull, "\(nothing.json)")
+        let api = try XCTUnwrap(HostPort(cluster.member("n1").api))
+        let refused = try Self.upgradeStatusLine(
+            host: api.host, port: api.port, path: "/v1/webchat/\(inbox)/events?token=\(strangerToken)&conversation=\(conversationId)")
+        XCTAssertTrue(refused.hasPrefix("HTTP/1.1 4"), "another visitor's conversation is refused before the upgrade: \(refused)")
+        let mine = try Self.upgradeStatusLine(
+            host: api.host, port: api.port, path: "/v1/webchat/\(inbox)/events?token=\(token)&conversation=\(conversationId)")
+        XCTAssertTrue(mine.hasPrefix("HTTP/1.1 101"), "the visitor's own: \(mine)")
+    }
+
+    /// The status line a WebSocket upgrade request to `path` gets, over a plain TCP socket.
+    static func upgradeStatusLine(host: String, port: Int, path: String) throws -> String {
+        let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(socket) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        inet_pton(AF_INET, host, &address.sin_addr)
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { return "connect failed" }
+        let request = "GET \(path) HTTP/1.1\r\nHost: \(host):\(port)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        _ = Array(request.utf8).withUnsafeBytes { send(socket, $0.baseAddress, $0.count, 0) }
+        var line: [UInt8] = []
+        var byte: UInt8 = 0
+        while line.last != 10, recv(socket, &byte, 1, 0) == 1 { line.append(byte) }
+        return String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+}
+
+private final class EventTexts: @unchecked Sendable {
+    // @unchecked: every field is guarded by `lock`.
+    private let lock = NSLock()
+    private var texts: [String] = []
+    private var open = false
+
+    func opened() { lock.withLock { open = true } }
+    var isOpen: Bool { lock.withLock { open } }
+    func add(_ text: String) { lock.withLock { texts.append(text) } }
+    var all: [String] { lock.withLock { texts } }
 }

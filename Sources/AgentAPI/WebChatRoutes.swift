@@ -1,0 +1,204 @@
+import ContactCenter
+import Foundation
+import Hummingbird
+import HummingbirdWebSocket
+import NodeRuntime
+import ServiceLifecycle
+import Storage
+
+/// Web chat: the widget a business puts on its site (`GET /widget.js`, one `<script>` tag naming
+/// the inbox) and the visitor's API it calls from that site (CORS open: the visitor's token, not
+/// a cookie, is the credential).
+///
+/// A visitor is anonymous: `POST /v1/webchat/{inbox}/visitors` hands out a random token, and the
+/// visitor's identity is derived from its hash, so nothing is stored until the first message and
+/// no node has to know the token beforehand. The token sees only its own conversation, and in it
+/// only what the customer may see: public messages, with the writing agent's name.
+extension API {
+    /// Messages a visitor reads on (re)connecting.
+    static let webChatMessagesPage = 100
+
+    func addWebChatRoutes(to router: Router<APIRequestContext>) {
+        router.get("/widget.js") { _, _ -> Response in
+            Response(
+                status: .ok,
+                headers: [.contentType: "application/javascript; charset=utf-8", .cacheControl: "public, max-age=300"],
+                body: ResponseBody(byteBuffer: ByteBuffer(string: WidgetScript.source)))
+        }
+
+        router.post("/v1/webchat/:inbox/visitors") { _, context -> Response in
+            let inbox = try await webChatInbox(try context.parameters.require("inbox"))
+            return JSONResponse.make(
+                .object(["token": .string(Secrets.token()), "title": .string(inbox.settings["title"] ?? "Chat")]), status: .created)
+        }
+
+        router.get("/v1/webchat/:inbox/conversation") { request, context -> Response in
+            let inbox = try await webChatInbox(try context.parameters.require("inbox"))
+            let visitor = try visitorIdentity(request, allowQuery: false)
+            // The widget reads this after every reconnect to fill what its socket missed: it must
+            // hold everything committed, whichever node answers.
+            try await node.linearizableBarrier()
+            let found = try await read { reader -> (Conversation, [Message], [String: String])? in
+                guard let contactId = try reader.store.contactId(channel: Channel.webchat.rawValue, identifier: visitor),
+                    let conversation = try reader.store.openConversation(contactId: contactId, channel: .webchat)
+                else { return nil }
+                let messages = try reader.messages(conversationId: conversation.id, before: nil, limit: API.webChatMessagesPage)?.messages ?? []
+                var names: [String: String] = [:]
+                for agentId in Set(messages.compactMap(\.agentId)) { names[agentId] = try reader.store.agent(id: agentId)?.name }
+                return (conversation, messages, names)
+            }
+            guard let (conversation, messages, names) = found else {
+                return JSONResponse.make(.object(["title": .string(inbox.settings["title"] ?? "Chat"), "conversation": .null, "messages": .array([])]))
+            }
+            return JSONResponse.make(.object([
+                "title": .string(inbox.settings["title"] ?? "Chat"),
+                "conversation": .object(["id": .string(conversation.id), "status": .string(conversation.status.rawValue)]),
+                "messages": .array(messages.filter { !$0.isPrivate }.map { Self.visitorMessage($0, agentName: $0.agentId.flatMap { names[$0] }) }),
+            ]))
+        }
+
+        router.post("/v1/webchat/:inbox/messages") { request, context -> Response in
+            let inbox = try await webChatInbox(try context.parameters.require("inbox"))
+            let visitor = try visitorIdentity(request, allowQuery: false)
+            // {"text": String, "id": String (the widget's id for this message: a retry sends it again), "name": String?}
+            let body = try await request.jsonObjectFields()
+            let proposal = try await node.propose(
+                .inboundMessage(
+                    channel: .webchat, from: visitor, text: try Validate.text(try body.string("text"), field: "text"),
+                    externalId: "webchat-" + (try Validate.name(try body.string("id"), field: "id")),
+                    name: try body.optionalString("name").map { try Validate.name($0, field: "name") } ?? "Visitante",
+                    contactId: Secrets.id("ct"), conversationId: Secrets.id("cv"), messageId: Secrets.id("ms"), inboxId: inbox.id),
+                actor: .channel, idempotency: nil, readsBack: false)
+            guard case .inbound(let conversationId, let messageId, let duplicate) = proposal.outcome else { throw APIError.from(proposal.outcome) }
+            return JSONResponse.make(
+                .object(["conversationId": .string(conversationId), "messageId": .string(messageId), "duplicate": .bool(duplicate)]),
+                status: .accepted)
+        }
+
+        router.ws("/v1/webchat/:inbox/events") { request, context in
+            _ = try await webChatInbox(try context.parameters.require("inbox"))
+            _ = try await visitorConversation(request)
+            return .upgrade([:])
+        } onUpgrade: { inbound, outbound, context in
+            let conversationId = try await visitorConversation(context.request)
+            guard let subscription = node.hub.subscribe(audience: EventHub.conversationAudience(conversationId)) else {
+                try await outbound.close(.unknown(1013), reason: "too many event sessions")
+                return
+            }
+            defer { subscription.close() }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    for try await message in inbound.messages(maxSize: API.inboundMessageBytesMax) {
+                        if case .text(let text) = message, API.isPing(text) { subscription.requestPong() }
+                    }
+                    subscription.close()
+                }
+                group.addTask { try await streamToVisitor(subscription, outbound: outbound) }
+                group.addTask { try await gracefulShutdown() }
+                _ = try await group.next()
+                subscription.close()
+                group.cancelAll()
+            }
+            try await outbound.close(.goingAway, reason: "reconnect and read the conversation again")
+        }
+    }
+
+    /// The conversation a visitor's socket asks for (`?conversation=`), only if it is theirs.
+    private func visitorConversation(_ request: Request) async throws -> String {
+        let visitor = try visitorIdentity(request, allowQuery: true)
+        guard let conversationId = request.uri.queryParameters.get("conversation") else {
+            throw APIError.malformed("the visitor's socket names its conversation (?conversation=)", field: "conversation")
+        }
+        let conversationIdText = String(conversationId)
+        let owned = try await read { reader -> Bool in
+            guard let conversation = try reader.store.conversation(id: conversationIdText),
+                let contactId = try reader.store.contactId(channel: Channel.webchat.rawValue, identifier: visitor)
+            else { return false }
+            return conversation.contactId == contactId
+        }
+        guard owned else { throw APIError.notFound("conversation", conversationIdText) }
+        return conversationIdText
+    }
+
+    /// Public messages of the conversation as they apply, in the visitor's shape; a socket that
+    /// falls behind is closed and the widget reads the conversation again (its resume).
+    private func streamToVisitor(_ subscription: EventSubscription, outbound: WebSocketOutboundWriter) async throws {
+        var names: [String: String] = [:]
+        while true {
+            switch await subscription.next() {
+            case .closed, .overflowed: return
+            case .pong: try await outbound.write(.text("{\"type\":\"pong\"}"))
+            case .events(let events):
+                for event in events {
+                    guard let messageId = Self.messageId(inEvent: event.data),
+                        let message = try await read({ try $0.store.message(id: messageId) }), !message.isPrivate
+                    else { continue }
+                    if let agentId = message.agentId, names[agentId] == nil {
+                        names[agentId] = try await read { try $0.store.agent(id: agentId)?.name } ?? ""
+                    }
+                    let frame: JSONValue = .object([
+                        "type": .string(event.type == .messageCreated ? "message" : "message.updated"),
+                        "message": Self.visitorMessage(message, agentName: message.agentId.flatMap { names[$0] }),
+                    ])
+                    try await outbound.write(.text(frame.serialized))
+                }
+            }
+        }
+    }
+
+    /// What a visitor sees of a message: no agent id, no notes, no provider ids.
+    static func visitorMessage(_ message: Message, agentName: String?) -> JSONValue {
+        .object([
+            "id": .string(message.id), "author": .string(message.author.rawValue), "text": .string(message.text),
+            "createdAt": .timestamp(message.createdAt), "agentName": .optional(agentName),
+        ])
+    }
+
+    static func messageId(inEvent data: String) -> String? {
+        guard let message = (try? JSONSerialization.jsonObject(with: Data(data.utf8)) as? [String: Any])?["message"] as? [String: Any] else {
+            return nil
+        }
+        return message["id"] as? String
+    }
+
+    /// A visitor's identity on the web chat channel: derived from its token's hash, so the token
+    /// alone proves it and is never stored.
+    private func visitorIdentity(_ request: Request, allowQuery: Bool) throws -> String {
+        guard let token = bearerToken(request, allowQuery: allowQuery), token.utf8.count == 64, token.utf8.allSatisfy({ (48...57).contains($0) || (97...102).contains($0) }) else {
+            throw APIError.unauthorized
+        }
+        return "visitor-" + Secrets.tokenHash(token).prefix(32)
+    }
+
+    private func webChatInbox(_ id: String) async throws -> Inbox {
+        var inbox = try await read { try $0.store.inbox(id: id) }
+        if inbox == nil {
+            try await node.linearizableBarrier()
+            inbox = try await read { try $0.store.inbox(id: id) }
+        }
+        guard let inbox, inbox.channel == .webchat else { throw APIError.notFound("inbox", id) }
+        return inbox
+    }
+}
+
+/// Cross-origin access for the visitor's API and the widget: a business's site calls them from
+/// its own origin. Preflights are answered here, before the routes.
+struct WebChatCORSMiddleware: RouterMiddleware {
+    typealias Context = APIRequestContext
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let path = request.uri.path
+        guard path.hasPrefix("/v1/webchat/") || path == "/widget.js" else { return try await next(request, context) }
+        if request.method == .options {
+            return Response(status: .noContent, headers: Self.headers)
+        }
+        var response = try await next(request, context)
+        for field in Self.headers { response.headers.append(field) }
+        return response
+    }
+
+    static let headers: HTTPFields = [
+        .accessControlAllowOrigin: "*", .accessControlAllowMethods: "GET, POST, OPTIONS",
+        .accessControlAllowHeaders: "Authorization, Content-Type", .accessControlMaxAge: "600",
+    ]
+}
