@@ -1,0 +1,139 @@
+#!/usr/bin/env python3
+"""The web chat widget in a real browser: Debian's chromium, headless, driven by Selenium through
+chromium-driver. A business's page on another origin embeds the widget with one <script> tag; a
+visitor opens it and writes; the agent (through the API) sees the message and replies; the
+visitor sees the reply live with the agent's name, once; a reload restores the conversation.
+Screenshots of failures go to .build/widget-test/.
+
+  scripts/widget-browser-test.py [--binary .build/debug/switchboard]
+"""
+import argparse, http.server, json, os, pathlib, shutil, socket, subprocess, sys, tempfile, threading, time, urllib.request
+
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+
+root = pathlib.Path(__file__).resolve().parent.parent
+shots = root / ".build/widget-test"
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--binary", default=str(root / ".build/debug/switchboard"))
+    arguments = parser.parse_args()
+    chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
+    if not chromium or not driver_path:
+        sys.exit("widget browser test: chromium and chromium-driver are needed (apt-get install chromium chromium-driver)")
+    port, site_port = free_port(), free_port()
+    data = tempfile.mkdtemp(prefix="switchboard-widget-")
+    node = subprocess.Popen([arguments.binary, "node", "--id", "n1", "--api", f"127.0.0.1:{port}", "--data", data + "/n1", "--bootstrap",
+                             "--password-memory-kib", "64"], env=dict(os.environ, SWITCHBOARD_ADMIN_TOKEN="widget-admin"),
+                            stdout=open(data + "/node.log", "w"), stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+
+    def call(method, path, body=None, token="widget-admin"):
+        request = urllib.request.Request(base + path, method=method, data=body and json.dumps(body).encode())
+        request.add_header("Authorization", f"Bearer {token}")
+        request.add_header("Content-Type", "application/json")
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return json.loads(answer.read() or b"{}")
+
+    browser = None
+    try:
+        deadline = time.time() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(base + "/readyz", timeout=1) as answer:
+                    if json.load(answer).get("ready"):
+                        break
+            except OSError:
+                pass
+            if time.time() > deadline:
+                sys.exit("the node did not become ready: " + open(data + "/node.log").read()[-2000:])
+            time.sleep(0.2)
+        call("POST", "/v1/queues", {"name": "web"})
+        call("POST", "/v1/agents", {"name": "Ana Gómez", "email": "ana@tienda.example", "password": "ana-password"})
+        agent = call("POST", "/v1/sessions", {"email": "ana@tienda.example", "password": "ana-password"}, token="")["token"]
+        call("PUT", "/v1/agents/me/status", {"status": "available"}, token=agent)
+        inbox = call("POST", "/v1/inboxes", {"name": "Sitio", "channel": "webchat", "webchat": {"title": "Tienda Sol"}})["id"]
+
+        # The business's own site, on another origin, with the one <script> tag.
+        site = tempfile.mkdtemp(prefix="switchboard-site-")
+        pathlib.Path(site, "index.html").write_text(
+            f'<!doctype html><html lang="es"><head><meta charset="utf-8"><title>Tienda Sol</title></head>'
+            f'<body><h1>Tienda Sol</h1><script src="{base}/widget.js" data-inbox="{inbox}" data-lang="es" async></script></body></html>')
+        handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(*a, directory=site, **k)
+        http.server.SimpleHTTPRequestHandler.log_message = lambda *a: None
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", site_port), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+
+        options = webdriver.ChromeOptions()
+        options.binary_location = chromium
+        for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,800"):
+            options.add_argument(flag)
+        browser = webdriver.Chrome(service=Service(driver_path), options=options)
+        browser.get(f"http://127.0.0.1:{site_port}/index.html")
+
+        def widget(js):
+            return browser.execute_script(
+                "const host = document.querySelector('[data-switchboard-widget]'); if (!host) return null; const root = host.shadowRoot;" + js)
+
+        def wait(what, predicate, seconds=10):
+            deadline = time.time() + seconds
+            while time.time() < deadline:
+                value = predicate()
+                if value:
+                    return value
+                time.sleep(0.1)
+            raise AssertionError(f"timed out waiting for: {what}")
+
+        wait("the widget's button", lambda: widget("return root.querySelector('.button') !== null"))
+        label = widget("return root.querySelector('.button').getAttribute('aria-label')")
+        assert label == "Abrir el chat", f"Spanish first: the button says {label!r}"
+        widget("root.querySelector('.button').click()")
+        assert widget("return root.querySelector('.panel').classList.contains('open')"), "the panel opens"
+        assert widget("return root.activeElement && root.activeElement.tagName") == "TEXTAREA", "focus goes to the message box"
+        widget("const t = root.querySelector('textarea'); t.value = 'Hola, ¿hacen envíos a Rosario?';"
+               "t.dispatchEvent(new KeyboardEvent('keydown', {key: 'Enter', bubbles: true}))")
+        wait("the visitor's message to be stored", lambda: widget("return [...root.querySelectorAll('.customer .state')].some(e => e.textContent === 'enviado')"))
+
+        conversations = wait("the agent's conversation", lambda: call("GET", "/v1/conversations?status=assigned", token=agent)["items"])
+        conversation = conversations[0]["id"]
+        call("POST", f"/v1/conversations/{conversation}/messages", {"text": "nota: cliente de Rosario", "private": True}, token=agent)
+        call("POST", f"/v1/conversations/{conversation}/messages", {"text": "¡Hola! Sí, enviamos a Rosario en 48 h."}, token=agent)
+        wait("the agent's reply in the widget", lambda: widget("return [...root.querySelectorAll('.agent')].some(e => e.textContent.includes('48 h'))"))
+        agents = widget("return [...root.querySelectorAll('.agent')].map(e => e.textContent)")
+        assert len(agents) == 1 and "Ana Gómez" in agents[0], f"the reply once, with the agent's name: {agents}"
+        assert "nota" not in widget("return root.querySelector('.log').textContent"), "a private note never reaches the visitor"
+
+        # A reload restores the conversation from the visitor's token: every message once.
+        browser.refresh()
+        wait("the widget after a reload", lambda: widget("return root.querySelector('.button') !== null"))
+        widget("root.querySelector('.button').click()")
+        texts = wait("the restored conversation", lambda: (lambda t: t if t and len(t) >= 2 else None)(
+            widget("return [...root.querySelectorAll('.customer, .agent')].map(e => e.textContent)")))
+        assert len(texts) == 2 and "Rosario?" in texts[0] and "48 h" in texts[1], f"restored once each: {texts}"
+        print("widget browser test: the visitor wrote, the agent's reply arrived live with the agent's name, a reload restored it; passed")
+    except Exception as error:
+        if browser is not None:
+            shots.mkdir(parents=True, exist_ok=True)
+            browser.save_screenshot(str(shots / "failure.png"))
+            print(f"screenshot: {shots / 'failure.png'}")
+        print(f"widget browser test failed: {error}")
+        print(open(data + "/node.log").read()[-3000:])
+        sys.exit(1)
+    finally:
+        if browser is not None:
+            browser.quit()
+        node.terminate()
+        node.wait(timeout=10)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
