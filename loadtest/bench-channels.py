@@ -89,7 +89,14 @@ try:
     for number in range(rounds):
         generic.append(wrk(os.path.join(here, "inbound.lua"), {}))
         # Each round takes fresh bodies: rotate the file so no round repeats another's ids.
+        profiler = None
+        if os.environ.get("SWITCHBOARD_PERF") and number == 0:
+            # A CPU profile of the whole machine during the first signed round (perf report -i it).
+            profiler = subprocess.Popen(["perf", "record", "-a", "-g", "-F", "499", "-o", os.environ["SWITCHBOARD_PERF"], "--", "sleep", str(seconds - 1)],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         signed.append(wrk(os.path.join(here, "whatsapp-webhook.lua"), {"SWITCHBOARD_WEBHOOK_BODIES": bodies, "SWITCHBOARD_WEBHOOK_PATH": webhook}))
+        if profiler:
+            profiler.wait()
         with open(bodies) as f:
             lines = f.readlines()
         cut = int(signed[-1][0] * seconds) + 1000

@@ -13,6 +13,8 @@ public struct API: Sendable {
     /// take as long as for known ones.
     let decoyPasswordHash: String
     let sessions = SessionCache()
+    /// Inboxes as webhooks read them (at most a second old).
+    let inboxes = InboxCache()
     let loginGuard: LoginGuard
     /// Rendered conversations, dropped by apply as it writes them (see `ConversationViews`).
     let conversationViews = ConversationViews()

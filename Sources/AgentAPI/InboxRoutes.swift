@@ -194,10 +194,15 @@ extension API {
 
     /// The inbox a provider calls: read here, and once more after catching up with the leader
     /// (an inbox created a moment ago through another node).
-    private func webhookInbox(_ id: String) async throws -> Inbox {
-        if let inbox = try await read({ try $0.store.inbox(id: id) }) { return inbox }
-        try await node.linearizableBarrier()
-        guard let inbox = try await read({ try $0.store.inbox(id: id) }) else { throw APIError.notFound("inbox", id) }
+    func webhookInbox(_ id: String) async throws -> Inbox {
+        if let inbox = inboxes.inbox(id) { return inbox }
+        var found = try await read { try $0.store.inbox(id: id) }
+        if found == nil {
+            try await node.linearizableBarrier()
+            found = try await read { try $0.store.inbox(id: id) }
+        }
+        guard let inbox = found else { throw APIError.notFound("inbox", id) }
+        inboxes.store(inbox)
         return inbox
     }
 

@@ -50,3 +50,26 @@ final class SessionCache: Sendable {
         }
     }
 }
+
+/// Inboxes as webhooks read them, for up to a second (`lifetime`), so a provider's burst does not
+/// read the same row from SQLite for every message. A changed inbox (a rotated secret, a new
+/// queue) takes effect on webhooks within that second; a missing one is not cached.
+final class InboxCache: Sendable {
+    static let lifetime: Duration = .seconds(1)
+    static let entriesMax = 1024
+    private let entries = Mutex<[String: (inbox: Inbox, until: ContinuousClock.Instant)]>([:])
+
+    func inbox(_ id: String, now: ContinuousClock.Instant = .now) -> Inbox? {
+        entries.withLock { entries in
+            guard let entry = entries[id], entry.until > now else { return nil }
+            return entry.inbox
+        }
+    }
+
+    func store(_ inbox: Inbox, now: ContinuousClock.Instant = .now) {
+        entries.withLock { entries in
+            if entries.count >= Self.entriesMax { entries.removeAll(keepingCapacity: true) }
+            entries[inbox.id] = (inbox, now + Self.lifetime)
+        }
+    }
+}

@@ -171,12 +171,8 @@ extension API {
     }
 
     private func webChatInbox(_ id: String) async throws -> Inbox {
-        var inbox = try await read { try $0.store.inbox(id: id) }
-        if inbox == nil {
-            try await node.linearizableBarrier()
-            inbox = try await read { try $0.store.inbox(id: id) }
-        }
-        guard let inbox, inbox.channel == .webchat else { throw APIError.notFound("inbox", id) }
+        let inbox = try await webhookInbox(id)
+        guard inbox.channel == .webchat else { throw APIError.notFound("inbox", id) }
         return inbox
     }
 }

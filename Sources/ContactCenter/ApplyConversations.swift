@@ -77,7 +77,7 @@ extension ApplyContext {
         emit(.messageCreated, audience: conversation.assigneeId, .members(["message": Render.message(message)]))
 
         if conversation.status == .bot {
-            try runRules(on: &conversation, text: text, isNew: isNew, replyIdBase: messageId)
+            try runRules(on: &conversation, text: text, isNew: isNew, replyIdBase: messageId, inbox: inbox)
         } else {
             // The body (and so the ETag) changed: it holds the new message.
             conversation.updatedAt = at
@@ -89,7 +89,8 @@ extension ApplyContext {
 
     /// Keyword rules, first match in `order`: `reply` keeps the bot answering, `route` queues,
     /// `handoff` answers and queues. No match queues to the channel's default queue.
-    private mutating func runRules(on conversation: inout Conversation, text: String, isNew: Bool, replyIdBase: String) throws {
+    /// `inbox`: the conversation's inbox, already read by the caller.
+    private mutating func runRules(on conversation: inout Conversation, text: String, isNew: Bool, replyIdBase: String, inbox: Inbox?) throws {
         let rules = try store.rules()
         let textWords = rules.isEmpty ? [] : Keywords.words(text)
         let rule = rules.first { Keywords.matches(textWords: textWords, keywords: $0.keywords) }
@@ -109,13 +110,8 @@ extension ApplyContext {
             emitConversationUpdated(conversation)
             return
         }
-        let queue = try rule?.queueId.flatMap(store.queue(id:)) ?? inboxQueue(conversation) ?? defaultQueue(for: conversation.channel)
+        let queue = try rule?.queueId.flatMap(store.queue(id:)) ?? inbox?.queueId.flatMap(store.queue(id:)) ?? defaultQueue(for: conversation.channel)
         try enqueue(&conversation, in: queue)
-    }
-
-    /// The queue of the conversation's inbox, if it names one that exists.
-    func inboxQueue(_ conversation: Conversation) throws -> Queue? {
-        try conversation.inboxId.flatMap(store.inbox(id:))?.queueId.flatMap(store.queue(id:))
     }
 
     /// The queue that takes a channel's conversations when no rule says otherwise: a queue that

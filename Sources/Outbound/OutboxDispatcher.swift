@@ -18,7 +18,8 @@ import Synchronization
 /// `switchboard_outbox_possible_duplicates_total` and marked on the message by apply.
 public final class OutboxDispatcher: Service, Sendable {
     public struct Configuration: Sendable {
-        /// How often the leader looks for due replies.
+        /// How often the leader looks for replies whose retry came due (a new reply wakes it at
+        /// once).
         public var pollInterval: Duration = .milliseconds(100)
         /// Sends under way at once, in all and per inbox.
         public var concurrencyMax = 64
@@ -56,13 +57,26 @@ public final class OutboxDispatcher: Service, Sendable {
     }
 
     public func run() async throws {
+        // Woken by every commit that writes the outbox (a reply to send at once), and by a
+        // ticker for retries that come due; wake-ups in between coalesce into one.
+        let (wakeups, wake) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+        node.state.onCommit { changes in
+            if changes.outbox || changes.everything { wake.yield() }
+        }
         await withDiscardingTaskGroup { group in
-            while !Task.isCancelled && !Task.isShuttingDownGracefully {
-                do {
-                    try await cancelWhenGracefulShutdown { try await Task.sleep(for: self.configuration.pollInterval) }
-                } catch {
-                    break
+            group.addTask {
+                while !Task.isCancelled {
+                    do {
+                        try await cancelWhenGracefulShutdown { try await Task.sleep(for: self.configuration.pollInterval) }
+                    } catch {
+                        break
+                    }
+                    wake.yield()
                 }
+                wake.finish()
+            }
+            for await _ in wakeups {
+                guard !Task.isShuttingDownGracefully else { break }
                 guard node.loop.status.role == .leader else { continue }
                 let due: [OutboxEntry]
                 do {
@@ -75,6 +89,7 @@ public final class OutboxDispatcher: Service, Sendable {
                     group.addTask { await self.attempt(entry) }
                 }
             }
+            wake.finish()
             // Sends under way finish (each is bounded by `sendTimeout`) before the node stops,
             // so their results can still commit.
         }

@@ -316,7 +316,10 @@ public struct SQLiteStore: StateStore {
     // MARK: Inboxes and the outbox
 
     public func inbox(id: String) throws -> Inbox? {
-        try Row.fetchOne(try db.cachedStatement(sql: "SELECT * FROM inboxes WHERE id = ?"), arguments: [id]).map(Rows.inbox)
+        if let cached = cache.inboxes[id] { return cached }
+        let inbox = try Row.fetchOne(try db.cachedStatement(sql: "SELECT * FROM inboxes WHERE id = ?"), arguments: [id]).map(Rows.inbox)
+        cache.inboxes[id] = .some(inbox)
+        return inbox
     }
 
     public func inbox(name: String) throws -> Inbox? {
@@ -328,6 +331,7 @@ public struct SQLiteStore: StateStore {
     }
 
     public func put(_ inbox: Inbox) throws {
+        cache.clear()
         try db.cachedStatement(sql: """
             INSERT OR REPLACE INTO inboxes (id, name, channel, queue_id, settings, token_hash, version, created_at, updated_at)
             VALUES (?,?,?,?,?,?,?,?,?)
@@ -338,6 +342,7 @@ public struct SQLiteStore: StateStore {
     }
 
     public func deleteInbox(id: String) throws {
+        cache.clear()
         try db.cachedStatement(sql: "DELETE FROM inboxes WHERE id = ?").execute(arguments: [id])
     }
 
@@ -352,6 +357,7 @@ public struct SQLiteStore: StateStore {
     }
 
     public func put(_ entry: OutboxEntry) throws {
+        cache.changes.outbox = true
         try db.cachedStatement(sql: """
             INSERT OR REPLACE INTO outbox (message_id, inbox_id, conversation_id, recipient, text, template, attempts, in_flight,
                 not_before, done, provider_id, created_index) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
@@ -474,11 +480,15 @@ enum SQL {
 final class DirectoryCache {
     var queues: [Queue]?
     var rules: [Rule]?
+    /// Inboxes read in this transaction (nil: read, not there): apply reads a conversation's
+    /// inbox up to three times per customer message.
+    var inboxes: [String: Inbox?] = [:]
     /// Not cleared on rollback (see `StateChanges`).
     var changes = StateChanges()
 
     func clear() {
         queues = nil
         rules = nil
+        inboxes = [:]
     }
 }

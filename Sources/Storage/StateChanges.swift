@@ -8,6 +8,8 @@ public struct StateChanges: Sendable, Equatable {
     public var contactIds: Set<String> = []
     /// Token hashes of sessions that ended (logout, eviction, password change, disabled).
     public var endedSessions: Set<String> = []
+    /// A reply was written to the outbox or its attempt changed (the leader's dispatcher wakes).
+    public var outbox = false
     /// Everything may have changed (a restored snapshot, for example).
     public var everything = false
 
@@ -23,8 +25,9 @@ public struct StateChanges: Sendable, Equatable {
         conversationIds.formUnion(other.conversationIds)
         contactIds.formUnion(other.contactIds)
         endedSessions.formUnion(other.endedSessions)
+        outbox = outbox || other.outbox
         everything = everything || other.everything
     }
 
-    public var isEmpty: Bool { !everything && conversationIds.isEmpty && contactIds.isEmpty && endedSessions.isEmpty }
+    public var isEmpty: Bool { !everything && !outbox && conversationIds.isEmpty && contactIds.isEmpty && endedSessions.isEmpty }
 }
