@@ -105,140 +105,142 @@ public enum WhatsAppWebhook {
     }
 
     /// Reads a webhook body. Throws (and nothing is kept) when it is not a WhatsApp Business
-    /// Account payload, breaks a bound, or a message or status lacks what identifies it.
+    /// Account payload, breaks a bound, or a message or status lacks what identifies it. A field
+    /// read here with another type than Meta documents is refused too.
     public static func decode(_ body: [UInt8]) throws(DecodeError) -> [Event] {
         guard body.count <= bodyBytesMax else { throw DecodeError("the body is over \(bodyBytesMax) bytes") }
-        let payload: Payload
+        let payload: JSONTree
         do {
-            payload = try JSONDecoder().decode(Payload.self, from: Data(body))
+            payload = try JSONTree.parse(body)
         } catch {
-            throw DecodeError("not a WhatsApp webhook payload: \(error)")
+            throw DecodeError("not a WhatsApp webhook payload: not JSON (\(error.reason) at byte \(error.offset))")
         }
-        guard payload.object == "whatsapp_business_account" else { throw DecodeError("object is '\(payload.object)', not whatsapp_business_account") }
-        guard payload.entry.count <= entriesMax else { throw DecodeError("\(payload.entry.count) entries, more than \(entriesMax)") }
+        guard case .object = payload else { throw DecodeError("not a WhatsApp webhook payload: not a JSON object") }
+        let object = try required(payload, "object", "the payload")
+        guard object == "whatsapp_business_account" else { throw DecodeError("object is '\(object)', not whatsapp_business_account") }
+        guard let entries = payload["entry"]?.array else { throw DecodeError("not a WhatsApp webhook payload: no entry list") }
+        guard entries.count <= entriesMax else { throw DecodeError("\(entries.count) entries, more than \(entriesMax)") }
         var events: [Event] = []
-        for entry in payload.entry {
-            for change in entry.changes ?? [] where change.field == "messages" {
-                guard let value = change.value else { continue }
-                let messages = value.messages ?? [], statuses = value.statuses ?? []
+        for entry in entries {
+            guard case .object = entry else { throw DecodeError("an entry is not an object") }
+            for change in try list(entry, "changes", "an entry") {
+                guard case .object = change else { throw DecodeError("a change is not an object") }
+                guard try required(change, "field", "a change") == "messages", let value = change["value"], value != .null else { continue }
+                guard case .object = value else { throw DecodeError("a change's value is not an object") }
+                let messages = try list(value, "messages", "a value"), statuses = try list(value, "statuses", "a value")
                 guard messages.count + statuses.count <= itemsPerChangeMax else {
                     throw DecodeError("\(messages.count + statuses.count) messages and statuses in one change, more than \(itemsPerChangeMax)")
                 }
-                let names = Dictionary((value.contacts ?? []).compactMap { contact in contact.profile?.name.map { (contact.wa_id, $0) } }, uniquingKeysWith: { first, _ in first })
+                var names: [String: String] = [:]
+                for contact in try list(value, "contacts", "a value") {
+                    let waId = try required(contact, "wa_id", "a contact")
+                    if let name = try optional(contact["profile"] ?? .null, "name", "a profile"), names[waId] == nil { names[waId] = name }
+                }
+                let phoneNumberId = try optional(value["metadata"] ?? .null, "phone_number_id", "metadata") ?? ""
                 for message in messages {
-                    guard let from = PhoneNumber(message.from) else { throw DecodeError("message \(message.id): '\(message.from)' is not a phone number") }
+                    let id = try required(message, "id", "a message"), fromText = try required(message, "from", "message \(id)")
+                    let timestamp = try required(message, "timestamp", "message \(id)")
+                    guard let from = PhoneNumber(fromText) else { throw DecodeError("message \(id): '\(fromText)' is not a phone number") }
                     events.append(.message(InboundMessage(
-                        id: message.id, from: from, profileName: names[message.from], timestamp: Int64(message.timestamp) ?? 0,
-                        phoneNumberId: value.metadata?.phone_number_id ?? "", content: try content(of: message))))
+                        id: id, from: from, profileName: names[fromText], timestamp: Int64(timestamp) ?? 0, phoneNumberId: phoneNumberId,
+                        content: try content(of: message, id: id))))
                 }
                 for status in statuses {
-                    let error = status.errors?.first.map { "\($0.code ?? 0): \($0.title ?? $0.message ?? "unknown error")" }
+                    let id = try required(status, "id", "a status")
+                    var error: String?
+                    if let first = try list(status, "errors", "status \(id)").first {
+                        // Int(exactly:): a code of 1e300 is no code, not a trap.
+                        let code = try optionalNumber(first, "code", "an error").flatMap { Int(exactly: $0.rounded()) }
+                        let title = try optional(first, "title", "an error")
+                        let message = try optional(first, "message", "an error")
+                        error = "\(code ?? 0): \(title ?? message ?? "unknown error")"
+                    }
                     events.append(.status(DeliveryStatus(
-                        messageId: status.id, status: status.status, recipient: status.recipient_id.flatMap(PhoneNumber.init),
-                        timestamp: Int64(status.timestamp ?? "") ?? 0, error: error)))
+                        messageId: id, status: try required(status, "status", "status \(id)"),
+                        recipient: try optional(status, "recipient_id", "status \(id)").flatMap(PhoneNumber.init),
+                        timestamp: Int64(try optional(status, "timestamp", "status \(id)") ?? "") ?? 0, error: error)))
                 }
             }
         }
         return events
     }
 
-    private static func content(of message: Payload.Message) throws(DecodeError) -> Content {
-        switch message.type {
+    private static func content(of message: JSONTree, id: String) throws(DecodeError) -> Content {
+        let type = try required(message, "type", "message \(id)")
+        switch type {
         case "text":
-            guard let body = message.text?.body else { throw DecodeError("message \(message.id): text without a body") }
+            guard let text = message["text"], let body = try optional(text, "body", "message \(id)") else {
+                throw DecodeError("message \(id): text without a body")
+            }
             return .text(body)
         case "image", "audio", "voice", "video", "document", "sticker":
-            let media = [message.image, message.audio, message.voice, message.video, message.document, message.sticker].compactMap { $0 }.first
-            guard let media else { throw DecodeError("message \(message.id): \(message.type) without its media") }
-            let kind = message.type == "audio" && media.voice == true ? "voice" : message.type
-            return .media(kind: kind, mediaId: media.id, mimeType: media.mime_type, caption: media.caption, filename: media.filename)
+            let media = ["image", "audio", "voice", "video", "document", "sticker"].lazy.compactMap { message[$0] }.first { $0 != .null }
+            guard let media, case .object = media else { throw DecodeError("message \(id): \(type) without its media") }
+            let voice = try optionalBool(media, "voice", "message \(id)")
+            return .media(
+                kind: type == "audio" && voice == true ? "voice" : type, mediaId: try required(media, "id", "message \(id)'s media"),
+                mimeType: try optional(media, "mime_type", "message \(id)"), caption: try optional(media, "caption", "message \(id)"),
+                filename: try optional(media, "filename", "message \(id)"))
         case "location":
-            guard let location = message.location else { throw DecodeError("message \(message.id): location without coordinates") }
-            return .location(latitude: location.latitude, longitude: location.longitude, name: location.name, address: location.address)
+            guard let location = message["location"], let latitude = try optionalNumber(location, "latitude", "message \(id)"),
+                let longitude = try optionalNumber(location, "longitude", "message \(id)")
+            else { throw DecodeError("message \(id): location without coordinates") }
+            return .location(
+                latitude: latitude, longitude: longitude, name: try optional(location, "name", "message \(id)"),
+                address: try optional(location, "address", "message \(id)"))
         case "interactive":
-            guard let reply = message.interactive?.button_reply ?? message.interactive?.list_reply else {
-                throw DecodeError("message \(message.id): interactive without a button or list reply")
+            let interactive = message["interactive"] ?? .null
+            guard let reply = [interactive["button_reply"], interactive["list_reply"]].compactMap({ $0 }).first(where: { $0 != .null }) else {
+                throw DecodeError("message \(id): interactive without a button or list reply")
             }
-            return .interactive(id: reply.id, title: reply.title)
+            return .interactive(id: try required(reply, "id", "message \(id)'s reply"), title: try required(reply, "title", "message \(id)'s reply"))
         case "button":
-            guard let button = message.button else { throw DecodeError("message \(message.id): button without its text") }
-            return .interactive(id: button.payload ?? button.text, title: button.text)
+            guard let button = message["button"], button != .null else { throw DecodeError("message \(id): button without its text") }
+            let text = try required(button, "text", "message \(id)'s button")
+            return .interactive(id: try optional(button, "payload", "message \(id)'s button") ?? text, title: text)
         default:
-            return .unsupported(type: message.type)
+            return .unsupported(type: type)
         }
     }
 
-    // MARK: Meta's shapes (only the fields read)
+    // MARK: Reading Meta's shapes (only the fields read)
 
-    private struct Payload: Decodable {
-        var object: String
-        var entry: [Entry]
+    private static func required(_ value: JSONTree, _ key: String, _ what: String) throws(DecodeError) -> String {
+        guard let text = try optional(value, key, what) else { throw DecodeError("\(what) has no \(key)") }
+        return text
+    }
 
-        struct Entry: Decodable { var changes: [Change]? }
-        struct Change: Decodable {
-            var field: String
-            var value: Value?
+    /// The string under `key`; nil when absent or null; an error when it is another type.
+    private static func optional(_ value: JSONTree, _ key: String, _ what: String) throws(DecodeError) -> String? {
+        switch value[key] {
+        case nil, .null?: return nil
+        case .string(let text)?: return text
+        default: throw DecodeError("\(what): \(key) is not a string")
         }
-        struct Value: Decodable {
-            var metadata: Metadata?
-            var contacts: [Contact]?
-            var messages: [Message]?
-            var statuses: [Status]?
+    }
+
+    private static func optionalNumber(_ value: JSONTree, _ key: String, _ what: String) throws(DecodeError) -> Double? {
+        switch value[key] {
+        case nil, .null?: return nil
+        case .number(let number)?: return number
+        default: throw DecodeError("\(what): \(key) is not a number")
         }
-        struct Metadata: Decodable { var phone_number_id: String? }
-        struct Contact: Decodable {
-            var wa_id: String
-            var profile: Profile?
+    }
+
+    private static func optionalBool(_ value: JSONTree, _ key: String, _ what: String) throws(DecodeError) -> Bool? {
+        switch value[key] {
+        case nil, .null?: return nil
+        case .bool(let flag)?: return flag
+        default: throw DecodeError("\(what): \(key) is not a boolean")
         }
-        struct Profile: Decodable { var name: String? }
-        struct Message: Decodable {
-            var from: String
-            var id: String
-            var timestamp: String
-            var type: String
-            var text: Text?
-            var image: Media?, audio: Media?, voice: Media?, video: Media?, document: Media?, sticker: Media?
-            var location: Location?
-            var interactive: Interactive?
-            var button: Button?
-        }
-        struct Text: Decodable { var body: String }
-        struct Media: Decodable {
-            var id: String
-            var mime_type: String?
-            var caption: String?
-            var filename: String?
-            var voice: Bool?
-        }
-        struct Location: Decodable {
-            var latitude: Double
-            var longitude: Double
-            var name: String?
-            var address: String?
-        }
-        struct Interactive: Decodable {
-            var button_reply: Reply?
-            var list_reply: Reply?
-        }
-        struct Reply: Decodable {
-            var id: String
-            var title: String
-        }
-        struct Button: Decodable {
-            var text: String
-            var payload: String?
-        }
-        struct Status: Decodable {
-            var id: String
-            var status: String
-            var timestamp: String?
-            var recipient_id: String?
-            var errors: [StatusError]?
-        }
-        struct StatusError: Decodable {
-            var code: Int?
-            var title: String?
-            var message: String?
+    }
+
+    /// The list under `key`, empty when absent or null; an error when it is another type.
+    private static func list(_ value: JSONTree, _ key: String, _ what: String) throws(DecodeError) -> [JSONTree] {
+        switch value[key] {
+        case nil, .null?: return []
+        case .array(let values)?: return values
+        default: throw DecodeError("\(what): \(key) is not a list")
         }
     }
 
