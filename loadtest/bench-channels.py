@@ -11,7 +11,7 @@
 
     python3 loadtest/bench-channels.py [rounds, default 3] [replies, default 100] [switchboard binary]
 """
-import hashlib, hmac, json, os, re, statistics, subprocess, sys, tempfile, threading, time, urllib.request
+import calendar, hashlib, hmac, json, os, re, statistics, subprocess, sys, tempfile, threading, time, urllib.request
 
 rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 3
 replies = int(sys.argv[2]) if len(sys.argv) > 2 else 100
@@ -85,8 +85,9 @@ try:
                               "text": {"body": "Hola, necesito mi factura"}}]}}]}]}, separators=(",", ":"))
             signature = "sha256=" + hmac.new(app_secret.encode(), body.encode(), hashlib.sha256).hexdigest()
             f.write(f"{signature}\t{body}\n")
-    generic, signed = [], []
+    generic, signed, windows = [], [], []
     for number in range(rounds):
+        started = time.time()
         generic.append(wrk(os.path.join(here, "inbound.lua"), {}))
         # Each round takes fresh bodies: rotate the file so no round repeats another's ids.
         profiler = None
@@ -97,6 +98,7 @@ try:
         signed.append(wrk(os.path.join(here, "whatsapp-webhook.lua"), {"SWITCHBOARD_WEBHOOK_BODIES": bodies, "SWITCHBOARD_WEBHOOK_PATH": webhook}))
         if profiler:
             profiler.wait()
+        windows.append((started, time.time()))
         with open(bodies) as f:
             lines = f.readlines()
         cut = int(signed[-1][0] * seconds) + 1000
@@ -106,6 +108,18 @@ try:
               f"signed webhook {signed[-1][0]:.0f}/s p99 {signed[-1][1]:.1f} ms ({signed[-1][2]} errors); "
               f"ratio {signed[-1][0] / generic[-1][0]:.2f}", flush=True)
     ratios = [s[0] / g[0] for s, g in zip(signed, generic)]
+
+    # A Raft snapshot (every 100,000 entries by default: a copy of the state database, seconds
+    # of both cores) lands in whichever round crosses the boundary; the pairs it touched are
+    # reported apart.
+    snapshots = []
+    for i in (1, 2, 3):
+        for line in open(f"{root}/data/n{i}/node.log", errors="replace"):
+            if "took a snapshot" in line:
+                stamp = calendar.timegm(time.strptime(line[:19], "%Y-%m-%dT%H:%M:%S"))
+                took = float(re.search(r"snapshot.ms=(\d+)", line).group(1)) / 1000 if "snapshot.ms=" in line else 0
+                snapshots.append((stamp - took - 1, stamp + 1))
+    clean = [r for r, (start, end) in zip(ratios, windows) if not any(a < end and b > start for a, b in snapshots)]
 
     # 2. Reply to provider.
     latency_inbox = call("POST", "/v1/inboxes", {"name": "wa-latency", "channel": "whatsapp", "queue": latency_queue, "whatsapp": {
@@ -150,6 +164,8 @@ try:
     print()
     print(f"signed WhatsApp webhooks / generic endpoint, through the balancer, {connections} connections, {rounds} x {seconds} s rounds:")
     print(f"  ratio per round {', '.join(f'{r:.2f}' for r in ratios)}; median {statistics.median(ratios):.2f}")
+    print(f"  rounds without a snapshot: {', '.join(f'{r:.2f}' for r in clean) or 'none'}"
+          + (f"; median {statistics.median(clean):.2f}" if clean else ""))
     print(f"  signed webhook: median {statistics.median(s[0] for s in signed):.0f} messages/s, p99 {statistics.median(s[1] for s in signed):.1f} ms")
     print(f"  generic:        median {statistics.median(g[0] for g in generic):.0f} messages/s, p99 {statistics.median(g[1] for g in generic):.1f} ms")
     for label, values in (("idle", idle), ("under load", loaded)):

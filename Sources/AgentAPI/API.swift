@@ -15,6 +15,11 @@ public struct API: Sendable {
     let sessions = SessionCache()
     /// Inboxes as webhooks read them (at most a second old).
     let inboxes = InboxCache()
+    /// Web chat visitors' writes per client address: anyone may write in, so a token bucket per
+    /// address (`webChatWritesPerSecondPerAddress`, with its burst) bounds what one address can
+    /// make the cluster store.
+    let webChatGuard = LoginGuard(perSecond: API.webChatWritesPerSecondPerAddress)
+    static let webChatWritesPerSecondPerAddress = 5.0
     let loginGuard: LoginGuard
     /// Rendered conversations, dropped by apply as it writes them (see `ConversationViews`).
     let conversationViews = ConversationViews()

@@ -26,7 +26,8 @@ extension API {
                 body: ResponseBody(byteBuffer: ByteBuffer(string: WidgetScript.source)))
         }
 
-        router.post("/v1/webchat/:inbox/visitors") { _, context -> Response in
+        router.post("/v1/webchat/:inbox/visitors") { request, context -> Response in
+            try admitVisitorWrite(request, context: context)
             let inbox = try await webChatInbox(try context.parameters.require("inbox"))
             return JSONResponse.make(
                 .object(["token": .string(Secrets.token()), "title": .string(inbox.settings["title"] ?? "Chat")]), status: .created)
@@ -58,6 +59,7 @@ extension API {
         }
 
         router.post("/v1/webchat/:inbox/messages") { request, context -> Response in
+            try admitVisitorWrite(request, context: context)
             let inbox = try await webChatInbox(try context.parameters.require("inbox"))
             let visitor = try visitorIdentity(request, allowQuery: false)
             // {"text": String, "id": String (the widget's id for this message: a retry sends it again), "name": String?}
@@ -100,6 +102,16 @@ extension API {
                 group.cancelAll()
             }
             try await outbound.close(.goingAway, reason: "reconnect and read the conversation again")
+        }
+    }
+
+    /// A visitor's write within its address's rate, else 429 with `Retry-After`.
+    private func admitVisitorWrite(_ request: Request, context: APIRequestContext) throws {
+        if case .addressThrottled(let retryAfter) = webChatGuard.admit(address: clientAddress(request, context: context), account: "", now: LoginGuard.now()) {
+            throw APIError(
+                .tooManyRequests, "too_many_requests",
+                "too many web chat writes from this address (\(Int(API.webChatWritesPerSecondPerAddress)) a second); retry in \(retryAfter) s",
+                retryAfter: retryAfter)
         }
     }
 

@@ -478,6 +478,12 @@ final class ChannelProcessTests: XCTestCase {
         let mine = try Self.upgradeStatusLine(
             host: api.host, port: api.port, path: "/v1/webchat/\(inbox)/events?token=\(token)&conversation=\(conversationId)")
         XCTAssertTrue(mine.hasPrefix("HTTP/1.1 101"), "the visitor's own: \(mine)")
+
+        // One address writing without pause is throttled (anyone may write in).
+        var statuses: [Int] = []
+        for _ in 0..<40 { statuses.append(try await cluster.request("n3", "POST", "/v1/webchat/\(inbox)/visitors", token: nil).status) }
+        XCTAssertTrue(statuses.contains(429), "a burst from one address meets 429: \(statuses)")
+        XCTAssertEqual(statuses.prefix(20).filter { $0 == 201 }.count, 20, "within the burst every write is taken: \(statuses)")
     }
 
     /// The status line a WebSocket upgrade request to `path` gets, over a plain TCP socket.
