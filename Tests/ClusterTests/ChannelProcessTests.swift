@@ -195,6 +195,24 @@ final class ChannelProcessTests: XCTestCase {
         let read = try await messages(cluster, "n2", conversationId).first { $0["id"] as? String == replyId }
         XCTAssertEqual((read?["delivery"] as? [String: Any])?["status"] as? String, "read", "\(read ?? [:])")
 
+        // A template goes out as the Cloud API's template message.
+        let template = try await cluster.request(
+            "n2", "POST", "/v1/conversations/\(conversationId)/messages",
+            body: #"{"template":{"name":"seguimiento_pedido","language":"es_AR","components":[{"type":"body","parameters":[{"type":"text","text":"1234"}]}]}}"#,
+            token: agentToken)
+        XCTAssertEqual(template.status, 201, "\(template.json)")
+        XCTAssertEqual(template.json["text"] as? String, "[template seguimiento_pedido]")
+        try await cluster.waitUntil("the simulator got the template", seconds: 10) { await simulator.sent().count == 2 }
+        let sentTemplate = await simulator.sent().last?["template"] as? [String: Any]
+        XCTAssertEqual(sentTemplate?["name"] as? String, "seguimiento_pedido")
+        XCTAssertEqual((sentTemplate?["language"] as? [String: Any])?["code"] as? String, "es_AR")
+        let parameters = ((sentTemplate?["components"] as? [[String: Any]])?.first?["parameters"] as? [[String: Any]])?.first
+        XCTAssertEqual(parameters?["text"] as? String, "1234", "\(sentTemplate ?? [:])")
+        let privateTemplate = try await cluster.request(
+            "n2", "POST", "/v1/conversations/\(conversationId)/messages", body: #"{"template":{"name":"x","language":"es"},"private":true}"#,
+            token: agentToken)
+        XCTAssertEqual(privateTemplate.status, 422, "a note cannot be a template: \(privateTemplate.json)")
+
         // A private note stays in the cluster.
         let note = try await cluster.request(
             "n1", "POST", "/v1/conversations/\(conversationId)/messages", body: #"{"text":"cliente VIP","private":true}"#, token: agentToken)
@@ -228,7 +246,7 @@ final class ChannelProcessTests: XCTestCase {
         let smsReply = try await cluster.request(
             "n1", "POST", "/v1/conversations/\(smsId)/messages", body: #"{"text":"Hola, soy Ana. ¿Cuál es tu número de pedido?"}"#)
         XCTAssertEqual(smsReply.status, 201, "\(smsReply.json)")
-        try await cluster.waitUntil("Twilio got the SMS reply", seconds: 10) { await simulator.sent().count == 2 }
+        try await cluster.waitUntil("Twilio got the SMS reply", seconds: 10) { await simulator.sent().count == 3 }
         let allSent = await simulator.sent()
         let twilio = try XCTUnwrap(allSent.last)
         XCTAssertEqual(twilio["provider"] as? String, "twilio")
