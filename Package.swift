@@ -61,7 +61,7 @@ let package = Package(
         // Pure: the SWIM failure detector with Lifeguard, and its packet codec.
         .target(name: "SWIMCore", dependencies: ["Wire", "Seeded"], exclude: ["DESIGN.md"]),
         // Pure: the providers' formats (WhatsApp Cloud API webhooks and signatures, E.164 numbers).
-        .target(name: "Channels", dependencies: ["Wire", .product(name: "Crypto", package: "swift-crypto")], exclude: ["DESIGN.md"]),
+        .target(name: "Channels", dependencies: ["Wire", "Seeded", .product(name: "Crypto", package: "swift-crypto")], exclude: ["DESIGN.md"]),
         // Pure: the balancer's policy (choosing, ejection, readmission, warm-up, retry budget), HTTP/1.1
         // framing, and one client connection of the proxy as a state machine (ProxyExchange).
         .target(name: "BalancerCore", dependencies: ["Seeded"], exclude: ["DESIGN.md"]),
@@ -176,7 +176,7 @@ let package = Package(
         .target(
             name: "Outbound",
             dependencies: [
-                "Channels", "ContactCenter", "NodeRuntime", "Storage", "ServerTLS",
+                "Channels", "ContactCenter", "NodeRuntime", "Storage", "ServerTLS", "Seeded",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

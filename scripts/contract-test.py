@@ -13,11 +13,8 @@ import os
 import pathlib
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import tempfile
-import time
 import urllib.request
 
 import yaml
@@ -26,6 +23,7 @@ from openapi_spec_validator import validate
 root = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(root / "scripts"))
 embed = __import__("embed-openapi")
+import livenode  # noqa: E402  (scripts/ is on the path above)
 
 
 def code_routes() -> set:
@@ -35,12 +33,6 @@ def code_routes() -> set:
             method = "get" if match.group(1) == "ws" else match.group(1)
             routes.add((method, re.sub(r":(\w+)", r"{\1}", match.group(2))))
     return routes
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def check_document() -> None:
@@ -59,28 +51,8 @@ def check_document() -> None:
 
 
 def run_schemathesis(binary: str, max_examples: int, seed: str | None) -> int:
-    port = free_port()
-    data = tempfile.mkdtemp(prefix="switchboard-contract-")
-    environment = dict(os.environ, SWITCHBOARD_ADMIN_TOKEN="contract-admin")
-    log = open(os.path.join(data, "node.log"), "w")
-    # The contract does not depend on the hashing cost; a cheap one keeps thousands of agent
-    # creations from measuring Argon2id.
-    node = subprocess.Popen([binary, "node", "--id", "n1", "--api", f"127.0.0.1:{port}", "--data", data + "/n1", "--bootstrap",
-                             "--password-memory-kib", "64"],
-                            env=environment, stdout=log, stderr=subprocess.STDOUT)
+    node, base, data, log_path = livenode.start(binary, "contract-admin", "switchboard-contract-")
     try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(base + "/readyz", timeout=1) as answer:
-                    if json.load(answer).get("ready"):
-                        break
-            except OSError:
-                pass
-            if time.time() > deadline or node.poll() is not None:
-                sys.exit(f"the node did not become ready; its log: {open(log.name).read()[-2000:]}")
-            time.sleep(0.2)
         with urllib.request.urlopen(base + "/openapi.json", timeout=5) as answer:
             served = json.load(answer)
         if served != yaml.safe_load((root / "openapi.yaml").read_text()):
@@ -97,7 +69,7 @@ def run_schemathesis(binary: str, max_examples: int, seed: str | None) -> int:
         print("+", " ".join(command).replace("contract-admin", "[token]"), flush=True)
         result = subprocess.run(command)
         if node.poll() is not None:
-            print(f"the node exited during the run (code {node.returncode}); its log: {open(log.name).read()[-4000:]}")
+            print(f"the node exited during the run (code {node.returncode}); its log: {open(log_path).read()[-4000:]}")
             return 1
         return result.returncode
     finally:

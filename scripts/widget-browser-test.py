@@ -7,34 +7,29 @@ Screenshots of failures go to .build/widget-test/.
 
   scripts/widget-browser-test.py [--binary .build/debug/switchboard]
 """
-import argparse, http.server, json, os, pathlib, shutil, socket, subprocess, sys, tempfile, threading, time, urllib.request
+import argparse, http.server, json, pathlib, shutil, sys, tempfile, threading, time, urllib.request
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
 root = pathlib.Path(__file__).resolve().parent.parent
 shots = root / ".build/widget-test"
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+sys.path.insert(0, str(root / "scripts"))
+import livenode  # noqa: E402
+embed = __import__("embed-widget")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--binary", default=str(root / ".build/debug/switchboard"))
     arguments = parser.parse_args()
+    if embed.swift_source() != (root / "Sources/AgentAPI/WidgetScript.swift").read_text():
+        sys.exit("Sources/AgentAPI/WidgetScript.swift is not Widget/widget.js: run scripts/embed-widget.py")
     chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
     if not chromium or not driver_path:
         sys.exit("widget browser test: chromium and chromium-driver are needed (apt-get install chromium chromium-driver)")
-    port, site_port = free_port(), free_port()
-    data = tempfile.mkdtemp(prefix="switchboard-widget-")
-    node = subprocess.Popen([arguments.binary, "node", "--id", "n1", "--api", f"127.0.0.1:{port}", "--data", data + "/n1", "--bootstrap",
-                             "--password-memory-kib", "64"], env=dict(os.environ, SWITCHBOARD_ADMIN_TOKEN="widget-admin"),
-                            stdout=open(data + "/node.log", "w"), stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
+    site_port = livenode.free_port()
+    node, base, data, log = livenode.start(arguments.binary, "widget-admin", "switchboard-widget-")
 
     def call(method, path, body=None, token="widget-admin"):
         request = urllib.request.Request(base + path, method=method, data=body and json.dumps(body).encode())
@@ -45,17 +40,6 @@ def main():
 
     browser = None
     try:
-        deadline = time.time() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(base + "/readyz", timeout=1) as answer:
-                    if json.load(answer).get("ready"):
-                        break
-            except OSError:
-                pass
-            if time.time() > deadline:
-                sys.exit("the node did not become ready: " + open(data + "/node.log").read()[-2000:])
-            time.sleep(0.2)
         call("POST", "/v1/queues", {"name": "web"})
         call("POST", "/v1/agents", {"name": "Ana Gómez", "email": "ana@tienda.example", "password": "ana-password"})
         agent = call("POST", "/v1/sessions", {"email": "ana@tienda.example", "password": "ana-password"}, token="")["token"]
@@ -125,7 +109,7 @@ def main():
             browser.save_screenshot(str(shots / "failure.png"))
             print(f"screenshot: {shots / 'failure.png'}")
         print(f"widget browser test failed: {error}")
-        print(open(data + "/node.log").read()[-3000:])
+        print(open(log).read()[-3000:])
         sys.exit(1)
     finally:
         if browser is not None:

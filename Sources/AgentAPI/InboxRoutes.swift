@@ -13,6 +13,16 @@ private struct CreateInboxBody: Decodable {
     var twilio: [String: String]?
     var email: [String: String]?
     var webchat: [String: String]?
+
+    func settings(_ member: String?) -> [String: String]? {
+        switch member {
+        case "whatsapp": whatsapp
+        case "twilio": twilio
+        case "email": email
+        case "webchat": webchat
+        default: nil
+        }
+    }
 }
 
 private struct PatchInboxBody: Decodable {
@@ -46,24 +56,8 @@ extension API {
             let body = try await request.decodeJSON(CreateInboxBody.self, context: context)
             let channel = try Validate.enumValue(body.channel, Channel.self, field: "channel")
             let member = InboxSettings.member(channel)
-            let given: [String: String] =
-                switch member {
-                case "whatsapp": body.whatsapp ?? [:]
-                case "twilio": body.twilio ?? [:]
-                case "email": body.email ?? [:]
-                case "webchat": body.webchat ?? [:]
-                default: [:]
-                }
-            if member == nil || member != "whatsapp", body.whatsapp != nil { throw APIError.invalid("whatsapp settings need a whatsapp inbox", field: "whatsapp") }
-            if member != "twilio", body.twilio != nil { throw APIError.invalid("twilio settings need an sms inbox", field: "twilio") }
-            if member != "email", body.email != nil { throw APIError.invalid("email settings need an email inbox", field: "email") }
-            if member != "webchat", body.webchat != nil { throw APIError.invalid("webchat settings need a webchat inbox", field: "webchat") }
-            if let smtpPort = body.email?["smtpPort"], Int(smtpPort).map({ (1...65535).contains($0) }) != true {
-                throw APIError.invalid("email.smtpPort must be a port number, 1 to 65535", field: "email.smtpPort")
-            }
-            if let address = body.email?["address"], EmailInbound.mailbox(address)?.address != address.lowercased() {
-                throw APIError.invalid("email.address must be an e-mail address", field: "email.address")
-            }
+            try Self.refuseOtherSettings(of: channel) { body.settings($0) != nil }
+            let given = body.settings(member) ?? [:]
             var settings: [String: String] = [:]
             for key in InboxSettings.keys(channel) {
                 if let value = given[key.name] {
@@ -124,14 +118,11 @@ extension API {
             try requireAdmin(principal)
             let id = try context.parameters.require("id")
             let body = try await request.decodeJSON(PatchInboxBody.self, context: context)
-            // The settings member is the inbox's channel's: read it (a stale read only names the
-            // wrong member, which apply refuses by key).
-            try await node.linearizableBarrier()
-            guard let inbox = try await read({ try $0.store.inbox(id: id) }) else { throw APIError.notFound("inbox", id) }
+            // The settings member is the inbox's channel's, which never changes: a cached read
+            // names it.
+            let inbox = try await webhookInbox(id)
             let member = InboxSettings.member(inbox.channel)
-            for other in ["whatsapp", "twilio", "email", "webchat"] where other != member && body.settings(other) != nil {
-                throw APIError.invalid("a \(inbox.channel.rawValue) inbox has no \(other) settings", field: other)
-            }
+            try Self.refuseOtherSettings(of: inbox.channel) { body.settings($0) != nil }
             var settings: [String: String?] = [:]
             for (key, value) in body.settings(member) ?? [:] {
                 let field = "\(member ?? "settings").\(key)"
@@ -188,6 +179,13 @@ extension API {
         }
     }
 
+    /// A request may carry only its inbox's channel's settings member.
+    static func refuseOtherSettings(of channel: Channel, present: (String) -> Bool) throws {
+        for other in Channel.allCases.compactMap(InboxSettings.member) where other != InboxSettings.member(channel) && present(other) {
+            throw APIError.invalid("a \(channel.rawValue) inbox has no \(other) settings", field: other)
+        }
+    }
+
     func requireSupervisorPrincipal(_ principal: Principal) throws {
         guard principal.supervises else { throw APIError.forbidden("this endpoint needs a supervisor, an admin or the admin token") }
     }
@@ -231,7 +229,7 @@ extension API {
                 let (text, attachments) = ChannelContent.whatsApp(message.content)
                 let duplicate = try await deliverInbound(
                     inbox: inbox, from: message.from.e164, text: text, externalId: message.id, name: message.profileName,
-                    attachments: attachments)
+                    attachments: attachments).duplicate
                 if duplicate { duplicates += 1 } else { received += 1 }
             case .status(let status):
                 guard let delivery = ChannelContent.whatsAppStatus(status.status) else { continue }
@@ -266,7 +264,7 @@ extension API {
         switch event {
         case .message(let message):
             let (text, attachments) = ChannelContent.twilio(message)
-            _ = try await deliverInbound(inbox: inbox, from: message.from.e164, text: text, externalId: message.sid, name: nil, attachments: attachments)
+            try await deliverInbound(inbox: inbox, from: message.from.e164, text: text, externalId: message.sid, name: nil, attachments: attachments)
         case .status(let status):
             if let delivery = ChannelContent.twilioStatus(status.status) {
                 try await proposeChannel(.deliveryStatus(
@@ -290,7 +288,7 @@ extension API {
             inbox: inbox, from: try Validate.name(try body.string("from"), field: "from"),
             text: try Validate.text(try body.string("text"), field: "text"),
             externalId: try Validate.name(try body.string("externalId"), field: "externalId"),
-            name: try body.optionalString("name").map { try Validate.name($0, field: "name") }, attachments: nil)
+            name: try body.optionalString("name").map { try Validate.name($0, field: "name") }, attachments: nil).duplicate
         return JSONResponse.make(.object(["duplicate": .bool(duplicate)]), status: .accepted)
     }
 
@@ -336,7 +334,7 @@ extension API {
         let threads = (email.inReplyTo.map { [$0] } ?? []) + email.references.reversed()
         let duplicate = try await deliverInbound(
             inbox: inbox, from: email.fromAddress, text: text, externalId: email.messageId, name: email.fromName,
-            attachments: JSONValue.array(attachments).serialized, references: Array(threads.prefix(Limits.referencesMax)))
+            attachments: JSONValue.array(attachments).serialized, references: Array(threads.prefix(Limits.referencesMax))).duplicate
         return JSONResponse.make(.object(["received": .int(duplicate ? 0 : 1), "duplicates": .int(duplicate ? 1 : 0), "statuses": .int(0)]))
     }
 
@@ -349,10 +347,12 @@ extension API {
         return String(text[text.index(after: colon)...])
     }
 
-    /// Proposes a customer's message through `inbox`; true when it was a redelivery.
-    private func deliverInbound(
+    /// Proposes a customer's message through `inbox` (every channel's webhook, and web chat
+    /// visitors): where it landed, and whether it was a redelivery.
+    @discardableResult
+    func deliverInbound(
         inbox: Inbox, from: String, text: String, externalId: String, name: String?, attachments: String?, references: [String] = []
-    ) async throws -> Bool {
+    ) async throws -> (conversationId: String, messageId: String, duplicate: Bool) {
         guard text.utf8.count <= Limits.textBytesMax, externalId.utf8.count <= Limits.nameBytesMax, from.utf8.count <= Limits.nameBytesMax else {
             throw APIError(.contentTooLarge, "message_too_large", "a message's text is over \(Limits.textBytesMax) bytes or its ids over \(Limits.nameBytesMax)")
         }
@@ -361,8 +361,8 @@ extension API {
             name: name.map { String($0.utf8.prefix(Limits.nameBytesMax)) ?? "" }, contactId: Secrets.id("ct"),
             conversationId: Secrets.id("cv"), messageId: Secrets.id("ms"), inboxId: inbox.id, attachments: attachments,
             references: references))
-        guard case .inbound(_, _, let duplicate) = outcome else { throw APIError.from(outcome) }
-        return duplicate
+        guard case .inbound(let conversationId, let messageId, let duplicate) = outcome else { throw APIError.from(outcome) }
+        return (conversationId, messageId, duplicate)
     }
 
     @discardableResult

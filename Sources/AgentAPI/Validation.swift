@@ -1,3 +1,4 @@
+import Channels
 import ContactCenter
 
 /// Shape checks done before proposing (apply checks state). Each failure is a 422 naming the field.
@@ -34,7 +35,9 @@ enum Validate {
     }
 
     /// An inbox setting: one line, no control characters, at most `attributeValueBytesMax`
-    /// bytes; `apiBase` and `webhookBase` an http or https URL without a trailing slash.
+    /// bytes; `apiBase` and `webhookBase` an http or https URL without a trailing slash,
+    /// `smtpPort` a port, `address` an e-mail address. Creating and changing an inbox both check
+    /// here.
     static func setting(_ value: String, key: String, field: String) throws -> String {
         let trimmed = trimming(value, where: isSpace)
         guard !trimmed.isEmpty, trimmed.utf8.count <= attributeValueBytesMax, !trimmed.unicodeScalars.contains(where: isControl) else {
@@ -44,6 +47,12 @@ enum Validate {
             guard trimmed.hasPrefix("http://") || trimmed.hasPrefix("https://"), !trimmed.hasSuffix("/") else {
                 throw APIError.invalid("\(field) must be an http:// or https:// URL without a trailing slash", field: field)
             }
+        }
+        if key == "smtpPort", Int(trimmed).map({ (1...65535).contains($0) }) != true {
+            throw APIError.invalid("\(field) must be a port number, 1 to 65535", field: field)
+        }
+        if key == "address", EmailInbound.mailbox(trimmed)?.address != trimmed.lowercased() {
+            throw APIError.invalid("\(field) must be an e-mail address", field: field)
         }
         return trimmed
     }

@@ -64,16 +64,15 @@ extension API {
             let visitor = try visitorIdentity(request, allowQuery: false)
             // {"text": String, "id": String (the widget's id for this message: a retry sends it again), "name": String?}
             let body = try await request.jsonObjectFields()
-            let proposal = try await node.propose(
-                .inboundMessage(
-                    channel: .webchat, from: visitor, text: try Validate.text(try body.string("text"), field: "text"),
-                    externalId: "webchat-" + (try Validate.name(try body.string("id"), field: "id")),
-                    name: try body.optionalString("name").map { try Validate.name($0, field: "name") } ?? "Visitante",
-                    contactId: Secrets.id("ct"), conversationId: Secrets.id("cv"), messageId: Secrets.id("ms"), inboxId: inbox.id),
-                actor: .channel, idempotency: nil, readsBack: false)
-            guard case .inbound(let conversationId, let messageId, let duplicate) = proposal.outcome else { throw APIError.from(proposal.outcome) }
+            let stored = try await deliverInbound(
+                inbox: inbox, from: visitor, text: try Validate.text(try body.string("text"), field: "text"),
+                externalId: "webchat-" + (try Validate.name(try body.string("id"), field: "id")),
+                name: try body.optionalString("name").map { try Validate.name($0, field: "name") } ?? "Visitante", attachments: nil)
             return JSONResponse.make(
-                .object(["conversationId": .string(conversationId), "messageId": .string(messageId), "duplicate": .bool(duplicate)]),
+                .object([
+                    "conversationId": .string(stored.conversationId), "messageId": .string(stored.messageId),
+                    "duplicate": .bool(stored.duplicate),
+                ]),
                 status: .accepted)
         }
 
@@ -132,8 +131,9 @@ extension API {
         return conversationIdText
     }
 
-    /// Public messages of the conversation as they apply, in the visitor's shape; a socket that
-    /// falls behind is closed and the widget reads the conversation again (its resume).
+    /// Public messages of the conversation as they apply, in the visitor's shape, from the
+    /// event's own data (the agent's name read once per agent); a socket that falls behind is
+    /// closed and the widget reads the conversation again (its resume).
     private func streamToVisitor(_ subscription: EventSubscription, outbound: WebSocketOutboundWriter) async throws {
         var names: [String: String] = [:]
         while true {
@@ -142,15 +142,17 @@ extension API {
             case .pong: try await outbound.write(.text("{\"type\":\"pong\"}"))
             case .events(let events):
                 for event in events {
-                    guard let messageId = Self.messageId(inEvent: event.data),
-                        let message = try await read({ try $0.store.message(id: messageId) }), !message.isPrivate
+                    guard let message = (try? JSONSerialization.jsonObject(with: Data(event.data.utf8)) as? [String: Any])?["message"] as? [String: Any],
+                        message["private"] as? Bool == false, let id = message["id"] as? String, let author = message["author"] as? String,
+                        let text = message["text"] as? String, let createdAt = message["createdAt"] as? String
                     else { continue }
-                    if let agentId = message.agentId, names[agentId] == nil {
+                    let agentId = message["agent"] as? String
+                    if let agentId, names[agentId] == nil {
                         names[agentId] = try await read { try $0.store.agent(id: agentId)?.name } ?? ""
                     }
                     let frame: JSONValue = .object([
                         "type": .string(event.type == .messageCreated ? "message" : "message.updated"),
-                        "message": Self.visitorMessage(message, agentName: message.agentId.flatMap { names[$0] }),
+                        "message": Self.visitorMessage(id: id, author: author, text: text, createdAt: .string(createdAt), agentName: agentId.flatMap { names[$0] }),
                     ])
                     try await outbound.write(.text(frame.serialized))
                 }
@@ -160,17 +162,13 @@ extension API {
 
     /// What a visitor sees of a message: no agent id, no notes, no provider ids.
     static func visitorMessage(_ message: Message, agentName: String?) -> JSONValue {
-        .object([
-            "id": .string(message.id), "author": .string(message.author.rawValue), "text": .string(message.text),
-            "createdAt": .timestamp(message.createdAt), "agentName": .optional(agentName),
-        ])
+        visitorMessage(id: message.id, author: message.author.rawValue, text: message.text, createdAt: .timestamp(message.createdAt), agentName: agentName)
     }
 
-    static func messageId(inEvent data: String) -> String? {
-        guard let message = (try? JSONSerialization.jsonObject(with: Data(data.utf8)) as? [String: Any])?["message"] as? [String: Any] else {
-            return nil
-        }
-        return message["id"] as? String
+    static func visitorMessage(id: String, author: String, text: String, createdAt: JSONValue, agentName: String?) -> JSONValue {
+        .object([
+            "id": .string(id), "author": .string(author), "text": .string(text), "createdAt": createdAt, "agentName": .optional(agentName),
+        ])
     }
 
     /// A visitor's identity on the web chat channel: derived from its token's hash, so the token

@@ -1,4 +1,5 @@
 import Foundation
+import Seeded
 
 /// An HTTP request to a provider's send API, built without I/O: the dispatcher carries it out.
 public struct ProviderRequest: Sendable, Equatable {
@@ -66,10 +67,7 @@ public enum WhatsAppSend {
             }
             return .failed(reason: "HTTP \(status) without messages[0].id")
         }
-        let error = json?["error"] as? [String: Any]
-        let code = (error?["code"] as? Int) ?? (error?["code"] as? NSNumber)?.intValue
-        let message = (error?["message"] as? String).map { String($0.prefix(300)) } ?? "HTTP \(status)"
-        let reason = code.map { "\($0): \(message)" } ?? "HTTP \(status): \(message)"
+        let (code, reason) = failure(status: status, error: json?["error"] as? [String: Any])
         if status == 429 || status >= 500 || code.map(retryableCodes.contains) == true { return .retry(reason: reason) }
         return .failed(reason: reason)
     }
@@ -99,9 +97,7 @@ public enum TwilioSend {
             if let sid = json?["sid"] as? String, !sid.isEmpty { return .sent(id: sid) }
             return .failed(reason: "HTTP \(status) without a sid")
         }
-        let code = (json?["code"] as? Int) ?? (json?["code"] as? NSNumber)?.intValue
-        let message = (json?["message"] as? String).map { String($0.prefix(300)) } ?? "HTTP \(status)"
-        let reason = code.map { "\($0): \(message)" } ?? "HTTP \(status): \(message)"
+        let reason = failure(status: status, error: json).reason
         if status == 429 || status >= 500 { return .retry(reason: reason) }
         return .failed(reason: reason)
     }
@@ -121,6 +117,14 @@ public enum TwilioSend {
         }
         return out
     }
+}
+
+/// A provider's error object (`{"code", "message"}`, Meta's and Twilio's alike) as a code and
+/// the reason kept on the message: `<code>: <message>`, else the HTTP status.
+func failure(status: Int, error: [String: Any]?) -> (code: Int?, reason: String) {
+    let code = (error?["code"] as? Int) ?? (error?["code"] as? NSNumber)?.intValue
+    let message = (error?["message"] as? String).map { String($0.prefix(300)) } ?? "HTTP \(status)"
+    return (code, code.map { "\($0): \(message)" } ?? "HTTP \(status): \(message)")
 }
 
 /// Retries with exponential backoff and full jitter over its upper half: attempt n waits between
@@ -159,9 +163,4 @@ func jsonString(_ text: String) -> String {
         }
     }
     return out + "\""
-}
-
-extension Duration {
-    /// Whole milliseconds.
-    var milliseconds: Int64 { components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000 }
 }

@@ -486,8 +486,3 @@ final class NodeBox: @unchecked Sendable {
 /// `host:port`, as flags, the peer link and the address book carry it.
 /// `host:port`, parsed in one place (Wire.HostPort) for every module.
 public typealias HostPort = Wire.HostPort
-
-extension Duration {
-    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
-    var milliseconds: Int64 { components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000 }
-}

@@ -6,6 +6,7 @@ import Logging
 import Metrics
 import NIOCore
 import NodeRuntime
+import Seeded
 import ServiceLifecycle
 import Synchronization
 
@@ -133,7 +134,7 @@ public final class OutboxDispatcher: Service, Sendable {
                 possibleDuplicates.increment()
                 logger.warning("resuming a reply whose last attempt has no result: the customer may get it twice", metadata: metadata)
             }
-            var answer: ProviderAnswer
+            let answer: ProviderAnswer
             if let inbox, inbox.channel == .email {
                 answer = await sendEmail(entry, inbox: inbox)
             } else if let inbox, let request = Self.request(for: entry, inbox: inbox) {
@@ -251,18 +252,12 @@ struct TokenBucket {
     }
 
     mutating func take(now: ContinuousClock.Instant) -> Bool {
-        let elapsed = now - updated
-        tokens = min(perSecond, tokens + perSecond * (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18))
+        tokens = min(perSecond, tokens + perSecond * (now - updated).seconds)
         updated = now
         guard tokens >= 1 else { return false }
         tokens -= 1
         return true
     }
-}
-
-extension Duration {
-    var milliseconds: Int64 { components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000 }
-    var nanoseconds: Int64 { components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000 }
 }
 
 /// What a reply threads under: the subject, `Message-ID` and `References` of the customer's

@@ -121,6 +121,24 @@ final class ProcessCluster: @unchecked Sendable {
         var headers: [AnyHashable: Any]
     }
 
+    /// A blocking TCP socket connected to `host:port` (IPv4), or -1.
+    static func connectedSocket(host: String, port: Int) -> Int32 {
+        let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard socket >= 0 else { return -1 }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        inet_pton(AF_INET, host, &address.sin_addr)
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else {
+            close(socket)
+            return -1
+        }
+        return socket
+    }
+
     /// The body of `GET path` on a member's API as text, or "" when it does not answer.
     func text(_ id: String, _ path: String) async -> String {
         guard let (data, _) = try? await URLSession.shared.data(from: URL(string: "http://\(member(id).api)\(path)")!) else { return "" }
