@@ -121,7 +121,7 @@ extension ApplyContext {
             if !delivery.possibleDuplicate {
                 delivery.possibleDuplicate = true
                 message.delivery = delivery
-                try store.setDelivery(messageId: messageId, delivery)
+                try store.updateDelivery(of: message)
                 try emitMessageUpdated(message)
             }
         }
@@ -143,7 +143,7 @@ extension ApplyContext {
         case .sent(let providerId):
             entry.done = true
             entry.providerId = providerId
-            // A status callback may have been applied first; it never moves backwards.
+            // Delivery never moves backwards.
             if delivery.status.rank < DeliveryStatus.sent.rank { delivery.status = .sent }
             delivery.reason = nil
         case .retry(let reason, let notBefore):
@@ -157,7 +157,7 @@ extension ApplyContext {
         try store.put(entry)
         if delivery != message.delivery {
             message.delivery = delivery
-            try store.setDelivery(messageId: messageId, delivery)
+            try store.updateDelivery(of: message)
             try emitMessageUpdated(message)
         }
         return .done
@@ -179,7 +179,7 @@ extension ApplyContext {
         delivery.status = status
         delivery.reason = status == .failed ? reason ?? "the provider reported a failure" : nil
         message.delivery = delivery
-        try store.setDelivery(messageId: messageId, delivery)
+        try store.updateDelivery(of: message)
         try emitMessageUpdated(message)
         return .done
     }

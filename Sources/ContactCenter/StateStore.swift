@@ -62,8 +62,8 @@ public protocol StateStore {
     func externalMessage(channel: Channel, externalId: String) throws -> (conversationId: String, messageId: String)?
     func insertExternalMessage(channel: Channel, externalId: String, conversationId: String, messageId: String) throws
 
-    /// Sets a reply's delivery (the message exists).
-    func setDelivery(messageId: String, _ delivery: Delivery) throws
+    /// Writes `message.delivery` (the message exists).
+    func updateDelivery(of message: Message) throws
 
     func inbox(id: String) throws -> Inbox?
     func inbox(name: String) throws -> Inbox?

@@ -60,7 +60,9 @@ public enum SMTPClient {
     }
 
     private static func session(relay: SMTPRelay, from: String, to: String, message: String) async throws -> ProviderAnswer {
-        let (stream, continuation) = AsyncThrowingStream<String, any Error>.makeStream()
+        // Bounded: a relay that sends more lines than a reply holds before they are read is
+        // refused, not buffered.
+        let (stream, continuation) = AsyncThrowingStream<String, any Error>.makeStream(bufferingPolicy: .bufferingOldest(replyLinesMax))
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connectTimeout(.seconds(5))
             .channelInitializer { channel in
@@ -152,7 +154,11 @@ private final class LineReader: ChannelInboundHandler, @unchecked Sendable {
         while let end = pending.firstIndex(of: 10) {
             var line = pending[..<end]
             if line.last == 13 { line = line.dropLast() }
-            lines.yield(String(decoding: line, as: UTF8.self))
+            if case .dropped = lines.yield(String(decoding: line, as: UTF8.self)) {
+                lines.finish(throwing: SMTPClient.SMTPFailure(answer: .retry(reason: "the SMTP relay sent more than \(SMTPClient.replyLinesMax) lines unasked")))
+                context.close(promise: nil)
+                return
+            }
             pending.removeSubrange(...end)
         }
         if pending.count > SMTPClient.lineBytesMax {

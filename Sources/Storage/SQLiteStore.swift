@@ -307,10 +307,10 @@ public struct SQLiteStore: StateStore {
         }
     }
 
-    public func setDelivery(messageId: String, _ delivery: Delivery) throws {
-        cache.changes.conversationIds.formUnion(try message(id: messageId).map { [$0.conversationId] } ?? [])
+    public func updateDelivery(of message: Message) throws {
+        cache.changes.conversationIds.insert(message.conversationId)
         try db.cachedStatement(sql: "UPDATE messages SET delivery = ?, delivery_reason = ?, possible_duplicate = ? WHERE id = ?")
-            .execute(arguments: [delivery.status.rawValue, delivery.reason, delivery.possibleDuplicate, messageId])
+            .execute(arguments: [message.delivery?.status.rawValue, message.delivery?.reason, message.delivery?.possibleDuplicate ?? false, message.id])
     }
 
     // MARK: Inboxes and the outbox
