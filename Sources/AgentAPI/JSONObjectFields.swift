@@ -116,14 +116,24 @@ struct JSONObjectFields {
             offset += count
         }
 
-        /// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`
+        /// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`, and within a Double's range as
+        /// Foundation requires (`-0.5E522` is refused by both): checked only for a number with an
+        /// exponent or over 15 digits, the only ones that can overflow.
         mutating func number() throws(Invalid) {
+            let start = offset
             _ = take(UInt8(ascii: "-"))
             if !take(UInt8(ascii: "0")) { try digits() }
             if take(UInt8(ascii: ".")) { try digits() }
+            var exponent = false
             if take(UInt8(ascii: "e")) || take(UInt8(ascii: "E")) {
+                exponent = true
                 if !take(UInt8(ascii: "+")) { _ = take(UInt8(ascii: "-")) }
                 try digits()
+            }
+            if exponent || offset - start > 15 {
+                guard Double(String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<offset]), as: UTF8.self))?.isFinite == true else {
+                    throw Invalid(offset: start)
+                }
             }
         }
 
