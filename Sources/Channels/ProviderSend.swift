@@ -25,13 +25,19 @@ public struct ProviderRequest: Sendable, Equatable {
 public enum ProviderAnswer: Sendable, Equatable {
     /// Taken, under the provider's id (status callbacks name it).
     case sent(id: String)
-    /// Worth another attempt: a timeout, a 5xx, a rate limit.
+    /// Worth another attempt, and the provider did not take it: a 5xx, a rate limit, a refused
+    /// connection.
     case retry(reason: String)
+    /// Worth another attempt, but the request was written and no answer came (a timeout, a
+    /// reset): the provider may have taken it, so the next attempt may deliver it twice.
+    case unknown(reason: String)
     /// Never going to work as it is: a bad number, a revoked token, an unknown template.
     case failed(reason: String)
 
-    /// A send that got no answer (refused connection, timeout, reset).
-    public static func unanswered(_ error: String) -> ProviderAnswer { .retry(reason: "no answer: \(error)") }
+    /// A send that got no answer: `written` when the request may have reached the provider.
+    public static func unanswered(_ error: String, written: Bool) -> ProviderAnswer {
+        written ? .unknown(reason: "no answer: \(error)") : .retry(reason: "not sent: \(error)")
+    }
 }
 
 /// WhatsApp Cloud API: `POST {apiBase}/{phoneNumberId}/messages` with the business token.

@@ -149,6 +149,11 @@ extension ApplyContext {
         case .retry(let reason, let notBefore):
             entry.notBefore = notBefore
             delivery.reason = reason
+        case .unknown(let reason, let notBefore):
+            // The provider may have taken this attempt: the next one may deliver it again.
+            entry.notBefore = notBefore
+            delivery.reason = reason
+            delivery.possibleDuplicate = true
         case .failed(let reason):
             entry.done = true
             delivery.status = .failed

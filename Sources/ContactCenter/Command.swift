@@ -266,6 +266,7 @@ extension Command {
             case .sent(let providerId): writer.write(UInt8(1)); writer.write(providerId)
             case .retry(let reason, let notBefore): writer.write(UInt8(2)); writer.write(reason); writer.write(notBefore.milliseconds)
             case .failed(let reason): writer.write(UInt8(3)); writer.write(reason)
+            case .unknown(let reason, let notBefore): writer.write(UInt8(4)); writer.write(reason); writer.write(notBefore.milliseconds)
             }
         case .deliveryStatus(let inboxId, let providerId, let status, let reason):
             writer.write(UInt8(29))
@@ -387,6 +388,7 @@ extension Command {
             case 1: result = .sent(providerId: try reader.readString())
             case 2: result = .retry(reason: try reader.readString(), notBefore: Timestamp(milliseconds: try reader.readInt64()))
             case 3: result = .failed(reason: try reader.readString())
+            case 4: result = .unknown(reason: try reader.readString(), notBefore: Timestamp(milliseconds: try reader.readInt64()))
             case let tag: throw .invalid("outbox result tag \(tag)")
             }
             return .outboxResult(messageId: messageId, attempt: attempt, result: result)

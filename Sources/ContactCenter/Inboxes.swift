@@ -186,8 +186,12 @@ public struct OutboxEntry: Sendable, Equatable {
 public enum OutboxResult: Sendable, Equatable {
     /// The provider took it, under this id.
     case sent(providerId: String)
-    /// A failure worth retrying (timeout, 5xx, 429) not before the given time.
+    /// A failure worth retrying (5xx, 429, a refused connection) not before the given time.
     case retry(reason: String, notBefore: Timestamp)
+    /// No answer after the request was written (a timeout, a reset): retried not before the
+    /// given time, and the reply marked a possible duplicate, since the provider may have taken
+    /// this attempt.
+    case unknown(reason: String, notBefore: Timestamp)
     /// A permanent failure, or the last attempt failed: the reply is dead-lettered.
     case failed(reason: String)
 }

@@ -5,6 +5,7 @@ import Foundation
 import Logging
 import Metrics
 import NIOCore
+import NIOPosix
 import NodeRuntime
 import Seeded
 import ServiceLifecycle
@@ -152,7 +153,15 @@ public final class OutboxDispatcher: Service, Sendable {
                 let delay = configuration.retry.delay(afterAttempt: attempt, random: UInt64.random(in: 0...UInt64.max))
                 result = .retry(reason: reason, notBefore: Timestamp(milliseconds: node.now().milliseconds + delay.milliseconds))
                 logger.info("a reply's send will be retried", metadata: metadata.merging(["reason": "\(reason)", "retry.in_ms": "\(delay.milliseconds)"]) { $1 })
-            case .retry(let reason):
+            case .unknown(let reason) where attempt < configuration.retry.attemptsMax:
+                retried.increment()
+                possibleDuplicates.increment()
+                let delay = configuration.retry.delay(afterAttempt: attempt, random: UInt64.random(in: 0...UInt64.max))
+                result = .unknown(reason: reason, notBefore: Timestamp(milliseconds: node.now().milliseconds + delay.milliseconds))
+                logger.warning(
+                    "a provider did not answer a send it may have taken: the retry may reach the customer twice",
+                    metadata: metadata.merging(["reason": "\(reason)", "retry.in_ms": "\(delay.milliseconds)"]) { $1 })
+            case .retry(let reason), .unknown(let reason):
                 failed.increment()
                 result = .failed(reason: "gave up after \(attempt) attempts: \(reason)")
                 logger.warning("a reply is dead-lettered", metadata: metadata.merging(["reason": "\(reason)"]) { $1 })
@@ -234,8 +243,19 @@ public final class OutboxDispatcher: Service, Sendable {
                 ? TwilioSend.answer(status: Int(response.status.code), body: bytes)
                 : WhatsAppSend.answer(status: Int(response.status.code), body: bytes)
         } catch {
-            return .unanswered("\(error)")
+            return .unanswered("\(error)", written: Self.mayHaveBeenWritten(error))
         }
+    }
+
+    /// False only for errors that happen before a byte of the request leaves: the connection
+    /// was never made. Anything later (a timeout, a reset, a closed connection) may come after
+    /// the provider read the request.
+    static func mayHaveBeenWritten(_ error: any Error) -> Bool {
+        if error is NIOConnectionError { return false }
+        if let error = error as? HTTPClientError, error == .connectTimeout || error == .alreadyShutdown { return false }
+        if let error = error as? ChannelError, case .connectTimeout = error { return false }
+        if let error = error as? IOError, [ECONNREFUSED, ENETUNREACH, EHOSTUNREACH].contains(error.errnoCode) { return false }
+        return true
     }
 }
 

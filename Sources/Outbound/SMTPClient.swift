@@ -4,6 +4,7 @@ import NIOCore
 import NIOPosix
 import NIOSSL
 import ServerTLS
+import Synchronization
 
 /// Where an e-mail inbox's replies are relayed: an SMTP server (RFC 5321) reached on `port`,
 /// upgraded with STARTTLS whenever the server offers it (RFC 3207), with AUTH PLAIN (RFC 4954)
@@ -37,12 +38,15 @@ public enum SMTPClient {
     static let replyLinesMax = 100
 
     public static func send(relay: SMTPRelay, from: String, to: String, message: String, timeout: Duration) async -> ProviderAnswer {
+        // Set once the message's final "." is written: from then on, no answer may mean the
+        // relay took it.
+        let dataSent = Flag()
         do {
             return try await withThrowingTaskGroup(of: ProviderAnswer.self) { group in
-                group.addTask { try await session(relay: relay, from: from, to: to, message: message) }
+                group.addTask { try await session(relay: relay, from: from, to: to, message: message, dataSent: dataSent) }
                 group.addTask {
                     try await Task.sleep(for: timeout)
-                    return .retry(reason: "the SMTP relay did not finish within \(timeout)")
+                    return .unanswered("the SMTP relay did not finish within \(timeout)", written: dataSent.isSet)
                 }
                 let first = try await group.next() ?? .retry(reason: "no SMTP session")
                 group.cancelAll()
@@ -51,15 +55,22 @@ public enum SMTPClient {
         } catch let failure as SMTPFailure {
             return failure.answer
         } catch {
-            return .unanswered("\(error)")
+            return .unanswered("\(error)", written: dataSent.isSet)
         }
+    }
+
+    /// A flag shared between the session and its deadline.
+    final class Flag: Sendable {
+        private let value = Atomic<Bool>(false)
+        var isSet: Bool { value.load(ordering: .acquiring) }
+        func set() { value.store(true, ordering: .releasing) }
     }
 
     struct SMTPFailure: Error {
         let answer: ProviderAnswer
     }
 
-    private static func session(relay: SMTPRelay, from: String, to: String, message: String) async throws -> ProviderAnswer {
+    private static func session(relay: SMTPRelay, from: String, to: String, message: String, dataSent: Flag) async throws -> ProviderAnswer {
         // Bounded: a relay that sends more lines than a reply holds before they are read is
         // refused, not buffered.
         let (stream, continuation) = AsyncThrowingStream<String, any Error>.makeStream(bufferingPolicy: .bufferingOldest(replyLinesMax))
@@ -75,7 +86,9 @@ public enum SMTPClient {
         func reply(_ expected: ClosedRange<Int>, after command: String) async throws -> [String] {
             var texts: [String] = []
             while true {
-                guard let line = try await lines.next() else { throw SMTPFailure(answer: .retry(reason: "the SMTP relay closed the connection after \(command)")) }
+                guard let line = try await lines.next() else {
+                    throw SMTPFailure(answer: .unanswered("the SMTP relay closed the connection after \(command)", written: dataSent.isSet))
+                }
                 guard line.utf8.count >= 3, let code = Int(line.prefix(3)), texts.count < replyLinesMax else {
                     throw SMTPFailure(answer: .retry(reason: "the SMTP relay answered \(command) with '\(line.prefix(100))'"))
                 }
@@ -125,6 +138,7 @@ public enum SMTPClient {
         _ = try await reply(250...251, after: "RCPT TO")
         try await write("DATA\r\n")
         _ = try await reply(354...354, after: "DATA")
+        dataSent.set()
         try await write(dotStuffed(message) + ".\r\n")
         let accepted = try await reply(250...250, after: "the message")
         try? await write("QUIT\r\n")

@@ -152,6 +152,26 @@ final class InboxOutboxTests: XCTestCase {
         XCTAssertEqual(updated?.audienceAgentId, "ana", "the assignee hears of it")
     }
 
+    func testAnAttemptWithoutAnAnswerMarksTheReplyAPossibleDuplicate() throws {
+        let h = try Harness()
+        try setUp(h)
+        let conversation = try inbound(h)
+        try h.apply(.postMessage(conversationId: conversation, messageId: "ms_r1", text: "hola", isPrivate: false), actor: .agent(id: "ana"))
+        XCTAssertEqual(try h.apply(.outboxAttempt(messageId: "ms_r1", attempt: 1), actor: .system), .done)
+        let retryAt = Timestamp(milliseconds: h.clock + 2000)
+        let eventsBefore = h.events.count
+        XCTAssertEqual(
+            try h.apply(.outboxResult(messageId: "ms_r1", attempt: 1, result: .unknown(reason: "no answer: read timeout", notBefore: retryAt)), actor: .system),
+            .done)
+        XCTAssertEqual(try message(h, "ms_r1").delivery, Delivery(status: .queued, reason: "no answer: read timeout", possibleDuplicate: true),
+                       "the provider may have taken the attempt it never answered")
+        XCTAssertEqual(h.events[eventsBefore...].map(\.type), [.messageUpdated], "the agent hears of it")
+        XCTAssertEqual(try outbox(h, "ms_r1").map { [$0.done ? "done" : "pending", "\($0.notBefore.milliseconds)"] }, ["pending", "\(retryAt.milliseconds)"])
+        XCTAssertEqual(try h.apply(.outboxAttempt(messageId: "ms_r1", attempt: 2), actor: .system), .done)
+        XCTAssertEqual(try h.apply(.outboxResult(messageId: "ms_r1", attempt: 2, result: .sent(providerId: "wamid.TWO")), actor: .system), .done)
+        XCTAssertEqual(try message(h, "ms_r1").delivery, Delivery(status: .sent, possibleDuplicate: true), "the mark stays once sent")
+    }
+
     func testALastFailureDeadLettersTheReplyWithItsReason() throws {
         let h = try Harness()
         try setUp(h)
