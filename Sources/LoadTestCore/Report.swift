@@ -36,6 +36,11 @@ public enum Report {
         row(
             "integrity",
             "lost \(integrity.lostMessages), duplicated \(integrity.duplicateMessages), double assignments \(integrity.doubleAssignments), capacity violations \(integrity.capacityViolations), event gaps \(integrity.eventGaps)")
+        if integrity.repliesChecked > 0 {
+            row(
+                "replies",
+                "\(integrity.repliesChecked) checked at the provider: lost \(integrity.lostReplies), duplicated \(integrity.duplicateReplies.explained) explained and \(integrity.duplicateReplies.unexplained) unexplained, misdirected \(integrity.misdirectedReplies)")
+        }
         var thresholds = ""
         for result in summary.thresholds {
             thresholds += "<li class=\"\(result.passed ? "ok" : "bad")\">\(escape(result.expression)): \(fmt(result.value)) \(result.passed ? "passed" : "FAILED")</li>\n"

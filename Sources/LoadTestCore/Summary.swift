@@ -48,9 +48,27 @@ public struct Summary: Codable, Sendable, Equatable {
         public var doubleAssignments = 0
         public var capacityViolations = 0
         public var eventGaps = 0
+        /// With customers on provider channels: agent replies the cluster acknowledged, and of
+        /// those the ones the simulated provider never took, took more than once, or took for
+        /// another customer (`ReplyLedger`).
+        public var repliesChecked = 0
+        public var lostReplies = 0
+        public var duplicateReplies = DuplicateReplies()
+        public var misdirectedReplies = 0
         public init() {}
 
-        public var violations: Int { lostMessages + duplicateMessages + doubleAssignments + capacityViolations + eventGaps }
+        /// Explained: the message is marked `possibleDuplicate` (an attempt the provider may have
+        /// taken without its answer committing). Unexplained: no mark, a violation.
+        public struct DuplicateReplies: Codable, Sendable, Equatable {
+            public var explained = 0
+            public var unexplained = 0
+            public init() {}
+        }
+
+        public var violations: Int {
+            lostMessages + duplicateMessages + doubleAssignments + capacityViolations + eventGaps + lostReplies + duplicateReplies.unexplained
+                + misdirectedReplies
+        }
     }
 
     public struct Fault: Codable, Sendable, Equatable {

@@ -10,6 +10,9 @@ public struct Threshold: Sendable, Equatable, CustomStringConvertible {
         case doubleAssignments = "double_assignments"
         case capacityViolations = "capacity_violations"
         case eventGaps = "event_gaps"
+        case lostReplies = "lost_replies"
+        case duplicateReplies = "duplicate_replies"
+        case unexplainedDuplicates = "unexplained_duplicates"
 
         /// Latencies are compared in milliseconds; availability as a fraction; the rest as counts.
         var isLatency: Bool { [.p50, .p90, .p99, .p999, .max, .assignmentP50, .assignmentP99, .reconnectP99].contains(self) }
@@ -32,6 +35,9 @@ public struct Threshold: Sendable, Equatable, CustomStringConvertible {
             case .doubleAssignments: Double(summary.integrity.doubleAssignments)
             case .capacityViolations: Double(summary.integrity.capacityViolations)
             case .eventGaps: Double(summary.integrity.eventGaps)
+            case .lostReplies: Double(summary.integrity.lostReplies)
+            case .duplicateReplies: Double(summary.integrity.duplicateReplies.explained + summary.integrity.duplicateReplies.unexplained)
+            case .unexplainedDuplicates: Double(summary.integrity.duplicateReplies.unexplained)
             }
         }
     }

@@ -243,3 +243,45 @@ final class ScenarioAndReportTests: XCTestCase {
         XCTAssertTrue(html.contains("n&lt;2&gt;"), "names are escaped")
     }
 }
+
+final class ReplyLedgerTests: XCTestCase {
+    func testEveryAcknowledgedReplyMustReachItsCustomerOnce() {
+        var ledger = ReplyLedger()
+        ledger.acknowledged(text: "r-once", messageId: "ms_1", conversation: "cv_a")
+        ledger.acknowledged(text: "r-lost", messageId: "ms_2", conversation: "cv_a")
+        ledger.acknowledged(text: "r-twice-marked", messageId: "ms_3", conversation: "cv_b")
+        ledger.acknowledged(text: "r-twice", messageId: "ms_4", conversation: "cv_b")
+        ledger.acknowledged(text: "r-elsewhere", messageId: "ms_5", conversation: "cv_c")
+        ledger.delivered(text: "r-once", to: "5491155550001")
+        ledger.delivered(text: "r-twice-marked", to: "+14155550002")
+        ledger.delivered(text: "r-twice-marked", to: "+14155550002")
+        ledger.delivered(text: "r-twice", to: "+14155550002")
+        ledger.delivered(text: "r-twice", to: "+14155550002")
+        ledger.delivered(text: "r-elsewhere", to: "+14155559999")
+        ledger.delivered(text: "r-never-acknowledged", to: "5491155550001")
+        XCTAssertEqual(ledger.undelivered, 1, "r-lost is still waiting")
+        let verdict = ledger.check(
+            possibleDuplicates: ["ms_3"], recipients: ["cv_a": "+5491155550001", "cv_b": "14155550002", "cv_c": "+14155550003"])
+        var expected = ReplyLedger.Verdict()
+        expected.lost = 1
+        expected.explainedDuplicates = 1
+        expected.unexplainedDuplicates = 1
+        expected.misdirected = 1
+        expected.unacknowledged = 1
+        XCTAssertEqual(verdict, expected, "a wa_id and its E.164 form are one customer; a marked duplicate is explained, an unmarked one is not")
+    }
+
+    func testUnexplainedDuplicatesAndLostRepliesAreViolationsAndThresholds() throws {
+        var summary = Summary()
+        summary.integrity.duplicateReplies.explained = 3
+        XCTAssertEqual(summary.integrity.violations, 0, "explained duplicates are what the outbox promises, not a violation")
+        summary.evaluate([try Threshold("unexplained_duplicates==0"), try Threshold("duplicate_replies<=3"), try Threshold("lost_replies==0")])
+        XCTAssertEqual(summary.thresholds.map(\.passed), [true, true, true], "\(summary.thresholds)")
+        summary.integrity.duplicateReplies.unexplained = 1
+        summary.integrity.lostReplies = 2
+        summary.evaluate([try Threshold("unexplained_duplicates==0"), try Threshold("lost_replies==0")])
+        XCTAssertEqual(summary.thresholds.map(\.value), [1, 2])
+        XCTAssertEqual(summary.integrity.violations, 3)
+        XCTAssertEqual(summary.exitCode, 1, "a lost or unexplained duplicate reply is an integrity violation")
+    }
+}
