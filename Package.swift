@@ -216,8 +216,9 @@ let package = Package(
         .executableTarget(
             name: "switchboard-loadtest",
             dependencies: [
-                "LoadTestCore", "ClusterFile", "RaftCore", "Wire", "ServerTLS", "Seeded",
+                "LoadTestCore", "ClusterFile", "RaftCore", "Wire", "ServerTLS", "Seeded", "Channels",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),

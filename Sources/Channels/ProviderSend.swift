@@ -110,7 +110,7 @@ public enum TwilioSend {
 
     /// `application/x-www-form-urlencoded`: unreserved bytes as they are, space as `+`, the rest
     /// percent-encoded.
-    static func formEncode(_ text: String) -> String {
+    public static func formEncode(_ text: String) -> String {
         var out = ""
         for byte in text.utf8 {
             switch byte {

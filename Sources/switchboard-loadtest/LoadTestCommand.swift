@@ -72,6 +72,22 @@ struct LoadTestCommand: AsyncParsableCommand {
     @Option(help: "Conversations an agent holds at once (its capacity).")
     var capacity = 3
 
+    @Option(
+        help: ArgumentHelp(
+            "Customers write on these provider channels instead of the generic webchat endpoint: whatsapp, sms, or both (whatsapp,sms).",
+            discussion: "The run serves the WhatsApp Cloud API and Twilio on loopback (a provider simulator), creates one inbox per provider pointed at it, posts each customer's messages to the inbox's webhook signed as Meta and Twilio sign them, and posts the providers' status callbacks. After the run every acknowledged agent reply must have reached the simulator exactly once, for its customer (lost_replies, duplicate_replies, unexplained_duplicates)."
+        ))
+    var channels: String?
+
+    @Option(help: "Share of sends the provider simulator refuses with a 503 without taking them (e.g. 1%): the cluster must retry.")
+    var providerErrors = "0%"
+
+    @Option(help: "Share of sends the provider simulator takes and never answers (e.g. 0.1%): the cluster's send times out, it retries and must mark the reply possibleDuplicate.")
+    var providerTimeouts = "0%"
+
+    @Option(help: "Time the provider simulator takes to answer each send (e.g. 50ms).")
+    var providerDelay = "0ms"
+
     @Option(help: "Seed of the arrival process and the customers' choices (a run can be repeated).")
     var seed: UInt64 = 1
 
@@ -112,7 +128,14 @@ struct LoadTestCommand: AsyncParsableCommand {
         guard (1...100).contains(exchanges) else { throw ValidationError("--exchanges must be 1...100") }
         guard (1...1000).contains(capacity) else { throw ValidationError("--capacity must be 1...1000") }
         guard Arrivals.Kind(rawValue: arrival) != nil else { throw ValidationError("--arrival must be constant or poisson") }
-        guard try parsed().duration > .zero else { throw ValidationError("--duration must be over 0") }
+        let options = try parsed()
+        guard options.duration > .zero else { throw ValidationError("--duration must be over 0") }
+        guard options.providerFaults.errors + options.providerFaults.timeouts < 1 else {
+            throw ValidationError("--provider-errors and --provider-timeouts together must leave some sends to succeed")
+        }
+        if options.channels.isEmpty, providerErrors != "0%" || providerTimeouts != "0%" || providerDelay != "0ms" {
+            throw ValidationError("--provider-errors, --provider-timeouts and --provider-delay shape the provider simulator: they need --channels")
+        }
     }
 
     /// The text options as values; a usage error names the option at fault.
@@ -121,6 +144,8 @@ struct LoadTestCommand: AsyncParsableCommand {
         var arrivals: Arrivals
         var thresholds: [Threshold]
         var chaos: [ChaosRule]
+        var channels: [ProviderSimulator.Provider]
+        var providerFaults: ProviderSimulator.Faults
     }
 
     func parsed() throws -> Parsed {
@@ -129,10 +154,37 @@ struct LoadTestCommand: AsyncParsableCommand {
                 ramp: try parseDuration(ramp, option: "--ramp"), duration: try parseDuration(duration, option: "--duration"),
                 think: try parseDuration(think, option: "--think"),
                 arrivals: try Arrivals(rate: try Arrivals.parseRate(arrivalRate), kind: Arrivals.Kind(rawValue: arrival)!, seed: seed),
-                thresholds: try threshold.map { try Threshold($0) }, chaos: try chaos.map { try ChaosRule($0) })
+                thresholds: try threshold.map { try Threshold($0) }, chaos: try chaos.map { try ChaosRule($0) },
+                channels: try parsedChannels(),
+                providerFaults: ProviderSimulator.Faults(
+                    errors: try parseShare(providerErrors, option: "--provider-errors"),
+                    timeouts: try parseShare(providerTimeouts, option: "--provider-timeouts"),
+                    delay: try parseDuration(providerDelay, option: "--provider-delay")))
         } catch let error as LoadTestError {
             throw ValidationError(error.description)
         }
+    }
+
+    func parsedChannels() throws(LoadTestError) -> [ProviderSimulator.Provider] {
+        guard let channels else { return [] }
+        var providers: [ProviderSimulator.Provider] = []
+        for name in channels.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces).lowercased() }) {
+            switch name {
+            case "whatsapp": providers.append(.whatsApp)
+            case "sms", "twilio": providers.append(.twilio)
+            default: throw .usage("--channels takes whatsapp, sms or both (whatsapp,sms); '\(name)' is neither")
+            }
+        }
+        guard !providers.isEmpty else { throw .usage("--channels names no channel; give whatsapp, sms or whatsapp,sms") }
+        return Array(Set(providers)).sorted { $0.rawValue > $1.rawValue }
+    }
+
+    /// `1%` or `0.01`: a share from 0 to 1.
+    func parseShare(_ text: String, option: String) throws(LoadTestError) -> Double {
+        let trimmed = text.trimmingCharacters(in: .whitespaces)
+        let value = trimmed.hasSuffix("%") ? Double(trimmed.dropLast()).map { $0 / 100 } : Double(trimmed)
+        guard let value, (0...1).contains(value) else { throw .usage("\(option) must be a share such as 1% or 0.01, got '\(text)'") }
+        return value
     }
 
     /// `--switchboard`, or the `switchboard` beside this executable.
@@ -170,7 +222,7 @@ struct LoadTestCommand: AsyncParsableCommand {
             target: base.hasSuffix("/") ? String(base.dropLast()) : base, caFile: spawned?.cluster.caCertificatePath ?? caFile,
             adminToken: spawned?.cluster.adminToken ?? token!, agents: agents,
             ramp: options.ramp, duration: options.duration, arrivals: options.arrivals, think: options.think, exchanges: exchanges,
-            capacity: capacity, seed: seed)
+            capacity: capacity, seed: seed, channels: options.channels, providerFaults: options.providerFaults)
         let run = try Run(settings: settings, spawned: spawned, chaos: options.chaos)
         var summary: Summary
         do {

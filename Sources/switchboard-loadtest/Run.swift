@@ -25,6 +25,10 @@ final class Run: Sendable {
         var exchanges: Int
         var capacity: Int
         var seed: UInt64
+        /// Customers write on these providers' channels, through the provider simulator's signed
+        /// webhooks, and the agents' replies must reach it; empty: the generic webchat channel.
+        var channels: [ProviderSimulator.Provider] = []
+        var providerFaults = ProviderSimulator.Faults()
     }
 
     /// Requests of customers in flight at most; past it an arrival counts as failed at once
@@ -46,15 +50,26 @@ final class Run: Sendable {
     let settings: Settings
     let recorder = Recorder()
     let runId: String
-    private let http: HTTPClient
-    private let start = ContinuousClock.now
+    let http: HTTPClient
+    let start = ContinuousClock.now
     private let stopping = Atomic<Bool>(false)
     private let ledger = Mutex(Ledger())
     /// Message id -> conversation id of every acknowledged inbound message and agent reply.
-    private let acknowledged = Mutex<[String: String]>([:])
+    let acknowledged = Mutex<[String: String]>([:])
     /// Conversation id -> when its first inbound message was acknowledged.
-    private let opened = Mutex<[String: ContinuousClock.Instant]>([:])
-    private let highestIndex = Atomic<Int>(0)
+    let opened = Mutex<[String: ContinuousClock.Instant]>([:])
+    /// With provider channels: the provider's id of every acknowledged customer message -> the
+    /// customer's number, and of each customer's first message -> when it was acknowledged.
+    let acknowledgedExternal = Mutex<[String: String]>([:])
+    let openedExternal = Mutex<[String: ContinuousClock.Instant]>([:])
+    /// With provider channels: the agents' acknowledged replies and what the provider took.
+    let replies = Mutex(ReplyLedger())
+    /// With provider channels: the simulator and the inboxes the run created on it.
+    let simulator: ProviderSimulator?
+    let inboxes = Mutex<ChannelInboxes?>(nil)
+    let statusCallbacks = Atomic<Int>(0)
+    let statusCallbacksFailed = Atomic<Int>(0)
+    let highestIndex = Atomic<Int>(0)
     private let eventGaps = Atomic<Int>(0)
     /// Events-socket handshakes given up on after `handshakeTimeout` (their tasks are left behind).
     let abandonedHandshakes = Atomic<Int>(0)
@@ -75,6 +90,7 @@ final class Run: Sendable {
         self.spawned = spawned
         self.chaos = chaos
         runId = String(UInt64.random(in: 0...UInt64(1 << 40)), radix: 36)
+        simulator = settings.channels.isEmpty ? nil : ProviderSimulator(credentials: .random(), faults: settings.providerFaults)
         let url = URL(string: settings.target)
         let secure = url?.scheme == "https"
         socketTarget = url.flatMap { url -> (SocketAddress, String)? in
@@ -99,7 +115,30 @@ final class Run: Sendable {
     var second: Int { Int(elapsed.components.seconds) }
     var stopped: Bool { stopping.load(ordering: .relaxed) }
 
+    /// The run, with the provider simulator serving beside it when customers write on provider
+    /// channels.
     func execute() async throws -> Summary {
+        guard let simulator else { return await measure() }
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            let (ports, bound) = AsyncStream.makeStream(of: Int.self)
+            group.addTask {
+                try await simulator.serve { port in
+                    bound.yield(port)
+                    bound.finish()
+                }
+            }
+            var next = ports.makeAsyncIterator()
+            guard let port = await next.next(), port > 0 else { throw ChannelSetupError("the provider simulator did not bind a port on 127.0.0.1") }
+            log("provider simulator: WhatsApp Cloud API and Twilio on http://127.0.0.1:\(port)")
+            group.addTask { await self.recordSends(simulator) }
+            try await setUpInboxes(simulator: "http://127.0.0.1:\(port)")
+            let summary = await measure()
+            group.cancelAll()
+            return summary
+        }
+    }
+
+    private func measure() async -> Summary {
         let total = settings.ramp + settings.duration
         recorder.expect(agents: settings.agents)
         let termAtStart = await clusterTerm()
@@ -142,6 +181,7 @@ final class Run: Sendable {
             let kills = summary.faults.filter { $0.kind == "kill" }.count
             log("terms: \(termAtStart ?? 0) -> \(summary.terms.atEnd ?? 0): \(elections) elections over \(kills) kills")
         }
+        if simulator != nil { await settleReplies() }
         log("settling: checking every acknowledged message on every node")
         summary.integrity = await integrity()
         try? await http.shutdown()
@@ -183,7 +223,7 @@ final class Run: Sendable {
     @discardableResult
     func call(
         _ method: HTTPMethod, _ path: String, token: String?, body: [String: Any]? = nil, key: String? = nil,
-        intended: ContinuousClock.Instant? = nil, base: String? = nil, measured: Bool = true
+        intended: ContinuousClock.Instant? = nil, base: String? = nil, measured: Bool = true, raw: SignedRequest? = nil
     ) async -> Reply {
         let due = intended ?? .now
         var request = HTTPClientRequest(url: (base ?? settings.target) + path)
@@ -193,6 +233,10 @@ final class Run: Sendable {
         if let body, let data = try? JSONSerialization.data(withJSONObject: body) {
             request.headers.add(name: "Content-Type", value: "application/json")
             request.body = .bytes(ByteBuffer(bytes: data))
+        }
+        if let raw {
+            for (name, value) in raw.headers { request.headers.add(name: name, value: value) }
+            request.body = .bytes(ByteBuffer(bytes: raw.body))
         }
         var reply = Reply(status: 0, json: [:])
         var failure: String?
@@ -263,21 +307,32 @@ final class Run: Sendable {
                 if let since = opened.withLock({ $0[conversation] }) {
                     recorder.assignment(micros: UInt64(max(0, (ContinuousClock.now - since) / .microseconds(1))))
                 }
-                group.addTask { await self.work(conversation, agentId: agentId, token: token) }
+                let assignedAt = ContinuousClock.now
+                group.addTask { await self.work(conversation, agentId: agentId, token: token, assignedAt: assignedAt) }
             }
         }
     }
 
     /// Reads the conversation, replies `exchanges` times after a think time each, resolves.
-    private func work(_ conversation: String, agentId: String, token: String) async {
-        await call(.GET, "/v1/conversations/\(conversation)", token: token)
+    /// The reply's text is unique (its idempotency key), so the provider simulator's copy names it.
+    private func work(_ conversation: String, agentId: String, token: String, assignedAt: ContinuousClock.Instant) async {
+        let read = await call(.GET, "/v1/conversations/\(conversation)", token: token)
+        if simulator != nil, let first = (read.json["messages"] as? [[String: Any]])?.first?["externalId"] as? String,
+            let since = openedExternal.withLock({ $0.removeValue(forKey: first) })
+        {
+            recorder.assignment(micros: UInt64(max(0, (assignedAt - since) / .microseconds(1))))
+        }
         for exchange in 0..<settings.exchanges {
             try? await Task.sleep(for: settings.think)
             guard !stopped else { return }
+            let key = "lt-\(runId)-\(conversation)-r\(exchange)"
+            let text = "reply \(exchange) \(key)"
             let reply = await call(
-                .POST, "/v1/conversations/\(conversation)/messages", token: token, body: ["text": "reply \(exchange)", "private": false],
-                key: "lt-\(runId)-\(conversation)-r\(exchange)")
-            if reply.ok, let id = reply.json["id"] as? String { acknowledged.withLock { $0[id] = conversation } }
+                .POST, "/v1/conversations/\(conversation)/messages", token: token, body: ["text": text, "private": false], key: key)
+            if reply.ok, let id = reply.json["id"] as? String {
+                acknowledged.withLock { $0[id] = conversation }
+                if simulator != nil { replies.withLock { $0.acknowledged(text: text, messageId: id, conversation: conversation) } }
+            }
         }
         let resolved = await call(.POST, "/v1/conversations/\(conversation)/resolve", token: token, key: "lt-\(runId)-\(conversation)-resolve")
         if resolved.ok { ledger.withLock { $0.released(conversation, by: agentId) } }
@@ -371,7 +426,11 @@ final class Run: Sendable {
                     continue
                 }
                 group.addTask {
-                    await self.customer(customer, intended: self.start + due)
+                    if self.simulator != nil {
+                        await self.channelCustomer(customer, intended: self.start + due)
+                    } else {
+                        await self.customer(customer, intended: self.start + due)
+                    }
                     self.customersInFlight.subtract(1, ordering: .relaxed)
                 }
             }
@@ -415,42 +474,70 @@ final class Run: Sendable {
             result.lostMessages = messages.count
             return result
         }
-        let conversations = Array(Set(messages.values)).sorted()
+        let external = acknowledgedExternal.withLock { $0 }
+        // Customers on provider channels are acknowledged by the provider's message id, not ours:
+        // their conversations are the run's inboxes' (listed), and a copy counts by that id.
+        var listed = Set(messages.values)
+        if simulator != nil { listed.formUnion(await runConversations()) }
+        let conversations = Array(listed).sorted()
+        let expected = Array(messages.keys) + Array(external.keys)
         let index = highestIndex.load(ordering: .relaxed)
         var lost = Set<String>()
         var duplicated = Set<String>()
+        var possibleDuplicates = Set<String>()
+        var recipients: [String: String] = [:]
         for node in nodes {
             var copies: [String: Int] = [:]
             var unread = 0
             for start in stride(from: 0, to: conversations.count, by: Self.integrityReadsInFlight) {
                 let batch = conversations[start..<min(conversations.count, start + Self.integrityReadsInFlight)]
-                await withTaskGroup(of: [String]?.self) { group in
+                await withTaskGroup(of: (String, [StoredMessage])?.self) { group in
                     for conversation in batch {
                         group.addTask {
                             let reply = await self.call(
                                 .GET, "/v1/conversations/\(conversation)?consistency=local&minIndex=\(index)", token: self.settings.adminToken,
                                 base: "\(URL(string: self.settings.target)?.scheme ?? "http")://\(node)", measured: false)
                             guard reply.ok else { return nil }
-                            return ((reply.json["messages"] as? [[String: Any]]) ?? []).compactMap { $0["id"] as? String }
+                            return (conversation, ((reply.json["messages"] as? [[String: Any]]) ?? []).map(StoredMessage.init))
                         }
                     }
-                    for await ids in group {
-                        guard let ids else {
+                    for await read in group {
+                        guard let (conversation, list) = read else {
                             unread += 1
                             continue
                         }
-                        for id in ids { copies[id, default: 0] += 1 }
+                        for message in list {
+                            if let id = message.id {
+                                copies[id, default: 0] += 1
+                                if message.possibleDuplicate { possibleDuplicates.insert(id) }
+                            }
+                            if let id = message.externalId {
+                                copies[id, default: 0] += 1
+                                if let number = external[id] { recipients[conversation] = number }
+                            }
+                        }
                     }
                 }
             }
             if unread > 0 { log("integrity: \(unread) conversations could not be read on \(node); their messages count as lost") }
-            let misses = Ledger.misses(acknowledged: messages.keys, copies: copies)
+            let misses = Ledger.misses(acknowledged: expected, copies: copies)
             lost.formUnion(misses.lost)
             duplicated.formUnion(misses.duplicated)
-            log("integrity: \(node) checked \(messages.count) messages in \(conversations.count) conversations")
+            log("integrity: \(node) checked \(expected.count) messages in \(conversations.count) conversations")
         }
         result.lostMessages = lost.count
         result.duplicateMessages = duplicated.count
+        if simulator != nil {
+            let (verdict, checked, taken) = replies.withLock { ($0.check(possibleDuplicates: possibleDuplicates, recipients: recipients), $0.acknowledgedCount, $0.deliveredTotal) }
+            result.repliesChecked = checked
+            result.lostReplies = verdict.lost
+            result.duplicateReplies.explained = verdict.explainedDuplicates
+            result.duplicateReplies.unexplained = verdict.unexplainedDuplicates
+            result.misdirectedReplies = verdict.misdirected
+            log(
+                "integrity: \(checked) acknowledged replies, \(taken) sends taken by the provider: lost \(verdict.lost), duplicated \(verdict.explainedDuplicates) explained (marked possibleDuplicate) and \(verdict.unexplainedDuplicates) unexplained, misdirected \(verdict.misdirected); \(verdict.unacknowledged) sent whose request failed at the agent after it was stored"
+            )
+        }
         return result
     }
 
@@ -511,6 +598,21 @@ struct EventFrame: Decodable, Sendable {
     var type: String
     var cursor: String?
     var data: Payload?
+}
+
+/// What the integrity check reads of a stored message.
+struct StoredMessage: Sendable {
+    var id: String?
+    /// The provider's id of a customer's message.
+    var externalId: String?
+    /// An agent reply the outbox may have sent twice.
+    var possibleDuplicate: Bool
+
+    init(_ json: [String: Any]) {
+        id = json["id"] as? String
+        externalId = json["externalId"] as? String
+        possibleDuplicate = (json["delivery"] as? [String: Any])?["possibleDuplicate"] as? Bool == true
+    }
 }
 
 /// The balancer closed the socket to move it to a node holding fewer (close 1012 with
