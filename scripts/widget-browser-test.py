@@ -2,7 +2,8 @@
 """The web chat widget in a real browser: Debian's chromium, headless, driven by Selenium through
 chromium-driver. A business's page on another origin embeds the widget with one <script> tag; a
 visitor opens it and writes; the agent (through the API) sees the message and replies; the
-visitor sees the reply live with the agent's name, once; a reload restores the conversation.
+visitor sees the agent typing, then the reply live with the agent's name, once; the open widget
+reports the reply read, which the agent sees on the message; a reload restores the conversation.
 Screenshots of failures go to .build/widget-test/.
 
   scripts/widget-browser-test.py [--binary .build/debug/switchboard]
@@ -89,8 +90,15 @@ def main():
         conversations = wait("the agent's conversation", lambda: call("GET", "/v1/conversations?status=assigned", token=agent)["items"])
         conversation = conversations[0]["id"]
         call("POST", f"/v1/conversations/{conversation}/messages", {"text": "nota: cliente de Rosario", "private": True}, token=agent)
-        call("POST", f"/v1/conversations/{conversation}/messages", {"text": "¡Hola! Sí, enviamos a Rosario en 48 h."}, token=agent)
+        call("POST", f"/v1/conversations/{conversation}/typing", token=agent)
+        wait("the agent typing in the widget", lambda: widget("return root.querySelector('.typing').textContent === 'Ana Gómez está escribiendo…'"))
+        reply = call("POST", f"/v1/conversations/{conversation}/messages", {"text": "¡Hola! Sí, enviamos a Rosario en 48 h."}, token=agent)
+        assert reply["delivery"]["status"] == "sent", f"a web chat reply starts as sent: {reply['delivery']}"
         wait("the agent's reply in the widget", lambda: widget("return [...root.querySelectorAll('.agent')].some(e => e.textContent.includes('48 h'))"))
+        assert widget("return root.querySelector('.typing').textContent") == "", "the reply ends the typing notice"
+        read = wait("the reply reported read by the open widget", lambda: next(
+            (m for m in call("GET", f"/v1/conversations/{conversation}", token=agent)["messages"] if m["id"] == reply["id"] and m["delivery"]["status"] == "read"), None))
+        assert read["delivery"]["possibleDuplicate"] is False
         agents = widget("return [...root.querySelectorAll('.agent')].map(e => e.textContent)")
         assert len(agents) == 1 and "Ana Gómez" in agents[0], f"the reply once, with the agent's name: {agents}"
         assert "nota" not in widget("return root.querySelector('.log').textContent"), "a private note never reaches the visitor"
@@ -102,7 +110,7 @@ def main():
         texts = wait("the restored conversation", lambda: (lambda t: t if t and len(t) >= 2 else None)(
             widget("return [...root.querySelectorAll('.customer, .agent')].map(e => e.textContent)")))
         assert len(texts) == 2 and "Rosario?" in texts[0] and "48 h" in texts[1], f"restored once each: {texts}"
-        print("widget browser test: the visitor wrote, the agent's reply arrived live with the agent's name, a reload restored it; passed")
+        print("widget browser test: the visitor wrote, saw the agent typing and the reply live with the agent's name, the reply came back read, a reload restored it; passed")
     except Exception as error:
         if browser is not None:
             shots.mkdir(parents=True, exist_ok=True)

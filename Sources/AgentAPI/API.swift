@@ -15,6 +15,7 @@ public struct API: Sendable {
     let sessions = SessionCache()
     /// Inboxes as webhooks read them (at most a second old).
     let inboxes = InboxCache()
+    let typing = TypingCoalescer()
     /// Web chat visitors' writes per client address: anyone may write in, so a token bucket per
     /// address (`webChatWritesPerSecondPerAddress`, with its burst) bounds what one address can
     /// make the cluster store.

@@ -112,6 +112,19 @@ extension API {
                 body: ResponseBody(byteBuffer: view.body))
         }
 
+        // An agent is writing: the assignee and the conversation's web chat visitor see it for a
+        // few seconds. Coalesced per agent and conversation (`TypingCoalescer`); 202 either way.
+        router.post("/v1/conversations/:id/typing") { request, context -> Response in
+            let principal = try await authenticate(request)
+            guard let agent = principal.agent else { throw APIError.forbidden("typing notices come from an agent's session") }
+            let id = try Validate.name(try context.parameters.require("id"), field: "id")
+            if typing.admit(agent: agent.id, conversation: id) {
+                let proposal = try await propose(.typing(conversationId: id), as: principal, context: context, readsBack: false)
+                if case .rejected(let error) = proposal.outcome { throw APIError(error) }
+            }
+            return Response(status: .accepted)
+        }
+
         router.get("/v1/conversations/:id/messages") { request, context -> Response in
             let principal = try await authenticate(request)
             try requireAgentOrAdmin(principal)

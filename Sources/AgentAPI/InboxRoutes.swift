@@ -366,7 +366,7 @@ extension API {
     }
 
     @discardableResult
-    private func proposeChannel(_ command: Command) async throws -> Outcome {
+    func proposeChannel(_ command: Command) async throws -> Outcome {
         let proposal = try await node.propose(command, actor: .channel, idempotency: nil, readsBack: false)
         if case .rejected(let error) = proposal.outcome { throw APIError(error) }
         return proposal.outcome

@@ -73,3 +73,23 @@ final class InboxCache: Sendable {
         }
     }
 }
+
+/// One typing notice per agent and conversation per `interval` on this node: an agent's console
+/// may say it types on every key, and each notice that passes costs a log entry.
+final class TypingCoalescer: Sendable {
+    static let interval: Duration = .seconds(2)
+    static let entriesMax = 4096
+    private let last = Mutex<[String: ContinuousClock.Instant]>([:])
+
+    /// True when the notice should go out; false when one went out within `interval`.
+    func admit(agent: String, conversation: String, now: ContinuousClock.Instant = .now) -> Bool {
+        last.withLock { last in
+            let key = agent + "/" + conversation
+            if let previous = last[key], now - previous < Self.interval { return false }
+            if last.count >= Self.entriesMax { last = last.filter { now - $0.value < Self.interval } }
+            if last.count >= Self.entriesMax { return false }
+            last[key] = now
+            return true
+        }
+    }
+}

@@ -76,6 +76,36 @@ extension API {
                 status: .accepted)
         }
 
+        // The widget received (`delivered`) or showed (`read`) a reply: the agent sees it on the
+        // message. Only a reply in the visitor's own conversation.
+        router.post("/v1/webchat/:inbox/receipts") { request, context -> Response in
+            try admitVisitorWrite(request, context: context)
+            _ = try await webChatInbox(try context.parameters.require("inbox"))
+            let visitor = try visitorIdentity(request, allowQuery: false)
+            // {"messageId": String, "status": "delivered" | "read"}
+            let body = try await request.jsonObjectFields()
+            let messageId = try Validate.name(try body.string("messageId"), field: "messageId")
+            let status = try Validate.enumValue(try body.string("status"), DeliveryStatus.self, field: "status")
+            guard status == .delivered || status == .read else {
+                throw APIError.malformed("status must be delivered or read", field: "status")
+            }
+            let owner = { @Sendable (reader: StateReader) throws -> String? in
+                guard let message = try reader.store.message(id: messageId), let conversation = try reader.store.conversation(id: message.conversationId),
+                    let contactId = try reader.store.contactId(channel: Channel.webchat.rawValue, identifier: visitor), conversation.contactId == contactId
+                else { return nil }
+                return conversation.id
+            }
+            var conversationId = try await read(owner)
+            if conversationId == nil {
+                // The reply reached the widget through another node: this one may not hold it yet.
+                try await node.linearizableBarrier()
+                conversationId = try await read(owner)
+            }
+            guard let conversationId else { throw APIError.notFound("message", messageId) }
+            _ = try await proposeChannel(.webChatReceipt(conversationId: conversationId, messageId: messageId, status: status))
+            return Response(status: .noContent)
+        }
+
         router.ws("/v1/webchat/:inbox/events") { request, context in
             _ = try await webChatInbox(try context.parameters.require("inbox"))
             _ = try await visitorConversation(request)
@@ -142,6 +172,12 @@ extension API {
             case .pong: try await outbound.write(.text("{\"type\":\"pong\"}"))
             case .events(let events):
                 for event in events {
+                    if event.type == .conversationTyping {
+                        let data = try? JSONSerialization.jsonObject(with: Data(event.data.utf8)) as? [String: Any]
+                        let frame: JSONValue = .object(["type": .string("typing"), "agentName": .optional(data?["agentName"] as? String)])
+                        try await outbound.write(.text(frame.serialized))
+                        continue
+                    }
                     guard let message = (try? JSONSerialization.jsonObject(with: Data(event.data.utf8)) as? [String: Any])?["message"] as? [String: Any],
                         message["private"] as? Bool == false, let id = message["id"] as? String, let author = message["author"] as? String,
                         let text = message["text"] as? String, let createdAt = message["createdAt"] as? String
@@ -152,7 +188,9 @@ extension API {
                     }
                     let frame: JSONValue = .object([
                         "type": .string(event.type == .messageCreated ? "message" : "message.updated"),
-                        "message": Self.visitorMessage(id: id, author: author, text: text, createdAt: .string(createdAt), agentName: agentId.flatMap { names[$0] }),
+                        "message": Self.visitorMessage(
+                            id: id, author: author, text: text, createdAt: .string(createdAt), agentName: agentId.flatMap { names[$0] },
+                            status: (message["delivery"] as? [String: Any])?["status"] as? String),
                     ])
                     try await outbound.write(.text(frame.serialized))
                 }
@@ -162,12 +200,17 @@ extension API {
 
     /// What a visitor sees of a message: no agent id, no notes, no provider ids.
     static func visitorMessage(_ message: Message, agentName: String?) -> JSONValue {
-        visitorMessage(id: message.id, author: message.author.rawValue, text: message.text, createdAt: .timestamp(message.createdAt), agentName: agentName)
+        visitorMessage(
+            id: message.id, author: message.author.rawValue, text: message.text, createdAt: .timestamp(message.createdAt), agentName: agentName,
+            status: message.delivery?.status.rawValue)
     }
 
-    static func visitorMessage(id: String, author: String, text: String, createdAt: JSONValue, agentName: String?) -> JSONValue {
+    /// `status`: a reply's delivery as the widget reported it (sent, delivered, read), so the
+    /// widget sends each receipt once.
+    static func visitorMessage(id: String, author: String, text: String, createdAt: JSONValue, agentName: String?, status: String?) -> JSONValue {
         .object([
             "id": .string(id), "author": .string(author), "text": .string(text), "createdAt": createdAt, "agentName": .optional(agentName),
+            "status": .optional(status),
         ])
     }
 

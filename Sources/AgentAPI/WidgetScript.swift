@@ -7,7 +7,9 @@ enum WidgetScript {
 // One file, no external assets. The visitor's token stays in this browser (localStorage, per
 // inbox); messages go out over HTTP with an id of their own (a retry is stored once) and come in
 // over a WebSocket; after any disconnect the widget reads the conversation again and merges by id,
-// so nothing is missed or shown twice.
+// so nothing is missed or shown twice. The agent's typing shows for a few seconds; each reply is
+// reported back once as delivered (on screen with the chat closed) and once as read (the chat
+// open and the page visible).
 (function () {
   "use strict";
   var script = document.currentScript;
@@ -19,16 +21,17 @@ enum WidgetScript {
   var text = {
     es: { open: "Abrir el chat", close: "Cerrar el chat", placeholder: "Escribe un mensaje…", send: "Enviar", you: "Tú",
           agent: "Agente", bot: "Asistente", sending: "enviando…", sent: "enviado", failed: "no se envió, reintentando",
-          reconnecting: "reconectando…", hello: "¡Hola! ¿En qué podemos ayudarte?" },
+          reconnecting: "reconectando…", hello: "¡Hola! ¿En qué podemos ayudarte?", typing: "está escribiendo…" },
     en: { open: "Open chat", close: "Close chat", placeholder: "Write a message…", send: "Send", you: "You",
           agent: "Agent", bot: "Assistant", sending: "sending…", sent: "sent", failed: "not sent, retrying",
-          reconnecting: "reconnecting…", hello: "Hi! How can we help?" }
+          reconnecting: "reconnecting…", hello: "Hi! How can we help?", typing: "is typing…" }
   }[lang];
   var key = "switchboard-webchat:" + inbox;
   var state = JSON.parse(localStorage.getItem(key) || "{}");
   var shown = {};          // message id -> element
   var pending = {};        // the widget's id -> {text, element}
-  var socket = null, conversation = null, retry = 500, opened = false;
+  var replies = {};        // a reply's id -> the receipt it has had: "sent" (none), "delivered" or "read"
+  var socket = null, conversation = null, retry = 500, opened = false, typingTimer = null;
 
   var host = document.createElement("div");
   host.setAttribute("data-switchboard-widget", inbox);
@@ -46,14 +49,16 @@ enum WidgetScript {
     ".who{display:block;font-size:11px;color:#557;margin-bottom:2px}.state{display:block;font-size:11px;color:#668;text-align:right}" +
     "form{display:flex;gap:8px;padding:8px;border-top:1px solid #dde}textarea{flex:1;resize:none;height:40px;padding:8px;border:1px solid #bbc;border-radius:8px}" +
     ".send{border:0;border-radius:8px;background:#0b6e4f;color:#fff;padding:0 14px;cursor:pointer}" +
+    ".typing{min-height:18px;padding:0 12px;font-size:12px;color:#557;background:#f4f6f5}" +
     "</style>" +
     "<button class='button' type='button' aria-expanded='false'>💬</button>" +
     "<section class='panel' role='dialog'><div class='head'><span class='title'></span><span class='status' aria-live='polite'></span></div>" +
-    "<div class='log' role='log' aria-live='polite'></div>" +
+    "<div class='log' role='log' aria-live='polite'></div><div class='typing' aria-live='polite'></div>" +
     "<form><label style='position:absolute;left:-9999px' for='sb-text'></label><textarea id='sb-text' name='message'></textarea>" +
     "<button class='send' type='submit'></button></form></section>";
   var button = root.querySelector(".button"), panel = root.querySelector(".panel"), log = root.querySelector(".log");
   var form = root.querySelector("form"), input = root.querySelector("textarea"), status = root.querySelector(".status");
+  var typing = root.querySelector(".typing");
   button.setAttribute("aria-label", text.open);
   input.placeholder = text.placeholder;
   root.querySelector("label").textContent = text.placeholder;
@@ -105,7 +110,28 @@ enum WidgetScript {
     var who = mine ? text.you : message.author === "agent" ? (message.agentName || text.agent) : text.bot;
     shown[message.id] = bubble(message.author, who, message.text, mine ? text.sent : "");
     shown[message.id].setAttribute("data-message-id", message.id);
+    if (!mine) {
+      if (message.author === "agent") showTyping(null);
+      replies[message.id] = message.status || "sent";
+      acknowledge();
+    }
   }
+  function showTyping(name) {
+    clearTimeout(typingTimer);
+    typing.textContent = name ? name + " " + text.typing : "";
+    if (name) typingTimer = setTimeout(function () { typing.textContent = ""; }, 6000);
+  }
+  // Each reply on screen is reported delivered once, and read once the chat is open and visible.
+  function acknowledge() {
+    var seen = opened && document.visibilityState === "visible";
+    for (var id in replies) {
+      var want = seen ? "read" : "delivered";
+      if (replies[id] === "read" || replies[id] === want) continue;
+      replies[id] = want;
+      call("POST", "/receipts", { messageId: id, status: want }).catch(function () {});
+    }
+  }
+  document.addEventListener("visibilitychange", acknowledge);
   function load() {
     return call("GET", "/conversation").then(function (answer) {
       root.querySelector(".title").textContent = answer.title || "Chat";
@@ -126,6 +152,7 @@ enum WidgetScript {
     socket.onmessage = function (event) {
       var frame = JSON.parse(event.data);
       if (frame.type === "message") show(frame.message);
+      else if (frame.type === "typing") showTyping(frame.agentName || text.agent);
     };
     socket.onclose = function () {
       status.textContent = text.reconnecting;
@@ -163,6 +190,7 @@ enum WidgetScript {
       input.focus();
       if (!log.childNodes.length) bubble("bot", text.bot, text.hello);
       if (state.token) load().catch(function () {});
+      acknowledge();
     }
   });
 })();

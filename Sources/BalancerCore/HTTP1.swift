@@ -114,6 +114,7 @@ public enum HTTP1 {
         var chunked = false
         var webSocketKey = false
         var webSocketVersion = false
+        var providerSigned = false
         for field in lines.fields {
             let name = field.name, value = field.value
             if equalsLowercase(bytes, name, "content-length") {
@@ -140,6 +141,8 @@ public enum HTTP1 {
                 if equalsLowercase(bytes, value, "100-continue") { head.expectContinue = true }
             } else if equalsLowercase(bytes, name, "idempotency-key") {
                 head.hasIdempotencyKey = true
+            } else if equalsLowercase(bytes, name, "x-hub-signature-256") || equalsLowercase(bytes, name, "x-twilio-signature") {
+                providerSigned = true
             } else if equalsLowercase(bytes, name, "x-forwarded-for") {
                 head.needsRewrite = true
                 if !value.isEmpty { head.forwardedFor.append(value) }
@@ -152,7 +155,25 @@ public enum HTTP1 {
         if chunked && contentLength != nil { return .invalid("both Content-Length and Transfer-Encoding") }
         head.body = chunked ? .chunked : .length(contentLength ?? 0)
         head.hasWebSocketKeyAndVersion = webSocketKey && webSocketVersion
+        // A provider's signed webhook may be repeated like a keyed request: the node stores each
+        // provider message once by the provider's id and moves a delivery status forward only
+        // (Meta and Twilio send a failed webhook again themselves).
+        if providerSigned, pathEnds(bytes, (firstSpace + 1)..<lastSpace, with: "/webhook") { head.hasIdempotencyKey = true }
         return .head(head)
+    }
+
+    /// Whether the request target's path (before any `?`) ends with `suffix`.
+    static func pathEnds(_ bytes: UnsafeRawBufferPointer, _ target: Range<Int>, with suffix: StaticString) -> Bool {
+        var end = target.upperBound
+        for i in target where bytes[i] == UInt8(ascii: "?") {
+            end = i
+            break
+        }
+        let count = suffix.utf8CodeUnitCount
+        guard end - target.lowerBound >= count else { return false }
+        return suffix.withUTF8Buffer { expected in
+            (0..<count).allSatisfy { bytes[end - count + $0] == expected[$0] }
+        }
     }
 
     /// A backend's answer head. `requestWasHEAD` decides whether a body follows (HEAD: none).

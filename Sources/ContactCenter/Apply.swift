@@ -219,6 +219,10 @@ struct ApplyContext<Store: StateStore> {
             return try outboxResult(messageId: messageId, attempt: attempt, result: result)
         case .deliveryStatus(let inboxId, let providerId, let status, let reason):
             return try deliveryStatus(inboxId: inboxId, providerId: providerId, status: status, reason: reason)
+        case .typing(let conversationId):
+            return try typing(conversationId: conversationId)
+        case .webChatReceipt(let conversationId, let messageId, let status):
+            return try webChatReceipt(conversationId: conversationId, messageId: messageId, status: status)
         case .assign(let conversationId, let agentId, let queueId):
             return try assign(conversationId: conversationId, agentId: agentId, queueId: queueId)
         case .resolve(let conversationId):

@@ -78,8 +78,13 @@ extension ApplyContext {
     /// A public reply in a conversation whose inbox sends replies leaves through it: the
     /// message is `queued` and an outbox entry is written in this same apply.
     mutating func queueForDelivery(_ message: inout Message, in conversation: Conversation, template: String?) throws {
-        guard !message.isPrivate, message.author != .customer, let inboxId = conversation.inboxId,
-            let inbox = try store.inbox(id: inboxId), inbox.sendsReplies,
+        guard !message.isPrivate, message.author != .customer, let inboxId = conversation.inboxId, let inbox = try store.inbox(id: inboxId) else { return }
+        if inbox.channel == .webchat {
+            // The visitor's socket carries it as it applies; the widget's receipts move it on.
+            message.delivery = Delivery(status: .sent)
+            return
+        }
+        guard inbox.sendsReplies,
             let recipient = try store.contact(id: conversation.contactId)?.identifiers[inbox.channel.rawValue]
         else { return }
         message.delivery = Delivery(status: .queued)
@@ -183,6 +188,46 @@ extension ApplyContext {
         guard moves else { return .done }
         delivery.status = status
         delivery.reason = status == .failed ? reason ?? "the provider reported a failure" : nil
+        message.delivery = delivery
+        try store.updateDelivery(of: message)
+        try emitMessageUpdated(message)
+        return .done
+    }
+
+    mutating func typing(conversationId: String) throws -> Outcome {
+        guard let conversation = try store.conversation(id: conversationId) else { throw DomainError.notFound("conversation", conversationId) }
+        guard let agent = try actingAgent() else { throw DomainError(.forbidden, "forbidden", "only an agent types in a conversation") }
+        if !agent.role.supervises, conversation.assigneeId != agent.id {
+            throw DomainError(.forbidden, "not_assignee", "only the assignee or a supervisor may write in this conversation")
+        }
+        guard conversation.status != .resolved else {
+            throw DomainError(.conflict, "conversation_resolved", "conversation '\(conversationId)' is resolved; reopen it to reply")
+        }
+        emit(
+            .conversationTyping, audience: conversation.assigneeId,
+            .members(["agent": .string(agent.id), "agentName": .string(agent.name), "conversationId": .string(conversationId)]))
+        return .done
+    }
+
+    /// A visitor's widget received or showed a reply: its delivery moves forward (a failed one
+    /// stays failed), and the assignee hears of it.
+    mutating func webChatReceipt(conversationId: String, messageId: String, status: DeliveryStatus) throws -> Outcome {
+        switch actor {
+        case .channel, .admin, .system: break
+        case .agent: throw DomainError(.forbidden, "forbidden", "receipts come from the visitor's widget")
+        }
+        guard status == .delivered || status == .read else {
+            throw DomainError(.invalid, "invalid_status", "a receipt says delivered or read, not \(status.rawValue)", field: "status")
+        }
+        guard var message = try store.message(id: messageId), message.conversationId == conversationId else {
+            throw DomainError.notFound("message", messageId)
+        }
+        guard message.author != .customer, !message.isPrivate else {
+            throw DomainError(.conflict, "not_a_reply", "message '\(messageId)' is not a reply to the visitor", field: "messageId")
+        }
+        var delivery = message.delivery ?? Delivery(status: .sent)
+        guard delivery.status != .failed, status.rank > delivery.status.rank else { return .done }
+        delivery.status = status
         message.delivery = delivery
         try store.updateDelivery(of: message)
         try emitMessageUpdated(message)

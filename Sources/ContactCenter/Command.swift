@@ -63,6 +63,12 @@ public enum Command: Sendable, Equatable {
     case outboxResult(messageId: String, attempt: Int, result: OutboxResult)
     /// A provider's status callback about a reply it took under `providerId`.
     case deliveryStatus(inboxId: String, providerId: String, status: DeliveryStatus, reason: String?)
+    /// An agent is writing in a conversation: an event for the assignee and the conversation's
+    /// web chat visitor, and no state. It rides the log so it reaches the visitor on any node in
+    /// order with the messages (never after the reply it announced).
+    case typing(conversationId: String)
+    /// A web chat visitor's widget received (`delivered`) or showed (`read`) a reply.
+    case webChatReceipt(conversationId: String, messageId: String, status: DeliveryStatus)
     case assign(conversationId: String, agentId: String?, queueId: String?)
     case resolve(conversationId: String)
     case reopen(conversationId: String)
@@ -271,6 +277,12 @@ extension Command {
         case .deliveryStatus(let inboxId, let providerId, let status, let reason):
             writer.write(UInt8(29))
             writer.write(inboxId); writer.write(providerId); writer.write(status.rawValue); writer.write(reason)
+        case .typing(let conversationId):
+            writer.write(UInt8(30))
+            writer.write(conversationId)
+        case .webChatReceipt(let conversationId, let messageId, let status):
+            writer.write(UInt8(31))
+            writer.write(conversationId); writer.write(messageId); writer.write(status.rawValue)
         case .assign(let conversationId, let agentId, let queueId):
             writer.write(UInt8(12))
             writer.write(conversationId); writer.write(agentId); writer.write(queueId)
@@ -396,6 +408,11 @@ extension Command {
             return .deliveryStatus(
                 inboxId: try reader.readString(), providerId: try reader.readString(), status: try decodeEnum(&reader, DeliveryStatus.self),
                 reason: try reader.readOptionalString())
+        case 30:
+            return .typing(conversationId: try reader.readString())
+        case 31:
+            return .webChatReceipt(
+                conversationId: try reader.readString(), messageId: try reader.readString(), status: try decodeEnum(&reader, DeliveryStatus.self))
         case 12:
             return .assign(conversationId: try reader.readString(), agentId: try reader.readOptionalString(), queueId: try reader.readOptionalString())
         case 13:

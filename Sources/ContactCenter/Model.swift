@@ -252,6 +252,8 @@ public enum EventType: String, Sendable, CaseIterable {
     case messageCreated = "message.created"
     /// A reply's delivery moved (sent, delivered, read, failed).
     case messageUpdated = "message.updated"
+    /// An agent is writing in the conversation (the web chat widget shows it for a few seconds).
+    case conversationTyping = "conversation.typing"
     case agentUpdated = "agent.updated"
     case sessionExpiring = "session.expiring"
     /// Sessions of the agent ended (logout, password change, disabled, role change, expiry):

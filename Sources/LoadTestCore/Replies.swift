@@ -27,6 +27,9 @@ public struct ReplyLedger: Sendable {
 
     public var acknowledgedCount: Int { acknowledged.count }
 
+    /// Sends of `text` the provider took.
+    public func sends(of text: String) -> Int { deliveries[text]?.count ?? 0 }
+
     /// Acknowledged replies the provider has not taken yet.
     public var undelivered: Int { acknowledged.keys.reduce(0) { $0 + (deliveries[$1] == nil ? 1 : 0) } }
 

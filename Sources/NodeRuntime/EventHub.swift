@@ -76,8 +76,8 @@ public final class EventHub: Sendable {
             if let audience = event.audienceAgentId { byAudience[audience, default: []].append(event) }
         }
         if state.withLock({ $0.conversations }) > 0 {
-            // Message events also go to the sockets watching their conversation.
-            for event in events where event.type == .messageCreated || event.type == .messageUpdated {
+            // Message and typing events also go to the sockets watching their conversation.
+            for event in events where event.type == .messageCreated || event.type == .messageUpdated || event.type == .conversationTyping {
                 if let conversationId = Self.conversationId(inMessageEvent: event.data) {
                     byAudience[Self.conversationAudience(conversationId), default: []].append(event)
                 }

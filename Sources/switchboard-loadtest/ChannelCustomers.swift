@@ -157,8 +157,9 @@ extension Run {
     func channelCustomer(_ n: Int, intended: ContinuousClock.Instant) async {
         guard let inboxes = inboxes.withLock({ $0 }) else { return }
         let provider = settings.channels[n % settings.channels.count]
-        // Numbers unique within the run: Argentine mobiles on WhatsApp, US numbers on SMS.
-        let serial = (Int(runId, radix: 36).map { $0 % 1000 } ?? 0) * 10_000 + n % 10_000
+        // Numbers unique within the run and, but for one run in 9,999, from earlier runs' on the
+        // same cluster: Argentine mobiles on WhatsApp, Mexican ones on SMS.
+        let serial = (Int(runId, radix: 36).map { $0 % 9_999 } ?? 0) * 10_000 + n % 10_000
         for message in 0..<2 {
             let due = message == 0 ? intended : ContinuousClock.now
             let text = "customer \(n) message \(message)"
@@ -171,7 +172,7 @@ extension Run {
                 request = inboxes.whatsAppMessage(from: waId, name: "Cliente \(n)", id: id, text: text, at: Int(Date().timeIntervalSince1970))
                 (externalId, number) = (id, waId)
             case .twilio:
-                let e164 = "+1415" + String(format: "%07d", serial)
+                let e164 = "+5255" + String(format: "%08d", serial)
                 let sid = "SM" + String(format: "%016llx", UInt64(Int(runId, radix: 36) ?? 0)) + String(format: "%014x", n) + String(format: "%02x", message)
                 path = inboxes.path(inboxes.sms ?? "")
                 request = inboxes.twilioMessage(from: e164, sid: sid, text: text, inbox: inboxes.sms ?? "")
@@ -219,19 +220,25 @@ extension Run {
         }
     }
 
-    /// After the run: waits until every acknowledged reply reached the provider (or
-    /// `repliesSettleMax`), showing how many are left.
+    /// After the run: waits until every acknowledged reply reached the provider, and every send
+    /// the simulator held unanswered came again (its second copy is what the check must see),
+    /// or `repliesSettleMax`, showing how many are left.
     func settleReplies() async {
         let deadline = ContinuousClock.now + Self.repliesSettleMax
         var lastShown = ContinuousClock.now - .seconds(10)
         while ContinuousClock.now < deadline {
-            let (waiting, acknowledged) = replies.withLock { ($0.undelivered, $0.acknowledgedCount) }
-            if waiting == 0 {
-                log("settling: all \(acknowledged) acknowledged replies reached the provider")
+            let held = simulator?.heldTexts.withLock { $0 } ?? []
+            let (waiting, acknowledged, unrepeated) = replies.withLock { ledger in
+                (ledger.undelivered, ledger.acknowledgedCount, held.filter { ledger.sends(of: $0) < 2 }.count)
+            }
+            if waiting == 0 && unrepeated == 0 {
+                log("settling: all \(acknowledged) acknowledged replies reached the provider, and the \(held.count) it held unanswered came again")
                 break
             }
             if ContinuousClock.now - lastShown >= .seconds(5) {
-                log("settling: \(waiting) of \(acknowledged) acknowledged replies not at the provider yet (the outbox retries with backoff)")
+                log(
+                    "settling: \(waiting) of \(acknowledged) acknowledged replies not at the provider yet, \(unrepeated) held unanswered not sent again yet (the outbox retries with backoff)"
+                )
                 lastShown = .now
             }
             try? await Task.sleep(for: .milliseconds(200))
@@ -250,10 +257,14 @@ extension Run {
         var found = Set<String>()
         var cursor: String?
         repeat {
-            let page = await call(
-                .GET, "/v1/conversations?limit=500" + (cursor.map { "&cursor=\($0)" } ?? ""), token: settings.adminToken, measured: false)
+            let path = "/v1/conversations?limit=500" + (cursor.map { "&cursor=" + ($0.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? $0) } ?? "")
+            var page = await call(.GET, path, token: settings.adminToken, measured: false)
+            for _ in 0..<5 where page.retryable {
+                try? await Task.sleep(for: .seconds(1))
+                page = await call(.GET, path, token: settings.adminToken, measured: false)
+            }
             guard page.ok else {
-                log("integrity: listing conversations answered \(page.status); the run's conversations not yet seen count as lost")
+                log("integrity: listing conversations (\(path)) answered \(page.status) \(page.failure ?? ""); the run's conversations not yet seen count as lost")
                 break
             }
             for conversation in (page.json["items"] as? [[String: Any]]) ?? [] {

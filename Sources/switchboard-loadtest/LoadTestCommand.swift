@@ -14,7 +14,9 @@ struct LoadTestCommand: AsyncParsableCommand {
             goes available, and on every conversation.assigned reads the conversation, replies \
             after a think time and resolves after --exchanges replies. A dropped socket \
             reconnects through the target with its last cursor. Customers are an open arrival \
-            process posting webchat messages with unique externalIds, and following up once.
+            process posting webchat messages with unique externalIds, and following up once; \
+            with --channels whatsapp,sms they write through a provider simulator's signed \
+            webhooks instead, and every agent reply must reach that simulator exactly once.
 
             Every request's latency is measured from its intended send time (no coordinated \
             omission). After the run, every acknowledged message is looked up on every node: \

@@ -60,6 +60,8 @@ final class ProviderSimulator: Sendable {
     let heldOnPurpose = Atomic<Int>(0)
     /// Requests refused for what they were (bad credentials, missing fields): a Switchboard bug.
     let malformed = Atomic<Int>(0)
+    /// The texts of the sends taken and never answered: each must come again.
+    let heldTexts = Mutex<[String]>([])
 
     init(credentials: Credentials, faults: Faults) {
         self.credentials = credentials
@@ -133,6 +135,7 @@ final class ProviderSimulator: Sendable {
             return Self.json(503, ["error": ["message": "(#2) Service temporarily unavailable", "type": "OAuthException", "code": 2, "fbtrace_id": "sim"]])
         case .hold:
             heldOnPurpose.add(1, ordering: .relaxed)
+            heldTexts.withLock { $0.append(text ?? "") }
             let id = nextId("wamid.SIM", digits: 24)
             taken.yield(Sent(provider: .whatsApp, id: id, to: to, text: text ?? "", statusCallback: nil))
             try await Task.sleep(for: Self.heldFor)
@@ -168,6 +171,7 @@ final class ProviderSimulator: Sendable {
             return Self.json(503, ["code": 20503, "message": "Service Unavailable", "more_info": "https://www.twilio.com/docs/errors/20503", "status": 503])
         case .hold:
             heldOnPurpose.add(1, ordering: .relaxed)
+            heldTexts.withLock { $0.append(text) }
             taken.yield(Sent(provider: .twilio, id: nextId("SM", digits: 32), to: to, text: text, statusCallback: form["StatusCallback"]))
             try await Task.sleep(for: Self.heldFor)
             return Self.json(504, ["code": 20504, "message": "held by the simulator", "status": 504])

@@ -195,6 +195,8 @@ final class Run: Sendable {
         var json: [String: Any]
         /// Seconds from `Retry-After`, when the answer had one.
         var retryAfter: Double?
+        /// What went wrong, when the answer was not a 2xx: the status or the client's error.
+        var failure: String?
         var ok: Bool { (200..<300).contains(status) }
         /// No answer, 429 or 5xx: worth another try later.
         var retryable: Bool { status == 0 || status == 429 || status >= 500 }
@@ -252,6 +254,7 @@ final class Run: Sendable {
             if !reply.ok { failure = "\(method.rawValue) \(Self.route(path)): \(reply.status)" }
         } catch {
             failure = "\(method.rawValue) \(Self.route(path)): \(type(of: error))"
+            reply.failure = "\(error)"
         }
         if measured, reply.status == 429, reply.retryAfter != nil {
             recorder.shed()
@@ -317,6 +320,9 @@ final class Run: Sendable {
     /// The reply's text is unique (its idempotency key), so the provider simulator's copy names it.
     private func work(_ conversation: String, agentId: String, token: String, assignedAt: ContinuousClock.Instant) async {
         let read = await call(.GET, "/v1/conversations/\(conversation)", token: token)
+        // A conversation a run before this one left waiting (its inbox points at that run's
+        // simulator) is worked like any other, but its replies cannot reach this run's.
+        let ours = inboxes.withLock { inboxes in (read.json["inbox"] as? String).map { [inboxes?.whatsApp, inboxes?.sms].contains($0) } ?? false }
         if simulator != nil, let first = (read.json["messages"] as? [[String: Any]])?.first?["externalId"] as? String,
             let since = openedExternal.withLock({ $0.removeValue(forKey: first) })
         {
@@ -331,7 +337,7 @@ final class Run: Sendable {
                 .POST, "/v1/conversations/\(conversation)/messages", token: token, body: ["text": text, "private": false], key: key)
             if reply.ok, let id = reply.json["id"] as? String {
                 acknowledged.withLock { $0[id] = conversation }
-                if simulator != nil { replies.withLock { $0.acknowledged(text: text, messageId: id, conversation: conversation) } }
+                if simulator != nil, ours { replies.withLock { $0.acknowledged(text: text, messageId: id, conversation: conversation) } }
             }
         }
         let resolved = await call(.POST, "/v1/conversations/\(conversation)/resolve", token: token, key: "lt-\(runId)-\(conversation)-resolve")

@@ -43,4 +43,21 @@ final class EventHubTests: XCTestCase {
         guard case .closed = await mine.next() else { return XCTFail("expected closed") }
         XCTAssertEqual(hub.subscriptionCount, 0)
     }
+
+    func testAConversationsSocketGetsItsMessagesAndTypingAndNothingElse() async {
+        let hub = EventHub()
+        let visitor = hub.subscribe(audience: EventHub.conversationAudience("cv_1"))!
+        func event(_ index: Int, _ type: EventType, _ data: String) -> Event {
+            Event(cursor: EventCursor(index: Int64(index), seq: 0), type: type, at: Timestamp(milliseconds: 0), audienceAgentId: "ana", data: data)
+        }
+        hub.publish([
+            event(1, .messageCreated, #"{"message":{"conversationId":"cv_1","id":"ms_1"}}"#),
+            event(2, .conversationTyping, #"{"agent":"ana","agentName":"Ana","conversationId":"cv_1"}"#),
+            event(3, .conversationTyping, #"{"agent":"ana","agentName":"Ana","conversationId":"cv_2"}"#),
+            event(4, .conversationUpdated, #"{"conversation":{"conversationId":"cv_1"}}"#),
+            event(5, .messageUpdated, #"{"message":{"conversationId":"cv_1","id":"ms_1"}}"#),
+        ])
+        guard case .events(let delivered) = await visitor.next() else { return XCTFail("expected events") }
+        XCTAssertEqual(delivered.map(\.cursor.index), [1, 2, 5], "its messages and typing notices, not another conversation's, not the agent's other events")
+    }
 }

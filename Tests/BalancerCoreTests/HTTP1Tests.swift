@@ -62,6 +62,17 @@ final class HTTP1Tests: XCTestCase {
         XCTAssertFalse(whole.needsRewrite, "nothing in this head is replaced")
     }
 
+    func testAProvidersSignedWebhookIsRepeatableAndNothingElseBecauseOfASignature() throws {
+        XCTAssertTrue(try head("POST /v1/inboxes/ib_1/webhook HTTP/1.1\r\nX-Hub-Signature-256: sha256=ab\r\nContent-Length: 0\r\n\r\n").hasIdempotencyKey,
+                      "Meta's webhook: the node stores a wamid once")
+        XCTAssertTrue(try head("POST /v1/inboxes/ib_1/webhook?x=1 HTTP/1.1\r\nx-twilio-signature: abc=\r\nContent-Length: 0\r\n\r\n").hasIdempotencyKey,
+                      "Twilio's, with a query")
+        XCTAssertFalse(try head("POST /v1/agents HTTP/1.1\r\nX-Hub-Signature-256: sha256=ab\r\nContent-Length: 0\r\n\r\n").hasIdempotencyKey,
+                       "a signature on another path buys no retry")
+        XCTAssertFalse(try head("POST /v1/inboxes/ib_1/webhook HTTP/1.1\r\nContent-Length: 0\r\n\r\n").hasIdempotencyKey,
+                       "an unsigned webhook (the e-mail and api inboxes') is not repeated")
+    }
+
     func testConnectionAndUpgradeFieldsAreRead() throws {
         XCTAssertFalse(try head("GET / HTTP/1.1\r\nConnection: close\r\n\r\n").keepAlive, "Connection: close ends the connection")
         XCTAssertFalse(try head("GET / HTTP/1.0\r\n\r\n").keepAlive, "HTTP/1.0 closes by default")

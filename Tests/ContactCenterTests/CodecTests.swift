@@ -40,6 +40,8 @@ final class CodecTests: XCTestCase {
         .outboxResult(messageId: "m", attempt: 1, result: .sent(providerId: "wamid.x")),
         .outboxResult(messageId: "m", attempt: 2, result: .retry(reason: "HTTP 503", notBefore: Timestamp(milliseconds: 5))),
         .outboxResult(messageId: "m", attempt: 3, result: .unknown(reason: "no answer: read timeout", notBefore: Timestamp(milliseconds: 6))),
+        .typing(conversationId: "cv_1"),
+        .webChatReceipt(conversationId: "cv_1", messageId: "ms_1", status: .read),
         .outboxResult(messageId: "m", attempt: 3, result: .failed(reason: "131026: undeliverable")),
         .deliveryStatus(inboxId: "ib_1", providerId: "wamid.x", status: .read, reason: nil),
     ]

@@ -57,7 +57,11 @@ final class ThresholdTests: XCTestCase {
         XCTAssertEqual(Set((object["sessions"] as! [String: Any]).keys), ["peak", "drops", "reconnectMsP99", "reconnectMsP50", "moves", "movedReconnectMsP99"], "allConnectedAtSeconds only once it happened")
         XCTAssertEqual(
             Set((object["integrity"] as! [String: Any]).keys),
-            ["lostMessages", "duplicateMessages", "doubleAssignments", "capacityViolations", "eventGaps"])
+            [
+                "lostMessages", "duplicateMessages", "doubleAssignments", "capacityViolations", "eventGaps", "repliesChecked", "lostReplies",
+                "duplicateReplies", "misdirectedReplies",
+            ])
+        XCTAssertEqual(Set(((object["integrity"] as! [String: Any])["duplicateReplies"] as! [String: Any]).keys), ["explained", "unexplained"])
     }
 
     func testDurationsAndRates() throws {

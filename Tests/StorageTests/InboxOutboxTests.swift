@@ -172,6 +172,58 @@ final class InboxOutboxTests: XCTestCase {
         XCTAssertEqual(try message(h, "ms_r1").delivery, Delivery(status: .sent, possibleDuplicate: true), "the mark stays once sent")
     }
 
+    func testAWebChatReplyStartsSentAndTheVisitorsReceiptsMoveItForwardOnly() throws {
+        let h = try Harness()
+        try h.addQueue("q")
+        try h.addAgent("ana")
+        try h.addAgent("beto", available: false)
+        XCTAssertEqual(try h.apply(.createInbox(id: "ib_web", name: "Sitio", channel: .webchat, queueId: "q", settings: [:], tokenHash: nil)), .inbox(id: "ib_web"))
+        guard case .inbound(let conversation, _, _) = try h.apply(
+            .inboundMessage(
+                channel: .webchat, from: "visitor-1", text: "hola", externalId: "webchat-1", name: "Visitante", contactId: "ct_v",
+                conversationId: "cv_v", messageId: "ms_v1", inboxId: "ib_web", attachments: nil),
+            actor: .channel)
+        else { return XCTFail("the visitor's message was not stored") }
+
+        // Typing: an event for the assignee and the visitor's socket, nothing stored.
+        let before = h.events.count
+        XCTAssertEqual(try h.apply(.typing(conversationId: conversation), actor: .agent(id: "ana")), .done)
+        let typing = try XCTUnwrap(h.events[before...].first)
+        XCTAssertEqual([typing.type.rawValue, typing.audienceAgentId ?? "nobody"], ["conversation.typing", "ana"])
+        XCTAssertEqual(typing.data, #"{"agent":"ana","agentName":"ana","conversationId":"cv_v"}"#)
+        XCTAssertEqual(try h.apply(.typing(conversationId: conversation), actor: .agent(id: "beto")),
+                       .rejected(DomainError(.forbidden, "not_assignee", "only the assignee or a supervisor may write in this conversation")))
+        XCTAssertEqual(try h.apply(.typing(conversationId: conversation), actor: .channel),
+                       .rejected(DomainError(.forbidden, "forbidden", "only an agent types in a conversation")))
+
+        try h.apply(.postMessage(conversationId: conversation, messageId: "ms_r1", text: "¿En qué te ayudo?", isPrivate: false), actor: .agent(id: "ana"))
+        XCTAssertEqual(try message(h, "ms_r1").delivery, Delivery(status: .sent), "the visitor's socket carries it as it applies")
+        XCTAssertNil(try outbox(h, "ms_r1"), "nothing for a provider to send")
+        try h.apply(.postMessage(conversationId: conversation, messageId: "ms_note", text: "nota", isPrivate: true), actor: .agent(id: "ana"))
+        XCTAssertNil(try message(h, "ms_note").delivery)
+
+        for (status, expected) in [(DeliveryStatus.delivered, DeliveryStatus.delivered), (.read, .read), (.delivered, .read)] {
+            XCTAssertEqual(try h.apply(.webChatReceipt(conversationId: conversation, messageId: "ms_r1", status: status), actor: .channel), .done)
+            XCTAssertEqual(try message(h, "ms_r1").delivery?.status, expected, "after \(status): forward only")
+        }
+        XCTAssertEqual(h.events.filter { $0.type == .messageUpdated }.count, 2, "the assignee hears of each move, not of the no-op")
+        XCTAssertEqual(try h.apply(.webChatReceipt(conversationId: conversation, messageId: "ms_v1", status: .read), actor: .channel),
+                       .rejected(DomainError(.conflict, "not_a_reply", "message 'ms_v1' is not a reply to the visitor", field: "messageId")))
+        XCTAssertEqual(try h.apply(.webChatReceipt(conversationId: conversation, messageId: "ms_note", status: .read), actor: .channel),
+                       .rejected(DomainError(.conflict, "not_a_reply", "message 'ms_note' is not a reply to the visitor", field: "messageId")),
+                       "a note does not exist for the visitor")
+        XCTAssertEqual(try h.apply(.webChatReceipt(conversationId: "cv_other", messageId: "ms_r1", status: .read), actor: .channel),
+                       .rejected(DomainError.notFound("message", "ms_r1")), "a receipt names the reply's own conversation")
+        XCTAssertEqual(try h.apply(.webChatReceipt(conversationId: conversation, messageId: "ms_r1", status: .failed), actor: .channel),
+                       .rejected(DomainError(.invalid, "invalid_status", "a receipt says delivered or read, not failed", field: "status")))
+        XCTAssertEqual(try h.apply(.webChatReceipt(conversationId: conversation, messageId: "ms_r1", status: .read), actor: .agent(id: "ana")),
+                       .rejected(DomainError(.forbidden, "forbidden", "receipts come from the visitor's widget")))
+
+        try h.apply(.resolve(conversationId: conversation), actor: .agent(id: "ana"))
+        XCTAssertEqual(try h.apply(.typing(conversationId: conversation), actor: .agent(id: "ana")),
+                       .rejected(DomainError(.conflict, "conversation_resolved", "conversation 'cv_v' is resolved; reopen it to reply")))
+    }
+
     func testALastFailureDeadLettersTheReplyWithItsReason() throws {
         let h = try Harness()
         try setUp(h)
