@@ -170,7 +170,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
-            ], exclude: ["DESIGN.md", "Widget"]
+            ], exclude: ["DESIGN.md", "Widget", "Console"]
         ),
         // Edge: the leader's sender of replies through the providers' APIs (async-http-client).
         .target(

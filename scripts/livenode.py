@@ -32,3 +32,52 @@ def start(binary: str, admin_token: str, prefix: str):
             node.kill()
             sys.exit(f"the node did not become ready; its log: {open(log).read()[-2000:]}")
         time.sleep(0.2)
+
+
+def chromium(lang: str = "es-AR"):
+    """Debian's chromium, headless, through chromium-driver, with the browser's language set; exits
+    with what to install when either is missing."""
+    import shutil
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    binary, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not binary or not driver:
+        sys.exit("browser tests need chromium and chromium-driver (apt-get install chromium chromium-driver)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,800", f"--lang={lang}"):
+        options.add_argument(flag)
+    options.add_experimental_option("prefs", {"intl.accept_languages": f"{lang},{lang.split('-')[0]}"})
+    return webdriver.Chrome(service=Service(driver), options=options)
+
+
+def wait(what, predicate, seconds=10):
+    """The predicate's first truthy value, polled every 20 ms, or an AssertionError naming `what`."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for: {what}")
+
+
+def fail(name: str, error: Exception, browser, shots, log: str):
+    """A browser test's failure: a screenshot, the error, the node's log's end, exit 1."""
+    if browser is not None:
+        shots.mkdir(parents=True, exist_ok=True)
+        browser.save_screenshot(str(shots / "failure.png"))
+        print(f"screenshot: {shots / 'failure.png'}")
+    print(f"{name} failed: {error!r}")
+    print(open(log).read()[-3000:])
+    sys.exit(1)
+
+
+def stop(node, data: str, browser=None):
+    """Ends a browser test: the browser, the node, its data."""
+    import shutil
+    if browser is not None:
+        browser.quit()
+    node.terminate()
+    node.wait(timeout=10)
+    shutil.rmtree(data, ignore_errors=True)

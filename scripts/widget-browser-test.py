@@ -10,14 +10,12 @@ Screenshots of failures go to .build/widget-test/.
 """
 import argparse, http.server, json, pathlib, shutil, sys, tempfile, threading, time, urllib.request
 
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 
 root = pathlib.Path(__file__).resolve().parent.parent
 shots = root / ".build/widget-test"
 sys.path.insert(0, str(root / "scripts"))
 import livenode  # noqa: E402
-embed = __import__("embed-widget")
+embed = __import__("embed-assets")
 
 
 def main():
@@ -25,10 +23,7 @@ def main():
     parser.add_argument("--binary", default=str(root / ".build/debug/switchboard"))
     arguments = parser.parse_args()
     if embed.swift_source() != (root / "Sources/AgentAPI/WidgetScript.swift").read_text():
-        sys.exit("Sources/AgentAPI/WidgetScript.swift is not Widget/widget.js: run scripts/embed-widget.py")
-    chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
-    if not chromium or not driver_path:
-        sys.exit("widget browser test: chromium and chromium-driver are needed (apt-get install chromium chromium-driver)")
+        sys.exit("Sources/AgentAPI/WidgetScript.swift is not Widget/widget.js: run scripts/embed-assets.py")
     site_port = livenode.free_port()
     node, base, data, log = livenode.start(arguments.binary, "widget-admin", "switchboard-widget-")
 
@@ -57,25 +52,14 @@ def main():
         server = http.server.ThreadingHTTPServer(("127.0.0.1", site_port), handler)
         threading.Thread(target=server.serve_forever, daemon=True).start()
 
-        options = webdriver.ChromeOptions()
-        options.binary_location = chromium
-        for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,800"):
-            options.add_argument(flag)
-        browser = webdriver.Chrome(service=Service(driver_path), options=options)
+        browser = livenode.chromium()
         browser.get(f"http://127.0.0.1:{site_port}/index.html")
 
         def widget(js):
             return browser.execute_script(
                 "const host = document.querySelector('[data-switchboard-widget]'); if (!host) return null; const root = host.shadowRoot;" + js)
 
-        def wait(what, predicate, seconds=10):
-            deadline = time.time() + seconds
-            while time.time() < deadline:
-                value = predicate()
-                if value:
-                    return value
-                time.sleep(0.1)
-            raise AssertionError(f"timed out waiting for: {what}")
+        wait = livenode.wait
 
         wait("the widget's button", lambda: widget("return root.querySelector('.button') !== null"))
         label = widget("return root.querySelector('.button').getAttribute('aria-label')")
@@ -112,19 +96,9 @@ def main():
         assert len(texts) == 2 and "Rosario?" in texts[0] and "48 h" in texts[1], f"restored once each: {texts}"
         print("widget browser test: the visitor wrote, saw the agent typing and the reply live with the agent's name, the reply came back read, a reload restored it; passed")
     except Exception as error:
-        if browser is not None:
-            shots.mkdir(parents=True, exist_ok=True)
-            browser.save_screenshot(str(shots / "failure.png"))
-            print(f"screenshot: {shots / 'failure.png'}")
-        print(f"widget browser test failed: {error}")
-        print(open(log).read()[-3000:])
-        sys.exit(1)
+        livenode.fail("widget browser test", error, browser, shots, log)
     finally:
-        if browser is not None:
-            browser.quit()
-        node.terminate()
-        node.wait(timeout=10)
-        shutil.rmtree(data, ignore_errors=True)
+        livenode.stop(node, data, browser)
 
 
 if __name__ == "__main__":

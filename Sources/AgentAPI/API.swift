@@ -137,6 +137,7 @@ public struct API: Sendable {
         addDirectoryRoutes(to: router)
         addInboxRoutes(to: router)
         addWebChatRoutes(to: router)
+        addConsoleRoutes(to: router)
         addConversationRoutes(to: router)
         addEventRoutes(to: router, metrics: metrics)
         return router

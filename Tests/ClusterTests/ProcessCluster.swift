@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import SWIMShell
 import XCTest
 #if canImport(FoundationNetworking)
@@ -207,7 +208,19 @@ final class ProcessCluster: @unchecked Sendable {
         }
     }
 
+    /// Ports handed out in this process: the kernel may give a port just closed to the next
+    /// probe, and two members of one cluster must not be given the same one.
+    private static let handedOut = Mutex<Set<Int>>([])
+
+    /// A port free on 127.0.0.1 now, never one this process handed out before.
     static func freePort() -> Int {
+        while true {
+            let port = probePort()
+            if handedOut.withLock({ $0.insert(port).inserted }) { return port }
+        }
+    }
+
+    private static func probePort() -> Int {
         let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(descriptor) }
         var address = sockaddr_in()

@@ -1,0 +1,413 @@
+// Switchboard's agent console: plain JavaScript, no build step, no external assets (served by every
+// node at /). One events WebSocket holds the last cursor; when its node dies the console reconnects
+// through the balancer with ?since=<cursor> and the node replays what it missed, so every message
+// shows once. Spanish first; the browser's language picks, the switch overrides.
+const T = {
+  es: {
+    language: "Idioma", presence: "Estado", available: "Disponible", away: "Ausente", logout: "Salir", signIn: "Entrar",
+    email: "Correo", password: "Contraseña", inbox: "Mis conversaciones", empty: "Nada asignado por ahora.", reply: "Respuesta",
+    replyHint: "Escribe una respuesta (Enter envía, Mayús+Enter salta de línea)", note: "Nota privada", send: "Enviar",
+    resolve: "Resolver", reopen: "Reabrir", transfer: "Transferir a", choose: "elegir…", queue: "Cola", waiting: "espera",
+    newAssignment: "Nueva conversación asignada", reconnecting: "Reconectando…", expired: "La sesión terminó; vuelve a entrar.",
+    sessionEnded: "La sesión se cerró", you: "Tú", customer: "Cliente", bot: "Asistente", noteLabel: "nota",
+    delivery: { queued: "en cola", sent: "enviado", delivered: "entregado", read: "leído", failed: "falló" },
+    status: { bot: "asistente", queued: "en cola", assigned: "asignada", resolved: "resuelta" }, minutes: "min", failed: "No se pudo",
+  },
+  en: {
+    language: "Language", presence: "Status", available: "Available", away: "Away", logout: "Log out", signIn: "Sign in",
+    email: "Email", password: "Password", inbox: "My conversations", empty: "Nothing assigned yet.", reply: "Reply",
+    replyHint: "Write a reply (Enter sends, Shift+Enter breaks the line)", note: "Private note", send: "Send",
+    resolve: "Resolve", reopen: "Reopen", transfer: "Transfer to", choose: "choose…", queue: "Queue", waiting: "waiting",
+    newAssignment: "New conversation assigned", reconnecting: "Reconnecting…", expired: "The session ended; sign in again.",
+    sessionEnded: "The session was closed", you: "You", customer: "Customer", bot: "Assistant", noteLabel: "note",
+    delivery: { queued: "queued", sent: "sent", delivered: "delivered", read: "read", failed: "failed" },
+    status: { bot: "bot", queued: "queued", assigned: "assigned", resolved: "resolved" }, minutes: "min", failed: "Could not",
+  },
+};
+const $ = (id) => document.getElementById(id);
+let lang = localStorage.getItem("switchboard-lang") || ((navigator.language || "es").toLowerCase().startsWith("en") ? "en" : "es");
+const state = {
+  token: sessionStorage.getItem("switchboard-token"), me: null, socket: null, cursor: null, retry: 500,
+  conversations: new Map(), // id -> {conversation, contact, messages: Map, older, unread, activity}
+  open: null, fresh: 0, typingAt: 0,
+};
+const t = (key) => T[lang][key] ?? key;
+
+function translate() {
+  document.documentElement.lang = lang;
+  for (const element of document.querySelectorAll("[data-t]")) element.textContent = t(element.dataset.t);
+  $("language").value = lang;
+  $("reply").placeholder = t("replyHint");
+  renderList();
+  renderConversation();
+}
+
+async function api(method, path, body) {
+  const headers = { "Content-Type": "application/json" };
+  if (state.token) headers.Authorization = "Bearer " + state.token;
+  // A key per call: the balancer may then repeat the POST on another node if this one dies.
+  if (method === "POST") headers["Idempotency-Key"] = crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) + Math.random();
+  const answer = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await answer.text();
+  const json = text ? JSON.parse(text) : {};
+  if (answer.status === 401 && state.me) signOut(t("expired"));
+  if (!answer.ok) throw new Error((json.error && json.error.message) || "HTTP " + answer.status);
+  return json;
+}
+
+function notice(text) {
+  $("notice").textContent = text;
+  clearTimeout(notice.timer);
+  notice.timer = setTimeout(() => { $("notice").textContent = ""; }, 6000);
+}
+
+function updateTitle() {
+  let unread = state.fresh;
+  for (const entry of state.conversations.values()) unread += entry.unread;
+  document.title = (unread > 0 ? "(" + unread + ") " : "") + "Switchboard";
+}
+
+// MARK: session
+
+$("login").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = new FormData(event.target);
+  try {
+    const session = await api("POST", "/v1/sessions", { email: form.get("email"), password: form.get("password") });
+    state.token = session.token;
+    sessionStorage.setItem("switchboard-token", state.token);
+    event.target.reset();
+    await start();
+  } catch (error) {
+    $("login-reason").textContent = error.message;
+  }
+});
+
+async function start() {
+  state.me = await api("GET", "/v1/agents/me");
+  $("login").hidden = true;
+  for (const id of ["agent", "who", "presence-label", "logout"]) $(id).hidden = false;
+  $("login-reason").textContent = "";
+  $("who").textContent = state.me.name;
+  $("presence").value = state.me.status === "away" ? "away" : "available";
+  const queues = await api("GET", "/v1/queues").catch(() => ({ items: [] }));
+  const transfer = $("transfer");
+  transfer.replaceChildren(new Option(t("choose"), ""));
+  for (const queue of queues.items || []) transfer.add(new Option(t("queue") + ": " + queue.name, "queue:" + queue.id));
+  const page = await api("GET", "/v1/conversations?assignee=me&status=assigned&limit=100");
+  await Promise.all(page.items.map((conversation) => track(conversation)));
+  renderList();
+  connect();
+}
+
+function signOut(reason) {
+  const socket = state.socket;
+  state.socket = null;
+  if (socket) socket.close(1000, "signed out");
+  sessionStorage.removeItem("switchboard-token");
+  Object.assign(state, { token: null, me: null, cursor: null, open: null, fresh: 0 });
+  state.conversations.clear();
+  $("login").hidden = false;
+  for (const id of ["agent", "who", "presence-label", "logout"]) $(id).hidden = true;
+  $("conversation").hidden = true;
+  $("connection").textContent = "";
+  $("login-reason").textContent = reason || "";
+  updateTitle();
+  $("login").querySelector("input[name=email]").focus();
+}
+
+$("logout").addEventListener("click", async () => {
+  await api("DELETE", "/v1/sessions/current").catch(() => {});
+  signOut("");
+});
+$("presence").addEventListener("change", (event) => {
+  api("PUT", "/v1/agents/me/status", { status: event.target.value }).catch((error) => notice(t("failed") + ": " + error.message));
+});
+$("language").addEventListener("change", (event) => {
+  lang = event.target.value;
+  localStorage.setItem("switchboard-lang", lang);
+  translate();
+});
+
+// MARK: conversations
+
+/** Reads a conversation with its contact and newest messages, and keeps it. */
+async function track(conversation) {
+  const detail = await api("GET", "/v1/conversations/" + encodeURIComponent(conversation.id));
+  const entry = state.conversations.get(detail.id) || { messages: new Map(), unread: 0 };
+  entry.conversation = detail;
+  entry.contact = typeof detail.contact === "object" ? detail.contact : null;
+  entry.older = detail.olderMessages;
+  for (const message of detail.messages || []) entry.messages.set(message.id, message);
+  entry.activity = latest(entry);
+  state.conversations.set(detail.id, entry);
+  return entry;
+}
+
+function latest(entry) {
+  let at = entry.conversation.createdAt || "";
+  for (const message of entry.messages.values()) if (message.createdAt > at) at = message.createdAt;
+  return at;
+}
+
+/** Minutes since the customer's last message that no reply followed, or null. */
+function waitingMinutes(entry) {
+  const ordered = [...entry.messages.values()].filter((m) => !m.private).sort(byTime);
+  const last = ordered[ordered.length - 1];
+  if (!last || last.author !== "customer") return null;
+  return Math.max(0, Math.floor((Date.now() - Date.parse(last.createdAt)) / 60000));
+}
+
+const byTime = (a, b) => (a.createdAt < b.createdAt ? -1 : a.createdAt > b.createdAt ? 1 : a.id < b.id ? -1 : 1);
+
+function renderList() {
+  const list = $("list");
+  if (!state.me) return list.replaceChildren();
+  const entries = [...state.conversations.values()].sort((a, b) => (a.activity < b.activity ? 1 : -1));
+  list.replaceChildren(...entries.map((entry) => {
+    const item = document.createElement("li");
+    item.dataset.conversationId = entry.conversation.id;
+    item.tabIndex = 0;
+    item.setAttribute("role", "button");
+    if (entry.conversation.id === state.open) item.setAttribute("aria-current", "true");
+    const name = document.createElement("strong");
+    name.textContent = entry.contact ? entry.contact.name : entry.conversation.id;
+    const badge = document.createElement("span");
+    badge.className = "badge unread";
+    badge.textContent = entry.unread;
+    badge.hidden = entry.unread === 0;
+    const meta = document.createElement("span");
+    meta.className = "meta";
+    const waiting = waitingMinutes(entry);
+    meta.textContent = entry.conversation.channel + " · " + (T[lang].status[entry.conversation.status] || entry.conversation.status) +
+      (waiting === null ? "" : " · " + t("waiting") + " " + waiting + " " + t("minutes"));
+    item.append(name, badge, meta);
+    item.addEventListener("click", () => openConversation(entry.conversation.id));
+    item.addEventListener("keydown", (event) => { if (event.key === "Enter" || event.key === " ") { event.preventDefault(); openConversation(entry.conversation.id); } });
+    return item;
+  }));
+  $("empty").hidden = entries.length > 0;
+  updateTitle();
+}
+
+function openConversation(id) {
+  state.open = id;
+  const entry = state.conversations.get(id);
+  if (entry) entry.unread = 0;
+  state.fresh = 0;
+  $("conversation").hidden = false;
+  renderList();
+  renderConversation(true);
+  $("reply").focus();
+}
+
+function renderConversation(scrollToEnd) {
+  const entry = state.open && state.conversations.get(state.open);
+  if (!entry) return;
+  const contact = entry.contact;
+  $("contact-name").textContent = contact ? contact.name : entry.conversation.id;
+  const attributes = $("contact-attributes");
+  attributes.replaceChildren();
+  for (const [key, value] of Object.entries(Object.assign({}, contact && contact.identifiers, contact && contact.attributes))) {
+    const term = document.createElement("dt");
+    term.textContent = key;
+    const detail = document.createElement("dd");
+    detail.textContent = value;
+    attributes.append(term, detail);
+  }
+  $("conversation-status").textContent = T[lang].status[entry.conversation.status] || entry.conversation.status;
+  $("resolve").hidden = entry.conversation.status === "resolved";
+  $("reopen").hidden = entry.conversation.status !== "resolved";
+  const list = $("messages");
+  const atEnd = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
+  list.replaceChildren(...[...entry.messages.values()].sort(byTime).map(renderMessage));
+  if (scrollToEnd || atEnd) list.scrollTop = list.scrollHeight;
+}
+
+function renderMessage(message) {
+  const item = document.createElement("li");
+  item.dataset.messageId = message.id;
+  item.className = message.author + (message.private ? " private" : "");
+  const who = document.createElement("span");
+  who.className = "who";
+  who.textContent = message.private ? t("noteLabel") : message.author === "customer" ? t("customer") : message.author === "bot" ? t("bot") : t("you");
+  item.append(who, document.createTextNode(message.text));
+  for (const attachment of message.attachments || []) {
+    const line = document.createElement("span");
+    line.className = "attachment";
+    line.textContent = "📎 " + (attachment.kind || "file") + (attachment.mimeType ? " (" + attachment.mimeType + ")" : "") + (attachment.caption ? ": " + attachment.caption : "");
+    item.append(line);
+  }
+  if (message.delivery) {
+    const delivery = document.createElement("span");
+    delivery.className = "state";
+    delivery.dataset.delivery = message.delivery.status;
+    delivery.textContent = (T[lang].delivery[message.delivery.status] || message.delivery.status) + (message.delivery.reason && message.delivery.status === "failed" ? ": " + message.delivery.reason : "");
+    item.append(delivery);
+  }
+  return item;
+}
+
+$("messages").addEventListener("scroll", async () => {
+  const entry = state.open && state.conversations.get(state.open);
+  if (!entry || !entry.older || $("messages").scrollTop > 0 || entry.loading) return;
+  entry.loading = true;
+  try {
+    const page = await api("GET", "/v1/conversations/" + encodeURIComponent(entry.conversation.id) + "/messages?limit=50&before=" + encodeURIComponent(entry.older));
+    for (const message of page.items) entry.messages.set(message.id, message);
+    entry.older = page.nextCursor;
+    const list = $("messages"), before = list.scrollHeight;
+    renderConversation();
+    list.scrollTop = list.scrollHeight - before;
+  } finally {
+    entry.loading = false;
+  }
+});
+
+// MARK: composer
+
+$("reply").addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+    event.preventDefault();
+    $("composer").requestSubmit();
+  }
+});
+$("reply").addEventListener("input", () => {
+  // The assignee's visitor sees "typing"; the node coalesces, this only avoids a call per key.
+  if (!state.open || $("private").checked || Date.now() - state.typingAt < 2000) return;
+  state.typingAt = Date.now();
+  api("POST", "/v1/conversations/" + encodeURIComponent(state.open) + "/typing").catch(() => {});
+});
+$("composer").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const text = $("reply").value.trim();
+  const entry = state.open && state.conversations.get(state.open);
+  if (!text || !entry) return;
+  try {
+    const message = await api("POST", "/v1/conversations/" + encodeURIComponent(entry.conversation.id) + "/messages", { text, private: $("private").checked });
+    $("reply").value = "";
+    $("private").checked = false;
+    entry.messages.set(message.id, message);
+    entry.activity = latest(entry);
+    renderConversation(true);
+    renderList();
+  } catch (error) {
+    notice(t("failed") + ": " + error.message);
+  }
+});
+for (const [button, action] of [["resolve", "resolve"], ["reopen", "reopen"]]) {
+  $(button).addEventListener("click", async () => {
+    const entry = state.open && state.conversations.get(state.open);
+    if (!entry) return;
+    try {
+      const conversation = await api("POST", "/v1/conversations/" + encodeURIComponent(entry.conversation.id) + "/" + action);
+      updateConversation(conversation);
+    } catch (error) {
+      notice(t("failed") + ": " + error.message);
+    }
+  });
+}
+$("transfer").addEventListener("change", async (event) => {
+  const [kind, id] = event.target.value.split(":");
+  event.target.value = "";
+  if (!id || !state.open) return;
+  try {
+    const conversation = await api("POST", "/v1/conversations/" + encodeURIComponent(state.open) + "/assign", kind === "queue" ? { queue: id } : { agent: id });
+    updateConversation(conversation);
+  } catch (error) {
+    notice(t("failed") + ": " + error.message);
+  }
+});
+
+// MARK: events
+
+function connect() {
+  if (!state.token) return;
+  const url = location.origin.replace(/^http/, "ws") + "/v1/events?token=" + encodeURIComponent(state.token) + (state.cursor ? "&since=" + encodeURIComponent(state.cursor) : "");
+  const socket = new WebSocket(url);
+  state.socket = socket;
+  socket.onopen = () => {
+    state.retry = 500;
+    $("connection").textContent = "";
+  };
+  socket.onmessage = (event) => {
+    if (state.socket !== socket) return;
+    const frame = JSON.parse(event.data);
+    if (frame.cursor) state.cursor = frame.cursor;
+    handle(frame).catch(() => {});
+  };
+  socket.onclose = (event) => {
+    if (state.socket !== socket) return;
+    state.socket = null;
+    if (event.code === 4401) return signOut(t("sessionEnded") + (event.reason ? ": " + event.reason : ""));
+    $("connection").textContent = t("reconnecting");
+    setTimeout(connect, state.retry);
+    state.retry = Math.min(state.retry * 2, 5000);
+  };
+}
+
+function updateConversation(conversation) {
+  const entry = state.conversations.get(conversation.id);
+  if (!entry) return;
+  if (conversation.assignee !== state.me.id && conversation.id !== state.open) {
+    state.conversations.delete(conversation.id);
+  } else {
+    entry.conversation = Object.assign({}, entry.conversation, conversation, { contact: entry.conversation.contact });
+  }
+  renderList();
+  renderConversation();
+}
+
+async function handle(frame) {
+  const data = frame.data || {};
+  switch (frame.type) {
+  case "conversation.assigned": {
+    if (data.agent !== state.me.id) return updateConversation(data.conversation);
+    const known = state.conversations.has(data.conversation.id);
+    await track(data.conversation);
+    if (!known) {
+      state.fresh += 1;
+      notice(t("newAssignment"));
+    }
+    renderList();
+    renderConversation();
+    return;
+  }
+  case "conversation.updated":
+    return updateConversation(data.conversation);
+  case "message.created":
+  case "message.updated": {
+    const message = data.message;
+    const entry = message && state.conversations.get(message.conversationId);
+    if (!entry) return;
+    const isNew = !entry.messages.has(message.id);
+    entry.messages.set(message.id, message);
+    entry.activity = latest(entry);
+    if (isNew && message.author === "customer" && (message.conversationId !== state.open || document.hidden)) entry.unread += 1;
+    renderList();
+    if (message.conversationId === state.open) renderConversation();
+    return;
+  }
+  case "session.ended":
+    if (data.agent === state.me.id) signOut(t("sessionEnded") + ": " + data.reason);
+    return;
+  case "reset": {
+    // Events were skipped (the cursor fell out of the node's history): read everything again.
+    const page = await api("GET", "/v1/conversations?assignee=me&status=assigned&limit=100");
+    await Promise.all(page.items.map((conversation) => track(conversation)));
+    renderList();
+    renderConversation();
+  }
+  }
+}
+
+document.addEventListener("visibilitychange", () => {
+  if (document.hidden || !state.open) return;
+  const entry = state.conversations.get(state.open);
+  if (entry) entry.unread = 0;
+  state.fresh = 0;
+  renderList();
+});
+
+translate();
+if (state.token) start().catch(() => signOut(t("expired")));
