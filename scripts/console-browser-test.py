@@ -2,10 +2,13 @@
 chromium-driver, against a live node. An agent signs in through the form, a customer's message
 posted to an inbox webhook appears in the console (timed: p50 and p99 over the messages sent),
 the agent replies from the textarea with Enter and the reply is stored, a note stays a note,
-the language switch changes the page, and logging out returns to the form. Then, on a local
+the language switch changes the page, and logging out returns to the form. A supervisor sees
+the queues, the agents' load and the rules in order, and reassigns a conversation; the admin
+token opens the operations view (the member and its leader). Then, on a local
 three-node cluster behind its balancer, the node holding the console's events socket is killed
 with kill -9 while customers keep writing: the console shows "reconnecting", resumes through the
-balancer from its cursor, and shows every message exactly once. Screenshots of failures go to
+balancer from its cursor, and shows every message exactly once; the operations view lists the
+cluster with that node down. Screenshots of failures go to
 .build/console-test/.
 
   scripts/console-browser-test.py [--binary .build/debug/switchboard] [--messages 100]
@@ -126,6 +129,7 @@ def main():
         browser.find_element(By.ID, "logout").click()
         wait("the sign-in form again", lambda: js("return !document.getElementById('login').hidden && document.getElementById('agent').hidden"))
 
+        views(browser, call, customer, wait, arguments.screenshots)
         failover(browser, arguments.binary, wait)
 
         latencies.sort()
@@ -134,11 +138,64 @@ def main():
         print(f"console first load: {transferred} bytes, interactive in {interactive_ms} ms (loopback)")
         print(f"customer message at the webhook -> painted in the console, {len(latencies)} messages: p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {latencies[-1]:.1f} ms")
         assert transferred < 200 * 1024, f"first load under 200 KiB: {transferred} bytes"
-        print(f"console browser test: sign-in, live assignment and messages, reply, note, resolve, language, logout, the socket's node killed; passed in {time.time() - started:.1f} s")
+        print(f"console browser test: sign-in, live assignment and messages, reply, note, resolve, language, logout, supervisor and operations views, the socket's node killed; passed in {time.time() - started:.1f} s")
     except Exception as error:
         livenode.fail("console browser test", error, browser, shots, log)
     finally:
         livenode.stop(node, data, browser)
+
+
+def views(browser, call, customer, wait, screenshots):
+    """The supervisor's view (a supervisor's session) and the operator's (the admin token)."""
+    js = browser.execute_script
+    queue = call("GET", "/v1/queues")["items"][0]
+    call("POST", "/v1/agents", {"name": "Carlos Díaz", "email": "carlos@tienda.example", "password": "carlos-password"})
+    call("POST", "/v1/agents", {"name": "Sofía Paz", "email": "sofia@tienda.example", "password": "sofia-password", "role": "supervisor"})
+    call("POST", "/v1/rules", {"name": "envíos", "keywords": ["envío"], "action": "route", "queue": queue["id"], "order": 2})
+    call("POST", "/v1/rules", {"name": "saludo", "keywords": ["horario"], "action": "reply", "reply": "Abrimos de 9 a 18.", "order": 1})
+    customer("¿Cuánto tarda el envío?", "api-views-1")
+    conversation = wait("the new conversation", lambda: next(
+        (c for c in call("GET", "/v1/conversations?limit=100")["items"] if c["status"] in ("queued", "assigned")), None))
+    agents = {a["name"]: a["id"] for a in call("GET", "/v1/agents?limit=10")["items"]}
+    call("POST", f"/v1/conversations/{conversation['id']}/assign", {"agent": agents["Carlos Díaz"]})
+
+    browser.find_element(By.NAME, "email").send_keys("sofia@tienda.example")
+    browser.find_element(By.NAME, "password").send_keys("sofia-password" + Keys.ENTER)
+    wait("the supervisor's tabs", lambda: js("return !document.getElementById('tabs').hidden && !document.getElementById('tab-supervisor').hidden"))
+    assert js("return document.getElementById('tab-operations').hidden"), "a supervisor does not see the operations view"
+    browser.find_element(By.ID, "tab-supervisor").click()
+    wait("the queue's row", lambda: js(f"return document.querySelector('#queues tr[data-queue-id=\"{queue['id']}\"]') !== null"))
+    rows = wait("both agents with their load", lambda: (lambda r: r if len(r) >= 3 else None)(
+        js("return [...document.querySelectorAll('#agents tbody tr')].map(r => r.textContent)")))
+    assert any("Carlos Díaz" in r and "1 / " in r for r in rows), f"presence and load per agent: {rows}"
+    rules = js("return [...document.querySelectorAll('#rules li')].map(li => li.textContent)")
+    assert len(rules) == 2 and rules[0].startswith("saludo") and rules[1].startswith("envíos"), f"the rules in their order: {rules}"
+    target = "Ana Gómez"
+    browser.find_element(By.NAME, "conversation").send_keys(conversation["id"])
+    js(f"const s = document.querySelector('#reassign select'); s.value = '{agents[target]}'")
+    browser.find_element(By.CSS_SELECTOR, "#reassign button[type=submit]").click()
+    wait("the conversation reassigned", lambda: call("GET", f"/v1/conversations/{conversation['id']}")["assignee"] == agents[target])
+    if screenshots:
+        browser.set_window_size(1024, 640)
+        browser.save_screenshot(str(pathlib.Path(screenshots) / "console-supervisor.png"))
+        browser.set_window_size(1280, 800)
+    browser.find_element(By.ID, "logout").click()
+
+    wait("the sign-in form", lambda: js("return !document.getElementById('login').hidden"))
+    js("document.querySelector('#login details').open = true")
+    browser.find_element(By.NAME, "token").send_keys("console-admin")
+    browser.find_element(By.ID, "token-sign-in").click()
+    wait("the operations view", lambda: js("return !document.getElementById('operations').hidden && document.querySelector('#members tbody tr[data-member-id=n1]') !== null"))
+    member = js("return document.querySelector('#members tbody tr[data-member-id=n1]').textContent")
+    assert "n1" in member and "leader" in member, f"the member with its role: {member}"
+    assert js("return document.getElementById('leader').textContent") == "n1"
+    if screenshots:
+        browser.set_window_size(1024, 640)
+        browser.save_screenshot(str(pathlib.Path(screenshots) / "console-operations.png"))
+        browser.set_window_size(1280, 800)
+    browser.find_element(By.ID, "logout").click()
+    wait("the sign-in form", lambda: js("return !document.getElementById('login').hidden"))
+    print("views: the supervisor saw queues, agents' presence and load, the rules in order, and reassigned a conversation; the operator saw the member and its leader")
 
 
 def failover(browser, binary, wait):
@@ -212,7 +269,19 @@ def failover(browser, binary, wait):
         states = js("return window.states")
         assert any(state in ("Reconectando…", "Reconnecting…") for state in states), f"the console said it was reconnecting: {states}"
         assert js("return document.getElementById('connection').textContent") == "", "and then that it was back"
-        print(f"failover: {holder} (holding the console's socket) killed with kill -9; 20 later messages shown exactly once after a reconnect through the balancer")
+        # The operations view while that node is still down.
+        browser.find_element(By.ID, "logout").click()
+        wait("the sign-in form", lambda: js("return !document.getElementById('login').hidden"))
+        js("document.querySelector('#login details').open = true")
+        browser.find_element(By.NAME, "token").send_keys("console-admin")
+        browser.find_element(By.ID, "token-sign-in").click()
+        wait("every member listed with a leader, one of them down", lambda: js(
+            "return document.querySelectorAll('#members tbody tr[data-member-id^=n]').length === 3 && document.getElementById('leader').textContent.startsWith('n')"), 20)
+        members = js("return [...document.querySelectorAll('#members tbody tr')].map(r => r.textContent)")
+        assert any(row.startswith(holder) for row in members), f"the dead member is still listed: {members}"
+        wait("the dead member marked", lambda: js(f"return document.querySelector('#members tr[data-member-id=\"{holder}\"]').className === 'down'"), 20)
+        browser.find_element(By.ID, "logout").click()
+        print(f"failover: {holder} (holding the console's socket) killed with kill -9; 20 later messages shown exactly once after a reconnect through the balancer; the operations view listed the cluster with {holder} down")
     finally:
         subprocess.run([binary, "cluster", "down", cluster_file], capture_output=True, timeout=60)
         shutil.rmtree(work, ignore_errors=True)

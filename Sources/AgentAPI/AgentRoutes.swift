@@ -48,7 +48,10 @@ extension API {
         }
 
         router.get("/v1/agents") { request, _ -> Response in
-            try requireAdmin(try await authenticate(request))
+            // A supervisor watches agents' presence and load (the console's supervisor view).
+            guard try await authenticate(request).supervises else {
+                throw APIError.forbidden("listing agents needs the admin token or a supervisor's or an admin's session")
+            }
             try await readBarrier(request)
             let (limit, cursor) = try pagination(request)
             let page = try await read { try $0.agents(limit: limit, after: cursor) }

@@ -15,6 +15,11 @@ enum ConsoleAssets {
 <body>
 <header class="bar">
   <strong class="brand">Switchboard</strong>
+  <nav class="tabs" id="tabs" hidden aria-label="Views">
+    <button type="button" id="tab-agent" data-view="agent" data-t="agentView"></button>
+    <button type="button" id="tab-supervisor" data-view="supervisor" data-t="supervisorView"></button>
+    <button type="button" id="tab-operations" data-view="operations" data-t="operationsView"></button>
+  </nav>
   <span class="grow"></span>
   <label class="inline"><span data-t="language"></span>
     <select id="language"><option value="es">Español</option><option value="en">English</option></select></label>
@@ -31,6 +36,11 @@ enum ConsoleAssets {
     <label><span data-t="email"></span><input name="email" type="email" required autocomplete="username"></label>
     <label><span data-t="password"></span><input name="password" type="password" required autocomplete="current-password"></label>
     <button type="submit" data-t="signIn"></button>
+    <details>
+      <summary data-t="withToken"></summary>
+      <label><span data-t="adminToken"></span><input name="token" type="password" autocomplete="off"></label>
+      <button type="button" id="token-sign-in" data-t="signIn"></button>
+    </details>
   </form>
   <div id="agent" hidden>
     <nav aria-labelledby="inbox-title">
@@ -58,6 +68,29 @@ enum ConsoleAssets {
       </form>
     </section>
   </div>
+  <section id="supervisor" hidden aria-labelledby="supervisor-title">
+    <h2 id="supervisor-title" data-t="supervisorView"></h2>
+    <h3 data-t="queues"></h3>
+    <table id="queues"><thead><tr><th data-t="queue"></th><th data-t="waitingCount"></th><th data-t="longestWait"></th><th data-t="agentsAvailable"></th><th data-t="assigned"></th></tr></thead><tbody></tbody></table>
+    <h3 data-t="agents"></h3>
+    <table id="agents"><thead><tr><th data-t="name"></th><th data-t="presence"></th><th data-t="load"></th></tr></thead><tbody></tbody></table>
+    <h3 data-t="reassign"></h3>
+    <form id="reassign" class="row">
+      <label><span data-t="conversationId"></span><input name="conversation" required></label>
+      <label><span data-t="toAgent"></span><select name="agent" required></select></label>
+      <button type="submit" data-t="reassign"></button>
+    </form>
+    <h3 data-t="rules"></h3>
+    <ol id="rules"></ol>
+  </section>
+  <section id="operations" hidden aria-labelledby="operations-title">
+    <h2 id="operations-title" data-t="operationsView"></h2>
+    <p><span data-t="leader"></span>: <strong id="leader"></strong> · <span data-t="term"></span> <span id="term"></span> · <span data-t="commit"></span> <span id="commit"></span>
+      · <a id="balancer-link" target="_blank" rel="noopener" data-t="balancerPage"></a></p>
+    <table id="members"><thead><tr><th>id</th><th data-t="role"></th><th data-t="voter"></th><th data-t="applied"></th><th data-t="match"></th><th data-t="lag"></th><th data-t="lastContact"></th><th data-t="gossip"></th><th>API</th></tr></thead><tbody></tbody></table>
+    <h3 data-t="changes"></h3>
+    <ol id="changes"></ol>
+  </section>
 </main>
 <footer id="connection" role="status" aria-live="polite"></footer>
 </body>
@@ -79,6 +112,13 @@ const T = {
     sessionEnded: "La sesión se cerró", you: "Tú", customer: "Cliente", bot: "Asistente", noteLabel: "nota",
     delivery: { queued: "en cola", sent: "enviado", delivered: "entregado", read: "leído", failed: "falló" },
     status: { bot: "asistente", queued: "en cola", assigned: "asignada", resolved: "resuelta" }, minutes: "min", failed: "No se pudo",
+    agentView: "Agente", supervisorView: "Supervisión", operationsView: "Operaciones", withToken: "Entrar con el token de administración",
+    adminToken: "Token de administración", queues: "Colas", waitingCount: "En espera", longestWait: "Espera más larga",
+    agentsAvailable: "Agentes disponibles", assigned: "Asignadas", agents: "Agentes", name: "Nombre", load: "Carga",
+    reassign: "Reasignar", conversationId: "Conversación (id)", toAgent: "A", rules: "Reglas por palabra clave (en orden)",
+    leader: "Líder", term: "término", commit: "commit", balancerPage: "Estado del balanceador", role: "Rol", voter: "Votante",
+    applied: "Aplicado", match: "Replicado", lag: "Retraso", lastContact: "Último contacto", gossip: "Gossip", changes: "Cambios recientes",
+    unreachable: "Sin respuesta del clúster; reintentando", reassigned: "Conversación reasignada", none: "ninguno", offline: "desconectado",
   },
   en: {
     language: "Language", presence: "Status", available: "Available", away: "Away", logout: "Log out", signIn: "Sign in",
@@ -89,6 +129,13 @@ const T = {
     sessionEnded: "The session was closed", you: "You", customer: "Customer", bot: "Assistant", noteLabel: "note",
     delivery: { queued: "queued", sent: "sent", delivered: "delivered", read: "read", failed: "failed" },
     status: { bot: "bot", queued: "queued", assigned: "assigned", resolved: "resolved" }, minutes: "min", failed: "Could not",
+    agentView: "Agent", supervisorView: "Supervisor", operationsView: "Operations", withToken: "Sign in with the admin token",
+    adminToken: "Admin token", queues: "Queues", waitingCount: "Waiting", longestWait: "Longest wait",
+    agentsAvailable: "Agents available", assigned: "Assigned", agents: "Agents", name: "Name", load: "Load",
+    reassign: "Reassign", conversationId: "Conversation (id)", toAgent: "To", rules: "Keyword rules (in order)",
+    leader: "Leader", term: "term", commit: "commit", balancerPage: "Balancer status", role: "Role", voter: "Voter",
+    applied: "Applied", match: "Replicated", lag: "Lag", lastContact: "Last contact", gossip: "Gossip", changes: "Recent changes",
+    unreachable: "The cluster does not answer; retrying", reassigned: "Conversation reassigned", none: "none", offline: "offline",
   },
 };
 const $ = (id) => document.getElementById(id);
@@ -96,7 +143,8 @@ let lang = localStorage.getItem("switchboard-lang") || ((navigator.language || "
 const state = {
   token: sessionStorage.getItem("switchboard-token"), me: null, socket: null, cursor: null, retry: 500,
   conversations: new Map(), // id -> {conversation, contact, messages: Map, older, unread, activity}
-  open: null, fresh: 0, typingAt: 0,
+  open: null, fresh: 0, typingAt: 0, admin: sessionStorage.getItem("switchboard-admin") === "1", view: null, timer: null,
+  cluster: null, changes: [],
 };
 const t = (key) => T[lang][key] ?? key;
 
@@ -150,11 +198,56 @@ $("login").addEventListener("submit", async (event) => {
   }
 });
 
+$("token-sign-in").addEventListener("click", async () => {
+  const input = $("login").querySelector("input[name=token]");
+  state.token = input.value.trim();
+  state.admin = true;
+  try {
+    await api("GET", "/v1/cluster");
+    sessionStorage.setItem("switchboard-token", state.token);
+    sessionStorage.setItem("switchboard-admin", "1");
+    input.value = "";
+    await start();
+  } catch (error) {
+    Object.assign(state, { token: null, admin: false });
+    $("login-reason").textContent = error.message;
+  }
+});
+
+/** Which views the signed-in principal may see: the agent's own, a supervisor's, the operator's. */
+function allowed() {
+  const role = state.admin ? "admin" : state.me && state.me.role;
+  return { agent: !!state.me, supervisor: role === "admin" || role === "supervisor", operations: role === "admin" };
+}
+
+function showView(view) {
+  state.view = view;
+  for (const name of ["agent", "supervisor", "operations"]) {
+    $(name).hidden = name !== view;
+    $("tab-" + name).setAttribute("aria-pressed", String(name === view));
+  }
+  clearInterval(state.timer);
+  const refresh = view === "supervisor" ? refreshSupervisor : view === "operations" ? refreshOperations : null;
+  if (refresh) {
+    refresh();
+    state.timer = setInterval(refresh, view === "operations" ? 1000 : 2000);
+  }
+}
+for (const tab of document.querySelectorAll("#tabs button")) tab.addEventListener("click", () => showView(tab.dataset.view));
+
 async function start() {
-  state.me = await api("GET", "/v1/agents/me");
   $("login").hidden = true;
-  for (const id of ["agent", "who", "presence-label", "logout"]) $(id).hidden = false;
   $("login-reason").textContent = "";
+  if (state.admin) {
+    $("tabs").hidden = false;
+    $("logout").hidden = false;
+    for (const name of ["agent", "supervisor", "operations"]) $("tab-" + name).hidden = !allowed()[name];
+    return showView("operations");
+  }
+  state.me = await api("GET", "/v1/agents/me");
+  for (const id of ["who", "presence-label", "logout", "tabs"]) $(id).hidden = false;
+  for (const [name, visible] of Object.entries(allowed())) $("tab-" + name).hidden = !visible;
+  showView("agent");
   $("who").textContent = state.me.name;
   $("presence").value = state.me.status === "away" ? "away" : "available";
   const queues = await api("GET", "/v1/queues").catch(() => ({ items: [] }));
@@ -172,10 +265,12 @@ function signOut(reason) {
   state.socket = null;
   if (socket) socket.close(1000, "signed out");
   sessionStorage.removeItem("switchboard-token");
-  Object.assign(state, { token: null, me: null, cursor: null, open: null, fresh: 0 });
+  sessionStorage.removeItem("switchboard-admin");
+  clearInterval(state.timer);
+  Object.assign(state, { token: null, me: null, cursor: null, open: null, fresh: 0, admin: false, view: null, cluster: null, changes: [] });
   state.conversations.clear();
   $("login").hidden = false;
-  for (const id of ["agent", "who", "presence-label", "logout"]) $(id).hidden = true;
+  for (const id of ["agent", "supervisor", "operations", "tabs", "who", "presence-label", "logout"]) $(id).hidden = true;
   $("conversation").hidden = true;
   $("connection").textContent = "";
   $("login-reason").textContent = reason || "";
@@ -184,7 +279,7 @@ function signOut(reason) {
 }
 
 $("logout").addEventListener("click", async () => {
-  await api("DELETE", "/v1/sessions/current").catch(() => {});
+  if (!state.admin) await api("DELETE", "/v1/sessions/current").catch(() => {});
   signOut("");
 });
 $("presence").addEventListener("change", (event) => {
@@ -468,6 +563,123 @@ async function handle(frame) {
   }
 }
 
+// MARK: supervisor
+
+function cell(row, text) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  row.append(td);
+  return td;
+}
+
+function ago(timestamp) {
+  if (!timestamp) return "—";
+  const seconds = Math.max(0, Math.round((Date.now() - Date.parse(timestamp)) / 1000));
+  return seconds < 120 ? seconds + " s" : Math.round(seconds / 60) + " " + t("minutes");
+}
+
+async function refreshSupervisor() {
+  try {
+    const [queues, agents, rules] = await Promise.all([
+      api("GET", "/v1/queues"), api("GET", "/v1/agents?limit=500"), api("GET", "/v1/rules"),
+    ]);
+    const counts = await Promise.all((queues.items || []).slice(0, 50).map((queue) =>
+      api("GET", "/v1/conversations?status=assigned&limit=500&queue=" + encodeURIComponent(queue.id)).then((page) => page.items.length, () => null)));
+    const available = (agents.items || []).filter((agent) => agent.status === "available" && !agent.disabled).length;
+    $("queues").tBodies[0].replaceChildren(...(queues.items || []).map((queue, index) => {
+      const row = document.createElement("tr");
+      row.dataset.queueId = queue.id;
+      cell(row, queue.name);
+      cell(row, String(queue.waiting ?? 0)).dataset.waiting = queue.waiting ?? 0;
+      cell(row, ago(queue.oldestWaitingSince));
+      cell(row, String(available));
+      cell(row, counts[index] === null || counts[index] === undefined ? "—" : String(counts[index]));
+      return row;
+    }));
+    $("agents").tBodies[0].replaceChildren(...(agents.items || []).map((agent) => {
+      const row = document.createElement("tr");
+      row.dataset.agentId = agent.id;
+      cell(row, agent.name);
+      cell(row, T[lang][agent.status] || agent.status);
+      cell(row, agent.openConversations + " / " + agent.capacity);
+      return row;
+    }));
+    const select = $("reassign").elements.agent;
+    const chosen = select.value;
+    select.replaceChildren(...(agents.items || []).filter((agent) => !agent.disabled).map((agent) => new Option(agent.name, agent.id)));
+    if (chosen) select.value = chosen;
+    $("rules").replaceChildren(...(rules.items || []).slice().sort((a, b) => a.order - b.order).map((rule) => {
+      const item = document.createElement("li");
+      item.dataset.ruleId = rule.id;
+      item.textContent = rule.name + " — " + rule.keywords.join(", ") + " → " + rule.action + (rule.queue ? " (" + rule.queue + ")" : "");
+      return item;
+    }));
+  } catch (error) {
+    notice(t("failed") + ": " + error.message);
+  }
+}
+
+$("reassign").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = event.target;
+  try {
+    await api("POST", "/v1/conversations/" + encodeURIComponent(form.elements.conversation.value.trim()) + "/assign", { agent: form.elements.agent.value });
+    form.elements.conversation.value = "";
+    notice(t("reassigned"));
+    refreshSupervisor();
+  } catch (error) {
+    notice(t("failed") + ": " + error.message);
+  }
+});
+
+// MARK: operations
+
+async function refreshOperations() {
+  let view;
+  try {
+    view = await api("GET", "/v1/cluster");
+    $("connection").textContent = "";
+  } catch (error) {
+    // Through the balancer another node answers; until one does, the last view stays.
+    $("connection").textContent = t("unreachable");
+    return;
+  }
+  const before = state.cluster;
+  if (before && before.term !== view.term) state.changes.unshift(new Date().toLocaleTimeString() + " — " + t("term") + " " + view.term + ", " + t("leader") + " " + (view.leader || t("none")));
+  const roles = (v) => Object.fromEntries((v.nodes || []).map((node) => [node.id, (node.raft && node.raft.role) + (node.raft && node.raft.voter ? "" : " (learner)")]));
+  if (before) {
+    const [was, now] = [roles(before), roles(view)];
+    for (const id of new Set([...Object.keys(was), ...Object.keys(now)])) {
+      if (was[id] !== now[id]) state.changes.unshift(new Date().toLocaleTimeString() + " — " + id + ": " + (was[id] || "—") + " → " + (now[id] || "—"));
+    }
+  }
+  state.changes = state.changes.slice(0, 50);
+  state.cluster = view;
+  $("leader").textContent = view.leader || t("none");
+  $("term").textContent = view.term;
+  $("commit").textContent = view.commitIndex;
+  const link = $("balancer-link");
+  link.href = localStorage.getItem("switchboard-balancer-page") || location.protocol + "//" + location.hostname + ":8090/";
+  $("members").tBodies[0].replaceChildren(...(view.nodes || []).map((node) => {
+    const raft = node.raft || {};
+    const row = document.createElement("tr");
+    row.dataset.memberId = node.id;
+    cell(row, node.id + (node.id === view.self ? " *" : ""));
+    cell(row, raft.role || "—");
+    cell(row, raft.voter ? "✓" : "—");
+    cell(row, raft.appliedIndex ?? "—");
+    cell(row, raft.matchIndex ?? "—");
+    cell(row, raft.appliedIndex === null || raft.appliedIndex === undefined ? "—" : String(Math.max(0, view.commitIndex - raft.appliedIndex)));
+    cell(row, raft.lastContactMs === null || raft.lastContactMs === undefined ? "—" : raft.lastContactMs + " ms");
+    const gossip = typeof node.gossip === "object" && node.gossip ? (node.gossip.status || "?") + " · " + (node.gossip.address || "") : "—";
+    cell(row, gossip);
+    cell(row, node.api || "—");
+    if (typeof gossip === "string" && /dead|suspect|down/.test(gossip)) row.className = "down";
+    return row;
+  }));
+  $("changes").replaceChildren(...state.changes.map((text) => Object.assign(document.createElement("li"), { textContent: text })));
+}
+
 document.addEventListener("visibilitychange", () => {
   if (document.hidden || !state.open) return;
   const entry = state.conversations.get(state.open);
@@ -477,6 +689,7 @@ document.addEventListener("visibilitychange", () => {
 });
 
 translate();
+for (const id of ["tabs", "supervisor", "operations"]) $(id).hidden = true;
 if (state.token) start().catch(() => signOut(t("expired")));
 """#
 
@@ -495,8 +708,8 @@ button:focus-visible,select:focus-visible,input:focus-visible,textarea:focus-vis
 .card label{display:flex;flex-direction:column;gap:4px}.card input{padding:8px;border:1px solid #bbc;border-radius:6px}
 #login-reason{color:#b3261e;margin:0}
 #agent{display:grid;grid-template-columns:minmax(220px,320px) 1fr;height:calc(100vh - 90px)}
-nav{overflow-y:auto;background:#fff;border-right:1px solid #dde;padding:8px}
-nav h2,#conversation h2{font-size:16px;margin:8px}
+#agent>nav{overflow-y:auto;background:#fff;border-right:1px solid #dde;padding:8px}
+#agent>nav h2,#conversation h2{font-size:16px;margin:8px}
 #list{list-style:none;margin:0;padding:0}
 #list li{padding:10px;border-radius:8px;cursor:pointer;display:grid;grid-template-columns:1fr auto;gap:2px}
 #list li:hover,#list li[aria-current=true]{background:#e3f4ec}
@@ -514,6 +727,11 @@ nav h2,#conversation h2{font-size:16px;margin:8px}
 .actions{display:flex;gap:8px;align-items:center;flex-wrap:wrap;margin-top:6px}
 #connection{position:fixed;bottom:0;left:0;right:0;text-align:center;font-size:12px;color:#556}
 #connection:not(:empty){background:#fff3cd;padding:4px}
-@media (max-width:700px){#agent{grid-template-columns:1fr;height:auto}nav{max-height:40vh;border-right:0}}
+.tabs{display:flex;gap:4px}.tabs button[aria-pressed=true]{background:#f5a623;color:#1d2327}
+#supervisor,#operations{padding:8px 16px;overflow:auto}
+table{border-collapse:collapse;background:#fff;width:100%;margin-bottom:12px}th,td{text-align:left;padding:6px 8px;border-bottom:1px solid #dde;font-size:14px}
+.row{display:flex;gap:8px;align-items:end;flex-wrap:wrap}.row label{display:flex;flex-direction:column;gap:2px}
+tr.down td{color:#b3261e}details{font-size:13px}
+@media (max-width:700px){#agent{grid-template-columns:1fr;height:auto}#agent>nav{max-height:40vh;border-right:0}}
 """#
 }
