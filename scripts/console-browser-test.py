@@ -163,6 +163,9 @@ def views(browser, call, customer, wait, screenshots):
     browser.find_element(By.NAME, "password").send_keys("sofia-password" + Keys.ENTER)
     wait("the supervisor's tabs", lambda: js("return !document.getElementById('tabs').hidden && !document.getElementById('tab-supervisor').hidden"))
     assert js("return document.getElementById('tab-operations').hidden"), "a supervisor does not see the operations view"
+    assert js("return [...document.querySelectorAll('#transfer option')].filter(o => o.value.startsWith('agent:')).length") == 2, \
+        "a supervisor may transfer to either other agent"
+    assert js("return document.getElementById('presence').value") == "offline", "a presence shown as it is"
     browser.find_element(By.ID, "tab-supervisor").click()
     wait("the queue's row", lambda: js(f"return document.querySelector('#queues tr[data-queue-id=\"{queue['id']}\"]') !== null"))
     rows = wait("both agents with their load", lambda: (lambda r: r if len(r) >= 3 else None)(

@@ -25,7 +25,7 @@ enum ConsoleAssets {
     <select id="language"><option value="es">Español</option><option value="en">English</option></select></label>
   <span id="who" hidden></span>
   <label class="inline" id="presence-label" hidden><span data-t="presence"></span>
-    <select id="presence"><option value="available" data-t="available"></option><option value="away" data-t="away"></option></select></label>
+    <select id="presence"><option value="available" data-t="available"></option><option value="away" data-t="away"></option><option value="offline" data-t="offline"></option></select></label>
   <button type="button" id="logout" hidden data-t="logout"></button>
 </header>
 <div id="notice" role="status" aria-live="polite"></div>
@@ -249,11 +249,18 @@ async function start() {
   for (const [name, visible] of Object.entries(allowed())) $("tab-" + name).hidden = !visible;
   showView("agent");
   $("who").textContent = state.me.name;
-  $("presence").value = state.me.status === "away" ? "away" : "available";
+  $("presence").value = state.me.status;
   const queues = await api("GET", "/v1/queues").catch(() => ({ items: [] }));
   const transfer = $("transfer");
   transfer.replaceChildren(new Option(t("choose"), ""));
   for (const queue of queues.items || []) transfer.add(new Option(t("queue") + ": " + queue.name, "queue:" + queue.id));
+  if (allowed().supervisor) {
+    // Agents are listed to supervisors and admins only: they may also transfer to an agent.
+    const agents = await api("GET", "/v1/agents?limit=500").catch(() => ({ items: [] }));
+    for (const agent of agents.items || []) {
+      if (agent.id !== state.me.id && !agent.disabled) transfer.add(new Option(t("agentView") + ": " + agent.name, "agent:" + agent.id));
+    }
+  }
   const page = await api("GET", "/v1/conversations?assignee=me&status=assigned&limit=100");
   await Promise.all(page.items.map((conversation) => track(conversation)));
   renderList();
