@@ -247,6 +247,20 @@ def failover(browser, binary, wait):
         js("const s = document.getElementById('presence'); s.value = 'available'; s.dispatchEvent(new Event('change'))")
         js("window.states = []; new MutationObserver(() => window.states.push(document.getElementById('connection').textContent))"
            ".observe(document.getElementById('connection'), {childList: true, characterData: true, subtree: true})")
+
+        def socket_holder():
+            for node, url in nodes.items():
+                try:
+                    metrics = urllib.request.urlopen(url + "/metrics", timeout=5).read().decode()
+                except OSError:
+                    continue
+                found = re.search(r"^switchboard_websocket_sessions (\d+)", metrics, re.M)
+                if found and int(found.group(1)) > 0:
+                    return node
+            return None
+
+        # The agent is available (and gets the conversation) once its socket holds its presence.
+        wait("the console's events socket on a node", socket_holder, 60)
         customer("antes 0", "before-0")
         item = wait("the conversation", lambda: js("return document.querySelector('#list li[data-conversation-id]')"), 20)
         item.click()
@@ -254,12 +268,7 @@ def failover(browser, binary, wait):
             customer(f"antes {n}", f"before-{n}")
         wait("the messages before", lambda: js("return document.querySelectorAll('#messages li.customer').length") == 5)
 
-        holder = None
-        for node, url in nodes.items():
-            metrics = urllib.request.urlopen(url + "/metrics", timeout=5).read().decode()
-            found = re.search(r"^switchboard_websocket_sessions (\d+)", metrics, re.M)
-            if found and int(found.group(1)) > 0:
-                holder = node
+        holder = socket_holder()
         assert holder, "some node holds the console's socket"
         subprocess.run([binary, "cluster", "kill", holder, cluster_file], check=True, capture_output=True, timeout=30)
         for n in range(20):
@@ -285,6 +294,12 @@ def failover(browser, binary, wait):
         wait("the dead member marked", lambda: js(f"return document.querySelector('#members tr[data-member-id=\"{holder}\"]').className === 'down'"), 20)
         browser.find_element(By.ID, "logout").click()
         print(f"failover: {holder} (holding the console's socket) killed with kill -9; 20 later messages shown exactly once after a reconnect through the balancer; the operations view listed the cluster with {holder} down")
+    except Exception:
+        for node in nodes:
+            log = pathlib.Path(work, "data", node, "node.log")
+            if log.exists():
+                print(f"--- {node} node.log, last 3,000 bytes:\n{log.read_text()[-3000:]}")
+        raise
     finally:
         subprocess.run([binary, "cluster", "down", cluster_file], capture_output=True, timeout=60)
         shutil.rmtree(work, ignore_errors=True)
