@@ -25,7 +25,6 @@ Prints "listening <port>" on stdout once it accepts connections.
 import argparse
 import base64
 import json
-import sys
 import threading
 import time
 import urllib.parse

@@ -35,12 +35,7 @@ def main():
         sys.exit("Sources/AgentAPI/ConsoleAssets.swift is not Console/: run scripts/embed-assets.py")
     node, base, data, log = livenode.start(arguments.binary, "console-admin", "switchboard-console-")
 
-    def call(method, path, body=None, token="console-admin"):
-        request = urllib.request.Request(base + path, method=method, data=body and json.dumps(body).encode())
-        request.add_header("Authorization", f"Bearer {token}")
-        request.add_header("Content-Type", "application/json")
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            return json.loads(answer.read() or b"{}")
+    call = livenode.caller(base, "console-admin")
 
     browser = None
     try:
@@ -216,12 +211,7 @@ def failover(browser, binary, wait):
     nodes = {f"n{n + 1}": f"http://127.0.0.1:{ports[n * 3]}" for n in range(3)}
     js = browser.execute_script
 
-    def call(method, path, body=None, token="console-admin", at=base):
-        request = urllib.request.Request(at + path, method=method, data=body and json.dumps(body).encode())
-        request.add_header("Authorization", f"Bearer {token}")
-        request.add_header("Content-Type", "application/json")
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            return json.loads(answer.read() or b"{}")
+    call = livenode.caller(base, "console-admin")
 
     try:
         subprocess.run([binary, "cluster", "up", cluster_file], check=True, capture_output=True, timeout=120)

@@ -9,7 +9,6 @@ that breaks it against a live node.
 import argparse
 import glob
 import json
-import os
 import pathlib
 import re
 import shutil

@@ -81,3 +81,15 @@ def stop(node, data: str, browser=None):
     node.terminate()
     node.wait(timeout=10)
     shutil.rmtree(data, ignore_errors=True)
+
+
+def caller(base: str, admin_token: str):
+    """call(method, path, body=None, token=admin_token): a JSON request to `base`, its JSON
+    answer (an HTTPError for a 4xx or 5xx)."""
+    def call(method, path, body=None, token=admin_token):
+        request = urllib.request.Request(base + path, method=method, data=body and json.dumps(body).encode())
+        request.add_header("Authorization", f"Bearer {token}")
+        request.add_header("Content-Type", "application/json")
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return json.loads(answer.read() or b"{}")
+    return call

@@ -8,7 +8,7 @@ Screenshots of failures go to .build/widget-test/.
 
   scripts/widget-browser-test.py [--binary .build/debug/switchboard]
 """
-import argparse, http.server, json, pathlib, shutil, sys, tempfile, threading, time, urllib.request
+import argparse, http.server, pathlib, sys, tempfile, threading
 
 
 root = pathlib.Path(__file__).resolve().parent.parent
@@ -27,12 +27,7 @@ def main():
     site_port = livenode.free_port()
     node, base, data, log = livenode.start(arguments.binary, "widget-admin", "switchboard-widget-")
 
-    def call(method, path, body=None, token="widget-admin"):
-        request = urllib.request.Request(base + path, method=method, data=body and json.dumps(body).encode())
-        request.add_header("Authorization", f"Bearer {token}")
-        request.add_header("Content-Type", "application/json")
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            return json.loads(answer.read() or b"{}")
+    call = livenode.caller(base, "widget-admin")
 
     browser = None
     try:

@@ -120,6 +120,15 @@ public struct API: Sendable {
         try await node.state.read(body)
     }
 
+    /// `read`, and when it finds nothing, once more after a read barrier: what another node
+    /// committed a moment ago (a webhook's inbox, a reply a visitor's socket showed) may not
+    /// have reached this one yet. A miss costs the barrier, a hit nothing.
+    func readCaughtUp<T: Sendable>(_ body: @Sendable @escaping (StateReader) throws -> T?) async throws -> T? {
+        if let found = try await read(body) { return found }
+        try await node.linearizableBarrier()
+        return try await read(body)
+    }
+
     static func page(_ items: [JSONValue], nextCursor: String?) -> JSONValue {
         .object(["items": .array(items), "nextCursor": .optional(nextCursor)])
     }

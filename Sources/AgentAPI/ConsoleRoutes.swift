@@ -6,22 +6,22 @@ import Hummingbird
 extension API {
     func addConsoleRoutes(to router: Router<APIRequestContext>) {
         router.get("/") { _, _ -> Response in
-            Self.asset(ConsoleAssets.index, type: "text/html; charset=utf-8", cache: "no-cache")
+            Self.asset(ConsoleAssets.index, type: "text/html; charset=utf-8")
         }
         router.get("/console/app.js") { _, _ -> Response in
-            Self.asset(ConsoleAssets.script, type: "text/javascript; charset=utf-8", cache: "no-cache")
+            Self.asset(ConsoleAssets.script, type: "text/javascript; charset=utf-8")
         }
         router.get("/console/app.css") { _, _ -> Response in
-            Self.asset(ConsoleAssets.style, type: "text/css; charset=utf-8", cache: "no-cache")
+            Self.asset(ConsoleAssets.style, type: "text/css; charset=utf-8")
         }
     }
 
     /// `no-cache`: a browser revalidates, so a node upgraded under it serves the new console.
-    static func asset(_ text: String, type: String, cache: String) -> Response {
+    static func asset(_ text: String, type: String) -> Response {
         Response(
             status: .ok,
             headers: [
-                .contentType: type, .cacheControl: cache, .xContentTypeOptions: "nosniff",
+                .contentType: type, .cacheControl: "no-cache", .xContentTypeOptions: "nosniff",
                 .contentSecurityPolicy: "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; frame-ancestors 'none'",
             ],
             body: ResponseBody(byteBuffer: ByteBuffer(string: text)))

@@ -194,12 +194,7 @@ extension API {
     /// (an inbox created a moment ago through another node).
     func webhookInbox(_ id: String) async throws -> Inbox {
         if let inbox = inboxes.inbox(id) { return inbox }
-        var found = try await read { try $0.store.inbox(id: id) }
-        if found == nil {
-            try await node.linearizableBarrier()
-            found = try await read { try $0.store.inbox(id: id) }
-        }
-        guard let inbox = found else { throw APIError.notFound("inbox", id) }
+        guard let inbox = try await readCaughtUp({ try $0.store.inbox(id: id) }) else { throw APIError.notFound("inbox", id) }
         inboxes.store(inbox)
         return inbox
     }

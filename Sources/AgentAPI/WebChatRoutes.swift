@@ -89,17 +89,12 @@ extension API {
             guard status == .delivered || status == .read else {
                 throw APIError.malformed("status must be delivered or read", field: "status")
             }
-            let owner = { @Sendable (reader: StateReader) throws -> String? in
+            // The reply may have reached the widget through another node.
+            let conversationId = try await readCaughtUp { reader -> String? in
                 guard let message = try reader.store.message(id: messageId), let conversation = try reader.store.conversation(id: message.conversationId),
                     let contactId = try reader.store.contactId(channel: Channel.webchat.rawValue, identifier: visitor), conversation.contactId == contactId
                 else { return nil }
                 return conversation.id
-            }
-            var conversationId = try await read(owner)
-            if conversationId == nil {
-                // The reply reached the widget through another node: this one may not hold it yet.
-                try await node.linearizableBarrier()
-                conversationId = try await read(owner)
             }
             guard let conversationId else { throw APIError.notFound("message", messageId) }
             _ = try await proposeChannel(.webChatReceipt(conversationId: conversationId, messageId: messageId, status: status))

@@ -125,9 +125,7 @@ extension ApplyContext {
             var delivery = message.delivery ?? Delivery(status: .queued)
             if !delivery.possibleDuplicate {
                 delivery.possibleDuplicate = true
-                message.delivery = delivery
-                try store.updateDelivery(of: message)
-                try emitMessageUpdated(message)
+                try save(delivery, of: &message)
             }
         }
         entry.attempts = attempt
@@ -165,11 +163,7 @@ extension ApplyContext {
             delivery.reason = reason
         }
         try store.put(entry)
-        if delivery != message.delivery {
-            message.delivery = delivery
-            try store.updateDelivery(of: message)
-            try emitMessageUpdated(message)
-        }
+        if delivery != message.delivery { try save(delivery, of: &message) }
         return .done
     }
 
@@ -184,13 +178,8 @@ extension ApplyContext {
             var message = try store.message(id: messageId)
         else { return .done }
         var delivery = message.delivery ?? Delivery(status: .sent)
-        let moves = status == .failed ? delivery.status != .failed : status.rank > delivery.status.rank && delivery.status != .failed
-        guard moves else { return .done }
-        delivery.status = status
-        delivery.reason = status == .failed ? reason ?? "the provider reported a failure" : nil
-        message.delivery = delivery
-        try store.updateDelivery(of: message)
-        try emitMessageUpdated(message)
+        guard delivery.advance(to: status, failure: reason ?? "the provider reported a failure") else { return .done }
+        try save(delivery, of: &message)
         return .done
     }
 
@@ -226,12 +215,16 @@ extension ApplyContext {
             throw DomainError(.conflict, "not_a_reply", "message '\(messageId)' is not a reply to the visitor", field: "messageId")
         }
         var delivery = message.delivery ?? Delivery(status: .sent)
-        guard delivery.status != .failed, status.rank > delivery.status.rank else { return .done }
-        delivery.status = status
+        guard delivery.advance(to: status) else { return .done }
+        try save(delivery, of: &message)
+        return .done
+    }
+
+    /// Writes the message's new delivery and tells the assignee (`message.updated`).
+    mutating func save(_ delivery: Delivery, of message: inout Message) throws {
         message.delivery = delivery
         try store.updateDelivery(of: message)
         try emitMessageUpdated(message)
-        return .done
     }
 
     mutating func emitMessageUpdated(_ message: Message) throws {

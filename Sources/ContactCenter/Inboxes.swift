@@ -138,6 +138,15 @@ public struct Delivery: Sendable, Equatable {
         self.reason = reason
         self.possibleDuplicate = possibleDuplicate
     }
+
+    /// Moves to `status` when that is forward (`rank`), or to `failed` (with `failure` as the
+    /// reason) from anything but failed; a failed delivery stays failed. False when nothing moved.
+    public mutating func advance(to status: DeliveryStatus, failure: String? = nil) -> Bool {
+        guard self.status != .failed, status == .failed || status.rank > self.status.rank else { return false }
+        self.status = status
+        reason = status == .failed ? failure : nil
+        return true
+    }
 }
 
 /// A reply waiting to leave, or that left, through an inbox's provider. Written by the apply

@@ -122,3 +122,11 @@ public func parseDuration(_ text: String, option: String) throws(LoadTestError) 
     if let value = Double(text), value >= 0, value.isFinite { return .milliseconds(Int64((value * 1000).rounded())) }
     throw LoadTestError.usage("\(option) '\(text)' is not a duration; write it like 30s, 10m, 250ms")
 }
+
+/// `1%` or `0.01`: a share from 0 to 1.
+public func parseShare(_ text: String, option: String) throws(LoadTestError) -> Double {
+    let trimmed = text.filter { $0 != " " }
+    let value = trimmed.hasSuffix("%") ? Double(trimmed.dropLast()).map { $0 / 100 } : Double(trimmed)
+    guard let value, (0...1).contains(value) else { throw .usage("\(option) must be a share such as 1% or 0.01, got '\(text)'") }
+    return value
+}

@@ -78,7 +78,7 @@ public final class EventHub: Sendable {
         if state.withLock({ $0.conversations }) > 0 {
             // Message and typing events also go to the sockets watching their conversation.
             for event in events where event.type == .messageCreated || event.type == .messageUpdated || event.type == .conversationTyping {
-                if let conversationId = Self.conversationId(inMessageEvent: event.data) {
+                if let conversationId = Self.conversationId(inEvent: event.data) {
                     byAudience[Self.conversationAudience(conversationId), default: []].append(event)
                 }
             }
@@ -97,9 +97,10 @@ public final class EventHub: Sendable {
 }
 
 extension EventHub {
-    /// The `conversationId` of a message event's data (`{"message":{...,"conversationId":"cv_..."}}`,
-    /// rendered by apply with its keys in order), found without parsing the JSON.
-    static func conversationId(inMessageEvent data: String) -> String? {
+    /// The `conversationId` of a message or typing event's data (`{"message":{...,"conversationId":
+    /// "cv_..."}}`, `{...,"conversationId":"cv_..."}`, rendered by apply), found without parsing
+    /// the JSON.
+    static func conversationId(inEvent data: String) -> String? {
         let marker = #""conversationId":""#
         guard let start = data.range(of: marker)?.upperBound, let end = data[start...].firstIndex(of: "\"") else { return nil }
         return String(data[start..<end])

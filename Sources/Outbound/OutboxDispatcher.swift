@@ -148,19 +148,19 @@ public final class OutboxDispatcher: Service, Sendable {
             case .sent(let id):
                 sent.increment()
                 result = .sent(providerId: id)
-            case .retry(let reason) where attempt < configuration.retry.attemptsMax:
+            case .retry(let reason) where attempt < configuration.retry.attemptsMax, .unknown(let reason) where attempt < configuration.retry.attemptsMax:
                 retried.increment()
                 let delay = configuration.retry.delay(afterAttempt: attempt, random: UInt64.random(in: 0...UInt64.max))
-                result = .retry(reason: reason, notBefore: Timestamp(milliseconds: node.now().milliseconds + delay.milliseconds))
-                logger.info("a reply's send will be retried", metadata: metadata.merging(["reason": "\(reason)", "retry.in_ms": "\(delay.milliseconds)"]) { $1 })
-            case .unknown(let reason) where attempt < configuration.retry.attemptsMax:
-                retried.increment()
-                possibleDuplicates.increment()
-                let delay = configuration.retry.delay(afterAttempt: attempt, random: UInt64.random(in: 0...UInt64.max))
-                result = .unknown(reason: reason, notBefore: Timestamp(milliseconds: node.now().milliseconds + delay.milliseconds))
-                logger.warning(
-                    "a provider did not answer a send it may have taken: the retry may reach the customer twice",
-                    metadata: metadata.merging(["reason": "\(reason)", "retry.in_ms": "\(delay.milliseconds)"]) { $1 })
+                let notBefore = Timestamp(milliseconds: node.now().milliseconds + delay.milliseconds)
+                let retryMetadata = metadata.merging(["reason": "\(reason)", "retry.in_ms": "\(delay.milliseconds)"]) { $1 }
+                if case .unknown = answer {
+                    possibleDuplicates.increment()
+                    result = .unknown(reason: reason, notBefore: notBefore)
+                    logger.warning("a provider did not answer a send it may have taken: the retry may reach the customer twice", metadata: retryMetadata)
+                } else {
+                    result = .retry(reason: reason, notBefore: notBefore)
+                    logger.info("a reply's send will be retried", metadata: retryMetadata)
+                }
             case .retry(let reason), .unknown(let reason):
                 failed.increment()
                 result = .failed(reason: "gave up after \(attempt) attempts: \(reason)")

@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Channels
 import Foundation
 import NIOHTTP1
+import Wire
 
 /// A webhook as a provider sends it: the body, signed, with its headers.
 struct SignedRequest: Sendable {
@@ -29,6 +30,9 @@ struct ChannelInboxes: Sendable {
     var base: String
 
     func path(_ inbox: String) -> String { "/v1/inboxes/\(inbox)/webhook" }
+
+    /// The run's inboxes' ids.
+    var ids: Set<String> { Set([whatsApp, sms].compactMap { $0 }) }
 
     /// Meta's `messages` webhook for one text message, signed with the app secret.
     func whatsAppMessage(from waId: String, name: String, id: String, text: String, at seconds: Int) -> SignedRequest {
@@ -98,15 +102,13 @@ extension ProviderSimulator.Credentials {
     }
 }
 
-func randomHex(_ bytes: Int) -> String {
-    (0..<bytes).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
-}
+func randomHex(_ bytes: Int) -> String { Hex.encode((0..<bytes).map { _ in UInt8.random(in: 0...255) }) }
 
 extension Run {
     /// Replies still not at the provider after the run are waited for this long (the outbox
     /// retries with backoff; a dead-lettered reply never arrives and counts as lost).
     static let repliesSettleMax = Duration.seconds(120)
-    /// Status callbacks posted at once, at most; past it one is skipped (and counted).
+    /// Status callbacks posted at once, at most; past it the next send waits for one to end.
     static let statusCallbacksInFlightMax = 256
 
     /// One inbox per provider of `--channels`, its API base the simulator's.
@@ -245,7 +247,7 @@ extension Run {
         }
         if let simulator {
             log(
-                "provider simulator: \(replies.withLock { $0.deliveredTotal }) sends taken, \(simulator.refusedOnPurpose.load(ordering: .relaxed)) refused on purpose (5xx), \(simulator.heldOnPurpose.load(ordering: .relaxed)) taken and never answered on purpose, \(simulator.malformed.load(ordering: .relaxed)) refused as malformed; status callbacks \(statusCallbacks.load(ordering: .relaxed)) posted, \(statusCallbacksFailed.load(ordering: .relaxed)) failed"
+                "provider simulator: \(replies.withLock { $0.deliveredTotal }) sends taken, \(simulator.refusedOnPurpose.load(ordering: .relaxed)) refused on purpose (5xx), \(simulator.heldOnPurpose.load(ordering: .relaxed)) taken and never answered on purpose, \(simulator.malformed.load(ordering: .relaxed)) refused as malformed, \(simulator.unrecorded.load(ordering: .relaxed)) not recorded (buffer full); status callbacks \(statusCallbacks.load(ordering: .relaxed)) posted, \(statusCallbacksFailed.load(ordering: .relaxed)) failed"
             )
         }
     }
@@ -253,22 +255,17 @@ extension Run {
     /// Every conversation of the run's inboxes, listed through the target (all statuses).
     func runConversations() async -> Set<String> {
         guard let inboxes = inboxes.withLock({ $0 }) else { return [] }
-        let ours = Set([inboxes.whatsApp, inboxes.sms].compactMap { $0 })
         var found = Set<String>()
         var cursor: String?
         repeat {
             let path = "/v1/conversations?limit=500" + (cursor.map { "&cursor=" + ($0.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? $0) } ?? "")
-            var page = await call(.GET, path, token: settings.adminToken, measured: false)
-            for _ in 0..<5 where page.retryable {
-                try? await Task.sleep(for: .seconds(1))
-                page = await call(.GET, path, token: settings.adminToken, measured: false)
-            }
+            let page = await retrying(afterTheRun: true) { await call(.GET, path, token: settings.adminToken, measured: false) }
             guard page.ok else {
                 log("integrity: listing conversations (\(path)) answered \(page.status) \(page.failure ?? ""); the run's conversations not yet seen count as lost")
                 break
             }
             for conversation in (page.json["items"] as? [[String: Any]]) ?? [] {
-                if let inbox = conversation["inbox"] as? String, ours.contains(inbox), let id = conversation["id"] as? String { found.insert(id) }
+                if let inbox = conversation["inbox"] as? String, inboxes.ids.contains(inbox), let id = conversation["id"] as? String { found.insert(id) }
             }
             cursor = page.json["nextCursor"] as? String
         } while cursor != nil

@@ -181,14 +181,6 @@ struct LoadTestCommand: AsyncParsableCommand {
         return Array(Set(providers)).sorted { $0.rawValue > $1.rawValue }
     }
 
-    /// `1%` or `0.01`: a share from 0 to 1.
-    func parseShare(_ text: String, option: String) throws(LoadTestError) -> Double {
-        let trimmed = text.trimmingCharacters(in: .whitespaces)
-        let value = trimmed.hasSuffix("%") ? Double(trimmed.dropLast()).map { $0 / 100 } : Double(trimmed)
-        guard let value, (0...1).contains(value) else { throw .usage("\(option) must be a share such as 1% or 0.01, got '\(text)'") }
-        return value
-    }
-
     /// `--switchboard`, or the `switchboard` beside this executable.
     var switchboardPath: String {
         switchboard ?? URL(fileURLWithPath: LocalCluster.currentExecutable).deletingLastPathComponent().appendingPathComponent("switchboard").path

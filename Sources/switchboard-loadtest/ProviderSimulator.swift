@@ -50,6 +50,9 @@ final class ProviderSimulator: Sendable {
     /// A send held unanswered stays this long (longer than the cluster's send timeout).
     static let heldFor = Duration.seconds(30)
     static let bodyBytesMax = 1 << 20
+    /// Sends taken and not yet recorded by the run, at most; past it a send is counted in
+    /// `unrecorded` (and will show as a lost reply) rather than buffered without bound.
+    static let sendsBufferedMax = 100_000
 
     let credentials: Credentials
     let faults: Faults
@@ -60,13 +63,14 @@ final class ProviderSimulator: Sendable {
     let heldOnPurpose = Atomic<Int>(0)
     /// Requests refused for what they were (bad credentials, missing fields): a Switchboard bug.
     let malformed = Atomic<Int>(0)
+    let unrecorded = Atomic<Int>(0)
     /// The texts of the sends taken and never answered: each must come again.
     let heldTexts = Mutex<[String]>([])
 
     init(credentials: Credentials, faults: Faults) {
         self.credentials = credentials
         self.faults = faults
-        (sends, taken) = AsyncStream.makeStream(of: Sent.self)
+        (sends, taken) = AsyncStream.makeStream(of: Sent.self, bufferingPolicy: .bufferingOldest(Self.sendsBufferedMax))
     }
 
     /// Serves on 127.0.0.1 (a free port, given to `bound`) until the task is cancelled.
@@ -95,14 +99,28 @@ final class ProviderSimulator: Sendable {
         return prefix + String(repeating: "0", count: max(0, digits - text.count)) + text
     }
 
-    /// A fault to play for this send: nil, or the answer to give instead of taking it.
-    private enum Play { case normal, refuse, hold }
-
-    private func play() -> Play {
+    /// The fault this send gets (`faults`): refused with a 503 and not taken; taken and held
+    /// unanswered for `heldFor` (then a 504 to a client long gone); or taken and answered
+    /// `accepted` after `faults.delay`.
+    private func play(
+        _ send: Sent, refused: [String: Any], held: [String: Any], accepted: (Int, [String: Any])
+    ) async throws -> Response {
         let draw = Double.random(in: 0..<1)
-        if draw < faults.errors { return .refuse }
-        if draw < faults.errors + faults.timeouts { return .hold }
-        return .normal
+        if draw < faults.errors {
+            refusedOnPurpose.add(1, ordering: .relaxed)
+            try await Task.sleep(for: faults.delay)
+            return Self.json(503, refused)
+        }
+        if draw < faults.errors + faults.timeouts {
+            heldOnPurpose.add(1, ordering: .relaxed)
+            heldTexts.withLock { $0.append(send.text) }
+            record(send)
+            try await Task.sleep(for: Self.heldFor)
+            return Self.json(504, held)
+        }
+        try await Task.sleep(for: faults.delay)
+        record(send)
+        return Self.json(accepted.0, accepted.1)
     }
 
     private func whatsApp(_ request: Request, phoneNumberId: String) async throws -> Response {
@@ -128,24 +146,12 @@ final class ProviderSimulator: Sendable {
             malformed.add(1, ordering: .relaxed)
             return Self.json(400, ["error": ["message": "(#100) " + problems.joined(separator: "; "), "type": "OAuthException", "code": 100, "fbtrace_id": "sim"]])
         }
-        switch play() {
-        case .refuse:
-            refusedOnPurpose.add(1, ordering: .relaxed)
-            try await Task.sleep(for: faults.delay)
-            return Self.json(503, ["error": ["message": "(#2) Service temporarily unavailable", "type": "OAuthException", "code": 2, "fbtrace_id": "sim"]])
-        case .hold:
-            heldOnPurpose.add(1, ordering: .relaxed)
-            heldTexts.withLock { $0.append(text ?? "") }
-            let id = nextId("wamid.SIM", digits: 24)
-            taken.yield(Sent(provider: .whatsApp, id: id, to: to, text: text ?? "", statusCallback: nil))
-            try await Task.sleep(for: Self.heldFor)
-            return Self.json(504, ["error": ["message": "held by the simulator", "type": "OAuthException", "code": 2]])
-        case .normal:
-            try await Task.sleep(for: faults.delay)
-            let id = nextId("wamid.SIM", digits: 24)
-            taken.yield(Sent(provider: .whatsApp, id: id, to: to, text: text ?? "", statusCallback: nil))
-            return Self.json(200, ["messaging_product": "whatsapp", "contacts": [["input": to, "wa_id": to]], "messages": [["id": id]]])
-        }
+        let id = nextId("wamid.SIM", digits: 24)
+        return try await play(
+            Sent(provider: .whatsApp, id: id, to: to, text: text ?? "", statusCallback: nil),
+            refused: ["error": ["message": "(#2) Service temporarily unavailable", "type": "OAuthException", "code": 2, "fbtrace_id": "sim"]],
+            held: ["error": ["message": "held by the simulator", "type": "OAuthException", "code": 2]],
+            accepted: (200, ["messaging_product": "whatsapp", "contacts": [["input": to, "wa_id": to]], "messages": [["id": id]]]))
     }
 
     private func twilio(_ request: Request, accountSid: String) async throws -> Response {
@@ -164,26 +170,19 @@ final class ProviderSimulator: Sendable {
                 400, ["code": field == "To" ? 21604 : 21602, "message": "A '\(field)' is required.", "more_info": "https://www.twilio.com/docs/errors/21602", "status": 400])
         }
         let (to, from, text) = (form["To"]!, form["From"]!, form["Body"]!)
-        switch play() {
-        case .refuse:
-            refusedOnPurpose.add(1, ordering: .relaxed)
-            try await Task.sleep(for: faults.delay)
-            return Self.json(503, ["code": 20503, "message": "Service Unavailable", "more_info": "https://www.twilio.com/docs/errors/20503", "status": 503])
-        case .hold:
-            heldOnPurpose.add(1, ordering: .relaxed)
-            heldTexts.withLock { $0.append(text) }
-            taken.yield(Sent(provider: .twilio, id: nextId("SM", digits: 32), to: to, text: text, statusCallback: form["StatusCallback"]))
-            try await Task.sleep(for: Self.heldFor)
-            return Self.json(504, ["code": 20504, "message": "held by the simulator", "status": 504])
-        case .normal:
-            try await Task.sleep(for: faults.delay)
-            let sid = nextId("SM", digits: 32)
-            taken.yield(Sent(provider: .twilio, id: sid, to: to, text: text, statusCallback: form["StatusCallback"]))
-            return Self.json(201, [
+        let sid = nextId("SM", digits: 32)
+        return try await play(
+            Sent(provider: .twilio, id: sid, to: to, text: text, statusCallback: form["StatusCallback"]),
+            refused: ["code": 20503, "message": "Service Unavailable", "more_info": "https://www.twilio.com/docs/errors/20503", "status": 503],
+            held: ["code": 20504, "message": "held by the simulator", "status": 504],
+            accepted: (201, [
                 "sid": sid, "account_sid": accountSid, "to": to, "from": from, "body": text, "status": "queued", "num_segments": "1",
                 "direction": "outbound-api", "api_version": "2010-04-01", "uri": "/2010-04-01/Accounts/\(accountSid)/Messages/\(sid).json",
-            ])
-        }
+            ]))
+    }
+
+    private func record(_ send: Sent) {
+        if case .dropped = taken.yield(send) { unrecorded.add(1, ordering: .relaxed) }
     }
 
     private static func json(_ status: Int, _ object: [String: Any]) -> Response {

@@ -195,7 +195,7 @@ final class Run: Sendable {
         var json: [String: Any]
         /// Seconds from `Retry-After`, when the answer had one.
         var retryAfter: Double?
-        /// What went wrong, when the answer was not a 2xx: the status or the client's error.
+        /// The client's error, when no answer came.
         var failure: String?
         var ok: Bool { (200..<300).contains(status) }
         /// No answer, 429 or 5xx: worth another try later.
@@ -208,11 +208,12 @@ final class Run: Sendable {
     /// Calls `attempt` until an answer not worth retrying, as an agent application would during
     /// a shift start: exponential backoff from 250 ms (capped at 8 s) with full jitter, so agents
     /// refused together do not come back together, and never sooner than the answer's
-    /// `Retry-After`. Every attempt is measured.
-    func retrying(_ attempt: () async -> Reply) async -> Reply {
+    /// `Retry-After`. Every attempt is measured. `afterTheRun`: also once the run has stopped
+    /// (the settling reads), else an answer after the stop is the last.
+    func retrying(afterTheRun: Bool = false, _ attempt: () async -> Reply) async -> Reply {
         var reply = await attempt()
         var ceiling = 0.25
-        for _ in 1..<Self.startAttemptsMax where reply.retryable && !stopped {
+        for _ in 1..<Self.startAttemptsMax where reply.retryable && (afterTheRun || !stopped) {
             let wait = max(Double.random(in: 0...ceiling), reply.retryAfter.map { $0 + Double.random(in: 0...1) } ?? 0)
             try? await Task.sleep(for: .seconds(wait))
             ceiling = min(ceiling * 2, 8)
@@ -322,7 +323,7 @@ final class Run: Sendable {
         let read = await call(.GET, "/v1/conversations/\(conversation)", token: token)
         // A conversation a run before this one left waiting (its inbox points at that run's
         // simulator) is worked like any other, but its replies cannot reach this run's.
-        let ours = inboxes.withLock { inboxes in (read.json["inbox"] as? String).map { [inboxes?.whatsApp, inboxes?.sms].contains($0) } ?? false }
+        let ours = inboxes.withLock { inboxes in (read.json["inbox"] as? String).map { inboxes?.ids.contains($0) == true } ?? false }
         if simulator != nil, let first = (read.json["messages"] as? [[String: Any]])?.first?["externalId"] as? String,
             let since = openedExternal.withLock({ $0.removeValue(forKey: first) })
         {

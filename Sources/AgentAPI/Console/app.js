@@ -43,7 +43,7 @@ let lang = localStorage.getItem("switchboard-lang") || ((navigator.language || "
 const state = {
   token: sessionStorage.getItem("switchboard-token"), me: null, socket: null, cursor: null, retry: 500,
   conversations: new Map(), // id -> {conversation, contact, messages: Map, older, unread, activity}
-  open: null, fresh: 0, typingAt: 0, admin: sessionStorage.getItem("switchboard-admin") === "1", view: null, timer: null,
+  open: null, fresh: 0, typingAt: 0, admin: sessionStorage.getItem("switchboard-admin") === "1", timer: null,
   cluster: null, changes: [],
 };
 const t = (key) => T[lang][key] ?? key;
@@ -121,7 +121,6 @@ function allowed() {
 }
 
 function showView(view) {
-  state.view = view;
   for (const name of ["agent", "supervisor", "operations"]) {
     $(name).hidden = name !== view;
     $("tab-" + name).setAttribute("aria-pressed", String(name === view));
@@ -138,15 +137,11 @@ for (const tab of document.querySelectorAll("#tabs button")) tab.addEventListene
 async function start() {
   $("login").hidden = true;
   $("login-reason").textContent = "";
-  if (state.admin) {
-    $("tabs").hidden = false;
-    $("logout").hidden = false;
-    for (const name of ["agent", "supervisor", "operations"]) $("tab-" + name).hidden = !allowed()[name];
-    return showView("operations");
-  }
-  state.me = await api("GET", "/v1/agents/me");
-  for (const id of ["who", "presence-label", "logout", "tabs"]) $(id).hidden = false;
+  if (!state.admin) state.me = await api("GET", "/v1/agents/me");
+  for (const id of state.me ? ["who", "presence-label", "logout", "tabs"] : ["logout", "tabs"]) $(id).hidden = false;
   for (const [name, visible] of Object.entries(allowed())) $("tab-" + name).hidden = !visible;
+  // The admin token is no agent: it has the operator's view only.
+  if (!state.me) return showView("operations");
   showView("agent");
   $("who").textContent = state.me.name;
   $("presence").value = state.me.status;
@@ -161,10 +156,15 @@ async function start() {
       if (agent.id !== state.me.id && !agent.disabled) transfer.add(new Option(t("agentView") + ": " + agent.name, "agent:" + agent.id));
     }
   }
+  await loadAssigned();
+  connect();
+}
+
+/** Reads every conversation assigned to the agent, whole. */
+async function loadAssigned() {
   const page = await api("GET", "/v1/conversations?assignee=me&status=assigned&limit=100");
   await Promise.all(page.items.map((conversation) => track(conversation)));
   renderList();
-  connect();
 }
 
 function signOut(reason) {
@@ -174,7 +174,7 @@ function signOut(reason) {
   sessionStorage.removeItem("switchboard-token");
   sessionStorage.removeItem("switchboard-admin");
   clearInterval(state.timer);
-  Object.assign(state, { token: null, me: null, cursor: null, open: null, fresh: 0, admin: false, view: null, cluster: null, changes: [] });
+  Object.assign(state, { token: null, me: null, cursor: null, open: null, fresh: 0, admin: false, cluster: null, changes: [] });
   state.conversations.clear();
   $("login").hidden = false;
   for (const id of ["agent", "supervisor", "operations", "tabs", "who", "presence-label", "logout"]) $(id).hidden = true;
@@ -462,9 +462,7 @@ async function handle(frame) {
     return;
   case "reset": {
     // Events were skipped (the cursor fell out of the node's history): read everything again.
-    const page = await api("GET", "/v1/conversations?assignee=me&status=assigned&limit=100");
-    await Promise.all(page.items.map((conversation) => track(conversation)));
-    renderList();
+    await loadAssigned();
     renderConversation();
   }
   }
