@@ -15,8 +15,10 @@ cluster with that node down. Screenshots of failures go to
 """
 import argparse, json, os, pathlib, re, shutil, statistics, subprocess, sys, tempfile, time, urllib.error, urllib.request
 
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import Select
 
 root = pathlib.Path(__file__).resolve().parent.parent
 shots = root / ".build/console-test"
@@ -40,7 +42,8 @@ def main():
     browser = None
     try:
         call("POST", "/v1/queues", {"name": "ventas"})
-        call("POST", "/v1/agents", {"name": "Ana Gómez", "email": "ana@tienda.example", "password": "ana-password"})
+        ana = call("POST", "/v1/agents", {"name": "Ana Gómez", "email": "ana@tienda.example", "password": "ana-password"})["id"]
+        carlos = call("POST", "/v1/agents", {"name": "Carlos Díaz", "email": "carlos@tienda.example", "password": "carlos-password"})["id"]
         created = call("POST", "/v1/inboxes", {"name": "Tienda API", "channel": "api"})
         inbox, inbox_token = created["id"], created["token"]
 
@@ -83,8 +86,17 @@ def main():
         assert first_ms < 1000, f"a customer's message appears within 1 s: {first_ms:.0f} ms"
         assert js("return document.title").startswith("("), f"the tab's title counts the new assignment: {js('return document.title')}"
         assert "Nueva conversación asignada" in js("return document.getElementById('notice').textContent"), "a visible notice"
-        item.click()
+        item.send_keys(Keys.ENTER)  # the keyboard opens it
         wait("the open conversation", lambda: js("return document.getElementById('contact-name').textContent === 'Lucía'"))
+        usable(browser, "the agent's view", 10)
+        browser.set_window_size(390, 844)
+        usable(browser, "the agent's view at a phone's width", 10)
+        for part in ("list", "reply"):
+            box = js(f"const r = document.getElementById('{part}').getBoundingClientRect(); return [r.left, r.right, r.width]")
+            assert box[0] >= 0 and box[1] <= 390 and box[2] > 200, f"the {part} fits a phone's width: {box}"
+        if arguments.screenshots:
+            browser.save_screenshot(str(pathlib.Path(arguments.screenshots) / "console-phone.png"))
+        browser.set_window_size(1280, 800)
 
         latencies = []
         for n in range(arguments.messages):
@@ -118,6 +130,14 @@ def main():
         browser.find_element(By.ID, "resolve").click()
         wait("resolved", lambda: call("GET", f"/v1/conversations/{conversation}")["status"] == "resolved")
         wait("reopen offered", lambda: js("return !document.getElementById('reopen').hidden"))
+        browser.find_element(By.ID, "reopen").click()
+        wait("reopened and routed back to her", lambda: (lambda c: c["status"] == "assigned" and c["assignee"] == ana)(call("GET", f"/v1/conversations/{conversation}")))
+        wait("the transfer choices", lambda: js(f"return document.querySelector('#transfer option[value=\"agent:{carlos}\"]') !== null"))
+        Select(browser.find_element(By.ID, "transfer")).select_by_value(f"agent:{carlos}")
+        wait("transferred to Carlos", lambda: call("GET", f"/v1/conversations/{conversation}")["assignee"] == carlos)
+        wait("gone from her list", lambda: js(f"return document.querySelector('#list li[data-conversation-id=\"{conversation}\"]') === null"))
+        assert "Conversación transferida" in js("return document.getElementById('notice').textContent"), "the transfer is confirmed"
+        call("POST", f"/v1/conversations/{conversation}/resolve")
 
         js("const s = document.getElementById('language'); s.value = 'en'; s.dispatchEvent(new Event('change'))")
         assert js("return document.getElementById('logout').textContent") == "Log out", "the switch overrides the browser's language"
@@ -140,11 +160,47 @@ def main():
         livenode.stop(node, data, browser)
 
 
+def usable(browser, where, least):
+    """Every visible control has a label or a name; Tab reaches at least `least` of them, each
+    with a visible focus ring; the page is no wider than the window."""
+    js = browser.execute_script
+    unnamed = js("""return [...document.querySelectorAll('input, select, textarea, button, [role=button], [tabindex]')]
+        .filter(e => e.getClientRects().length > 0)
+        .filter(e => !((e.labels && e.labels.length) || e.getAttribute('aria-label') || e.getAttribute('aria-labelledby')
+                       || (!['INPUT', 'SELECT', 'TEXTAREA'].includes(e.tagName) && e.textContent.trim())))
+        .map(e => e.outerHTML.slice(0, 100))""")
+    assert not unnamed, f"{where}: controls without a label: {unnamed}"
+    js("document.querySelectorAll('[data-tabbed]').forEach(e => delete e.dataset.tabbed); document.activeElement && document.activeElement.blur()")
+    reached, unringed, outside = [], [], 0
+    for _ in range(80):
+        ActionChains(browser).send_keys(Keys.TAB).perform()
+        focused = js("""const e = document.activeElement;
+            if (!e || e === document.body) return 'outside';
+            if (e.dataset.tabbed) return null;
+            e.dataset.tabbed = '1';
+            const s = getComputedStyle(e);
+            return [e.id || e.name || e.dataset.conversationId || e.tagName, s.outlineStyle, s.outlineWidth]""")
+        if focused == "outside":
+            # Past the last control focus leaves the page, then comes back to the first.
+            outside += 1
+            if outside > 3:
+                break
+            continue
+        if focused is None:
+            break
+        reached.append(focused[0])
+        if focused[1] == "none" or focused[2] == "0px":
+            unringed.append(focused)
+    assert len(reached) >= least, f"{where}: Tab reaches {len(reached)} controls, expected at least {least}: {reached}"
+    assert not unringed, f"{where}: focus not visible on {unringed}"
+    width = js("return [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+    assert width[0] <= width[1], f"{where}: the page is {width[0]} px wide in a {width[1]} px window"
+
+
 def views(browser, call, customer, wait, screenshots):
     """The supervisor's view (a supervisor's session) and the operator's (the admin token)."""
     js = browser.execute_script
     queue = call("GET", "/v1/queues")["items"][0]
-    call("POST", "/v1/agents", {"name": "Carlos Díaz", "email": "carlos@tienda.example", "password": "carlos-password"})
     call("POST", "/v1/agents", {"name": "Sofía Paz", "email": "sofia@tienda.example", "password": "sofia-password", "role": "supervisor"})
     call("POST", "/v1/rules", {"name": "envíos", "keywords": ["envío"], "action": "route", "queue": queue["id"], "order": 2})
     call("POST", "/v1/rules", {"name": "saludo", "keywords": ["horario"], "action": "reply", "reply": "Abrimos de 9 a 18.", "order": 1})
@@ -168,6 +224,10 @@ def views(browser, call, customer, wait, screenshots):
     assert any("Carlos Díaz" in r and "1 / " in r for r in rows), f"presence and load per agent: {rows}"
     rules = js("return [...document.querySelectorAll('#rules li')].map(li => li.textContent)")
     assert len(rules) == 2 and rules[0].startswith("saludo") and rules[1].startswith("envíos"), f"the rules in their order: {rules}"
+    usable(browser, "the supervisor's view", 8)
+    browser.set_window_size(390, 844)
+    usable(browser, "the supervisor's view at a phone's width", 8)
+    browser.set_window_size(1280, 800)
     target = "Ana Gómez"
     browser.find_element(By.NAME, "conversation").send_keys(conversation["id"])
     js(f"const s = document.querySelector('#reassign select'); s.value = '{agents[target]}'")
@@ -187,6 +247,13 @@ def views(browser, call, customer, wait, screenshots):
     member = js("return document.querySelector('#members tbody tr[data-member-id=n1]').textContent")
     assert "n1" in member and "leader" in member, f"the member with its role: {member}"
     assert js("return document.getElementById('leader').textContent") == "n1"
+    changes = js("return [...document.querySelectorAll('#changes li')].map(li => li.textContent)")
+    assert any("n1" in change for change in changes), f"the node's own history names its leader: {changes}"
+    assert js("return document.getElementById('balancer').hidden"), "no balancer page link when the node has none"
+    usable(browser, "the operations view", 3)
+    browser.set_window_size(390, 844)
+    usable(browser, "the operations view at a phone's width", 3)
+    browser.set_window_size(1280, 800)
     if screenshots:
         browser.set_window_size(1024, 640)
         browser.save_screenshot(str(pathlib.Path(screenshots) / "console-operations.png"))
@@ -282,6 +349,10 @@ def failover(browser, binary, wait):
         members = js("return [...document.querySelectorAll('#members tbody tr')].map(r => r.textContent)")
         assert any(row.startswith(holder) for row in members), f"the dead member is still listed: {members}"
         wait("the dead member marked", lambda: js(f"return document.querySelector('#members tr[data-member-id=\"{holder}\"]').className === 'down'"), 20)
+        wait("its death among the recent changes", lambda: js(
+            f"return [...document.querySelectorAll('#changes li')].some(li => /{holder}: gossip .*→ (sospechoso|caído|suspect|dead)$/.test(li.textContent))"), 20)
+        link = js("return document.getElementById('balancer-link').href")
+        assert link == f"http://127.0.0.1:{ports[11]}/", f"the balancer's status page from the cluster file: {link}"
         browser.find_element(By.ID, "logout").click()
         print(f"failover: {holder} (holding the console's socket) killed with kill -9; 20 later messages shown exactly once after a reconnect through the balancer; the operations view listed the cluster with {holder} down")
     except Exception:

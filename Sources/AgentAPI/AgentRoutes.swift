@@ -48,10 +48,9 @@ extension API {
         }
 
         router.get("/v1/agents") { request, _ -> Response in
-            // A supervisor watches agents' presence and load (the console's supervisor view).
-            guard try await authenticate(request).supervises else {
-                throw APIError.forbidden("listing agents needs the admin token or a supervisor's or an admin's session")
-            }
+            // Every agent sees its colleagues (to transfer a conversation to one); a supervisor
+            // watches their presence and load. The channel token has no business here.
+            try requireAgentOrAdmin(try await authenticate(request))
             try await readBarrier(request)
             let (limit, cursor) = try pagination(request)
             let page = try await read { try $0.agents(limit: limit, after: cursor) }

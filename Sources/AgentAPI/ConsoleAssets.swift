@@ -86,9 +86,9 @@ enum ConsoleAssets {
   <section id="operations" hidden aria-labelledby="operations-title">
     <h2 id="operations-title" data-t="operationsView"></h2>
     <p><span data-t="leader"></span>: <strong id="leader"></strong> · <span data-t="term"></span> <span id="term"></span> · <span data-t="commit"></span> <span id="commit"></span>
-      · <a id="balancer-link" target="_blank" rel="noopener" data-t="balancerPage"></a></p>
+      <span id="balancer" hidden>· <a id="balancer-link" target="_blank" rel="noopener" data-t="balancerPage"></a></span></p>
     <table id="members"><thead><tr><th>id</th><th data-t="role"></th><th data-t="voter"></th><th data-t="applied"></th><th data-t="match"></th><th data-t="lag"></th><th data-t="lastContact"></th><th data-t="gossip"></th><th>API</th></tr></thead><tbody></tbody></table>
-    <h3 data-t="changes"></h3>
+    <h3><span data-t="changes"></span> (<span data-t="seenBy"></span> <span id="changes-seen-by"></span>)</h3>
     <ol id="changes"></ol>
   </section>
 </main>
@@ -112,12 +112,13 @@ const T = {
     sessionEnded: "La sesión se cerró", you: "Tú", customer: "Cliente", bot: "Asistente", noteLabel: "nota",
     delivery: { queued: "en cola", sent: "enviado", delivered: "entregado", read: "leído", failed: "falló" },
     status: { bot: "asistente", queued: "en cola", assigned: "asignada", resolved: "resuelta" }, minutes: "min", failed: "No se pudo",
-    agentView: "Agente", supervisorView: "Supervisión", operationsView: "Operaciones", withToken: "Entrar con el token de administración",
+    transferred: "Conversación transferida", agentView: "Agente", supervisorView: "Supervisión", operationsView: "Operaciones", withToken: "Entrar con el token de administración",
     adminToken: "Token de administración", queues: "Colas", waitingCount: "En espera", longestWait: "Espera más larga",
     agentsAvailable: "Agentes disponibles", assigned: "Asignadas", agents: "Agentes", name: "Nombre", load: "Carga",
     reassign: "Reasignar", conversationId: "Conversación (id)", toAgent: "A", rules: "Reglas por palabra clave (en orden)",
     leader: "Líder", term: "término", commit: "commit", balancerPage: "Estado del balanceador", role: "Rol", voter: "Votante",
-    applied: "Aplicado", match: "Replicado", lag: "Retraso", lastContact: "Último contacto", gossip: "Gossip", changes: "Cambios recientes",
+    applied: "Aplicado", match: "Replicado", lag: "Retraso", lastContact: "Último contacto", gossip: "Gossip", changes: "Cambios recientes", seenBy: "vistos por", leads: "es líder",
+    states: { none: "fuera", learner: "aprendiz", voter: "votante", alive: "vivo", suspect: "sospechoso", dead: "caído", left: "salió" },
     unreachable: "Sin respuesta del clúster; reintentando", reassigned: "Conversación reasignada", none: "ninguno", offline: "desconectado",
   },
   en: {
@@ -129,12 +130,13 @@ const T = {
     sessionEnded: "The session was closed", you: "You", customer: "Customer", bot: "Assistant", noteLabel: "note",
     delivery: { queued: "queued", sent: "sent", delivered: "delivered", read: "read", failed: "failed" },
     status: { bot: "bot", queued: "queued", assigned: "assigned", resolved: "resolved" }, minutes: "min", failed: "Could not",
-    agentView: "Agent", supervisorView: "Supervisor", operationsView: "Operations", withToken: "Sign in with the admin token",
+    transferred: "Conversation transferred", agentView: "Agent", supervisorView: "Supervisor", operationsView: "Operations", withToken: "Sign in with the admin token",
     adminToken: "Admin token", queues: "Queues", waitingCount: "Waiting", longestWait: "Longest wait",
     agentsAvailable: "Agents available", assigned: "Assigned", agents: "Agents", name: "Name", load: "Load",
     reassign: "Reassign", conversationId: "Conversation (id)", toAgent: "To", rules: "Keyword rules (in order)",
     leader: "Leader", term: "term", commit: "commit", balancerPage: "Balancer status", role: "Role", voter: "Voter",
-    applied: "Applied", match: "Replicated", lag: "Lag", lastContact: "Last contact", gossip: "Gossip", changes: "Recent changes",
+    applied: "Applied", match: "Replicated", lag: "Lag", lastContact: "Last contact", gossip: "Gossip", changes: "Recent changes", seenBy: "seen by", leads: "leads",
+    states: { none: "out", learner: "learner", voter: "voter", alive: "alive", suspect: "suspect", dead: "dead", left: "left" },
     unreachable: "The cluster does not answer; retrying", reassigned: "Conversation reassigned", none: "none", offline: "offline",
   },
 };
@@ -144,7 +146,7 @@ const state = {
   token: sessionStorage.getItem("switchboard-token"), me: null, socket: null, cursor: null, retry: 500,
   conversations: new Map(), // id -> {conversation, contact, messages: Map, older, unread, activity}
   open: null, fresh: 0, typingAt: 0, admin: sessionStorage.getItem("switchboard-admin") === "1", timer: null,
-  cluster: null, changes: [],
+  cluster: null,
 };
 const t = (key) => T[lang][key] ?? key;
 
@@ -249,12 +251,9 @@ async function start() {
   const transfer = $("transfer");
   transfer.replaceChildren(new Option(t("choose"), ""));
   for (const queue of queues.items || []) transfer.add(new Option(t("queue") + ": " + queue.name, "queue:" + queue.id));
-  if (allowed().supervisor) {
-    // Agents are listed to supervisors and admins only: they may also transfer to an agent.
-    const agents = await api("GET", "/v1/agents?limit=500").catch(() => ({ items: [] }));
-    for (const agent of agents.items || []) {
-      if (agent.id !== state.me.id && !agent.disabled) transfer.add(new Option(t("agentView") + ": " + agent.name, "agent:" + agent.id));
-    }
+  const agents = await api("GET", "/v1/agents?limit=500").catch(() => ({ items: [] }));
+  for (const agent of agents.items || []) {
+    if (agent.id !== state.me.id && !agent.disabled) transfer.add(new Option(t("agentView") + ": " + agent.name, "agent:" + agent.id));
   }
   await loadAssigned();
   connect();
@@ -274,7 +273,8 @@ function signOut(reason) {
   sessionStorage.removeItem("switchboard-token");
   sessionStorage.removeItem("switchboard-admin");
   clearInterval(state.timer);
-  Object.assign(state, { token: null, me: null, cursor: null, open: null, fresh: 0, admin: false, cluster: null, changes: [] });
+  $("notice").textContent = "";
+  Object.assign(state, { token: null, me: null, cursor: null, open: null, fresh: 0, admin: false, cluster: null });
   state.conversations.clear();
   $("login").hidden = false;
   for (const id of ["agent", "supervisor", "operations", "tabs", "who", "presence-label", "logout"]) $(id).hidden = true;
@@ -481,7 +481,15 @@ $("transfer").addEventListener("change", async (event) => {
   event.target.value = "";
   if (!id || !state.open) return;
   try {
-    const conversation = await api("POST", "/v1/conversations/" + encodeURIComponent(state.open) + "/assign", kind === "queue" ? { queue: id } : { agent: id });
+    const conversation = await api("POST", "/v1/conversations/" + encodeURIComponent(state.open) + "/transfer", kind === "queue" ? { queue: id } : { agent: id });
+    if (conversation.assignee !== state.me.id) {
+      // Handed on: it leaves this agent's list and screen.
+      state.conversations.delete(conversation.id);
+      state.open = null;
+      $("conversation").hidden = true;
+      renderList();
+      return notice(t("transferred"));
+    }
     updateConversation(conversation);
   } catch (error) {
     notice(t("failed") + ": " + error.message);
@@ -649,22 +657,13 @@ async function refreshOperations() {
     $("connection").textContent = t("unreachable");
     return;
   }
-  const before = state.cluster;
-  if (before && before.term !== view.term) state.changes.unshift(new Date().toLocaleTimeString() + " — " + t("term") + " " + view.term + ", " + t("leader") + " " + (view.leader || t("none")));
-  const roles = (v) => Object.fromEntries((v.nodes || []).map((node) => [node.id, (node.raft && node.raft.role) + (node.raft && node.raft.voter ? "" : " (learner)")]));
-  if (before) {
-    const [was, now] = [roles(before), roles(view)];
-    for (const id of new Set([...Object.keys(was), ...Object.keys(now)])) {
-      if (was[id] !== now[id]) state.changes.unshift(new Date().toLocaleTimeString() + " — " + id + ": " + (was[id] || "—") + " → " + (now[id] || "—"));
-    }
-  }
-  state.changes = state.changes.slice(0, 50);
   state.cluster = view;
   $("leader").textContent = view.leader || t("none");
   $("term").textContent = view.term;
   $("commit").textContent = view.commitIndex;
   const link = $("balancer-link");
-  link.href = localStorage.getItem("switchboard-balancer-page") || location.protocol + "//" + location.hostname + ":8090/";
+  $("balancer").hidden = !view.balancerPage;
+  if (view.balancerPage) link.href = view.balancerPage;
   $("members").tBodies[0].replaceChildren(...(view.nodes || []).map((node) => {
     const raft = node.raft || {};
     const row = document.createElement("tr");
@@ -682,7 +681,17 @@ async function refreshOperations() {
     if (typeof gossip === "string" && /dead|suspect|down/.test(gossip)) row.className = "down";
     return row;
   }));
-  $("changes").replaceChildren(...state.changes.map((text) => Object.assign(document.createElement("li"), { textContent: text })));
+  // Each node keeps what it saw since it started; the one answering is named.
+  $("changes-seen-by").textContent = view.self;
+  $("changes").replaceChildren(...(view.recentChanges || []).map((change) => {
+    const item = document.createElement("li");
+    const when = new Date(change.at).toLocaleTimeString();
+    const word = (value) => (value ? T[lang].states[value] || value : "—");
+    item.textContent = when + " — " + (change.kind === "leader"
+      ? change.member + " " + t("leads") + ", " + t("term") + " " + change.to
+      : change.member + ": " + (change.kind === "gossip" ? "gossip " : "") + word(change.from) + " → " + word(change.to));
+    return item;
+  }));
 }
 
 document.addEventListener("visibilitychange", () => {

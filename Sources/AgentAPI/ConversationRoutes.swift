@@ -172,6 +172,21 @@ extension API {
                 as: principal, context: context)
         }
 
+        router.post("/v1/conversations/:id/transfer") { request, context -> Response in
+            let principal = try await authenticate(request)
+            try requireAgentOrAdmin(principal)
+            let id = try context.parameters.require("id")
+            let body = try await request.decodeJSON(AssignBody.self, context: context)
+            guard (body.agent == nil) != (body.queue == nil) else {
+                throw APIError.invalid("a transfer names either an agent or a queue, not both or neither", field: body.agent == nil ? "agent" : "queue")
+            }
+            return try await answer(
+                .transfer(
+                    conversationId: id, agentId: try body.agent.map { try Validate.name($0, field: "agent") },
+                    queueId: try body.queue.map { try Validate.name($0, field: "queue") }),
+                as: principal, context: context)
+        }
+
         router.post("/v1/conversations/:id/resolve") { request, context -> Response in
             let principal = try await authenticate(request)
             try requireAgentOrAdmin(principal)

@@ -91,6 +91,13 @@ extension API {
         object["term"] = .int(Int64(view.term))
         object["commitIndex"] = .int(Int64(view.commitIndex))
         object["nodes"] = .array(nodes)
+        object["balancerPage"] = .optional(view.balancerPage)
+        object["recentChanges"] = .array(view.recentChanges.reversed().map { change in
+            .object([
+                "at": .timestamp(change.at), "kind": .string(change.kind), "member": .string(change.member),
+                "from": .optional(change.from), "to": .string(change.to),
+            ])
+        })
         return .object(object)
     }
 }

@@ -176,6 +176,7 @@ public struct LocalCluster: Sendable {
             }
         }
         if !node.isBalancer, let passwordMemoryKiB { arguments += ["--password-memory-kib", "\(passwordMemoryKiB)"] }
+        if !node.isBalancer, let admin = balancer?.admin { arguments += ["--balancer-page", "http://\(admin)/"] }
         if !node.isBalancer, let loginsPerAddress { arguments += ["--logins-per-address", "\(loginsPerAddress)"] }
         if !node.isBalancer, !FileManager.default.fileExists(atPath: directory + "/raft-snapshot") {
             arguments += node.id == nodes[0].id ? ["--bootstrap"] : ["--join", nodes[0].peer]

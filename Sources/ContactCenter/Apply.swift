@@ -225,6 +225,8 @@ struct ApplyContext<Store: StateStore> {
             return try webChatReceipt(conversationId: conversationId, messageId: messageId, status: status)
         case .assign(let conversationId, let agentId, let queueId):
             return try assign(conversationId: conversationId, agentId: agentId, queueId: queueId)
+        case .transfer(let conversationId, let agentId, let queueId):
+            return try transfer(conversationId: conversationId, agentId: agentId, queueId: queueId)
         case .resolve(let conversationId):
             return try resolve(conversationId: conversationId)
         case .reopen(let conversationId):

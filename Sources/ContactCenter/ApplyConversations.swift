@@ -169,6 +169,28 @@ extension ApplyContext {
         } else {
             try requireSupervisor()
         }
+        return try move(&conversation, toAgent: agentId, queue: queueId)
+    }
+
+    /// The assignee hands its conversation to a colleague (`agentId`) or back to a queue
+    /// (`queueId`); a supervisor, an admin or the admin token may transfer any open one. Exactly
+    /// one of the two is set (the route checks, apply again).
+    mutating func transfer(conversationId: String, agentId: String?, queueId: String?) throws -> Outcome {
+        guard var conversation = try store.conversation(id: conversationId) else { throw DomainError.notFound("conversation", conversationId) }
+        try refuseChannel("transfer conversations")
+        guard (agentId == nil) != (queueId == nil) else {
+            throw DomainError(.invalid, "invalid_field", "a transfer names either an agent or a queue", field: agentId == nil ? "agent" : "queue")
+        }
+        if let acting = try actingAgent(), !acting.role.supervises,
+           conversation.status != .assigned || conversation.assigneeId != acting.id {
+            throw DomainError(.forbidden, "not_assignee", "only the assignee or a supervisor may transfer this conversation")
+        }
+        return try move(&conversation, toAgent: agentId, queue: queueId)
+    }
+
+    /// Gives `conversation` to `agentId`, or puts it in `queueId` (else its current queue).
+    private mutating func move(_ conversation: inout Conversation, toAgent agentId: String?, queue queueId: String?) throws -> Outcome {
+        let conversationId = conversation.id
         guard conversation.status != .resolved else {
             throw DomainError(.conflict, "conversation_resolved", "conversation '\(conversationId)' is resolved; reopen it first")
         }

@@ -70,6 +70,8 @@ public enum Command: Sendable, Equatable {
     /// A web chat visitor's widget received (`delivered`) or showed (`read`) a reply.
     case webChatReceipt(conversationId: String, messageId: String, status: DeliveryStatus)
     case assign(conversationId: String, agentId: String?, queueId: String?)
+    /// The assignee (or a supervisor) hands a conversation to another agent or to a queue.
+    case transfer(conversationId: String, agentId: String?, queueId: String?)
     case resolve(conversationId: String)
     case reopen(conversationId: String)
     /// Forget events produced before `beforeIndex`.
@@ -286,6 +288,9 @@ extension Command {
         case .assign(let conversationId, let agentId, let queueId):
             writer.write(UInt8(12))
             writer.write(conversationId); writer.write(agentId); writer.write(queueId)
+        case .transfer(let conversationId, let agentId, let queueId):
+            writer.write(UInt8(32))
+            writer.write(conversationId); writer.write(agentId); writer.write(queueId)
         case .resolve(let conversationId):
             writer.write(UInt8(13))
             writer.write(conversationId)
@@ -415,6 +420,8 @@ extension Command {
                 conversationId: try reader.readString(), messageId: try reader.readString(), status: try decodeEnum(&reader, DeliveryStatus.self))
         case 12:
             return .assign(conversationId: try reader.readString(), agentId: try reader.readOptionalString(), queueId: try reader.readOptionalString())
+        case 32:
+            return .transfer(conversationId: try reader.readString(), agentId: try reader.readOptionalString(), queueId: try reader.readOptionalString())
         case 13:
             return .resolve(conversationId: try reader.readString())
         case 14:

@@ -31,6 +31,7 @@ public final class Membership: Sendable {
     private let propose: @Sendable (Command) async throws -> Void
     /// When `readiness` last saw a leader (nil until it first does).
     private let leaderLastSeen = Mutex<ContinuousClock.Instant?>(nil)
+    private let history = Mutex(ClusterHistory())
 
     init(
         configuration: NodeConfiguration, loop: RaftLoop, book: AddressBook, peers: PeerService, state: StateDatabase, snapshots: SnapshotStore,
@@ -226,6 +227,11 @@ public final class Membership: Sendable {
     /// One round of the node's own upkeep. Returns false when the node must stop (it was removed).
     func housekeep(_ memory: inout HousekeepingMemory) async -> Bool {
         let status = loop.status
+        let sample = ClusterHistory.Sample(
+            term: status.term, leader: status.leader,
+            members: Dictionary(uniqueKeysWithValues: status.configuration.voters.map { ($0, "voter") } + status.configuration.learners.map { ($0, "learner") }),
+            gossip: Dictionary(book.gossipView().map { ($0.id, $0.status) }, uniquingKeysWith: { first, _ in first }))
+        history.withLock { $0.observe(sample, at: Node.wallClock()) }
         if status.appliedIndex != memory.bookApplied {
             book.reload()
             memory.bookApplied = status.appliedIndex
@@ -314,7 +320,9 @@ public final class Membership: Sendable {
                 appliedIndex: member == id ? Int64(status.appliedIndex) : nil, lastContactMs: contact,
                 gossip: gossip[member])
         }
-        return ClusterView(self: id, leader: status.leader, term: status.term, commitIndex: status.commitIndex, nodes: nodes)
+        return ClusterView(
+            self: id, leader: status.leader, term: status.term, commitIndex: status.commitIndex, nodes: nodes,
+            recentChanges: history.withLock { $0.changes }, balancerPage: configuration.balancerPage)
     }
 
     /// A member's role as `/v1/cluster` names it, from this node's view.
@@ -377,4 +385,19 @@ public struct ClusterView: Sendable {
     public var term: UInt64
     public var commitIndex: UInt64
     public var nodes: [Member]
+    /// What this node saw change since it started, oldest first (`ClusterHistory`).
+    public var recentChanges: [ClusterChange]
+    /// `--balancer-page`, if the node was given one.
+    public var balancerPage: String?
+}
+
+/// One change `ClusterHistory` recorded: `kind` "leader" (`member` leads from term `to`),
+/// "membership" (`member` went from `from` to `to`: "none", "learner", "voter") or "gossip"
+/// (gossip saw `member` go from `from`, nil when first heard of, to `to`).
+public struct ClusterChange: Sendable, Equatable {
+    public var at: Timestamp
+    public var kind: String
+    public var member: String
+    public var from: String?
+    public var to: String
 }

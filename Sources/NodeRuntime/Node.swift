@@ -25,6 +25,8 @@ public struct NodeConfiguration: Sendable {
     public var dataDirectory: String
     /// The API's `host:port`, as shown in `/v1/cluster` and told to other members.
     public var apiAddress: String?
+    /// The balancer's status page, shown in `GET /v1/cluster` for the console to link.
+    public var balancerPage: String?
     /// The peer link's listen `host:port`; nil runs a single-member node without a peer link.
     public var peerAddress: String?
     /// The cluster secret members prove to each other; required with a peer link.

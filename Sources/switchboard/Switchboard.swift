@@ -110,6 +110,9 @@ struct NodeCommand: AsyncParsableCommand {
     @Option(help: "Logins a second one client address may start on this node, with a burst of six seconds' worth; past it, 429 before any hashing. Raise it for many agents behind one address.")
     var loginsPerAddress = 10.0
 
+    @Option(help: "The balancer's status page (http://host:port/), linked from the console's operations view; `cluster up` passes its [balancer] admin address.")
+    var balancerPage: String?
+
     @Option(help: "Raft tick in milliseconds: the leader sends heartbeats every tick.")
     var tickMs = 25
 
@@ -164,6 +167,12 @@ struct NodeCommand: AsyncParsableCommand {
                 "--password-memory-kib must be 8...\(Argon2id.Parameters.memoryKiBMax) and --password-passes 1...\(Argon2id.Parameters.passesMax)")
         }
         _ = try HostPort(api, option: "--api")
+        if let balancerPage {
+            guard balancerPage.utf8.count <= 255, balancerPage.hasPrefix("http://") || balancerPage.hasPrefix("https://"),
+                  !balancerPage.contains(where: { $0.isWhitespace || $0 == "\"" || $0 == "<" || $0 == ">" }) else {
+                throw ValidationError("--balancer-page must be an http:// or https:// URL of at most 255 bytes: \(balancerPage)")
+            }
+        }
         if let peer { _ = try HostPort(peer, option: "--peer") }
         if let join { _ = try HostPort(join, option: "--join") }
         if let gossip { _ = try HostPort(gossip, option: "--gossip") }
@@ -207,6 +216,7 @@ struct NodeCommand: AsyncParsableCommand {
         configuration.passwordCost = PasswordHasher.Cost(memoryKiB: passwordMemoryKib, passes: passwordPasses)
         configuration.loginsPerSecondPerAddress = loginsPerAddress
         configuration.apiAddress = api
+        configuration.balancerPage = balancerPage
         configuration.peerAddress = peer
         configuration.secret = try SecretInput.resolve(file: secretFile, variable: "SWITCHBOARD_SECRET", option: "--secret-file", logger: logger)
         configuration.previousSecrets = try SecretInput.previousSecrets(file: previousSecretsFile, logger: logger)

@@ -18,6 +18,7 @@ final class CodecTests: XCTestCase {
         .inboundMessage(channel: .webchat, from: "x", text: "héllo\n", externalId: "e", name: "N", contactId: "c", conversationId: "v", messageId: "m"),
         .postMessage(conversationId: "v", messageId: "m", text: "t", isPrivate: true),
         .assign(conversationId: "v", agentId: nil, queueId: "q"),
+        .transfer(conversationId: "v", agentId: "a", queueId: nil),
         .resolve(conversationId: "v"),
         .reopen(conversationId: "v"),
         .trimEvents(beforeIndex: 42),

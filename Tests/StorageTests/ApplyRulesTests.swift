@@ -117,6 +117,51 @@ final class ApplyRulesTests: XCTestCase {
         try h.checkInvariants()
     }
 
+    func testTheAssigneeTransfersToAColleagueOrAQueueAndNoOneElseMay() throws {
+        let h = try Harness()
+        try h.addQueue("q")
+        try h.addQueue("billing")
+        try h.addAgent("a", capacity: 1)
+        try h.addAgent("b", capacity: 2)
+        try h.addAgent("c", capacity: 1)
+        let c1 = try h.inbound(from: "+1"), c2 = try h.inbound(from: "+2"), c3 = try h.inbound(from: "+3")
+        XCTAssertEqual(try [c1, c2, c3].map { try h.conversation($0).assigneeId }, ["a", "b", "c"])
+        func refused(_ command: Command, by actor: Actor, _ code: String, _ why: String) throws {
+            let outcome = try h.apply(command, actor: actor)
+            guard case .rejected(let error) = outcome else { return XCTFail("\(why): gave \(outcome)") }
+            XCTAssertEqual(error.code, code, why)
+        }
+        try refused(.transfer(conversationId: c1, agentId: "b", queueId: nil), by: .agent(id: "c"), "not_assignee",
+                    "an agent may not transfer a colleague's conversation")
+        try refused(.transfer(conversationId: c1, agentId: "c", queueId: nil), by: .agent(id: "a"), "at_capacity",
+                    "a transfer respects the colleague's capacity")
+        try refused(.transfer(conversationId: c1, agentId: "b", queueId: "q"), by: .agent(id: "a"), "invalid_field",
+                    "a transfer names an agent or a queue, not both")
+        try refused(.transfer(conversationId: c1, agentId: nil, queueId: nil), by: .agent(id: "a"), "invalid_field",
+                    "a transfer names an agent or a queue")
+        try refused(.transfer(conversationId: c1, agentId: "b", queueId: nil), by: .channel, "forbidden", "the channel token transfers nothing")
+        XCTAssertEqual(try h.conversation(c1).assigneeId, "a", "refused transfers change nothing")
+
+        XCTAssertEqual(try h.apply(.transfer(conversationId: c1, agentId: "b", queueId: nil), actor: .agent(id: "a")), .conversation(id: c1))
+        XCTAssertEqual(try h.conversation(c1).assigneeId, "b", "the assignee handed it to a colleague")
+        XCTAssertEqual(try ["a", "b"].map { try h.agent($0).openConversations }, [0, 2])
+        try refused(.transfer(conversationId: c1, agentId: "a", queueId: nil), by: .agent(id: "a"), "not_assignee",
+                    "the previous assignee cannot take it back")
+
+        XCTAssertEqual(try h.apply(.transfer(conversationId: c2, agentId: nil, queueId: "billing"), actor: .agent(id: "b")), .conversation(id: c2))
+        let moved = try h.conversation(c2)
+        XCTAssertEqual(moved.queueId, "billing", "back to the queue named")
+        XCTAssertEqual(moved.status, .assigned, "and routed again at once (an agent has room): \(moved.status)")
+
+        // A supervisor (here the admin token) transfers any open conversation; none may move a resolved one.
+        try h.addAgent("d", capacity: 1)
+        XCTAssertEqual(try h.apply(.transfer(conversationId: c3, agentId: "d", queueId: nil)), .conversation(id: c3))
+        XCTAssertEqual(try h.conversation(c3).assigneeId, "d")
+        XCTAssertEqual(try h.apply(.resolve(conversationId: c3)), .conversation(id: c3))
+        try refused(.transfer(conversationId: c3, agentId: "c", queueId: nil), by: .admin, "conversation_resolved", "a resolved conversation stays")
+        try h.checkInvariants()
+    }
+
     func testKeywordRulesReplyRouteAndHandoff() throws {
         let h = try Harness()
         try h.addQueue("general", channels: [.whatsapp])
