@@ -59,17 +59,22 @@ class Client:
 
     @classmethod
     def call(cls, method, path, body=None, token=TOKEN, expect=(200, 201, 202, 204)):
-        connection = getattr(cls.local, "connection", None)
-        if connection is None:
-            connection = cls.local.connection = http.client.HTTPConnection("127.0.0.1", PORT, timeout=30)
-        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-        try:
-            connection.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
-            response = connection.getresponse()
-            data = response.read()
-        except (OSError, http.client.HTTPException):
-            cls.local.connection = None
-            raise
+        # A keep-alive connection the node closed while idle fails on reuse: the same request
+        # again on a new connection, under the same Idempotency-Key.
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json", "Idempotency-Key": os.urandom(12).hex()}
+        for attempt in range(3):
+            connection = getattr(cls.local, "connection", None)
+            if connection is None:
+                connection = cls.local.connection = http.client.HTTPConnection("127.0.0.1", PORT, timeout=30)
+            try:
+                connection.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
+                response = connection.getresponse()
+                data = response.read()
+                break
+            except (OSError, http.client.HTTPException):
+                cls.local.connection = None
+                if attempt == 2:
+                    raise
         if response.status not in expect:
             raise RuntimeError(f"{method} {path} answered {response.status}: {data[:200]!r}")
         return json.loads(data) if data else None

@@ -1,8 +1,11 @@
 """The agent console in a real browser: Debian's chromium, headless, driven by Selenium through
-chromium-driver, against a live node. An agent signs in through the form, a customer's message
-posted to an inbox webhook appears in the console (timed: p50 and p99 over the messages sent),
-the agent replies from the textarea with Enter and the reply is stored, a note stays a note,
-the language switch changes the page, and logging out returns to the form. A supervisor sees
+chromium-driver, against a live node. An agent signs in through the form, a customer's WhatsApp
+message (the Cloud API's webhook, signed as Meta signs it) appears in the console (timed: p50
+and p99 over the messages sent), the agent replies from the textarea with Enter, the reply is
+stored, reaches the simulated Cloud API (loadtest/provider-sim.py) once, and shows sent, then
+delivered when the provider says so; a note stays a note; the conversation is resolved, reopened
+and transferred to a colleague; every view is checked for labels, a visible keyboard focus and
+a phone's width; the language switch changes the page, and logging out returns to the form. A supervisor sees
 the queues, the agents' load and the rules in order, and reassigns a conversation; the admin
 token opens the operations view (the member and its leader). Then, on a local
 three-node cluster behind its balancer, the node holding the console's events socket is killed
@@ -13,7 +16,7 @@ cluster with that node down. Screenshots of failures go to
 
   scripts/console-browser-test.py [--binary .build/debug/switchboard] [--messages 100]
 """
-import argparse, json, os, pathlib, re, shutil, statistics, subprocess, sys, tempfile, time, urllib.error, urllib.request
+import argparse, hashlib, hmac, json, os, pathlib, re, shutil, statistics, subprocess, sys, tempfile, time, urllib.error, urllib.request
 
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
@@ -40,12 +43,17 @@ def main():
     call = livenode.caller(base, "console-admin")
 
     browser = None
+    # The simulated WhatsApp Cloud API the replies go to (loadtest/provider-sim.py).
+    sim = subprocess.Popen([sys.executable, str(root / "loadtest/provider-sim.py"), "--port", "0"], stdout=subprocess.PIPE, text=True)
+    sim_base = "http://127.0.0.1:" + sim.stdout.readline().split()[1]
+    app_secret = "console-app-secret"
     try:
         call("POST", "/v1/queues", {"name": "ventas"})
         ana = call("POST", "/v1/agents", {"name": "Ana Gómez", "email": "ana@tienda.example", "password": "ana-password"})["id"]
         carlos = call("POST", "/v1/agents", {"name": "Carlos Díaz", "email": "carlos@tienda.example", "password": "carlos-password"})["id"]
-        created = call("POST", "/v1/inboxes", {"name": "Tienda API", "channel": "api"})
-        inbox, inbox_token = created["id"], created["token"]
+        webhook = base + call("POST", "/v1/inboxes", {"name": "Tienda WhatsApp", "channel": "whatsapp", "whatsapp": {
+            "phoneNumberId": "106540352242922", "accessToken": "sim-access-token", "appSecret": app_secret, "verifyToken": "v",
+            "apiBase": sim_base + "/v21.0"}})["webhookUrl"]
 
         browser = livenode.chromium("es-AR")
         started = time.time()
@@ -66,13 +74,19 @@ def main():
         js("const s = document.getElementById('presence'); s.value = 'available'; s.dispatchEvent(new Event('change'))")
         wait("the agent available", lambda: call("GET", "/v1/agents?limit=10")["items"][0]["status"] == "available")
 
-        def customer(text, external):
-            request = urllib.request.Request(base + f"/v1/inboxes/{inbox}/webhook", method="POST",
-                                             data=json.dumps({"from": "+5491155550000", "text": text, "externalId": external, "name": "Lucía"}).encode())
-            request.add_header("Authorization", f"Bearer {inbox_token}")
+        def meta(value):
+            """A webhook as Meta posts it: the Cloud API's payload, signed with the app secret."""
+            body = json.dumps({"object": "whatsapp_business_account", "entry": [{"id": "102290129340398", "changes": [{"field": "messages", "value": {
+                "messaging_product": "whatsapp", "metadata": {"display_phone_number": "15550783881", "phone_number_id": "106540352242922"}, **value}}]}]})
+            request = urllib.request.Request(webhook, method="POST", data=body.encode())
             request.add_header("Content-Type", "application/json")
+            request.add_header("X-Hub-Signature-256", "sha256=" + hmac.new(app_secret.encode(), body.encode(), hashlib.sha256).hexdigest())
             with urllib.request.urlopen(request, timeout=10) as answer:
-                assert answer.status == 202, answer.status
+                assert answer.status == 200, answer.status
+
+        def customer(text, external):
+            meta({"contacts": [{"profile": {"name": "Lucía"}, "wa_id": "5491155550000"}],
+                  "messages": [{"from": "5491155550000", "id": "wamid." + external, "timestamp": "1749416383", "type": "text", "text": {"body": text}}]})
 
         # Record in the page when each message is painted.
         js("window.painted = {}; new MutationObserver(() => { for (const li of document.querySelectorAll('#messages li, #list li')) {"
@@ -116,6 +130,15 @@ def main():
         stored = wait("the reply stored", lambda: [m for m in call("GET", f"/v1/conversations/{conversation}")["messages"] if m["author"] == "agent"])
         assert stored[0]["text"] == "¡Hola Lucía! Sí,\ntenemos talle M.", f"Shift+Enter breaks the line, Enter sends: {stored[0]['text']!r}"
         wait("the reply in the console", lambda: js(f"return document.querySelector('#messages li[data-message-id=\"{stored[0]['id']}\"]') !== null"))
+        # The reply reaches the customer's WhatsApp (the simulated Cloud API), and its delivery
+        # state moves in the console as the provider reports it.
+        taken = wait("the reply at the Cloud API", lambda: [m for m in json.load(urllib.request.urlopen(sim_base + "/_sim/sent", timeout=5))
+                                                            if m["text"] == "¡Hola Lucía! Sí,\ntenemos talle M."])
+        assert len(taken) == 1 and taken[0]["to"] == "5491155550000", f"sent once, to the customer's number: {taken}"
+        state = f"#messages li[data-message-id=\"{stored[0]['id']}\"] .state"
+        wait("shown sent", lambda: js(f"return document.querySelector('{state}').dataset.delivery") == "sent")
+        meta({"statuses": [{"id": taken[0]["id"], "status": "delivered", "timestamp": "1749416390", "recipient_id": "5491155550000"}]})
+        wait("shown delivered", lambda: js(f"return document.querySelector('{state}').textContent") == "entregado")
         js("document.getElementById('private').checked = true")
         reply.send_keys("cliente frecuente" + Keys.ENTER)
         notes = wait("the note stored", lambda: [m for m in call("GET", f"/v1/conversations/{conversation}")["messages"] if m["private"]])
@@ -153,10 +176,13 @@ def main():
         print(f"console first load: {transferred} bytes, interactive in {interactive_ms} ms (loopback)")
         print(f"customer message at the webhook -> painted in the console, {len(latencies)} messages: p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {latencies[-1]:.1f} ms")
         assert transferred < 200 * 1024, f"first load under 200 KiB: {transferred} bytes"
-        print(f"console browser test: sign-in, live assignment and messages, reply, note, resolve, language, logout, supervisor and operations views, the socket's node killed; passed in {time.time() - started:.1f} s")
+        print(f"console browser test: sign-in, live assignment and WhatsApp messages, a reply at the provider shown sent then delivered, note, resolve, reopen, "
+              f"transfer to a colleague, labels, keyboard focus and a phone's width, language, logout, supervisor and operations views, "
+              f"the socket's node killed; passed in {time.time() - started:.1f} s")
     except Exception as error:
         livenode.fail("console browser test", error, browser, shots, log)
     finally:
+        sim.kill()
         livenode.stop(node, data, browser)
 
 
