@@ -375,6 +375,13 @@ def failover(browser, binary, wait):
         members = js("return [...document.querySelectorAll('#members tbody tr')].map(r => r.textContent)")
         assert any(row.startswith(holder) for row in members), f"the dead member is still listed: {members}"
         wait("the dead member marked", lambda: js(f"return document.querySelector('#members tr[data-member-id=\"{holder}\"]').className === 'down'"), 20)
+        rows = js("return Object.fromEntries([...document.querySelectorAll('#members tbody tr')].map(r => [r.dataset.memberId, [...r.cells].map(c => c.textContent)]))")
+        for member in nodes:
+            term, applied = rows[member][3], rows[member][5]
+            if member == holder:
+                assert term == "—", f"the dead member has no account of itself: {rows[member]}"
+            else:
+                assert term.isdigit() and applied.isdigit(), f"{member} reports its own term and applied index: {rows[member]}"
         wait("its death among the recent changes", lambda: js(
             f"return [...document.querySelectorAll('#changes li')].some(li => /{holder}: gossip .*→ (sospechoso|caído|suspect|dead)$/.test(li.textContent))"), 20)
         link = js("return document.getElementById('balancer-link').href")

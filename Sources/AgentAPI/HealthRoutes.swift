@@ -43,7 +43,14 @@ extension API {
         }
         router.get("/v1/cluster") { request, _ -> Response in
             try requireAdmin(try await authenticate(request))
-            return JSONResponse.make(Self.render(node.membership.clusterView()))
+            switch request.uri.queryParameters.get("members") {
+            case nil: return JSONResponse.make(Self.render(node.membership.clusterView()))
+            case "ask":
+                // Each member answers for itself over the peer link (the operations view).
+                return JSONResponse.make(Self.render(await node.membership.clusterView(askingMembersFor: Self.memberAnswerWait)))
+            case let other?:
+                throw APIError.invalid("members must be 'ask' (each member reports itself) or absent; got '\(other.prefix(40))'", field: "members")
+            }
         }
         router.post("/v1/cluster/nodes") { request, context -> Response in
             try requireAdmin(try await authenticate(request))
@@ -70,6 +77,9 @@ extension API {
         }
     }
 
+    /// How long `GET /v1/cluster?members=ask` waits for a member's own account.
+    static let memberAnswerWait: Duration = .milliseconds(250)
+
     static func render(_ view: ClusterView) -> JSONValue {
         var nodes: [JSONValue] = []
         for member in view.nodes {
@@ -80,6 +90,13 @@ extension API {
             raft["matchIndex"] = member.matchIndex.map(JSONValue.int) ?? .null
             raft["appliedIndex"] = member.appliedIndex.map(JSONValue.int) ?? .null
             raft["lastContactMs"] = member.lastContactMs.map(JSONValue.int) ?? .null
+            raft["reported"] = member.reported.map { reported in
+                .object([
+                    "role": .string(reported.role), "term": .int(Int64(reported.term)), "commitIndex": .int(Int64(reported.commitIndex)),
+                    "appliedIndex": .int(Int64(reported.appliedIndex)), "leader": .optional(reported.leader),
+                ])
+            } ?? .null
+            if member.appliedIndex == nil, let reported = member.reported { raft["appliedIndex"] = .int(Int64(reported.appliedIndex)) }
             let gossip: JSONValue = member.gossip.map { gossip in
                 .object(["address": .string(gossip.address), "status": .string(gossip.status), "incarnation": .int(Int64(gossip.incarnation))])
             } ?? .null

@@ -68,7 +68,7 @@ public final class Membership: Sendable {
 
     private func check(_ response: ClusterResponse) throws {
         switch response {
-        case .done, .proposed: return
+        case .done, .proposed, .status: return
         case .failed(.rejected, let message, _): throw NodeError.clusterRejected(message)
         case .failed(.overloaded, let message, _): throw NodeError.overloaded(message)
         case .failed(.noAnswer, let message, _): throw NodeError.unknownOutcome(message)
@@ -79,6 +79,8 @@ public final class Membership: Sendable {
     /// Carries out `request` if this node leads, else passes it to the leader, waiting up to
     /// `leaderWaitMax` for one to be known.
     func serve(_ request: ClusterRequest) async -> ClusterResponse {
+        // A member's account of itself is this node's to give, whoever leads.
+        if case .status = request { return .status(ownStatus()) }
         let leaderDeadline = Monotonic.after(configuration.leaderWaitMax)
         while true {
             let status = loop.status
@@ -123,6 +125,8 @@ public final class Membership: Sendable {
                 return .done
             case .removed:
                 return .failed(.rejected, message: "not a request for the leader", leader: nil)
+            case .status:
+                return .status(ownStatus())
             case .removeMember(let member):
                 guard loop.status.configuration.members.contains(member) else {
                     return .failed(.rejected, message: "\(member) is not a member", leader: nil)
@@ -266,7 +270,7 @@ public final class Membership: Sendable {
             case .done: logger.info("joined the cluster as a learner; catching up", metadata: ["join.via": "\(address)"])
             case .failed(let reason, let message, _):
                 logger.warning("join request failed; retrying", metadata: ["join.via": "\(address)", "join.reason": "\(reason)", "join.error": "\(message)"])
-            case .proposed: break
+            case .proposed, .status: break
             }
         }
         guard status.role == .leader else { return true }
@@ -325,6 +329,37 @@ public final class Membership: Sendable {
             recentChanges: history.withLock { $0.changes }, balancerPage: configuration.balancerPage)
     }
 
+    /// This node's account of itself, as another member asks for it (`ClusterRequest.status`).
+    func ownStatus() -> MemberStatus {
+        let status = loop.status
+        return MemberStatus(
+            role: role(of: id, in: status), term: status.term, commitIndex: status.commitIndex, appliedIndex: status.appliedIndex,
+            leader: status.leader)
+    }
+
+    /// `clusterView()` with each member's own account, asked over the peer link all at once and
+    /// awaited at most `wait` each: a member that is down (or too old to know the question)
+    /// has none, and the view still comes within `wait`.
+    public func clusterView(askingMembersFor wait: Duration) async -> ClusterView {
+        var view = clusterView()
+        let asked = view.nodes.compactMap { member -> (String, String)? in
+            guard member.id != id, let address = book.peerAddress(of: member.id) else { return nil }
+            return (member.id, address)
+        }
+        var reports: [String: MemberStatus] = [id: ownStatus()]
+        await withTaskGroup(of: (String, MemberStatus?).self) { group in
+            for (member, address) in asked {
+                group.addTask { [peers] in
+                    guard case .status(let status) = await peers.call(.status, to: member, address: address, timeout: wait) else { return (member, nil) }
+                    return (member, status)
+                }
+            }
+            for await (member, status) in group where status != nil { reports[member] = status }
+        }
+        for index in view.nodes.indices { view.nodes[index].reported = reports[view.nodes[index].id] }
+        return view
+    }
+
     /// A member's role as `/v1/cluster` names it, from this node's view.
     private func role(of member: String, in status: RaftLoop.Status) -> String {
         let configuration = status.configuration
@@ -378,6 +413,8 @@ public struct ClusterView: Sendable {
         public var lastContactMs: Int64?
         /// This node's gossip view of the member; nil when gossip is off or has not heard of it.
         public var gossip: Node.GossipMember?
+        /// The member's own account (`clusterView(askingMembersFor:)`); nil when not asked or no answer came.
+        public var reported: MemberStatus?
     }
 
     public var `self`: String

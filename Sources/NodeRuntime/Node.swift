@@ -333,7 +333,7 @@ public final class Node: Sendable {
                 case .failed(.overloaded, let message, _): throw NodeError.overloaded(message)
                 case .failed(.noAnswer, let message, _): try proposeAgainOrThrow(NodeError.unknownOutcome(message))
                 case .failed(.rejected, let message, _): throw NodeError.clusterRejected(message)
-                case .done: throw NodeError.unknownOutcome("the leader answered a proposal without its position")
+                case .done, .status: throw NodeError.unknownOutcome("the leader answered a proposal without its position")
                 }
             }
             guard ContinuousClock.now < leaderDeadline else {

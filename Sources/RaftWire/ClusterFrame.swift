@@ -38,6 +38,8 @@ public enum ClusterFrame: Equatable, Sendable {
                 writer.write(UInt8(4)); writer.write(to)
             case .removed:
                 writer.write(UInt8(5))
+            case .status:
+                writer.write(UInt8(6))
             }
             return writer.bytes
         case .response(let id, let response):
@@ -50,6 +52,9 @@ public enum ClusterFrame: Equatable, Sendable {
                 writer.write(UInt8(2))
             case .failed(let reason, let message, let leader):
                 writer.write(UInt8(3)); writer.write(reason.rawValue); writer.write(message); writer.write(leader)
+            case .status(let status):
+                writer.write(UInt8(4)); writer.write(status.role); writer.write(status.term); writer.write(status.commitIndex)
+                writer.write(status.appliedIndex); writer.write(status.leader)
             }
             return writer.bytes
         case .snapshotChunk(let index, let term, let offset, let total, let bytes):
@@ -77,6 +82,7 @@ public enum ClusterFrame: Equatable, Sendable {
             case 3: request = .removeMember(id: try reader.readString())
             case 4: request = .transferLeadership(to: try reader.readOptionalString())
             case 5: request = .removed
+            case 6: request = .status
             case let kind: throw .invalid("unknown cluster request \(kind)")
             }
             frame = .request(id: id, from: from, request)
@@ -90,6 +96,12 @@ public enum ClusterFrame: Equatable, Sendable {
                 let raw = try reader.readUInt8()
                 guard let reason = ClusterResponse.Reason(rawValue: raw) else { throw .invalid("unknown failure reason \(raw)") }
                 response = .failed(reason, message: try reader.readString(), leader: try reader.readOptionalString())
+            case 4:
+                let role = try reader.readString()
+                guard MemberStatus.roles.contains(role) else { throw .invalid("unknown member role '\(role)'") }
+                response = .status(MemberStatus(
+                    role: role, term: try reader.readCounter("term"), commitIndex: try reader.readCounter("commit index"),
+                    appliedIndex: try reader.readCounter("applied index"), leader: try reader.readOptionalString()))
             case let kind: throw .invalid("unknown cluster response \(kind)")
             }
             frame = .response(id: id, response)
@@ -123,12 +135,17 @@ public enum ClusterRequest: Equatable, Sendable {
     /// From the leader to a node that is no longer in the configuration (it may have missed the
     /// entry that removed it): stop.
     case removed
+    /// How the asked member itself stands (its role, term, commit and applied index, leader):
+    /// answered by that member, never passed on. An older member drops it as malformed, and the
+    /// asker's wait ends without an answer.
+    case status
 }
 
 public enum ClusterResponse: Equatable, Sendable {
     case proposed(index: UInt64, term: UInt64)
     case done
     case failed(Reason, message: String, leader: String?)
+    case status(MemberStatus)
 
     public enum Reason: UInt8, Sendable {
         /// No leader is known, or the leader could not be reached: retry later.
@@ -139,5 +156,25 @@ public enum ClusterResponse: Equatable, Sendable {
         case overloaded = 3
         /// The request was sent and no answer came in time: it may have taken effect.
         case noAnswer = 4
+    }
+}
+
+/// A member's own account of itself (`ClusterRequest.status`).
+public struct MemberStatus: Equatable, Sendable {
+    /// What `role` may be.
+    public static let roles: Set<String> = ["leader", "follower", "candidate", "learner", "none"]
+
+    public var role: String
+    public var term: UInt64
+    public var commitIndex: UInt64
+    public var appliedIndex: UInt64
+    public var leader: String?
+
+    public init(role: String, term: UInt64, commitIndex: UInt64, appliedIndex: UInt64, leader: String?) {
+        self.role = role
+        self.term = term
+        self.commitIndex = commitIndex
+        self.appliedIndex = appliedIndex
+        self.leader = leader
     }
 }

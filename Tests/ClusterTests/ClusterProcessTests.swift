@@ -346,6 +346,43 @@ final class ClusterProcessTests: XCTestCase {
     /// (`Membership.leaderlessGrace`): under load an election after a leader's `kill -9` took long
     /// enough that both survivors answered 503 and a balancer ejected them together, just as the
     /// dead leader's sockets came back. Cut off from any quorum, it still leaves within the grace.
+    func testEveryMemberReportsItselfAndADeadOneDoesNotHoldTheViewUp() async throws {
+        let cluster = ProcessCluster()
+        defer { cluster.tearDown() }
+        for id in ["n1", "n2", "n3"] { cluster.describe(id) }
+        try await cluster.startAll()
+        let known = await cluster.leader(asking: "n1")
+        let leader = try XCTUnwrap(known)
+        func reports(asking: String) async throws -> (view: [String: Any], reported: [String: [String: Any]], seconds: Double) {
+            let started = Date()
+            let view = try await cluster.request(asking, "GET", "/v1/cluster?members=ask", timeout: 5)
+            let seconds = Date().timeIntervalSince(started)
+            XCTAssertEqual(view.status, 200, "\(view.json)")
+            let nodes = try XCTUnwrap(view.json["nodes"] as? [[String: Any]], "\(view.json)")
+            var reported: [String: [String: Any]] = [:]
+            for node in nodes {
+                if let id = node["id"] as? String, let own = (node["raft"] as? [String: Any])?["reported"] as? [String: Any] { reported[id] = own }
+            }
+            return (view.json, reported, seconds)
+        }
+        let all = try await reports(asking: "n1")
+        XCTAssertEqual(Set(all.reported.keys), ["n1", "n2", "n3"], "every member answered for itself: \(all.view)")
+        for (id, own) in all.reported {
+            XCTAssertEqual(own["role"] as? String, id == leader ? "leader" : "follower", "\(id): \(own)")
+            XCTAssertEqual(own["leader"] as? String, leader, "\(id): \(own)")
+            XCTAssertGreaterThan(own["appliedIndex"] as? Int ?? 0, 0, "\(id): \(own)")
+        }
+        let refused = try await cluster.request("n1", "GET", "/v1/cluster?members=all")
+        XCTAssertEqual(refused.status, 422, "an unknown value is refused: \(refused.json)")
+
+        let dead = ["n2", "n3"].first { $0 != leader }!
+        cluster.kill9(dead)
+        let without = try await reports(asking: "n1")
+        XCTAssertNil(without.reported[dead], "\(dead) is dead: no account of it")
+        XCTAssertEqual(without.reported.count, 2, "the living still answer: \(without.view)")
+        XCTAssertLessThan(without.seconds, 1.5, "a dead member delays the view by its 250 ms wait at most, not more: \(without.seconds) s")
+    }
+
     func testANodeStaysReadyThroughAnElectionButNotWithoutAQuorum() async throws {
         let cluster = ProcessCluster()
         defer { cluster.tearDown() }

@@ -15,6 +15,9 @@ final class ClusterFrameTests: XCTestCase {
         .request(id: 4, from: "127.0.0.1:7081", .transferLeadership(to: "n2")),
         .request(id: 5, from: "127.0.0.1:7081", .transferLeadership(to: nil)),
         .request(id: 0, from: "127.0.0.1:7081", .removed),
+        .request(id: 6, from: "127.0.0.1:7081", .status),
+        .response(id: 6, .status(MemberStatus(role: "follower", term: 7, commitIndex: 420, appliedIndex: 418, leader: "n1"))),
+        .response(id: 7, .status(MemberStatus(role: "candidate", term: 8, commitIndex: 420, appliedIndex: 420, leader: nil))),
         .response(id: 1, .proposed(index: 42, term: 7)),
         .response(id: 2, .done),
         .response(id: 3, .failed(.rejected, message: "n3 is not a member", leader: "n1")),
@@ -24,6 +27,13 @@ final class ClusterFrameTests: XCTestCase {
 
     func testEveryFrameRoundTrips() throws {
         for frame in Self.samples { XCTAssertEqual(try ClusterFrame.decode(ClusterFrame.encode(frame)), frame, "\(frame)") }
+    }
+
+    func testAMemberStatusWithAnUnknownRoleIsRefused() {
+        var bytes = ClusterFrame.encode(.response(id: 6, .status(MemberStatus(role: "leader", term: 1, commitIndex: 1, appliedIndex: 1, leader: nil))))
+        let at = bytes.indices.first { Array(bytes[$0..<min(bytes.count, $0 + 6)]) == Array("leader".utf8) }!
+        bytes[at] = UInt8(ascii: "x")
+        XCTAssertThrowsError(try ClusterFrame.decode(bytes), "a role outside \(MemberStatus.roles.sorted()) is malformed")
     }
 
     func testTruncatedAndTrailingBytesAreErrors() {

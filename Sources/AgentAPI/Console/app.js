@@ -17,7 +17,7 @@ const T = {
     agentsAvailable: "Agentes disponibles", assigned: "Asignadas", agents: "Agentes", name: "Nombre", load: "Carga",
     reassign: "Reasignar", conversationId: "Conversación (id)", toAgent: "A", rules: "Reglas por palabra clave (en orden)",
     leader: "Líder", term: "término", commit: "commit", balancerPage: "Estado del balanceador", role: "Rol", voter: "Votante",
-    applied: "Aplicado", match: "Replicado", lag: "Retraso", lastContact: "Último contacto", gossip: "Gossip", changes: "Cambios recientes", seenBy: "vistos por", leads: "es líder",
+    applied: "Aplicado", match: "Replicado", lag: "Retraso", lastContact: "Último contacto", gossip: "Gossip", changes: "Cambios recientes", seenBy: "vistos por", termColumn: "Término", commitColumn: "Commit", leads: "es líder",
     states: { none: "fuera", learner: "aprendiz", voter: "votante", alive: "vivo", suspect: "sospechoso", dead: "caído", left: "salió" },
     unreachable: "Sin respuesta del clúster; reintentando", reassigned: "Conversación reasignada", none: "ninguno", offline: "desconectado",
   },
@@ -35,7 +35,7 @@ const T = {
     agentsAvailable: "Agents available", assigned: "Assigned", agents: "Agents", name: "Name", load: "Load",
     reassign: "Reassign", conversationId: "Conversation (id)", toAgent: "To", rules: "Keyword rules (in order)",
     leader: "Leader", term: "term", commit: "commit", balancerPage: "Balancer status", role: "Role", voter: "Voter",
-    applied: "Applied", match: "Replicated", lag: "Lag", lastContact: "Last contact", gossip: "Gossip", changes: "Recent changes", seenBy: "seen by", leads: "leads",
+    applied: "Applied", match: "Replicated", lag: "Lag", lastContact: "Last contact", gossip: "Gossip", changes: "Recent changes", seenBy: "seen by", termColumn: "Term", commitColumn: "Commit", leads: "leads",
     states: { none: "out", learner: "learner", voter: "voter", alive: "alive", suspect: "suspect", dead: "dead", left: "left" },
     unreachable: "The cluster does not answer; retrying", reassigned: "Conversation reassigned", none: "none", offline: "offline",
   },
@@ -550,7 +550,7 @@ $("reassign").addEventListener("submit", async (event) => {
 async function refreshOperations() {
   let view;
   try {
-    view = await api("GET", "/v1/cluster");
+    view = await api("GET", "/v1/cluster?members=ask");
     $("connection").textContent = "";
   } catch (error) {
     // Through the balancer another node answers; until one does, the last view stays.
@@ -566,11 +566,15 @@ async function refreshOperations() {
   if (view.balancerPage) link.href = view.balancerPage;
   $("members").tBodies[0].replaceChildren(...(view.nodes || []).map((node) => {
     const raft = node.raft || {};
+    // Each member's own account when it answered (members=ask), else this node's view of it.
+    const own = raft.reported || null;
     const row = document.createElement("tr");
     row.dataset.memberId = node.id;
     cell(row, node.id + (node.id === view.self ? " *" : ""));
-    cell(row, raft.role || "—");
+    cell(row, (own ? own.role : raft.role) || "—");
     cell(row, raft.voter ? "✓" : "—");
+    cell(row, own ? own.term : "—");
+    cell(row, own ? own.commitIndex : "—");
     cell(row, raft.appliedIndex ?? "—");
     cell(row, raft.matchIndex ?? "—");
     cell(row, raft.appliedIndex === null || raft.appliedIndex === undefined ? "—" : String(Math.max(0, view.commitIndex - raft.appliedIndex)));
