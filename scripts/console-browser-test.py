@@ -11,7 +11,8 @@ token opens the operations view (the member and its leader). Then, on a local
 three-node cluster behind its balancer, the node holding the console's events socket is killed
 with kill -9 while customers keep writing: the console shows "reconnecting", resumes through the
 balancer from its cursor, and shows every message exactly once; the operations view lists the
-cluster with that node down. Screenshots of failures go to
+cluster with that node down, and disabling the agent returns its console to the form with the
+reason. Screenshots of failures go to
 .build/console-test/.
 
   scripts/console-browser-test.py [--binary .build/debug/switchboard] [--messages 100]
@@ -364,9 +365,14 @@ def failover(browser, binary, wait):
         states = js("return window.states")
         assert any(state in ("Reconectando…", "Reconnecting…") for state in states), f"the console said it was reconnecting: {states}"
         assert js("return document.getElementById('connection').textContent") == "", "and then that it was back"
+        # A session the server ends (here the agent disabled by an admin) closes the socket with
+        # 4401: the console returns to the form and says why.
+        beto = next(a["id"] for a in call("GET", "/v1/agents?limit=10")["items"] if a["email"] == "beto@tienda.example")
+        call("PATCH", f"/v1/agents/{beto}", {"disabled": True})
+        reason = wait("the sign-in form with the reason", lambda: js(
+            "return !document.getElementById('login').hidden && document.getElementById('login-reason').textContent"), 20)
+        assert reason in ("La sesión se cerró: la cuenta fue deshabilitada", "The session was closed: the account was disabled"), f"the reason shown: {reason!r}"
         # The operations view while that node is still down.
-        browser.find_element(By.ID, "logout").click()
-        wait("the sign-in form", lambda: js("return !document.getElementById('login').hidden"))
         js("document.querySelector('#login details').open = true")
         browser.find_element(By.NAME, "token").send_keys("console-admin")
         browser.find_element(By.ID, "token-sign-in").click()
@@ -387,7 +393,7 @@ def failover(browser, binary, wait):
         link = js("return document.getElementById('balancer-link').href")
         assert link == f"http://127.0.0.1:{ports[11]}/", f"the balancer's status page from the cluster file: {link}"
         browser.find_element(By.ID, "logout").click()
-        print(f"failover: {holder} (holding the console's socket) killed with kill -9; 20 later messages shown exactly once after a reconnect through the balancer; the operations view listed the cluster with {holder} down")
+        print(f"failover: {holder} (holding the console's socket) killed with kill -9; 20 later messages shown exactly once after a reconnect through the balancer; the operations view listed the cluster with {holder} down; disabling the agent ended its console with {reason!r}")
     except Exception:
         for node in nodes:
             log = pathlib.Path(work, "data", node, "node.log")

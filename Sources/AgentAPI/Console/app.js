@@ -9,7 +9,9 @@ const T = {
     replyHint: "Escribe una respuesta (Enter envía, Mayús+Enter salta de línea)", note: "Nota privada", send: "Enviar",
     resolve: "Resolver", reopen: "Reabrir", transfer: "Transferir a", choose: "elegir…", queue: "Cola", waiting: "espera",
     newAssignment: "Nueva conversación asignada", reconnecting: "Reconectando…", expired: "La sesión terminó; vuelve a entrar.",
-    sessionEnded: "La sesión se cerró", you: "Tú", customer: "Cliente", bot: "Asistente", noteLabel: "nota",
+    sessionEnded: "La sesión se cerró",
+    endedBecause: { logout: "se cerró en otro lugar", evicted: "se abrieron demasiadas sesiones", expired: "venció", password_changed: "cambió la contraseña",
+      disabled: "la cuenta fue deshabilitada", role_changed: "cambió el rol" }, you: "Tú", customer: "Cliente", bot: "Asistente", noteLabel: "nota",
     delivery: { queued: "en cola", sent: "enviado", delivered: "entregado", read: "leído", failed: "falló" },
     status: { bot: "asistente", queued: "en cola", assigned: "asignada", resolved: "resuelta" }, minutes: "min", failed: "No se pudo",
     transferred: "Conversación transferida", agentView: "Agente", supervisorView: "Supervisión", operationsView: "Operaciones", withToken: "Entrar con el token de administración",
@@ -27,7 +29,9 @@ const T = {
     replyHint: "Write a reply (Enter sends, Shift+Enter breaks the line)", note: "Private note", send: "Send",
     resolve: "Resolve", reopen: "Reopen", transfer: "Transfer to", choose: "choose…", queue: "Queue", waiting: "waiting",
     newAssignment: "New conversation assigned", reconnecting: "Reconnecting…", expired: "The session ended; sign in again.",
-    sessionEnded: "The session was closed", you: "You", customer: "Customer", bot: "Assistant", noteLabel: "note",
+    sessionEnded: "The session was closed",
+    endedBecause: { logout: "signed out elsewhere", evicted: "too many sessions were opened", expired: "it expired", password_changed: "the password changed",
+      disabled: "the account was disabled", role_changed: "the role changed" }, you: "You", customer: "Customer", bot: "Assistant", noteLabel: "note",
     delivery: { queued: "queued", sent: "sent", delivered: "delivered", read: "read", failed: "failed" },
     status: { bot: "bot", queued: "queued", assigned: "assigned", resolved: "resolved" }, minutes: "min", failed: "Could not",
     transferred: "Conversation transferred", agentView: "Agent", supervisorView: "Supervisor", operationsView: "Operations", withToken: "Sign in with the admin token",
@@ -416,11 +420,16 @@ function connect() {
   socket.onclose = (event) => {
     if (state.socket !== socket) return;
     state.socket = null;
-    if (event.code === 4401) return signOut(t("sessionEnded") + (event.reason ? ": " + event.reason : ""));
+    if (event.code === 4401) return signOut(endedMessage(event.reason));
     $("connection").textContent = t("reconnecting");
     setTimeout(connect, state.retry);
     state.retry = Math.min(state.retry * 2, 5000);
   };
+}
+
+/** Why the server ended the session (`session.ended`'s reason, or the 4401 close's), in words. */
+function endedMessage(reason) {
+  return t("sessionEnded") + (reason ? ": " + (T[lang].endedBecause[reason] || reason) : "");
 }
 
 function updateConversation(conversation) {
@@ -466,7 +475,7 @@ async function handle(frame) {
     return;
   }
   case "session.ended":
-    if (data.agent === state.me.id) signOut(t("sessionEnded") + ": " + data.reason);
+    if (data.agent === state.me.id) signOut(endedMessage(data.reason));
     return;
   case "reset": {
     // Events were skipped (the cursor fell out of the node's history): read everything again.
