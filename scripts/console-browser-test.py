@@ -120,7 +120,18 @@ def main():
             customer(f"mensaje {n}" if n < arguments.messages - 2 else ["¿Me lo envían a Córdoba?", "Pago con tarjeta."][n - arguments.messages + 2], f"api-m{n}")
             key = wait(f"message {n} painted", lambda: next(iter(set(js("return Object.keys(window.painted)")) - before), None), 5)
             latencies.append(js(f"return window.painted['{key}']") - at)
-        texts = js("return [...document.querySelectorAll('#messages li.customer')].map(li => li.childNodes[1].textContent)")
+        # Attachments by kind: a photo with its caption, and a place.
+        meta({"contacts": [{"profile": {"name": "Lucía"}, "wa_id": "5491155550000"}], "messages": [
+            {"from": "5491155550000", "id": "wamid.photo", "timestamp": "1749416384", "type": "image",
+             "image": {"id": "1479537139650973", "mime_type": "image/jpeg", "sha256": "aGFzaA==", "caption": "¿Este modelo?"}},
+            {"from": "5491155550000", "id": "wamid.place", "timestamp": "1749416385", "type": "location",
+             "location": {"latitude": -31.4201, "longitude": -64.1888, "name": "Córdoba", "address": "Plaza San Martín"}}]})
+        kinds = wait("the photo and the place shown", lambda: (lambda k: k if len(k) == 2 else None)(
+            js("return [...document.querySelectorAll('#messages .attachment')].map(a => [a.dataset.kind, a.textContent])")))
+        assert kinds[0] == ["image", "🖼 Imagen (image/jpeg)"], f"the photo by its kind: {kinds}"
+        assert kinds[1][0] == "location" and kinds[1][1].startswith("📍 Ubicación -31.4201, -64.1888"), f"the place: {kinds}"
+        assert js("return document.querySelector('#messages .attachment[data-kind=location] a').href").startswith("https://www.openstreetmap.org/?mlat=-31.4201")
+        texts = js("return [...document.querySelectorAll('#messages li.customer:not(:has(.attachment))')].map(li => li.childNodes[1].textContent)")
         expected = ["Hola, ¿tienen talle M?"] + [f"mensaje {n}" for n in range(arguments.messages - 2)] + ["¿Me lo envían a Córdoba?", "Pago con tarjeta."][:arguments.messages]
         assert texts == expected[:arguments.messages + 1], f"each message once, in order: {texts[:5]}...{texts[-3:]}"
 

@@ -110,6 +110,8 @@ const T = {
     resolve: "Resolver", reopen: "Reabrir", transfer: "Transferir a", choose: "elegir…", queue: "Cola", waiting: "espera",
     newAssignment: "Nueva conversación asignada", reconnecting: "Reconectando…", expired: "La sesión terminó; vuelve a entrar.",
     sessionEnded: "La sesión se cerró",
+    kinds: { image: "Imagen", audio: "Audio", voice: "Nota de voz", video: "Video", document: "Documento", sticker: "Sticker", location: "Ubicación",
+      reply: "Respuesta", unsupported: "Tipo no admitido", file: "Archivo" }, map: "ver en el mapa",
     endedBecause: { logout: "se cerró en otro lugar", evicted: "se abrieron demasiadas sesiones", expired: "venció", password_changed: "cambió la contraseña",
       disabled: "la cuenta fue deshabilitada", role_changed: "cambió el rol" }, you: "Tú", customer: "Cliente", bot: "Asistente", noteLabel: "nota",
     delivery: { queued: "en cola", sent: "enviado", delivered: "entregado", read: "leído", failed: "falló" },
@@ -130,6 +132,8 @@ const T = {
     resolve: "Resolve", reopen: "Reopen", transfer: "Transfer to", choose: "choose…", queue: "Queue", waiting: "waiting",
     newAssignment: "New conversation assigned", reconnecting: "Reconnecting…", expired: "The session ended; sign in again.",
     sessionEnded: "The session was closed",
+    kinds: { image: "Image", audio: "Audio", voice: "Voice note", video: "Video", document: "Document", sticker: "Sticker", location: "Location",
+      reply: "Reply", unsupported: "Unsupported type", file: "File" }, map: "see on the map",
     endedBecause: { logout: "signed out elsewhere", evicted: "too many sessions were opened", expired: "it expired", password_changed: "the password changed",
       disabled: "the account was disabled", role_changed: "the role changed" }, you: "You", customer: "Customer", bot: "Assistant", noteLabel: "note",
     delivery: { queued: "queued", sent: "sent", delivered: "delivered", read: "read", failed: "failed" },
@@ -397,6 +401,32 @@ function renderConversation(scrollToEnd) {
   if (scrollToEnd || atEnd) list.scrollTop = list.scrollHeight;
 }
 
+/** One attachment by its kind (the caption or place name is the message's text already). */
+function renderAttachment(attachment) {
+  const line = document.createElement("span");
+  line.className = "attachment";
+  const kind = attachment.kind || "file";
+  line.dataset.kind = kind;
+  const name = T[lang].kinds[kind] || kind;
+  if (kind === "location") {
+    line.textContent = "📍 " + name + " " + attachment.latitude + ", " + attachment.longitude + " · ";
+    const map = document.createElement("a");
+    map.href = "https://www.openstreetmap.org/?mlat=" + encodeURIComponent(attachment.latitude) + "&mlon=" + encodeURIComponent(attachment.longitude);
+    map.target = "_blank";
+    map.rel = "noopener noreferrer";
+    map.textContent = t("map");
+    line.append(map);
+  } else if (kind === "reply") {
+    line.textContent = "↩ " + name + ": " + (attachment.title || "");
+  } else if (kind === "unsupported") {
+    line.textContent = "⚠ " + name + (attachment.type ? ": " + attachment.type : "");
+  } else {
+    const icon = { image: "🖼", video: "🎞", audio: "🔊", voice: "🎤", sticker: "🏷" }[kind] || "📎";
+    line.textContent = icon + " " + name + (attachment.filename ? ": " + attachment.filename : "") + (attachment.mimeType ? " (" + attachment.mimeType + ")" : "");
+  }
+  return line;
+}
+
 function renderMessage(message) {
   const item = document.createElement("li");
   item.dataset.messageId = message.id;
@@ -405,12 +435,7 @@ function renderMessage(message) {
   who.className = "who";
   who.textContent = message.private ? t("noteLabel") : message.author === "customer" ? t("customer") : message.author === "bot" ? t("bot") : t("you");
   item.append(who, document.createTextNode(message.text));
-  for (const attachment of message.attachments || []) {
-    const line = document.createElement("span");
-    line.className = "attachment";
-    line.textContent = "📎 " + (attachment.kind || "file") + (attachment.mimeType ? " (" + attachment.mimeType + ")" : "") + (attachment.caption ? ": " + attachment.caption : "");
-    item.append(line);
-  }
+  for (const attachment of message.attachments || []) item.append(renderAttachment(attachment));
   if (message.delivery) {
     const delivery = document.createElement("span");
     delivery.className = "state";
