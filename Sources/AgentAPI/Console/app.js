@@ -215,10 +215,22 @@ async function track(conversation) {
   entry.conversation = detail;
   entry.contact = typeof detail.contact === "object" ? detail.contact : null;
   entry.older = detail.olderMessages;
-  for (const message of detail.messages || []) entry.messages.set(message.id, message);
+  for (const message of detail.messages || []) keep(entry, message);
   entry.activity = latest(entry);
   state.conversations.set(detail.id, entry);
   return entry;
+}
+
+const deliveryRank = { queued: 0, sent: 1, delivered: 2, read: 3, failed: 4 };
+
+/** Stores `message` unless a copy further along is known: a reply's answer, or a page read
+ *  before an event, can arrive after the event that moved its delivery (delivery only moves
+ *  forward, failed is final). */
+function keep(entry, message) {
+  const rank = (m) => (m && m.delivery ? deliveryRank[m.delivery.status] ?? 0 : -1);
+  const known = entry.messages.get(message.id);
+  if (known && rank(known) > rank(message)) return;
+  entry.messages.set(message.id, message);
 }
 
 function latest(entry) {
@@ -352,7 +364,7 @@ $("messages").addEventListener("scroll", async () => {
   entry.loading = true;
   try {
     const page = await api("GET", "/v1/conversations/" + encodeURIComponent(entry.conversation.id) + "/messages?limit=50&before=" + encodeURIComponent(entry.older));
-    for (const message of page.items) entry.messages.set(message.id, message);
+    for (const message of page.items) keep(entry, message);
     entry.older = page.nextCursor;
     const list = $("messages"), before = list.scrollHeight;
     renderConversation();
@@ -385,7 +397,7 @@ $("composer").addEventListener("submit", async (event) => {
     const message = await api("POST", "/v1/conversations/" + encodeURIComponent(entry.conversation.id) + "/messages", { text, private: $("private").checked });
     $("reply").value = "";
     $("private").checked = false;
-    entry.messages.set(message.id, message);
+    keep(entry, message);
     entry.activity = latest(entry);
     renderConversation(true);
     renderList();
@@ -492,7 +504,7 @@ async function handle(frame) {
     const entry = message && state.conversations.get(message.conversationId);
     if (!entry) return;
     const isNew = !entry.messages.has(message.id);
-    entry.messages.set(message.id, message);
+    keep(entry, message);
     entry.activity = latest(entry);
     if (isNew && message.author === "customer" && (message.conversationId !== state.open || document.hidden)) entry.unread += 1;
     renderList();
