@@ -11,7 +11,7 @@ available and opens its events socket, then measures:
            happening: microseconds of CPU per session per second;
   traffic  RATE new customers' messages a second for SECONDS seconds (each assigned to an
            agent, whose socket gets the assignment and the message): CPU per message, and the
-           events the sockets received against the events the node was asked to deliver.
+           frames the sockets received (two per message while the agents have room).
 
 Usage:
   python3 loadtest/bench-console-sockets.py [--agents 1000] [--seconds 20] [--rate 100] BINARY [BINARY...]
@@ -35,15 +35,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import websockets
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from event_sockets import rss_kib  # noqa: E402
+
 TICKS = os.sysconf("SC_CLK_TCK")
 PORT = 18481
 TOKEN = f"bench-console-{os.getpid()}"
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as status:
-        fields = dict(line.split(":", 1) for line in status)
-    return int(fields["VmRSS"].split()[0])
 
 
 def cpu_seconds(pid):
@@ -159,7 +156,7 @@ async def measure(binary, args, run):
             tokens = list(pool.map(sign_in, range(args.agents)))
         setup = time.monotonic() - started
         await asyncio.sleep(2)
-        rss_before = rss_kib(node.pid)
+        rss_before = rss_kib(node.pid)[0]
 
         base = f"ws://127.0.0.1:{PORT}/v1/events?token="
         counts = [0] * args.agents
@@ -178,7 +175,7 @@ async def measure(binary, args, run):
             print(f"  first socket failure: {failed[0].exception()!r}", file=sys.stderr)
 
         await asyncio.sleep(2)
-        rss_open = rss_kib(node.pid)
+        rss_open = rss_kib(node.pid)[0]
         cpu_before = cpu_seconds(node.pid)
         await asyncio.sleep(args.hold)
         idle_cpu = cpu_seconds(node.pid) - cpu_before
@@ -190,7 +187,7 @@ async def measure(binary, args, run):
         await asyncio.sleep(1)
         traffic_cpu = cpu_seconds(node.pid) - cpu_before
         frames = sum(counts) - frames_before
-        rss_after = rss_kib(node.pid)
+        rss_after = rss_kib(node.pid)[0]
 
         release.set()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -154,7 +154,6 @@ const state = {
   token: sessionStorage.getItem("switchboard-token"), me: null, socket: null, cursor: null, retry: 500,
   conversations: new Map(), // id -> {conversation, contact, messages: Map, older, unread, activity}
   open: null, fresh: 0, typingAt: 0, admin: sessionStorage.getItem("switchboard-admin") === "1", timer: null,
-  cluster: null,
 };
 const t = (key) => T[lang][key] ?? key;
 
@@ -235,12 +234,22 @@ function showView(view) {
     $(name).hidden = name !== view;
     $("tab-" + name).setAttribute("aria-pressed", String(name === view));
   }
-  clearInterval(state.timer);
+  stopRefresh();
   const refresh = view === "supervisor" ? refreshSupervisor : view === "operations" ? refreshOperations : null;
-  if (refresh) {
-    refresh();
-    state.timer = setInterval(refresh, view === "operations" ? 1000 : 2000);
-  }
+  if (!refresh) return;
+  // The next round starts a pause after this one ends: a slow answer (a member down makes
+  // `members=ask` wait) never stacks rounds.
+  const round = (state.round = {});
+  const tick = async () => {
+    await refresh().catch(() => {});
+    if (state.round === round) state.timer = setTimeout(tick, view === "operations" ? 1000 : 2000);
+  };
+  tick();
+}
+
+function stopRefresh() {
+  state.round = null;
+  clearTimeout(state.timer);
 }
 for (const tab of document.querySelectorAll("#tabs button")) tab.addEventListener("click", () => showView(tab.dataset.view));
 
@@ -263,13 +272,17 @@ async function start() {
   for (const agent of agents.items || []) {
     if (agent.id !== state.me.id && !agent.disabled) transfer.add(new Option(t("agentView") + ": " + agent.name, "agent:" + agent.id));
   }
-  await loadAssigned();
+  // The socket first: an assignment made while the list is read still arrives as an event.
   connect();
+  await loadAssigned();
 }
 
-/** Reads every conversation assigned to the agent, whole. */
+/** Reads every conversation assigned to the agent, whole, and forgets the others (but the
+ *  open one): after a `reset` the list is what the node says, not what piled up. */
 async function loadAssigned() {
   const page = await api("GET", "/v1/conversations?assignee=me&status=assigned&limit=100");
+  const assigned = new Set(page.items.map((conversation) => conversation.id));
+  for (const id of state.conversations.keys()) if (!assigned.has(id) && id !== state.open) state.conversations.delete(id);
   await Promise.all(page.items.map((conversation) => track(conversation)));
   renderList();
 }
@@ -278,12 +291,15 @@ function signOut(reason) {
   const socket = state.socket;
   state.socket = null;
   if (socket) socket.close(1000, "signed out");
+  clearTimeout(state.reconnect);
   sessionStorage.removeItem("switchboard-token");
   sessionStorage.removeItem("switchboard-admin");
-  clearInterval(state.timer);
+  stopRefresh();
   $("notice").textContent = "";
-  Object.assign(state, { token: null, me: null, cursor: null, open: null, fresh: 0, admin: false, cluster: null });
+  $("reply").value = "";
+  Object.assign(state, { token: null, me: null, cursor: null, open: null, fresh: 0, admin: false });
   state.conversations.clear();
+  renderList();
   $("login").hidden = false;
   for (const id of ["agent", "supervisor", "operations", "tabs", "who", "presence-label", "logout"]) $(id).hidden = true;
   $("conversation").hidden = true;
@@ -315,8 +331,8 @@ async function track(conversation) {
   entry.conversation = detail;
   entry.contact = typeof detail.contact === "object" ? detail.contact : null;
   entry.older = detail.olderMessages;
+  entry.activity = entry.activity || detail.createdAt || "";
   for (const message of detail.messages || []) keep(entry, message);
-  entry.activity = latest(entry);
   state.conversations.set(detail.id, entry);
   return entry;
 }
@@ -331,12 +347,7 @@ function keep(entry, message) {
   const known = entry.messages.get(message.id);
   if (known && rank(known) > rank(message)) return;
   entry.messages.set(message.id, message);
-}
-
-function latest(entry) {
-  let at = entry.conversation.createdAt || "";
-  for (const message of entry.messages.values()) if (message.createdAt > at) at = message.createdAt;
-  return at;
+  if (!(entry.activity >= message.createdAt)) entry.activity = message.createdAt;
 }
 
 /** Minutes since the customer's last message that no reply followed, or null. */
@@ -498,15 +509,14 @@ $("composer").addEventListener("submit", async (event) => {
     $("reply").value = "";
     $("private").checked = false;
     keep(entry, message);
-    entry.activity = latest(entry);
     renderConversation(true);
     renderList();
   } catch (error) {
     notice(t("failed") + ": " + error.message);
   }
 });
-for (const [button, action] of [["resolve", "resolve"], ["reopen", "reopen"]]) {
-  $(button).addEventListener("click", async () => {
+for (const action of ["resolve", "reopen"]) {
+  $(action).addEventListener("click", async () => {
     const entry = state.open && state.conversations.get(state.open);
     if (!entry) return;
     try {
@@ -540,6 +550,7 @@ $("transfer").addEventListener("change", async (event) => {
 // MARK: events
 
 function connect() {
+  clearTimeout(state.reconnect);
   if (!state.token) return;
   const url = location.origin.replace(/^http/, "ws") + "/v1/events?token=" + encodeURIComponent(state.token) + (state.cursor ? "&since=" + encodeURIComponent(state.cursor) : "");
   const socket = new WebSocket(url);
@@ -559,7 +570,7 @@ function connect() {
     state.socket = null;
     if (event.code === 4401) return signOut(endedMessage(event.reason));
     $("connection").textContent = t("reconnecting");
-    setTimeout(connect, state.retry);
+    state.reconnect = setTimeout(connect, state.retry);
     state.retry = Math.min(state.retry * 2, 5000);
   };
 }
@@ -605,7 +616,6 @@ async function handle(frame) {
     if (!entry) return;
     const isNew = !entry.messages.has(message.id);
     keep(entry, message);
-    entry.activity = latest(entry);
     if (isNew && message.author === "customer" && (message.conversationId !== state.open || document.hidden)) entry.unread += 1;
     renderList();
     if (message.conversationId === state.open) renderConversation();
@@ -703,7 +713,6 @@ async function refreshOperations() {
     $("connection").textContent = t("unreachable");
     return;
   }
-  state.cluster = view;
   $("leader").textContent = view.leader || t("none");
   $("term").textContent = view.term;
   $("commit").textContent = view.commitIndex;
@@ -723,12 +732,12 @@ async function refreshOperations() {
     cell(row, own ? own.commitIndex : "—");
     cell(row, raft.appliedIndex ?? "—");
     cell(row, raft.matchIndex ?? "—");
-    cell(row, raft.appliedIndex === null || raft.appliedIndex === undefined ? "—" : String(Math.max(0, view.commitIndex - raft.appliedIndex)));
-    cell(row, raft.lastContactMs === null || raft.lastContactMs === undefined ? "—" : raft.lastContactMs + " ms");
+    cell(row, raft.appliedIndex == null ? "—" : String(Math.max(0, view.commitIndex - raft.appliedIndex)));
+    cell(row, raft.lastContactMs == null ? "—" : raft.lastContactMs + " ms");
     const gossip = typeof node.gossip === "object" && node.gossip ? (node.gossip.status || "?") + " · " + (node.gossip.address || "") : "—";
     cell(row, gossip);
     cell(row, node.api || "—");
-    if (typeof gossip === "string" && /dead|suspect|down/.test(gossip)) row.className = "down";
+    if (["dead", "suspect"].includes(node.gossip && node.gossip.status)) row.className = "down";
     return row;
   }));
   // Each node keeps what it saw since it started; the one answering is named.
@@ -753,7 +762,6 @@ document.addEventListener("visibilitychange", () => {
 });
 
 translate();
-for (const id of ["tabs", "supervisor", "operations"]) $(id).hidden = true;
 if (state.token) start().catch(() => signOut(t("expired")));
 """#
 

@@ -68,6 +68,11 @@ private struct TemplateBody: Decodable {
 private struct AssignBody: Decodable {
     var agent: String?
     var queue: String?
+
+    /// The ids named, checked as names.
+    func ids() throws -> (agent: String?, queue: String?) {
+        (try agent.map { try Validate.name($0, field: "agent") }, try queue.map { try Validate.name($0, field: "queue") })
+    }
 }
 
 extension API {
@@ -164,27 +169,19 @@ extension API {
             let principal = try await authenticate(request)
             try requireAgentOrAdmin(principal)
             let id = try context.parameters.require("id")
-            let body = try await request.decodeJSON(AssignBody.self, context: context)
-            return try await answer(
-                .assign(
-                    conversationId: id, agentId: try body.agent.map { try Validate.name($0, field: "agent") },
-                    queueId: try body.queue.map { try Validate.name($0, field: "queue") }),
-                as: principal, context: context)
+            let (agent, queue) = try await request.decodeJSON(AssignBody.self, context: context).ids()
+            return try await answer(.assign(conversationId: id, agentId: agent, queueId: queue), as: principal, context: context)
         }
 
         router.post("/v1/conversations/:id/transfer") { request, context -> Response in
             let principal = try await authenticate(request)
             try requireAgentOrAdmin(principal)
             let id = try context.parameters.require("id")
-            let body = try await request.decodeJSON(AssignBody.self, context: context)
-            guard (body.agent == nil) != (body.queue == nil) else {
-                throw APIError.invalid("a transfer names either an agent or a queue, not both or neither", field: body.agent == nil ? "agent" : "queue")
+            let (agent, queue) = try await request.decodeJSON(AssignBody.self, context: context).ids()
+            guard (agent == nil) != (queue == nil) else {
+                throw APIError.invalid("a transfer names either an agent or a queue, not both or neither", field: agent == nil ? "agent" : "queue")
             }
-            return try await answer(
-                .transfer(
-                    conversationId: id, agentId: try body.agent.map { try Validate.name($0, field: "agent") },
-                    queueId: try body.queue.map { try Validate.name($0, field: "queue") }),
-                as: principal, context: context)
+            return try await answer(.transfer(conversationId: id, agentId: agent, queueId: queue), as: principal, context: context)
         }
 
         router.post("/v1/conversations/:id/resolve") { request, context -> Response in

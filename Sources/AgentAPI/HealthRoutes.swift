@@ -96,7 +96,6 @@ extension API {
                     "appliedIndex": .int(Int64(reported.appliedIndex)), "leader": .optional(reported.leader),
                 ])
             } ?? .null
-            if member.appliedIndex == nil, let reported = member.reported { raft["appliedIndex"] = .int(Int64(reported.appliedIndex)) }
             let gossip: JSONValue = member.gossip.map { gossip in
                 .object(["address": .string(gossip.address), "status": .string(gossip.status), "incarnation": .int(Int64(gossip.incarnation))])
             } ?? .null

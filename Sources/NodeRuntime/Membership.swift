@@ -356,7 +356,11 @@ public final class Membership: Sendable {
             }
             for await (member, status) in group where status != nil { reports[member] = status }
         }
-        for index in view.nodes.indices { view.nodes[index].reported = reports[view.nodes[index].id] }
+        for index in view.nodes.indices {
+            guard let report = reports[view.nodes[index].id] else { continue }
+            view.nodes[index].reported = report
+            view.nodes[index].appliedIndex = Int64(report.appliedIndex)
+        }
         return view
     }
 
